@@ -1,0 +1,105 @@
+"""TCP endpoints: one normal form for addresses, and the ignore globs that match them.
+
+Addresses reach the plugin from several places (``getsockname()``, psutil, the kernel's tables, the argument
+of ``connect()``) in slightly different shapes: IPv6 tuples of four, IPv4-mapped IPv6 addresses, scope ids.
+Everything is folded into ``(host, port)`` here so that comparing and printing are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from typing import Any, Optional, Tuple
+
+Endpoint = Tuple[str, int]
+"""A normalised ``(host, port)``; host is a bare IPv4 or IPv6 literal without brackets."""
+
+FourTuple = Tuple[Endpoint, Endpoint]
+"""``(local, remote)`` of one side of a connection."""
+
+
+class ConfigError(ValueError):
+    """A user-supplied value (ini, marker, option) is invalid; the message says what and where."""
+
+
+def normalize_host(host: str) -> str:
+    """Fold the spellings of one address into one: drop ``%scope`` and unwrap IPv4-mapped IPv6."""
+    host = host.split("%", 1)[0]
+    if ":" in host:
+        try:
+            ip = ipaddress.IPv6Address(host)
+        except ValueError:
+            return host
+        mapped = ip.ipv4_mapped
+        return str(mapped) if mapped is not None else str(ip)
+    return host
+
+
+def endpoint_from_sockaddr(addr: Any) -> Optional[Endpoint]:
+    """``(host, port[, flow, scope])`` as Python's socket module gives it -> Endpoint, or None if not inet."""
+    if isinstance(addr, tuple) and len(addr) >= 2 and isinstance(addr[0], str) and isinstance(addr[1], int):
+        return (normalize_host(addr[0]), addr[1])
+    return None
+
+
+def format_endpoint(ep: Optional[Endpoint]) -> str:
+    """``127.0.0.1:80`` or ``[::1]:80``: the spelling ignore globs are matched against."""
+    if ep is None:
+        return "-"
+    host, port = ep
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+_GLOB_RE = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]+)):(?P<port>[^:]+)$")
+_PORT_RE = re.compile(r"^[0-9*?\[\]!-]+$")
+
+
+class IgnorePattern:
+    """An endpoint glob such as ``127.0.0.1:5432``, ``*:6379`` or ``[::1]:*``.
+
+    A socket is ignored when the glob matches its local or its remote endpoint: a database connection is named
+    by its remote address, a listener by its local one, and users write the address they know.
+    """
+
+    __slots__ = ("text", "_host", "_port")
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise ConfigError(f"ignore pattern must be a string like '127.0.0.1:5432', got {text!r}")
+        m = _GLOB_RE.match(text.strip())
+        if not m:
+            raise ConfigError(
+                f"malformed ignore pattern {text!r}: expected HOST:PORT such as "
+                "'127.0.0.1:5432', '*:6379' or '[::1]:*'"
+            )
+        port = m.group("port")
+        if not _PORT_RE.match(port) or (port.isdigit() and not 0 <= int(port) <= 65535):
+            raise ConfigError(f"malformed ignore pattern {text!r}: port {port!r} is not a port number or glob")
+        host = m.group("v6") if m.group("v6") is not None else m.group("host")
+        if not host:
+            raise ConfigError(f"malformed ignore pattern {text!r}: empty host (use '*' for any host)")
+        if m.group("v6") is not None and not any(c in host for c in "*?[") and ":" not in host:
+            raise ConfigError(f"malformed ignore pattern {text!r}: brackets are for IPv6 addresses")
+        if not any(c in host for c in "*?["):
+            host = normalize_host(host)
+        self.text = text
+        self._host = host.lower()
+        self._port = port
+
+    def matches(self, ep: Optional[Endpoint]) -> bool:
+        if ep is None:
+            return False
+        host, port = ep
+        return fnmatch.fnmatchcase(host.lower(), self._host) and fnmatch.fnmatchcase(str(port), self._port)
+
+    def __repr__(self) -> str:
+        return f"IgnorePattern({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IgnorePattern) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)

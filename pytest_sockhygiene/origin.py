@@ -1,0 +1,150 @@
+"""Origins: the line of *user* code that opened a socket or created a client.
+
+A connection is opened ten frames deep inside httpx, httpcore, anyio and asyncio; the line worth printing is
+the first one outside the standard library and the known client libraries. Deciding that per frame is a string
+test, so the answer is cached per code filename and a walk costs a few dict lookups.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+import threading
+from types import FrameType
+from typing import Dict, Iterable, Optional, Tuple
+
+LIBRARY_PACKAGES: Tuple[str, ...] = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "anyio",
+    "sniffio",
+    "h11",
+    "h2",
+    "hpack",
+    "certifi",
+    "urllib3",
+    "requests",
+    "aiohttp",
+    "aiohappyeyeballs",
+    "yarl",
+    "multidict",
+    "trio",
+    "uvloop",
+    "gevent",
+    "eventlet",
+    "websockets",
+    "_pytest",
+    "pytest",
+    "pluggy",
+    "pytest_asyncio",
+    "xdist",
+    "execnet",
+    "pytest_sockhygiene",
+)
+"""Top-level packages whose frames are skipped: client libraries and the test machinery itself.
+
+A tracker plugin for another library can extend this with :func:`add_library_packages`.
+"""
+
+_lock = threading.Lock()
+_library_dirs: Tuple[str, ...] = ()
+_is_library_cache: Dict[str, bool] = {}
+_stdlib_dirs: Tuple[str, ...] = ()
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path)) + os.sep
+
+
+_USER_DIRS: Tuple[str, ...] = (_norm(os.path.join(os.path.dirname(__file__), "demo")),)
+"""Inside this package but user code: the demo suite's tests are what the demo reports on."""
+
+
+def _compute_stdlib_dirs() -> Tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths.get("stdlib"), paths.get("platstdlib"), os.path.dirname(os.__file__)}
+    site_dirs = {paths.get("purelib"), paths.get("platlib")}
+    return tuple(sorted(_norm(d) for d in dirs if d and d not in site_dirs))
+
+
+def _package_dir(name: str) -> Optional[str]:
+    mod = sys.modules.get(name)
+    file = getattr(mod, "__file__", None)
+    if file:
+        return _norm(os.path.dirname(file)) if file.endswith("__init__.py") else None
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return _norm(list(spec.submodule_search_locations)[0])
+
+
+def add_library_packages(names: Iterable[str]) -> None:
+    """Treat frames from these top-level packages as library code (not the origin of a socket)."""
+    global _library_dirs
+    with _lock:
+        dirs = set(_library_dirs)
+        for name in names:
+            d = _package_dir(name)
+            if d:
+                dirs.add(d)
+        _library_dirs = tuple(sorted(dirs))
+        _is_library_cache.clear()
+
+
+def _ensure_init() -> None:
+    global _stdlib_dirs
+    if not _stdlib_dirs:
+        _stdlib_dirs = _compute_stdlib_dirs()
+        add_library_packages(LIBRARY_PACKAGES)
+
+
+def is_library_file(filename: str) -> bool:
+    cached = _is_library_cache.get(filename)
+    if cached is not None:
+        return cached
+    _ensure_init()
+    if filename.startswith("<"):
+        # <frozen importlib._bootstrap>, <string>: not somewhere a user can fix; exec'd user code is rare
+        result = filename.startswith("<frozen")
+    else:
+        path = os.path.normcase(os.path.abspath(filename))
+        result = (path.startswith(_stdlib_dirs) or path.startswith(_library_dirs)) and not path.startswith(_USER_DIRS)
+    _is_library_cache[filename] = result
+    return result
+
+
+Origin = Tuple[str, int, str]
+"""``(filename, lineno, function)`` of the first user frame."""
+
+
+def capture(skip: int = 1) -> Optional[Origin]:
+    """The first frame above the caller that is not library code, or None if every frame is library code."""
+    frame: Optional[FrameType] = sys._getframe(skip + 1)
+    while frame is not None:
+        code = frame.f_code
+        if not is_library_file(code.co_filename):
+            return (code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back
+    return None
+
+
+def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> str:
+    if origin is None:
+        return "origin unknown (opened by library or C code outside Python's socket module)"
+    filename, lineno, func = origin
+    if rootdir:
+        try:
+            rel = os.path.relpath(filename, rootdir)
+            if not rel.startswith(".."):
+                filename = rel
+        except ValueError:
+            pass
+    return f"{filename}:{lineno} in {func}"

@@ -1,0 +1,231 @@
+"""The pytest face of pytest-sockhygiene: options, ini keys, the marker, the window hooks and the fixture.
+
+Every hook here is a few lines; the logic lives in ``session.Controller`` and the modules it uses.
+
+The window opens in a wrapper around ``pytest_runtest_setup`` (before any fixture is set up) and closes in a
+wrapper around ``pytest_runtest_teardown`` (after every finalizer ran): checking before fixture finalizers run
+reports sockets that fixtures close as leaks, which is what sank pytest-openfiles.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Generator, List, Optional
+
+import pytest
+
+from .endpoints import ConfigError
+from .limits import LIMIT_KEYS, Limits
+from .report import failure_text
+from .session import Controller, TestOutcome
+from .settings import Settings, read_settings, rewrite_bare_flag
+from .warning import SockHygieneWarning
+
+PLUGIN_NAME = "sockhygiene-session"
+_SETTINGS_KEY = pytest.StashKey[Settings]()
+_LIMITS_KEY = pytest.StashKey[Limits]()
+_WINDOW_KEY = pytest.StashKey[bool]()
+_ERROR_KEY = pytest.StashKey[str]()
+
+MARKER_DOC = (
+    "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
+    "ignore=[...], settle=0.5, enabled=True): socket limits for this test (pytest-sockhygiene)"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sockhygiene", "socket hygiene (pytest-sockhygiene)")
+    group.addoption(
+        "--sockhygiene", action="store", nargs="?", const="enforce", default=None, metavar="MODE",
+        dest="sockhygiene",
+        help="check every test's sockets: enforce (fail; what a bare --sockhygiene means), warn, or off.",
+    )
+    group.addoption(
+        "--sockhygiene-backend", action="store", default=None, metavar="NAME", dest="sockhygiene_backend",
+        help="socket table backend: auto (default), linux (/proc/self/fd + kernel lookups) or psutil.",
+    )
+    parser.addini("sockhygiene", "sockhygiene mode: enforce, warn or off (default off)", default="")
+    for kind in LIMIT_KEYS:
+        parser.addini(f"sockhygiene_{kind}", f"sockhygiene: most {kind} allowed per test", default="")
+    parser.addini("sockhygiene_ignore", "sockhygiene: endpoint globs to ignore, e.g. *:6379", type="linelist",
+                  default=[])
+    parser.addini("sockhygiene_settle", "sockhygiene: seconds to re-check a violation before reporting it",
+                  default="")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: List[str]) -> None:
+    rewrite_bare_flag(args)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_DOC)
+    try:
+        settings = read_settings(config.getoption("sockhygiene"), config.getoption("sockhygiene_backend"),
+                                 config.getini)
+    except ConfigError as e:
+        raise pytest.UsageError(f"sockhygiene: {e}") from None
+    config.stash[_SETTINGS_KEY] = settings
+    if settings.active:
+        controller = Controller(settings, str(config.rootpath))
+        config.pluginmanager.register(SockHygienePlugin(config, controller), PLUGIN_NAME)
+        config.pluginmanager.register(_MarkerErrors(), PLUGIN_NAME + "-marker-errors")
+
+
+def _markers(item: pytest.Item) -> List[Any]:
+    return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
+
+
+class _MarkerErrors:
+    """Fails a test with bad ``sockhygiene`` marker input at setup, before its fixtures run.
+
+    A plain hook, not the window's wrapper: raising inside a wrapper before it yields would skip the setup half
+    of every other plugin's wrapper while their teardown halves still run.
+    """
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        error = item.stash.get(_ERROR_KEY, None)
+        if error is not None:
+            pytest.fail(error, pytrace=False)
+
+
+class SockHygienePlugin:
+    """Registered for the session when the mode is ``enforce`` or ``warn``."""
+
+    def __init__(self, config: pytest.Config, controller: Controller) -> None:
+        self.config = config
+        self.controller = controller
+
+    # -- the window ------------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        error: Optional[str] = None
+        try:
+            limits: Optional[Limits] = self.controller.limits_for(item.nodeid, _markers(item))
+        except ConfigError as e:
+            limits, error = None, str(e)
+        if limits is None:
+            item.stash[_ERROR_KEY] = error or ""
+        else:
+            item.stash[_LIMITS_KEY] = limits
+            if limits.enabled:
+                try:
+                    item.stash[_WINDOW_KEY] = self.controller.open_window() is not None
+                except Exception as e:  # noqa: BLE001
+                    self.controller.problem(f"opening the window of {item.nodeid}", e)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:
+        broader = self.controller.window is not None and getattr(fixturedef, "scope", "function") != "function"
+        if broader:
+            try:
+                self.controller.fixture_setup_begin(f"{fixturedef.scope}-scoped fixture '{fixturedef.argname}'")
+            except Exception as e:  # noqa: BLE001
+                self.controller.problem(f"fixture {fixturedef.argname!r} setup", e)
+                broader = False
+        try:
+            return (yield)
+        finally:
+            if broader:
+                try:
+                    self.controller.fixture_setup_end()
+                except Exception as e:  # noqa: BLE001
+                    self.controller.problem(f"fixture {fixturedef.argname!r} setup", e)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, Any, Any]:
+        try:
+            result = yield
+        except BaseException:
+            self._judge(item, report=False)  # the teardown failed: its error is the one the user must see
+            raise
+        self._judge(item, report=True)
+        return result
+
+    def _judge(self, item: pytest.Item, report: bool) -> None:
+        if not item.stash.get(_WINDOW_KEY, False):
+            return
+        item.stash[_WINDOW_KEY] = False
+        limits = item.stash[_LIMITS_KEY]
+        try:
+            verdict = self.controller.close_window(limits)
+        except Exception as e:  # noqa: BLE001
+            self.controller.abandon_window()
+            self.controller.problem(f"judging {item.nodeid}", e)
+            return
+        if verdict is None:
+            return
+        self.controller.outcomes.append(TestOutcome(item.nodeid, verdict, limits))
+        if verdict.clean or not report:
+            return
+        text = failure_text(item.nodeid, verdict, self.controller.format_origin)
+        if self.controller.settings.mode == "enforce":
+            pytest.fail(text, pytrace=False)
+        warnings.warn(SockHygieneWarning(text), stacklevel=1)
+
+    def set_item_limits(self, item: pytest.Item, limits: Limits) -> None:
+        item.stash[_LIMITS_KEY] = limits
+
+    # -- reporting -------------------------------------------------------------------------------------------
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        s = self.controller.settings
+        return f"sockhygiene: mode={s.mode}, backend={s.backend}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        c = self.controller
+        if not (c.outcomes or c.notices or c.problems):
+            return
+        tr = terminalreporter
+        tr.section("socket hygiene")
+        if c.outcomes:
+            dirty = [o for o in c.outcomes if not o.verdict.clean]
+            by_kind: Dict[str, int] = {}
+            for o in dirty:
+                for v in o.verdict.violations:
+                    by_kind[v.kind] = by_kind.get(v.kind, 0) + 1
+            kinds = ", ".join(f"{k}: {n}" for k, n in by_kind.items())
+            tr.write_line(f"{len(c.outcomes)} tests checked, {len(dirty)} with violations" +
+                          (f" ({kinds})" if kinds else ""))
+        for notice in c.notices:
+            tr.write_line(f"notice: {notice}")
+        if c.problems:
+            tr.write_line(f"{len(c.problems)} plugin problem(s) - a fault of pytest-sockhygiene, not of your tests;"
+                          " please report it:", red=True)
+            for p in c.problems[:5]:
+                tr.write_line(p)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.controller.stop()
+
+
+# -- the fixture ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sockhygiene(request: pytest.FixtureRequest) -> Any:
+    """The current test's socket tracker: ``snapshot()``, ``measure()``, ``set_limits(...)``."""
+    from .fixture import SockHygiene
+
+    config = request.config
+    item = request.node
+    plugin: Optional[SockHygienePlugin] = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if plugin is not None:
+        controller = plugin.controller
+    else:
+        # mode off: a private controller for this test, so measure() and snapshot() still work
+        controller = Controller(config.stash[_SETTINGS_KEY], str(config.rootpath))
+        request.addfinalizer(controller.stop)
+    if _LIMITS_KEY not in item.stash:
+        item.stash[_LIMITS_KEY] = controller.limits_for(item.nodeid, _markers(item))
+
+    def get_limits() -> Limits:
+        return item.stash[_LIMITS_KEY]
+
+    def set_limits(limits: Limits) -> None:
+        item.stash[_LIMITS_KEY] = limits
+
+    return SockHygiene(controller, item.nodeid, get_limits, set_limits)

@@ -1,0 +1,55 @@
+"""Failure text: what leaked, where it was opened, and the one sentence that fixes it."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+from .endpoints import format_endpoint
+from .origin import Origin
+from .verdict import ADVICE, Item, Verdict, Violation
+
+OriginFormatter = Callable[[Optional[Origin]], str]
+
+_TITLES = {
+    "established": "open connection(s) left behind",
+    "close_wait": "connection(s) left in CLOSE_WAIT",
+    "listen": "listening socket(s) left open",
+    "time_wait": "TIME_WAIT entries from connections this test closed",
+    "connections": "connections opened",
+    "clients": "client(s) created and never closed",
+}
+
+
+def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
+    where = fmt(item.origin)
+    if kind == "time_wait":
+        line = f"{item.count} connection(s) to {format_endpoint(item.remote)} opened and closed, at {where}"
+    elif kind == "connections":
+        line = f"{item.count} connection(s) to {format_endpoint(item.remote)}, at {where}"
+    elif kind == "clients":
+        line = f"{item.state}, created at {where}"
+    elif item.state == "LISTEN":
+        line = f"LISTEN {format_endpoint(item.local)} fd={item.fd}, opened at {where}"
+    else:
+        line = (f"{item.state} {format_endpoint(item.local)} -> {format_endpoint(item.remote)} fd={item.fd}, "
+                f"opened at {where}")
+    if item.note:
+        line += f" ({item.note})"
+    return line
+
+
+def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> List[str]:
+    lines = [f"{v.kind}: {v.count} > limit {v.limit} - {_TITLES.get(v.kind, v.kind)}"]
+    for item in v.items[:max_items]:
+        lines.append("    " + _item_line(v.kind, item, fmt))
+    if len(v.items) > max_items:
+        lines.append(f"    ... and {len(v.items) - max_items} more")
+    lines.append("    fix: " + ADVICE[v.kind])
+    return lines
+
+
+def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter) -> str:
+    lines = [f"sockhygiene: {nodeid} broke its socket limits"]
+    for v in verdict.violations:
+        lines.extend("  " + line for line in violation_lines(v, fmt))
+    return "\n".join(lines)

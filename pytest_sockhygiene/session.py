@@ -1,0 +1,161 @@
+"""The per-session controller: owns the backend, the socket hooks, the current window and the results.
+
+Plain Python, so the pytest face (``plugin.py``) stays a few lines per hook. Every entry point that runs
+inside a user's test is guarded: a fault of the plugin becomes a *plugin problem* in the summary and the
+test's own result stands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import traceback
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
+
+from . import origin as origin_mod
+from .endpoints import ConfigError
+from .events import Recorder
+from .limits import Limits, merge_marker_kwargs, parse_overrides
+from .settings import Settings
+from .table import SocketTable, TableUnavailable, select_table
+from .verdict import Verdict
+from .window import ClientProbe, Window
+
+
+@dataclasses.dataclass
+class TestOutcome:
+    nodeid: str
+    verdict: Verdict
+    limits: Limits
+
+
+def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
+    """Merge validated overrides onto the base. Ignore globs add to the ini's list rather than replace it:
+    a marker that ignores Redis must not un-ignore the database the whole suite ignores."""
+    if "ignore" in overrides:
+        overrides = dict(overrides)
+        overrides["ignore"] = tuple(base.ignore) + tuple(p for p in overrides["ignore"] if p not in base.ignore)
+    return base.merged(overrides)
+
+
+def marker_limits(base: Limits, nodeid: str, markers: Sequence[Tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
+    """Limits for one test from its ``sockhygiene`` markers (closest first); ConfigError names the test."""
+    try:
+        return effective_limits(base, merge_marker_kwargs(markers))
+    except ConfigError as e:
+        raise ConfigError(f"sockhygiene marker on {nodeid}: {e}") from None
+
+
+class Controller:
+    def __init__(self, settings: Settings, rootdir: Optional[str]) -> None:
+        self.settings = settings
+        self.rootdir = rootdir
+        self.table: Optional[SocketTable] = None
+        self.recorder: Optional[Recorder] = None
+        self.window: Optional[Window] = None
+        self.client_probe: Optional[ClientProbe] = None
+        self.notices: List[str] = []
+        self.problems: List[str] = []
+        self.outcomes: List[TestOutcome] = []
+        self._started = False
+        self._fixture_marks: List[Tuple[str, Dict[Hashable, int], set]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        return self.ensure_started() and self.table is not None
+
+    def ensure_started(self) -> bool:
+        """Pick the backend and install the socket hooks on first use (an xdist controller never does)."""
+        if self._started:
+            return self.table is not None
+        self._started = True
+        try:
+            self.table = select_table(self.settings.backend)
+        except TableUnavailable as e:
+            self.notices.append(f"socket checks are off for this session: {e}")
+            return False
+        except Exception as e:  # noqa: BLE001
+            self.problem("selecting the socket table backend", e)
+            return False
+        self.recorder = Recorder(self.table.identity_of_fd, self._hook_error)
+        self.recorder.install()
+        return True
+
+    def stop(self) -> None:
+        if self.recorder is not None:
+            self.recorder.uninstall()
+
+    # -- problems ------------------------------------------------------------------------------------------------
+
+    def problem(self, where: str, exc: BaseException) -> None:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+        self.problems.append(f"{where}: {exc!r}\n{tb}")
+
+    def _hook_error(self, exc: BaseException) -> None:
+        self.problem(f"socket hook in thread {threading.current_thread().name}", exc)
+
+    def format_origin(self, origin: Optional[origin_mod.Origin]) -> str:
+        return origin_mod.format_origin(origin, self.rootdir)
+
+    # -- windows -----------------------------------------------------------------------------------------------
+
+    def open_window(self) -> Optional[Window]:
+        if not self.usable:
+            return None
+        assert self.table is not None and self.recorder is not None
+        self.recorder.ownership.fixture_thread = threading.get_ident()
+        self.window = Window(self.table, self.recorder, self.client_probe)
+        return self.window
+
+    def close_window(self, limits: Limits) -> Optional[Verdict]:
+        window, self.window = self.window, None
+        if window is None or window.closed:
+            return None
+        return window.close(limits)
+
+    def abandon_window(self) -> None:
+        window, self.window = self.window, None
+        if window is not None and self.recorder is not None:
+            self.recorder.remove_sink(window)
+
+    # -- ownership: fixtures of broader scope ---------------------------------------------------------------------
+
+    def fixture_setup_begin(self, label: str) -> None:
+        """A fixture of broader scope than ``function`` starts its setup: what it creates is its own."""
+        if self.table is None or self.recorder is None:
+            return
+        self.recorder.ownership.fixture_stack.append(label)
+        self._fixture_marks.append((label, self.table.ids(), set(threading.enumerate())))
+
+    def fixture_setup_end(self) -> None:
+        if not self._fixture_marks or self.table is None or self.recorder is None:
+            return
+        label, ids_before, threads_before = self._fixture_marks.pop()
+        own = self.recorder.ownership
+        if own.fixture_stack:
+            own.fixture_stack.pop()
+        for key in self.table.ids():
+            if key not in ids_before:
+                own.socket_owner.setdefault(key, label)
+        for t in threading.enumerate():
+            if t not in threads_before and t.ident is not None:
+                own.thread_owner.setdefault(t.ident, label)
+        # events already recorded from those threads while the fixture was being set up are the fixture's too
+        if self.window is not None:
+            for ev in self.window.events:
+                if ev.owner is None and ev.thread in own.thread_owner:
+                    ev.owner = own.thread_owner[ev.thread]
+
+    # -- per-test limits ---------------------------------------------------------------------------------------
+
+    def limits_for(self, nodeid: str, markers: Sequence[Tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
+        return marker_limits(self.settings.limits, nodeid, markers)
+
+    @staticmethod
+    def runtime_limits(current: Limits, nodeid: str, kwargs: Mapping[str, Any]) -> Limits:
+        try:
+            return effective_limits(current, parse_overrides(kwargs))
+        except ConfigError as e:
+            raise ConfigError(f"sockhygiene fixture in {nodeid}: {e}") from None

@@ -1,0 +1,137 @@
+"""The socket table: which TCP sockets this process holds, and in what state.
+
+Two backends share one interface (:class:`SocketTable`):
+
+* ``linux`` reads only this process: ``/proc/self/fd`` + ``fstat`` gives the socket inodes (microseconds, and it
+  does not grow with the machine's socket count); only sockets that are *new* in a window are described,
+  one ``getsockopt(TCP_INFO)`` each. TIME_WAIT rows, which belong to no process, are found by exact 4-tuple.
+* ``psutil`` works everywhere psutil does, at the price of reading the whole namespace's table.
+
+Identity is what tells "new in this window" from "was already there": the socket inode on Linux, and
+``(fd, local, remote)`` where no inode is available.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+from typing import Collection, Dict, Hashable, Iterable, List, Optional, Set
+
+from ..endpoints import Endpoint, FourTuple, format_endpoint
+
+
+class TcpState(enum.IntEnum):
+    """Linux's TCP states (``include/net/tcp_states.h``); psutil's names map onto them."""
+
+    ESTABLISHED = 1
+    SYN_SENT = 2
+    SYN_RECV = 3
+    FIN_WAIT1 = 4
+    FIN_WAIT2 = 5
+    TIME_WAIT = 6
+    CLOSE = 7
+    CLOSE_WAIT = 8
+    LAST_ACK = 9
+    LISTEN = 10
+    CLOSING = 11
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+LINGERING_STATES = frozenset({TcpState.TIME_WAIT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.CLOSING})
+"""States a connection sits in after *this* side closed first: TIME_WAIT, or on its way there."""
+
+OPEN_STATES = frozenset(
+    {
+        TcpState.ESTABLISHED,
+        TcpState.SYN_SENT,
+        TcpState.SYN_RECV,
+        TcpState.FIN_WAIT1,
+        TcpState.FIN_WAIT2,
+        TcpState.CLOSING,
+        TcpState.LAST_ACK,
+    }
+)
+"""A held connection other than CLOSE_WAIT: counted as ``established`` (the item shows the exact state)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SocketEntry:
+    """One TCP socket held by this process (it has a file descriptor)."""
+
+    key: Hashable
+    fd: int
+    state: TcpState
+    local: Optional[Endpoint]
+    remote: Optional[Endpoint]
+
+    @property
+    def four_tuple(self) -> Optional[FourTuple]:
+        if self.local is None or self.remote is None:
+            return None
+        return (self.local, self.remote)
+
+    def describe(self) -> str:
+        if self.state == TcpState.LISTEN:
+            return f"LISTEN {format_endpoint(self.local)} fd={self.fd}"
+        return f"{self.state.label} {format_endpoint(self.local)} -> {format_endpoint(self.remote)} fd={self.fd}"
+
+
+class TableUnavailable(Exception):
+    """The backend cannot read the socket table here (no /proc, no permission): the plugin degrades."""
+
+
+class SocketTable:
+    """Interface of a backend. ``ids`` is cheap and called twice per test; the rest only when something changed."""
+
+    name = "abstract"
+
+    def ids(self) -> Dict[Hashable, int]:
+        """Identity -> fd of every socket this process holds now (any family: cheap filtering comes later)."""
+        raise NotImplementedError
+
+    def describe(self, ids: Dict[Hashable, int]) -> List[SocketEntry]:
+        """Full entries for the given identities that are TCP over IPv4/IPv6 and still open."""
+        raise NotImplementedError
+
+    def identity_of_fd(self, fd: int) -> Optional[Hashable]:
+        """The identity ``ids`` would give the socket at ``fd`` (called from socket hooks), or None."""
+        raise NotImplementedError
+
+    def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
+        """Which of these 4-tuples (local, remote) have a row in TIME_WAIT or on its way to it (no fd)."""
+        raise NotImplementedError
+
+    def snapshot(self) -> List[SocketEntry]:
+        return self.describe(self.ids())
+
+
+def select_table(name: str) -> SocketTable:
+    """``auto`` picks ``linux`` where /proc/self/fd works, else ``psutil``. Raises TableUnavailable."""
+    if name not in ("auto", "linux", "psutil"):
+        raise ValueError(name)
+    if name in ("auto", "linux"):
+        if sys.platform.startswith("linux"):
+            from .linux import LinuxTable
+
+            try:
+                return LinuxTable()
+            except TableUnavailable:
+                if name == "linux":
+                    raise
+        elif name == "linux":
+            raise TableUnavailable(f"the linux backend needs Linux; this is {sys.platform}")
+    from .portable import PsutilTable
+
+    return PsutilTable()
+
+
+def dedupe(entries: Iterable[SocketEntry]) -> List[SocketEntry]:
+    """Kernel dumps are not atomic under churn: one socket can be listed twice. Keep one entry per key."""
+    seen: Dict[Hashable, SocketEntry] = {}
+    for e in entries:
+        seen.setdefault(e.key, e)
+    return list(seen.values())

@@ -1,0 +1,107 @@
+"""The Linux backend: this process's sockets from its own fd table, never the namespace's TCP table.
+
+Reading ``/proc/net/tcp`` or dumping sock_diag walks every socket on the machine (the kernel walks its whole
+hash table even when few exist), so its cost grows with what *other* processes do. Listing ``/proc/self/fd`` and
+``fstat``-ing each fd costs microseconds and depends only on this process. A socket's own state, addresses and
+family are read from its fd (``getsockopt(TCP_INFO)``, ``getsockname``, ``getpeername``) and only for sockets
+that are new in a window.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import os
+import socket
+import stat
+from typing import Collection, Dict, Hashable, List, Optional, Set
+
+from ..endpoints import FourTuple, endpoint_from_sockaddr
+from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState
+
+_FD_DIR = "/proc/self/fd"
+_INET = (socket.AF_INET, socket.AF_INET6)
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+
+
+def socket_inodes() -> Dict[int, int]:
+    """Socket inode -> fd for every socket fd of this process (any family)."""
+    out: Dict[int, int] = {}
+    fstat = os.fstat
+    is_sock = stat.S_ISSOCK
+    for name in os.listdir(_FD_DIR):
+        try:
+            st = fstat(int(name))
+        except (OSError, ValueError):
+            continue  # the listing's own directory fd, or an fd closed meanwhile
+        if is_sock(st.st_mode):
+            out[st.st_ino] = int(name)
+    return out
+
+
+def describe_fd(fd: int, inode: Optional[int] = None) -> Optional[SocketEntry]:
+    """A SocketEntry for a TCP/IP socket at ``fd``, or None (other family, closed, or reused by another file).
+
+    The fd is wrapped in a C-level socket object and *detached* afterwards, so the user's socket is never closed
+    or touched; ``_socket.socket`` is used so that the plugin's own hooks on ``socket.socket`` never see it.
+    """
+    try:
+        if inode is not None and os.fstat(fd).st_ino != inode:
+            return None
+        s = _socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        if s.family not in _INET or s.type != socket.SOCK_STREAM:
+            return None
+        try:
+            state = TcpState(s.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0])
+        except (OSError, ValueError):
+            return None
+        local = endpoint_from_sockaddr(s.getsockname())
+        try:
+            remote = endpoint_from_sockaddr(s.getpeername())
+        except OSError as e:
+            if e.errno != errno.ENOTCONN:
+                raise
+            remote = None
+        return SocketEntry(key=inode if inode is not None else os.fstat(fd).st_ino, fd=fd, state=state,
+                           local=local, remote=remote)
+    except OSError:
+        return None
+    finally:
+        s.detach()
+
+
+class LinuxTable(SocketTable):
+    name = "linux"
+
+    def __init__(self) -> None:
+        try:
+            socket_inodes()
+        except OSError as e:
+            raise TableUnavailable(f"cannot list {_FD_DIR}: {e}") from e
+
+    def ids(self) -> Dict[Hashable, int]:
+        return socket_inodes()  # type: ignore[return-value]
+
+    def describe(self, ids: Dict[Hashable, int]) -> List[SocketEntry]:
+        out = []
+        for inode, fd in ids.items():
+            entry = describe_fd(fd, inode)  # type: ignore[arg-type]
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def identity_of_fd(self, fd: int) -> Optional[Hashable]:
+        try:
+            return os.fstat(fd).st_ino
+        except OSError:
+            return None
+
+    def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
+        if not tuples:
+            return set()
+        from .kernel import lookup_states
+
+        return {t for t, state in lookup_states(tuples).items() if state in LINGERING_STATES}

@@ -1,0 +1,285 @@
+"""The verdict: from what a window saw to counts and violations. Pure: no pytest, no syscalls.
+
+Rules (the reasons are in docs/ownership.md):
+
+* Only sockets *new* in the window count, and only those the test owns: a socket created while a fixture of
+  broader scope was set up, by a thread such a fixture started, or by the pool of a client created outside the
+  test, is that owner's.
+* ``established`` and ``close_wait`` count connections this process *initiated*. An accepted (server-side)
+  socket belongs to its listener: when the listener is the test's, the LISTEN item carries it; when it is
+  someone else's, it is theirs; only when its listener is gone does it count on its own.
+* ``time_wait`` counts connections of the test (opened, accepted on its listener, or closed by it) whose own
+  side now lingers after an active close: TIME_WAIT, or FIN_WAIT/CLOSING on the way there. Matched by exact
+  4-tuple, so rows of other processes and of earlier tests never count.
+* ``connections`` counts connects the test initiated.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Callable, Collection, Dict, FrozenSet, Hashable, Iterable, List, Mapping, Optional, Set, Tuple
+
+from .endpoints import Endpoint, FourTuple, format_endpoint
+from .events import SocketEvent
+from .limits import LIMIT_KEYS, Limits
+from .origin import Origin
+from .table import OPEN_STATES, SocketEntry, TcpState
+
+KINDS = LIMIT_KEYS
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One offending socket, connection group or client, ready to print or to serialise."""
+
+    state: str
+    local: Optional[Endpoint]
+    remote: Optional[Endpoint]
+    fd: Optional[int] = None
+    origin: Optional[Origin] = None
+    count: int = 1
+    note: str = ""
+
+    def as_dict(self, fmt_origin: Callable[[Optional[Origin]], str]) -> Dict[str, object]:
+        return {
+            "state": self.state,
+            "local": format_endpoint(self.local) if self.local else None,
+            "remote": format_endpoint(self.remote) if self.remote else None,
+            "fd": self.fd,
+            "origin": fmt_origin(self.origin) if self.origin else None,
+            "count": self.count,
+            "note": self.note or None,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    kind: str
+    count: int
+    limit: int
+    items: Tuple[Item, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    counts: Mapping[str, int]
+    violations: Tuple[Violation, ...]
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+    def violation(self, kind: str) -> Optional[Violation]:
+        for v in self.violations:
+            if v.kind == kind:
+                return v
+        return None
+
+
+CLEAN = Verdict(counts={k: 0 for k in KINDS}, violations=())
+
+
+@dataclasses.dataclass
+class Observation:
+    """Everything a window saw, in plain values."""
+
+    new_entries: List[SocketEntry]
+    """Described TCP sockets held at the end that were not held at the start."""
+    new_ids: FrozenSet[Hashable]
+    """Identities of every socket (any family) held at the end and not at the start."""
+    events: List[SocketEvent]
+    owned: Mapping[Hashable, str]
+    """Identity -> owner label for sockets that belong to a fixture or to a client created outside the test."""
+    listeners: Mapping[Endpoint, Optional[Hashable]]
+    """Every listening address of this process known so far -> its identity."""
+    held_ids: FrozenSet[Hashable] = frozenset()
+    """Identities of every socket held at the end (to tell an open listener from a closed one)."""
+    lingering: Set[FourTuple] = dataclasses.field(default_factory=set)
+    """Candidate 4-tuples found lingering after an active close (filled by the window after a kernel lookup)."""
+    clients: List[Item] = dataclasses.field(default_factory=list)
+    """Unclosed clients of the test (filled by client trackers)."""
+
+
+def _ignored(limits: Limits, local: Optional[Endpoint], remote: Optional[Endpoint]) -> bool:
+    return any(p.matches(local) or p.matches(remote) for p in limits.ignore)
+
+
+def _same_host(a: str, b: str) -> bool:
+    return a == b or a in ("0.0.0.0", "::") or b in ("0.0.0.0", "::")
+
+
+def _listener_for(local: Optional[Endpoint], listeners: Mapping[Endpoint, Optional[Hashable]]) -> Optional[Endpoint]:
+    if local is None:
+        return None
+    for ep in listeners:
+        if ep[1] == local[1] and _same_host(ep[0], local[0]):
+            return ep
+    return None
+
+
+def test_connects(obs: Observation, limits: Limits) -> List[SocketEvent]:
+    """Connects the test initiated (not a fixture's, not to an ignored endpoint), one per socket."""
+    seen: Set[Hashable] = set()
+    out = []
+    for ev in obs.events:
+        if ev.kind != "connect" or ev.owner is not None or (ev.identity is not None and ev.identity in obs.owned):
+            continue
+        if _ignored(limits, ev.local, ev.remote):
+            continue
+        key = (ev.identity, ev.four_tuple) if ev.identity is not None else (ev.fd, ev.four_tuple)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(ev)
+    return out
+
+
+def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collection[FourTuple]) -> Set[FourTuple]:
+    """4-tuples (this process's side) of the test's connections whose TIME_WAIT rows would be the test's."""
+    connects = test_connects(obs, limits)
+    initiated = {ev.four_tuple for ev in connects if ev.four_tuple}
+    reversed_initiated = {(r, l) for (l, r) in initiated}
+    test_listeners = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.owner is None
+                      and ev.identity is not None and ev.identity not in obs.owned}
+    out = set(initiated)
+    for ev in obs.events:
+        t = ev.four_tuple
+        if t is None or _ignored(limits, ev.local, ev.remote):
+            continue
+        if ev.kind == "accept" and (t in reversed_initiated or (ev.listener is not None and ev.listener in test_listeners)):
+            out.add(t)  # the in-process server side of the test's own connection, or of the test's own server
+        elif ev.kind == "close" and ev.owner is None and not (ev.identity is not None and ev.identity in obs.owned):
+            if ev.remote is not None and _listener_for(ev.local, obs.listeners) is None:
+                out.add(t)  # a connecting socket the test closed, opened before the window
+    return out - set(still_open)
+
+
+ADVICE: Dict[str, str] = {
+    "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "
+                   "fixture's teardown.",
+    "close_wait": "the server closed first and your client kept the connection: close the client, or set its "
+                  "keepalive_expiry below the server's keep-alive timeout.",
+    "listen": "shut the server down when the test ends: close the listening socket, or stop the server in the "
+              "fixture's teardown.",
+    "time_wait": "each closed connection leaves a TIME_WAIT entry for about 60 seconds: create one client and "
+                 "reuse it instead of a new client per request.",
+    "connections": "the test opened more connections than its budget: reuse a client (and its connection pool) "
+                   "instead of connecting per request.",
+    "clients": "close clients when done: `with` / `async with`, close() / aclose(), or create them in a fixture "
+               "of broader scope.",
+}
+
+
+def owned_ids(obs: Observation) -> Dict[Hashable, str]:
+    """Sockets that are not the test's: the window's ownership map plus whatever a fixture's thread touched."""
+    owned = dict(obs.owned)
+    for ev in obs.events:
+        if ev.owner is not None and ev.identity is not None:
+            owned.setdefault(ev.identity, ev.owner)
+    return owned
+
+
+def judge(obs: Observation, limits: Limits) -> Verdict:
+    """Counts and violations for one window."""
+    owned = owned_ids(obs)
+    origins: Dict[Hashable, Optional[Origin]] = {}
+    accepted: Set[Hashable] = set()
+    for ev in obs.events:
+        if ev.kind in ("connect", "listen") and ev.identity is not None:
+            origins.setdefault(ev.identity, ev.origin)
+        if ev.kind == "connect" and ev.four_tuple is not None:
+            origins.setdefault(ev.four_tuple, ev.origin)
+        elif ev.kind == "listen" and ev.local is not None:
+            origins.setdefault(("listen", ev.local), ev.origin)
+        elif ev.kind == "accept":
+            accepted.update(k for k in (ev.identity, ev.four_tuple) if k is not None)
+
+    def origin_of(e: SocketEntry) -> Optional[Origin]:
+        for key in (e.key, e.four_tuple, ("listen", e.local) if e.state == TcpState.LISTEN else None):
+            if key is not None and origins.get(key) is not None:
+                return origins[key]
+        return None
+
+    mine = [e for e in obs.new_entries if e.key not in owned and not _ignored(limits, e.local, e.remote)]
+    test_listeners = {e.local: e for e in mine if e.state == TcpState.LISTEN and e.local is not None}
+    listeners: Dict[Endpoint, Optional[Hashable]] = dict(obs.listeners)
+    listeners.update({ep: e.key for ep, e in test_listeners.items()})
+    accepted_counts: Dict[Endpoint, int] = collections.Counter()
+    established: List[Item] = []
+    close_wait: List[Item] = []
+    for e in mine:
+        if e.state not in OPEN_STATES and e.state != TcpState.CLOSE_WAIT:
+            continue
+        note = ""
+        listener_ep = _listener_for(e.local, listeners)
+        if listener_ep is not None or e.key in accepted or e.four_tuple in accepted:
+            # the server side of a connection: it belongs to its listener while that listener is open
+            listener_id = listeners.get(listener_ep) if listener_ep is not None else None
+            if listener_ep in test_listeners:
+                accepted_counts[listener_ep] += 1
+                continue
+            if listener_ep is not None and (listener_id is None or listener_id in obs.held_ids):
+                continue
+            note = "server side of a connection whose listener is already closed"
+        item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note)
+        (close_wait if e.state == TcpState.CLOSE_WAIT else established).append(item)
+
+    listen_items = []
+    for ep, e in test_listeners.items():
+        n = accepted_counts.get(ep, 0)
+        note = f"with {n} accepted connection(s) still open" if n else ""
+        listen_items.append(Item(state="LISTEN", local=e.local, remote=None, fd=e.fd, origin=origin_of(e), note=note))
+
+    connects = test_connects(obs, limits)
+    tw_items = time_wait_items(obs, connects)
+    grouped: Dict[str, List[Item]] = {
+        "established": established,
+        "close_wait": close_wait,
+        "listen": listen_items,
+        "time_wait": tw_items,
+        "clients": list(obs.clients),
+        "connections": connection_items(connects),
+    }
+    counts = {kind: sum(i.count for i in items) for kind, items in grouped.items()}
+    violations = []
+    for kind in KINDS:
+        limit = limits.limit(kind)
+        if limit is not None and counts[kind] > limit:
+            violations.append(Violation(kind=kind, count=counts[kind], limit=limit, items=tuple(grouped[kind])))
+    return Verdict(counts=counts, violations=tuple(violations))
+
+
+def _connection_key(t: FourTuple) -> FrozenSet[Endpoint]:
+    return frozenset(t)
+
+
+def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[Item]:
+    """Lingering connections grouped by server endpoint and origin: the shape of a burst, not 30 lines."""
+    origin_by_conn: Dict[FrozenSet[Endpoint], Optional[Origin]] = {}
+    initiated: Set[FourTuple] = set()
+    for ev in connects:
+        if ev.four_tuple is not None:
+            origin_by_conn[_connection_key(ev.four_tuple)] = ev.origin
+            initiated.add(ev.four_tuple)
+    seen: Set[FrozenSet[Endpoint]] = set()
+    groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], int] = collections.Counter()
+    for local, remote in sorted(obs.lingering):
+        key = _connection_key((local, remote))
+        if key in seen:
+            continue  # both sides of one in-process connection: one connection
+        seen.add(key)
+        # name the group by the server's address: the side that is not our ephemeral port
+        server_side = (remote, local) in initiated or _listener_for(local, obs.listeners) is not None
+        server = local if server_side else remote
+        groups[(server, origin_by_conn.get(key))] += 1
+    return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=n)
+            for (server, o), n in sorted(groups.items(), key=lambda kv: -kv[1])]
+
+
+def connection_items(connects: Iterable[SocketEvent]) -> List[Item]:
+    groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], int] = collections.Counter()
+    for ev in connects:
+        groups[(ev.remote, ev.origin)] += 1
+    return [Item(state="CONNECT", local=None, remote=r, origin=o, count=n)
+            for (r, o), n in sorted(groups.items(), key=lambda kv: -kv[1])]

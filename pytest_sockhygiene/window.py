@@ -1,0 +1,95 @@
+"""A window: the span of one test (fixture setup through teardown), or of a ``measure()`` block.
+
+Opening costs one fd-table scan. Closing costs one more; only when the process gained a socket or a socket
+event happened is anything described or looked up in the kernel, so a test that touches no socket pays two scans
+and nothing else. A violation is re-checked with a short, capped backoff before it is reported, because closes
+are asynchronous (a server thread closes its side a few milliseconds after the client, an event loop reaps a
+transport on its next turn) - the retry-before-report idea of goleak.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Callable, Dict, Hashable, List, Optional, Tuple
+
+from .events import EventSink, Recorder
+from .limits import Limits
+from .table import SocketTable
+from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
+
+ClientProbe = Callable[["Window"], Tuple[List[Item], Dict[Hashable, str]]]
+"""Asked at close: (unclosed clients of this window, sockets owned by clients created outside it)."""
+
+SETTLE_FIRST_DELAY = 0.001
+SETTLE_MAX_DELAY = 0.05
+_UNSETTLING = frozenset({"connections"})  # a count that only grows: waiting cannot clear it
+
+
+class Window(EventSink):
+    def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None) -> None:
+        super().__init__()
+        self.table = table
+        self.recorder = recorder
+        self.client_probe = client_probe
+        self.before = table.ids()
+        recorder.add_sink(self)
+        self.closed = False
+        self.observation: Optional[Observation] = None
+
+    def observe(self, limits: Limits) -> Verdict:
+        """Look once and judge."""
+        after = self.table.ids()
+        new_ids = frozenset(k for k in after if k not in self.before)
+        clients: List[Item] = []
+        client_owned: Dict[Hashable, str] = {}
+        if self.client_probe is not None:
+            clients, client_owned = self.client_probe(self)
+        if not new_ids and not self.events and not clients:
+            self.observation = None
+            return CLEAN
+        owned = dict(self.recorder.ownership.socket_owner)
+        owned.update(client_owned)
+        entries = self.table.describe({k: after[k] for k in new_ids if k not in owned}) if new_ids else []
+        obs = Observation(
+            new_entries=entries,
+            new_ids=new_ids,
+            events=list(self.events),
+            owned=owned,
+            listeners=dict(self.recorder.listeners),
+            held_ids=frozenset(after),
+            clients=clients,
+        )
+        still_open = {e.four_tuple for e in entries if e.four_tuple is not None}
+        still_open.update(ev.four_tuple for ev in obs.events
+                          if ev.identity is not None and ev.identity in after and ev.four_tuple is not None)
+        candidates = time_wait_candidates(obs, limits, still_open)
+        if candidates and limits.time_wait is not None:
+            obs.lingering = self.table.lingering(candidates)
+        self.observation = obs
+        return judge(obs, limits)
+
+    def close(self, limits: Limits) -> Verdict:
+        """Judge, re-checking a violation until it clears or ``limits.settle`` seconds have passed."""
+        try:
+            verdict = self.observe(limits)
+            deadline = time.monotonic() + limits.settle
+            delay = SETTLE_FIRST_DELAY
+            collected = False
+            while not verdict.clean and {v.kind for v in verdict.violations} - _UNSETTLING:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if not collected:
+                    # an unreachable client or socket in a reference cycle is closed by the next collection;
+                    # collect now so the verdict does not depend on when the collector happens to run
+                    gc.collect()
+                    collected = True
+                else:
+                    time.sleep(min(delay, deadline - now))
+                    delay = min(delay * 2, SETTLE_MAX_DELAY)
+                verdict = self.observe(limits)
+            return verdict
+        finally:
+            self.recorder.remove_sink(self)
+            self.closed = True
