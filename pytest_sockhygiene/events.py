@@ -112,12 +112,12 @@ _PATCHED = ("connect", "connect_ex", "accept", "listen", "_real_close")
 class Recorder:
     """Installs the socket wrappers once and fans events out to the open sinks."""
 
-    def __init__(self, identity_of_fd: Callable[[int], Optional[Hashable]],
+    def __init__(self, identity_of: Callable[[int, Optional[Endpoint], Optional[Endpoint]], Optional[Hashable]],
                  on_error: Callable[[BaseException], None]) -> None:
         self.sinks: Tuple[EventSink, ...] = ()
         self.ownership = Ownership()
         self.listeners: Dict[Endpoint, Optional[Hashable]] = {}
-        self._identity_of_fd = identity_of_fd
+        self._identity_of = identity_of
         self._on_error = on_error
         self._saved: Dict[str, Any] = {}
         self._installed: Dict[str, Any] = {}
@@ -136,11 +136,11 @@ class Recorder:
         listener_identity = None
         listener_local = None
         if listener is not None:
-            listener_identity = self._identity_of_fd(listener.fileno())
             listener_local = _local(listener)
+            listener_identity = self._identity_of(listener.fileno(), listener_local, None)
         event = SocketEvent(
             kind=kind,
-            identity=self._identity_of_fd(fd),
+            identity=self._identity_of(fd, local, remote),
             fd=fd,
             local=local,
             remote=remote,
@@ -178,7 +178,7 @@ class Recorder:
                 return
             local = _local(sock)
             if local is not None:
-                self.listeners[local] = self._identity_of_fd(sock.fileno())
+                self.listeners[local] = self._identity_of(sock.fileno(), local, None)
             if self.sinks:
                 self._emit("listen", sock, local, None, with_origin=True)
         except Exception as e:  # noqa: BLE001

@@ -79,7 +79,7 @@ class Controller:
         except Exception as e:  # noqa: BLE001
             self.problem("selecting the socket table backend", e)
             return False
-        self.recorder = Recorder(self.table.identity_of_fd, self._hook_error)
+        self.recorder = Recorder(self.table.identity_of, self._hook_error)
         self.recorder.install()
         return True
 

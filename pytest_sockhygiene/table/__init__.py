@@ -97,8 +97,8 @@ class SocketTable:
         """Full entries for the given identities that are TCP over IPv4/IPv6 and still open."""
         raise NotImplementedError
 
-    def identity_of_fd(self, fd: int) -> Optional[Hashable]:
-        """The identity ``ids`` would give the socket at ``fd`` (called from socket hooks), or None."""
+    def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
+        """The identity ``ids`` gives the socket at ``fd`` with these addresses (called from socket hooks)."""
         raise NotImplementedError
 
     def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import _socket
 import atexit
 import errno
+import functools
 import itertools
 import os
 import select
@@ -67,8 +68,9 @@ nlmsghdr: len, type, flags, seq, pid. inet_diag_req_v2: family, protocol, ext, p
 """
 _NLMSGHDR = struct.Struct("=IHHII")
 _NLMSGERR = struct.Struct("=i")
-_DIAG_MSG = struct.Struct("=BBBBHH16s16s")
-"""Head of ``struct inet_diag_msg``: family, state, timer, retrans, then the sockid's ports and addresses."""
+_DIAG_MSG = struct.Struct("!BBBBHH16s16s")
+"""Head of ``struct inet_diag_msg``: family, state, timer, retrans, then the sockid's ports and addresses.
+Network byte order, which is right for the ports and makes no difference to the single bytes."""
 
 _V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 _RECV_BUFFER = 1 << 16
@@ -95,25 +97,25 @@ class NetlinkUnavailable(Exception):
 # --- small helpers ------------------------------------------------------------------------------------------------
 
 
+_STATES: Dict[int, TcpState] = {int(s): s for s in TcpState}
+_STATES[_TCP_NEW_SYN_RECV] = TcpState.SYN_RECV
+"""The kernel's state numbers. Request sockets (a half-open connection a listener has not accepted yet) are
+``TCP_NEW_SYN_RECV`` (12) inside the kernel; both interfaces should report them as SYN_RECV, and this maps them
+in case one does not. Numbers not listed are unknown states, and such rows are left out."""
+
+
 def _state(number: int) -> Optional[TcpState]:
-    """The kernel's state number as a :class:`TcpState`, or None if unknown.
-
-    Request sockets (a half-open connection a listener has not accepted yet) are ``TCP_NEW_SYN_RECV`` (12) inside
-    the kernel; both interfaces should report them as SYN_RECV, and this maps them in case one does not.
-    """
-    if number == _TCP_NEW_SYN_RECV:
-        return TcpState.SYN_RECV
-    try:
-        return TcpState(number)
-    except ValueError:
-        return None
+    """The kernel's state number as a :class:`TcpState`, or None if unknown."""
+    return _STATES.get(number)
 
 
+@functools.lru_cache(maxsize=1024)
 def _pack_host(host: str) -> Optional[Tuple[int, bytes]]:
     """``(family, address bytes)`` of a host literal; IPv4-mapped IPv6 folds to IPv4. None if not a literal.
 
     Endpoints are normalised already; folding again here costs little and keeps a caller's ``::ffff:`` spelling
-    from turning into a lookup the kernel answers differently.
+    from turning into a lookup the kernel answers differently. Cached: a test run talks to a handful of hosts
+    (mostly loopback), and parsing them again for every tuple was a third of a lookup's cost.
     """
     if ":" in host:
         try:
@@ -479,11 +481,11 @@ class SockDiag:
             del pending[seq]
             family, number, _timer, _retrans, sport, dport, src, dst = _DIAG_MSG.unpack_from(data, body)
             key, _qfamily, lport, rport, qsrc, qdst = q
-            state = _state(number)
+            state = _STATES.get(number)
             if (
                 state is None
-                or _socket.ntohs(sport) != lport
-                or _socket.ntohs(dport) != rport
+                or sport != lport
+                or dport != rport
                 or _canonical(family, src) != qsrc
                 or _canonical(family, dst) != qdst
             ):
@@ -522,7 +524,7 @@ def proc_net_lookup(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
             if len(fields) < 4:
                 continue
             key = columns_to_key.get((fields[1], fields[2]))
-            if key is None:
+            if key is None or key in result:
                 continue
             try:
                 state = _state(int(fields[3], 16))

@@ -16,7 +16,7 @@ import socket
 import stat
 from typing import Collection, Dict, Hashable, List, Optional, Set
 
-from ..endpoints import FourTuple, endpoint_from_sockaddr
+from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState
 
 _FD_DIR = "/proc/self/fd"
@@ -93,7 +93,7 @@ class LinuxTable(SocketTable):
                 out.append(entry)
         return out
 
-    def identity_of_fd(self, fd: int) -> Optional[Hashable]:
+    def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
         try:
             return os.fstat(fd).st_ino
         except OSError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from typing import Any, Collection, Dict, Hashable, List, Optional, Set
 
-from ..endpoints import FourTuple, endpoint_from_sockaddr
+from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState, dedupe
 
 _STATE_BY_NAME = {
@@ -65,8 +65,8 @@ class PsutilTable(SocketTable):
     def describe(self, ids: Dict[Hashable, int]) -> List[SocketEntry]:
         return [e for e in self._entries() if e.key in ids]
 
-    def identity_of_fd(self, fd: int) -> Optional[Hashable]:
-        return None  # psutil identities carry addresses; the socket hooks match by fd and 4-tuple instead
+    def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
+        return (fd, local, remote)
 
     def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
         if not tuples:
