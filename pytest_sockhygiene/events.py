@@ -21,7 +21,7 @@ import errno
 import socket
 import sys
 import threading
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
@@ -117,6 +117,7 @@ class Recorder:
         self.sinks: Tuple[EventSink, ...] = ()
         self.ownership = Ownership()
         self.listeners: Dict[Endpoint, Optional[Hashable]] = {}
+        self.described: Set[Hashable] = set()  # sockets already searched for listeners (window.discover_listeners)
         self._identity_of = identity_of
         self._on_error = on_error
         self._saved: Dict[str, Any] = {}

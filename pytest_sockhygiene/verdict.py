@@ -184,19 +184,27 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
     """Counts and violations for one window."""
     owned = owned_ids(obs)
     origins: Dict[Hashable, Optional[Origin]] = {}
-    accepted: Set[Hashable] = set()
+    accepted: Dict[Hashable, Optional[Hashable]] = {}  # accepted socket (identity or 4-tuple) -> its listener
+    peers: Dict[Hashable, Optional[Endpoint]] = {}
     for ev in obs.events:
+        if ev.kind in ("connect", "accept"):
+            # (fd, local) too: under psutil a reset socket loses its peer address, and with it its identity
+            for key in (ev.identity, (ev.fd, ev.local)):
+                if key is not None:
+                    peers[key] = ev.remote
         if ev.kind in ("connect", "listen") and ev.identity is not None:
             origins.setdefault(ev.identity, ev.origin)
+            origins.setdefault((ev.fd, ev.local), ev.origin)
         if ev.kind == "connect" and ev.four_tuple is not None:
             origins.setdefault(ev.four_tuple, ev.origin)
         elif ev.kind == "listen" and ev.local is not None:
             origins.setdefault(("listen", ev.local), ev.origin)
         elif ev.kind == "accept":
-            accepted.update(k for k in (ev.identity, ev.four_tuple) if k is not None)
+            accepted.update((k, ev.listener) for k in (ev.identity, ev.four_tuple) if k is not None)
 
     def origin_of(e: SocketEntry) -> Optional[Origin]:
-        for key in (e.key, e.four_tuple, ("listen", e.local) if e.state == TcpState.LISTEN else None):
+        for key in (e.key, e.four_tuple, ("listen", e.local) if e.state == TcpState.LISTEN else None,
+                    (e.fd, e.local)):
             if key is not None and origins.get(key) is not None:
                 return origins[key]
         return None
@@ -209,19 +217,29 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
     established: List[Item] = []
     close_wait: List[Item] = []
     for e in mine:
-        if e.state not in OPEN_STATES and e.state != TcpState.CLOSE_WAIT:
-            continue
         note = ""
+        peer_key = e.key if e.key in peers else (e.fd, e.local)
+        if e.state == TcpState.CLOSE and peer_key in peers:
+            # a connection that was reset (its server went away) while the test still holds the socket: the fd
+            # is leaked all the same; its peer is no longer known to the kernel, so take it from the connect
+            e = dataclasses.replace(e, remote=e.remote or peers[peer_key])
+            note = "connection already reset by the peer; the socket is still open"
+        elif e.state not in OPEN_STATES and e.state != TcpState.CLOSE_WAIT:
+            continue
         listener_ep = _listener_for(e.local, listeners)
         if listener_ep is not None or e.key in accepted or e.four_tuple in accepted:
             # the server side of a connection: it belongs to its listener while that listener is open
-            listener_id = listeners.get(listener_ep) if listener_ep is not None else None
             if listener_ep in test_listeners:
                 accepted_counts[listener_ep] += 1
                 continue
-            if listener_ep is not None and (listener_id is None or listener_id in obs.held_ids):
+            if listener_ep is not None:
+                listener_id = listeners.get(listener_ep)
+            else:
+                listener_id = accepted.get(e.key, accepted.get(e.four_tuple))  # type: ignore[arg-type]
+            if (listener_ep is not None and listener_id is None) or (listener_id is not None
+                                                                       and listener_id in obs.held_ids):
                 continue
-            note = "server side of a connection whose listener is already closed"
+            note = "; ".join(filter(None, [note, "server side of a connection whose listener is already closed"]))
         item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note)
         (close_wait if e.state == TcpState.CLOSE_WAIT else established).append(item)
 

@@ -13,9 +13,10 @@ import gc
 import time
 from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
-from .events import EventSink, Recorder
+from .endpoints import Endpoint
+from .events import EventSink, Recorder, SocketEvent
 from .limits import Limits
-from .table import SocketTable
+from .table import SocketEntry, SocketTable, TcpState
 from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
 
 ClientProbe = Callable[["Window"], Tuple[List[Item], Dict[Hashable, str]]]
@@ -24,6 +25,27 @@ ClientProbe = Callable[["Window"], Tuple[List[Item], Dict[Hashable, str]]]
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
 _UNSETTLING = frozenset({"connections"})  # a count that only grows: waiting cannot clear it
+
+
+def _unexplained(entries: List[SocketEntry], events: List[SocketEvent],
+                 listeners: Dict[Endpoint, Optional[Hashable]]) -> bool:
+    """A connected socket that no connect or accept explains and whose port is no known listener's: it may be
+    the server side of a listener this process opened before the hooks were installed."""
+    explained = {ev.identity for ev in events if ev.kind in ("connect", "accept")}
+    ports = {ep[1] for ep in listeners}
+    return any(e.state != TcpState.LISTEN and e.local is not None and e.key not in explained
+               and e.local[1] not in ports for e in entries)
+
+
+def discover_listeners(table: SocketTable, held: Dict[Hashable, int], recorder: Recorder) -> None:
+    """Describe held sockets not described before and remember the listening ones. Each socket is described
+    at most once per session, and only on this (dirty) path."""
+    seen = recorder.described
+    todo = {k: fd for k, fd in held.items() if k not in seen}
+    for e in table.describe(todo):
+        if e.state == TcpState.LISTEN and e.local is not None:
+            recorder.listeners.setdefault(e.local, e.key)
+    seen.update(todo)
 
 
 class Window(EventSink):
@@ -51,6 +73,8 @@ class Window(EventSink):
         owned = dict(self.recorder.ownership.socket_owner)
         owned.update(client_owned)
         entries = self.table.describe({k: after[k] for k in new_ids if k not in owned}) if new_ids else []
+        if _unexplained(entries, self.events, self.recorder.listeners):
+            discover_listeners(self.table, after, self.recorder)
         obs = Observation(
             new_entries=entries,
             new_ids=new_ids,

@@ -1,0 +1,76 @@
+"""Shared helpers: every end-to-end test runs once per socket-table backend, against real loopback sockets.
+
+The inner test files written by ``pytester`` get a conftest with a session-scoped loopback HTTP server (the
+GOOD pattern a real suite uses) unless a test writes its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import textwrap
+from typing import Any, Callable, List
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+BACKENDS = ["linux", "psutil"] if sys.platform.startswith("linux") else ["psutil"]
+
+INNER_CONFTEST = '''
+import pytest
+from pytest_sockhygiene.testing import serve_http
+
+@pytest.fixture(scope="session")
+def server():
+    with serve_http(keep_alive=5.0) as s:
+        yield s
+'''
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+Runner = Callable[..., Any]
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, backend: str) -> Runner:
+    """Run pytest on the files in ``pytester``'s directory with the plugin enforcing and the chosen backend."""
+    if not (pytester.path / "conftest.py").exists():
+        pytester.makeconftest(INNER_CONFTEST)
+
+    def _run(*args: str, mode: str = "enforce", subprocess: bool = False) -> Any:
+        argv: List[str] = ["-p", "no:cacheprovider", f"--sockhygiene-backend={backend}"]
+        if mode:
+            argv.append(f"--sockhygiene={mode}")
+        argv.extend(args)
+        if subprocess:
+            return pytester.runpytest_subprocess(*argv)
+        return pytester.runpytest(*argv)
+
+    return _run
+
+
+def dedent(src: str) -> str:
+    return textwrap.dedent(src).lstrip("\n")
+
+
+def errors_of(result: Any) -> List[str]:
+    """Node ids reported as ERROR (a sockhygiene violation fails the test at teardown)."""
+    out = []
+    for line in result.outlines:
+        if line.startswith("ERROR ") and "::" in line:
+            out.append(line.split()[1])
+    return sorted(out)

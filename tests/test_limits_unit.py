@@ -1,0 +1,93 @@
+"""Limits, ini parsing and endpoint globs: pure functions, no pytest machinery."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_sockhygiene.endpoints import ConfigError, IgnorePattern, endpoint_from_sockaddr, format_endpoint
+from pytest_sockhygiene.limits import DEFAULT_SETTLE, DEFAULT_TIME_WAIT, Limits, limits_from_ini, merge_marker_kwargs
+from pytest_sockhygiene.session import effective_limits, marker_limits
+from pytest_sockhygiene.settings import read_mode, rewrite_bare_flag
+
+
+def test_defaults():
+    lim = Limits()
+    assert (lim.established, lim.close_wait, lim.listen) == (0, 0, 0)
+    assert lim.time_wait == DEFAULT_TIME_WAIT and lim.clients == 0 and lim.connections is None
+    assert lim.settle == DEFAULT_SETTLE and lim.enabled and lim.ignore == ()
+
+
+def test_closest_marker_wins_per_key():
+    function, klass, module = ((), {"established": 3}), ((), {"established": 1, "listen": 2}), ((), {"listen": 0, "time_wait": 9})
+    merged = merge_marker_kwargs([function, klass, module])
+    assert merged == {"established": 3, "listen": 2, "time_wait": 9}
+
+
+def test_none_means_unlimited_and_zero_is_kept():
+    assert merge_marker_kwargs([((), {"connections": None, "established": 0})]) == {"connections": None, "established": 0}
+
+
+def test_marker_error_names_test_and_key():
+    with pytest.raises(ConfigError, match=r"^sockhygiene marker on t.py::x: unknown limit 'close_wiat' \(did you mean 'close_wait'\?\)$"):
+        marker_limits(Limits(), "t.py::x", [((), {"close_wiat": 1})])
+
+
+def test_marker_ignore_adds_to_ini_ignore():
+    base = Limits(ignore=(IgnorePattern("*:5432"),))
+    lim = effective_limits(base, {"ignore": (IgnorePattern("*:6379"),)})
+    assert [p.text for p in lim.ignore] == ["*:5432", "*:6379"]
+
+
+def test_ini_values():
+    lim = limits_from_ini({"sockhygiene_established": "2", "sockhygiene_connections": "unlimited",
+                           "sockhygiene_time_wait": " 7 ", "sockhygiene_settle": "0.25",
+                           "sockhygiene_ignore": ["*:6379", "", "[::1]:*"], "sockhygiene_listen": ""})
+    assert (lim.established, lim.connections, lim.time_wait, lim.settle, lim.listen) == (2, None, 7, 0.25, 0)
+    assert [p.text for p in lim.ignore] == ["*:6379", "[::1]:*"]
+
+
+@pytest.mark.parametrize("key, raw", [("sockhygiene_clients", "1.5"), ("sockhygiene_clients", "-1"),
+                                      ("sockhygiene_settle", "nan"), ("sockhygiene_settle", "-2")])
+def test_bad_ini_names_key(key, raw):
+    with pytest.raises(ConfigError, match=f"^ini '{key}': "):
+        limits_from_ini({key: raw})
+
+
+@pytest.mark.parametrize("pattern, endpoint, hit", [
+    ("127.0.0.1:5432", ("127.0.0.1", 5432), True),
+    ("127.0.0.1:5432", ("127.0.0.1", 5433), False),
+    ("*:6379", ("10.1.2.3", 6379), True),
+    ("[::1]:*", ("::1", 80), True),
+    ("[::1]:*", ("127.0.0.1", 80), False),
+    ("[::ffff:127.0.0.1]:80", ("127.0.0.1", 80), True),
+    ("127.0.0.*:80?", ("127.0.0.9", 801), True),
+    ("127.0.0.*:80?", ("127.0.0.9", 8080), False),
+])
+def test_ignore_globs(pattern, endpoint, hit):
+    assert IgnorePattern(pattern).matches(endpoint) is hit
+
+
+@pytest.mark.parametrize("bad", ["", "127.0.0.1", ":80", "[::1:80", "host:port:extra", "[]:80", "*:70000", "*:http"])
+def test_malformed_globs(bad):
+    with pytest.raises(ConfigError, match="malformed ignore pattern"):
+        IgnorePattern(bad)
+
+
+def test_endpoint_normal_form():
+    assert endpoint_from_sockaddr(("::ffff:127.0.0.1", 80, 0, 0)) == ("127.0.0.1", 80)
+    assert endpoint_from_sockaddr(("fe80::1%eth0", 80, 0, 2)) == ("fe80::1", 80)
+    assert endpoint_from_sockaddr("/tmp/unix.sock") is None
+    assert format_endpoint(("::1", 8)) == "[::1]:8" and format_endpoint(("1.2.3.4", 8)) == "1.2.3.4:8"
+
+
+def test_mode_precedence_and_bare_flag():
+    assert read_mode(None, "") == "off" and read_mode(None, "warn") == "warn" and read_mode("enforce", "warn") == "enforce"
+    args = ["--sockhygiene", "tests/"]
+    rewrite_bare_flag(args)
+    assert args == ["--sockhygiene=enforce", "tests/"]
+    args = ["--sockhygiene", "warn", "tests/"]
+    rewrite_bare_flag(args)
+    assert args == ["--sockhygiene", "warn", "tests/"]
+    args = ["--", "--sockhygiene"]
+    rewrite_bare_flag(args)
+    assert args == ["--", "--sockhygiene"]

@@ -1,0 +1,111 @@
+"""The verdict from plain values: ownership, accepted sockets, ignore globs, TIME_WAIT grouping. No sockets."""
+
+from __future__ import annotations
+
+from pytest_sockhygiene.endpoints import IgnorePattern
+from pytest_sockhygiene.events import SocketEvent
+from pytest_sockhygiene.limits import Limits
+from pytest_sockhygiene.table import SocketEntry, TcpState
+from pytest_sockhygiene.verdict import Observation, judge, time_wait_candidates
+
+SERVER = ("127.0.0.1", 8000)
+
+
+def entry(key, state, local, remote=None, fd=10):
+    return SocketEntry(key=key, fd=fd, state=state, local=local, remote=remote)
+
+
+def event(kind, identity, local, remote=None, owner=None, listener=None, origin=("t.py", 3, "test_x")):
+    return SocketEvent(kind=kind, identity=identity, fd=10, local=local, remote=remote, origin=origin,
+                       thread=1, owner=owner, listener=listener)
+
+
+def obs(entries=(), events=(), owned=None, listeners=None, lingering=(), held=None):
+    entries = list(entries)
+    return Observation(new_entries=entries, new_ids=frozenset(e.key for e in entries), events=list(events),
+                       owned=owned or {}, listeners=listeners or {},
+                       held_ids=frozenset(held if held is not None else [e.key for e in entries]),
+                       lingering=set(lingering))
+
+
+def test_clean_when_nothing_new():
+    v = judge(obs(), Limits())
+    assert v.clean and v.counts["established"] == 0
+
+
+def test_established_leak_carries_origin():
+    c = entry(1, TcpState.ESTABLISHED, ("127.0.0.1", 40000), SERVER)
+    v = judge(obs([c], [event("connect", 1, c.local, SERVER)]), Limits())
+    (viol,) = v.violations
+    assert (viol.kind, viol.count, viol.limit) == ("established", 1, 0)
+    assert viol.items[0].origin == ("t.py", 3, "test_x")
+
+
+def test_fixture_owned_socket_is_not_the_tests():
+    c = entry(1, TcpState.ESTABLISHED, ("127.0.0.1", 40000), SERVER)
+    assert judge(obs([c], owned={1: "session-scoped fixture 'db'"}), Limits()).clean
+
+
+def test_socket_touched_by_fixture_thread_is_owned():
+    c = entry(1, TcpState.ESTABLISHED, ("127.0.0.1", 40000), SERVER)
+    ev = event("connect", 1, c.local, SERVER, owner="session-scoped fixture 'poller'")
+    v = judge(obs([c], [ev]), Limits())
+    assert v.clean and v.counts["connections"] == 0
+
+
+def test_accepted_socket_of_a_foreign_listener_is_never_the_tests():
+    accepted = entry(2, TcpState.CLOSE_WAIT, SERVER, ("127.0.0.1", 40000))
+    v = judge(obs([accepted], listeners={SERVER: 99}, held=[2, 99]), Limits())
+    assert v.clean
+
+
+def test_accepted_socket_of_the_tests_listener_rides_on_the_listen_item():
+    listener = entry(3, TcpState.LISTEN, SERVER)
+    accepted = entry(4, TcpState.ESTABLISHED, SERVER, ("127.0.0.1", 40000))
+    v = judge(obs([listener, accepted]), Limits())
+    assert [x.kind for x in v.violations] == ["listen"]
+    assert "1 accepted connection" in v.violations[0].items[0].note
+
+
+def test_accepted_socket_whose_listener_closed_counts():
+    accepted = entry(4, TcpState.ESTABLISHED, SERVER, ("127.0.0.1", 40000))
+    ev = event("accept", 4, SERVER, ("127.0.0.1", 40000), listener=3)
+    v = judge(obs([accepted], [ev], listeners={SERVER: 3}, held=[4]), Limits())
+    assert v.counts["established"] == 1
+    assert "listener is already closed" in v.violations[0].items[0].note
+
+
+def test_ignore_matches_local_or_remote():
+    c = entry(1, TcpState.ESTABLISHED, ("127.0.0.1", 40000), ("127.0.0.1", 6379))
+    assert judge(obs([c]), Limits(ignore=(IgnorePattern("*:6379"),))).clean
+    assert not judge(obs([c]), Limits(ignore=(IgnorePattern("*:5432"),))).clean
+
+
+def test_limits_none_is_unlimited():
+    cs = [entry(i, TcpState.ESTABLISHED, ("127.0.0.1", 40000 + i), SERVER) for i in range(3)]
+    assert judge(obs(cs), Limits(established=None)).clean
+    assert judge(obs(cs), Limits(established=3)).clean
+    assert judge(obs(cs), Limits(established=2)).violations[0].count == 3
+
+
+def test_time_wait_candidates_and_grouping():
+    connects = [event("connect", i, ("127.0.0.1", 40000 + i), SERVER) for i in range(8)]
+    foreign = event("connect", 50, ("127.0.0.1", 50000), SERVER, owner="session-scoped fixture 's'")
+    server_side = event("accept", 60, SERVER, ("127.0.0.1", 40000), listener=99)
+    o = obs(events=connects + [foreign, server_side], listeners={SERVER: 99})
+    cands = time_wait_candidates(o, Limits(), still_open=set())
+    assert ((("127.0.0.1", 50000), SERVER)) not in cands  # a fixture's connection
+    assert (SERVER, ("127.0.0.1", 40000)) in cands  # the in-process server side of the test's connection
+    # both sides of connection 0 linger (simultaneous close): still one connection
+    o.lingering = {ev.four_tuple for ev in connects} | {(SERVER, ("127.0.0.1", 40000))}
+    v = judge(o, Limits())
+    tw = v.violation("time_wait")
+    assert tw is not None and tw.count == 8 and tw.limit == 5
+    assert tw.items[0].remote == SERVER and tw.items[0].count == 8
+
+
+def test_connections_budget():
+    connects = [event("connect", i, ("127.0.0.1", 40000 + i), SERVER) for i in range(3)]
+    v = judge(obs(events=connects), Limits(connections=2))
+    assert v.violation("connections").count == 3
+    assert judge(obs(events=connects), Limits()).counts["connections"] == 3
