@@ -53,6 +53,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="")
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: List[str]) -> None:
     rewrite_bare_flag(args)
@@ -67,7 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
     config.stash[_SETTINGS_KEY] = settings
     if settings.active:
-        controller = Controller(settings, str(config.rootpath))
+        from .trackers import builtin_trackers
+
+        for tracker in builtin_trackers():
+            name = f"sockhygiene-tracker-{getattr(tracker, 'module', type(tracker).__name__)}"
+            if not config.pluginmanager.has_plugin(name):
+                config.pluginmanager.register(tracker, name)
+        controller = Controller(settings, str(config.rootpath), config.hook)
         config.pluginmanager.register(SockHygienePlugin(config, controller), PLUGIN_NAME)
         config.pluginmanager.register(_MarkerErrors(), PLUGIN_NAME + "-marker-errors")
 

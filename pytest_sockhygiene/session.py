@@ -14,11 +14,12 @@ from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Seque
 
 from . import origin as origin_mod
 from .endpoints import ConfigError
+from .clients import ClientRegistry, client_items, created_items, socket_identity
 from .events import Recorder
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .settings import Settings
 from .table import SocketTable, TableUnavailable, select_table
-from .verdict import Verdict
+from .verdict import Item, Verdict
 from .window import ClientProbe, Window
 
 
@@ -47,9 +48,11 @@ def marker_limits(base: Limits, nodeid: str, markers: Sequence[Tuple[Sequence[An
 
 
 class Controller:
-    def __init__(self, settings: Settings, rootdir: Optional[str]) -> None:
+    def __init__(self, settings: Settings, rootdir: Optional[str], hook: Any = None) -> None:
         self.settings = settings
         self.rootdir = rootdir
+        self.hook = hook
+        self.clients: Optional[ClientRegistry] = None
         self.table: Optional[SocketTable] = None
         self.recorder: Optional[Recorder] = None
         self.window: Optional[Window] = None
@@ -81,9 +84,33 @@ class Controller:
             return False
         self.recorder = Recorder(self.table.identity_of, self._hook_error)
         self.recorder.install()
+        if self.hook is not None:
+            self._start_client_tracking()
         return True
 
+    def _start_client_tracking(self) -> None:
+        assert self.recorder is not None and self.table is not None
+        recorder = self.recorder
+        self.clients = ClientRegistry(recorder.ownership.current, lambda: recorder.sinks, self.hook)
+        try:
+            self.hook.pytest_sockhygiene_install_tracker(registry=self.clients)
+        except Exception as e:  # noqa: BLE001
+            self.problem("installing client trackers", e)
+        identity = socket_identity(self.table.identity_of)
+        registry = self.clients
+
+        def probe(window: Window, need_sockets: bool) -> Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]]:
+            p = registry.probe(window, identity, need_sockets, self.format_origin)
+            return client_items(p.unclosed), p.owned, p.notes, created_items(p.created)
+
+        self.client_probe = probe
+
     def stop(self) -> None:
+        if self.clients is not None and self.hook is not None:
+            try:
+                self.hook.pytest_sockhygiene_uninstall_tracker(registry=self.clients)
+            except Exception as e:  # noqa: BLE001
+                self.problem("uninstalling client trackers", e)
         if self.recorder is not None:
             self.recorder.uninstall()
 
@@ -113,7 +140,11 @@ class Controller:
         window, self.window = self.window, None
         if window is None or window.closed:
             return None
-        return window.close(limits)
+        try:
+            return window.close(limits)
+        finally:
+            if self.clients is not None:
+                self.clients.forget(window)
 
     def abandon_window(self) -> None:
         window, self.window = self.window, None

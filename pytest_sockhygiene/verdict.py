@@ -99,6 +99,10 @@ class Observation:
     """Candidate 4-tuples found lingering after an active close (filled by the window after a kernel lookup)."""
     clients: List[Item] = dataclasses.field(default_factory=list)
     """Unclosed clients of the test (filled by client trackers)."""
+    notes: Mapping[Hashable, str] = dataclasses.field(default_factory=dict)
+    """Identity -> what a client tracker knows of a socket (the pool of the test's own client)."""
+    created_clients: List[Item] = dataclasses.field(default_factory=list)
+    """Clients the test created, grouped by kind and origin, with ``count`` and requests in ``note``."""
 
 
 def _ignored(limits: Limits, local: Optional[Endpoint], remote: Optional[Endpoint]) -> bool:
@@ -240,6 +244,11 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
                                                                        and listener_id in obs.held_ids):
                 continue
             note = "; ".join(filter(None, [note, "server side of a connection whose listener is already closed"]))
+        pool_note = obs.notes.get(e.key, "")
+        if pool_note and e.state == TcpState.CLOSE_WAIT:
+            pool_note += ("; the server closed this idle pooled connection first: its keep-alive timeout is "
+                          "shorter than the client's keepalive_expiry")
+        note = "; ".join(filter(None, [pool_note, note]))
         item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note)
         (close_wait if e.state == TcpState.CLOSE_WAIT else established).append(item)
 

@@ -19,8 +19,9 @@ from .limits import Limits
 from .table import SocketEntry, SocketTable, TcpState
 from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
 
-ClientProbe = Callable[["Window"], Tuple[List[Item], Dict[Hashable, str]]]
-"""Asked at close: (unclosed clients of this window, sockets owned by clients created outside it)."""
+ClientProbe = Callable[["Window", bool], Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]]]
+"""Asked at close, with whether sockets changed: (unclosed clients of this window, sockets owned by clients
+created outside it, notes on sockets of this window's clients, clients this window created)."""
 
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
@@ -65,8 +66,10 @@ class Window(EventSink):
         new_ids = frozenset(k for k in after if k not in self.before)
         clients: List[Item] = []
         client_owned: Dict[Hashable, str] = {}
+        notes: Dict[Hashable, str] = {}
+        created: List[Item] = []
         if self.client_probe is not None:
-            clients, client_owned = self.client_probe(self)
+            clients, client_owned, notes, created = self.client_probe(self, bool(new_ids or self.events))
         if not new_ids and not self.events and not clients:
             self.observation = None
             return CLEAN
@@ -83,6 +86,8 @@ class Window(EventSink):
             listeners=dict(self.recorder.listeners),
             held_ids=frozenset(after),
             clients=clients,
+            notes=notes,
+            created_clients=created,
         )
         still_open = {e.four_tuple for e in entries if e.four_tuple is not None}
         still_open.update(ev.four_tuple for ev in obs.events

@@ -1,0 +1,236 @@
+"""Clients: which HTTP clients a test created and never closed, and which sockets belong to whose pool.
+
+Trackers (``hookspecs.py``) report creation and closing; this registry keeps one small record per client,
+*weakly*: it never keeps a user's client alive, and it notices a client that was garbage-collected without
+being closed (``weakref.finalize`` fires with the record, not the client). httpx removed its own unclosed-client
+warning because ``__del__`` could not tell reliably; a record that knows whether ``close()`` ran can.
+
+A client created inside another tracked client's constructor (the urllib3 PoolManager inside a
+``requests.Session``) is part of that client and is not counted again.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import weakref
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Tuple
+
+from . import origin as origin_mod
+from .endpoints import endpoint_from_sockaddr
+from .verdict import Item
+
+CLOSE_METHODS_NOTE = "close it: `with` / `async with`, close() / aclose(), or create it in a fixture of broader scope"
+
+
+class ClientRecord:
+    __slots__ = ("kind", "origin", "owner", "windows", "closed", "collected", "networked", "requests", "ref",
+                 "__weakref__")
+
+    def __init__(self, kind: str, origin: Optional[origin_mod.Origin], owner: Optional[str],
+                 windows: Tuple[Any, ...], networked: bool) -> None:
+        self.kind = kind
+        self.origin = origin
+        self.owner = owner
+        self.windows = windows  # the sinks (test window, measure blocks) open when the client was created
+        self.closed = False
+        self.collected = False
+        self.networked = networked
+        self.requests = 0
+        self.ref: Optional[Callable[[], Any]] = None
+
+    def label(self, fmt: Callable[[Optional[origin_mod.Origin]], str]) -> str:
+        where = fmt(self.origin)
+        owner = f", {self.owner}" if self.owner else ""
+        return f"{self.kind} created at {where}{owner}"
+
+
+def _mark_collected(record: ClientRecord) -> None:
+    record.collected = True
+
+
+class ClientRegistry:
+    """Records of clients; the trackers' side of the interface is :meth:`created`, :meth:`closed`,
+    :meth:`request` and :meth:`constructing`."""
+
+    def __init__(self, current_owner: Callable[[], Optional[str]], current_sinks: Callable[[], Tuple[Any, ...]],
+                 hook: Any = None) -> None:
+        self._current_owner = current_owner
+        self._current_sinks = current_sinks
+        self.hook = hook
+        self._by_id: Dict[int, ClientRecord] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    # -- the trackers' interface -----------------------------------------------------------------------------
+
+    def created(self, client: Any, kind: Optional[str] = None, networked: bool = True) -> None:
+        """A client was created. ``networked=False`` for a client whose transport cannot hold a socket (a mock,
+        ASGI or WSGI transport): it is remembered but never counted."""
+        if getattr(self._local, "depth", 0) > 1:
+            return  # built inside another tracked client's constructor: part of that client
+        key = id(client)
+        existing = self._by_id.get(key)
+        if existing is not None and not existing.collected:
+            return  # recorded already (a subclass's constructor calling the base class's)
+        record = ClientRecord(kind or type(client).__qualname__, origin_mod.capture(skip=2), self._current_owner(),
+                              self._current_sinks(), networked)
+        try:
+            record.ref = weakref.ref(client)
+            weakref.finalize(client, _mark_collected, record)
+        except TypeError:
+            record.ref = None  # not weak-referenceable: it will be judged by its close() alone
+        with self._lock:
+            self._by_id[key] = record
+
+    def closed(self, client: Any) -> None:
+        record = self._by_id.get(id(client))
+        if record is not None and not record.collected:
+            record.closed = True
+
+    def request(self, client: Any) -> None:
+        record = self._by_id.get(id(client))
+        if record is not None:
+            record.requests += 1
+
+    def constructing(self) -> "_Constructing":
+        """Wrap a tracked constructor: clients created inside it (nested) are not recorded separately."""
+        return _Constructing(self._local)
+
+    # -- what windows ask ----------------------------------------------------------------------------------------
+
+    def records(self) -> List[ClientRecord]:
+        with self._lock:
+            return list(self._by_id.values())
+
+    def _is_closed(self, record: ClientRecord) -> bool:
+        if record.closed:
+            return True
+        client = record.ref() if record.ref is not None else None
+        if client is None or self.hook is None:
+            return False
+        return bool(self.hook.pytest_sockhygiene_client_is_closed(client=client))
+
+    def sockets_of(self, client: Any) -> List[Any]:
+        if self.hook is None:
+            return []
+        try:
+            return list(self.hook.pytest_sockhygiene_client_sockets(client=client) or ())
+        except Exception:  # noqa: BLE001 - a tracker that cannot read a pool must not break the verdict
+            return []
+
+    def probe(self, window: Any, identity_of_socket: Callable[[Any], Optional[Hashable]],
+              need_sockets: bool, fmt: Callable[[Optional[origin_mod.Origin]], str]) -> "Probe":
+        """Unclosed clients created in ``window``; and, if sockets changed, which sockets belong to whose pool."""
+        unclosed: List[ClientRecord] = []
+        owned: Dict[Hashable, str] = {}
+        notes: Dict[Hashable, str] = {}
+        created_here: List[ClientRecord] = []
+        for record in self.records():
+            mine = window in record.windows and record.owner is None
+            if mine:
+                created_here.append(record)
+            if not need_sockets and not (mine and record.networked):
+                continue  # the clean path: nothing to ask a tracker
+            closed = self._is_closed(record)
+            if mine and record.networked and not closed:
+                unclosed.append(record)
+            if not need_sockets or closed or record.collected:
+                continue
+            client = record.ref() if record.ref is not None else None
+            if client is None:
+                continue
+            for sock in self.sockets_of(client):
+                ident = identity_of_socket(sock)
+                if ident is None:
+                    continue
+                if mine:
+                    notes[ident] = f"in the pool of {record.label(fmt)}{self._keepalive_note(client)}"
+                else:
+                    owned[ident] = f"pool of {record.label(fmt)}"
+        return Probe(unclosed, owned, notes, created_here)
+
+    def _keepalive_note(self, client: Any) -> str:
+        if self.hook is None:
+            return ""
+        try:
+            expiry = self.hook.pytest_sockhygiene_client_keepalive(client=client)
+        except Exception:  # noqa: BLE001
+            return ""
+        return f", keepalive_expiry={expiry:g}s" if expiry is not None else ""
+
+    def forget(self, window: Any) -> None:
+        """After a window closed: drop records that can no longer matter (closed or collected, and judged)."""
+        with self._lock:
+            for key, record in list(self._by_id.items()):
+                if (record.closed or record.collected) and (window in record.windows or not record.windows):
+                    del self._by_id[key]
+
+
+class _Constructing:
+    __slots__ = ("_local",)
+
+    def __init__(self, local: threading.local) -> None:
+        self._local = local
+
+    def __enter__(self) -> None:
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self._local.depth -= 1
+
+
+class Probe:
+    __slots__ = ("unclosed", "owned", "notes", "created")
+
+    def __init__(self, unclosed: List[ClientRecord], owned: Dict[Hashable, str], notes: Dict[Hashable, str],
+                 created: List[ClientRecord]) -> None:
+        self.unclosed = unclosed
+        self.owned = owned
+        self.notes = notes
+        self.created = created
+
+
+def client_items(records: Iterable[ClientRecord]) -> List[Item]:
+    """Unclosed clients grouped by kind and origin (a loop that leaks 30 clients is one line with count 30)."""
+    groups: Dict[Tuple[str, Any, bool], int] = collections.Counter()
+    for r in records:
+        groups[(r.kind, r.origin, r.collected)] += 1
+    out = []
+    for (kind, origin, collected), n in groups.items():
+        note = "garbage-collected without being closed" if collected else "still open"
+        out.append(Item(state=kind, local=None, remote=None, origin=origin, count=n, note=note))
+    return out
+
+
+def created_items(records: Iterable[ClientRecord]) -> List[Item]:
+    """Clients a window created, grouped by kind and origin; the note says how many requests each made."""
+    groups: Dict[Tuple[str, Any], List[int]] = collections.defaultdict(list)
+    for r in records:
+        groups[(r.kind, r.origin)].append(r.requests)
+    out = []
+    for (kind, origin), requests in groups.items():
+        per = sorted(set(requests))
+        each = f"{per[0]} request{'s' if per[0] != 1 else ''} each" if len(per) == 1 else f"{min(per)}-{max(per)} requests each"
+        out.append(Item(state=kind, local=None, remote=None, origin=origin, count=len(requests), note=each))
+    return out
+
+
+def socket_identity(identity_of: Callable[..., Optional[Hashable]]) -> Callable[[Any], Optional[Hashable]]:
+    """Adapt a table's ``identity_of(fd, local, remote)`` to a socket-like object (socket, TransportSocket)."""
+
+    def of(sock: Any) -> Optional[Hashable]:
+        try:
+            fd = sock.fileno()
+            if fd < 0:
+                return None
+            local = endpoint_from_sockaddr(sock.getsockname())
+            try:
+                remote = endpoint_from_sockaddr(sock.getpeername())
+            except OSError:
+                remote = None
+            return identity_of(fd, local, remote)
+        except (OSError, AttributeError, ValueError):
+            return None
+
+    return of

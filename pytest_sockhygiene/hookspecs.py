@@ -1,0 +1,53 @@
+"""Hook specifications: a client tracker for any library is a pluggy plugin.
+
+Hook names start with ``pytest_`` because pytest's plugin manager only looks at such attributes.
+
+A tracker tells the registry when a client of its library is created and closed, and which sockets a live
+client holds in its connection pool. The built-in trackers (httpx, httpx2, requests, urllib3, aiohttp) use
+exactly these hooks; see docs/writing-a-tracker.md for a worked example.
+
+Register a tracker like any pytest plugin: in a ``conftest.py`` (``pytest_plugins``), through an entry point, or
+with ``config.pluginmanager.register(MyTracker())`` in ``pytest_configure``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .clients import ClientRegistry
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec
+def pytest_sockhygiene_install_tracker(registry: "ClientRegistry") -> None:
+    """Start tracking: patch the library so that it calls ``registry.created(client, kind=..., networked=...)``
+    when a client is created and ``registry.closed(client)`` when it is closed. Called once per session, only in
+    ``enforce`` and ``warn`` modes. Do nothing if the library is not importable."""
+
+
+@hookspec
+def pytest_sockhygiene_uninstall_tracker(registry: "ClientRegistry") -> None:
+    """Undo what ``pytest_sockhygiene_install_tracker`` did (called at the end of the session)."""
+
+
+@hookspec(firstresult=True)
+def pytest_sockhygiene_client_sockets(client: Any) -> Optional[Iterable[Any]]:
+    """The sockets (objects with ``fileno()``) that a live client of your library holds now, e.g. its pool's
+    connections; None if ``client`` is not one of yours. Used to tell a reused client's pooled connection (the
+    good pattern) from a leak, and to explain a pooled CLOSE_WAIT."""
+
+
+@hookspec(firstresult=True)
+def pytest_sockhygiene_client_is_closed(client: Any) -> Optional[bool]:
+    """Whether a live client of your library is closed; None if ``client`` is not one of yours. Lets a tracker
+    see closes that bypass the methods it patched."""
+
+
+@hookspec(firstresult=True)
+def pytest_sockhygiene_client_keepalive(client: Any) -> Optional[float]:
+    """How long (seconds) the client keeps an idle pooled connection, for the CLOSE_WAIT diagnosis; None if
+    unknown or not yours."""

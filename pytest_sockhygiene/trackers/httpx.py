@@ -1,0 +1,116 @@
+"""httpx and httpx2 (the maintained fork the openai and anthropic SDKs use): same API, other import names.
+
+Created: ``Client.__init__`` / ``AsyncClient.__init__`` (subclasses and clients built inside SDK objects
+included). Closed: ``close``, ``aclose`` and the context managers (``__exit__`` does not call ``close()``).
+Pool: transport -> httpcore(2) pool -> connections -> network stream -> ``get_extra_info("socket")``.
+A client whose transports have no connection pool (MockTransport, ASGITransport, WSGITransport, a custom
+transport) cannot leak a socket and is not counted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any, Iterable, Iterator, List, Optional
+
+import pytest
+
+from .patching import Patches, after_init, counting_requests, counting_requests_async, then_closed, then_closed_async
+
+
+def _transports(client: Any) -> Iterator[Any]:
+    transport = getattr(client, "_transport", None)
+    if transport is not None:
+        yield transport
+    for t in (getattr(client, "_mounts", None) or {}).values():
+        if t is not None:
+            yield t
+
+
+def _pool(transport: Any) -> Any:
+    return getattr(transport, "_pool", None)
+
+
+def _streams(pool: Any) -> Iterator[Any]:
+    for conn in list(getattr(pool, "_connections", ()) or ()):
+        inner = getattr(conn, "_connection", None) or conn
+        stream = getattr(inner, "_network_stream", None)
+        if stream is not None:
+            yield stream
+
+
+class HttpxTracker:
+    """Tracks ``<module>.Client`` and ``<module>.AsyncClient`` for module ``httpx`` or ``httpx2``."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self._patches = Patches()
+        self._classes: tuple = ()
+
+    def _load(self) -> Optional[Any]:
+        if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
+            return None
+        return importlib.import_module(self.module)
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
+        mod = self._load()
+        if mod is None:
+            return
+        self._classes = (mod.Client, mod.AsyncClient)
+        p = self._patches
+        networked = self._networked
+        kind = lambda c: f"{self.module}.{type(c).__qualname__}"  # noqa: E731
+        for cls in self._classes:
+            p.wrap(cls, "__init__", after_init(registry, kind, networked))
+        p.wrap(mod.Client, "close", then_closed(registry))
+        p.wrap(mod.Client, "__exit__", then_closed(registry))
+        p.wrap(mod.Client, "send", counting_requests(registry))
+        p.wrap(mod.AsyncClient, "aclose", then_closed_async(registry))
+        p.wrap(mod.AsyncClient, "__aexit__", then_closed_async(registry))
+        p.wrap(mod.AsyncClient, "send", counting_requests_async(registry))
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_uninstall_tracker(self, registry: Any) -> None:
+        self._patches.undo()
+
+    def _mine(self, client: Any) -> bool:
+        return bool(self._classes) and isinstance(client, self._classes)
+
+    @staticmethod
+    def _networked(client: Any) -> bool:
+        return any(_pool(t) is not None for t in _transports(client))
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
+        if not self._mine(client):
+            return None
+        out: List[Any] = []
+        for transport in _transports(client):
+            pool = _pool(transport)
+            if pool is None:
+                continue
+            for stream in _streams(pool):
+                try:
+                    sock = stream.get_extra_info("socket")
+                except Exception:  # noqa: BLE001
+                    sock = None
+                if sock is not None:
+                    out.append(sock)
+        return out
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
+        if not self._mine(client):
+            return None
+        return bool(getattr(client, "is_closed", False))
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
+        if not self._mine(client):
+            return None
+        for transport in _transports(client):
+            expiry = getattr(_pool(transport), "_keepalive_expiry", None)
+            if expiry is not None:
+                return float(expiry)
+        return None

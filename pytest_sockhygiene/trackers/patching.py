@@ -1,0 +1,102 @@
+"""Wrapping methods of a library's classes, and putting them back: the one mechanism every tracker uses."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, List, Tuple
+
+_MISSING: Any = object()
+
+
+class Patches:
+    """Method wrappers installed on classes, removable in reverse order (leaving alone any patched over us)."""
+
+    def __init__(self) -> None:
+        self._done: List[Tuple[type, str, Any, Any]] = []
+
+    def wrap(self, cls: type, name: str, make: Callable[[Any], Any]) -> None:
+        original = cls.__dict__.get(name, _MISSING)
+        current = getattr(cls, name)
+        wrapper = make(current)
+        if isinstance(current, (staticmethod, classmethod)):  # pragma: no cover - not used for methods we wrap
+            raise TypeError(name)
+        functools.update_wrapper(wrapper, current)
+        setattr(cls, name, wrapper)
+        self._done.append((cls, name, original, wrapper))
+
+    def undo(self) -> None:
+        while self._done:
+            cls, name, original, wrapper = self._done.pop()
+            if cls.__dict__.get(name) is not wrapper:
+                continue
+            if original is _MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, original)
+
+
+def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """A wrapper for ``__init__`` that records the client once it is fully built; clients built inside it
+    (a library's own nested clients) are the outer client's."""
+
+    def make(init: Any) -> Any:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            with registry.constructing():
+                init(self, *args, **kwargs)
+                try:
+                    net = networked(self)
+                except Exception:  # noqa: BLE001 - an unusual client is judged as a networked one
+                    net = True
+                registry.created(self, kind=kind_of(self), networked=net)
+
+        return __init__
+
+    return make
+
+
+def then_closed(registry: Any) -> Callable[[Any], Any]:
+    def make(method: Any) -> Any:
+        def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                registry.closed(self)
+
+        return closing
+
+    return make
+
+
+def then_closed_async(registry: Any) -> Callable[[Any], Any]:
+    def make(method: Any) -> Any:
+        async def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                registry.closed(self)
+
+        return closing
+
+    return make
+
+
+def counting_requests(registry: Any) -> Callable[[Any], Any]:
+    def make(method: Any) -> Any:
+        def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            registry.request(self)
+            return method(self, *args, **kwargs)
+
+        return send
+
+    return make
+
+
+def counting_requests_async(registry: Any) -> Callable[[Any], Any]:
+    def make(method: Any) -> Any:
+        async def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            registry.request(self)
+            return await method(self, *args, **kwargs)
+
+        return send
+
+    return make

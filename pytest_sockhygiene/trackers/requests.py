@@ -1,0 +1,7 @@
+"""Tracker for requests (placeholder until implemented)."""
+
+from __future__ import annotations
+
+
+class RequestsTracker:
+    """Inactive placeholder."""
