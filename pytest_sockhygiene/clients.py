@@ -58,7 +58,8 @@ class ClientRegistry:
         self._current_owner = current_owner
         self._current_sinks = current_sinks
         self.hook = hook
-        self._by_id: Dict[int, ClientRecord] = {}
+        self._by_id: Dict[int, ClientRecord] = {}  # live clients, to find a record from close() / send()
+        self._records: List[ClientRecord] = []  # every record not yet forgotten (ids are reused after collection)
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -82,6 +83,7 @@ class ClientRegistry:
             record.ref = None  # not weak-referenceable: it will be judged by its close() alone
         with self._lock:
             self._by_id[key] = record
+            self._records.append(record)
 
     def closed(self, client: Any) -> None:
         record = self._by_id.get(id(client))
@@ -101,7 +103,7 @@ class ClientRegistry:
 
     def records(self) -> List[ClientRecord]:
         with self._lock:
-            return list(self._by_id.values())
+            return list(self._records)
 
     def _is_closed(self, record: ClientRecord) -> bool:
         if record.closed:
@@ -162,8 +164,14 @@ class ClientRegistry:
     def forget(self, window: Any) -> None:
         """After a window closed: drop records that can no longer matter (closed or collected, and judged)."""
         with self._lock:
+            done = [r for r in self._records
+                    if (r.closed or r.collected) and (window in r.windows or not r.windows)]
+            if not done:
+                return
+            gone = set(map(id, done))
+            self._records = [r for r in self._records if id(r) not in gone]
             for key, record in list(self._by_id.items()):
-                if (record.closed or record.collected) and (window in record.windows or not record.windows):
+                if id(record) in gone:
                     del self._by_id[key]
 
 

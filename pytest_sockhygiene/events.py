@@ -145,7 +145,7 @@ class Recorder:
             fd=fd,
             local=local,
             remote=remote,
-            origin=origin_mod.capture(skip=3) if with_origin else None,
+            origin=(origin_mod.request_origin.get() or origin_mod.capture(skip=3)) if with_origin else None,
             thread=threading.get_ident(),
             owner=self.ownership.current(),
             listener=listener_identity,

@@ -7,6 +7,7 @@ test, so the answer is cached per code filename and a walk costs a few dict look
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import sysconfig
@@ -123,6 +124,15 @@ def is_library_file(filename: str) -> bool:
 
 Origin = Tuple[str, int, str]
 """``(filename, lineno, function)`` of the first user frame."""
+
+request_origin: "contextvars.ContextVar[Optional[Origin]]" = contextvars.ContextVar(
+    "sockhygiene_request_origin", default=None)
+"""The user's line that started the client request under way, set by client trackers around ``send``.
+
+An async client connects inside a task of its own (anyio races connection attempts in a task group), and that
+task's stack never reaches the user's coroutine. Context variables are copied into child tasks, so a connect
+made for a tracked request still finds the user's line.
+"""
 
 
 def capture(skip: int = 1) -> Optional[Origin]:

@@ -23,7 +23,8 @@ _TITLES = {
 def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
     where = fmt(item.origin)
     if kind == "time_wait":
-        line = f"{item.count} connection(s) to {format_endpoint(item.remote)} opened and closed, at {where}"
+        line = (f"{item.count} connection(s) to {format_endpoint(item.remote)} were opened and closed by this "
+                f"test, at {where}")
     elif kind == "connections":
         line = f"{item.count} connection(s) to {format_endpoint(item.remote)}, at {where}"
     elif kind == "clients":
@@ -44,6 +45,11 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
         lines.append("    " + _item_line(v.kind, item, fmt))
     if len(v.items) > max_items:
         lines.append(f"    ... and {len(v.items) - max_items} more")
+    for client in v.context:
+        line = f"{client.count} {client.state} created at {fmt(client.origin)} ({client.note})"
+        if client.count > 1:
+            line += ": a new client per request? Create one client and reuse it."
+        lines.append("    " + line)
     lines.append("    fix: " + ADVICE[v.kind])
     return lines
 

@@ -59,6 +59,8 @@ class Violation:
     count: int
     limit: int
     items: Tuple[Item, ...]
+    context: Tuple[Item, ...] = ()
+    """What explains the count: for time_wait, the clients the test created (a client per request?)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +275,9 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
     for kind in KINDS:
         limit = limits.limit(kind)
         if limit is not None and counts[kind] > limit:
-            violations.append(Violation(kind=kind, count=counts[kind], limit=limit, items=tuple(grouped[kind])))
+            context = tuple(obs.created_clients) if kind in ("time_wait", "connections") else ()
+            violations.append(Violation(kind=kind, count=counts[kind], limit=limit, items=tuple(grouped[kind]),
+                                        context=context))
     return Verdict(counts=counts, violations=tuple(violations))
 
 

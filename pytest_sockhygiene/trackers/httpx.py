@@ -60,7 +60,13 @@ class HttpxTracker:
         self._classes = (mod.Client, mod.AsyncClient)
         p = self._patches
         networked = self._networked
-        kind = lambda c: f"{self.module}.{type(c).__qualname__}"  # noqa: E731
+        module = self.module
+
+        def kind(client: Any) -> str:
+            cls = type(client)
+            base = f"{module}.{'AsyncClient' if isinstance(client, mod.AsyncClient) else 'Client'}"
+            return base if cls in self._classes else f"{cls.__module__}.{cls.__qualname__} ({base})"
+
         for cls in self._classes:
             p.wrap(cls, "__init__", after_init(registry, kind, networked))
         p.wrap(mod.Client, "close", then_closed(registry))

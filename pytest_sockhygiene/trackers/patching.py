@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, List, Tuple
 
+from .. import origin
+
 _MISSING: Any = object()
 
 
@@ -81,10 +83,18 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
 
 
 def counting_requests(registry: Any) -> Callable[[Any], Any]:
+    """Count a client's requests and remember the user's line that sent them (``origin.request_origin``)."""
+
     def make(method: Any) -> Any:
         def send(self: Any, *args: Any, **kwargs: Any) -> Any:
             registry.request(self)
-            return method(self, *args, **kwargs)
+            if origin.request_origin.get() is not None:
+                return method(self, *args, **kwargs)
+            token = origin.request_origin.set(origin.capture())
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                origin.request_origin.reset(token)
 
         return send
 
@@ -95,7 +105,13 @@ def counting_requests_async(registry: Any) -> Callable[[Any], Any]:
     def make(method: Any) -> Any:
         async def send(self: Any, *args: Any, **kwargs: Any) -> Any:
             registry.request(self)
-            return await method(self, *args, **kwargs)
+            if origin.request_origin.get() is not None:
+                return await method(self, *args, **kwargs)
+            token = origin.request_origin.set(origin.capture())
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                origin.request_origin.reset(token)
 
         return send
 

@@ -1,0 +1,227 @@
+"""Client tracking for httpx and httpx2: unclosed clients, pool ownership, pooled CLOSE_WAIT. Real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import dedent, errors_of
+
+pytest.importorskip("httpx")
+
+ANYIO = dedent("""
+    import pytest
+
+    @pytest.fixture
+    def anyio_backend():
+        return "asyncio"
+
+""")
+
+
+def test_unclosed_clients_of_every_kind(pytester, run):
+    pytester.makepyfile(test_c=ANYIO + dedent("""
+        import gc
+        import httpx
+        KEEP = []
+
+        def test_sync_used_never_closed(server):
+            client = httpx.Client()
+            client.get(server.url)
+            KEEP.append(client)
+
+        @pytest.mark.anyio
+        async def test_async_used_never_closed(server):
+            client = httpx.AsyncClient()
+            await client.get(server.url)
+            KEEP.append(client)
+
+        @pytest.mark.anyio
+        async def test_async_never_used(server):
+            KEEP.append(httpx.AsyncClient())
+
+        def test_dropped_and_collected(server):
+            client = httpx.Client()
+            client.get(server.url)
+            del client
+            gc.collect()
+
+        def test_mock_transport_is_not_counted():
+            client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+            client.get("http://example.invalid/")
+            KEEP.append(client)
+
+        class MyClient(httpx.Client):
+            pass
+
+        def test_subclass_never_closed(server):
+            KEEP.append(MyClient())
+
+        def test_last(server):
+            pass
+    """))
+    result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception")
+    assert errors_of(result) == [
+        "test_c.py::test_async_never_used",
+        "test_c.py::test_async_used_never_closed",
+        "test_c.py::test_dropped_and_collected",
+        "test_c.py::test_subclass_never_closed",
+        "test_c.py::test_sync_used_never_closed",
+    ]
+    result.stdout.fnmatch_lines([
+        "*test_c.py::test_sync_used_never_closed broke its socket limits*",
+        "*established: 1 > limit 0*",
+        "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_c.py:13 in test_sync_used_never_closed (in the pool of httpx.Client created at test_c.py:12*",
+        "*clients: 1 > limit 0*",
+        "*httpx.Client, created at test_c.py:12 in test_sync_used_never_closed (still open)*",
+    ])
+    result.stdout.fnmatch_lines(["*test_async_never_used broke*", "*clients: 1 > limit 0*",
+                                 "*httpx.AsyncClient, created at test_c.py:24 in test_async_never_used (still open)*"])
+    result.stdout.fnmatch_lines(["*test_dropped_and_collected broke*", "*clients: 1 > limit 0*",
+                                 "*httpx.Client, created at test_c.py:27*(garbage-collected without being closed)*"])
+    result.stdout.fnmatch_lines(["*test_c.MyClient (httpx.Client), created at test_c.py:41*"])
+    out = result.stdout.str()
+    async_block = out[out.index("test_async_used_never_closed broke"):]
+    assert "clients: 1 > limit 0" in async_block.split("broke")[1]
+
+
+CLIENT_FIXTURES = dedent("""
+    import httpx, pytest
+
+    @pytest.fixture(scope="session")
+    def session_client(server):
+        with httpx.Client() as client:
+            yield client
+
+    @pytest.fixture(scope="module")
+    def module_client(server):
+        with httpx.Client() as client:
+            yield client
+
+    @pytest.fixture
+    def function_client(server):
+        client = httpx.Client()
+        yield client
+        client.close()
+
+    @pytest.mark.parametrize("i", range(10))
+    def test_session_client_reused(session_client, server, i):
+        assert session_client.get(server.url).status_code == 200
+
+    @pytest.mark.parametrize("i", range(3))
+    def test_module_client_reused(module_client, server, i):
+        module_client.get(server.url)
+
+    def test_function_fixture_closes_in_teardown(function_client, server):
+        function_client.get(server.url)
+""")
+
+
+def test_reused_clients_are_the_good_pattern(pytester, run):
+    pytester.makepyfile(test_good=CLIENT_FIXTURES)
+    result = run()
+    result.assert_outcomes(passed=14)
+    result.stdout.fnmatch_lines(["*14 tests checked, 0 with violations*"])
+
+
+def test_lazy_session_client_pool_is_the_fixtures_even_after_reconnect(pytester, run):
+    """The session client's pool opens (and, after the server dropped it, re-opens) a connection inside
+    whichever test uses it: that connection is the client's, never the test's."""
+    pytester.makeconftest(dedent("""
+        import httpx, pytest
+        from pytest_sockhygiene.testing import serve_http
+
+        @pytest.fixture(scope="session")
+        def server():
+            with serve_http(keep_alive=0.05) as s:
+                yield s
+
+        @pytest.fixture(scope="session")
+        def client():
+            client = httpx.Client()
+            yield client
+            client.close()
+    """))
+    pytester.makepyfile(test_lazy=dedent("""
+        import pytest
+        from pytest_sockhygiene.testing import wait_for
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_uses_client(client, server, i):
+            client.get(server.url)
+            assert wait_for(lambda: server.open_connections == 0, 5)  # server drops the idle connection
+    """))
+    result = run()
+    result.assert_outcomes(passed=4)
+
+
+def test_pooled_close_wait_gets_the_precise_diagnosis(pytester, run):
+    pytester.makepyfile(test_cw=dedent("""
+        import httpx, pytest
+        from pytest_sockhygiene.testing import serve_http, wait_for
+        KEEP = []
+
+        @pytest.fixture(scope="module")
+        def impatient():
+            with serve_http(keep_alive=0.05) as s:
+                yield s
+
+        def test_pool_outlives_server_keepalive(impatient):
+            client = httpx.Client()  # keepalive_expiry defaults to 5 s: longer than the server's 0.05 s
+            client.get(impatient.url)
+            KEEP.append(client)
+            assert wait_for(lambda: impatient.accepted == 1 and impatient.open_connections == 0, 5)
+    """))
+    result = run()
+    assert errors_of(result) == ["test_cw.py::test_pool_outlives_server_keepalive"]
+    result.stdout.fnmatch_lines([
+        "*close_wait: 1 > limit 0*",
+        "*CLOSE_WAIT 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_cw.py:12 in test_pool_outlives_server_keepalive"
+        " (in the pool of httpx.Client created at test_cw.py:11 in test_pool_outlives_server_keepalive,"
+        " keepalive_expiry=5s; the server closed this idle pooled connection first: its keep-alive timeout is"
+        " shorter than the client's keepalive_expiry)*",
+        "*clients: 1 > limit 0*",
+    ])
+
+
+def test_httpx2_tracked_for_real(pytester, run):
+    pytest.importorskip("httpx2")
+    pytester.makepyfile(test_h2=dedent("""
+        import httpx2
+        KEEP = []
+
+        def test_unclosed(server):
+            c = httpx2.Client()
+            c.get(server.url)
+            KEEP.append(c)
+
+        def test_closed(server):
+            with httpx2.Client() as c:
+                c.get(server.url)
+
+        def test_burst(server):
+            for _ in range(8):
+                httpx2.get(server.url)
+
+        def test_last(server):
+            pass
+    """))
+    result = run()
+    assert errors_of(result) == ["test_h2.py::test_burst", "test_h2.py::test_unclosed"]
+    result.stdout.fnmatch_lines(["*httpx2.Client, created at test_h2.py:5 in test_unclosed (still open)*"])
+    result.stdout.fnmatch_lines(["*time_wait: 8 > limit 5*", "*8 httpx2.Client created at test_h2.py:15*"])
+
+
+def test_client_is_not_kept_alive_by_the_plugin(pytester, run):
+    pytester.makepyfile(test_weak=dedent("""
+        import gc, weakref, httpx, pytest
+
+        @pytest.mark.sockhygiene(clients=None)
+        def test_weak(server):
+            client = httpx.Client()
+            ref = weakref.ref(client)
+            client.close()
+            del client
+            gc.collect()
+            assert ref() is None
+    """))
+    run().assert_outcomes(passed=1)

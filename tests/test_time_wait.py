@@ -1,0 +1,224 @@
+"""TIME_WAIT bursts and connection budgets, attributed exactly: real httpx, a real loopback server, real kernel rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import dedent, errors_of
+
+pytest.importorskip("httpx")
+
+ANYIO = dedent("""
+    import pytest
+
+    @pytest.fixture
+    def anyio_backend():
+        return "asyncio"
+""")
+
+
+def test_new_client_per_request_bursts_are_counted_exactly(pytester, run):
+    pytester.makepyfile(test_burst=ANYIO + dedent("""
+        import httpx
+
+        def test_with_client_per_request(server):
+            for _ in range(30):
+                with httpx.Client() as client:
+                    client.get(server.url)
+
+        def test_httpx_get_per_request(server):
+            for _ in range(20):
+                httpx.get(server.url)
+
+        @pytest.mark.anyio
+        async def test_async_client_per_request(server):
+            for _ in range(30):
+                async with httpx.AsyncClient() as client:
+                    await client.get(server.url)
+
+        def test_one_client_reused(server):
+            with httpx.Client() as client:
+                for _ in range(30):
+                    client.get(server.url)
+
+        def test_two_fresh_clients_are_fine(server):
+            for _ in range(2):
+                with httpx.Client() as client:
+                    client.get(server.url)
+
+        def test_last(server):
+            pass
+    """))
+    result = run()
+    assert errors_of(result) == [
+        "test_burst.py::test_async_client_per_request",
+        "test_burst.py::test_httpx_get_per_request",
+        "test_burst.py::test_with_client_per_request",
+    ]
+    result.stdout.fnmatch_lines([
+        "*test_burst.py::test_with_client_per_request broke its socket limits*",
+        "*time_wait: 30 > limit 5*",
+        "*30 connection(s) to 127.0.0.1:* were opened and closed by this test, at test_burst.py:11 in test_with_client_per_request*",
+        "*30 httpx.Client created at test_burst.py:10 in test_with_client_per_request (1 request each): a new client per request?*",
+    ])
+    result.stdout.fnmatch_lines(["*time_wait: 20 > limit 5*", "*20 httpx.Client created at test_burst.py:15*"])
+    # the async connects run in anyio's child tasks; their origin is the user's line all the same
+    result.stdout.fnmatch_lines(["*time_wait: 30 > limit 5*",
+                                 "*30 connection(s) to 127.0.0.1:* were opened and closed by this test, at test_burst.py:21 in test_async_client_per_request*",
+                                 "*30 httpx.AsyncClient created at test_burst.py:20*"])
+
+
+def test_gc_closed_sockets_still_count(pytester, run):
+    """Sockets closed by garbage collection bypass close(): their 4-tuples come from the connect."""
+    pytester.makepyfile(test_gc=dedent("""
+        import gc, socket
+
+        def test_dropped_sockets(server):
+            for _ in range(12):
+                s = socket.create_connection((server.host, server.port))
+                s.sendall(b"GET /close HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                while s.recv(1000):  # read to EOF: closing with unread data would send RST (no TIME_WAIT)
+                    pass
+                del s  # closed by the collector, not by close()
+            gc.collect()
+
+        def test_last(server):
+            pass
+    """))
+    result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception")
+    assert errors_of(result) == ["test_gc.py::test_dropped_sockets"]
+    result.stdout.fnmatch_lines(["*time_wait: 12 > limit 5*"])
+
+
+def test_connections_budget_counts_closed_connections(pytester, run):
+    pytester.makepyfile(test_budget=dedent("""
+        import socket, threading, pytest
+
+        @pytest.mark.sockhygiene(connections=2)
+        def test_over_budget(server):
+            for _ in range(2):
+                with socket.create_connection((server.host, server.port)):
+                    pass
+            t = threading.Thread(target=lambda: socket.create_connection((server.host, server.port)).close())
+            t.start(); t.join()
+
+        @pytest.mark.sockhygiene(connections=2)
+        def test_within_budget(server):
+            for _ in range(2):
+                with socket.create_connection((server.host, server.port)):
+                    pass
+
+        def test_unlimited_by_default(server):
+            for _ in range(4):
+                with socket.create_connection((server.host, server.port)):
+                    pass
+
+        def test_last(server):
+            pass
+    """))
+    result = run()
+    assert errors_of(result) == ["test_budget.py::test_over_budget"]
+    result.stdout.fnmatch_lines(["*connections: 3 > limit 2*", "*2 connection(s) to 127.0.0.1:*, at test_budget.py:6 in test_over_budget*",
+                                 "*1 connection(s) to 127.0.0.1:*, at test_budget.py:8 in <lambda>*"])
+
+
+def test_burst_allowed_by_module_marker_refused_by_stricter_class(pytester, run):
+    pytester.makepyfile(test_markers=dedent("""
+        import httpx, pytest
+        pytestmark = pytest.mark.sockhygiene(time_wait=50)
+
+        def burst(server, n):
+            for _ in range(n):
+                with httpx.Client() as c:
+                    c.get(server.url)
+
+        def test_module_allows(server):
+            burst(server, 15)
+
+        @pytest.mark.sockhygiene(time_wait=10)
+        class TestStrict:
+            def test_class_refuses(self, server):
+                burst(server, 15)
+
+        def test_last(server):
+            pass
+    """))
+    result = run()
+    assert errors_of(result) == ["test_markers.py::TestStrict::test_class_refuses"]
+    result.stdout.fnmatch_lines(["*time_wait: 15 > limit 10*"])
+
+
+def test_another_process_hammering_the_same_server_is_never_blamed(pytester, run):
+    """A second process opens a new connection per request against the suite's own server for the whole run;
+    the server closes each one first (TIME_WAIT on the server side, in this process). No test is blamed."""
+    pytester.makepyfile(hammer=dedent("""
+        import socket, sys, time
+        host, port = sys.argv[1], int(sys.argv[2])
+        print("ready", flush=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sys.stdin.readable():
+            with socket.create_connection((host, port)) as s:
+                s.sendall(b"GET /close HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                s.recv(1000)
+    """))
+    pytester.makeconftest(dedent("""
+        import subprocess, sys, pytest
+        from pytest_sockhygiene.testing import serve_http, wait_for
+
+        @pytest.fixture(scope="session")
+        def server():
+            with serve_http() as s:
+                p = subprocess.Popen([sys.executable, "hammer.py", s.host, str(s.port)], stdout=subprocess.PIPE,
+                                     stdin=subprocess.PIPE, text=True)
+                assert p.stdout.readline().strip() == "ready"
+                assert wait_for(lambda: s.accepted > 50, 10)
+                yield s
+                p.kill(); p.wait()
+    """))
+    pytester.makepyfile(test_h=dedent("""
+        import httpx, pytest
+
+        @pytest.mark.parametrize("i", range(5))
+        def test_reused_client(server, i):
+            with httpx.Client() as client:
+                for _ in range(3):
+                    client.get(server.url + "/close")
+
+        def test_burst_of_ten(server):
+            for _ in range(10):
+                with httpx.Client() as client:
+                    client.get(server.url)
+
+        def test_last(server):
+            pass
+    """))
+    result = run()
+    assert errors_of(result) == ["test_h.py::test_burst_of_ten"]
+    result.stdout.fnmatch_lines(["*time_wait: 10 > limit 5*"])
+
+
+def test_time_wait_verdicts_identical_under_xdist(pytester, run):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_x=dedent("""
+        import httpx, pytest
+
+        @pytest.mark.parametrize("n", [1, 2, 12, 3, 20])
+        def test_fresh_clients(server, n):
+            for _ in range(n):
+                with httpx.Client() as client:
+                    client.get(server.url)
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_reused(server, i):
+            with httpx.Client() as client:
+                for _ in range(10):
+                    client.get(server.url)
+    """))
+    plain = run()
+    distributed = run("-n", "2")
+    expected = ["test_x.py::test_fresh_clients[12]", "test_x.py::test_fresh_clients[20]"]
+    assert errors_of(plain) == expected
+    assert errors_of(distributed) == expected
+    for r in (plain, distributed):
+        r.stdout.fnmatch_lines(["*time_wait: 12 > limit 5*"])
+        r.stdout.fnmatch_lines(["*time_wait: 20 > limit 5*"])
