@@ -105,7 +105,7 @@ class ClientRegistry:
         with self._lock:
             return list(self._records)
 
-    def _is_closed(self, record: ClientRecord) -> bool:
+    def is_closed(self, record: ClientRecord) -> bool:
         if record.closed:
             return True
         client = record.ref() if record.ref is not None else None
@@ -134,7 +134,7 @@ class ClientRegistry:
                 created_here.append(record)
             if not need_sockets and not (mine and record.networked):
                 continue  # the clean path: nothing to ask a tracker
-            closed = self._is_closed(record)
+            closed = self.is_closed(record)
             if mine and record.networked and not closed:
                 unclosed.append(record)
             if not need_sockets or closed or record.collected:

@@ -9,6 +9,7 @@ reports sockets that fixtures close as leaks, which is what sank pytest-openfile
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any, Dict, Generator, List, Optional
 
@@ -16,9 +17,13 @@ import pytest
 
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits
+from . import baseline as baseline_mod
+from .outputs import Outputs, read_outputs, write_json
 from .report import failure_text
-from .session import Controller, TestOutcome
+from .results import SessionResults, test_record
+from .session import Controller
 from .settings import Settings, read_settings, rewrite_bare_flag
+from .summary import summary_lines
 from .warning import SockHygieneWarning
 
 PLUGIN_NAME = "sockhygiene-session"
@@ -26,6 +31,7 @@ _SETTINGS_KEY = pytest.StashKey[Settings]()
 _LIMITS_KEY = pytest.StashKey[Limits]()
 _WINDOW_KEY = pytest.StashKey[bool]()
 _ERROR_KEY = pytest.StashKey[str]()
+_RECORD_KEY = pytest.StashKey[Dict[str, Any]]()
 
 MARKER_DOC = (
     "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
@@ -43,6 +49,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--sockhygiene-backend", action="store", default=None, metavar="NAME", dest="sockhygiene_backend",
         help="socket table backend: auto (default), linux (/proc/self/fd + kernel lookups) or psutil.",
+    )
+    group.addoption(
+        "--sockhygiene-report", action="store", default=None, metavar="PATH", dest="sockhygiene_report",
+        help="write every checked test's counts and violations, and the session's health, as JSON to PATH.",
+    )
+    group.addoption(
+        "--sockhygiene-baseline", action="store", default=None, metavar="PATH", dest="sockhygiene_baseline",
+        help="fail tests whose connections or TIME_WAIT grew beyond the baseline in PATH (+max(1, 10%%)).",
+    )
+    group.addoption(
+        "--sockhygiene-baseline-update", action="store_true", default=False, dest="sockhygiene_baseline_update",
+        help="write the current counts to the --sockhygiene-baseline file instead of comparing.",
     )
     parser.addini("sockhygiene", "sockhygiene mode: enforce, warn or off (default off)", default="")
     for kind in LIMIT_KEYS:
@@ -73,6 +91,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
     config.stash[_SETTINGS_KEY] = settings
     if settings.active:
+        is_worker = hasattr(config, "workerinput")
+        try:
+            outputs = read_outputs(config.getoption("sockhygiene_report"), config.getoption("sockhygiene_baseline"),
+                                   config.getoption("sockhygiene_baseline_update"), check_writable=not is_worker)
+        except ConfigError as e:
+            raise pytest.UsageError(f"sockhygiene: {e}") from None
         from .trackers import builtin_trackers
 
         for tracker in builtin_trackers():
@@ -80,7 +104,10 @@ def pytest_configure(config: pytest.Config) -> None:
             if not config.pluginmanager.has_plugin(name):
                 config.pluginmanager.register(tracker, name)
         controller = Controller(settings, str(config.rootpath), config.hook)
-        config.pluginmanager.register(SockHygienePlugin(config, controller), PLUGIN_NAME)
+        reporter = None if is_worker else SockHygieneReporter(config, outputs)
+        config.pluginmanager.register(SockHygienePlugin(config, controller, outputs, reporter), PLUGIN_NAME)
+        if reporter is not None:
+            config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
         config.pluginmanager.register(_MarkerErrors(), PLUGIN_NAME + "-marker-errors")
 
 
@@ -105,9 +132,12 @@ class _MarkerErrors:
 class SockHygienePlugin:
     """Registered for the session when the mode is ``enforce`` or ``warn``."""
 
-    def __init__(self, config: pytest.Config, controller: Controller) -> None:
+    def __init__(self, config: pytest.Config, controller: Controller, outputs: Outputs,
+                 reporter: Optional["SockHygieneReporter"]) -> None:
         self.config = config
         self.controller = controller
+        self.outputs = outputs
+        self.reporter = reporter
 
     # -- the window ------------------------------------------------------------------------------------------
 
@@ -170,48 +200,104 @@ class SockHygienePlugin:
             return
         if verdict is None:
             return
-        self.controller.outcomes.append(TestOutcome(item.nodeid, verdict, limits))
-        if verdict.clean or not report:
+        grown = []
+        if self.outputs.baseline is not None and not self.outputs.update:
+            grown = baseline_mod.grown(item.nodeid, verdict.counts, self.outputs.baseline)
+        record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
+                             self.controller.peak_fds)
+        item.stash[_RECORD_KEY] = record
+        item.user_properties.extend((f"sockhygiene_{k}", n) for k, n in record["counts"].items())
+        if (verdict.clean and not grown) or not report:
             return
-        text = failure_text(item.nodeid, verdict, self.controller.format_origin)
+        text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
         if self.controller.settings.mode == "enforce":
             pytest.fail(text, pytrace=False)
         warnings.warn(SockHygieneWarning(text), stacklevel=1)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+        report = yield
+        if call.when == "teardown":
+            record = item.stash.get(_RECORD_KEY, None)
+            if record is not None:
+                report.sockhygiene = record  # serialised to the xdist controller with the report
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.controller.ensure_started():
+            health = {"notices": list(self.controller.notices), "problems": list(self.controller.problems)}
+        else:
+            health = self.controller.health()
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["sockhygiene"] = health
+        elif self.reporter is not None:
+            self.reporter.results.add_process_health(health)
+
     def set_item_limits(self, item: pytest.Item, limits: Limits) -> None:
         item.stash[_LIMITS_KEY] = limits
-
-    # -- reporting -------------------------------------------------------------------------------------------
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         s = self.controller.settings
         return f"sockhygiene: mode={s.mode}, backend={s.backend}"
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        c = self.controller
-        if not (c.outcomes or c.notices or c.problems):
-            return
-        tr = terminalreporter
-        tr.section("socket hygiene")
-        if c.outcomes:
-            dirty = [o for o in c.outcomes if not o.verdict.clean]
-            by_kind: Dict[str, int] = {}
-            for o in dirty:
-                for v in o.verdict.violations:
-                    by_kind[v.kind] = by_kind.get(v.kind, 0) + 1
-            kinds = ", ".join(f"{k}: {n}" for k, n in by_kind.items())
-            tr.write_line(f"{len(c.outcomes)} tests checked, {len(dirty)} with violations" +
-                          (f" ({kinds})" if kinds else ""))
-        for notice in c.notices:
-            tr.write_line(f"notice: {notice}")
-        if c.problems:
-            tr.write_line(f"{len(c.problems)} plugin problem(s) - a fault of pytest-sockhygiene, not of your tests;"
-                          " please report it:", red=True)
-            for p in c.problems[:5]:
-                tr.write_line(p)
-
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.controller.stop()
+
+
+class SockHygieneReporter:
+    """The run's reporting: collects per-test records from reports (local or from xdist workers) and each
+    process's health, then prints the summary, writes the JSON report and the baseline."""
+
+    def __init__(self, config: pytest.Config, outputs: Outputs) -> None:
+        self.config = config
+        self.outputs = outputs
+        self.results = SessionResults()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "sockhygiene", None)
+        if report.when == "teardown" and isinstance(record, dict):
+            self.results.records.append(record)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        health = getattr(node, "workeroutput", {}).get("sockhygiene")
+        if isinstance(health, dict):
+            self.results.add_process_health(health)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        try:
+            self._write_outputs()
+        except OSError as e:
+            self.results.problems.append(f"writing sockhygiene output: {e}")
+        enforce = self.config.stash[_SETTINGS_KEY].mode == "enforce"
+        if enforce and self.results.leaks and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_outputs(self) -> None:
+        if self.outputs.report:
+            write_json(self.outputs.report, self.results.document())
+        if self.outputs.update and self.outputs.baseline_path:
+            tests = baseline_mod.updated(self.outputs.baseline or {}, self.results.records)
+            baseline_mod.write(self.outputs.baseline_path, tests)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        tr = terminalreporter
+        r = self.results
+        if not (r.records or r.notices or r.problems or r.leaks):
+            return
+        tr.section("socket hygiene")
+        for line in summary_lines(r, verbose=self.config.getoption("verbose") > 0):
+            tr.write_line(line)
+        if self.outputs.report:
+            tr.write_line(f"report: {self.outputs.report}")
+        if r.problems:
+            tr.write_line(f"{len(r.problems)} plugin problem(s) - a fault of pytest-sockhygiene, not of your tests;"
+                          " please report it:", red=True)
+            for p in r.problems[:5]:
+                tr.write_line(p)
 
 
 # -- the fixture ---------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from .baseline import allowed
 
 from .endpoints import format_endpoint
 from .origin import Origin
@@ -54,8 +56,12 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
     return lines
 
 
-def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter) -> str:
+def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
+                 grown: Sequence[Tuple[str, int, int]] = ()) -> str:
     lines = [f"sockhygiene: {nodeid} broke its socket limits"]
     for v in verdict.violations:
         lines.extend("  " + line for line in violation_lines(v, fmt))
+    for kind, count, base in grown:
+        lines.append(f"  {kind}: {count} (baseline {base}) - grew beyond the baseline's tolerance "
+                     f"(at most {allowed(base)}); fix the regression, or accept it with --sockhygiene-baseline-update")
     return "\n".join(lines)

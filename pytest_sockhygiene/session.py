@@ -7,27 +7,21 @@ test's own result stands.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
+import time
 import traceback
-from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 from . import origin as origin_mod
 from .endpoints import ConfigError
 from .clients import ClientRegistry, client_items, created_items, socket_identity
 from .events import Recorder
+from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .settings import Settings
-from .table import SocketTable, TableUnavailable, select_table
+from .table import OPEN_STATES, SocketTable, TableUnavailable, TcpState, select_table
 from .verdict import Item, Verdict
 from .window import ClientProbe, Window
-
-
-@dataclasses.dataclass
-class TestOutcome:
-    nodeid: str
-    verdict: Verdict
-    limits: Limits
 
 
 def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
@@ -59,8 +53,8 @@ class Controller:
         self.client_probe: Optional[ClientProbe] = None
         self.notices: List[str] = []
         self.problems: List[str] = []
-        self.outcomes: List[TestOutcome] = []
         self._started = False
+        self.peak_fds: Optional[int] = None
         self._fixture_marks: List[Tuple[str, Dict[Hashable, int], set]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -145,6 +139,50 @@ class Controller:
         finally:
             if self.clients is not None:
                 self.clients.forget(window)
+            if self.table is not None:
+                fds = self.table.fd_count()
+                if fds is not None:
+                    self.peak_fds = max(self.peak_fds or 0, fds)
+
+    # -- the session's end ---------------------------------------------------------------------------------------
+
+    def session_leaks(self) -> List[Dict[str, str]]:
+        """Sockets and clients that fixtures of broader scope created and left open at session end, re-checked
+        for up to ``settle`` seconds (a server thread may close its listener just after teardown)."""
+        if self.table is None or self.recorder is None:
+            return []
+        deadline = time.monotonic() + self.settings.limits.settle
+        delay = 0.001
+        while True:
+            leaks = self._session_leaks_once()
+            if not leaks or time.monotonic() >= deadline:
+                return leaks
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _session_leaks_once(self) -> List[Dict[str, str]]:
+        assert self.table is not None and self.recorder is not None
+        held = self.table.ids()
+        owners = {k: label for k, label in self.recorder.ownership.socket_owner.items() if k in held}
+        leaks = [{"kind": "socket", "what": e.describe(), "owner": owners[e.key]}
+                 for e in self.table.describe({k: held[k] for k in owners})
+                 if e.state in OPEN_STATES or e.state in (TcpState.CLOSE_WAIT, TcpState.LISTEN)]
+        if self.clients is not None:
+            for r in self.clients.records():
+                if r.owner and r.networked and not r.collected and not self.clients.is_closed(r):
+                    leaks.append({"kind": "client", "what": f"{r.kind} created at {self.format_origin(r.origin)}",
+                                  "owner": r.owner})
+        return leaks
+
+    def health(self) -> Dict[str, Any]:
+        """This process's part of the session summary (a worker sends it to the xdist controller)."""
+        leaks: List[Dict[str, str]] = []
+        try:
+            leaks = self.session_leaks()
+        except Exception as e:  # noqa: BLE001
+            self.problem("checking for session-level leaks", e)
+        return {"leaks": leaks, "peak_fds": self.peak_fds, "fd_limit": fd_limit(), "ports": ephemeral_port_count(),
+                "problems": list(self.problems), "notices": list(self.notices)}
 
     def abandon_window(self) -> None:
         window, self.window = self.window, None

@@ -158,7 +158,9 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
         elif ev.kind == "close" and ev.owner is None and not (ev.identity is not None and ev.identity in obs.owned):
             if ev.remote is not None and _listener_for(ev.local, obs.listeners) is None:
                 out.add(t)  # a connecting socket the test closed, opened before the window
-    return out - set(still_open)
+    held = set(still_open)
+    held.update((r, l) for (l, r) in still_open)  # the other end of a connection the test still holds
+    return out - held
 
 
 ADVICE: Dict[str, str] = {

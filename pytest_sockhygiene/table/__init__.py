@@ -108,6 +108,12 @@ class SocketTable:
     def snapshot(self) -> List[SocketEntry]:
         return self.describe(self.ids())
 
+    def fd_count(self) -> Optional[int]:
+        """Open file descriptors of this process (any kind), as cheaply as the backend can say."""
+        from ..health import open_fd_count
+
+        return open_fd_count()
+
 
 def select_table(name: str) -> SocketTable:
     """``auto`` picks ``linux`` where /proc/self/fd works, else ``psutil``. Raises TableUnavailable."""

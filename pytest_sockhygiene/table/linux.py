@@ -24,12 +24,12 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 _TCP_INFO = getattr(socket, "TCP_INFO", 11)
 
 
-def socket_inodes() -> Dict[int, int]:
+def socket_inodes(names: Optional[List[str]] = None) -> Dict[int, int]:
     """Socket inode -> fd for every socket fd of this process (any family)."""
     out: Dict[int, int] = {}
     fstat = os.fstat
     is_sock = stat.S_ISSOCK
-    for name in os.listdir(_FD_DIR):
+    for name in os.listdir(_FD_DIR) if names is None else names:
         try:
             st = fstat(int(name))
         except (OSError, ValueError):
@@ -77,13 +77,19 @@ class LinuxTable(SocketTable):
     name = "linux"
 
     def __init__(self) -> None:
+        self._fd_count: Optional[int] = None
         try:
             socket_inodes()
         except OSError as e:
             raise TableUnavailable(f"cannot list {_FD_DIR}: {e}") from e
 
     def ids(self) -> Dict[Hashable, int]:
-        return socket_inodes()  # type: ignore[return-value]
+        names = os.listdir(_FD_DIR)
+        self._fd_count = len(names) - 1  # the listing's own directory fd
+        return socket_inodes(names)  # type: ignore[return-value]
+
+    def fd_count(self) -> Optional[int]:
+        return self._fd_count if self._fd_count is not None else super().fd_count()
 
     def describe(self, ids: Dict[Hashable, int]) -> List[SocketEntry]:
         out = []

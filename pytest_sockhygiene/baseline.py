@@ -1,0 +1,83 @@
+"""The baseline ratchet: a test's connections and TIME_WAIT may not grow beyond what was recorded.
+
+The file is diff-friendly JSON: sorted keys, one test per line, so a code review shows exactly which test's
+counts moved. A test grows when its count exceeds ``allowed(baseline)``: the baseline plus the larger of 1 and
+10 % (rounded up), so a test with 1 connection may have 2, and one with 50 may have 55.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Dict, Iterable, List, Mapping, Tuple
+
+from .endpoints import ConfigError
+
+TRACKED = ("connections", "time_wait")
+Baseline = Dict[str, Dict[str, int]]
+
+
+def allowed(base: int) -> int:
+    return base + max(1, math.ceil(base * 0.10))
+
+
+def load(path: str) -> Baseline:
+    """Raises ConfigError with the path and what is wrong (missing, unreadable, not a baseline)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"baseline file {path!r} does not exist; create it with --sockhygiene-baseline-update") from None
+    except OSError as e:
+        raise ConfigError(f"baseline file {path!r} cannot be read: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ConfigError(f"baseline file {path!r} is not valid JSON: {e}") from None
+    tests = data.get("tests") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(tests, dict):
+        raise ConfigError(f"baseline file {path!r} is not a sockhygiene baseline (expected version 1 and 'tests')")
+    out: Baseline = {}
+    for nodeid, counts in tests.items():
+        if not isinstance(counts, dict) or not all(
+                k in TRACKED and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in counts.items()):
+            raise ConfigError(f"baseline file {path!r}: bad entry for {nodeid!r}: {counts!r}")
+        out[nodeid] = dict(counts)
+    return out
+
+
+def check_writable(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK) or (
+            os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError(f"baseline file {path!r} cannot be written")
+
+
+def grown(nodeid: str, counts: Mapping[str, int], baseline: Baseline) -> List[Tuple[str, int, int]]:
+    """``(kind, count, baseline)`` for each tracked count that grew beyond its tolerance; [] for unknown tests."""
+    base = baseline.get(nodeid)
+    if base is None:
+        return []
+    return [(k, counts[k], base[k]) for k in TRACKED if k in base and counts.get(k, 0) > allowed(base[k])]
+
+
+def dumps(tests: Mapping[str, Mapping[str, int]]) -> str:
+    lines = ",\n".join(f"    {json.dumps(nodeid)}: {json.dumps(dict(sorted(c.items())), sort_keys=True)}"
+                       for nodeid, c in sorted(tests.items()))
+    return '{\n  "version": 1,\n  "tests": {\n' + lines + ("\n" if lines else "") + "  }\n}\n"
+
+
+def updated(existing: Baseline, records: Iterable[Mapping[str, object]]) -> Baseline:
+    """The baseline with every checked test's current counts; tests not run this time keep their entries."""
+    out = {k: dict(v) for k, v in existing.items()}
+    for r in records:
+        counts = r["counts"]
+        assert isinstance(counts, dict)
+        out[str(r["nodeid"])] = {k: int(counts.get(k, 0)) for k in TRACKED}
+    return out
+
+
+def write(path: str, tests: Mapping[str, Mapping[str, int]]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(dumps(tests))
+    os.replace(tmp, path)

@@ -1,0 +1,110 @@
+"""Results as plain JSON-ready records: one per checked test, and the session's health.
+
+A record is made where the test ran and rides on the test's teardown report (``report.sockhygiene``), which
+pytest-xdist serialises to the controller like any report attribute; the controller (or the only process, in a
+plain run) collects records from reports. So the summary and the JSON report are built the same way with or
+without xdist, and verdicts travel with the test results instead of beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .health import peak_time_wait
+from .origin import Origin
+from .verdict import KINDS, Verdict
+
+Record = Dict[str, Any]
+
+
+def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, int]],
+                fmt: Callable[[Optional[Origin]], str], when: float, fds: Optional[int]) -> Record:
+    violations: List[Dict[str, Any]] = []
+    for v in verdict.violations:
+        violations.append({
+            "kind": v.kind, "count": v.count, "limit": v.limit,
+            "items": [i.as_dict(fmt) for i in v.items],
+            **({"context": [i.as_dict(fmt) for i in v.context]} if v.context else {}),
+        })
+    for kind, count, base in grown:
+        violations.append({"kind": "baseline", "count": count, "limit": base,
+                           "items": [{"state": kind, "local": None, "remote": None, "origin": None,
+                                      "count": count, "baseline": base}]})
+    origins = {}
+    for kind in ("time_wait", "connections"):
+        v = verdict.violation(kind)
+        if v is not None and v.items and v.items[0].origin is not None:
+            origins[kind] = fmt(v.items[0].origin)
+    return {
+        "nodeid": nodeid,
+        "clean": not violations,
+        "counts": {k: int(verdict.counts.get(k, 0)) for k in KINDS},
+        "violations": violations,
+        "stop": when,
+        "fds": fds,
+        "origins": origins,
+    }
+
+
+def public_record(r: Record) -> Record:
+    """The record as the JSON report's schema has it (the transport-only keys dropped)."""
+    return {"nodeid": r["nodeid"], "clean": r["clean"], "counts": r["counts"], "violations": r["violations"]}
+
+
+@dataclasses.dataclass
+class SessionResults:
+    records: List[Record] = dataclasses.field(default_factory=list)
+    leaks: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Session-level leaks: sockets and clients a broader-scope fixture left open at session end."""
+    peak_fds: Optional[int] = None
+    fd_limit: Optional[int] = None
+    ports: Optional[int] = None
+    problems: List[str] = dataclasses.field(default_factory=list)
+    notices: List[str] = dataclasses.field(default_factory=list)
+
+    def add_process_health(self, health: Mapping[str, Any]) -> None:
+        """Merge one process's (a worker's) health: leaks, fd peak, problems, notices."""
+        self.leaks.extend(health.get("leaks", []))
+        fds = health.get("peak_fds")
+        if fds is not None:
+            self.peak_fds = max(self.peak_fds or 0, int(fds))
+        self.fd_limit = health.get("fd_limit") or self.fd_limit
+        self.ports = health.get("ports") or self.ports
+        self.problems.extend(p for p in health.get("problems", []) if p not in self.problems)
+        self.notices.extend(n for n in health.get("notices", []) if n not in self.notices)
+
+    @property
+    def dirty(self) -> List[Record]:
+        return [r for r in self.records if not r["clean"]]
+
+    def violations_by_kind(self) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        for r in self.records:
+            for kind in {v["kind"] for v in r["violations"]}:
+                out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def worst(self, kind: str, n: int = 5) -> List[Record]:
+        ranked = sorted((r for r in self.records if r["counts"].get(kind, 0) > 0),
+                        key=lambda r: (-r["counts"][kind], r["nodeid"]))
+        return ranked[:n]
+
+    def session(self) -> Dict[str, Any]:
+        peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"]) for r in self.records)
+        return {
+            "tests_checked": len(self.records),
+            "tests_with_violations": len(self.dirty),
+            "violations_by_kind": self.violations_by_kind(),
+            "connections_opened": sum(r["counts"]["connections"] for r in self.records),
+            "peak_time_wait": peak_tw,
+            "ephemeral_ports": self.ports,
+            "peak_open_fds": self.peak_fds,
+            "fd_limit": self.fd_limit,
+            "session_leaks": list(self.leaks),
+            "plugin_problems": len(self.problems),
+            "notices": list(self.notices),
+        }
+
+    def document(self) -> Dict[str, Any]:
+        return {"version": 1, "tests": [public_record(r) for r in self.records], "session": self.session()}

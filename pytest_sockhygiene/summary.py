@@ -1,0 +1,47 @@
+"""The ``socket hygiene`` section at the end of a run: one line when all is clean, details when not (or -v)."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from .results import SessionResults
+
+
+def _ratio(value: Optional[int], limit: Optional[int]) -> str:
+    if value is None:
+        return "unknown"
+    if not limit:
+        return str(value)
+    return f"{value} of {limit} ({100.0 * value / limit:.1f}%)"
+
+
+def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
+    s = results.session()
+    checked, dirty = s["tests_checked"], s["tests_with_violations"]
+    lines: List[str] = []
+    clean = not dirty and not s["session_leaks"]
+    if clean and not verbose:
+        lines.append(f"{checked} tests checked, all clean")
+    else:
+        kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s["violations_by_kind"].items()))
+        lines.append(f"{checked} tests checked, {dirty} with violations" + (f" ({kinds})" if kinds else ""))
+        for kind, title in (("time_wait", "most TIME_WAIT"), ("connections", "most connections")):
+            worst = results.worst(kind)
+            if worst:
+                lines.append(f"{title}:")
+                for r in worst:
+                    origin = r.get("origins", {}).get(kind)
+                    lines.append(f"  {r['counts'][kind]:>5}  {r['nodeid']}" + (f"  ({origin})" if origin else ""))
+        lines.append(
+            f"session health: {s['connections_opened']} connections opened; peak TIME_WAIT caused "
+            f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports; peak open file descriptors "
+            f"{_ratio(s['peak_open_fds'], s['fd_limit'])}"
+        )
+    if s["session_leaks"]:
+        lines.append(f"session-level leaks: {len(s['session_leaks'])} left open at session end by fixtures of "
+                     "broader scope (close them in the fixture's teardown):")
+        for leak in s["session_leaks"][:20]:
+            lines.append(f"  {leak['what']} - {leak['owner']}")
+    for notice in s["notices"]:
+        lines.append(f"notice: {notice}")
+    return lines
