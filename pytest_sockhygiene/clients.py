@@ -25,7 +25,7 @@ CLOSE_METHODS_NOTE = "close it: `with` / `async with`, close() / aclose(), or cr
 
 class ClientRecord:
     __slots__ = ("kind", "origin", "owner", "windows", "closed", "collected", "networked", "requests", "ref",
-                 "__weakref__")
+                 "shared", "__weakref__")
 
     def __init__(self, kind: str, origin: Optional[origin_mod.Origin], owner: Optional[str],
                  windows: Tuple[Any, ...], networked: bool) -> None:
@@ -38,8 +38,11 @@ class ClientRecord:
         self.networked = networked
         self.requests = 0
         self.ref: Optional[Callable[[], Any]] = None
+        self.shared = False  # adopted process-wide client: never counted, never a session-level leak
 
     def label(self, fmt: Callable[[Optional[origin_mod.Origin]], str]) -> str:
+        if self.origin is None and self.owner:
+            return f"{self.kind} ({self.owner})"
         where = fmt(self.origin)
         owner = f", {self.owner}" if self.owner else ""
         return f"{self.kind} created at {where}{owner}"
@@ -83,6 +86,20 @@ class ClientRegistry:
             record.ref = None  # not weak-referenceable: it will be judged by its close() alone
         with self._lock:
             self._by_id[key] = record
+            self._records.append(record)
+
+    def adopt(self, client: Any, kind: str, owner: str) -> None:
+        """Record a client that existed before tracking started and is shared by the whole process (a library's
+        module-level default client): never counted, and the sockets in its pool are ``owner``'s."""
+        record = ClientRecord(kind, None, owner, (), networked=True)
+        record.shared = True
+        try:
+            record.ref = weakref.ref(client)
+            weakref.finalize(client, _mark_collected, record)
+        except TypeError:
+            return
+        with self._lock:
+            self._by_id[id(client)] = record
             self._records.append(record)
 
     def closed(self, client: Any) -> None:

@@ -138,6 +138,7 @@ class SockHygienePlugin:
         self.controller = controller
         self.outputs = outputs
         self.reporter = reporter
+        self.current_item: Optional[pytest.Item] = None
 
     # -- the window ------------------------------------------------------------------------------------------
 
@@ -155,12 +156,33 @@ class SockHygienePlugin:
             if limits.enabled:
                 try:
                     item.stash[_WINDOW_KEY] = self.controller.open_window() is not None
+                    self.current_item = item
                 except Exception as e:  # noqa: BLE001
                     self.controller.problem(f"opening the window of {item.nodeid}", e)
-        return (yield)
+        try:
+            return (yield)
+        finally:
+            self.current_item = None
+
+    def _judge_in_finalizer(self, item: pytest.Item) -> None:
+        """Take the verdict in a finalizer of the item registered before its first fixture's.
+
+        Finalizers run last-in first-out, so this one runs after every function-scoped fixture's teardown and
+        before class-, module- and session-scoped fixtures are torn down (they are not the test's: a session
+        server shutting down after the last test would otherwise reset that test's leaked connection, or leave
+        TIME_WAIT entries on its account). A test without fixtures is judged by the teardown wrapper.
+        """
+        try:
+            item.addfinalizer(lambda: self._judge(item, report=True))
+        except Exception as e:  # noqa: BLE001
+            self.controller.problem(f"scheduling the check of {item.nodeid}", e)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:
+        item = self.current_item
+        if item is not None:
+            self.current_item = None
+            self._judge_in_finalizer(item)
         broader = self.controller.window is not None and getattr(fixturedef, "scope", "function") != "function"
         if broader:
             try:

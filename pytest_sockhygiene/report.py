@@ -49,7 +49,7 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
         lines.append(f"    ... and {len(v.items) - max_items} more")
     for client in v.context:
         line = f"{client.count} {client.state} created at {fmt(client.origin)} ({client.note})"
-        if client.count > 1:
+        if client.count > 1 and client.note == "1 request each":
             line += ": a new client per request? Create one client and reuse it."
         lines.append("    " + line)
     lines.append("    fix: " + ADVICE[v.kind])

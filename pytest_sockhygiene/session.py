@@ -169,7 +169,7 @@ class Controller:
                  if e.state in OPEN_STATES or e.state in (TcpState.CLOSE_WAIT, TcpState.LISTEN)]
         if self.clients is not None:
             for r in self.clients.records():
-                if r.owner and r.networked and not r.collected and not self.clients.is_closed(r):
+                if r.owner and r.networked and not r.shared and not r.collected and not self.clients.is_closed(r):
                     leaks.append({"kind": "client", "what": f"{r.kind} created at {self.format_origin(r.origin)}",
                                   "owner": r.owner})
         return leaks

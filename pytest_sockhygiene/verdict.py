@@ -142,9 +142,16 @@ def test_connects(obs: Observation, limits: Limits) -> List[SocketEvent]:
 
 
 def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collection[FourTuple]) -> Set[FourTuple]:
-    """4-tuples (this process's side) of the test's connections whose TIME_WAIT rows would be the test's."""
+    """4-tuples (this process's side) of the test's connections whose TIME_WAIT rows would be the test's.
+
+    ``still_open``: sides still held by anyone in this process (not lingering, whatever the kernel says).
+    A connection the test initiated and still holds is a leak counted elsewhere: neither of its ends counts.
+    """
     connects = test_connects(obs, limits)
     initiated = {ev.four_tuple for ev in connects if ev.four_tuple}
+    connect_ids = {ev.identity for ev in connects if ev.identity is not None}
+    held_by_test = {e.four_tuple for e in obs.new_entries
+                    if e.four_tuple is not None and (e.key in connect_ids or e.four_tuple in initiated)}
     reversed_initiated = {(r, l) for (l, r) in initiated}
     test_listeners = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.owner is None
                       and ev.identity is not None and ev.identity not in obs.owned}
@@ -158,8 +165,8 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
         elif ev.kind == "close" and ev.owner is None and not (ev.identity is not None and ev.identity in obs.owned):
             if ev.remote is not None and _listener_for(ev.local, obs.listeners) is None:
                 out.add(t)  # a connecting socket the test closed, opened before the window
-    held = set(still_open)
-    held.update((r, l) for (l, r) in still_open)  # the other end of a connection the test still holds
+    held = set(still_open) | held_by_test
+    held.update((r, l) for (l, r) in held_by_test)  # the other end of a connection the test still holds
     return out - held
 
 

@@ -93,7 +93,7 @@ class Window(EventSink):
         still_open.update(ev.four_tuple for ev in obs.events
                           if ev.identity is not None and ev.identity in after and ev.four_tuple is not None)
         candidates = time_wait_candidates(obs, limits, still_open)
-        if candidates and limits.time_wait is not None:
+        if candidates:  # measured whatever the limit: the report and the baseline need the count
             obs.lingering = self.table.lingering(candidates)
         self.observation = obs
         return judge(obs, limits)

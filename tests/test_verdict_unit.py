@@ -109,3 +109,15 @@ def test_connections_budget():
     v = judge(obs(events=connects), Limits(connections=2))
     assert v.violation("connections").count == 3
     assert judge(obs(events=connects), Limits()).counts["connections"] == 3
+
+
+def test_held_server_side_of_a_fixture_does_not_hide_the_tests_time_wait():
+    client = (("127.0.0.1", 40000), SERVER)
+    server_side = entry(2, TcpState.CLOSE_WAIT, SERVER, client[0])  # the fixture's server has not closed yet
+    o = obs([server_side], [event("connect", 1, client[0], SERVER),
+                            event("accept", 2, SERVER, client[0], owner="session-scoped fixture 's'")])
+    assert client in time_wait_candidates(o, Limits(), still_open={(SERVER, client[0])})
+    # ...but a connection the test itself still holds is a leak, counted elsewhere: neither end lingers for it
+    held = entry(1, TcpState.ESTABLISHED, client[0], SERVER)
+    o = obs([held], [event("connect", 1, client[0], SERVER)])
+    assert not time_wait_candidates(o, Limits(), still_open={client})

@@ -1,7 +1,130 @@
-"""Tracker for requests (placeholder until implemented)."""
+"""requests: ``requests.Session`` (and so ``requests.get`` and friends, which create and close one per call).
+
+Created: ``Session.__init__``. Closed: ``Session.close`` (``__exit__`` calls it). Requests: ``Session.send``
+(a redirect hop counts as a request).
+Pool: ``session.adapters`` -> each ``HTTPAdapter``'s ``poolmanager`` and ``proxy_manager`` values (urllib3
+PoolManagers) -> their pools -> idle connections -> ``conn.sock`` (see ``urllib3.py``).
+
+The urllib3 PoolManagers inside a session are the session's: the one an ``HTTPAdapter`` builds in its
+constructor (also for an adapter the user builds and mounts) and the ProxyManagers it builds on the first request
+through a proxy are not recorded on their own; ``Session.close`` closes them all.
+A session none of whose adapters is an ``HTTPAdapter`` (only mock or custom adapters) is not counted.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+from typing import Any, Iterable, Iterator, List, Optional
+
+import pytest
+
+from .patching import Patches, after_init, counting_requests, then_closed
+from .urllib3 import manager_sockets
+
+
+def _nested(registry: Any) -> Any:
+    """A wrapper for a method that builds a client's parts: clients built inside it are not recorded."""
+
+    def make(method: Any) -> Any:
+        def building(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with registry.constructing():
+                return method(self, *args, **kwargs)
+
+        return building
+
+    return make
+
+
+def _adapters(session: Any) -> List[Any]:
+    adapters = getattr(session, "adapters", None) or {}
+    for _ in range(5):
+        try:
+            return list(adapters.values())
+        except RuntimeError:  # mounted while we looked
+            continue
+    return []
+
+
+def _managers(adapter: Any) -> Iterator[Any]:
+    manager = getattr(adapter, "poolmanager", None)
+    if manager is not None:
+        yield manager
+    proxies = getattr(adapter, "proxy_manager", None) or {}
+    try:
+        yield from list(proxies.values())
+    except (RuntimeError, AttributeError):
+        return
+
 
 class RequestsTracker:
-    """Inactive placeholder."""
+    """Tracks ``requests.Session`` and its subclasses."""
+
+    module = "requests"
+
+    def __init__(self) -> None:
+        self._patches = Patches()
+        self._classes: tuple = ()
+        self._adapter_cls: Optional[type] = None
+
+    def _load(self) -> Optional[Any]:
+        if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
+            return None
+        return importlib.import_module(self.module)
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
+        mod = self._load()
+        if mod is None:
+            return
+        session_cls = mod.Session
+        adapter_cls = importlib.import_module(f"{self.module}.adapters").HTTPAdapter
+        self._classes = (session_cls,)
+        self._adapter_cls = adapter_cls
+
+        def kind(client: Any) -> str:
+            cls = type(client)
+            base = "requests.Session"
+            return base if cls is session_cls else f"{cls.__module__}.{cls.__qualname__} ({base})"
+
+        def networked(session: Any) -> bool:
+            adapters = _adapters(session)
+            return not adapters or any(isinstance(a, adapter_cls) for a in adapters)
+
+        p = self._patches
+        p.wrap(session_cls, "__init__", after_init(registry, kind, networked))
+        p.wrap(session_cls, "close", then_closed(registry))  # __exit__ calls close()
+        p.wrap(session_cls, "send", counting_requests(registry))
+        # an adapter's PoolManager (built in its constructor, or rebuilt when unpickled) and its ProxyManagers
+        # (built on the first request through a proxy) are parts of the session that mounts it
+        for name in ("__init__", "__setstate__", "proxy_manager_for"):
+            if hasattr(adapter_cls, name):
+                p.wrap(adapter_cls, name, _nested(registry))
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_uninstall_tracker(self, registry: Any) -> None:
+        self._patches.undo()
+
+    def _mine(self, client: Any) -> bool:
+        return bool(self._classes) and isinstance(client, self._classes)
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
+        if not self._mine(client):
+            return None
+        out: List[Any] = []
+        for adapter in _adapters(client):
+            for manager in _managers(adapter):
+                out.extend(manager_sockets(manager))
+        return out
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
+        if not self._mine(client):
+            return None
+        return False  # a Session has no closed state: only a close() call (recorded) closes it
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
+        return None  # urllib3 keeps idle connections until they are reused or the pool is closed

@@ -1,7 +1,145 @@
-"""Tracker for urllib3 (placeholder until implemented)."""
+"""urllib3 (1.26 and 2.x): ``PoolManager`` and its subclasses (``ProxyManager``, ``SOCKSProxyManager``).
+
+Created: ``PoolManager.__init__`` and ``ProxyManager.__init__``. Closed: ``clear()`` (``__exit__`` calls it).
+Requests: ``PoolManager.urlopen`` (``ProxyManager.urlopen`` calls it; a redirect hop counts as a request).
+Pool: ``pools`` (a ``RecentlyUsedContainer``, read under its lock without touching its LRU order) -> each
+``HTTPConnectionPool``'s idle queue ``pool.pool.queue`` -> ``conn.sock``. A connection checked out by a response
+still being read is not in the queue and is not listed.
+
+A PoolManager built inside another tracked client's constructor (the one in every ``requests.Session``'s
+``HTTPAdapter``) is that client's and is not recorded on its own.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+from typing import Any, Iterable, List, Optional
+
+import pytest
+
+from .patching import Patches, after_init, counting_requests, then_closed
+
+_LOCK_TIMEOUT = 1.0
+
+
+def _copy_values(container: Any) -> List[Any]:
+    """``list(container.values())``, tolerating a mapping another thread is changing."""
+    for _ in range(5):
+        try:
+            return list(container.values())
+        except RuntimeError:  # changed size during iteration
+            continue
+    return []
+
+
+def manager_pools(manager: Any) -> List[Any]:
+    """The connection pools a PoolManager holds now. Never calls ``pools[key]``: that would reorder the LRU."""
+    pools = getattr(manager, "pools", None)
+    if pools is None:
+        return []
+    container = getattr(pools, "_container", None)
+    if container is None:
+        return _copy_values(pools) if hasattr(pools, "values") else []
+    lock = getattr(pools, "lock", None)
+    if lock is not None and lock.acquire(timeout=_LOCK_TIMEOUT):
+        try:
+            return list(container.values())
+        finally:
+            lock.release()
+    return _copy_values(container)
+
+
+def pool_sockets(pool: Any) -> List[Any]:
+    """Sockets of a connection pool's idle (pooled) connections; none when the pool is closed."""
+    q = getattr(pool, "pool", None)  # HTTPConnectionPool.pool: a LifoQueue, None once the pool is closed
+    items = getattr(q, "queue", None)
+    if items is None:
+        return []
+    mutex = getattr(q, "mutex", None)
+    if mutex is not None and mutex.acquire(timeout=_LOCK_TIMEOUT):
+        try:
+            conns = list(items)
+        finally:
+            mutex.release()
+    else:
+        conns = list(items)
+    out = []
+    for conn in conns:
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            out.append(sock)
+    return out
+
+
+def manager_sockets(manager: Any) -> List[Any]:
+    out: List[Any] = []
+    for pool in manager_pools(manager):
+        out.extend(pool_sockets(pool))
+    return out
+
 
 class Urllib3Tracker:
-    """Inactive placeholder."""
+    """Tracks ``urllib3.PoolManager`` and its subclasses."""
+
+    module = "urllib3"
+
+    def __init__(self) -> None:
+        self._patches = Patches()
+        self._classes: tuple = ()
+
+    def _load(self) -> Optional[Any]:
+        if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
+            return None
+        return importlib.import_module(self.module)
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
+        mod = self._load()
+        if mod is None:
+            return
+        poolmanager = importlib.import_module(f"{self.module}.poolmanager")
+        pool_manager, proxy_manager = poolmanager.PoolManager, poolmanager.ProxyManager
+        self._classes = (pool_manager,)
+        known = (pool_manager, proxy_manager)
+
+        def kind(client: Any) -> str:
+            cls = type(client)
+            base = f"urllib3.{'ProxyManager' if isinstance(client, proxy_manager) else 'PoolManager'}"
+            return base if cls in known else f"{cls.__module__}.{cls.__qualname__} ({base})"
+
+        p = self._patches
+        # ProxyManager.__init__ calls PoolManager.__init__: the inner one is nested and not recorded twice
+        p.wrap(pool_manager, "__init__", after_init(registry, kind, lambda c: True))
+        p.wrap(proxy_manager, "__init__", after_init(registry, kind, lambda c: True))
+        p.wrap(pool_manager, "clear", then_closed(registry))  # __exit__ calls clear()
+        p.wrap(pool_manager, "urlopen", counting_requests(registry))  # ProxyManager.urlopen calls it
+        default_pool = getattr(mod, "_DEFAULT_POOL", None)
+        if isinstance(default_pool, pool_manager):
+            # urllib3.request() uses a module-level PoolManager created at import, before these patches: a
+            # process-wide shared client, whose pooled connections are never a test's leak
+            registry.adopt(default_pool, kind="urllib3.PoolManager", owner="urllib3's module-level default pool")
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_uninstall_tracker(self, registry: Any) -> None:
+        self._patches.undo()
+
+    def _mine(self, client: Any) -> bool:
+        return bool(self._classes) and isinstance(client, self._classes)
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
+        if not self._mine(client):
+            return None
+        return manager_sockets(client)
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
+        if not self._mine(client):
+            return None
+        return False  # a PoolManager has no closed state: only a clear() call (recorded) closes it
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
+        return None  # urllib3 keeps idle connections until they are reused or the pool is closed

@@ -1,0 +1,215 @@
+"""CI-grade reporting: summary, JSON report against its schema, junitxml properties, xdist merge, baseline."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import dedent, errors_of
+
+SCHEMA = json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json").read_text())
+
+SUITE = dedent("""
+    import socket, httpx, pytest
+    KEEP = []
+
+    def test_clean(server):
+        with httpx.Client() as c:
+            c.get(server.url)
+
+    def test_leak(server):
+        KEEP.append(socket.create_connection((server.host, server.port)))
+
+    def test_burst(server):
+        for _ in range(9):
+            with httpx.Client() as c:
+                c.get(server.url)
+
+    @pytest.mark.sockhygiene(connections=2)
+    def test_budget(server):
+        for _ in range(3):
+            with socket.create_connection((server.host, server.port)):
+                pass
+
+    def test_no_socket():
+        pass
+""")
+
+
+def _report(path: pathlib.Path) -> dict:
+    import jsonschema
+
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def test_summary_quiet_when_clean(pytester, run):
+    pytester.makepyfile(test_ok="def test_a(): pass\ndef test_b(): pass\n")
+    result = run()
+    result.stdout.fnmatch_lines(["*= socket hygiene =*", "2 tests checked, all clean"])
+    assert "session health" not in result.stdout.str()
+
+
+def test_summary_details_when_dirty(pytester, run):
+    pytester.makepyfile(test_s=SUITE)
+    result = run()
+    result.stdout.fnmatch_lines([
+        "*= socket hygiene =*",
+        "5 tests checked, 3 with violations (connections: 1, established: 1, time_wait: 1)",
+        "most TIME_WAIT:",
+        "*9  test_s.py::test_burst  (test_s.py:14 in test_burst)",
+        "most connections:",
+        "*9  test_s.py::test_burst*",
+        "session health: 14 connections opened; peak TIME_WAIT caused * of * ephemeral ports; peak open file descriptors * of *",
+    ])
+
+
+def test_json_report_schema_and_content(pytester, run, tmp_path):
+    pytester.makepyfile(test_s=SUITE)
+    path = tmp_path / "hygiene.json"
+    run(f"--sockhygiene-report={path}")
+    doc = _report(path)
+    by_id = {t["nodeid"]: t for t in doc["tests"]}
+    assert sorted(by_id) == sorted(f"test_s.py::{n}" for n in
+                                   ("test_clean", "test_leak", "test_burst", "test_budget", "test_no_socket"))
+    assert by_id["test_s.py::test_clean"]["clean"] and by_id["test_s.py::test_clean"]["counts"]["connections"] == 1
+    leak = by_id["test_s.py::test_leak"]
+    assert not leak["clean"] and leak["counts"]["established"] == 1
+    (v,) = leak["violations"]
+    assert (v["kind"], v["count"], v["limit"]) == ("established", 1, 0)
+    assert v["items"][0]["state"] == "ESTABLISHED" and v["items"][0]["origin"] == "test_s.py:9 in test_leak"
+    burst = by_id["test_s.py::test_burst"]
+    assert burst["counts"]["time_wait"] == 9
+    assert burst["violations"][0]["context"][0]["state"] == "httpx.Client"
+    assert by_id["test_s.py::test_budget"]["violations"][0]["kind"] == "connections"
+    assert doc["session"]["tests_checked"] == 5 and doc["session"]["connections_opened"] == 14
+    assert doc["session"]["peak_time_wait"] >= 9
+
+
+def test_junitxml_carries_counts(pytester, run, tmp_path):
+    pytester.makepyfile(test_s=SUITE)
+    xml = tmp_path / "junit.xml"
+    run(f"--junitxml={xml}")
+    props = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        props[case.get("name")] = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["test_burst"]["sockhygiene_time_wait"] == "9"
+    assert props["test_leak"]["sockhygiene_established"] == "1"
+    assert props["test_no_socket"]["sockhygiene_connections"] == "0"
+
+
+def test_xdist_merges_into_one_report_equal_to_a_plain_run(pytester, run, tmp_path):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_s=SUITE)
+    plain_path, dist_path = tmp_path / "plain.json", tmp_path / "dist.json"
+    plain = run(f"--sockhygiene-report={plain_path}")
+    dist = run(f"--sockhygiene-report={dist_path}", "-n", "2", "--dist", "loadscope")
+    assert errors_of(plain) == errors_of(dist)
+
+    def essence(doc: dict) -> dict:
+        return {t["nodeid"]: (t["clean"], t["counts"], [v["kind"] for v in t["violations"]]) for t in doc["tests"]}
+
+    plain_doc, dist_doc = _report(plain_path), _report(dist_path)
+    diff = {k: (v, essence(dist_doc).get(k)) for k, v in essence(plain_doc).items() if v != essence(dist_doc).get(k)}
+    assert not diff, json.dumps(diff)
+    assert dist_doc["session"]["tests_checked"] == 5
+    assert dist_doc["session"]["connections_opened"] == plain_doc["session"]["connections_opened"]
+    dist.stdout.fnmatch_lines(["5 tests checked, 3 with violations*"])
+
+
+def test_unwritable_report_path_fails_at_start(pytester, run, tmp_path):
+    pytester.makepyfile(test_ok="def test_a(): pass")
+    result = run(f"--sockhygiene-report={tmp_path / 'missing-dir' / 'r.json'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-report: cannot write *missing-dir*r.json*"
+                                 "directory * does not exist"])
+    result = run(f"--sockhygiene-report={tmp_path}")
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-report: * is a directory"])
+
+
+BASELINE_SUITE = dedent("""
+    import httpx, os
+
+    N = int(os.environ.get("SOCKHYGIENE_TEST_N", "1"))
+
+    def test_requests(server):
+        for _ in range(N):
+            with httpx.Client() as c:
+                c.get(server.url)
+
+    def test_steady(server):
+        with httpx.Client() as c:
+            c.get(server.url)
+""")
+
+
+def test_baseline_update_then_grow_and_shrink(pytester, run, tmp_path, monkeypatch):
+    pytester.makepyfile(test_b=BASELINE_SUITE)
+    path = tmp_path / "baseline.json"
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "3")
+    run(f"--sockhygiene-baseline={path}", "--sockhygiene-baseline-update").assert_outcomes(passed=2)
+    text = path.read_text()
+    assert text.splitlines()[3:5] == [
+        '    "test_b.py::test_requests": {"connections": 3, "time_wait": 3},',
+        '    "test_b.py::test_steady": {"connections": 1, "time_wait": 1}',
+    ]
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "2")  # shrink: fine
+    run(f"--sockhygiene-baseline={path}").assert_outcomes(passed=2)
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "5")  # grow beyond 3 + max(1, 10 %): fails
+    result = run(f"--sockhygiene-baseline={path}", "-o", "sockhygiene_time_wait=unlimited")
+    assert errors_of(result) == ["test_b.py::test_requests"]
+    result.stdout.fnmatch_lines(["*connections: 5 (baseline 3) - grew beyond the baseline's tolerance (at most 4)*",
+                                 "*time_wait: 5 (baseline 3)*"])
+
+
+def test_baseline_missing_and_corrupt_are_clear_errors(pytester, run, tmp_path):
+    pytester.makepyfile(test_ok="def test_a(): pass")
+    missing = tmp_path / "nope.json"
+    result = run(f"--sockhygiene-baseline={missing}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-baseline: baseline file * does not exist; "
+                                 "create it with --sockhygiene-baseline-update"])
+    corrupt = tmp_path / "bad.json"
+    corrupt.write_text('{"version": 1, "tests": {"x": {"connections": -1}}}')
+    result = run(f"--sockhygiene-baseline={corrupt}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-baseline: baseline file *: bad entry for 'x'*"])
+    corrupt.write_text("not json")
+    result = run(f"--sockhygiene-baseline={corrupt}")
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-baseline: baseline file * is not valid JSON*"])
+
+
+def test_tests_not_in_baseline_are_judged_by_limits_alone(pytester, run, tmp_path):
+    pytester.makepyfile(test_b=BASELINE_SUITE)
+    path = tmp_path / "baseline.json"
+    path.write_text('{"version": 1, "tests": {}}')
+    run(f"--sockhygiene-baseline={path}").assert_outcomes(passed=2)
+
+
+def test_session_level_leak_fails_the_run(pytester, run, tmp_path):
+    pytester.makeconftest(dedent("""
+        import threading, pytest
+        from pytest_sockhygiene.testing import LoopbackHTTPServer
+
+        @pytest.fixture(scope="session")
+        def forgotten():
+            server = LoopbackHTTPServer()
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            return server  # started, never shut down: its thread keeps the listener open
+    """))
+    pytester.makepyfile(test_l="def test_a(forgotten): pass\ndef test_b(forgotten): pass\n")
+    path = tmp_path / "r.json"
+    result = run(f"--sockhygiene-report={path}")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "session-level leaks: 1 left open at session end by fixtures of broader scope*",
+        "  LISTEN 127.0.0.1:* fd=* - session-scoped fixture 'forgotten'",
+    ])
+    assert _report(path)["session"]["session_leaks"][0]["owner"] == "session-scoped fixture 'forgotten'"
+    warned = run(mode="warn")
+    assert warned.ret == pytest.ExitCode.OK

@@ -1,0 +1,388 @@
+"""The requests, urllib3 and aiohttp trackers end to end: real clients, a real loopback server, real kernel rows.
+
+For each library: a client created in a test and never closed fails it (``clients``, plus its pooled connection
+as an ``established`` leak labelled with the pool it sits in); the same with ``with`` / ``async with`` is clean;
+a client of a module-scoped fixture reused by several tests is clean (its pooled connection is the fixture's).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import dedent, errors_of
+
+
+def _requires(name: str) -> None:
+    pytest.importorskip(name)
+
+
+# -- requests ----------------------------------------------------------------------------------------------------
+
+REQUESTS_SUITE = dedent('''
+    import pytest
+    import requests
+    from requests.adapters import HTTPAdapter
+    KEEP = []
+
+    @pytest.fixture(scope="module")
+    def shared():
+        with requests.Session() as s:
+            yield s
+
+    def test_leak(server):
+        s = requests.Session()
+        assert s.get(server.url).text == "ok\\n"
+        KEEP.append(s)
+
+    def test_with(server):
+        with requests.Session() as s:
+            assert s.get(server.url).text == "ok\\n"
+            assert s.get(server.url).status_code == 200
+
+    def test_with_mounted_adapter_and_proxy(server):
+        with requests.Session() as s:
+            s.mount("http://", HTTPAdapter(max_retries=2))
+            assert s.get(server.url, proxies={"http": server.url}).status_code == 200
+
+    def test_shared_one(shared, server):
+        assert shared.get(server.url).text == "ok\\n"
+
+    def test_shared_two(shared, server):
+        before = server.accepted
+        assert shared.get(server.url).status_code == 200
+        assert server.accepted == before  # the fixture's pooled connection was reused
+
+    def test_shared_three(shared, server):
+        before = server.accepted
+        assert shared.get(server.url).status_code == 200
+        assert server.accepted == before
+
+    def test_shared_through_a_proxy(shared, server):
+        # the ProxyManager the adapter builds now, and its connection, are the fixture's session's
+        assert shared.get(server.url + "/p", proxies={"http": server.url}).text == "ok\\n"
+
+    def test_leak_with_mounted_adapter(server):
+        s = requests.Session()
+        s.mount("http://", HTTPAdapter(pool_maxsize=2))
+        assert s.get(server.url).status_code == 200
+        KEEP.append(s)
+
+    def test_get_loop(server):
+        for _ in range(20):
+            assert requests.get(server.url).status_code == 200
+
+    def test_last(server):
+        pass
+''')
+
+
+def test_requests_session(pytester, run):
+    _requires("requests")
+    pytester.makepyfile(test_req=REQUESTS_SUITE)
+    result = run()
+    result.assert_outcomes(passed=10, errors=3)
+    assert errors_of(result) == ["test_req.py::test_get_loop", "test_req.py::test_leak",
+                                 "test_req.py::test_leak_with_mounted_adapter"]
+    result.stdout.fnmatch_lines([
+        "*sockhygiene: test_req.py::test_leak broke its socket limits*",
+        "*established: 1 > limit 0*",
+        "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_req.py:13 in test_leak"
+        " (in the pool of requests.Session created at test_req.py:12 in test_leak)*",
+        "*clients: 1 > limit 0*",
+        "*requests.Session, created at test_req.py:12 in test_leak (still open)*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*sockhygiene: test_req.py::test_get_loop broke its socket limits*",
+        "*time_wait: 20 > limit 5*",
+        "*20 requests.Session created at test_req.py:51 in test_get_loop*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*sockhygiene: test_req.py::test_leak_with_mounted_adapter broke its socket limits*",
+        "*established: 1 > limit 0*",
+        "*(in the pool of requests.Session created at test_req.py:44 in test_leak_with_mounted_adapter)*",
+        "*clients: 1 > limit 0*",
+        "*requests.Session, created at test_req.py:44 in test_leak_with_mounted_adapter (still open)*",
+    ])
+    out = result.stdout.str()
+    # requests.get creates and closes a Session per call: no unclosed client; and the PoolManager inside each
+    # Session (or inside a mounted adapter, or the ProxyManager built for a proxy) is never a client of its own
+    assert "clients: 20" not in out
+    assert "urllib3.PoolManager" not in out
+    assert "urllib3.ProxyManager" not in out
+    assert "tests checked, 3 with violations" in out
+
+
+# -- urllib3 -----------------------------------------------------------------------------------------------------
+
+URLLIB3_SUITE = dedent('''
+    import pytest
+    import urllib3
+    KEEP = []
+
+    @pytest.fixture(scope="module")
+    def shared():
+        with urllib3.PoolManager() as pm:
+            yield pm
+
+    def test_leak(server):
+        pm = urllib3.PoolManager()
+        assert pm.request("GET", server.url).data == b"ok\\n"
+        KEEP.append(pm)
+
+    def test_proxy_leak(server):
+        proxy = urllib3.ProxyManager(server.url)
+        assert proxy.request("GET", server.url + "/via-proxy").status == 200
+        KEEP.append(proxy)
+
+    def test_with(server):
+        with urllib3.PoolManager() as pm:
+            assert pm.request("GET", server.url).data == b"ok\\n"
+            assert pm.request("GET", server.url).status == 200
+
+    def test_cleared(server):
+        pm = urllib3.PoolManager()
+        try:
+            assert pm.request("GET", server.url).status == 200
+        finally:
+            pm.clear()
+
+    def test_shared_one(shared, server):
+        assert shared.request("GET", server.url).data == b"ok\\n"
+
+    def test_shared_two(shared, server):
+        before = server.accepted
+        assert shared.request("GET", server.url).status == 200
+        assert server.accepted == before  # the fixture's pooled connection was reused
+
+    def test_shared_three(shared, server):
+        before = server.accepted
+        assert shared.request("GET", server.url).status == 200
+        assert server.accepted == before
+
+    def test_last(server):
+        pass
+''')
+
+
+def test_urllib3_pool_manager(pytester, run):
+    _requires("urllib3")
+    pytester.makepyfile(test_u3=URLLIB3_SUITE)
+    result = run()
+    result.assert_outcomes(passed=8, errors=2)
+    assert errors_of(result) == ["test_u3.py::test_leak", "test_u3.py::test_proxy_leak"]
+    result.stdout.fnmatch_lines([
+        "*sockhygiene: test_u3.py::test_leak broke its socket limits*",
+        "*established: 1 > limit 0*",
+        "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_u3.py:12 in test_leak"
+        " (in the pool of urllib3.PoolManager created at test_u3.py:11 in test_leak)*",
+        "*clients: 1 > limit 0*",
+        "*urllib3.PoolManager, created at test_u3.py:11 in test_leak (still open)*",
+    ])
+    # a ProxyManager is one client (its PoolManager.__init__ is part of its own constructor), named as such
+    result.stdout.fnmatch_lines([
+        "*sockhygiene: test_u3.py::test_proxy_leak broke its socket limits*",
+        "*established: 1 > limit 0*",
+        "*(in the pool of urllib3.ProxyManager created at test_u3.py:16 in test_proxy_leak)*",
+        "*clients: 1 > limit 0*",
+        "*urllib3.ProxyManager, created at test_u3.py:16 in test_proxy_leak (still open)*",
+    ])
+    assert "tests checked, 2 with violations" in result.stdout.str()
+
+
+# -- aiohttp -----------------------------------------------------------------------------------------------------
+
+AIOHTTP_SUITE = dedent('''
+    import aiohttp
+    import pytest
+    KEEP = []
+
+    @pytest.fixture(scope="module")
+    def anyio_backend():
+        return "asyncio"
+
+    @pytest.fixture(scope="module")
+    async def shared():
+        async with aiohttp.ClientSession() as s:
+            yield s
+
+    @pytest.mark.anyio
+    async def test_leak(server):
+        s = aiohttp.ClientSession()
+        async with s.get(server.url) as r:
+            assert await r.text() == "ok\\n"
+        KEEP.append(s)
+
+    @pytest.mark.anyio
+    async def test_with(server):
+        async with aiohttp.ClientSession() as s:
+            async with s.get(server.url) as r:
+                assert await r.text() == "ok\\n"
+            async with s.get(server.url) as r:
+                assert r.status == 200
+
+    @pytest.mark.anyio
+    async def test_closed(server):
+        s = aiohttp.ClientSession()
+        try:
+            async with s.get(server.url) as r:
+                assert r.status == 200
+        finally:
+            await s.close()
+        assert s.closed
+
+    @pytest.mark.anyio
+    async def test_connector_closed_directly(server):
+        # close() is never called, but the live session's `closed` property says the truth (kept alive: a
+        # collected client is judged by its close() call alone)
+        connector = aiohttp.TCPConnector()
+        s = aiohttp.ClientSession(connector=connector, connector_owner=False)
+        async with s.get(server.url) as r:
+            assert await r.text() == "ok\\n"
+        await connector.close()
+        assert s.closed
+        KEEP.append(s)
+
+    @pytest.mark.anyio
+    async def test_shared_one(shared, server):
+        async with shared.get(server.url) as r:
+            assert await r.text() == "ok\\n"
+
+    @pytest.mark.anyio
+    async def test_shared_two(shared, server):
+        before = server.accepted
+        async with shared.get(server.url) as r:
+            assert r.status == 200
+            await r.read()  # an unread body makes aiohttp drop the connection instead of pooling it
+        assert server.accepted == before  # the fixture's pooled connection was reused
+
+    @pytest.mark.anyio
+    async def test_shared_three(shared, server):
+        before = server.accepted
+        async with shared.get(server.url) as r:
+            assert await r.text() == "ok\\n"
+        assert server.accepted == before
+
+    def test_last(server):
+        pass
+''')
+
+
+def test_aiohttp_client_session(pytester, run):
+    _requires("aiohttp")
+    _requires("anyio")
+    pytester.makepyfile(test_aio=AIOHTTP_SUITE)
+    result = run("-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=8, errors=1)
+    assert errors_of(result) == ["test_aio.py::test_leak"]
+    result.stdout.fnmatch_lines([
+        "*sockhygiene: test_aio.py::test_leak broke its socket limits*",
+        "*established: 1 > limit 0*",
+        "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_aio.py:17 in test_leak"
+        " (in the pool of aiohttp.ClientSession created at test_aio.py:16 in test_leak, keepalive_expiry=15s)*",
+        "*clients: 1 > limit 0*",
+        "*aiohttp.ClientSession, created at test_aio.py:16 in test_leak (still open)*",
+    ])
+    assert "tests checked, 1 with violations" in result.stdout.str()
+
+
+# -- in process: inactive without the library, patches undone, clients never kept alive --------------------------
+
+TRACKED = {  # tracker module -> (library, the classes whose attributes it patches)
+    "requests": ("requests", ("requests.Session", "requests.adapters.HTTPAdapter")),
+    "urllib3": ("urllib3", ("urllib3.PoolManager", "urllib3.ProxyManager")),
+    "aiohttp": ("aiohttp", ("aiohttp.ClientSession",)),
+}
+
+
+def _tracker(name: str):
+    from pytest_sockhygiene.trackers import aiohttp, requests, urllib3
+
+    return {"requests": requests.RequestsTracker, "urllib3": urllib3.Urllib3Tracker,
+            "aiohttp": aiohttp.AiohttpTracker}[name]()
+
+
+def _registry():
+    from pytest_sockhygiene.clients import ClientRegistry
+
+    return ClientRegistry(lambda: None, lambda: ())
+
+
+def _classes(dotted):
+    import importlib
+
+    out = []
+    for name in dotted:
+        module, _, attr = name.rpartition(".")
+        out.append(getattr(importlib.import_module(module), attr))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(TRACKED))
+def test_tracker_is_inactive_without_its_library(name):
+    tracker = _tracker(name)
+    tracker.module = "sockhygiene_no_such_library"  # what find_spec answers for a library that is not installed
+    registry = _registry()
+    tracker.pytest_sockhygiene_install_tracker(registry=registry)
+    try:
+        for hook in ("client_sockets", "client_is_closed", "client_keepalive"):
+            assert getattr(tracker, f"pytest_sockhygiene_{hook}")(client=object()) is None
+    finally:
+        tracker.pytest_sockhygiene_uninstall_tracker(registry=registry)
+
+
+@pytest.mark.parametrize("name", sorted(TRACKED))
+def test_tracker_patches_are_undone_and_clients_not_kept_alive(name):
+    import asyncio
+    import gc
+    import warnings
+    import weakref
+
+    library, dotted = TRACKED[name]
+    pytest.importorskip(library)
+    classes = _classes(dotted)
+    before = [dict(vars(cls)) for cls in classes]
+    tracker = _tracker(name)
+    registry = _registry()
+    tracker.pytest_sockhygiene_install_tracker(registry=registry)
+    try:
+        assert [dict(vars(cls)) for cls in classes] != before
+        if name == "aiohttp":
+            async def make():
+                return classes[0]()  # never used: no connector close needed for this check
+
+            client = asyncio.run(make())
+        else:
+            client = classes[0]()
+        # (urllib3's module-level default pool is adopted as a shared client at install: not this client)
+        assert [r.kind for r in registry.records() if not r.shared] == [f"{library}.{classes[0].__qualname__}"]
+        assert tracker.pytest_sockhygiene_client_sockets(client=client) == []
+        assert tracker.pytest_sockhygiene_client_is_closed(client=client) is False
+        assert tracker.pytest_sockhygiene_client_sockets(client=object()) is None
+        ref = weakref.ref(client)
+        with warnings.catch_warnings():
+            # an unclosed aiohttp session warns with source=self: a recorded warning would keep it alive
+            warnings.simplefilter("ignore", ResourceWarning)
+            del client
+            gc.collect()
+        assert ref() is None
+        assert [r for r in registry.records() if not r.shared][0].collected
+    finally:
+        tracker.pytest_sockhygiene_uninstall_tracker(registry=registry)
+    after = [dict(vars(cls)) for cls in classes]
+    assert after == before
+
+
+def test_urllib3_module_level_default_pool_is_never_a_tests_leak(pytester, run):
+    """``urllib3.request()`` pools its connection in a PoolManager created at import: process-wide, not a leak."""
+    pytest.importorskip("urllib3")
+    pytester.makepyfile(test_default=dedent("""
+        import urllib3
+
+        def test_module_level_request(server):
+            assert urllib3.request("GET", server.url).status == 200
+
+        def test_again(server):
+            assert urllib3.request("GET", server.url).status == 200
+    """))
+    result = run()
+    result.assert_outcomes(passed=2)
