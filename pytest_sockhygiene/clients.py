@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Tupl
 
 from . import origin as origin_mod
 from .endpoints import endpoint_from_sockaddr
+from .imports import ImportWatcher
 from .verdict import Item
 
 CLOSE_METHODS_NOTE = "close it: `with` / `async with`, close() / aclose(), or create it in a fixture of broader scope"
@@ -65,6 +66,8 @@ class ClientRegistry:
         self._records: List[ClientRecord] = []  # every record not yet forgotten (ids are reused after collection)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._imports: Optional[ImportWatcher] = None
+        self.on_error: Callable[[BaseException], None] = lambda e: None
 
     # -- the trackers' interface -----------------------------------------------------------------------------
 
@@ -111,6 +114,17 @@ class ClientRegistry:
         record = self._by_id.get(id(client))
         if record is not None:
             record.requests += 1
+
+    def when_imported(self, module: str, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(module)`` once ``module`` is imported (now, if it already is): trackers patch their
+        library only if the suite uses it, and before any client of it can be created."""
+        if self._imports is None:
+            self._imports = ImportWatcher(self.on_error)
+        self._imports.when_imported(module, callback)
+
+    def close(self) -> None:
+        if self._imports is not None:
+            self._imports.close()
 
     def constructing(self) -> "_Constructing":
         """Wrap a tracked constructor: clients created inside it (nested) are not recorded separately."""

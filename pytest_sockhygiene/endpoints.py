@@ -64,7 +64,7 @@ class IgnorePattern:
     by its remote address, a listener by its local one, and users write the address they know.
     """
 
-    __slots__ = ("text", "_host", "_port")
+    __slots__ = ("text", "_hosts", "_port")
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str):
@@ -83,17 +83,29 @@ class IgnorePattern:
             raise ConfigError(f"malformed ignore pattern {text!r}: empty host (use '*' for any host)")
         if m.group("v6") is not None and not any(c in host for c in "*?[") and ":" not in host:
             raise ConfigError(f"malformed ignore pattern {text!r}: brackets are for IPv6 addresses")
+        hosts: Tuple[str, ...] = (host.lower(),)
         if not any(c in host for c in "*?["):
-            host = normalize_host(host)
+            if host.lower() == "localhost":
+                hosts = ("127.0.0.1", "::1")
+            else:
+                try:
+                    ipaddress.ip_address(host.split("%", 1)[0])
+                except ValueError:
+                    raise ConfigError(
+                        f"malformed ignore pattern {text!r}: {host!r} is not an IP address; host names are not "
+                        "resolved (use e.g. '10.0.0.5:5432', or 'localhost' for both loopbacks)"
+                    ) from None
+                hosts = (normalize_host(host).lower(),)
         self.text = text
-        self._host = host.lower()
+        self._hosts = hosts
         self._port = port
 
     def matches(self, ep: Optional[Endpoint]) -> bool:
         if ep is None:
             return False
         host, port = ep
-        return fnmatch.fnmatchcase(host.lower(), self._host) and fnmatch.fnmatchcase(str(port), self._port)
+        return fnmatch.fnmatchcase(str(port), self._port) and any(
+            fnmatch.fnmatchcase(host.lower(), h) for h in self._hosts)
 
     def __repr__(self) -> str:
         return f"IgnorePattern({self.text!r})"

@@ -118,6 +118,9 @@ class Recorder:
         self.ownership = Ownership()
         self.listeners: Dict[Endpoint, Optional[Hashable]] = {}
         self.described: Set[Hashable] = set()  # sockets already searched for listeners (window.discover_listeners)
+        self.tuples: Dict[Hashable, FourTuple] = {}
+        """Identity -> 4-tuple of every connection seen held or connected: when such a socket later vanishes
+        without a Python close() (garbage collection, C code), its TIME_WAIT row can still be found."""
         self._identity_of = identity_of
         self._on_error = on_error
         self._saved: Dict[str, Any] = {}
@@ -151,6 +154,8 @@ class Recorder:
             listener=listener_identity,
             listener_local=listener_local,
         )
+        if kind in ("connect", "accept") and event.identity is not None and event.four_tuple is not None:
+            self.tuples[event.identity] = event.four_tuple
         for sink in self.sinks:
             sink.add(event)
 

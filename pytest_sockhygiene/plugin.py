@@ -111,6 +111,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_MarkerErrors(), PLUGIN_NAME + "-marker-errors")
 
 
+def _location(item: pytest.Item) -> "tuple[str, int]":
+    """Where a warn-mode warning points: the test function, not this plugin."""
+    try:
+        path, lineno, _ = item.reportinfo()
+        return str(path), (lineno or 0) + 1
+    except Exception:  # noqa: BLE001
+        return str(getattr(item, "path", item.nodeid)), 1
+
+
 def _markers(item: pytest.Item) -> List[Any]:
     return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
 
@@ -162,7 +171,11 @@ class SockHygienePlugin:
         try:
             return (yield)
         finally:
-            self.current_item = None
+            if self.current_item is item:
+                # no fixture was set up for this test (none, or only cached broader ones): no function-scoped
+                # finalizer exists, so one registered now still runs before any broader teardown
+                self.current_item = None
+                self._judge_in_finalizer(item)
 
     def _judge_in_finalizer(self, item: pytest.Item) -> None:
         """Take the verdict in a finalizer of the item registered before its first fixture's.
@@ -183,7 +196,9 @@ class SockHygienePlugin:
         if item is not None:
             self.current_item = None
             self._judge_in_finalizer(item)
-        broader = self.controller.window is not None and getattr(fixturedef, "scope", "function") != "function"
+        # ownership is tracked whether or not a window is open: a fixture first set up by a disabled test
+        # still owns what it creates
+        broader = getattr(fixturedef, "scope", "function") != "function" and self.controller.usable
         if broader:
             try:
                 self.controller.fixture_setup_begin(f"{fixturedef.scope}-scoped fixture '{fixturedef.argname}'")
@@ -214,6 +229,9 @@ class SockHygienePlugin:
             return
         item.stash[_WINDOW_KEY] = False
         limits = item.stash[_LIMITS_KEY]
+        if not limits.enabled:  # switched off at run time with sockhygiene.set_limits(enabled=False)
+            self.controller.abandon_window()
+            return
         try:
             verdict = self.controller.close_window(limits)
         except Exception as e:  # noqa: BLE001
@@ -234,7 +252,8 @@ class SockHygienePlugin:
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
         if self.controller.settings.mode == "enforce":
             pytest.fail(text, pytrace=False)
-        warnings.warn(SockHygieneWarning(text), stacklevel=1)
+        path, lineno = _location(item)
+        warnings.warn_explicit(SockHygieneWarning(text), SockHygieneWarning, path, lineno)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
@@ -260,9 +279,18 @@ class SockHygienePlugin:
     def set_item_limits(self, item: pytest.Item, limits: Limits) -> None:
         item.stash[_LIMITS_KEY] = limits
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Start before collection (so a client created when a test module is imported is tracked), except
+        on an xdist controller, which runs no test."""
+        if not self.config.pluginmanager.has_plugin("dsession"):
+            self.controller.ensure_started()
+
     def pytest_report_header(self, config: pytest.Config) -> str:
         s = self.controller.settings
-        return f"sockhygiene: mode={s.mode}, backend={s.backend}"
+        table = self.controller.table
+        backend = table.name if table is not None else s.backend
+        return f"sockhygiene: mode={s.mode}, backend={backend}"
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.controller.stop()

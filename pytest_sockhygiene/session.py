@@ -7,6 +7,7 @@ test's own result stands.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -70,6 +71,9 @@ class Controller:
         self._started = True
         try:
             self.table = select_table(self.settings.backend)
+            if self.settings.backend == "auto" and self.table.name == "psutil" and sys.platform.startswith("linux"):
+                self.notices.append("the linux backend is unavailable here; using psutil (slower: it reads the "
+                                    "whole machine's TCP table)")
         except TableUnavailable as e:
             self.notices.append(f"socket checks are off for this session: {e}")
             return False
@@ -86,6 +90,7 @@ class Controller:
         assert self.recorder is not None and self.table is not None
         recorder = self.recorder
         self.clients = ClientRegistry(recorder.ownership.current, lambda: recorder.sinks, self.hook)
+        self.clients.on_error = lambda e: self.problem("installing a client tracker", e)
         try:
             self.hook.pytest_sockhygiene_install_tracker(registry=self.clients)
         except Exception as e:  # noqa: BLE001
@@ -102,6 +107,7 @@ class Controller:
     def stop(self) -> None:
         if self.clients is not None and self.hook is not None:
             try:
+                self.clients.close()
                 self.hook.pytest_sockhygiene_uninstall_tracker(registry=self.clients)
             except Exception as e:  # noqa: BLE001
                 self.problem("uninstalling client trackers", e)
@@ -181,8 +187,12 @@ class Controller:
             leaks = self.session_leaks()
         except Exception as e:  # noqa: BLE001
             self.problem("checking for session-level leaks", e)
+        notices = list(self.notices)
+        degraded = self.table.degradation() if self.table is not None else None
+        if degraded:
+            notices.append(degraded)
         return {"leaks": leaks, "peak_fds": self.peak_fds, "fd_limit": fd_limit(), "ports": ephemeral_port_count(),
-                "problems": list(self.problems), "notices": list(self.notices)}
+                "problems": list(self.problems), "notices": notices}
 
     def abandon_window(self) -> None:
         window, self.window = self.window, None

@@ -99,6 +99,9 @@ class Observation:
     """Identities of every socket held at the end (to tell an open listener from a closed one)."""
     lingering: Set[FourTuple] = dataclasses.field(default_factory=set)
     """Candidate 4-tuples found lingering after an active close (filled by the window after a kernel lookup)."""
+    vanished: Set[FourTuple] = dataclasses.field(default_factory=set)
+    """4-tuples of connections held at the start that are gone at the end without a Python close() (garbage
+    collection, C code): closed by this process during the window all the same."""
     clients: List[Item] = dataclasses.field(default_factory=list)
     """Unclosed clients of the test (filled by client trackers)."""
     notes: Mapping[Hashable, str] = dataclasses.field(default_factory=dict)
@@ -155,7 +158,7 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
     reversed_initiated = {(r, l) for (l, r) in initiated}
     test_listeners = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.owner is None
                       and ev.identity is not None and ev.identity not in obs.owned}
-    out = set(initiated)
+    out = set(initiated) | set(obs.vanished)
     for ev in obs.events:
         t = ev.four_tuple
         if t is None or _ignored(limits, ev.local, ev.remote):
@@ -177,8 +180,8 @@ ADVICE: Dict[str, str] = {
                   "keepalive_expiry below the server's keep-alive timeout.",
     "listen": "shut the server down when the test ends: close the listening socket, or stop the server in the "
               "fixture's teardown.",
-    "time_wait": "each closed connection leaves a TIME_WAIT entry for about 60 seconds: create one client and "
-                 "reuse it instead of a new client per request.",
+    "time_wait": "each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections - one "
+                 "client, with keep-alive, for many requests - instead of a new connection per request.",
     "connections": "the test opened more connections than its budget: reuse a client (and its connection pool) "
                    "instead of connecting per request.",
     "clients": "close clients when done: `with` / `async with`, close() / aclose(), or create them in a fixture "
@@ -257,8 +260,9 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
             note = "; ".join(filter(None, [note, "server side of a connection whose listener is already closed"]))
         pool_note = obs.notes.get(e.key, "")
         if pool_note and e.state == TcpState.CLOSE_WAIT:
-            pool_note += ("; the server closed this idle pooled connection first: its keep-alive timeout is "
-                          "shorter than the client's keepalive_expiry")
+            pool_note += ("; the server closed this idle pooled connection first (its keep-alive timeout ran out "
+                          "before the client's keepalive_expiry, or it shut down), and the pool only notices on "
+                          "its next request")
         note = "; ".join(filter(None, [pool_note, note]))
         item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note)
         (close_wait if e.state == TcpState.CLOSE_WAIT else established).append(item)

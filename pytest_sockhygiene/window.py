@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
 
-from .endpoints import Endpoint
+from .endpoints import Endpoint, FourTuple
 from .events import EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import SocketEntry, SocketTable, TcpState
@@ -25,7 +25,7 @@ created outside it, notes on sockets of this window's clients, clients this wind
 
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
-_UNSETTLING = frozenset({"connections"})  # a count that only grows: waiting cannot clear it
+_UNSETTLING = frozenset({"connections", "time_wait"})  # counts that only grow: waiting cannot clear them
 
 
 def _unexplained(entries: List[SocketEntry], events: List[SocketEvent],
@@ -55,14 +55,14 @@ class Window(EventSink):
         self.table = table
         self.recorder = recorder
         self.client_probe = client_probe
+        recorder.add_sink(self)  # record first, then look: a socket connected in between is seen both ways
         self.before = table.ids()
-        recorder.add_sink(self)
         self.closed = False
         self.observation: Optional[Observation] = None
 
     def observe(self, limits: Limits) -> Verdict:
         """Look once and judge."""
-        after = self.table.ids()
+        after = self._after = self.table.ids()
         new_ids = frozenset(k for k in after if k not in self.before)
         clients: List[Item] = []
         client_owned: Dict[Hashable, str] = {}
@@ -70,7 +70,8 @@ class Window(EventSink):
         created: List[Item] = []
         if self.client_probe is not None:
             clients, client_owned, notes, created = self.client_probe(self, bool(new_ids or self.events))
-        if not new_ids and not self.events and not clients:
+        vanished = self._vanished(after)
+        if not new_ids and not self.events and not clients and not vanished:
             self.observation = None
             return CLEAN
         owned = dict(self.recorder.ownership.socket_owner)
@@ -85,10 +86,15 @@ class Window(EventSink):
             owned=owned,
             listeners=dict(self.recorder.listeners),
             held_ids=frozenset(after),
+            vanished=vanished,
             clients=clients,
             notes=notes,
             created_clients=created,
         )
+        tuples = self.recorder.tuples
+        for e in entries:
+            if e.four_tuple is not None and e.state != TcpState.LISTEN:
+                tuples[e.key] = e.four_tuple
         still_open = {e.four_tuple for e in entries if e.four_tuple is not None}
         still_open.update(ev.four_tuple for ev in obs.events
                           if ev.identity is not None and ev.identity in after and ev.four_tuple is not None)
@@ -97,6 +103,26 @@ class Window(EventSink):
             obs.lingering = self.table.lingering(candidates)
         self.observation = obs
         return judge(obs, limits)
+
+    def _vanished(self, after: Dict[Hashable, int]) -> Set[FourTuple]:
+        """Connections held at the start, gone now, that no Python close() in this window explains."""
+        tuples = self.recorder.tuples
+        if not tuples:
+            return set()
+        gone = [k for k in self.before if k not in after and k in tuples]
+        if not gone:
+            return set()
+        closed = {ev.identity for ev in self.events if ev.kind == "close"}
+        owned = self.recorder.ownership.socket_owner
+        return {tuples[k] for k in gone if k not in closed and k not in owned}
+
+    def forget_vanished(self) -> None:
+        """Drop the cached 4-tuples of sockets that are gone (called once, when the window is judged)."""
+        tuples = self.recorder.tuples
+        held = getattr(self, "_after", None)
+        if tuples and held is not None:
+            for k in [k for k in tuples if k not in held]:
+                del tuples[k]
 
     def close(self, limits: Limits) -> Verdict:
         """Judge, re-checking a violation until it clears or ``limits.settle`` seconds have passed."""
@@ -122,3 +148,4 @@ class Window(EventSink):
         finally:
             self.recorder.remove_sink(self)
             self.closed = True
+            self.forget_vanished()

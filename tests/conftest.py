@@ -51,8 +51,11 @@ def run(pytester: pytest.Pytester, backend: str) -> Runner:
     if not (pytester.path / "conftest.py").exists():
         pytester.makeconftest(INNER_CONFTEST)
 
-    def _run(*args: str, mode: str = "enforce", subprocess: bool = False) -> Any:
+    def _run(*args: str, mode: str = "enforce", subprocess: bool = False, settle: str = "0.25") -> Any:
+        # a shorter settle than the default 0.5 s: every deliberate leak in these suites waits it out in full
         argv: List[str] = ["-p", "no:cacheprovider", f"--sockhygiene-backend={backend}"]
+        if settle and not any("sockhygiene_settle" in a for a in args):
+            argv += ["-o", f"sockhygiene_settle={settle}"]
         if mode:
             argv.append(f"--sockhygiene={mode}")
         argv.extend(args)

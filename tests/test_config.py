@@ -188,7 +188,7 @@ def test_bad_marker_input_names_test_and_key(pytester, run, marker, message):
 def test_bad_ini_is_a_usage_error(pytester, run, ini, message):
     pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(test_ok="def test_ok(): pass")
-    result = run(mode="")
+    result = run(mode="", settle="")  # no -o override: the broken ini value itself must be read
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: sockhygiene: {message}*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

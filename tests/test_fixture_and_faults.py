@@ -104,3 +104,80 @@ def test_unreadable_table_gives_one_notice_and_the_run_goes_on(pytester, run):
     result.assert_outcomes(passed=2)
     out = result.stdout.str()
     assert out.count("notice: socket checks are off for this session") == 1
+
+
+def test_set_limits_enabled_false_switches_the_check_off(pytester, run):
+    pytester.makepyfile(test_off=dedent("""
+        import socket
+        KEEP = []
+
+        def test_switched_off_at_run_time(server, sockhygiene):
+            sockhygiene.set_limits(enabled=False)
+            KEEP.append(socket.create_connection((server.host, server.port)))
+
+        def test_last(server):
+            pass
+    """))
+    run().assert_outcomes(passed=2)
+
+
+def test_warn_mode_warning_points_at_the_test(pytester, run):
+    pytester.makepyfile(test_loc=dedent("""
+        import socket
+        KEEP = []
+
+        def test_leaks(server):
+            KEEP.append(socket.create_connection((server.host, server.port)))
+
+        def test_last(server):
+            pass
+    """))
+    result = run(mode="warn")
+    result.stdout.fnmatch_lines(["*test_loc.py:4: SockHygieneWarning: sockhygiene: test_loc.py::test_leaks broke*"])
+
+
+def test_client_created_at_import_time_owns_its_pool(pytester, run):
+    """A module-level client (created while the test module is imported, during collection) is tracked:
+    its pooled connection belongs to it, not to the first test that uses it."""
+    pytester.makepyfile(test_mod=dedent("""
+        import httpx
+        CLIENT = httpx.Client()
+
+        def test_one(server):
+            CLIENT.get(server.url)
+
+        def test_two(server):
+            CLIENT.get(server.url)
+    """))
+    result = run()
+    result.assert_outcomes(passed=2)
+
+
+def test_fixture_first_set_up_by_a_disabled_test_still_owns_its_sockets(pytester, run):
+    pytester.makepyfile(test_dis=dedent("""
+        import socket, threading, time, pytest
+        KEEP = []
+
+        @pytest.fixture(scope="module")
+        def poller(server):
+            stop = threading.Event()
+            def loop():
+                while not stop.is_set():
+                    KEEP.append(socket.create_connection((server.host, server.port)))
+                    time.sleep(0.01)
+            t = threading.Thread(target=loop, daemon=True)
+            t.start()
+            yield
+            stop.set(); t.join()
+            for s in KEEP:
+                s.close()
+
+        @pytest.mark.sockhygiene(enabled=False)
+        def test_first(poller):
+            pass
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_later(poller, i):
+            time.sleep(0.03)
+    """))
+    run().assert_outcomes(passed=4)

@@ -91,3 +91,10 @@ def test_mode_precedence_and_bare_flag():
     args = ["--", "--sockhygiene"]
     rewrite_bare_flag(args)
     assert args == ["--", "--sockhygiene"]
+
+
+def test_host_names_are_refused_except_localhost():
+    with pytest.raises(ConfigError, match="'db.internal' is not an IP address; host names are not resolved"):
+        IgnorePattern("db.internal:5432")
+    local = IgnorePattern("localhost:5432")
+    assert local.matches(("127.0.0.1", 5432)) and local.matches(("::1", 5432)) and not local.matches(("10.0.0.1", 5432))

@@ -222,3 +222,28 @@ def test_time_wait_verdicts_identical_under_xdist(pytester, run):
     for r in (plain, distributed):
         r.stdout.fnmatch_lines(["*time_wait: 12 > limit 5*"])
         r.stdout.fnmatch_lines(["*time_wait: 20 > limit 5*"])
+
+
+def test_socket_opened_before_the_window_and_collected_inside_it_counts(pytester, run):
+    """A connection held from an earlier test and closed by garbage collection during this one: no close()
+    runs, so its 4-tuple comes from the plugin's memory of connections it has seen."""
+    pytester.makepyfile(test_v=dedent("""
+        import gc, socket, pytest
+        HELD = []
+
+        @pytest.mark.sockhygiene(established=None)
+        def test_opens(server):
+            for _ in range(3):
+                HELD.append(socket.create_connection((server.host, server.port)))
+
+        @pytest.mark.sockhygiene(time_wait=0)
+        def test_drops(server):
+            HELD.clear()  # the sockets are freed here without close(): the collector closes them
+            gc.collect()
+
+        def test_last(server):
+            pass
+    """))
+    result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception")
+    assert errors_of(result) == ["test_v.py::test_drops"]
+    result.stdout.fnmatch_lines(["*time_wait: 3 > limit 0*"])

@@ -108,6 +108,10 @@ class SocketTable:
     def snapshot(self) -> List[SocketEntry]:
         return self.describe(self.ids())
 
+    def degradation(self) -> Optional[str]:
+        """A notice for the session when this backend had to check less than it should (None if all is well)."""
+        return None
+
     def fd_count(self) -> Optional[int]:
         """Open file descriptors of this process (any kind), as cheaply as the backend can say."""
         from ..health import open_fd_count

@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ..endpoints import Endpoint, FourTuple
+from ..endpoints import FourTuple
 from . import TcpState
 
 # --- netlink and inet_diag constants (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h) ---------------------
@@ -519,6 +519,9 @@ def proc_net_lookup(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
                 lines = f.read().splitlines()
         except FileNotFoundError:
             continue  # no tcp6 without IPv6
+        except OSError as e:
+            _shared.proc_error = f"/proc/net/{name} cannot be read ({e.strerror or e}): TIME_WAIT is not checked"
+            continue
         for line in lines[1:]:
             fields = line.split(None, 4)
             if len(fields) < 4:
@@ -545,6 +548,8 @@ class _Shared:
         self.lock = threading.Lock()
         self.diag: Optional[SockDiag] = None
         self.use_proc = False
+        self.reason: Optional[str] = None  # why netlink was given up, for the session's one notice
+        self.proc_error: Optional[str] = None
 
     def close(self) -> None:
         with self.lock:
@@ -572,12 +577,19 @@ def lookup_states(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
                 if shared.diag is None:
                     shared.diag = SockDiag()
                 return shared.diag.lookup(keys)
-            except (NetlinkUnavailable, OSError):
+            except (NetlinkUnavailable, OSError) as e:
                 shared.use_proc = True
+                shared.reason = f"netlink sock_diag lookups failed ({e}); TIME_WAIT is read from /proc/net/tcp, " \
+                                "which is slower and grows with the machine's socket count"
                 if shared.diag is not None:
                     shared.diag.close()
                     shared.diag = None
     return proc_net_lookup(keys)
 
 
-__all__ = ["NetlinkUnavailable", "SockDiag", "lookup_states", "proc_net_lookup"]
+def degradation() -> Optional[str]:
+    """Why TIME_WAIT lookups are slower or off in this process, or None when netlink works."""
+    return _shared.proc_error or _shared.reason
+
+
+__all__ = ["NetlinkUnavailable", "SockDiag", "degradation", "lookup_states", "proc_net_lookup"]

@@ -105,6 +105,11 @@ class LinuxTable(SocketTable):
         except OSError:
             return None
 
+    def degradation(self) -> Optional[str]:
+        from .kernel import degradation
+
+        return degradation()
+
     def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
         if not tuples:
             return set()

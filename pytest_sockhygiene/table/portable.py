@@ -8,6 +8,7 @@ a socket's identity is ``(fd, local, remote)``: a new connection on a reused fd 
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any, Collection, Dict, Hashable, List, Optional, Set
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
@@ -47,6 +48,12 @@ class PsutilTable(SocketTable):
             raise TableUnavailable(f"psutil is not importable: {e}") from e
         self._psutil = psutil
         self._process = psutil.Process()
+        # psutil gives no fds on these systems (always -1): identities use -1 there too
+        self._fds = not sys.platform.startswith(("win", "freebsd", "openbsd", "netbsd", "sunos", "aix"))
+        self._degraded: Optional[str] = None
+        if sys.platform == "darwin":
+            self._degraded = ("psutil on macOS lists only sockets that belong to a process, so TIME_WAIT entries "
+                              "(which belong to none) are not checked")
         try:
             self._connections()
         except (psutil.Error, OSError, NotImplementedError) as e:
@@ -57,7 +64,7 @@ class PsutilTable(SocketTable):
         return list(get(kind="tcp"))
 
     def _entries(self) -> List[SocketEntry]:
-        return dedupe(e for e in map(_entry, self._connections()) if e is not None and e.fd != -1)
+        return dedupe(e for e in map(_entry, self._connections()) if e is not None)
 
     def ids(self) -> Dict[Hashable, int]:
         return {e.key: e.fd for e in self._entries()}
@@ -66,7 +73,10 @@ class PsutilTable(SocketTable):
         return [e for e in self._entries() if e.key in ids]
 
     def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
-        return (fd, local, remote)
+        return (fd if self._fds else -1, local, remote)
+
+    def degradation(self) -> Optional[str]:
+        return self._degraded
 
     def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
         if not tuples:
@@ -75,8 +85,9 @@ class PsutilTable(SocketTable):
         found: Set[FourTuple] = set()
         try:
             rows = self._psutil.net_connections(kind="tcp")
-        except (self._psutil.Error, OSError):
-            return found  # no permission for the machine-wide table (macOS without root): TIME_WAIT unchecked
+        except (self._psutil.Error, OSError) as e:
+            self._degraded = f"psutil cannot read the machine-wide TCP table ({e!r}): TIME_WAIT is not checked"
+            return found
         for conn in rows:
             e = _entry(conn)
             if e is not None and e.state in LINGERING_STATES and e.four_tuple in wanted:

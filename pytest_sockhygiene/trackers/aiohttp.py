@@ -11,10 +11,7 @@ Keepalive: the connector's ``_keepalive_timeout`` (15 s by default; None with ``
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import numbers
-import sys
 from typing import Any, Iterable, List, Optional
 
 import pytest
@@ -62,16 +59,11 @@ class AiohttpTracker:
         self._patches = Patches()
         self._classes: tuple = ()
 
-    def _load(self) -> Optional[Any]:
-        if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
-            return None
-        return importlib.import_module(self.module)
-
     @pytest.hookimpl
     def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        mod = self._load()
-        if mod is None:
-            return
+        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
+
+    def _patch(self, registry: Any, mod: Any) -> None:
         session_cls = mod.ClientSession
         self._classes = (session_cls,)
 

@@ -9,8 +9,6 @@ transport) cannot leak a socket and is not counted.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from typing import Any, Iterable, Iterator, List, Optional
 
 import pytest
@@ -47,16 +45,11 @@ class HttpxTracker:
         self._patches = Patches()
         self._classes: tuple = ()
 
-    def _load(self) -> Optional[Any]:
-        if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
-            return None
-        return importlib.import_module(self.module)
-
     @pytest.hookimpl
     def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        mod = self._load()
-        if mod is None:
-            return
+        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
+
+    def _patch(self, registry: Any, mod: Any) -> None:
         self._classes = (mod.Client, mod.AsyncClient)
         p = self._patches
         networked = self._networked

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from typing import Any, Iterable, Iterator, List, Optional
 
 import pytest
@@ -68,16 +67,11 @@ class RequestsTracker:
         self._classes: tuple = ()
         self._adapter_cls: Optional[type] = None
 
-    def _load(self) -> Optional[Any]:
-        if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
-            return None
-        return importlib.import_module(self.module)
-
     @pytest.hookimpl
     def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        mod = self._load()
-        if mod is None:
-            return
+        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
+
+    def _patch(self, registry: Any, mod: Any) -> None:
         session_cls = mod.Session
         adapter_cls = importlib.import_module(f"{self.module}.adapters").HTTPAdapter
         self._classes = (session_cls,)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from typing import Any, Iterable, List, Optional
 
 import pytest
@@ -89,16 +88,11 @@ class Urllib3Tracker:
         self._patches = Patches()
         self._classes: tuple = ()
 
-    def _load(self) -> Optional[Any]:
-        if self.module not in sys.modules and importlib.util.find_spec(self.module) is None:
-            return None
-        return importlib.import_module(self.module)
-
     @pytest.hookimpl
     def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        mod = self._load()
-        if mod is None:
-            return
+        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
+
+    def _patch(self, registry: Any, mod: Any) -> None:
         poolmanager = importlib.import_module(f"{self.module}.poolmanager")
         pool_manager, proxy_manager = poolmanager.PoolManager, poolmanager.ProxyManager
         self._classes = (pool_manager,)
