@@ -33,9 +33,9 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
                                       "count": count, "baseline": base}]})
     origins = {}
     for kind in ("time_wait", "connections"):
-        v = verdict.violation(kind)
-        if v is not None and v.items and v.items[0].origin is not None:
-            origins[kind] = fmt(v.items[0].origin)
+        found = verdict.violation(kind)
+        if found is not None and found.items and found.items[0].origin is not None:
+            origins[kind] = fmt(found.items[0].origin)
     return {
         "nodeid": nodeid,
         "clean": not violations,

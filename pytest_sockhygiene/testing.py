@@ -24,8 +24,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: "LoopbackHTTPServer"
 
     def setup(self) -> None:
-        self.timeout = self.server.keep_alive  # idle keep-alive connections are closed by the server after this
         super().setup()
+        # idle keep-alive connections are closed by the server after this many seconds
+        self.connection.settimeout(self.server.keep_alive)
         self.server._track(self.connection, True)
 
     def finish(self) -> None:

@@ -89,7 +89,7 @@ class PsutilTable(SocketTable):
             self._degraded = f"psutil cannot read the machine-wide TCP table ({e!r}): TIME_WAIT is not checked"
             return found
         for conn in rows:
-            e = _entry(conn)
-            if e is not None and e.state in LINGERING_STATES and e.four_tuple in wanted:
-                found.add(e.four_tuple)  # type: ignore[arg-type]
+            entry = _entry(conn)
+            if entry is not None and entry.state in LINGERING_STATES and entry.four_tuple in wanted:
+                found.add(entry.four_tuple)  # type: ignore[arg-type]
         return found
