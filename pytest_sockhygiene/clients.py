@@ -55,7 +55,7 @@ def _mark_collected(record: ClientRecord) -> None:
 
 class ClientRegistry:
     """Records of clients; the trackers' side of the interface is :meth:`created`, :meth:`closed`,
-    :meth:`request` and :meth:`constructing`."""
+    :meth:`request`, :meth:`constructing`, :meth:`adopt` and :meth:`when_imported`."""
 
     def __init__(self, current_owner: Callable[[], Optional[str]], current_sinks: Callable[[], Tuple[Any, ...]],
                  hook: Any = None) -> None:

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("pytest")
 
 
-@hookspec
+@hookspec(historic=True)
 def pytest_sockhygiene_install_tracker(registry: "ClientRegistry") -> None:
     """Start tracking: patch the library so that it calls ``registry.created(client, kind=..., networked=...)``
-    when a client is created and ``registry.closed(client)`` when it is closed. Called once per session, only in
-    ``enforce`` and ``warn`` modes. Do nothing if the library is not importable."""
+    when a client is created and ``registry.closed(client)`` when it is closed. Use
+    ``registry.when_imported("lib", callback)`` to patch only once the suite imports the library (at once if it
+    already has). Called once per session at session start, only in ``enforce`` and ``warn`` modes; historic, so a
+    tracker registered later (in a conftest.py found during collection) is installed when it registers."""
 
 
 @hookspec

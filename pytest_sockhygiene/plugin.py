@@ -344,8 +344,8 @@ class SockHygieneReporter:
         if self.outputs.report:
             tr.write_line(f"report: {self.outputs.report}")
         if r.problems:
-            tr.write_line(f"{len(r.problems)} plugin problem(s) - a fault of pytest-sockhygiene, not of your tests;"
-                          " please report it:", red=True)
+            tr.write_line(f"{len(r.problems)} plugin problem(s) - a fault of pytest-sockhygiene (or of a tracker "
+                          "plugin), not of your tests; please report it:", red=True)
             for p in r.problems[:5]:
                 tr.write_line(p)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .baseline import allowed
 from .health import peak_time_wait
 from .origin import Origin
 from .verdict import KINDS, Verdict
@@ -28,7 +29,7 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
             **({"context": [i.as_dict(fmt) for i in v.context]} if v.context else {}),
         })
     for kind, count, base in grown:
-        violations.append({"kind": "baseline", "count": count, "limit": base,
+        violations.append({"kind": "baseline", "count": count, "limit": allowed(base),
                            "items": [{"state": kind, "local": None, "remote": None, "origin": None,
                                       "count": count, "baseline": base}]})
     origins = {}

@@ -90,9 +90,9 @@ class Controller:
         assert self.recorder is not None and self.table is not None
         recorder = self.recorder
         self.clients = ClientRegistry(recorder.ownership.current, lambda: recorder.sinks, self.hook)
-        self.clients.on_error = lambda e: self.problem("installing a client tracker", e)
+        self.clients.on_error = lambda e: self.problem("installing a client tracker (built in, or a plugin's)", e)
         try:
-            self.hook.pytest_sockhygiene_install_tracker(registry=self.clients)
+            self.hook.pytest_sockhygiene_install_tracker.call_historic(kwargs={"registry": self.clients})
         except Exception as e:  # noqa: BLE001
             self.problem("installing client trackers", e)
         identity = socket_identity(self.table.identity_of)

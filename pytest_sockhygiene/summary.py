@@ -39,7 +39,7 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
         )
     if s["session_leaks"]:
         lines.append(f"session-level leaks: {len(s['session_leaks'])} left open at session end by fixtures of "
-                     "broader scope (close them in the fixture's teardown):")
+                     "broader scope (close them in the fixture's teardown; in enforce mode this fails the run):")
         for leak in s["session_leaks"][:20]:
             lines.append(f"  {leak['what']} - {leak['owner']}")
     for notice in s["notices"]:

@@ -1,6 +1,7 @@
 """Built-in client trackers, each a pluggy plugin on the hooks in ``hookspecs.py``.
 
-Each is active only when its library is importable; none imports its library unless it is installed.
+Each patches its library only once the suite imports it (``registry.when_imported``): none imports a library
+the suite does not use.
 """
 
 from __future__ import annotations
