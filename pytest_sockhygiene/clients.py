@@ -132,6 +132,10 @@ class ClientRegistry:
 
     # -- what windows ask ----------------------------------------------------------------------------------------
 
+    @property
+    def has_records(self) -> bool:
+        return bool(self._records)
+
     def records(self) -> List[ClientRecord]:
         with self._lock:
             return list(self._records)

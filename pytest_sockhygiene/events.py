@@ -115,6 +115,9 @@ class Recorder:
     def __init__(self, identity_of: Callable[[int, Optional[Endpoint], Optional[Endpoint]], Optional[Hashable]],
                  on_error: Callable[[BaseException], None]) -> None:
         self.sinks: Tuple[EventSink, ...] = ()
+        self.touched = True
+        """A socket call happened since the last scan was taken: a window must look afresh, not reuse it.
+        Cleared right before each scan; set by every hooked call, recorded or not."""
         self.ownership = Ownership()
         self.listeners: Dict[Endpoint, Optional[Hashable]] = {}
         self.described: Set[Hashable] = set()  # sockets already searched for listeners (window.discover_listeners)
@@ -136,6 +139,7 @@ class Recorder:
 
     def _emit(self, kind: str, sock: socket.socket, local: Optional[Endpoint], remote: Optional[Endpoint],
               with_origin: bool, listener: Optional[socket.socket] = None) -> None:
+        self.touched = True
         fd = sock.fileno()
         listener_identity = None
         listener_local = None
@@ -213,6 +217,7 @@ class Recorder:
 
         def connect(self: socket.socket, address: Any) -> None:
             if not rec.sinks:
+                rec.touched = True
                 return orig_connect(self, address)
             try:
                 orig_connect(self, address)
@@ -223,7 +228,9 @@ class Recorder:
 
         def connect_ex(self: socket.socket, address: Any) -> int:
             result = orig_connect_ex(self, address)
-            if rec.sinks and result in _IN_PROGRESS:
+            if not rec.sinks:
+                rec.touched = True
+            elif result in _IN_PROGRESS:
                 rec._on_connect(self, address)
             return result
 
@@ -231,15 +238,20 @@ class Recorder:
             conn, addr = orig_accept(self)
             if rec.sinks:
                 rec._on_accept(self, conn)
+            else:
+                rec.touched = True
             return conn, addr
 
         def listen(self: socket.socket, *args: Any) -> None:
             orig_listen(self, *args)
+            rec.touched = rec.touched or not rec.sinks
             rec._on_listen(self)
 
         def _real_close(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
             if rec.sinks:
                 rec._on_close(self)
+            else:
+                rec.touched = True
             return orig_real_close(self, *args, **kwargs)
 
         for name, fn in (("connect", connect), ("connect_ex", connect_ex), ("accept", accept),

@@ -148,6 +148,7 @@ class SockHygienePlugin:
         self.outputs = outputs
         self.reporter = reporter
         self.current_item: Optional[pytest.Item] = None
+        self.junit = bool(config.getoption("xmlpath", None))
 
     # -- the window ------------------------------------------------------------------------------------------
 
@@ -246,7 +247,8 @@ class SockHygienePlugin:
         record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
                              self.controller.peak_fds)
         item.stash[_RECORD_KEY] = record
-        item.user_properties.extend((f"sockhygiene_{k}", n) for k, n in record["counts"].items())
+        if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
+            item.user_properties.extend((f"sockhygiene_{k}", n) for k, n in record["counts"].items())
         if (verdict.clean and not grown) or not report:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
@@ -306,9 +308,12 @@ class SockHygieneReporter:
         self.results = SessionResults()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, "sockhygiene", None)
-        if report.when == "teardown" and isinstance(record, dict):
-            self.results.records.append(record)
+        if report.when != "teardown":
+            return
+        # taken off the report: pytest keeps every report until the end of the run
+        record = report.__dict__.pop("sockhygiene", None)
+        if isinstance(record, dict):
+            self.results.add(record)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -336,7 +341,7 @@ class SockHygieneReporter:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
         r = self.results
-        if not (r.records or r.notices or r.problems or r.leaks):
+        if not (r.checked or r.notices or r.problems or r.leaks):
             return
         tr.section("socket hygiene")
         for line in summary_lines(r, verbose=self.config.getoption("verbose") > 0):

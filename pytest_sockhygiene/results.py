@@ -53,9 +53,28 @@ def public_record(r: Record) -> Record:
     return {"nodeid": r["nodeid"], "clean": r["clean"], "counts": r["counts"], "violations": r["violations"]}
 
 
+_Compact = Tuple[str, Tuple[int, ...], float]
+"""A clean test's record as kept for the session: nodeid, counts in KINDS order, end time (~100 bytes, where
+the dict would take ~1.8 KB: a 10,000-test run must not grow by megabytes)."""
+
+
+def _compact(r: Record) -> Any:
+    if r["clean"] and not r.get("origins"):
+        return (r["nodeid"], tuple(r["counts"][k] for k in KINDS), r["stop"])
+    return r
+
+
+def _expand(r: Any) -> Record:
+    if isinstance(r, dict):
+        return r
+    nodeid, counts, stop = r
+    return {"nodeid": nodeid, "clean": True, "counts": dict(zip(KINDS, counts)), "violations": [], "stop": stop,
+            "fds": None, "origins": {}}
+
+
 @dataclasses.dataclass
 class SessionResults:
-    records: List[Record] = dataclasses.field(default_factory=list)
+    _stored: List[Any] = dataclasses.field(default_factory=list)
     leaks: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
     """Session-level leaks: sockets and clients a broader-scope fixture left open at session end."""
     peak_fds: Optional[int] = None
@@ -63,6 +82,17 @@ class SessionResults:
     ports: Optional[int] = None
     problems: List[str] = dataclasses.field(default_factory=list)
     notices: List[str] = dataclasses.field(default_factory=list)
+
+    def add(self, record: Record) -> None:
+        self._stored.append(_compact(record))
+
+    @property
+    def records(self) -> List[Record]:
+        return [_expand(r) for r in self._stored]
+
+    @property
+    def checked(self) -> int:
+        return len(self._stored)
 
     def add_process_health(self, health: Mapping[str, Any]) -> None:
         """Merge one process's (a worker's) health: leaks, fd peak, problems, notices."""
@@ -77,11 +107,11 @@ class SessionResults:
 
     @property
     def dirty(self) -> List[Record]:
-        return [r for r in self.records if not r["clean"]]
+        return [r for r in self._stored if isinstance(r, dict) and not r["clean"]]
 
     def violations_by_kind(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
-        for r in self.records:
+        for r in self.dirty:
             for kind in {v["kind"] for v in r["violations"]}:
                 out[kind] = out.get(kind, 0) + 1
         return out
@@ -92,12 +122,13 @@ class SessionResults:
         return ranked[:n]
 
     def session(self) -> Dict[str, Any]:
-        peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"]) for r in self.records)
+        records = self.records
+        peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"]) for r in records)
         return {
-            "tests_checked": len(self.records),
+            "tests_checked": len(records),
             "tests_with_violations": len(self.dirty),
             "violations_by_kind": self.violations_by_kind(),
-            "connections_opened": sum(r["counts"]["connections"] for r in self.records),
+            "connections_opened": sum(r["counts"]["connections"] for r in records),
             "peak_time_wait": peak_tw,
             "ephemeral_ports": self.ports,
             "peak_open_fds": self.peak_fds,

@@ -20,7 +20,7 @@ from .events import Recorder
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .settings import Settings
-from .table import OPEN_STATES, SocketTable, TableUnavailable, TcpState, select_table
+from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
 from .verdict import Item, Verdict
 from .window import ClientProbe, Window
 
@@ -56,6 +56,7 @@ class Controller:
         self.problems: List[str] = []
         self._started = False
         self.peak_fds: Optional[int] = None
+        self._last_scan: Optional[Scan] = None
         self._fixture_marks: List[Tuple[str, Dict[Hashable, int], set]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -98,7 +99,11 @@ class Controller:
         identity = socket_identity(self.table.identity_of)
         registry = self.clients
 
+        nothing: Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]] = ([], {}, {}, [])
+
         def probe(window: Window, need_sockets: bool) -> Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]]:
+            if not registry.has_records:
+                return nothing  # the clean path of a suite that has no tracked client alive
             p = registry.probe(window, identity, need_sockets, self.format_origin)
             return client_items(p.unclosed), p.owned, p.notes, created_items(p.created)
 
@@ -133,7 +138,9 @@ class Controller:
             return None
         assert self.table is not None and self.recorder is not None
         self.recorder.ownership.fixture_thread = threading.get_ident()
-        self.window = Window(self.table, self.recorder, self.client_probe)
+        # the last window's final look is this one's first, if no socket call happened in between
+        before = self._last_scan if not self.recorder.touched else None
+        self.window = Window(self.table, self.recorder, self.client_probe, before)
         return self.window
 
     def close_window(self, limits: Limits) -> Optional[Verdict]:
@@ -141,7 +148,9 @@ class Controller:
         if window is None or window.closed:
             return None
         try:
-            return window.close(limits)
+            verdict = window.close(limits)
+            self._last_scan = window.after_scan
+            return verdict
         finally:
             if self.clients is not None:
                 self.clients.forget(window)

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
 from .endpoints import Endpoint, FourTuple
 from .events import EventSink, Recorder, SocketEvent
 from .limits import Limits
-from .table import SocketEntry, SocketTable, TcpState
+from .table import Scan, SocketEntry, SocketTable, TcpState
 from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
 
 ClientProbe = Callable[["Window", bool], Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]]]
@@ -50,19 +50,29 @@ def discover_listeners(table: SocketTable, held: Dict[Hashable, int], recorder: 
 
 
 class Window(EventSink):
-    def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None) -> None:
+    def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None,
+                 before: Optional[Scan] = None) -> None:
         super().__init__()
         self.table = table
         self.recorder = recorder
         self.client_probe = client_probe
         recorder.add_sink(self)  # record first, then look: a socket connected in between is seen both ways
-        self.before = table.ids()
+        if before is None:
+            recorder.touched = False
+            before = table.scan()
+        self.before_scan = before
+        self.before = self.before_scan.ids
+        self.after_scan: Optional[Scan] = None
         self.closed = False
         self.observation: Optional[Observation] = None
 
     def observe(self, limits: Limits) -> Verdict:
         """Look once and judge."""
-        after = self._after = self.table.ids()
+        quiet = self.after_scan is None and not self.events
+        self.recorder.touched = False  # any socket call from here on invalidates this scan for the next window
+        scan = (self.table.unchanged(self.before_scan) if quiet else None) or self.table.scan()
+        self.after_scan = scan
+        after = self._after = scan.ids
         new_ids = frozenset(k for k in after if k not in self.before)
         clients: List[Item] = []
         client_owned: Dict[Hashable, str] = {}

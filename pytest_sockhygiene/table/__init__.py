@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import sys
-from typing import Collection, Dict, Hashable, Iterable, List, Optional, Set
+from typing import Collection, Dict, FrozenSet, Hashable, Iterable, List, Optional, Set
 
 from ..endpoints import Endpoint, FourTuple, format_endpoint
 
@@ -84,10 +84,29 @@ class TableUnavailable(Exception):
     """The backend cannot read the socket table here (no /proc, no permission): the plugin degrades."""
 
 
+class Scan:
+    """One look at the process's sockets: identity -> fd, plus (where the backend can) the fd names listed, so
+    that the next look can tell "nothing changed" from a listing alone."""
+
+    __slots__ = ("ids", "names")
+
+    def __init__(self, ids: Dict[Hashable, int], names: Optional[FrozenSet[str]] = None) -> None:
+        self.ids = ids
+        self.names = names
+
+
 class SocketTable:
     """Interface of a backend. ``ids`` is cheap and called twice per test; the rest only when something changed."""
 
     name = "abstract"
+
+    def scan(self) -> Scan:
+        return Scan(self.ids())
+
+    def unchanged(self, previous: Scan) -> Optional[Scan]:
+        """``previous`` if the process provably holds the same sockets (only asked when no socket call was seen
+        since), else None. Backends that cannot tell cheaply return None."""
+        return None
 
     def ids(self) -> Dict[Hashable, int]:
         """Identity -> fd of every socket this process holds now (any family: cheap filtering comes later)."""

@@ -17,7 +17,7 @@ import stat
 from typing import Collection, Dict, Hashable, List, Optional, Set
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState
+from . import LINGERING_STATES, Scan, SocketEntry, SocketTable, TableUnavailable, TcpState
 
 _FD_DIR = "/proc/self/fd"
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -84,9 +84,22 @@ class LinuxTable(SocketTable):
             raise TableUnavailable(f"cannot list {_FD_DIR}: {e}") from e
 
     def ids(self) -> Dict[Hashable, int]:
+        return self.scan().ids
+
+    def scan(self) -> Scan:
         names = os.listdir(_FD_DIR)
         self._fd_count = len(names) - 1  # the listing's own directory fd
-        return socket_inodes(names)  # type: ignore[return-value]
+        return Scan(socket_inodes(names), frozenset(names))  # type: ignore[arg-type]
+
+    def unchanged(self, previous: Scan) -> Optional[Scan]:
+        """Same fd numbers and no socket call seen by the hooks: the same sockets. One ``listdir``, no ``fstat``:
+        the clean path's second look costs microseconds even with a thousand sockets held."""
+        if previous.names is None:
+            return None
+        names = os.listdir(_FD_DIR)
+        if len(names) == len(previous.names) and previous.names.issuperset(names):
+            return previous
+        return None
 
     def fd_count(self) -> Optional[int]:
         return self._fd_count if self._fd_count is not None else super().fd_count()
