@@ -263,6 +263,7 @@ class SockHygienePlugin:
         if call.when == "teardown":
             record = item.stash.get(_RECORD_KEY, None)
             if record is not None:
+                del item.stash[_RECORD_KEY]  # pytest keeps every item for the whole run: hand the record on
                 report.sockhygiene = record  # serialised to the xdist controller with the report
         return report
 

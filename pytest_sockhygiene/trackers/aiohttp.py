@@ -12,11 +12,11 @@ Keepalive: the connector's ``_keepalive_timeout`` (15 s by default; None with ``
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable, List, Optional
+from typing import Any, List, Optional
 
-import pytest
 
-from .patching import Patches, after_init, counting_requests_async, then_closed_async
+from .base import ClassTracker
+from .patching import after_init, counting_requests_async, then_closed_async
 
 
 def _copy(collection: Any) -> List[Any]:
@@ -50,18 +50,10 @@ def _socket_of(protocol: Any) -> Any:
         return None
 
 
-class AiohttpTracker:
+class AiohttpTracker(ClassTracker):
     """Tracks ``aiohttp.ClientSession``."""
 
     module = "aiohttp"
-
-    def __init__(self) -> None:
-        self._patches = Patches()
-        self._classes: tuple = ()
-
-    @pytest.hookimpl
-    def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
 
     def _patch(self, registry: Any, mod: Any) -> None:
         session_cls = mod.ClientSession
@@ -78,21 +70,11 @@ class AiohttpTracker:
         p.wrap(session_cls, "__aexit__", then_closed_async(registry))
         p.wrap(session_cls, "_request", counting_requests_async(registry))
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_uninstall_tracker(self, registry: Any) -> None:
-        self._patches.undo()
-
-    def _mine(self, client: Any) -> bool:
-        return bool(self._classes) and isinstance(client, self._classes)
-
     @staticmethod
     def _connector(session: Any) -> Any:
         return getattr(session, "_connector", None)
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
-        if not self._mine(client):
-            return None
+    def sockets(self, client: Any) -> List[Any]:
         connector = self._connector(client)
         if connector is None:
             return []
@@ -103,16 +85,10 @@ class AiohttpTracker:
                 out.append(sock)
         return out
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
-        if not self._mine(client):
-            return None
+    def is_closed(self, client: Any) -> Optional[bool]:
         return bool(getattr(client, "closed", False))
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
-        if not self._mine(client):
-            return None
+    def keepalive(self, client: Any) -> Optional[float]:
         timeout = getattr(self._connector(client), "_keepalive_timeout", None)
         if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
             return float(timeout)

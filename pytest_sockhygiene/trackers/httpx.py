@@ -9,11 +9,11 @@ transport) cannot leak a socket and is not counted.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
-import pytest
 
-from .patching import Patches, after_init, counting_requests, counting_requests_async, then_closed, then_closed_async
+from .base import ClassTracker
+from .patching import after_init, counting_requests, counting_requests_async, then_closed, then_closed_async
 
 
 def _transports(client: Any) -> Iterator[Any]:
@@ -37,17 +37,12 @@ def _streams(pool: Any) -> Iterator[Any]:
             yield stream
 
 
-class HttpxTracker:
+class HttpxTracker(ClassTracker):
     """Tracks ``<module>.Client`` and ``<module>.AsyncClient`` for module ``httpx`` or ``httpx2``."""
 
     def __init__(self, module: str) -> None:
+        super().__init__()
         self.module = module
-        self._patches = Patches()
-        self._classes: tuple = ()
-
-    @pytest.hookimpl
-    def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
 
     def _patch(self, registry: Any, mod: Any) -> None:
         self._classes = (mod.Client, mod.AsyncClient)
@@ -69,21 +64,11 @@ class HttpxTracker:
         p.wrap(mod.AsyncClient, "__aexit__", then_closed_async(registry))
         p.wrap(mod.AsyncClient, "send", counting_requests_async(registry))
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_uninstall_tracker(self, registry: Any) -> None:
-        self._patches.undo()
-
-    def _mine(self, client: Any) -> bool:
-        return bool(self._classes) and isinstance(client, self._classes)
-
     @staticmethod
     def _networked(client: Any) -> bool:
         return any(_pool(t) is not None for t in _transports(client))
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
-        if not self._mine(client):
-            return None
+    def sockets(self, client: Any) -> List[Any]:
         out: List[Any] = []
         for transport in _transports(client):
             pool = _pool(transport)
@@ -98,16 +83,10 @@ class HttpxTracker:
                     out.append(sock)
         return out
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
-        if not self._mine(client):
-            return None
+    def is_closed(self, client: Any) -> Optional[bool]:
         return bool(getattr(client, "is_closed", False))
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
-        if not self._mine(client):
-            return None
+    def keepalive(self, client: Any) -> Optional[float]:
         for transport in _transports(client):
             expiry = getattr(_pool(transport), "_keepalive_expiry", None)
             if expiry is not None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Iterable, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
-import pytest
 
-from .patching import Patches, after_init, counting_requests, then_closed
+from .base import ClassTracker
+from .patching import after_init, counting_requests, then_closed
 from .urllib3 import manager_sockets
 
 
@@ -57,19 +57,14 @@ def _managers(adapter: Any) -> Iterator[Any]:
         return
 
 
-class RequestsTracker:
+class RequestsTracker(ClassTracker):
     """Tracks ``requests.Session`` and its subclasses."""
 
     module = "requests"
 
     def __init__(self) -> None:
-        self._patches = Patches()
-        self._classes: tuple = ()
+        super().__init__()
         self._adapter_cls: Optional[type] = None
-
-    @pytest.hookimpl
-    def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
 
     def _patch(self, registry: Any, mod: Any) -> None:
         session_cls = mod.Session
@@ -96,29 +91,15 @@ class RequestsTracker:
             if hasattr(adapter_cls, name):
                 p.wrap(adapter_cls, name, _nested(registry))
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_uninstall_tracker(self, registry: Any) -> None:
-        self._patches.undo()
-
-    def _mine(self, client: Any) -> bool:
-        return bool(self._classes) and isinstance(client, self._classes)
-
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
-        if not self._mine(client):
-            return None
+    def sockets(self, client: Any) -> List[Any]:
         out: List[Any] = []
         for adapter in _adapters(client):
             for manager in _managers(adapter):
                 out.extend(manager_sockets(manager))
         return out
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
-        if not self._mine(client):
-            return None
+    def is_closed(self, client: Any) -> Optional[bool]:
         return False  # a Session has no closed state: only a close() call (recorded) closes it
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
+    def keepalive(self, client: Any) -> Optional[float]:
         return None  # urllib3 keeps idle connections until they are reused or the pool is closed

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Iterable, List, Optional
+from typing import Any, List, Optional
 
-import pytest
 
-from .patching import Patches, after_init, counting_requests, then_closed
+from .base import ClassTracker
+from .patching import after_init, counting_requests, then_closed
 
 _LOCK_TIMEOUT = 1.0
 
@@ -79,18 +79,10 @@ def manager_sockets(manager: Any) -> List[Any]:
     return out
 
 
-class Urllib3Tracker:
+class Urllib3Tracker(ClassTracker):
     """Tracks ``urllib3.PoolManager`` and its subclasses."""
 
     module = "urllib3"
-
-    def __init__(self) -> None:
-        self._patches = Patches()
-        self._classes: tuple = ()
-
-    @pytest.hookimpl
-    def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
-        registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
 
     def _patch(self, registry: Any, mod: Any) -> None:
         poolmanager = importlib.import_module(f"{self.module}.poolmanager")
@@ -115,25 +107,11 @@ class Urllib3Tracker:
             # process-wide shared client, whose pooled connections are never a test's leak
             registry.adopt(default_pool, kind="urllib3.PoolManager", owner="urllib3's module-level default pool")
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_uninstall_tracker(self, registry: Any) -> None:
-        self._patches.undo()
-
-    def _mine(self, client: Any) -> bool:
-        return bool(self._classes) and isinstance(client, self._classes)
-
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
-        if not self._mine(client):
-            return None
+    def sockets(self, client: Any) -> List[Any]:
         return manager_sockets(client)
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
-        if not self._mine(client):
-            return None
+    def is_closed(self, client: Any) -> Optional[bool]:
         return False  # a PoolManager has no closed state: only a clear() call (recorded) closes it
 
-    @pytest.hookimpl
-    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
+    def keepalive(self, client: Any) -> Optional[float]:
         return None  # urllib3 keeps idle connections until they are reused or the pool is closed
