@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Dict, Generator, List, Optional
+from typing import Any, Generator, List, Optional
 
 import pytest
 
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits
+from .verdict import KINDS
 from . import baseline as baseline_mod
 from .outputs import Outputs, read_outputs, write_json
 from .report import failure_text
@@ -28,10 +29,21 @@ from .warning import SockHygieneWarning
 
 PLUGIN_NAME = "sockhygiene-session"
 _SETTINGS_KEY = pytest.StashKey[Settings]()
-_LIMITS_KEY = pytest.StashKey[Limits]()
-_WINDOW_KEY = pytest.StashKey[bool]()
-_ERROR_KEY = pytest.StashKey[str]()
-_RECORD_KEY = pytest.StashKey[Dict[str, Any]]()
+
+
+class _ItemState:
+    """What the plugin keeps for one test, in one stash slot (set once at setup; attribute reads after that)."""
+
+    __slots__ = ("limits", "error", "window", "record")
+
+    def __init__(self, limits: Optional[Limits] = None, error: Optional[str] = None) -> None:
+        self.limits = limits
+        self.error = error
+        self.window = False
+        self.record: Any = None
+
+
+_STATE_KEY = pytest.StashKey[_ItemState]()
 
 MARKER_DOC = (
     "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
@@ -133,9 +145,9 @@ class _MarkerErrors:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        error = item.stash.get(_ERROR_KEY, None)
-        if error is not None:
-            pytest.fail(error, pytrace=False)
+        state = item.stash.get(_STATE_KEY, None)
+        if state is not None and state.error is not None:
+            pytest.fail(state.error, pytrace=False)
 
 
 class SockHygienePlugin:
@@ -159,13 +171,11 @@ class SockHygienePlugin:
             limits: Optional[Limits] = self.controller.limits_for(item.nodeid, _markers(item))
         except ConfigError as e:
             limits, error = None, str(e)
-        if limits is None:
-            item.stash[_ERROR_KEY] = error or ""
-        else:
-            item.stash[_LIMITS_KEY] = limits
+        state = item.stash[_STATE_KEY] = _ItemState(limits, error)
+        if limits is not None:
             if limits.enabled:
                 try:
-                    item.stash[_WINDOW_KEY] = self.controller.open_window() is not None
+                    state.window = self.controller.open_window() is not None
                     self.current_item = item
                 except Exception as e:  # noqa: BLE001
                     self.controller.problem(f"opening the window of {item.nodeid}", e)
@@ -226,10 +236,12 @@ class SockHygienePlugin:
         return result
 
     def _judge(self, item: pytest.Item, report: bool) -> None:
-        if not item.stash.get(_WINDOW_KEY, False):
+        state = item.stash.get(_STATE_KEY, None)
+        if state is None or not state.window:
             return
-        item.stash[_WINDOW_KEY] = False
-        limits = item.stash[_LIMITS_KEY]
+        state.window = False
+        limits = state.limits
+        assert limits is not None
         if not limits.enabled:  # switched off at run time with sockhygiene.set_limits(enabled=False)
             self.controller.abandon_window()
             return
@@ -246,9 +258,9 @@ class SockHygienePlugin:
             grown = baseline_mod.grown(item.nodeid, verdict.counts, self.outputs.baseline)
         record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
                              self.controller.peak_fds)
-        item.stash[_RECORD_KEY] = record
+        state.record = record
         if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
-            item.user_properties.extend((f"sockhygiene_{k}", n) for k, n in record["counts"].items())
+            item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS)
         if (verdict.clean and not grown) or not report:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
@@ -261,10 +273,10 @@ class SockHygienePlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
         report = yield
         if call.when == "teardown":
-            record = item.stash.get(_RECORD_KEY, None)
-            if record is not None:
-                del item.stash[_RECORD_KEY]  # pytest keeps every item for the whole run: hand the record on
-                report.sockhygiene = record  # serialised to the xdist controller with the report
+            state = item.stash.get(_STATE_KEY, None)
+            if state is not None and state.record is not None:
+                # pytest keeps every item for the whole run: hand the record on instead of keeping it
+                report.sockhygiene, state.record = state.record, None  # serialised to xdist's controller too
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -279,8 +291,6 @@ class SockHygienePlugin:
         elif self.reporter is not None:
             self.reporter.results.add_process_health(health)
 
-    def set_item_limits(self, item: pytest.Item, limits: Limits) -> None:
-        item.stash[_LIMITS_KEY] = limits
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -313,7 +323,7 @@ class SockHygieneReporter:
             return
         # taken off the report: pytest keeps every report until the end of the run
         record = report.__dict__.pop("sockhygiene", None)
-        if isinstance(record, dict):
+        if isinstance(record, (dict, tuple, list)):
             self.results.add(record)
 
     @pytest.hookimpl(optionalhook=True)
@@ -373,13 +383,16 @@ def sockhygiene(request: pytest.FixtureRequest) -> Any:
         # mode off: a private controller for this test, so measure() and snapshot() still work
         controller = Controller(config.stash[_SETTINGS_KEY], str(config.rootpath))
         request.addfinalizer(controller.stop)
-    if _LIMITS_KEY not in item.stash:
-        item.stash[_LIMITS_KEY] = controller.limits_for(item.nodeid, _markers(item))
+    state = item.stash.get(_STATE_KEY, None)
+    if state is None or state.limits is None:
+        state = item.stash[_STATE_KEY] = _ItemState(controller.limits_for(item.nodeid, _markers(item)))
 
     def get_limits() -> Limits:
-        return item.stash[_LIMITS_KEY]
+        assert state is not None and state.limits is not None
+        return state.limits
 
     def set_limits(limits: Limits) -> None:
-        item.stash[_LIMITS_KEY] = limits
+        assert state is not None
+        state.limits = limits
 
     return SockHygiene(controller, item.nodeid, get_limits, set_limits)

@@ -20,7 +20,11 @@ Record = Dict[str, Any]
 
 
 def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, int]],
-                fmt: Callable[[Optional[Origin]], str], when: float, fds: Optional[int]) -> Record:
+                fmt: Callable[[Optional[Origin]], str], when: float, fds: Optional[int]) -> Any:
+    """A dirty test's full record (a dict), or a clean test's compact one (a tuple, see ``_Compact``)."""
+    if verdict.clean and not grown:
+        counts = verdict.counts
+        return (nodeid, tuple(int(counts[k]) for k in KINDS), when)
     violations: List[Dict[str, Any]] = []
     for v in verdict.violations:
         violations.append({
@@ -58,7 +62,9 @@ _Compact = Tuple[str, Tuple[int, ...], float]
 the dict would take ~1.8 KB: a 10,000-test run must not grow by megabytes)."""
 
 
-def _compact(r: Record) -> Any:
+def _compact(r: Any) -> Any:
+    if not isinstance(r, dict):
+        return tuple(r[:1]) + (tuple(r[1]),) + tuple(r[2:3])  # as sent (xdist may turn tuples into lists)
     if r["clean"] and not r.get("origins"):
         return (r["nodeid"], tuple(r["counts"][k] for k in KINDS), r["stop"])
     return r
@@ -83,7 +89,7 @@ class SessionResults:
     problems: List[str] = dataclasses.field(default_factory=list)
     notices: List[str] = dataclasses.field(default_factory=list)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Any) -> None:
         self._stored.append(_compact(record))
 
     @property
