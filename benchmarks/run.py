@@ -1,0 +1,858 @@
+#!/usr/bin/env python
+"""Benchmark of pytest-sockhygiene: the same generated suites with the plugin off and on, alternately.
+
+    python benchmarks/run.py                      # trivial (2,000 tests) + http (200 x 10 requests), 5 repeats
+    python benchmarks/run.py --quick              # smoke run: small suites, 2 repeats
+    python benchmarks/run.py --neighbour-time-wait 5000   # with another process holding 5,000 TIME_WAIT rows
+    python benchmarks/run.py --held-sockets 1000 --suites trivial  # the process holds 1,000 loopback sockets
+    python benchmarks/run.py --memory --suites memory     # 10,000 tests: RSS growth off vs on
+    python benchmarks/run.py --mode off           # `-p no:sockhygiene` vs installed-but-off
+    python benchmarks/run.py --all --json results.json    # everything above, one after the other
+
+Each run is a fresh ``python -m pytest -q -p no:cacheprovider`` subprocess in a generated suite directory. The
+time measured is the pytest session's own: a conftest in the suite records ``time.perf_counter()`` (and
+``time.process_time()``, and RSS for the memory suite) at ``pytest_sessionstart``, at the end of collection and
+at ``pytest_sessionfinish``, so interpreter start-up and plugin import are not in it. Conditions alternate
+(ABBA by default: off on, on off, ...) after one discarded warm-up run of each, and the report gives medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# --------------------------------------------------------------------------------------------------------------
+# the generated suites
+# --------------------------------------------------------------------------------------------------------------
+
+TIMER_CONFTEST = '''
+# Written by benchmarks/run.py: session-internal timing (not interpreter start-up).
+import json as _json
+import os as _os
+import time as _time
+
+import pytest
+
+_BENCH = {}
+_OUT = _os.environ.get("SOCKHYGIENE_BENCH_OUT")
+_RSS = _os.environ.get("SOCKHYGIENE_BENCH_RSS") == "1"
+if _RSS:
+    import psutil as _psutil
+
+    _PROC = _psutil.Process()
+
+
+def _rss():
+    return _PROC.memory_info().rss if _RSS else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    _BENCH["rss_start"] = _rss()
+    _BENCH["cpu_start"] = _time.process_time()
+    _BENCH["t_start"] = _time.perf_counter()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    t = _time.perf_counter()
+    _BENCH["t_collected"] = t
+    _BENCH["cpu_collected"] = _time.process_time()
+    _BENCH["rss_collected"] = _rss()
+    _BENCH["items"] = len(session.items)
+    _BENCH["plugin_active"] = session.config.pluginmanager.has_plugin("sockhygiene-session")
+    _BENCH["plugin_loaded"] = session.config.pluginmanager.has_plugin("sockhygiene")
+    _mod = __import__("sys").modules.get("pytest_sockhygiene")
+    _BENCH["plugin_file"] = getattr(_mod, "__file__", None)
+    _BENCH["t_collected_overhead"] = _time.perf_counter() - t
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    # the end of the first test: what follows is the steady per-test cost, without one-time work done on the
+    # first test (a plugin that imports or patches something at its first window)
+    if "t_first_done" not in _BENCH:
+        _BENCH["t_first_done"] = _time.perf_counter()
+        _BENCH["cpu_first_done"] = _time.process_time()
+        _BENCH["rss_first_done"] = _rss()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    _BENCH["t_end"] = _time.perf_counter()
+    _BENCH["cpu_end"] = _time.process_time()
+    _BENCH["rss_end"] = _rss()
+    _BENCH["exitstatus"] = int(exitstatus)
+    if _OUT:
+        with open(_OUT, "w") as f:
+            _json.dump(_BENCH, f)
+'''
+
+HTTP_CONFTEST = '''
+import httpx
+
+from pytest_sockhygiene.testing import serve_http
+
+
+@pytest.fixture(scope="session")
+def server():
+    with serve_http(keep_alive=30.0) as s:
+        # serve_http's handler leaves Nagle's algorithm on and writes headers and body in two sends, so every
+        # response waits for the client's delayed ACK (~40 ms on Linux). Turn it off for the connections to come
+        # (StreamRequestHandler.setup sets TCP_NODELAY), so the suite measures the plugin, not that stall.
+        s.RequestHandlerClass = type("NoDelayHandler", (s.RequestHandlerClass,), {"disable_nagle_algorithm": True})
+        yield s
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    with httpx.Client(base_url=server.url) as c:
+        yield c
+'''
+
+HELD_CONFTEST = '''
+import resource as _resource
+import socket as _socket
+
+HELD_SOCKETS = {held}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _held_sockets():
+    """Hold HELD_SOCKETS open loopback TCP sockets (HELD_SOCKETS // 2 connected pairs) for the whole session."""
+    need = HELD_SOCKETS + 512
+    soft, hard = _resource.getrlimit(_resource.RLIMIT_NOFILE)
+    if soft != _resource.RLIM_INFINITY and soft < need:
+        new = need if hard == _resource.RLIM_INFINITY else min(need, hard)
+        _resource.setrlimit(_resource.RLIMIT_NOFILE, (new, hard))
+    listener = _socket.create_server(("127.0.0.1", 0), backlog=16)
+    listener.settimeout(5.0)
+    addr = listener.getsockname()
+    held = []
+    deadline = _time.monotonic() + 60.0
+    try:
+        for _ in range(HELD_SOCKETS // 2):  # bounded in count and time
+            if _time.monotonic() > deadline:
+                raise RuntimeError("could not open the held sockets in 60 s")
+            c = _socket.create_connection(addr, timeout=5.0)
+            s, _ = listener.accept()
+            held += [c, s]
+    finally:
+        listener.close()
+    try:
+        yield len(held)
+    finally:
+        linger = __import__("struct").pack("ii", 1, 0)
+        for s in held:
+            try:
+                s.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, linger)  # RST: leave no TIME_WAIT behind
+            except OSError:
+                pass
+            s.close()
+'''
+
+PYTEST_INI = """[pytest]
+# written by benchmarks/run.py
+addopts =
+python_files = test_*.py
+"""
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    kind: str  # trivial | http | memory
+    tests: int
+    per_file: int = 100
+    requests: int = 10
+    held: int = 0
+
+    @property
+    def name(self) -> str:
+        base = f"{self.kind}-{self.tests}"
+        if self.kind == "http":
+            base += f"x{self.requests}"
+        if self.held:
+            base += f"-held{self.held}"
+        return base
+
+
+def generate_suite(spec: SuiteSpec, where: Path) -> Path:
+    d = where / spec.name
+    if (d / ".complete").exists():
+        return d
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    (d / "pytest.ini").write_text(PYTEST_INI)
+    conftest = TIMER_CONFTEST
+    if spec.kind == "http":
+        conftest += HTTP_CONFTEST
+    if spec.held:
+        conftest += HELD_CONFTEST.format(held=spec.held)
+    (d / "conftest.py").write_text(conftest)
+    files = (spec.tests + spec.per_file - 1) // spec.per_file
+    n = 0
+    for f in range(files):
+        lines = [f"# generated by benchmarks/run.py ({spec.kind})\n"]
+        for _ in range(min(spec.per_file, spec.tests - n)):
+            if spec.kind == "http":
+                lines.append(textwrap.dedent(f"""
+                    def test_{n}(client):
+                        for _ in range({spec.requests}):
+                            r = client.get("/")
+                            assert r.status_code == 200
+                    """))
+            else:
+                lines.append(f"\ndef test_{n}():\n    pass\n")
+            n += 1
+        (d / f"test_{f:04d}.py").write_text("".join(lines))
+    (d / ".complete").write_text("ok\n")
+    return d
+
+
+# --------------------------------------------------------------------------------------------------------------
+# machine state: TIME_WAIT rows and background CPU
+# --------------------------------------------------------------------------------------------------------------
+
+
+def count_tcp_states() -> Dict[str, int]:
+    """Rows of /proc/net/tcp and tcp6 by state (the whole network namespace, every process)."""
+    names = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+    out: Dict[str, int] = {"total": 0}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path, "rb") as f:
+                f.readline()
+                for line in f:
+                    fields = line.split(None, 4)
+                    if len(fields) < 4:
+                        continue
+                    name = names.get(fields[3].decode(), "other")
+                    out[name] = out.get(name, 0) + 1
+                    out["total"] += 1
+        except OSError:
+            pass
+    return out
+
+
+def cpu_busy_seconds() -> Optional[float]:
+    """Machine-wide non-idle CPU seconds since boot (/proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    values = [int(x) for x in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    busy = sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal; guest is inside user
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def background_load(window: float = 0.3) -> Optional[float]:
+    """Cores kept busy by everything but this harness during ``window`` seconds."""
+    b0, c0, s0 = cpu_busy_seconds(), time.process_time(), time.monotonic()
+    time.sleep(window)
+    b1, c1, s1 = cpu_busy_seconds(), time.process_time(), time.monotonic()
+    if b0 is None or b1 is None:
+        return None
+    return max(0.0, (b1 - b0) - (c1 - c0)) / (s1 - s0)
+
+
+def wait_for_quiet(max_load: float, max_wait: float) -> Tuple[Optional[float], float]:
+    """Wait (bounded) until other processes use less than ``max_load`` cores; return (last load, seconds waited)."""
+    start = time.monotonic()
+    load = background_load()
+    while load is not None and load > max_load and time.monotonic() - start < max_wait:
+        load = background_load()
+    return load, time.monotonic() - start
+
+
+# --------------------------------------------------------------------------------------------------------------
+# one run
+# --------------------------------------------------------------------------------------------------------------
+
+CONDITIONS: Dict[str, List[str]] = {
+    "absent": ["-p", "no:sockhygiene"],  # the plugin not loaded at all
+    "off": [],  # installed, mode off (the default)
+    "enforce": ["--sockhygiene=enforce"],
+    "warn": ["--sockhygiene=warn"],
+}
+
+
+@dataclass
+class RunResult:
+    condition: str
+    session: float
+    loop: float
+    collect: float
+    cpu_session: float
+    cpu_loop: float
+    steady: float
+    cpu_steady: float
+    first_test: float
+    rss_start: Optional[int]
+    rss_collected: Optional[int]
+    rss_first_done: Optional[int]
+    rss_end: Optional[int]
+    items: int
+    background: Optional[float]
+    wall_process: float
+    warning: str = ""
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def run_once(python: str, suite: Path, condition: str, backend: Optional[str], env: Dict[str, str],
+             timeout: float, memory: bool, expect_items: int) -> RunResult:
+    out = Path(tempfile.mkstemp(prefix="timing-", suffix=".json", dir=suite.parent)[1])
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CONDITIONS[condition]]
+    if backend and condition in ("enforce", "warn"):
+        cmd.append(f"--sockhygiene-backend={backend}")
+    run_env = dict(env)
+    run_env["SOCKHYGIENE_BENCH_OUT"] = str(out)
+    if memory:
+        run_env["SOCKHYGIENE_BENCH_RSS"] = "1"
+    busy0, kids0, t0 = cpu_busy_seconds(), children_cpu(), time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=suite, env=run_env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"{' '.join(cmd)} in {suite} timed out after {timeout:.0f}s") from e
+    wall = time.monotonic() - t0
+    busy1, kids1 = cpu_busy_seconds(), children_cpu()
+    background = None
+    if busy0 is not None and busy1 is not None:
+        background = max(0.0, (busy1 - busy0) - (kids1 - kids0)) / wall
+    try:
+        data = json.loads(out.read_text())
+    except (OSError, ValueError):
+        data = {}
+    finally:
+        out.unlink(missing_ok=True)
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+    warning = ""
+    if not data:
+        raise BenchError(f"{' '.join(cmd)} in {suite} exited {proc.returncode} without timings:\n{tail}")
+    if proc.returncode != 0:
+        last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        if proc.returncode == 1 and re.search(rf"\b{expect_items} passed\b", last) and not re.search(
+                r"failed|error", last):
+            # every test passed, but the plugin failed the session for something outside the tests (e.g. a
+            # session-level finding): the timings are valid; say so in the report
+            lines = proc.stdout.splitlines()
+            start = next((i for i, ln in enumerate(lines) if "socket hygiene" in ln), max(0, len(lines) - 8))
+            warning = "exit status 1 with every test passed:\n" + "\n".join(lines[start:])[-1500:]
+        else:
+            raise BenchError(f"{' '.join(cmd)} in {suite} exited {proc.returncode}:\n{tail}")
+    want_src = env.get("SOCKHYGIENE_BENCH_SRC")
+    if want_src and condition != "absent" and not str(data.get("plugin_file") or "").startswith(want_src):
+        raise BenchError(f"the plugin was imported from {data.get('plugin_file')}, not from {want_src}")
+    if data.get("items") != expect_items:
+        raise BenchError(f"expected {expect_items} tests, pytest collected {data.get('items')}:\n{tail}")
+    m = re.search(r"(\d+) passed", proc.stdout)
+    if not m or int(m.group(1)) != expect_items:
+        raise BenchError(f"not every test passed:\n{tail}")
+    active = condition in ("enforce", "warn")
+    if bool(data.get("plugin_active")) != active:
+        raise BenchError(f"plugin active={data.get('plugin_active')} in condition {condition}:\n{tail}")
+    if (condition == "absent") == bool(data.get("plugin_loaded")):
+        raise BenchError(f"plugin loaded={data.get('plugin_loaded')} in condition {condition}:\n{tail}")
+    if active:
+        m = re.search(r"(\d+) tests? checked", proc.stdout)
+        bad = re.search(r"([1-9]\d*) with violations", proc.stdout)
+        if not m or int(m.group(1)) != expect_items or bad:
+            raise BenchError(f"expected {expect_items} tests checked and no violations:\n{tail}")
+        if "plugin problem" in proc.stdout:
+            raise BenchError(f"the plugin reported problems:\n{tail}")
+    t_start, t_coll, t_end = data["t_start"], data["t_collected"], data["t_end"]
+    return RunResult(
+        condition=condition,
+        session=t_end - t_start,
+        loop=t_end - t_coll - data.get("t_collected_overhead", 0.0),
+        collect=t_coll - t_start,
+        cpu_session=data["cpu_end"] - data["cpu_start"],
+        cpu_loop=data["cpu_end"] - data["cpu_collected"],
+        steady=t_end - data["t_first_done"],
+        cpu_steady=data["cpu_end"] - data["cpu_first_done"],
+        first_test=data["t_first_done"] - t_coll,
+        rss_start=data.get("rss_start"),
+        rss_collected=data.get("rss_collected"),
+        rss_first_done=data.get("rss_first_done"),
+        rss_end=data.get("rss_end"),
+        items=int(data["items"]),
+        background=background,
+        wall_process=wall,
+        warning=warning,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# scenarios
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    label: str
+    spec: SuiteSpec
+    base: str  # condition A (the reference)
+    test: str  # condition B
+    note: str = ""
+    memory: bool = False
+    results: List[RunResult] = field(default_factory=list)
+    tcp_states: List[Dict[str, int]] = field(default_factory=list)
+    waited: float = 0.0
+
+    def samples(self, condition: str, attr: str) -> List[float]:
+        return [getattr(r, attr) for r in self.results if r.condition == condition]
+
+    def median(self, condition: str, attr: str = "session") -> float:
+        return statistics.median(self.samples(condition, attr))
+
+    def pair_ratios(self, attr: str = "session") -> List[float]:
+        a, b = self.samples(self.base, attr), self.samples(self.test, attr)
+        return [y / x for x, y in zip(a, b)]
+
+    def summary(self) -> Dict[str, Any]:
+        n = self.spec.tests
+        out: Dict[str, Any] = {
+            "label": self.label,
+            "suite": self.spec.name,
+            "tests": n,
+            "base": self.base,
+            "test": self.test,
+            "note": self.note,
+            "runs": [r.as_dict() for r in self.results],
+            "tcp_states_between_runs": self.tcp_states,
+            "seconds_waited_for_quiet": round(self.waited, 1),
+        }
+        for attr in ("session", "loop", "steady", "first_test", "cpu_session", "cpu_loop", "cpu_steady"):
+            ma, mb = self.median(self.base, attr), self.median(self.test, attr)
+            ratios = self.pair_ratios(attr)
+            per = 1 if attr == "first_test" else (n - 1 if attr in ("steady", "cpu_steady") else n)
+            out[attr] = {
+                "median_base_s": ma,
+                "median_test_s": mb,
+                "min_base_s": min(self.samples(self.base, attr)),
+                "min_test_s": min(self.samples(self.test, attr)),
+                "ratio": mb / ma if ma else None,
+                "added_us_per_test": (mb - ma) / max(per, 1) * 1e6,
+                "pair_ratio_min": min(ratios),
+                "pair_ratio_max": max(ratios),
+            }
+        warnings = sorted({r.warning for r in self.results if r.warning})
+        out["warnings"] = warnings
+        bg = [r.background for r in self.results if r.background is not None]
+        out["background_cores_median"] = statistics.median(bg) if bg else None
+        tw = [s.get("TIME_WAIT", 0) for s in self.tcp_states]
+        out["time_wait_rows"] = {"min": min(tw), "median": statistics.median(tw), "max": max(tw)} if tw else None
+        if self.memory:
+            mem: Dict[str, Any] = {}
+            for cond in (self.base, self.test):
+                rs = [r for r in self.results if r.condition == cond and r.rss_end is not None]
+                mem[cond] = {
+                    "session_growth_mb": statistics.median((r.rss_end - r.rss_start) / 2**20 for r in rs),
+                    "loop_growth_mb": statistics.median((r.rss_end - r.rss_collected) / 2**20 for r in rs),
+                    "first_test_growth_mb": statistics.median(
+                        (r.rss_first_done - r.rss_collected) / 2**20 for r in rs),
+                    "steady_growth_mb": statistics.median((r.rss_end - r.rss_first_done) / 2**20 for r in rs),
+                    "rss_end_mb": statistics.median(r.rss_end / 2**20 for r in rs),
+                }
+            mem["plugin_session_growth_mb"] = mem[self.test]["session_growth_mb"] - mem[self.base]["session_growth_mb"]
+            mem["plugin_loop_growth_mb"] = mem[self.test]["loop_growth_mb"] - mem[self.base]["loop_growth_mb"]
+            mem["plugin_rss_end_mb"] = mem[self.test]["rss_end_mb"] - mem[self.base]["rss_end_mb"]
+            for k in ("first_test_growth_mb", "steady_growth_mb"):
+                mem["plugin_" + k] = mem[self.test][k] - mem[self.base][k]
+            out["memory"] = mem
+        return out
+
+
+def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: Dict[str, str], log: Any) -> None:
+    suite = generate_suite(sc.spec, workdir)
+    order_pairs: List[Tuple[str, str]] = []
+    repeats = min(args.repeats, args.memory_repeats) if sc.memory else args.repeats
+    for r in range(repeats):
+        ab = (sc.base, sc.test)
+        order_pairs.append(ab if (args.order == "abab" or r % 2 == 0) else ab[::-1])
+    log(f"\n== {sc.label}: {sc.spec.name} ({sc.spec.tests} tests), {sc.base} vs {sc.test}, "
+        f"{repeats} repeats ({args.order}) ==")
+    kw = dict(python=args.python, suite=suite, backend=args.backend, env=env, timeout=args.timeout,
+              memory=sc.memory, expect_items=sc.spec.tests)
+    if not args.no_warmup:
+        for cond in (sc.base, sc.test):
+            r = run_once(condition=cond, **kw)  # type: ignore[arg-type]
+            log(f"   warm-up {cond:8s} session {r.session:7.3f}s (discarded)")
+    for i, pair in enumerate(order_pairs):
+        for cond in pair:
+            if args.quiet_load > 0:
+                load, waited = wait_for_quiet(args.quiet_load, args.quiet_wait)
+                sc.waited += waited
+            sc.tcp_states.append(count_tcp_states())
+            r = run_once(condition=cond, **kw)  # type: ignore[arg-type]
+            sc.results.append(r)
+            extra = ""
+            if sc.memory and r.rss_end is not None:
+                extra = f"  rss +{(r.rss_end - r.rss_start) / 2**20:6.1f} MB"
+            bg = f"{r.background:4.2f}" if r.background is not None else " n/a"
+            log(f"   [{i + 1}/{len(order_pairs)}] {cond:8s} session {r.session:7.3f}s  loop {r.loop:7.3f}s  "
+                f"cpu {r.cpu_session:7.3f}s  other load {bg} cores  TIME_WAIT {sc.tcp_states[-1].get('TIME_WAIT', 0)}"
+                f"{extra}")
+    sc.tcp_states.append(count_tcp_states())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# neighbour
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Neighbour:
+    def __init__(self, python: str, target: int, log: Any) -> None:
+        self.target = target
+        self.log = log
+        self.proc = subprocess.Popen(
+            [python, str(HERE / "neighbour.py"), "--target", str(target), "--max-seconds", "3600"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()  # neighbour.py prints within its --ramp-timeout (60 s)
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise BenchError(f"the TIME_WAIT neighbour did not start: {err}")
+        self.port = int(line[1])
+        counts = count_tcp_states()
+        log(f"neighbour pid {self.proc.pid} on 127.0.0.1:{self.port}: {line[0]} with {line[2]} of its own "
+            f"TIME_WAIT rows; /proc/net/tcp{{,6}} now holds {counts.get('TIME_WAIT', 0)} TIME_WAIT rows")
+        if line[0] != "ready":
+            raise BenchError("the TIME_WAIT neighbour could not reach its target")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log(f"neighbour pid {self.proc.pid} stopped (its rows expire within 60 s)")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------------------------
+
+
+def fmt_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) if i < 2 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), sep] + [line(r) for r in rows])
+
+
+def report(summaries: List[Dict[str, Any]], attr: str = "session", stat: str = "median") -> str:
+    header = ("suite", "condition", f"{stat} off s", f"{stat} on s", "ratio", "added us/test", "pair ratios", "load",
+              "TIME_WAIT")
+    rows = []
+    for s in summaries:
+        m = s[attr]
+        tw = s.get("time_wait_rows")
+        a, b = m[f"{stat}_base_s"], m[f"{stat}_test_s"]
+        per = 1 if attr == "first_test" else (s["tests"] - 1 if attr in ("steady", "cpu_steady") else s["tests"])
+        rows.append((
+            s["suite"],
+            s["label"],
+            f"{a:.3f}",
+            f"{b:.3f}",
+            f"{b / a:.3f}x" if a else "n/a",
+            f"{(b - a) / max(per, 1) * 1e6:+.0f}",
+            f"{m['pair_ratio_min']:.3f}-{m['pair_ratio_max']:.3f}",
+            f"{s['background_cores_median']:.2f}" if s["background_cores_median"] is not None else "n/a",
+            f"{tw['median']:.0f}" if tw else "",
+        ))
+    return fmt_table(rows, header)
+
+
+def memory_report(summaries: List[Dict[str, Any]]) -> str:
+    header = ("suite", "condition", "session growth off MB", "on MB", "plugin MB", "first test: plugin MB",
+              "tests 2..N: off MB", "on MB", "plugin MB", "plugin KB/test")
+    rows = []
+    for s in summaries:
+        mem = s.get("memory")
+        if not mem:
+            continue
+        a, b = mem[s["base"]], mem[s["test"]]
+        rows.append((s["suite"], s["label"], f"{a['session_growth_mb']:.1f}", f"{b['session_growth_mb']:.1f}",
+                     f"{mem['plugin_session_growth_mb']:+.1f}", f"{mem['plugin_first_test_growth_mb']:+.1f}",
+                     f"{a['steady_growth_mb']:.1f}", f"{b['steady_growth_mb']:.1f}",
+                     f"{mem['plugin_steady_growth_mb']:+.1f}",
+                     f"{mem['plugin_steady_growth_mb'] * 1024 / max(1, s['tests'] - 1):+.2f}"))
+    return fmt_table(rows, header) if rows else ""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------------------------
+
+
+def build_scenarios(args: argparse.Namespace, neighbour: int, held: int, memory: bool, mode: str,
+                    suites: Sequence[str], tag: str = "") -> List[Scenario]:
+    base, test = ("absent", "off") if mode == "off" else ("off", mode)
+    cond = f"{test} vs {base}"
+    if args.backend and mode != "off":
+        cond += f", backend {args.backend}"
+    if neighbour:
+        cond += f", neighbour {neighbour} TW"
+    out: List[Scenario] = []
+    for name in suites:
+        if name == "trivial":
+            spec = SuiteSpec("trivial", args.tests, held=held)
+            label = cond + (f", {held} held sockets" if held else "")
+            out.append(Scenario(label + tag, spec, base, test))
+        elif name == "http":
+            spec = SuiteSpec("http", args.http_tests, requests=args.requests)
+            out.append(Scenario(cond + tag, spec, base, test))
+        elif name == "memory":
+            pass
+        else:
+            raise SystemExit(f"unknown suite {name!r}")
+    if memory or "memory" in suites:
+        out.append(Scenario(cond + ", memory" + tag, SuiteSpec("memory", args.memory_tests), base, test,
+                            memory=True))
+    return out
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="See benchmarks/README.md for the method and results.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("-n", "--tests", type=int, default=2000, help="trivial tests in suite (a) (default 2000)")
+    ap.add_argument("--http-tests", type=int, default=200, help="tests in the HTTP suite (b) (default 200)")
+    ap.add_argument("--requests", type=int, default=10, help="loopback requests per HTTP test (default 10)")
+    ap.add_argument("--memory-tests", type=int, default=10000, help="tests in the memory suite (c) (default 10000)")
+    ap.add_argument("-r", "--repeats", type=int, default=5, help="runs of each condition (default 5)")
+    ap.add_argument("--memory-repeats", type=int, default=3,
+                    help="runs of each condition for the memory suite (default 3; it is slow and RSS is stable)")
+    ap.add_argument("--suites", default=None,
+                    help="comma-separated: trivial, http, memory (default trivial,http; memory is added by --memory)")
+    ap.add_argument("--neighbour-time-wait", type=int, default=0, metavar="N",
+                    help="start a process that keeps ~N TIME_WAIT rows on the machine during the benchmark")
+    ap.add_argument("--held-sockets", type=int, default=0, metavar="N",
+                    help="suite (a) holds N open loopback sockets (N/2 connected pairs) in a session fixture")
+    ap.add_argument("--memory", action="store_true", help="also run the 10,000-test suite and report RSS growth")
+    ap.add_argument("--mode", choices=("enforce", "warn", "off"), default="enforce",
+                    help="plugin-on condition (default enforce); 'off' compares -p no:sockhygiene (base) with the "
+                         "plugin installed but off")
+    ap.add_argument("--backend", choices=("auto", "linux", "psutil"), default=None,
+                    help="--sockhygiene-backend for the plugin-on runs (default: the plugin's own default, auto)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 200 trivial, 20 http, 1000 memory tests, 2 repeats, no warm-up")
+    ap.add_argument("--all", action="store_true",
+                    help="run everything: default suites; 1000 held sockets; memory; --mode off; and with a 5000 "
+                         "TIME_WAIT neighbour (last)")
+    ap.add_argument("--order", choices=("abba", "abab"), default="abba",
+                    help="abba (default): off on | on off | ...; abab: off on | off on | ...")
+    ap.add_argument("--no-warmup", action="store_true", help="skip the discarded warm-up run of each condition")
+    ap.add_argument("--quiet-load", type=float, default=1.0, metavar="CORES",
+                    help="before each run wait until other processes use fewer cores than this (default 1.0; "
+                         "0 disables)")
+    ap.add_argument("--quiet-wait", type=float, default=5.0, metavar="S",
+                    help="longest wait for --quiet-load before each run (default 5 s)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for one pytest run (default 600)")
+    ap.add_argument("--json", metavar="PATH", help="also write every number to PATH as JSON")
+    ap.add_argument("--workdir", metavar="DIR", help="generate suites here and keep them (default: a temp dir)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter with pytest and the plugin (default: this)")
+    ap.add_argument("--rev", metavar="REV",
+                    help="benchmark the plugin as committed at git revision REV (e.g. HEAD, a tag), extracted into the "
+                         "work dir and put first on PYTHONPATH; default: the work tree as it is")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.tests, args.http_tests, args.memory_tests = min(args.tests, 200), min(args.http_tests, 20), 1000
+        args.repeats = min(args.repeats, 2)
+        args.no_warmup = True
+    if args.repeats < 1 or args.repeats > 50:
+        ap.error("--repeats must be in 1..50")
+    for name in ("tests", "http_tests", "memory_tests"):
+        if not 1 <= getattr(args, name) <= 100000:
+            ap.error(f"--{name.replace('_', '-')} must be in 1..100000")
+    if not 0 <= args.held_sockets <= 16000 or not 0 <= args.neighbour_time_wait <= 20000:
+        ap.error("--held-sockets must be in 0..16000, --neighbour-time-wait in 0..20000")
+    args.suite_list = [s.strip() for s in args.suites.split(",")] if args.suites else ["trivial", "http"]
+    return args
+
+
+def revision() -> str:
+    """The plugin's git commit, with '+dirty' when its work tree has changes (the numbers belong to that code)."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pytest_sockhygiene"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev or "unknown") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def extract_revision(rev: str, workdir: Path) -> Tuple[Path, str]:
+    """``git archive`` the package at ``rev`` into the work dir; return (directory for PYTHONPATH, commit)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
+                                timeout=30, check=True).stdout.strip()
+        dest = workdir / f"src-{commit}"
+        if not (dest / "pytest_sockhygiene" / "__init__.py").exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(["git", "archive", "--format=tar", commit, "pytest_sockhygiene"], cwd=ROOT,
+                                     capture_output=True, timeout=60, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise BenchError(f"cannot extract revision {rev!r}: {e}") from e
+    return dest, commit
+
+
+def child_env(workdir: Path) -> Dict[str, str]:
+    env = dict(os.environ)
+    for k in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(k, None)
+    # bytecode goes to the temp dir, never next to the sources (the package is somebody else's work tree)
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    return env
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    tmp = None
+    if args.workdir:
+        workdir = Path(args.workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="sockhygiene-bench-")
+        workdir = Path(tmp.name)
+    env = child_env(workdir)
+    rev_label = revision()
+    if args.rev:
+        try:
+            src, rev_label = extract_revision(args.rev, workdir)
+        except BenchError as e:
+            log(f"BENCHMARK FAILED: {e}")
+            return 1
+        env["PYTHONPATH"] = str(src) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["SOCKHYGIENE_BENCH_SRC"] = str(src)
+        log(f"plugin from git revision {rev_label}, extracted to {src}")
+
+    plan: List[Tuple[int, List[Scenario]]] = []  # (neighbour TIME_WAIT target, scenarios)
+    if args.all:
+        plan.append((0, build_scenarios(args, 0, 0, False, args.mode, ["trivial", "http"])))
+        plan.append((0, build_scenarios(args, 0, args.held_sockets or 1000, False, args.mode, ["trivial"])))
+        plan.append((0, build_scenarios(args, 0, 0, True, args.mode, [])))
+        plan.append((0, build_scenarios(args, 0, 0, False, "off", ["trivial", "http"])))
+        plan.append((args.neighbour_time_wait or 5000,
+                     build_scenarios(args, args.neighbour_time_wait or 5000, 0, False, args.mode, ["trivial", "http"])))
+    else:
+        plan.append((args.neighbour_time_wait,
+                     build_scenarios(args, args.neighbour_time_wait, args.held_sockets, args.memory, args.mode,
+                                     args.suite_list)))
+
+    log(f"python {platform.python_version()} ({args.python}), {os.cpu_count()} cores, workdir {workdir}")
+    log(f"machine before: {count_tcp_states()}")
+    done: List[Scenario] = []
+    try:
+        for target, scenarios in plan:
+            neighbour = Neighbour(args.python, target, log) if target else None
+            try:
+                for sc in scenarios:
+                    run_scenario(sc, args, workdir, env, log)
+                    done.append(sc)
+            finally:
+                if neighbour is not None:
+                    neighbour.stop()
+    except BenchError as e:
+        log(f"\nBENCHMARK FAILED: {e}")
+        return 1
+    except KeyboardInterrupt:
+        log("\ninterrupted; reporting what finished")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    summaries = [sc.summary() for sc in done]
+    if not summaries:
+        return 1
+    print("\nSession time (pytest_sessionstart -> pytest_sessionfinish), medians; ratio = on/off; "
+          "added us/test = (on - off) / tests;")
+    print("pair ratios = range of on/off over the alternated pairs; load = median cores used by other processes "
+          "during a run; TIME_WAIT = median rows on the machine.\n")
+    print(report(summaries))
+    print("\nSteady state: tests 2..N only (end of the first test -> pytest_sessionfinish; one-time work done at "
+          "the first test excluded; us/test over N-1 tests):\n")
+    print(report(summaries, "steady"))
+    print("\nProcess CPU time, steady state (tests 2..N; less sensitive to other processes on the machine):\n")
+    print(report(summaries, "cpu_steady"))
+    print("\nBest of the runs (minimum): contention from other processes only ever adds time, so the minimum is the "
+          "least disturbed estimate. Session, then steady state (tests 2..N):\n")
+    print(report(summaries, "session", "min"))
+    print()
+    print(report(summaries, "steady", "min"))
+    print("\nThe first test alone (collection end -> end of test 1; 'added us/test' is the added time of that test):\n")
+    print(report(summaries, "first_test"))
+    mem = memory_report(summaries)
+    if mem:
+        print("\nResident memory (psutil RSS): growth from session start to finish, and over the test loop only; "
+              "medians:\n")
+        print(mem)
+    for s in summaries:
+        if "held" in s["suite"]:
+            m = s["session"]
+            print(f"\n{s['suite']}: {m['added_us_per_test'] / 1000:+.3f} ms added per test with the held sockets")
+    for s in summaries:
+        for w in s.get("warnings", []):
+            print(f"\nWARNING ({s['suite']}, {s['label']}): {w}")
+    print(f"\n(total benchmark time {time.monotonic() - started:.0f} s; plugin at {rev_label})")
+    if args.json:
+        payload = {
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cores": os.cpu_count(),
+            "revision": rev_label,
+            "total_seconds": time.monotonic() - started,
+            "scenarios": summaries,
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
