@@ -281,6 +281,8 @@ class SockHygienePlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.config.pluginmanager.has_plugin("dsession"):
+            return  # an xdist controller runs no test: the health of the run comes from its workers
         if not self.controller.ensure_started():
             health = {"notices": list(self.controller.notices), "problems": list(self.controller.problems)}
         else:
@@ -290,7 +292,6 @@ class SockHygienePlugin:
             workeroutput["sockhygiene"] = health
         elif self.reporter is not None:
             self.reporter.results.add_process_health(health)
-
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
