@@ -17,11 +17,9 @@ import weakref
 from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Tuple
 
 from . import origin as origin_mod
-from .endpoints import endpoint_from_sockaddr
+from .events import local_endpoint, peer_endpoint
 from .imports import ImportWatcher
 from .verdict import Item
-
-CLOSE_METHODS_NOTE = "close it: `with` / `async with`, close() / aclose(), or create it in a fixture of broader scope"
 
 
 class ClientRecord:
@@ -265,14 +263,10 @@ def socket_identity(identity_of: Callable[..., Optional[Hashable]]) -> Callable[
     def of(sock: Any) -> Optional[Hashable]:
         try:
             fd = sock.fileno()
-            if fd < 0:
+            local = local_endpoint(sock)
+            if fd < 0 or local is None:
                 return None
-            local = endpoint_from_sockaddr(sock.getsockname())
-            try:
-                remote = endpoint_from_sockaddr(sock.getpeername())
-            except OSError:
-                remote = None
-            return identity_of(fd, local, remote)
+            return identity_of(fd, local, peer_endpoint(sock))
         except (OSError, AttributeError, ValueError):
             return None
 

@@ -85,14 +85,16 @@ class Ownership:
         return None
 
 
-def _peer(sock: socket.socket) -> Optional[Endpoint]:
+def peer_endpoint(sock: Any) -> Optional[Endpoint]:
+    """The remote address of a connected socket (or socket-like object), None if it has none."""
     try:
         return endpoint_from_sockaddr(sock.getpeername())
     except OSError:
         return None
 
 
-def _local(sock: socket.socket) -> Optional[Endpoint]:
+def local_endpoint(sock: Any) -> Optional[Endpoint]:
+    """The local address of a socket (or socket-like object), None if it cannot say."""
     try:
         return endpoint_from_sockaddr(sock.getsockname())
     except OSError:
@@ -144,7 +146,7 @@ class Recorder:
         listener_identity = None
         listener_local = None
         if listener is not None:
-            listener_local = _local(listener)
+            listener_local = local_endpoint(listener)
             listener_identity = self._identity_of(listener.fileno(), listener_local, None)
         event = SocketEvent(
             kind=kind,
@@ -169,8 +171,8 @@ class Recorder:
         try:
             if not _is_tcp_inet(sock):
                 return
-            remote = _peer(sock) or endpoint_from_sockaddr(address)
-            self._emit("connect", sock, _local(sock), remote, with_origin=True)
+            remote = peer_endpoint(sock) or endpoint_from_sockaddr(address)
+            self._emit("connect", sock, local_endpoint(sock), remote, with_origin=True)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -178,7 +180,7 @@ class Recorder:
         try:
             if not _is_tcp_inet(conn):
                 return
-            self._emit("accept", conn, _local(conn), _peer(conn), with_origin=False, listener=listener)
+            self._emit("accept", conn, local_endpoint(conn), peer_endpoint(conn), with_origin=False, listener=listener)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -186,7 +188,7 @@ class Recorder:
         try:
             if not _is_tcp_inet(sock):
                 return
-            local = _local(sock)
+            local = local_endpoint(sock)
             if local is not None:
                 self.listeners[local] = self._identity_of(sock.fileno(), local, None)
             if self.sinks:
@@ -198,7 +200,7 @@ class Recorder:
         try:
             if sock.fileno() < 0 or not _is_tcp_inet(sock):
                 return
-            self._emit("close", sock, _local(sock), _peer(sock), with_origin=False)
+            self._emit("close", sock, local_endpoint(sock), peer_endpoint(sock), with_origin=False)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 

@@ -22,7 +22,7 @@ from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
 from .verdict import Item, Verdict
-from .window import ClientProbe, Window
+from .window import ClientProbe, Window, backoff
 
 
 def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
@@ -166,14 +166,12 @@ class Controller:
         for up to ``settle`` seconds (a server thread may close its listener just after teardown)."""
         if self.table is None or self.recorder is None:
             return []
-        deadline = time.monotonic() + self.settings.limits.settle
-        delay = 0.001
-        while True:
+        leaks = self._session_leaks_once()
+        for _ in backoff(time.monotonic() + self.settings.limits.settle):
+            if not leaks:
+                break
             leaks = self._session_leaks_once()
-            if not leaks or time.monotonic() >= deadline:
-                return leaks
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        return leaks
 
     def _session_leaks_once(self) -> List[Dict[str, str]]:
         assert self.table is not None and self.recorder is not None

@@ -88,8 +88,6 @@ class Observation:
 
     new_entries: List[SocketEntry]
     """Described TCP sockets held at the end that were not held at the start."""
-    new_ids: FrozenSet[Hashable]
-    """Identities of every socket (any family) held at the end and not at the start."""
     events: List[SocketEvent]
     owned: Mapping[Hashable, str]
     """Identity -> owner label for sockets that belong to a fixture or to a client created outside the test."""

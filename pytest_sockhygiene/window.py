@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Hashable, Iterator, List, Optional, Set, Tuple
 
 from .endpoints import Endpoint, FourTuple
 from .events import EventSink, Recorder, SocketEvent
@@ -26,6 +26,22 @@ created outside it, notes on sockets of this window's clients, clients this wind
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
 _UNSETTLING = frozenset({"connections", "time_wait"})  # counts that only grow: waiting cannot clear them
+
+
+def backoff(deadline: float) -> Iterator[bool]:
+    """Sleep 1 ms, then twice as long each time up to 50 ms, until ``deadline``; yield after each sleep.
+
+    goleak's retry-before-report: many tiny retries, capped, so that a close a few milliseconds late is not
+    reported and a clean re-check costs almost nothing.
+    """
+    delay = SETTLE_FIRST_DELAY
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        time.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, SETTLE_MAX_DELAY)
+        yield True
 
 
 def _unexplained(entries: List[SocketEntry], events: List[SocketEvent],
@@ -49,6 +65,11 @@ def discover_listeners(table: SocketTable, held: Dict[Hashable, int], recorder: 
     seen.update(todo)
 
 
+def _may_settle(verdict: Verdict) -> bool:
+    """A violation that waiting could still clear (an only-growing count cannot)."""
+    return not verdict.clean and bool({v.kind for v in verdict.violations} - _UNSETTLING)
+
+
 class Window(EventSink):
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None,
                  before: Optional[Scan] = None) -> None:
@@ -64,7 +85,6 @@ class Window(EventSink):
         self.before = self.before_scan.ids
         self.after_scan: Optional[Scan] = None
         self.closed = False
-        self.observation: Optional[Observation] = None
 
     def observe(self, limits: Limits) -> Verdict:
         """Look once and judge."""
@@ -72,7 +92,7 @@ class Window(EventSink):
         self.recorder.touched = False  # any socket call from here on invalidates this scan for the next window
         scan = (self.table.unchanged(self.before_scan) if quiet else None) or self.table.scan()
         self.after_scan = scan
-        after = self._after = scan.ids
+        after = scan.ids
         new_ids = frozenset(k for k in after if k not in self.before)
         clients: List[Item] = []
         client_owned: Dict[Hashable, str] = {}
@@ -82,7 +102,6 @@ class Window(EventSink):
             clients, client_owned, notes, created = self.client_probe(self, bool(new_ids or self.events))
         vanished = self._vanished(after)
         if not new_ids and not self.events and not clients and not vanished:
-            self.observation = None
             return CLEAN
         owned = dict(self.recorder.ownership.socket_owner)
         owned.update(client_owned)
@@ -91,7 +110,6 @@ class Window(EventSink):
             discover_listeners(self.table, after, self.recorder)
         obs = Observation(
             new_entries=entries,
-            new_ids=new_ids,
             events=list(self.events),
             owned=owned,
             listeners=dict(self.recorder.listeners),
@@ -111,7 +129,6 @@ class Window(EventSink):
         candidates = time_wait_candidates(obs, limits, still_open)
         if candidates:  # measured whatever the limit: the report and the baseline need the count
             obs.lingering = self.table.lingering(candidates)
-        self.observation = obs
         return judge(obs, limits)
 
     def _vanished(self, after: Dict[Hashable, int]) -> Set[FourTuple]:
@@ -129,8 +146,8 @@ class Window(EventSink):
     def forget_vanished(self) -> None:
         """Drop the cached 4-tuples of sockets that are gone (called once, when the window is judged)."""
         tuples = self.recorder.tuples
-        held = getattr(self, "_after", None)
-        if tuples and held is not None:
+        if tuples and self.after_scan is not None:
+            held = self.after_scan.ids
             for k in [k for k in tuples if k not in held]:
                 del tuples[k]
 
@@ -139,21 +156,14 @@ class Window(EventSink):
         try:
             verdict = self.observe(limits)
             deadline = time.monotonic() + limits.settle
-            delay = SETTLE_FIRST_DELAY
-            collected = False
-            while not verdict.clean and {v.kind for v in verdict.violations} - _UNSETTLING:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                if not collected:
-                    # an unreachable client or socket in a reference cycle is closed by the next collection;
-                    # collect now so the verdict does not depend on when the collector happens to run
-                    gc.collect()
-                    collected = True
-                else:
-                    time.sleep(min(delay, deadline - now))
-                    delay = min(delay * 2, SETTLE_MAX_DELAY)
+            if _may_settle(verdict) and time.monotonic() < deadline:
+                # an unreachable client or socket in a reference cycle is closed by the next collection;
+                # collect now so the verdict does not depend on when the collector happens to run
+                gc.collect()
                 verdict = self.observe(limits)
+                sleeps = backoff(deadline)
+                while _may_settle(verdict) and next(sleeps, False):
+                    verdict = self.observe(limits)
             return verdict
         finally:
             self.recorder.remove_sink(self)

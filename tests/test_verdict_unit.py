@@ -22,7 +22,7 @@ def event(kind, identity, local, remote=None, owner=None, listener=None, origin=
 
 def obs(entries=(), events=(), owned=None, listeners=None, lingering=(), held=None):
     entries = list(entries)
-    return Observation(new_entries=entries, new_ids=frozenset(e.key for e in entries), events=list(events),
+    return Observation(new_entries=entries, events=list(events),
                        owned=owned or {}, listeners=listeners or {},
                        held_ids=frozenset(held if held is not None else [e.key for e in entries]),
                        lingering=set(lingering))

@@ -62,15 +62,10 @@ class RequestsTracker(ClassTracker):
 
     module = "requests"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._adapter_cls: Optional[type] = None
-
     def _patch(self, registry: Any, mod: Any) -> None:
         session_cls = mod.Session
         adapter_cls = importlib.import_module(f"{self.module}.adapters").HTTPAdapter
         self._classes = (session_cls,)
-        self._adapter_cls = adapter_cls
 
         def kind(client: Any) -> str:
             cls = type(client)
