@@ -137,7 +137,8 @@ class Recorder:
         self.sinks = self.sinks + (sink,)
 
     def remove_sink(self, sink: EventSink) -> None:
-        self.sinks = tuple(s for s in self.sinks if s is not sink)
+        sinks = self.sinks
+        self.sinks = () if len(sinks) == 1 and sinks[0] is sink else tuple(s for s in sinks if s is not sink)
 
     def _emit(self, kind: str, sock: socket.socket, local: Optional[Endpoint], remote: Optional[Endpoint],
               with_origin: bool, listener: Optional[socket.socket] = None) -> None:

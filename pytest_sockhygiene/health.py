@@ -39,7 +39,7 @@ def open_fd_count() -> Optional[int]:
         import psutil
 
         proc = psutil.Process()
-        return int(proc.num_fds() if hasattr(proc, "num_fds") else proc.num_handles())
+        return int(proc.num_fds() if hasattr(proc, "num_fds") else proc.num_handles())  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001
         return None
 

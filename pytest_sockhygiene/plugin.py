@@ -17,11 +17,11 @@ import pytest
 
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits
-from .verdict import KINDS
+from .verdict import CLEAN, KINDS
 from . import baseline as baseline_mod
 from .outputs import Outputs, read_outputs, write_json
 from .report import failure_text
-from .results import SessionResults, test_record
+from .results import SessionResults, clean_record, test_record
 from .session import Controller
 from .settings import Settings, read_settings, rewrite_bare_flag
 from .summary import summary_lines
@@ -120,6 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SockHygienePlugin(config, controller, outputs, reporter), PLUGIN_NAME)
         if reporter is not None:
             config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
+        else:
+            config.pluginmanager.register(_RecordCarrier(), PLUGIN_NAME + "-carrier")
         config.pluginmanager.register(_MarkerErrors(), PLUGIN_NAME + "-marker-errors")
 
 
@@ -161,6 +163,7 @@ class SockHygienePlugin:
         self.reporter = reporter
         self.current_item: Optional[pytest.Item] = None
         self.junit = bool(config.getoption("xmlpath", None))
+        self.enforce = controller.settings.mode == "enforce"
 
     # -- the window ------------------------------------------------------------------------------------------
 
@@ -180,13 +183,20 @@ class SockHygienePlugin:
                 except Exception as e:  # noqa: BLE001
                     self.controller.problem(f"opening the window of {item.nodeid}", e)
         try:
-            return (yield)
-        finally:
+            result = yield
+        except BaseException:
             if self.current_item is item:
-                # no fixture was set up for this test (none, or only cached broader ones): no function-scoped
-                # finalizer exists, so one registered now still runs before any broader teardown
+                # setup failed before any fixture (a skip marker, a missing fixture): the item may not even be
+                # in pytest's setup stack, so judge now, without failing - the setup's outcome is the result
                 self.current_item = None
-                self._judge_in_finalizer(item)
+                self._judge(item, report=False)
+            raise
+        if self.current_item is item:
+            # no fixture was set up for this test (none, or only cached broader ones): no function-scoped
+            # finalizer exists, so one registered now still runs before any broader teardown
+            self.current_item = None
+            self._judge_in_finalizer(item)
+        return result
 
     def _judge_in_finalizer(self, item: pytest.Item) -> None:
         """Take the verdict in a finalizer of the item registered before its first fixture's.
@@ -253,31 +263,31 @@ class SockHygienePlugin:
             return
         if verdict is None:
             return
-        grown = []
-        if self.outputs.baseline is not None and not self.outputs.update:
-            grown = baseline_mod.grown(item.nodeid, verdict.counts, self.outputs.baseline)
-        record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
-                             self.controller.peak_fds)
-        state.record = record
+        if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, a compact record
+            self._deliver(item, state, clean_record(item.nodeid, time.time()))
+            if self.junit:
+                item.user_properties.extend((f"sockhygiene_{k}", 0) for k in KINDS)
+            return
+        baseline = self.outputs.baseline if not self.outputs.update else None
+        grown = baseline_mod.grown(item.nodeid, verdict.counts, baseline) if baseline is not None else []
+        self._deliver(item, state, test_record(item.nodeid, verdict, grown, self.controller.format_origin,
+                                               time.time(), self.controller.peak_fds))
         if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
             item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS)
         if (verdict.clean and not grown) or not report:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
-        if self.controller.settings.mode == "enforce":
+        if self.enforce:
             pytest.fail(text, pytrace=False)
         path, lineno = _location(item)
         warnings.warn_explicit(SockHygieneWarning(text), SockHygieneWarning, path, lineno)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
-        report = yield
-        if call.when == "teardown":
-            state = item.stash.get(_STATE_KEY, None)
-            if state is not None and state.record is not None:
-                # pytest keeps every item for the whole run: hand the record on instead of keeping it
-                report.sockhygiene, state.record = state.record, None  # serialised to xdist's controller too
-        return report
+    def _deliver(self, item: pytest.Item, state: _ItemState, record: Any) -> None:
+        """Hand the record to the reporter in this process, or keep it for the teardown report (xdist worker)."""
+        if self.reporter is not None:
+            self.reporter.results.add_local(record)
+        else:
+            state.record = record
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -310,6 +320,36 @@ class SockHygienePlugin:
         self.controller.stop()
 
 
+class _RecordCarrier:
+    """On an xdist worker: puts each test's record on its teardown report, which xdist serialises to the
+    controller like any report attribute (registered only on workers: a plain run hands records over directly)."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+        report = yield
+        if call.when == "teardown":
+            state = item.stash.get(_STATE_KEY, None)
+            if state is not None and state.record is not None:
+                # pytest keeps every item for the whole run: hand the record on instead of keeping it
+                report.sockhygiene, state.record = state.record, None
+        return report
+
+
+class _RecordsFromWorkers:
+    """On an xdist controller: takes each test's record off the teardown reports the workers send."""
+
+    def __init__(self, results: SessionResults) -> None:
+        self.results = results
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
+        # taken off the report: pytest keeps every report until the end of the run
+        record = report.__dict__.pop("sockhygiene", None)
+        if isinstance(record, (dict, tuple, list)):
+            self.results.add(record)
+
+
 class SockHygieneReporter:
     """The run's reporting: collects per-test records from reports (local or from xdist workers) and each
     process's health, then prints the summary, writes the JSON report and the baseline."""
@@ -319,13 +359,9 @@ class SockHygieneReporter:
         self.outputs = outputs
         self.results = SessionResults()
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "teardown":
-            return
-        # taken off the report: pytest keeps every report until the end of the run
-        record = report.__dict__.pop("sockhygiene", None)
-        if isinstance(record, (dict, tuple, list)):
-            self.results.add(record)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.config.pluginmanager.has_plugin("dsession"):  # xdist's controller: records come from workers
+            self.config.pluginmanager.register(_RecordsFromWorkers(self.results), PLUGIN_NAME + "-from-workers")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

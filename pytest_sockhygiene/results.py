@@ -52,6 +52,14 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
     }
 
 
+_ZEROS = (0,) * len(KINDS)
+
+
+def clean_record(nodeid: str, when: float) -> Any:
+    """The record of a test in whose window nothing happened: the clean path's, built without a verdict."""
+    return (nodeid, _ZEROS, when)
+
+
 def public_record(r: Record) -> Record:
     """The record as the JSON report's schema has it (the transport-only keys dropped)."""
     return {"nodeid": r["nodeid"], "clean": r["clean"], "counts": r["counts"], "violations": r["violations"]}
@@ -90,7 +98,12 @@ class SessionResults:
     notices: List[str] = dataclasses.field(default_factory=list)
 
     def add(self, record: Any) -> None:
+        """A record as received from anywhere (an xdist worker's may have turned tuples into lists)."""
         self._stored.append(_compact(record))
+
+    def add_local(self, record: Any) -> None:
+        """A record made in this process by ``test_record`` or ``clean_record``: already in its stored form."""
+        self._stored.append(record if type(record) is tuple else _compact(record))
 
     @property
     def records(self) -> List[Record]:

@@ -152,7 +152,7 @@ class Controller:
             self._last_scan = window.after_scan
             return verdict
         finally:
-            if self.clients is not None:
+            if self.clients is not None and self.clients.has_records:
                 self.clients.forget(window)
             if self.table is not None:
                 fds = self.table.fd_count()
@@ -237,6 +237,8 @@ class Controller:
     # -- per-test limits ---------------------------------------------------------------------------------------
 
     def limits_for(self, nodeid: str, markers: Sequence[Tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
+        if not markers:  # most tests: the session's limits, a frozen value shared by all of them
+            return self.settings.limits
         return marker_limits(self.settings.limits, nodeid, markers)
 
     @staticmethod

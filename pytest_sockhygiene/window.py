@@ -44,6 +44,9 @@ def backoff(deadline: float) -> Iterator[bool]:
         yield True
 
 
+_NOTHING_NEW: frozenset = frozenset()
+
+
 def _unexplained(entries: List[SocketEntry], events: List[SocketEvent],
                  listeners: Dict[Endpoint, Optional[Hashable]]) -> bool:
     """A connected socket that no connect or accept explains and whose port is no known listener's: it may be
@@ -93,13 +96,16 @@ class Window(EventSink):
         scan = (self.table.unchanged(self.before_scan) if quiet else None) or self.table.scan()
         self.after_scan = scan
         after = scan.ids
-        new_ids = frozenset(k for k in after if k not in self.before)
+        same = scan is self.before_scan  # the same sockets as at the start, provably (see SocketTable.unchanged)
+        new_ids = _NOTHING_NEW if same else frozenset(k for k in after if k not in self.before)
         clients: List[Item] = []
         client_owned: Dict[Hashable, str] = {}
         notes: Dict[Hashable, str] = {}
         created: List[Item] = []
         if self.client_probe is not None:
             clients, client_owned, notes, created = self.client_probe(self, bool(new_ids or self.events))
+        if same and not self.events and not clients:
+            return CLEAN  # the clean path: nothing held changed, no socket call, no unclosed client
         vanished = self._vanished(after)
         if not new_ids and not self.events and not clients and not vanished:
             return CLEAN
@@ -168,4 +174,5 @@ class Window(EventSink):
         finally:
             self.recorder.remove_sink(self)
             self.closed = True
-            self.forget_vanished()
+            if self.after_scan is not self.before_scan:
+                self.forget_vanished()

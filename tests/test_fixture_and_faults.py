@@ -181,3 +181,40 @@ def test_fixture_first_set_up_by_a_disabled_test_still_owns_its_sockets(pytester
             time.sleep(0.03)
     """))
     run().assert_outcomes(passed=4)
+
+
+def test_tests_skipped_before_setup_are_checked_without_a_plugin_problem(pytester, run):
+    """skip and skipif markers and xfail(run=False) stop the setup before pytest sets the test up (the item is
+    not on pytest's setup stack, so no finalizer can be registered): the window closes right there, the skip
+    stands, nothing is reported as a plugin problem, and the next test is still checked."""
+    pytester.makepyfile(test_s=dedent("""
+        import socket, pytest
+        HELD = []
+
+        @pytest.mark.skip(reason="marker")
+        def test_skip():
+            pass
+
+        @pytest.mark.skipif(True, reason="condition")
+        def test_skipif():
+            pass
+
+        @pytest.mark.xfail(run=False)
+        def test_not_run():
+            pass
+
+        @pytest.fixture
+        def unavailable():
+            pytest.skip("from a fixture")
+
+        def test_skipped_by_fixture(unavailable):
+            pass
+
+        def test_leaks(server):
+            HELD.append(socket.create_connection((server.host, server.port)))
+    """))
+    result = run("-rsE")
+    result.assert_outcomes(passed=1, skipped=3, xfailed=1, errors=1)
+    assert errors_of(result) == ["test_s.py::test_leaks"]
+    assert "plugin problem" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*5 tests checked*"])
