@@ -61,7 +61,9 @@ class ClientRegistry:
         self._current_sinks = current_sinks
         self.hook = hook
         self._by_id: Dict[int, ClientRecord] = {}  # live clients, to find a record from close() / send()
-        self._records: List[ClientRecord] = []  # every record not yet forgotten (ids are reused after collection)
+        self.held: List[ClientRecord] = []
+        """Every record not yet forgotten (ids are reused after collection). Empty on the clean path of a suite
+        with no tracked client alive, which is checked for every test: a plain attribute, not a property."""
         self._local = threading.local()
         self._lock = threading.Lock()
         self._imports: Optional[ImportWatcher] = None
@@ -87,7 +89,7 @@ class ClientRegistry:
             record.ref = None  # not weak-referenceable: it will be judged by its close() alone
         with self._lock:
             self._by_id[key] = record
-            self._records.append(record)
+            self.held.append(record)
 
     def adopt(self, client: Any, kind: str, owner: str) -> None:
         """Record a client that existed before tracking started and is shared by the whole process (a library's
@@ -101,7 +103,7 @@ class ClientRegistry:
             return
         with self._lock:
             self._by_id[id(client)] = record
-            self._records.append(record)
+            self.held.append(record)
 
     def closed(self, client: Any) -> None:
         record = self._by_id.get(id(client))
@@ -130,13 +132,9 @@ class ClientRegistry:
 
     # -- what windows ask ----------------------------------------------------------------------------------------
 
-    @property
-    def has_records(self) -> bool:
-        return bool(self._records)
-
     def records(self) -> List[ClientRecord]:
         with self._lock:
-            return list(self._records)
+            return list(self.held)
 
     def is_closed(self, record: ClientRecord) -> bool:
         if record.closed:
@@ -197,12 +195,12 @@ class ClientRegistry:
     def forget(self, window: Any) -> None:
         """After a window closed: drop records that can no longer matter (closed or collected, and judged)."""
         with self._lock:
-            done = [r for r in self._records
+            done = [r for r in self.held
                     if (r.closed or r.collected) and (window in r.windows or not r.windows)]
             if not done:
                 return
             gone = set(map(id, done))
-            self._records = [r for r in self._records if id(r) not in gone]
+            self.held = [r for r in self.held if id(r) not in gone]
             for key, record in list(self._by_id.items()):
                 if id(record) in gone:
                     del self._by_id[key]

@@ -3,15 +3,18 @@
 Every hook here is a few lines; the logic lives in ``session.Controller`` and the modules it uses.
 
 The window opens in a wrapper around ``pytest_runtest_setup`` (before any fixture is set up) and closes in a
-wrapper around ``pytest_runtest_teardown`` (after every finalizer ran): checking before fixture finalizers run
-reports sockets that fixtures close as leaks, which is what sank pytest-openfiles.
+finalizer of the item registered before its first fixture's, so it runs after every function-scoped fixture's
+teardown and before broader ones: checking before fixture finalizers run reports sockets that fixtures close as
+leaks, which is what sank pytest-openfiles. These hooks run for every test, so the clean path through them is
+kept to a few attribute reads and one ``listdir`` (see docs/performance.md).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
-from typing import Any, Generator, List, Optional
+from typing import Any, Generator, List, Optional, Tuple
 
 import pytest
 
@@ -117,12 +120,13 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.pluginmanager.register(tracker, name)
         controller = Controller(settings, str(config.rootpath), config.hook)
         reporter = None if is_worker else SockHygieneReporter(config, outputs)
-        config.pluginmanager.register(SockHygienePlugin(config, controller, outputs, reporter), PLUGIN_NAME)
+        plugin = SockHygienePlugin(config, controller, outputs, reporter)
+        config.pluginmanager.register(plugin, PLUGIN_NAME)
+        config.pluginmanager.register(_MarkerErrors(plugin), PLUGIN_NAME + "-marker-errors")
         if reporter is not None:
             config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
         else:
             config.pluginmanager.register(_RecordCarrier(), PLUGIN_NAME + "-carrier")
-        config.pluginmanager.register(_MarkerErrors(), PLUGIN_NAME + "-marker-errors")
 
 
 def _location(item: pytest.Item) -> "tuple[str, int]":
@@ -135,21 +139,38 @@ def _location(item: pytest.Item) -> "tuple[str, int]":
 
 
 def _markers(item: pytest.Item) -> List[Any]:
-    return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
+    """``(args, kwargs)`` of every ``sockhygiene`` marker, closest first: what ``item.iter_markers`` yields,
+    walked without its generators (this runs for every test)."""
+    found = []
+    node: Any = item
+    try:
+        while node is not None:
+            for m in node.own_markers:
+                if m.name == "sockhygiene":
+                    found.append((m.args, m.kwargs))
+            node = node.parent
+    except AttributeError:  # a node or mark of an unusual kind: pytest's own walk copes with it
+        return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
+    return found
 
 
 class _MarkerErrors:
     """Fails a test with bad ``sockhygiene`` marker input at setup, before its fixtures run.
 
-    A plain hook, not the window's wrapper: raising inside a wrapper before it yields would skip the setup half
-    of every other plugin's wrapper while their teardown halves still run.
+    A plain hook, not the window's wrapper: raising in a wrapper before it yields would keep the wrappers inside
+    it from starting, while other plugins' teardown hooks still expect what their setup wrappers left (logging's
+    ``item.stash`` entries, for one).
     """
+
+    def __init__(self, plugin: "SockHygienePlugin") -> None:
+        self.plugin = plugin
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        state = item.stash.get(_STATE_KEY, None)
-        if state is not None and state.error is not None:
-            pytest.fail(state.error, pytrace=False)
+        error = self.plugin.marker_error
+        if error is not None and error[0] is item:
+            self.plugin.marker_error = None
+            pytest.fail(error[1], pytrace=False)
 
 
 class SockHygienePlugin:
@@ -161,7 +182,11 @@ class SockHygienePlugin:
         self.controller = controller
         self.outputs = outputs
         self.reporter = reporter
-        self.current_item: Optional[pytest.Item] = None
+        self.unscheduled: Optional[pytest.Item] = None
+        """The test whose window is open and whose check is not yet scheduled (no fixture set up yet)."""
+        self.open: Optional[Tuple[pytest.Item, _ItemState]] = None
+        """The test whose window is open, until it is judged."""
+        self.marker_error: Optional[Tuple[pytest.Item, str]] = None
         self.junit = bool(config.getoption("xmlpath", None))
         self.enforce = controller.settings.mode == "enforce"
 
@@ -169,54 +194,63 @@ class SockHygienePlugin:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        error: Optional[str] = None
-        try:
-            limits: Optional[Limits] = self.controller.limits_for(item.nodeid, _markers(item))
-        except ConfigError as e:
-            limits, error = None, str(e)
-        state = item.stash[_STATE_KEY] = _ItemState(limits, error)
-        if limits is not None:
-            if limits.enabled:
-                try:
-                    state.window = self.controller.open_window() is not None
-                    self.current_item = item
-                except Exception as e:  # noqa: BLE001
-                    self.controller.problem(f"opening the window of {item.nodeid}", e)
+        if self.open is not None:  # never expected: the last test's check was not run (see _judge_in_finalizer)
+            self._judge(*self.open, report=False)
+        markers = _markers(item)
+        limits = self.controller.settings.limits
+        if markers:
+            try:
+                limits = self.controller.limits_for(item.nodeid, markers)
+            except ConfigError as e:
+                item.stash[_STATE_KEY] = _ItemState(None, str(e))
+                self.marker_error = (item, str(e))  # raised by _MarkerErrors, inside the other plugins' wrappers
+                return (yield)
+        state = item.stash[_STATE_KEY] = _ItemState(limits)
+        if limits.enabled:
+            try:
+                if self.controller.open_window() is not None:
+                    state.window = True
+                    self.open = (item, state)
+                    self.unscheduled = item
+            except Exception as e:  # noqa: BLE001
+                self.controller.problem(f"opening the window of {item.nodeid}", e)
         try:
             result = yield
         except BaseException:
-            if self.current_item is item:
+            if self.unscheduled is item:
                 # setup failed before any fixture (a skip marker, a missing fixture): the item may not even be
-                # in pytest's setup stack, so judge now, without failing - the setup's outcome is the result
-                self.current_item = None
-                self._judge(item, report=False)
+                # on pytest's setup stack, so judge now, without failing - the setup's outcome is the result
+                self.unscheduled = None
+                self._judge(item, state, report=False)
             raise
-        if self.current_item is item:
+        if self.unscheduled is item:
             # no fixture was set up for this test (none, or only cached broader ones): no function-scoped
             # finalizer exists, so one registered now still runs before any broader teardown
-            self.current_item = None
-            self._judge_in_finalizer(item)
+            self.unscheduled = None
+            self._judge_in_finalizer(item, state)
         return result
 
-    def _judge_in_finalizer(self, item: pytest.Item) -> None:
+    def _judge_in_finalizer(self, item: pytest.Item, state: _ItemState) -> None:
         """Take the verdict in a finalizer of the item registered before its first fixture's.
 
         Finalizers run last-in first-out, so this one runs after every function-scoped fixture's teardown and
         before class-, module- and session-scoped fixtures are torn down (they are not the test's: a session
         server shutting down after the last test would otherwise reset that test's leaked connection, or leave
-        TIME_WAIT entries on its account). A test without fixtures is judged by the teardown wrapper.
+        TIME_WAIT entries on its account). If it cannot be registered, the next test's setup (or the session's
+        end) judges the window without failing anything.
         """
         try:
-            item.addfinalizer(lambda: self._judge(item, report=True))
+            item.addfinalizer(functools.partial(self._judge, item, state, True))
         except Exception as e:  # noqa: BLE001
             self.controller.problem(f"scheduling the check of {item.nodeid}", e)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:
-        item = self.current_item
+        item = self.unscheduled
         if item is not None:
-            self.current_item = None
-            self._judge_in_finalizer(item)
+            self.unscheduled = None
+            assert self.open is not None
+            self._judge_in_finalizer(item, self.open[1])
         # ownership is tracked whether or not a window is open: a fixture first set up by a disabled test
         # still owns what it creates
         broader = getattr(fixturedef, "scope", "function") != "function" and self.controller.usable
@@ -235,21 +269,11 @@ class SockHygienePlugin:
                 except Exception as e:  # noqa: BLE001
                     self.controller.problem(f"fixture {fixturedef.argname!r} setup", e)
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Generator[None, Any, Any]:
-        try:
-            result = yield
-        except BaseException:
-            self._judge(item, report=False)  # the teardown failed: its error is the one the user must see
-            raise
-        self._judge(item, report=True)
-        return result
-
-    def _judge(self, item: pytest.Item, report: bool) -> None:
-        state = item.stash.get(_STATE_KEY, None)
-        if state is None or not state.window:
+    def _judge(self, item: pytest.Item, state: _ItemState, report: bool) -> None:
+        if not state.window:
             return
         state.window = False
+        self.open = None
         limits = state.limits
         assert limits is not None
         if not limits.enabled:  # switched off at run time with sockhygiene.set_limits(enabled=False)
@@ -291,6 +315,8 @@ class SockHygienePlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.open is not None:  # never expected: the last test's check was not run
+            self._judge(*self.open, report=False)
         if self.config.pluginmanager.has_plugin("dsession"):
             return  # an xdist controller runs no test: the health of the run comes from its workers
         if not self.controller.ensure_started():

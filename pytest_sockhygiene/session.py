@@ -102,7 +102,7 @@ class Controller:
         nothing: Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]] = ([], {}, {}, [])
 
         def probe(window: Window, need_sockets: bool) -> Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]]:
-            if not registry.has_records:
+            if not registry.held:
                 return nothing  # the clean path of a suite that has no tracked client alive
             p = registry.probe(window, identity, need_sockets, self.format_origin)
             return client_items(p.unclosed), p.owned, p.notes, created_items(p.created)
@@ -134,8 +134,9 @@ class Controller:
     # -- windows -----------------------------------------------------------------------------------------------
 
     def open_window(self) -> Optional[Window]:
-        if not self.usable:
-            return None
+        if self.recorder is None or self.table is None:
+            if self._started or not self.usable:
+                return None
         assert self.table is not None and self.recorder is not None
         self.recorder.ownership.fixture_thread = threading.get_ident()
         # the last window's final look is this one's first, if no socket call happened in between
@@ -152,12 +153,12 @@ class Controller:
             self._last_scan = window.after_scan
             return verdict
         finally:
-            if self.clients is not None and self.clients.has_records:
+            if self.clients is not None and self.clients.held:
                 self.clients.forget(window)
-            if self.table is not None:
+            if self.table is not None and window.after_scan is not window.before_scan:  # else: same fds as before
                 fds = self.table.fd_count()
-                if fds is not None:
-                    self.peak_fds = max(self.peak_fds or 0, fds)
+                if fds is not None and (self.peak_fds is None or fds > self.peak_fds):
+                    self.peak_fds = fds
 
     # -- the session's end ---------------------------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ def _may_settle(verdict: Verdict) -> bool:
 class Window(EventSink):
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None,
                  before: Optional[Scan] = None) -> None:
-        super().__init__()
+        self.events: List[SocketEvent] = []  # EventSink's state, set here: a window opens for every test
         self.table = table
         self.recorder = recorder
         self.client_probe = client_probe
@@ -161,6 +161,8 @@ class Window(EventSink):
         """Judge, re-checking a violation until it clears or ``limits.settle`` seconds have passed."""
         try:
             verdict = self.observe(limits)
+            if verdict is CLEAN:
+                return verdict
             deadline = time.monotonic() + limits.settle
             if _may_settle(verdict) and time.monotonic() < deadline:
                 # an unreachable client or socket in a reference cycle is closed by the next collection;
