@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 import warnings
-from typing import Any, Generator, List, Optional, Tuple
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import pytest
 
@@ -139,19 +139,29 @@ def _location(item: pytest.Item) -> "tuple[str, int]":
 
 
 def _markers(item: pytest.Item) -> List[Any]:
-    """``(args, kwargs)`` of every ``sockhygiene`` marker, closest first: what ``item.iter_markers`` yields,
-    walked without its generators (this runs for every test)."""
-    found = []
-    node: Any = item
-    try:
-        while node is not None:
-            for m in node.own_markers:
-                if m.name == "sockhygiene":
-                    found.append((m.args, m.kwargs))
-            node = node.parent
-    except AttributeError:  # a node or mark of an unusual kind: pytest's own walk copes with it
-        return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
-    return found
+    """``(args, kwargs)`` of every ``sockhygiene`` marker, closest first: what ``item.iter_markers`` yields."""
+    return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
+
+
+class _MarkerWalk:
+    """``_markers`` for every test, cheaply: the test's own markers, then its collectors' (module, class, package),
+    which are walked once per collector and kept. Collectors get their markers at collection; the one thing this
+    does not see is a marker added to a module or class *after* its first test started (one added to the test
+    itself, at any time before its setup, is seen)."""
+
+    def __init__(self) -> None:
+        self._inherited: Dict[Any, List[Any]] = {}
+
+    def __call__(self, item: pytest.Item) -> List[Any]:
+        try:
+            parent = item.parent
+            inherited = self._inherited.get(parent)
+            if inherited is None:
+                inherited = self._inherited[parent] = _markers(parent) if parent is not None else []  # type: ignore[arg-type]
+            own = [(m.args, m.kwargs) for m in item.own_markers if m.name == "sockhygiene"]
+        except AttributeError:  # a node or mark of an unusual kind: pytest's own walk copes with it
+            return _markers(item)
+        return own + inherited if own else inherited
 
 
 class _MarkerErrors:
@@ -187,6 +197,7 @@ class SockHygienePlugin:
         self.open: Optional[Tuple[pytest.Item, _ItemState]] = None
         """The test whose window is open, until it is judged."""
         self.marker_error: Optional[Tuple[pytest.Item, str]] = None
+        self.markers = _MarkerWalk()
         self.junit = bool(config.getoption("xmlpath", None))
         self.enforce = controller.settings.mode == "enforce"
 
@@ -196,7 +207,7 @@ class SockHygienePlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
         if self.open is not None:  # never expected: the last test's check was not run (see _judge_in_finalizer)
             self._judge(*self.open, report=False)
-        markers = _markers(item)
+        markers = self.markers(item)
         limits = self.controller.settings.limits
         if markers:
             try:
@@ -288,7 +299,10 @@ class SockHygienePlugin:
         if verdict is None:
             return
         if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, a compact record
-            self._deliver(item, state, clean_record(item.nodeid, time.time()))
+            if self.reporter is not None:
+                self.reporter.results.add_local(clean_record(item.nodeid, time.time()))
+            else:
+                state.record = clean_record(item.nodeid, time.time())
             if self.junit:
                 item.user_properties.extend((f"sockhygiene_{k}", 0) for k in KINDS)
             return

@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""The plugin's per-test cost in CPU instructions, counted by valgrind's callgrind: a number that does not move
+with what else the machine is doing.
+
+    python benchmarks/instructions.py                      # trivial suite, 200 and 1,000 tests, off and on
+    python benchmarks/instructions.py --suites trivial,http --rev HEAD
+
+Wall-clock ratios on a shared 2-core machine swing by +-10 % from run to run (see docs/performance.md), more than
+the cost being measured. Callgrind counts the instructions a process executes in user space, the same count for
+the same code and input whatever runs beside it. Each suite is run at two sizes, plugin off and plugin on, and
+the per-test cost is the difference between the sizes divided by the difference in tests, so interpreter start-up,
+imports and collection fall out. The ratio on/off of those per-test counts is the plugin's share of a test's work.
+
+What this does not count: time inside the kernel (the ``listdir`` of ``/proc/self/fd`` the plugin does once per
+test, ~8 us here, and every syscall pytest makes), and cache or scheduling effects. Read it beside run.py's
+wall-clock numbers, not instead of them.
+
+Runs are independent processes; ``--jobs`` of them run at once (instruction counts do not depend on it). Each
+run is ~40-60x slower than natively: the default trivial measurement takes ~4 minutes with 2 jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402
+
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def count_instructions(python: str, suite: Path, condition: str, env: Dict[str, str], timeout: float,
+                       expect: int) -> int:
+    """Instructions executed by one ``pytest`` run of ``suite`` under callgrind (user space, all threads)."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "pytest", "-q",
+           "-p", "no:cacheprovider", *bench.CONDITIONS[condition]]
+    run_env = dict(env)
+    run_env["SOCKHYGIENE_BENCH_OUT"] = str(suite.parent / f"timing-{condition}-{suite.name}.json")
+    proc = subprocess.run(cmd, cwd=suite, env=run_env, capture_output=True, text=True, timeout=timeout)
+    m = _COLLECTED.search(proc.stderr)
+    passed = re.search(rf"\b{expect} passed\b", proc.stdout)
+    if proc.returncode != 0 or m is None or passed is None:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise bench.BenchError(f"{' '.join(cmd)} in {suite} exited {proc.returncode}:\n{tail}")
+    return int(m.group(1))
+
+
+def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir: Path,
+            env: Dict[str, str]) -> Dict[str, Any]:
+    suites = {n: bench.generate_suite(bench.SuiteSpec(kind, n, requests=args.requests), workdir)
+              for n in (small, large)}
+    jobs = [(cond, n) for cond in ("off", args.mode) for n in (small, large)]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {job: pool.submit(count_instructions, args.python, suites[job[1]], job[0], env, args.timeout,
+                                    job[1]) for job in jobs}
+        counts = {job: f.result() for job, f in futures.items()}
+    per_test = {cond: (counts[(cond, large)] - counts[(cond, small)]) / (large - small)
+                for cond in ("off", args.mode)}
+    return {
+        "suite": kind, "small": small, "large": large, "condition": args.mode,
+        "instructions": {f"{c}-{n}": v for (c, n), v in counts.items()},
+        "per_test_off": per_test["off"], "per_test_on": per_test[args.mode],
+        "ratio": per_test[args.mode] / per_test["off"],
+        "added_per_test": per_test[args.mode] - per_test["off"],
+        "fixed_added": counts[(args.mode, small)] - counts[("off", small)]
+        - small * (per_test[args.mode] - per_test["off"]),
+    }
+
+
+def fmt(results: Sequence[Dict[str, Any]]) -> str:
+    rows = [(r["suite"], f"{r['small']}->{r['large']}", f"{r['per_test_off'] / 1e3:,.0f}k",
+             f"{r['per_test_on'] / 1e3:,.0f}k", f"{r['ratio']:.3f}x", f"+{r['added_per_test'] / 1e3:,.1f}k",
+             f"{r['fixed_added'] / 1e6:+,.1f}M") for r in results]
+    header = ("suite", "tests", "off instr/test", "on instr/test", "ratio", "added/test", "once per run")
+    return bench.fmt_table(rows, header)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suites", default="trivial", help="any of trivial,http (default trivial)")
+    ap.add_argument("--tests", type=int, default=1000, help="trivial tests in the large run (default 1000)")
+    ap.add_argument("--http-tests", type=int, default=200, help="HTTP tests in the large run (default 200)")
+    ap.add_argument("--requests", type=int, default=10, help="loopback requests per HTTP test (default 10)")
+    ap.add_argument("--mode", choices=("enforce", "warn"), default="enforce", help="the plugin-on condition")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once (default 2; counts do not depend on it)")
+    ap.add_argument("--rev", metavar="REV", help="count the package as committed at REV, not the work tree")
+    ap.add_argument("--python", default=sys.executable, help="interpreter with pytest and the plugin (default: this)")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed for one run (default 1800)")
+    ap.add_argument("--json", metavar="PATH", help="also write the counts to PATH as JSON")
+    args = ap.parse_args(argv)
+    args.suite_list = [s.strip() for s in args.suites.split(",") if s.strip()]
+    if not set(args.suite_list) <= {"trivial", "http"}:
+        ap.error("--suites takes trivial and/or http")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="sockhygiene-instr-") as tmp:
+        workdir = Path(tmp)
+        env = bench.child_env(workdir)
+        where = f"the work tree at {bench.revision()}"
+        if args.rev:
+            src, commit = bench.extract_revision(args.rev, workdir)
+            env["PYTHONPATH"] = str(src) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            where = f"git revision {commit}"
+        print(f"plugin from {where}; callgrind, {args.jobs} runs at once", flush=True)
+        sizes: List[Tuple[str, int, int]] = []
+        for kind in args.suite_list:
+            large = args.tests if kind == "trivial" else args.http_tests
+            sizes.append((kind, max(1, large // 5), large))
+        results = []
+        for kind, small, large in sizes:
+            r = measure(kind, small, large, args, workdir, env)
+            results.append(r)
+            print(f"  {kind}: {r['ratio']:.3f}x, +{r['added_per_test']:,.0f} instructions per test", flush=True)
+    print()
+    print("Instructions per test (user space, callgrind), from the difference between two suite sizes:")
+    print(fmt(results))
+    print(f"\n(plugin from {where}; {time.monotonic() - started:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"where": where, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
