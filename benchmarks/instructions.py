@@ -15,6 +15,7 @@ What this does not count: time inside the kernel (the ``listdir`` of ``/proc/sel
 test, ~8 us here, and every syscall pytest makes), and cache or scheduling effects. Read it beside run.py's
 wall-clock numbers, not instead of them.
 
+Every suite runs once natively first, so that bytecode is compiled and cached before anything is counted.
 Runs are independent processes; ``--jobs`` of them run at once (instruction counts do not depend on it). Each
 run is ~40-60x slower than natively: the default trivial measurement takes ~4 minutes with 2 jobs.
 """
@@ -62,6 +63,9 @@ def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir
     suites = {n: bench.generate_suite(bench.SuiteSpec(kind, n, requests=args.requests), workdir)
               for n in (small, large)}
     jobs = [(cond, n) for cond in ("off", args.mode) for n in (small, large)]
+    for cond, n in jobs:  # natively first: bytecode compiled and cached, so no counted run pays for compiling
+        subprocess.run([args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *bench.CONDITIONS[cond]],
+                       cwd=suites[n], env=env, capture_output=True, timeout=args.timeout)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {job: pool.submit(count_instructions, args.python, suites[job[1]], job[0], env, args.timeout,
                                     job[1]) for job in jobs}

@@ -1,9 +1,9 @@
 """Results as plain JSON-ready records: one per checked test, and the session's health.
 
-A record is made where the test ran and rides on the test's teardown report (``report.sockhygiene``), which
-pytest-xdist serialises to the controller like any report attribute; the controller (or the only process, in a
-plain run) collects records from reports. So the summary and the JSON report are built the same way with or
-without xdist, and verdicts travel with the test results instead of beside them.
+A record is made where the test ran. In a plain run it goes straight to the reporter; on a pytest-xdist worker it
+rides on the test's teardown report (``report.sockhygiene``), which xdist serialises to the controller like any
+report attribute, and the controller takes it off there. So the summary and the JSON report are built from the
+same records with or without xdist, and verdicts travel with the test results instead of beside them.
 """
 
 from __future__ import annotations
