@@ -15,7 +15,9 @@ What this does not count: time inside the kernel (the ``listdir`` of ``/proc/sel
 test, ~8 us here, and every syscall pytest makes), and cache or scheduling effects. Read it beside run.py's
 wall-clock numbers, not instead of them.
 
-Every suite runs once natively first, so that bytecode is compiled and cached before anything is counted.
+Every run uses ``PYTHONHASHSEED=0``: with a random seed, dict and set layouts differ from run to run and the
+count of a whole run moves by tens of millions of instructions, which the difference of two runs would spread
+over the tests. Every suite runs once natively first, so that bytecode is compiled and cached before anything is counted.
 Runs are independent processes; ``--jobs`` of them run at once (instruction counts do not depend on it). Each
 run is ~40-60x slower than natively: the default trivial measurement takes ~4 minutes with 2 jobs.
 """
@@ -48,6 +50,7 @@ def count_instructions(python: str, suite: Path, condition: str, env: Dict[str, 
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "pytest", "-q",
            "-p", "no:cacheprovider", *bench.CONDITIONS[condition]]
     run_env = dict(env)
+    run_env["PYTHONHASHSEED"] = "0"  # a random seed moves the count of the whole run by tens of millions
     run_env["SOCKHYGIENE_BENCH_OUT"] = str(suite.parent / f"timing-{condition}-{suite.name}.json")
     proc = subprocess.run(cmd, cwd=suite, env=run_env, capture_output=True, text=True, timeout=timeout)
     m = _COLLECTED.search(proc.stderr)
