@@ -35,18 +35,16 @@ _SETTINGS_KEY = pytest.StashKey[Settings]()
 
 
 class _ItemState:
-    """What the plugin keeps for one test, in one stash slot (set once at setup; attribute reads after that)."""
+    """What the plugin keeps for the test being run (held by the plugin, not in ``item.stash``: pytest keeps every
+    item for the whole run, and nothing of this is needed once the test is judged)."""
 
-    __slots__ = ("limits", "error", "window", "record")
+    __slots__ = ("item", "limits", "window", "record")
 
-    def __init__(self, limits: Optional[Limits] = None, error: Optional[str] = None) -> None:
+    def __init__(self, item: pytest.Item, limits: Optional[Limits]) -> None:
+        self.item = item
         self.limits = limits
-        self.error = error
         self.window = False
         self.record: Any = None
-
-
-_STATE_KEY = pytest.StashKey[_ItemState]()
 
 MARKER_DOC = (
     "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
@@ -126,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if reporter is not None:
             config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
         else:
-            config.pluginmanager.register(_RecordCarrier(), PLUGIN_NAME + "-carrier")
+            config.pluginmanager.register(_RecordCarrier(plugin), PLUGIN_NAME + "-carrier")
 
 
 def _location(item: pytest.Item) -> "tuple[str, int]":
@@ -194,8 +192,8 @@ class SockHygienePlugin:
         self.reporter = reporter
         self.unscheduled: Optional[pytest.Item] = None
         """The test whose window is open and whose check is not yet scheduled (no fixture set up yet)."""
-        self.open: Optional[Tuple[pytest.Item, _ItemState]] = None
-        """The test whose window is open, until it is judged."""
+        self.current: Optional[_ItemState] = None
+        """The test being run (from its setup on; its window is open while ``window`` is set)."""
         self.marker_error: Optional[Tuple[pytest.Item, str]] = None
         self.markers = _MarkerWalk()
         self.junit = bool(config.getoption("xmlpath", None))
@@ -205,23 +203,23 @@ class SockHygienePlugin:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        if self.open is not None:  # never expected: the last test's check was not run (see _judge_in_finalizer)
-            self._judge(*self.open, report=False)
+        last = self.current
+        if last is not None and last.window:  # never expected: the last check did not run (see _judge_in_finalizer)
+            self._judge(last.item, last, report=False)
         markers = self.markers(item)
         limits = self.controller.settings.limits
         if markers:
             try:
                 limits = self.controller.limits_for(item.nodeid, markers)
             except ConfigError as e:
-                item.stash[_STATE_KEY] = _ItemState(None, str(e))
+                self.current = _ItemState(item, None)
                 self.marker_error = (item, str(e))  # raised by _MarkerErrors, inside the other plugins' wrappers
                 return (yield)
-        state = item.stash[_STATE_KEY] = _ItemState(limits)
+        state = self.current = _ItemState(item, limits)
         if limits.enabled:
             try:
                 if self.controller.open_window() is not None:
                     state.window = True
-                    self.open = (item, state)
                     self.unscheduled = item
             except Exception as e:  # noqa: BLE001
                 self.controller.problem(f"opening the window of {item.nodeid}", e)
@@ -260,8 +258,8 @@ class SockHygienePlugin:
         item = self.unscheduled
         if item is not None:
             self.unscheduled = None
-            assert self.open is not None
-            self._judge_in_finalizer(item, self.open[1])
+            assert self.current is not None
+            self._judge_in_finalizer(item, self.current)
         # ownership is tracked whether or not a window is open: a fixture first set up by a disabled test
         # still owns what it creates
         broader = getattr(fixturedef, "scope", "function") != "function" and self.controller.usable
@@ -284,7 +282,6 @@ class SockHygienePlugin:
         if not state.window:
             return
         state.window = False
-        self.open = None
         limits = state.limits
         assert limits is not None
         if not limits.enabled:  # switched off at run time with sockhygiene.set_limits(enabled=False)
@@ -329,8 +326,9 @@ class SockHygienePlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.open is not None:  # never expected: the last test's check was not run
-            self._judge(*self.open, report=False)
+        last = self.current
+        if last is not None and last.window:  # never expected: the last test's check was not run
+            self._judge(last.item, last, report=False)
         if self.config.pluginmanager.has_plugin("dsession"):
             return  # an xdist controller runs no test: the health of the run comes from its workers
         if not self.controller.ensure_started():
@@ -364,12 +362,15 @@ class _RecordCarrier:
     """On an xdist worker: puts each test's record on its teardown report, which xdist serialises to the
     controller like any report attribute (registered only on workers: a plain run hands records over directly)."""
 
+    def __init__(self, plugin: SockHygienePlugin) -> None:
+        self.plugin = plugin
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
         report = yield
         if call.when == "teardown":
-            state = item.stash.get(_STATE_KEY, None)
-            if state is not None and state.record is not None:
+            state = self.plugin.current
+            if state is not None and state.item is item and state.record is not None:
                 # pytest keeps every item for the whole run: hand the record on instead of keeping it
                 report.sockhygiene, state.record = state.record, None
         return report
@@ -460,9 +461,11 @@ def sockhygiene(request: pytest.FixtureRequest) -> Any:
         # mode off: a private controller for this test, so measure() and snapshot() still work
         controller = Controller(config.stash[_SETTINGS_KEY], str(config.rootpath))
         request.addfinalizer(controller.stop)
-    state = item.stash.get(_STATE_KEY, None)
-    if state is None or state.limits is None:
-        state = item.stash[_STATE_KEY] = _ItemState(controller.limits_for(item.nodeid, _markers(item)))
+    state = plugin.current if plugin is not None else None
+    if state is None or state.item is not item or state.limits is None:
+        state = _ItemState(item, controller.limits_for(item.nodeid, _markers(item)))
+        if plugin is not None:
+            plugin.current = state
 
     def get_limits() -> Limits:
         assert state is not None and state.limits is not None
