@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Where a trivial test's added time goes, measured in one process with fine-grained alternation.
+
+    python benchmarks/inprocess_ab.py              # 40 rounds, ~1 min
+    python benchmarks/inprocess_ab.py --rounds 80
+
+Separate pytest runs on a shared machine differ by +-15 % in CPU time from one run to the next, which hides a
+cost of a few per cent. Here one process runs one trivial test's whole protocol (setup, call, teardown, reports)
+in blocks of 200, rotating through the arms below block by block, so a drift of the machine hits every arm alike;
+per arm it prints the median CPU time per test and the median difference to the block of ``base`` in the same
+round, with its interquartile range:
+
+* ``base``: the plugin's per-test hooks unregistered (mode off, in effect);
+* ``noop``: one extra plain ``pytest_runtest_setup`` hook that does nothing (pluggy's price of a hook);
+* ``listdir``: that hook doing only ``os.listdir("/proc/self/fd")``, the one system call the clean path makes;
+* ``plugin``: pytest-sockhygiene enforcing, as installed.
+
+Each round tears the session down and sets it up again (``nextitem=None``), the same in every arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+CONFTEST = textwrap.dedent('''
+    import os, statistics, sys, time
+    import pytest
+    from _pytest.runner import runtestprotocol
+
+
+    class ListdirOnly:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_setup(self, item):
+            os.listdir("/proc/self/fd")
+
+
+    class NoopHook:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_setup(self, item):
+            pass
+
+
+    def pytest_sessionfinish(session):
+        item = session.items[0]
+        pm = session.config.pluginmanager
+        names = ("sockhygiene-session", "sockhygiene-session-marker-errors")
+        plugins = [(n, pm.get_plugin(n)) for n in names]
+        if any(p is None for n, p in plugins):
+            sys.exit("the plugin is not active: run with --sockhygiene")
+        for n, p in plugins:
+            pm.unregister(p)
+        arms = {"base": [], "noop": [(None, NoopHook())], "listdir": [(None, ListdirOnly())], "plugin": plugins}
+
+        def block(arm, n):
+            for name, p in arm:
+                pm.register(p, name)
+            t0 = time.process_time()
+            for _ in range(n):
+                runtestprotocol(item, log=True, nextitem=None)
+            t = (time.process_time() - t0) / n * 1e6
+            for name, p in arm:
+                pm.unregister(p)
+            return t
+
+        for arm in arms.values():
+            block(arm, 100)  # warm-up
+        res = {k: [] for k in arms}
+        for _ in range(int(os.environ["AB_ROUNDS"])):
+            for k, arm in arms.items():
+                res[k].append(block(arm, 200))
+        for name, p in plugins:
+            pm.register(p, name)
+        with open(os.environ["AB_OUT"], "w") as f:
+            for k, v in res.items():
+                d = sorted(x - b for x, b in zip(v, res["base"]))
+                q = len(d) // 4
+                f.write(f"{k:8s}  {statistics.median(v):8.1f}  {statistics.median(d):+8.1f}  "
+                        f"{d[q]:+.1f}..{d[-q - 1]:+.1f}\\n")
+''')
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=40, help="rounds of all arms (default 40)")
+    ap.add_argument("--python", default=sys.executable)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sockhygiene-ab-") as tmp:
+        d = Path(tmp)
+        (d / "conftest.py").write_text(CONFTEST)
+        (d / "test_one.py").write_text("def test_one():\n    pass\n")
+        out = d / "out.txt"
+        env = dict(os.environ, AB_ROUNDS=str(args.rounds), AB_OUT=str(out), PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run([args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--sockhygiene"],
+                              cwd=d, env=env, capture_output=True, text=True, timeout=1800)
+        if not out.exists():
+            print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
+            return 1
+        print(f"one trivial test's protocol, CPU time per test, {args.rounds} rounds of 200 per arm")
+        print(f"{'arm':8s}  {'median us':>8s}  {'added us':>8s}  IQR of added")
+        print(out.read_text(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
