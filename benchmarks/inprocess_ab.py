@@ -13,6 +13,9 @@ round, with its interquartile range:
 * ``base``: the plugin's per-test hooks unregistered (mode off, in effect);
 * ``noop``: one extra plain ``pytest_runtest_setup`` hook that does nothing (pluggy's price of a hook);
 * ``listdir``: that hook doing only ``os.listdir("/proc/self/fd")``, the one system call the clean path makes;
+* ``stat``: that hook doing only ``os.stat("/proc/self/fd")`` (one system call; its size is the fd *count*);
+* ``getdents``: that hook reading the names as raw bytes, ``lseek`` + ``getdents64`` through ctypes on a
+  directory fd kept open (two system calls, no strings): the alternative to ``listdir`` that was tried;
 * ``plugin``: pytest-sockhygiene enforcing, as installed.
 
 Each round tears the session down and sets it up again (``nextitem=None``), the same in every arm.
@@ -40,6 +43,30 @@ CONFTEST = textwrap.dedent('''
             os.listdir("/proc/self/fd")
 
 
+    class StatOnly:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_setup(self, item):
+            os.stat("/proc/self/fd")  # st_size is the number of open fds (Linux 6.2+): a count, not the names
+
+
+    class RawGetdents:
+        """The names as raw bytes: lseek + getdents64 on a directory fd kept open (ctypes), no strings."""
+
+        def __init__(self):
+            import ctypes
+
+            self.getdents = ctypes.CDLL(None, use_errno=True).getdents64
+            self.getdents.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+            self.getdents.restype = ctypes.c_ssize_t
+            self.buf = ctypes.create_string_buffer(65536)
+            self.fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_setup(self, item):
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            self.buf.raw[:self.getdents(self.fd, self.buf, 65536)]
+
+
     class NoopHook:
         @pytest.hookimpl(tryfirst=True)
         def pytest_runtest_setup(self, item):
@@ -55,7 +82,8 @@ CONFTEST = textwrap.dedent('''
             sys.exit("the plugin is not active: run with --sockhygiene")
         for n, p in plugins:
             pm.unregister(p)
-        arms = {"base": [], "noop": [(None, NoopHook())], "listdir": [(None, ListdirOnly())], "plugin": plugins}
+        arms = {"base": [], "noop": [(None, NoopHook())], "listdir": [(None, ListdirOnly())],
+                "stat": [(None, StatOnly())], "getdents": [(None, RawGetdents())], "plugin": plugins}
 
         def block(arm, n):
             for name, p in arm:

@@ -89,6 +89,23 @@ class Window(EventSink):
         self.after_scan: Optional[Scan] = None
         self.closed = False
 
+    def close_quiet(self) -> bool:
+        """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
+        as at the start (one listing) -> the window is closed and clean. False otherwise, with nothing changed:
+        ``close`` then judges (and looks again)."""
+        if self.events or self.after_scan is not None:
+            return False
+        recorder = self.recorder
+        recorder.touched = False  # any socket call from here on invalidates this look for the next window
+        scan = self.table.unchanged(self.before_scan)
+        if scan is not self.before_scan or self.events:
+            return False
+        self.after_scan = scan
+        self.closed = True
+        sinks = recorder.sinks
+        recorder.sinks = () if sinks == (self,) else tuple(s for s in sinks if s is not self)
+        return True
+
     def observe(self, limits: Limits) -> Verdict:
         """Look once and judge."""
         quiet = self.after_scan is None and not self.events
