@@ -121,6 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
         plugin = SockHygienePlugin(config, controller, outputs, reporter)
         config.pluginmanager.register(plugin, PLUGIN_NAME)
         config.pluginmanager.register(_MarkerErrors(plugin), PLUGIN_NAME + "-marker-errors")
+        config.pluginmanager.register(_SessionEnd(plugin), PLUGIN_NAME + "-session-end")
         if reporter is not None:
             config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
         else:
@@ -327,8 +328,13 @@ class SockHygienePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         last = self.current
-        if last is not None and last.window:  # never expected: the last test's check was not run
+        if last is not None and last.window:
+            # an interrupted test (Ctrl-C) is torn down by pytest's own session-end teardown, next: judge it now,
+            # without failing anything, so that its check cannot raise from inside that teardown
             self._judge(last.item, last, report=False)
+
+    def collect_health(self) -> None:
+        """This process's health, taken once every fixture has been torn down (``_SessionEnd``)."""
         if self.config.pluginmanager.has_plugin("dsession"):
             return  # an xdist controller runs no test: the health of the run comes from its workers
         if not self.controller.ensure_started():
@@ -356,6 +362,19 @@ class SockHygienePlugin:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.controller.stop()
+
+
+class _SessionEnd:
+    """Takes the process's health after pytest's own session-end teardown, which tears down what an interrupted
+    run (``-x``, ``--maxfail``, Ctrl-C) left set up: checked any earlier, a session fixture's server that is
+    about to be closed would be reported as a session-level leak."""
+
+    def __init__(self, plugin: SockHygienePlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.plugin.collect_health()
 
 
 class _RecordCarrier:
@@ -410,8 +429,16 @@ class SockHygieneReporter:
         if isinstance(health, dict):
             self.results.add_process_health(health)
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        """After every plain hook (so after the fixtures' teardown and the health check), before the terminal
+        summary is printed (a trylast wrapper is the first to resume)."""
+        try:
+            return (yield)
+        finally:
+            self._finish(session)
+
+    def _finish(self, session: pytest.Session) -> None:
         try:
             self._write_outputs()
         except OSError as e:
