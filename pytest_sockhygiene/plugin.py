@@ -296,18 +296,19 @@ class SockHygienePlugin:
             return
         if verdict is None:
             return
+        grown: List[Tuple[str, int, int]] = []
         if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, a compact record
-            if self.reporter is not None:
-                self.reporter.results.add_local(clean_record(item.nodeid, time.time()))
-            else:
-                state.record = clean_record(item.nodeid, time.time())
-            if self.junit:
-                item.user_properties.extend((f"sockhygiene_{k}", 0) for k in KINDS)
-            return
-        baseline = self.outputs.baseline if not self.outputs.update else None
-        grown = baseline_mod.grown(item.nodeid, verdict.counts, baseline) if baseline is not None else []
-        self._deliver(item, state, test_record(item.nodeid, verdict, grown, self.controller.format_origin,
-                                               time.time(), self.controller.peak_fds))
+            record = clean_record(item.nodeid, time.time())
+        else:
+            baseline = self.outputs.baseline if not self.outputs.update else None
+            if baseline is not None:
+                grown = baseline_mod.grown(item.nodeid, verdict.counts, baseline)
+            record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
+                                 self.controller.peak_fds)
+        if self.reporter is not None:  # this process reports
+            self.reporter.results.add_local(record)
+        else:  # an xdist worker: _RecordCarrier puts it on the teardown report
+            state.record = record
         if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
             item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS)
         if (verdict.clean and not grown) or not report:
@@ -317,13 +318,6 @@ class SockHygienePlugin:
             pytest.fail(text, pytrace=False)
         path, lineno = _location(item)
         warnings.warn_explicit(SockHygieneWarning(text), SockHygieneWarning, path, lineno)
-
-    def _deliver(self, item: pytest.Item, state: _ItemState, record: Any) -> None:
-        """Hand the record to the reporter in this process, or keep it for the teardown report (xdist worker)."""
-        if self.reporter is not None:
-            self.reporter.results.add_local(record)
-        else:
-            state.record = record
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -134,9 +134,8 @@ class Controller:
     # -- windows -----------------------------------------------------------------------------------------------
 
     def open_window(self) -> Optional[Window]:
-        if self.recorder is None or self.table is None:
-            if self._started or not self.usable:
-                return None
+        if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
+            return None
         assert self.table is not None and self.recorder is not None
         self.recorder.ownership.fixture_thread = threading.get_ident()
         # the last window's final look is this one's first, if no socket call happened in between

@@ -76,7 +76,7 @@ def _may_settle(verdict: Verdict) -> bool:
 class Window(EventSink):
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None,
                  before: Optional[Scan] = None) -> None:
-        self.events: List[SocketEvent] = []  # EventSink's state, set here: a window opens for every test
+        super().__init__()
         self.table = table
         self.recorder = recorder
         self.client_probe = client_probe
@@ -102,8 +102,7 @@ class Window(EventSink):
             return False
         self.after_scan = scan
         self.closed = True
-        sinks = recorder.sinks
-        recorder.sinks = () if sinks == (self,) else tuple(s for s in sinks if s is not self)
+        recorder.remove_sink(self)
         return True
 
     def observe(self, limits: Limits) -> Verdict:
@@ -121,8 +120,6 @@ class Window(EventSink):
         created: List[Item] = []
         if self.client_probe is not None:
             clients, client_owned, notes, created = self.client_probe(self, bool(new_ids or self.events))
-        if same and not self.events and not clients:
-            return CLEAN  # the clean path: nothing held changed, no socket call, no unclosed client
         vanished = self._vanished(after)
         if not new_ids and not self.events and not clients and not vanished:
             return CLEAN
@@ -178,8 +175,6 @@ class Window(EventSink):
         """Judge, re-checking a violation until it clears or ``limits.settle`` seconds have passed."""
         try:
             verdict = self.observe(limits)
-            if verdict is CLEAN:
-                return verdict
             deadline = time.monotonic() + limits.settle
             if _may_settle(verdict) and time.monotonic() < deadline:
                 # an unreachable client or socket in a reference cycle is closed by the next collection;
