@@ -70,6 +70,17 @@ def dedent(src: str) -> str:
     return textwrap.dedent(src).lstrip("\n")
 
 
+ANYIO_BACKEND = dedent("""
+    import pytest
+
+    @pytest.fixture
+    def anyio_backend():
+        return "asyncio"
+""")
+"""The head of an inner test file whose async tests run on asyncio (anyio's pytest plugin). Inner tests' line
+numbers, which expectations quote, start after it."""
+
+
 def errors_of(result: Any) -> List[str]:
     """Node ids reported as ERROR (a sockhygiene violation fails the test at teardown)."""
     out = []

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import dedent, errors_of
+from conftest import ANYIO_BACKEND, dedent, errors_of
 
 pytest.importorskip("httpx")
 
-ANYIO = dedent("""
-    import pytest
-
-    @pytest.fixture
-    def anyio_backend():
-        return "asyncio"
-
-""")
-
 
 def test_unclosed_clients_of_every_kind(pytester, run):
-    pytester.makepyfile(test_c=ANYIO + dedent("""
+    pytester.makepyfile(test_c=ANYIO_BACKEND + "\n" + dedent("""
         import gc
         import httpx
         KEEP = []

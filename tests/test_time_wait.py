@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import dedent, errors_of
+from conftest import ANYIO_BACKEND, dedent, errors_of
 
 pytest.importorskip("httpx")
 
-ANYIO = dedent("""
-    import pytest
-
-    @pytest.fixture
-    def anyio_backend():
-        return "asyncio"
-""")
-
 
 def test_new_client_per_request_bursts_are_counted_exactly(pytester, run):
-    pytester.makepyfile(test_burst=ANYIO + dedent("""
+    pytester.makepyfile(test_burst=ANYIO_BACKEND + dedent("""
         import httpx
 
         def test_with_client_per_request(server):
