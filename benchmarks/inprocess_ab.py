@@ -16,6 +16,9 @@ round, with its interquartile range:
 * ``stat``: that hook doing only ``os.stat("/proc/self/fd")`` (one system call; its size is the fd *count*);
 * ``getdents``: that hook reading the names as raw bytes, ``lseek`` + ``getdents64`` through ctypes on a
   directory fd kept open (two system calls, no strings): the alternative to ``listdir`` that was tried;
+* ``countpoll``: that hook doing ``fstat`` of a directory fd kept open on /proc/self/fd (its size is the fd
+  count) and one ``poll`` over the fds seen last (``POLLNVAL`` marks a closed one): two system calls that tell
+  what a listing tells, whether the fd numbers are the same;
 * ``plugin``: pytest-sockhygiene enforcing, as installed.
 
 Each round tears the session down and sets it up again (``nextitem=None``), the same in every arm.
@@ -67,6 +70,29 @@ CONFTEST = textwrap.dedent('''
             self.buf.raw[:self.getdents(self.fd, self.buf, 65536)]
 
 
+    class CountAndPoll:
+        """The fd count from ``fstat`` of a directory fd kept open on /proc/self/fd (Linux 6.2+), and one
+        ``poll`` with no events over the fds seen last, to prove each is still open: the same fd numbers as a
+        listing tells, in two system calls with no path walk and no strings."""
+
+        def __init__(self):
+            import select
+
+            self.fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.poll = select.poll()
+            for name in os.listdir("/proc/self/fd"):
+                try:
+                    os.fstat(int(name))
+                except OSError:
+                    continue
+                self.poll.register(int(name), 0)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_setup(self, item):
+            os.fstat(self.fd).st_size
+            self.poll.poll(0)
+
+
     class NoopHook:
         @pytest.hookimpl(tryfirst=True)
         def pytest_runtest_setup(self, item):
@@ -83,7 +109,8 @@ CONFTEST = textwrap.dedent('''
         for n, p in plugins:
             pm.unregister(p)
         arms = {"base": [], "noop": [(None, NoopHook())], "listdir": [(None, ListdirOnly())],
-                "stat": [(None, StatOnly())], "getdents": [(None, RawGetdents())], "plugin": plugins}
+                "stat": [(None, StatOnly())], "getdents": [(None, RawGetdents())], "countpoll": [(None, CountAndPoll())],
+                "plugin": plugins}
 
         def block(arm, n):
             for name, p in arm:

@@ -118,6 +118,8 @@ class Controller:
                 self.problem("uninstalling client trackers", e)
         if self.recorder is not None:
             self.recorder.uninstall()
+        if self.table is not None:
+            self.table.close()
 
     # -- problems ------------------------------------------------------------------------------------------------
 

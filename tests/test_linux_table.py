@@ -33,3 +33,95 @@ def test_linux_table_lists_thread_self_and_sees_the_same_sockets() -> None:
             extra.close()
     finally:
         listener.close()
+
+
+def _table_with_watch():  # type: ignore[no-untyped-def]
+    from pytest_sockhygiene.table.linux import LinuxTable
+
+    table = LinuxTable()
+    if table._watch is None:
+        pytest.skip("st_size of /proc/self/fd is not the fd count here (Linux before 6.2)")
+    return table
+
+
+@pytest.mark.parametrize("look", ["count+poll", "listing"])
+def test_a_file_swapped_for_another_number_is_seen_though_the_count_is_the_same(look: str) -> None:
+    """The case a count alone would miss: one fd closed and another opened on a different number, with no
+    Python socket call. Both the two-call look and the listing fallback see the set is not the same."""
+    from pytest_sockhygiene.table.linux import LinuxTable
+
+    table = _table_with_watch() if look == "count+poll" else LinuxTable()
+    if look == "listing":
+        table.close()  # no watch: the listing answers
+    try:
+        first = os.open(os.devnull, os.O_RDONLY)
+        before = table.scan()
+        assert table.unchanged(before) is before
+        high = max(before.fds or {0}) + 7
+        os.dup2(first, high)
+        os.close(first)
+        try:
+            assert len(table.scan().fds or ()) == len(before.fds or ())  # same count, other numbers
+            assert table.unchanged(before) is None
+        finally:
+            os.close(high)
+    finally:
+        table.close()
+
+
+def test_an_fd_the_kernel_will_not_poll_is_checked_on_its_own() -> None:
+    """An O_PATH fd reports POLLNVAL while open: it is checked with fcntl instead, so it neither makes every
+    look fail nor goes unwatched."""
+    table = _table_with_watch()
+    try:
+        path_fd = os.open("/", os.O_PATH)
+        try:
+            before = table.scan()
+            assert table.unchanged(before) is before
+            assert table.unchanged(before) is before
+        finally:
+            os.close(path_fd)
+        assert table.unchanged(before) is None
+    finally:
+        table.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_watches_its_own_fd_table() -> None:
+    """pytest-forked runs tests in a forked child: the directory fd it inherits is re-opened on the child's
+    own table, so a socket the child opens is seen and the parent's look is not disturbed."""
+    table = _table_with_watch()
+    try:
+        before = table.scan()
+        r, w = os.pipe()
+        after_pipe = table.scan()
+        pid = os.fork()
+        if pid == 0:  # the child: report what it sees, then leave without running anything of pytest's
+            try:
+                ok = table.unchanged(after_pipe) is after_pipe
+                s = socket.socket()
+                ok = ok and table.unchanged(after_pipe) is None
+                s.close()
+                os.write(w, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+        os.close(w)
+        answer = os.read(r, 1)
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert answer == b"1"
+        assert table.unchanged(before) is before
+    finally:
+        table.close()
+
+
+def test_the_watch_is_closed_with_the_table() -> None:
+    table = _table_with_watch()
+    watch = table._watch
+    assert watch is not None
+    dirfd = watch._dirfd
+    assert dirfd is not None
+    os.fstat(dirfd)
+    table.close()
+    with pytest.raises(OSError):
+        os.fstat(dirfd)

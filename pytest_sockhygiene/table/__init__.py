@@ -85,14 +85,14 @@ class TableUnavailable(Exception):
 
 
 class Scan:
-    """One look at the process's sockets: identity -> fd, plus (where the backend can) the fd names listed, so
-    that the next look can tell "nothing changed" from a listing alone."""
+    """One look at the process's sockets: identity -> fd, plus (where the backend can) the numbers of every fd
+    open at the time, so that the next look can tell "nothing changed" without describing anything."""
 
-    __slots__ = ("ids", "names")
+    __slots__ = ("ids", "fds")
 
-    def __init__(self, ids: Dict[Hashable, int], names: Optional[FrozenSet[str]] = None) -> None:
+    def __init__(self, ids: Dict[Hashable, int], fds: Optional[FrozenSet[int]] = None) -> None:
         self.ids = ids
-        self.names = names
+        self.fds = fds
 
 
 class SocketTable:
@@ -136,6 +136,9 @@ class SocketTable:
         from ..health import open_fd_count
 
         return open_fd_count()
+
+    def close(self) -> None:
+        """Release what the backend holds open (called when the session, or the off-mode fixture, ends)."""
 
 
 def select_table(name: str) -> SocketTable:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import _socket
 import errno
+import fcntl
 import os
 import socket
 import stat
-from typing import Collection, Dict, Hashable, List, Optional, Set
+from typing import Collection, Dict, FrozenSet, Hashable, List, Optional, Set, Tuple
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from . import LINGERING_STATES, Scan, SocketEntry, SocketTable, TableUnavailable, TcpState
+from .fdwatch import FdWatch
 
 _FD_DIR = "/proc/self/fd"
 _THREAD_FD_DIR = "/proc/thread-self/fd"
@@ -29,17 +31,26 @@ _TCP_INFO = getattr(socket, "TCP_INFO", 11)
 
 def socket_inodes(names: Optional[List[str]] = None) -> Dict[int, int]:
     """Socket inode -> fd for every socket fd of this process (any family)."""
+    return open_fds(names)[0]
+
+
+def open_fds(names: Optional[List[str]] = None) -> Tuple[Dict[int, int], FrozenSet[int]]:
+    """Socket inode -> fd for every socket fd of this process, and the numbers of all its open fds (a listing's
+    own directory fd, closed by the time each is ``fstat``-ed, is not among them)."""
     out: Dict[int, int] = {}
+    fds: List[int] = []
     fstat = os.fstat
     is_sock = stat.S_ISSOCK
     for name in os.listdir(_FD_DIR) if names is None else names:
         try:
-            st = fstat(int(name))
+            fd = int(name)
+            st = fstat(fd)
         except (OSError, ValueError):
             continue  # the listing's own directory fd, or an fd closed meanwhile
+        fds.append(fd)
         if is_sock(st.st_mode):
-            out[st.st_ino] = int(name)
-    return out
+            out[st.st_ino] = fd
+    return out, frozenset(fds)
 
 
 def describe_fd(fd: int, inode: Optional[int] = None) -> Optional[SocketEntry]:
@@ -76,6 +87,22 @@ def describe_fd(fd: int, inode: Optional[int] = None) -> Optional[SocketEntry]:
         s.detach()
 
 
+def _listed_same(names: List[str], fds: FrozenSet[int]) -> bool:
+    """A listing shows exactly ``fds`` open: every one of them plus one more name, the listing's own directory
+    fd, which must be closed by now (if the one extra is still open, the user's file took a number and the
+    listing's fd took the number of one the user closed)."""
+    if len(names) != len(fds) + 1:
+        return False
+    extra = [n for n in names if int(n) not in fds]
+    if len(extra) != 1:
+        return False
+    try:
+        fcntl.fcntl(int(extra[0]), fcntl.F_GETFD)
+    except OSError:
+        return True
+    return False
+
+
 class LinuxTable(SocketTable):
     name = "linux"
 
@@ -86,30 +113,40 @@ class LinuxTable(SocketTable):
         except OSError as e:
             raise TableUnavailable(f"cannot list {_FD_DIR}: {e}") from e
         self._dir = _FD_DIR
+        self._watch: Optional[FdWatch] = None
         if _FD_DIR == "/proc/self/fd":  # (a test points _FD_DIR elsewhere to fake a missing /proc)
             try:
                 if set(os.listdir(_THREAD_FD_DIR)) == set(os.listdir(_FD_DIR)):
                     self._dir = _THREAD_FD_DIR
             except OSError:
                 pass
+            self._watch = FdWatch.open(lambda: open_fds(os.listdir(self._dir))[1])
 
     def ids(self) -> Dict[Hashable, int]:
         return self.scan().ids
 
     def scan(self) -> Scan:
-        names = os.listdir(self._dir)
-        self._fd_count = len(names) - 1  # the listing's own directory fd
-        return Scan(socket_inodes(names), frozenset(names))  # type: ignore[arg-type]
+        ids, fds = open_fds(os.listdir(self._dir))
+        self._fd_count = len(fds)
+        return Scan(ids, fds)  # type: ignore[arg-type]
 
     def unchanged(self, previous: Scan) -> Optional[Scan]:
-        """Same fd numbers and no socket call seen by the hooks: the same sockets. One ``listdir``, no ``fstat``:
-        the clean path's second look costs microseconds even with a thousand sockets held."""
-        if previous.names is None:
+        """Same fd numbers and no socket call seen by the hooks: the same sockets. No ``fstat`` of each fd: the
+        clean path's second look costs microseconds even with a thousand sockets held. Two system calls where
+        the kernel reports the fd count (``FdWatch``), else one listing."""
+        fds = previous.fds
+        if fds is None:
             return None
-        names = os.listdir(self._dir)
-        if len(names) == len(previous.names) and previous.names.issuperset(names):
-            return previous
-        return None
+        watch = self._watch
+        same = watch.same(fds) if watch is not None else None
+        if same is None:
+            same = _listed_same(os.listdir(self._dir), fds)
+        return previous if same else None
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     def fd_count(self) -> Optional[int]:
         return self._fd_count if self._fd_count is not None else super().fd_count()
