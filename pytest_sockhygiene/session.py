@@ -119,7 +119,10 @@ class Controller:
         if self.recorder is not None:
             self.recorder.uninstall()
         if self.table is not None:
-            self.table.close()
+            try:
+                self.table.close()
+            except Exception as e:  # noqa: BLE001
+                self.problem("closing the socket table", e)
 
     # -- problems ------------------------------------------------------------------------------------------------
 
