@@ -102,7 +102,7 @@ CONFTEST = textwrap.dedent('''
     def pytest_sessionfinish(session):
         item = session.items[0]
         pm = session.config.pluginmanager
-        names = ("sockhygiene-session", "sockhygiene-session-marker-errors")
+        names = ("sockhygiene-session",)
         plugins = [(n, pm.get_plugin(n)) for n in names]
         if any(p is None for n, p in plugins):
             sys.exit("the plugin is not active: run with --sockhygiene")

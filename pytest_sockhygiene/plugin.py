@@ -120,7 +120,6 @@ def pytest_configure(config: pytest.Config) -> None:
         reporter = None if is_worker else SockHygieneReporter(config, outputs)
         plugin = SockHygienePlugin(config, controller, outputs, reporter)
         config.pluginmanager.register(plugin, PLUGIN_NAME)
-        config.pluginmanager.register(_MarkerErrors(plugin), PLUGIN_NAME + "-marker-errors")
         config.pluginmanager.register(_SessionEnd(plugin), PLUGIN_NAME + "-session-end")
         if reporter is not None:
             config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
@@ -157,29 +156,12 @@ class _MarkerWalk:
             inherited = self._inherited.get(parent)
             if inherited is None:
                 inherited = self._inherited[parent] = _markers(parent) if parent is not None else []  # type: ignore[arg-type]
-            own = [(m.args, m.kwargs) for m in item.own_markers if m.name == "sockhygiene"]
+            marks = item.own_markers
+            # most tests have no marker of their own: no list is built for them
+            own = [(m.args, m.kwargs) for m in marks if m.name == "sockhygiene"] if marks else None
         except AttributeError:  # a node or mark of an unusual kind: pytest's own walk copes with it
             return _markers(item)
         return own + inherited if own else inherited
-
-
-class _MarkerErrors:
-    """Fails a test with bad ``sockhygiene`` marker input at setup, before its fixtures run.
-
-    A plain hook, not the window's wrapper: raising in a wrapper before it yields would keep the wrappers inside
-    it from starting, while other plugins' teardown hooks still expect what their setup wrappers left (logging's
-    ``item.stash`` entries, for one).
-    """
-
-    def __init__(self, plugin: "SockHygienePlugin") -> None:
-        self.plugin = plugin
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        error = self.plugin.marker_error
-        if error is not None and error[0] is item:
-            self.plugin.marker_error = None
-            pytest.fail(error[1], pytrace=False)
 
 
 class SockHygienePlugin:
@@ -195,15 +177,18 @@ class SockHygienePlugin:
         """The test whose window is open and whose check is not yet scheduled (no fixture set up yet)."""
         self.current: Optional[_ItemState] = None
         """The test being run (from its setup on; its window is open while ``window`` is set)."""
-        self.marker_error: Optional[Tuple[pytest.Item, str]] = None
         self.markers = _MarkerWalk()
         self.junit = bool(config.getoption("xmlpath", None))
         self.enforce = controller.settings.mode == "enforce"
 
     # -- the window ------------------------------------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        """Open the test's window. The innermost setup wrapper: every other plugin's wrapper has started (what
+        they open around a test is theirs, not the test's), no fixture has. A bad marker fails the test here,
+        before its fixtures run, as a plain setup hook would: the other wrappers' halves after ``yield`` still
+        run (logging's teardown expects what its setup left in ``item.stash``)."""
         last = self.current
         if last is not None and last.window:  # never expected: the last check did not run (see _judge_in_finalizer)
             self._judge(last.item, last, report=False)
@@ -214,8 +199,7 @@ class SockHygienePlugin:
                 limits = self.controller.limits_for(item.nodeid, markers)
             except ConfigError as e:
                 self.current = _ItemState(item, None)
-                self.marker_error = (item, str(e))  # raised by _MarkerErrors, inside the other plugins' wrappers
-                return (yield)
+                pytest.fail(str(e), pytrace=False)
         state = self.current = _ItemState(item, limits)
         if limits.enabled:
             try:

@@ -332,3 +332,43 @@ def test_other_process_connections_never_count(pytester, run):
     result.assert_outcomes(passed=3, errors=1)
     assert errors_of(result) == ["test_a.py::test_meanwhile_leak"]
     result.stdout.fnmatch_lines(["*established: 1 > limit 0*"])
+
+
+def test_a_connection_another_plugin_holds_around_each_test_is_not_the_tests(pytester, run):
+    """The window opens inside every other plugin's setup wrapper and is judged before their teardown wrappers
+    finish: a connection such a plugin opens around each test (a tracing or metrics plugin, say) and closes
+    after it is not blamed on the test, which only ran ``pass``."""
+    pytester.makeconftest(dedent("""
+        import socket
+        import pytest
+
+        LISTENER = socket.socket()
+        LISTENER.bind(("127.0.0.1", 0))
+        LISTENER.listen(64)
+        HELD = []
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_setup(item):
+            HELD.append(socket.create_connection(LISTENER.getsockname()))
+            return (yield)
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_teardown(item, nextitem):
+            try:
+                return (yield)
+            finally:
+                HELD.pop().close()
+
+        def pytest_unconfigure(config):
+            LISTENER.close()
+    """))
+    pytester.makepyfile(test_a=dedent("""
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+    """))
+    result = run()
+    result.assert_outcomes(passed=2)
+    assert "broke its socket limits" not in result.stdout.str()
