@@ -281,8 +281,8 @@ class SockHygienePlugin:
         if verdict is None:
             return
         grown: List[Tuple[str, int, int]] = []
-        if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, a compact record
-            record = clean_record(item.nodeid, time.time())
+        if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, the test is its record
+            record = clean_record(item if self.reporter is not None else item.nodeid)
         else:
             baseline = self.outputs.baseline if not self.outputs.update else None
             if baseline is not None:
@@ -384,7 +384,7 @@ class _RecordsFromWorkers:
             return
         # taken off the report: pytest keeps every report until the end of the run
         record = report.__dict__.pop("sockhygiene", None)
-        if isinstance(record, (dict, tuple, list)):
+        if isinstance(record, (dict, tuple, list, str)):
             self.results.add(record)
 
 

@@ -55,9 +55,13 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
 _ZEROS = (0,) * len(KINDS)
 
 
-def clean_record(nodeid: str, when: float) -> Any:
-    """The record of a test in whose window nothing happened: the clean path's, built without a verdict."""
-    return (nodeid, _ZEROS, when)
+def clean_record(test: Any) -> Any:
+    """The record of a test in whose window nothing happened (the clean path's, built without a verdict): the
+    test itself. That is its node id, or in the process that reports, the pytest item, whose node id is read
+    only when a report is written. Pytest keeps every item for the whole run, so this costs one list slot and
+    touches nothing while the suite runs. No time: a test with nothing in its window adds nothing to the
+    TIME_WAIT peak, the one use of a record's time."""
+    return test
 
 
 def public_record(r: Record) -> Record:
@@ -66,11 +70,14 @@ def public_record(r: Record) -> Record:
 
 
 _Compact = Tuple[str, Tuple[int, ...], float]
-"""A clean test's record as kept for the session: nodeid, counts in KINDS order, end time (~100 bytes, where
-the dict would take ~1.8 KB: a 10,000-test run must not grow by megabytes)."""
+"""A clean test's record as kept for the session when its window saw something (connections within limits):
+nodeid, counts in KINDS order, end time (~100 bytes, where the dict would take ~1.8 KB: a 10,000-test run must
+not grow by megabytes). A test whose window saw nothing is kept as ``clean_record`` made it."""
 
 
 def _compact(r: Any) -> Any:
+    if isinstance(r, str):  # a clean test's node id
+        return r
     if not isinstance(r, dict):
         return tuple(r[:1]) + (tuple(r[1]),) + tuple(r[2:3])  # as sent (xdist may turn tuples into lists)
     if r["clean"] and not r.get("origins"):
@@ -81,7 +88,10 @@ def _compact(r: Any) -> Any:
 def _expand(r: Any) -> Record:
     if isinstance(r, dict):
         return r
-    nodeid, counts, stop = r
+    if isinstance(r, tuple):
+        nodeid, counts, stop = r
+    else:  # clean_record's: a node id, or the item
+        nodeid, counts, stop = (r if isinstance(r, str) else r.nodeid), _ZEROS, 0.0
     return {"nodeid": nodeid, "clean": True, "counts": dict(zip(KINDS, counts)), "violations": [], "stop": stop,
             "fds": None, "origins": {}}
 
@@ -102,8 +112,8 @@ class SessionResults:
         self._stored.append(_compact(record))
 
     def add_local(self, record: Any) -> None:
-        """A record made in this process by ``test_record`` or ``clean_record``: already in its stored form."""
-        self._stored.append(record if type(record) is tuple else _compact(record))
+        """A record made in this process by ``test_record`` or ``clean_record`` (kept as it is)."""
+        self._stored.append(_compact(record) if type(record) is dict else record)
 
     @property
     def records(self) -> List[Record]:
