@@ -125,3 +125,27 @@ def test_the_watch_is_closed_with_the_table() -> None:
     table.close()
     with pytest.raises(OSError):
         os.fstat(dirfd)
+
+
+def test_a_watch_whose_fd_number_was_taken_by_another_file_steps_aside(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A test that closes every fd (``os.closerange``) can hand the watch's number to another file. The watch
+    must then neither read that file's size as the fd count nor close it: the listing answers instead."""
+    table = _table_with_watch()
+    watch = table._watch
+    assert watch is not None and watch._dirfd is not None
+    dirfd = watch._dirfd
+    before = table.scan()
+    n = len(before.fds or ())
+    path = tmp_path / "sized"
+    path.write_bytes(b"x" * n)  # a size equal to the fd count the watch expects
+    f = os.open(str(path), os.O_RDONLY)  # one more fd than at the scan
+    os.close(dirfd)
+    os.dup2(f, dirfd)  # and the watch's number is this file now
+    try:
+        assert table.unchanged(before) is None
+        assert watch._dirfd is None
+        table.close()
+        os.fstat(dirfd)  # still open: the watch left the file alone
+    finally:
+        os.close(f)
+        os.close(dirfd)

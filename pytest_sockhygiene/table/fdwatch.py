@@ -39,6 +39,10 @@ class FdWatch:
 
     def __init__(self, dirfd: int) -> None:
         self._dirfd: Optional[int] = dirfd
+        st = os.fstat(dirfd)
+        self._identity = (st.st_dev, st.st_ino)
+        """What the directory fd is: a test that closes every fd (``os.closerange``) may hand its number to
+        another file, which this watch must then neither read as a count nor touch."""
         self._fds: Optional[FrozenSet[int]] = None
         self._poll = select.poll()
         self._unpollable: List[int] = []
@@ -81,10 +85,15 @@ class FdWatch:
         if fds is not self._fds:
             self._watch(fds)
         try:
-            if os.fstat(dirfd).st_size != len(fds):
-                return False
+            st = os.fstat(dirfd)
         except OSError:
+            self._dirfd = None  # closed under us: the listing answers from now on
             return None
+        if (st.st_dev, st.st_ino) != self._identity:
+            self._dirfd = None  # the number is another file's now: never touch it again
+            return None
+        if st.st_size != len(fds):
+            return False
         for _, revents in self._poll.poll(0):
             if revents & _NVAL:
                 return False
@@ -111,12 +120,21 @@ class FdWatch:
         if old is None:
             return
         try:
+            st = os.fstat(old)
+        except OSError:
+            self._dirfd = None
+            return
+        if (st.st_dev, st.st_ino) != self._identity:
+            self._dirfd = None  # not ours any more: never dup2 over someone else's file
+            return
+        try:
             new = os.open(_FD_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             self._dirfd = None  # the listing takes over in this child
             return
         try:
             os.dup2(new, old, inheritable=False)  # the same number: the child's fd set stays the parent's
+            self._identity = (os.fstat(old).st_dev, os.fstat(old).st_ino)
         except OSError:
             self._dirfd = None
         finally:
@@ -127,6 +145,8 @@ class FdWatch:
         _live.discard(self)
         if dirfd is not None:
             try:
-                os.close(dirfd)
+                st = os.fstat(dirfd)
+                if (st.st_dev, st.st_ino) == self._identity:  # else: not ours any more, leave it alone
+                    os.close(dirfd)
             except OSError:
                 pass
