@@ -55,6 +55,8 @@ class SocketEvent:
 class EventSink:
     """Receives events; a window, or a ``measure()`` block of the fixture."""
 
+    __slots__ = ("events",)  # one is made per test: small and quick to fill
+
     def __init__(self) -> None:
         self.events: List[SocketEvent] = []
 

@@ -74,6 +74,8 @@ def _may_settle(verdict: Verdict) -> bool:
 
 
 class Window(EventSink):
+    __slots__ = ("table", "recorder", "client_probe", "before_scan", "before", "after_scan", "closed")
+
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None,
                  before: Optional[Scan] = None) -> None:
         super().__init__()
