@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import select
 import socket
 import sys
 
@@ -149,3 +151,149 @@ def test_a_watch_whose_fd_number_was_taken_by_another_file_steps_aside(tmp_path)
     finally:
         os.close(f)
         os.close(dirfd)
+
+
+def test_files_whose_poll_changes_state_are_not_polled_and_their_closing_is_still_seen() -> None:
+    """``poll`` calls each file's own poll method; /proc/self/mountinfo's forgets the mount change it was about
+    to report (so do sysctl, perf and PSI files). Such a file is checked with ``fcntl`` instead; sockets,
+    pipes, /dev/null and files on disk or memory filesystems are polled."""
+    table = _table_with_watch()
+    watch = table._watch
+    assert watch is not None
+    mountinfo = os.open("/proc/self/mountinfo", os.O_RDONLY)
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    sock = socket.socket()
+    try:
+        before = table.scan()
+        assert table.unchanged(before) is before
+        assert mountinfo in watch._unpollable
+        assert not {r, w, null, sock.fileno()} & set(watch._unpollable)
+        os.close(mountinfo)
+        assert table.unchanged(before) is None
+    finally:
+        for fd in (r, w, null):
+            os.close(fd)
+        sock.close()
+        table.close()
+
+
+MOUNT_EVENT_SCRIPT = r"""
+import os, select, subprocess, sys, tempfile
+from pytest_sockhygiene.table.linux import LinuxTable
+
+table = LinuxTable()
+if table._watch is None:
+    sys.exit(77)
+watcher = os.open("/proc/self/mountinfo", os.O_RDONLY)  # how a mount watcher waits for changes
+before = table.scan()
+target = tempfile.mkdtemp()
+if subprocess.run(["mount", "-t", "tmpfs", "none", target]).returncode != 0:
+    sys.exit(77)
+assert table.unchanged(before) is before  # the quick look, after the change and before the watcher looks
+p = select.poll()
+p.register(watcher, select.POLLPRI)
+print(p.poll(0))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs to mount in a private mount namespace (root)")
+def test_the_quick_look_leaves_a_mount_watchers_event_in_place(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """For real: a mount in a private namespace is reported to a poll on /proc/self/mountinfo once. The
+    plugin's look in between must not take that report away."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    script = tmp_path / "watch.py"
+    script.write_text(MOUNT_EVENT_SCRIPT)
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode == 77 or "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot mount here: {proc.stderr.strip()[:200]}")
+    assert proc.returncode == 0, proc.stderr
+    (fd_events,) = ast.literal_eval(proc.stdout.strip())  # [(fd, revents)]: the watcher still has its event
+    assert fd_events[1] & select.POLLPRI
+
+
+def test_two_threads_asking_at_once_never_get_a_stale_same() -> None:
+    """One poll set serves every question: while one thread re-points it at its scan, another must not get
+    "same" for a scan that is not the process's fds any more (it may get "cannot tell": then a listing
+    answers)."""
+    import threading
+
+    table = _table_with_watch()
+    try:
+        x = os.open(os.devnull, os.O_RDONLY)
+        current = table.scan()  # with x
+        high = max(current.fds or {0}) + 11
+        os.dup2(x, high)
+        os.close(x)
+        stale = table.scan()  # the same count, high instead of x
+        os.dup2(high, x)
+        os.close(high)  # back to the fds of ``current``
+        wrong: list = []
+        errors: list = []
+
+        def ask(scan, expect_same: bool) -> None:
+            try:
+                for _ in range(3000):
+                    got = table._watch.same(scan.fds)  # type: ignore[union-attr]
+                    if got is True and not expect_same:
+                        wrong.append(got)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=ask, args=(current, True)),
+                   threading.Thread(target=ask, args=(stale, False))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and not wrong
+        assert table.unchanged(current) is current and table.unchanged(stale) is None
+        os.close(x)
+    finally:
+        table.close()
+
+
+def test_more_fds_than_the_rlimit_lets_poll_take_falls_back_to_the_listing() -> None:
+    """``poll`` refuses more fds than the soft RLIMIT_NOFILE (EINVAL) while the process may still hold them (a
+    suite lowers the limit after opening files). The look then lists the directory instead of failing."""
+    import resource
+
+    table = _table_with_watch()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    extra = []
+    try:
+        base = max(table.scan().fds or {0}) + 50
+        for n in range(4):  # numbers far above the lowest free one: a listing still gets a low fd
+            extra.append(os.dup2(0, base + n))
+        before = table.scan()
+        lowest_free = min(set(range(len(before.fds or ()) + 1)) - set(before.fds or ()))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + 2, hard))
+        try:
+            assert len(before.fds or ()) > lowest_free + 2
+            assert table.unchanged(before) is before
+            os.close(extra.pop())
+            assert table.unchanged(before) is None
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    finally:
+        for fd in extra:
+            os.close(fd)
+        table.close()
+
+
+def test_a_watch_dropped_without_close_releases_its_fd() -> None:
+    import gc
+
+    table = _table_with_watch()
+    watch = table._watch
+    assert watch is not None and watch._dirfd is not None
+    dirfd = watch._dirfd
+    del table, watch
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(dirfd)

@@ -9,8 +9,16 @@ a 2-core VM). Two facts answer it exactly with less:
 * one ``poll`` with no events over the fds seen last marks every one that is no longer open with ``POLLNVAL``.
 
 Same count and none closed means the same set of numbers: what a listing would have said, no more and no less.
-Files the kernel will not poll (``O_PATH`` fds report ``POLLNVAL`` while open) are checked one by one with
-``fcntl(F_GETFD)`` instead.
+
+``poll`` calls each file's own poll method, even with no events asked for, and a few of those change state:
+``/proc/self/mountinfo`` and sysctl files forget the change they were about to report, perf and PSI files
+reset a flag, a FUSE file asks its daemon. So only files whose poll is known to be a pure read are polled:
+sockets, pipes, directories, ``/dev/null`` and its kin, terminals, and regular files on disk and memory
+filesystems. Any other fd (``O_PATH`` ones too, which ``poll`` reports as ``POLLNVAL`` while open) is checked
+on its own with ``fcntl(F_GETFD)``, which touches nothing.
+
+Whenever the watch cannot answer for sure (another thread is asking, the count is off, ``poll`` refuses more
+fds than ``RLIMIT_NOFILE``) it says so, and the caller lists the directory instead.
 """
 
 from __future__ import annotations
@@ -18,11 +26,23 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import stat
+import threading
 import weakref
-from typing import Callable, FrozenSet, List, Optional
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 _FD_DIR = "/proc/self/fd"
 _NVAL = select.POLLNVAL if hasattr(select, "POLLNVAL") else 0x20
+
+_PURE_POLL_FILESYSTEMS = frozenset({
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "bcachefs", "tmpfs", "ramfs", "overlay",
+    "squashfs", "erofs", "iso9660", "vfat", "exfat", "ntfs3", "nfs", "nfs4",
+})
+"""Filesystems whose regular files have no poll method of their own (the kernel's default answer, no state)."""
+
+_PURE_POLL_CHAR_MAJORS = frozenset({1, 4, 5, *range(136, 144)})
+"""Character devices whose poll only reads: 1 = /dev/null, zero, full, random, urandom; 4, 5 and 136-143 =
+terminals and pseudo-terminals (what every shell polls)."""
 
 _live: "weakref.WeakSet[FdWatch]" = weakref.WeakSet()
 _fork_hook_installed = False
@@ -34,6 +54,57 @@ def _reopen_after_fork() -> None:
         watch._reopen_in_child()
 
 
+def _close_if_ours(dirfd: int, identity: Tuple[int, int]) -> None:
+    """Close the watch's directory fd, unless its number is another file's by now."""
+    try:
+        st = os.fstat(dirfd)
+        if (st.st_dev, st.st_ino) == identity:
+            os.close(dirfd)
+    except OSError:
+        pass
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and i + 4 <= len(field):
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_types(mountinfo: str = "/proc/self/mountinfo") -> List[Tuple[str, str]]:
+    """(mount point, filesystem type) of every mount this process sees, longest mount point first."""
+    mounts = []
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, sep, right = line.partition(" - ")
+                fields = left.split()
+                if sep and len(fields) >= 5 and right.split():
+                    mounts.append((_unescape(fields[4]), right.split()[0]))
+    except OSError:
+        return []
+    mounts.sort(key=lambda m: len(m[0]), reverse=True)
+    return mounts
+
+
+def filesystem_of(path: str, mounts: List[Tuple[str, str]]) -> Optional[str]:
+    """The type of the filesystem ``path`` lies on (``mounts`` as ``mount_types`` gives them)."""
+    if path.endswith(" (deleted)"):
+        path = path[: -len(" (deleted)")]
+    for point, fstype in mounts:
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            return fstype
+    return None
+
+
 class FdWatch:
     """A directory fd on ``/proc/self/fd`` and a poll set over the fds of the last scan."""
 
@@ -43,9 +114,14 @@ class FdWatch:
         self._identity = (st.st_dev, st.st_ino)
         """What the directory fd is: a test that closes every fd (``os.closerange``) may hand its number to
         another file, which this watch must then neither read as a count nor touch."""
+        self._finalizer = weakref.finalize(self, _close_if_ours, dirfd, self._identity)
+        self._lock = threading.Lock()  # one poll object: two threads must not use it at once
         self._fds: Optional[FrozenSet[int]] = None
-        self._poll = select.poll()
+        self._poll: Optional[select.poll] = None
         self._unpollable: List[int] = []
+        self._pure: Dict[Tuple[int, int, int], bool] = {}
+        """Per file (dev, inode, mode): whether its poll is a pure read; kept across scans."""
+        self._mounts: Optional[List[Tuple[str, str]]] = None
 
     @classmethod
     def open(cls, open_fds: Callable[[], FrozenSet[int]]) -> Optional["FdWatch"]:
@@ -78,7 +154,18 @@ class FdWatch:
         return watch
 
     def same(self, fds: FrozenSet[int]) -> Optional[bool]:
-        """Exactly the fds ``fds`` are open now (True), or not (False); None if this watch cannot tell."""
+        """Exactly the fds ``fds`` are open now (True), or some of them are closed (False); None if this watch
+        cannot tell (the caller then lists the directory)."""
+        if self._dirfd is None or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._same(fds)
+        except OSError:  # poll refuses more fds than RLIMIT_NOFILE (EINVAL), or anything else unforeseen
+            return None
+        finally:
+            self._lock.release()
+
+    def _same(self, fds: FrozenSet[int]) -> Optional[bool]:
         dirfd = self._dirfd
         if dirfd is None:
             return None
@@ -93,7 +180,10 @@ class FdWatch:
             self._dirfd = None  # the number is another file's now: never touch it again
             return None
         if st.st_size != len(fds):
-            return False
+            # more fds, or fewer; or the kernel counts a number reserved by an open() still in progress in
+            # another thread, which a listing does not show: let the listing decide
+            return None
+        assert self._poll is not None
         for _, revents in self._poll.poll(0):
             if revents & _NVAL:
                 return False
@@ -105,20 +195,50 @@ class FdWatch:
         return True
 
     def _watch(self, fds: FrozenSet[int]) -> None:
+        """Split the fds into those polled at once and those checked one by one."""
         poll = select.poll()
-        for fd in fds:
-            poll.register(fd, 0)
         unpollable = []
+        for fd in fds:
+            if self._pure_poll(fd):
+                poll.register(fd, 0)
+            else:
+                unpollable.append(fd)
         for fd, revents in poll.poll(0):
-            if revents & _NVAL:  # open (the scan saw it) yet not pollable, or closed since: checked one by one
+            if revents & _NVAL:  # open (the scan saw it) yet not pollable (O_PATH), or closed since
                 poll.unregister(fd)
                 unpollable.append(fd)
         self._poll, self._unpollable, self._fds = poll, unpollable, fds
+
+    def _pure_poll(self, fd: int) -> bool:
+        """Whether polling ``fd`` only reads (see the module's docstring); False when in doubt."""
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return False
+        mode = st.st_mode
+        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode) or stat.S_ISDIR(mode):
+            return True
+        if stat.S_ISCHR(mode):
+            return os.major(st.st_rdev) in _PURE_POLL_CHAR_MAJORS
+        if not stat.S_ISREG(mode):
+            return False  # anonymous inodes (epoll, eventfd, perf, inotify...), block devices
+        key = (st.st_dev, st.st_ino, mode)
+        known = self._pure.get(key)
+        if known is None:
+            try:
+                path = os.readlink(f"{_FD_DIR}/{fd}")
+            except OSError:
+                return False
+            if self._mounts is None or filesystem_of(path, self._mounts) is None:
+                self._mounts = mount_types()  # a file never seen before: the mounts may have changed
+            known = self._pure[key] = filesystem_of(path, self._mounts) in _PURE_POLL_FILESYSTEMS
+        return known
 
     def _reopen_in_child(self) -> None:
         old = self._dirfd
         if old is None:
             return
+        self._lock = threading.Lock()  # a lock held by another thread at fork time stays held in the child
         try:
             st = os.fstat(old)
         except OSError:
@@ -134,19 +254,16 @@ class FdWatch:
             return
         try:
             os.dup2(new, old, inheritable=False)  # the same number: the child's fd set stays the parent's
-            self._identity = (os.fstat(old).st_dev, os.fstat(old).st_ino)
+            st = os.fstat(old)
+            self._identity = (st.st_dev, st.st_ino)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _close_if_ours, old, self._identity)
         except OSError:
             self._dirfd = None
         finally:
             os.close(new)
 
     def close(self) -> None:
-        dirfd, self._dirfd = self._dirfd, None
+        self._dirfd = None
         _live.discard(self)
-        if dirfd is not None:
-            try:
-                st = os.fstat(dirfd)
-                if (st.st_dev, st.st_ino) == self._identity:  # else: not ours any more, leave it alone
-                    os.close(dirfd)
-            except OSError:
-                pass
+        self._finalizer()  # closes the directory fd if it is still ours; runs once
