@@ -185,10 +185,11 @@ class SockHygienePlugin:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        """Open the test's window. The innermost setup wrapper: every other plugin's wrapper has started (what
-        they open around a test is theirs, not the test's), no fixture has. A bad marker fails the test here,
-        before its fixtures run, as a plain setup hook would: the other wrappers' halves after ``yield`` still
-        run (logging's teardown expects what its setup left in ``item.stash``)."""
+        """Open the test's window. A ``trylast`` wrapper: pytest's own setup wrappers (logging, capture) and
+        every other plugin's have started (what they open around a test is theirs, not the test's), except a
+        ``trylast`` wrapper registered after this one; no fixture has. A bad marker fails the test here, before
+        its fixtures run, as a plain setup hook would: the other wrappers' halves after ``yield`` still run
+        (logging's teardown expects what its setup left in ``item.stash``)."""
         last = self.current
         if last is not None and last.window:  # never expected: the last check did not run (see _judge_in_finalizer)
             self._judge(last.item, last, report=False)
@@ -199,7 +200,11 @@ class SockHygienePlugin:
                 limits = self.controller.limits_for(item.nodeid, markers)
             except ConfigError as e:
                 self.current = _ItemState(item, None)
-                pytest.fail(str(e), pytrace=False)
+                bad: Optional[str] = str(e)
+            else:
+                bad = None
+            if bad is not None:  # failed outside the except block: the message is shown once, not twice
+                pytest.fail(bad, pytrace=False)
         state = self.current = _ItemState(item, limits)
         if limits.enabled:
             try:
