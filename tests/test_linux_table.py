@@ -167,8 +167,8 @@ def test_files_whose_poll_changes_state_are_not_polled_and_their_closing_is_stil
     try:
         before = table.scan()
         assert table.unchanged(before) is before
-        assert mountinfo in watch._unpollable
-        assert not {r, w, null, sock.fileno()} & set(watch._unpollable)
+        assert watch._watched is not None and mountinfo in watch._watched[2]
+        assert not {r, w, null, sock.fileno()} & set(watch._watched[2])
         os.close(mountinfo)
         assert table.unchanged(before) is None
     finally:

@@ -17,8 +17,8 @@ sockets, pipes, directories, ``/dev/null`` and its kin, terminals, and regular f
 filesystems. Any other fd (``O_PATH`` ones too, which ``poll`` reports as ``POLLNVAL`` while open) is checked
 on its own with ``fcntl(F_GETFD)``, which touches nothing.
 
-Whenever the watch cannot answer for sure (another thread is asking, the count is off, ``poll`` refuses more
-fds than ``RLIMIT_NOFILE``) it says so, and the caller lists the directory instead.
+Whenever the watch cannot answer for sure (another thread is polling the same set, the count is off, ``poll``
+refuses more fds than ``RLIMIT_NOFILE``) it says so, and the caller lists the directory instead.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import fcntl
 import os
 import select
 import stat
-import threading
 import weakref
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
@@ -115,10 +114,8 @@ class FdWatch:
         """What the directory fd is: a test that closes every fd (``os.closerange``) may hand its number to
         another file, which this watch must then neither read as a count nor touch."""
         self._finalizer = weakref.finalize(self, _close_if_ours, dirfd, self._identity)
-        self._lock = threading.Lock()  # one poll object: two threads must not use it at once
-        self._fds: Optional[FrozenSet[int]] = None
-        self._poll: Optional[select.poll] = None
-        self._unpollable: List[int] = []
+        self._watched: Optional[Tuple[FrozenSet[int], "select.poll", List[int]]] = None
+        """The fds of the last scan, a poll set over those whose poll only reads, and the others."""
         self._pure: Dict[Tuple[int, int, int], bool] = {}
         """Per file (dev, inode, mode): whether its poll is a pure read; kept across scans."""
         self._mounts: Optional[List[Tuple[str, str]]] = None
@@ -155,26 +152,20 @@ class FdWatch:
 
     def same(self, fds: FrozenSet[int]) -> Optional[bool]:
         """Exactly the fds ``fds`` are open now (True), or some of them are closed (False); None if this watch
-        cannot tell (the caller then lists the directory)."""
-        if self._dirfd is None or not self._lock.acquire(blocking=False):
-            return None
-        try:
-            return self._same(fds)
-        except OSError:  # poll refuses more fds than RLIMIT_NOFILE (EINVAL), or anything else unforeseen
-            return None
-        finally:
-            self._lock.release()
+        cannot tell (the caller then lists the directory).
 
-    def _same(self, fds: FrozenSet[int]) -> Optional[bool]:
+        Safe from several threads without a lock: the poll set is read once, as one value, so it always belongs
+        to the ``fds`` it is checked against; two threads polling the same set at once make CPython's poll
+        object refuse one of them (RuntimeError), which answers None."""
         dirfd = self._dirfd
         if dirfd is None:
             return None
-        if fds is not self._fds:
-            self._watch(fds)
+        watched = self._watched
         try:
+            if watched is None or watched[0] is not fds:
+                watched = self._watch(fds)
             st = os.fstat(dirfd)
         except OSError:
-            self._dirfd = None  # closed under us: the listing answers from now on
             return None
         if (st.st_dev, st.st_ino) != self._identity:
             self._dirfd = None  # the number is another file's now: never touch it again
@@ -183,18 +174,21 @@ class FdWatch:
             # more fds, or fewer; or the kernel counts a number reserved by an open() still in progress in
             # another thread, which a listing does not show: let the listing decide
             return None
-        assert self._poll is not None
-        for _, revents in self._poll.poll(0):
+        try:
+            ready = watched[1].poll(0)
+        except (OSError, RuntimeError):  # EINVAL: more fds than RLIMIT_NOFILE; RuntimeError: see above
+            return None
+        for _, revents in ready:
             if revents & _NVAL:
                 return False
-        for fd in self._unpollable:
+        for fd in watched[2]:
             try:
                 fcntl.fcntl(fd, fcntl.F_GETFD)
             except OSError:
                 return False
         return True
 
-    def _watch(self, fds: FrozenSet[int]) -> None:
+    def _watch(self, fds: FrozenSet[int]) -> Tuple[FrozenSet[int], "select.poll", List[int]]:
         """Split the fds into those polled at once and those checked one by one."""
         poll = select.poll()
         unpollable = []
@@ -207,7 +201,8 @@ class FdWatch:
             if revents & _NVAL:  # open (the scan saw it) yet not pollable (O_PATH), or closed since
                 poll.unregister(fd)
                 unpollable.append(fd)
-        self._poll, self._unpollable, self._fds = poll, unpollable, fds
+        watched = self._watched = (fds, poll, unpollable)
+        return watched
 
     def _pure_poll(self, fd: int) -> bool:
         """Whether polling ``fd`` only reads (see the module's docstring); False when in doubt."""
@@ -238,7 +233,6 @@ class FdWatch:
         old = self._dirfd
         if old is None:
             return
-        self._lock = threading.Lock()  # a lock held by another thread at fork time stays held in the child
         try:
             st = os.fstat(old)
         except OSError:
