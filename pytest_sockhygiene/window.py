@@ -170,8 +170,9 @@ class Window(EventSink):
         tuples = self.recorder.tuples
         if tuples and self.after_scan is not None:
             held = self.after_scan.ids
-            for k in [k for k in tuples if k not in held]:
-                del tuples[k]
+            # list(): a copy made in one step; socket hooks in other threads (a server accepting) add entries
+            for k in [k for k in list(tuples) if k not in held]:
+                tuples.pop(k, None)
 
     def close(self, limits: Limits) -> Verdict:
         """Judge, re-checking a violation until it clears or ``limits.settle`` seconds have passed."""
