@@ -52,7 +52,7 @@ def _unexplained(entries: List[SocketEntry], events: List[SocketEvent],
     """A connected socket that no connect or accept explains and whose port is no known listener's: it may be
     the server side of a listener this process opened before the hooks were installed."""
     explained = {ev.identity for ev in events if ev.kind in ("connect", "accept")}
-    ports = {ep[1] for ep in listeners}
+    ports = {ep[1] for ep in list(listeners)}  # list(): one step; a server thread's listen() may add to it
     return any(e.state != TcpState.LISTEN and e.local is not None and e.key not in explained
                and e.local[1] not in ports for e in entries)
 
