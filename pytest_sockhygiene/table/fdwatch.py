@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
 import stat
 import weakref
@@ -53,29 +54,31 @@ def _reopen_after_fork() -> None:
         watch._reopen_in_child()
 
 
-def _close_if_ours(dirfd: int, identity: Tuple[int, int]) -> None:
-    """Close the watch's directory fd, unless its number is another file's by now."""
+def _still_ours(dirfd: int, identity: Tuple[int, int]) -> bool:
+    """The fd number still holds the watch's directory (a test that closes every fd may have handed the number
+    to another file, which must then be left alone)."""
     try:
         st = os.fstat(dirfd)
-        if (st.st_dev, st.st_ino) == identity:
-            os.close(dirfd)
     except OSError:
-        pass
+        return False
+    return (st.st_dev, st.st_ino) == identity
+
+
+def _close_if_ours(dirfd: int, identity: Tuple[int, int]) -> None:
+    """Close the watch's directory fd, unless its number is another file's by now."""
+    if _still_ours(dirfd, identity):
+        try:
+            os.close(dirfd)
+        except OSError:
+            pass
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and i + 4 <= len(field):
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
 def mount_types(mountinfo: str = "/proc/self/mountinfo") -> List[Tuple[str, str]]:
@@ -85,9 +88,9 @@ def mount_types(mountinfo: str = "/proc/self/mountinfo") -> List[Tuple[str, str]
         with open(mountinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
                 left, sep, right = line.partition(" - ")
-                fields = left.split()
-                if sep and len(fields) >= 5 and right.split():
-                    mounts.append((_unescape(fields[4]), right.split()[0]))
+                fields, fstype = left.split(), right.split()[:1]
+                if sep and len(fields) >= 5 and fstype:
+                    mounts.append((_unescape(fields[4]), fstype[0]))
     except OSError:
         return []
     mounts.sort(key=lambda m: len(m[0]), reverse=True)
@@ -225,7 +228,8 @@ class FdWatch:
             except OSError:
                 return False
             if self._mounts is None or filesystem_of(path, self._mounts) is None:
-                self._mounts = mount_types()  # a file never seen before: the mounts may have changed
+                # read once, and again only for a file under none of the mounts read (or if none could be read)
+                self._mounts = mount_types()
             known = self._pure[key] = filesystem_of(path, self._mounts) in _PURE_POLL_FILESYSTEMS
         return known
 
@@ -233,13 +237,8 @@ class FdWatch:
         old = self._dirfd
         if old is None:
             return
-        try:
-            st = os.fstat(old)
-        except OSError:
-            self._dirfd = None
-            return
-        if (st.st_dev, st.st_ino) != self._identity:
-            self._dirfd = None  # not ours any more: never dup2 over someone else's file
+        if not _still_ours(old, self._identity):
+            self._dirfd = None  # closed, or not ours any more: never dup2 over someone else's file
             return
         try:
             new = os.open(_FD_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
