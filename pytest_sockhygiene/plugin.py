@@ -6,7 +6,7 @@ The window opens in a wrapper around ``pytest_runtest_setup`` (before any fixtur
 finalizer of the item registered before its first fixture's, so it runs after every function-scoped fixture's
 teardown and before broader ones: checking before fixture finalizers run reports sockets that fixtures close as
 leaks, which is what sank pytest-openfiles. These hooks run for every test, so the clean path through them is
-kept to a few attribute reads and one ``listdir`` (see docs/performance.md).
+kept to a few attribute reads and one quick look at the fd table (see docs/performance.md).
 """
 
 from __future__ import annotations
