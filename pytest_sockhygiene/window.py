@@ -93,8 +93,8 @@ class Window(EventSink):
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
-        as at the start (``SocketTable.unchanged``, the quick look) -> the window is closed and clean. False otherwise, with nothing changed:
-        ``close`` then judges (and looks again)."""
+        as at the start (``SocketTable.unchanged``, the quick look) -> the window is closed and clean. False
+        otherwise, with nothing changed: ``close`` then judges (and looks again)."""
         if self.events or self.after_scan is not None:
             return False
         recorder = self.recorder
