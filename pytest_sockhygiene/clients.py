@@ -238,7 +238,7 @@ def client_items(records: Iterable[ClientRecord]) -> List[Item]:
     out = []
     for (kind, origin, collected), n in groups.items():
         note = "garbage-collected without being closed" if collected else "still open"
-        out.append(Item(state=kind, local=None, remote=None, origin=origin, count=n, note=note))
+        out.append(Item(state=kind, local=None, remote=None, origin=origin, count=n, note=note, pending=not collected))
     return out
 
 

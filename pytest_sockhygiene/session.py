@@ -171,17 +171,23 @@ class Controller:
 
     def session_leaks(self) -> List[Dict[str, str]]:
         """Sockets and clients that fixtures of broader scope created and left open at session end, re-checked
-        for up to ``settle`` seconds (a server thread may close its listener just after teardown)."""
+        like a test's violation: only while a leak can still go away (a server thread may close its listener
+        just after teardown), for up to ``settle`` seconds, stopping the moment none is left that can."""
         if self.table is None or self.recorder is None:
             return []
-        leaks = self._session_leaks_once()
+        leaks, pending = self._session_leaks_once()
+        if not pending:
+            return leaks
         for _ in backoff(time.monotonic() + self.settings.limits.settle):
-            if not leaks:
+            leaks, pending = self._session_leaks_once()
+            if not pending:
                 break
-            leaks = self._session_leaks_once()
         return leaks
 
-    def _session_leaks_once(self) -> List[Dict[str, str]]:
+    def _session_leaks_once(self) -> Tuple[List[Dict[str, str]], bool]:
+        """The leaks, and whether any of them can still go away. Each one listed today can: a socket the process
+        still holds, a live client not closed (a collected one is its fixture's, already torn down, and not
+        listed)."""
         assert self.table is not None and self.recorder is not None
         held = self.table.ids()
         owners = {k: label for k, label in self.recorder.ownership.socket_owner.items() if k in held}
@@ -193,7 +199,7 @@ class Controller:
                 if r.owner and r.networked and not r.shared and not r.collected and not self.clients.is_closed(r):
                     leaks.append({"kind": "client", "what": f"{r.kind} created at {self.format_origin(r.origin)}",
                                   "owner": r.owner})
-        return leaks
+        return leaks, bool(leaks)
 
     def health(self) -> Dict[str, Any]:
         """This process's part of the session summary (a worker sends it to the xdist controller)."""

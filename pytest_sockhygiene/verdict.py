@@ -40,6 +40,9 @@ class Item:
     origin: Optional[Origin] = None
     count: int = 1
     note: str = ""
+    pending: bool = False
+    """A live client not closed yet: another thread or task may still close it, so the verdict waits for it
+    (window.py ``_may_settle``). Not part of the report."""
 
     def as_dict(self, fmt_origin: Callable[[Optional[Origin]], str]) -> Dict[str, object]:
         return {
