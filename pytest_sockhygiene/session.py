@@ -42,6 +42,16 @@ def marker_limits(base: Limits, nodeid: str, markers: Sequence[Tuple[Sequence[An
         raise ConfigError(f"sockhygiene marker on {nodeid}: {e}") from None
 
 
+def _nearer_limit(fds: int, limit: Optional[int], peak: Optional[int], peak_limit: Optional[int]) -> bool:
+    """Whether ``fds`` of ``limit`` came closer to running out than the peak so far: the session health shows
+    the closest approach, with the limit in force then (the largest count, where a limit is unknown)."""
+    if peak is None:
+        return True
+    if limit and peak_limit:
+        return fds * peak_limit > peak * limit
+    return fds > peak
+
+
 class Controller:
     def __init__(self, settings: Settings, rootdir: Optional[str], hook: Any = None) -> None:
         self.settings = settings
@@ -56,6 +66,8 @@ class Controller:
         self.problems: List[str] = []
         self._started = False
         self.peak_fds: Optional[int] = None
+        self.peak_fd_limit: Optional[int] = None
+        """The soft RLIMIT_NOFILE in force when ``peak_fds`` was seen (a test may lower it, and restore it)."""
         self._last_scan: Optional[Scan] = None
         self._fixture_marks: List[Tuple[str, Dict[Hashable, int], set]] = []
 
@@ -164,8 +176,10 @@ class Controller:
                 self.clients.forget(window)
             if self.table is not None and window.after_scan is not window.before_scan:  # else: same fds as before
                 fds = self.table.fd_count()
-                if fds is not None and (self.peak_fds is None or fds > self.peak_fds):
-                    self.peak_fds = fds
+                if fds is not None:
+                    limit = fd_limit()
+                    if _nearer_limit(fds, limit, self.peak_fds, self.peak_fd_limit):
+                        self.peak_fds, self.peak_fd_limit = fds, limit
 
     # -- the session's end ---------------------------------------------------------------------------------------
 
@@ -212,7 +226,8 @@ class Controller:
         degraded = self.table.degradation() if self.table is not None else None
         if degraded:
             notices.append(degraded)
-        return {"leaks": leaks, "peak_fds": self.peak_fds, "fd_limit": fd_limit(), "ports": ephemeral_port_count(),
+        limit = self.peak_fd_limit if self.peak_fds is not None else fd_limit()
+        return {"leaks": leaks, "peak_fds": self.peak_fds, "fd_limit": limit, "ports": ephemeral_port_count(),
                 "problems": list(self.problems), "notices": notices}
 
     def abandon_window(self) -> None:

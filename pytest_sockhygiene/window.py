@@ -11,6 +11,7 @@ unclosed) is reported at once: waiting for it would only make a violating test c
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from typing import Callable, Dict, Hashable, Iterator, List, Optional, Set, Tuple
@@ -84,6 +85,23 @@ def _may_settle(verdict: Verdict) -> bool:
         if v.kind in _PENDING_CLIENT_KINDS and any(i.pending for i in v.items):
             return True
     return False
+
+
+def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
+    """A test that left sockets open while the process had no fd left: say so on each of them, with the count
+    and the limit in force (the test's own errors - EMFILE - most likely came from there)."""
+    if not any(v.kind in _HELD_SOCKET_KINDS for v in verdict.violations):
+        return verdict
+    exhausted = table.fds_exhausted()
+    if exhausted is None:
+        return verdict
+    note = "the process ran out of file descriptors ({} in use of a limit of {})".format(*exhausted)
+    violations = tuple(
+        dataclasses.replace(v, items=tuple(dataclasses.replace(i, note="; ".join(filter(None, [i.note, note])))
+                                           for i in v.items))
+        if v.kind in _HELD_SOCKET_KINDS else v
+        for v in verdict.violations)
+    return dataclasses.replace(verdict, violations=violations)
 
 
 class Window(EventSink):
@@ -216,7 +234,7 @@ class Window(EventSink):
                 sleeps = backoff(deadline)
                 while _may_settle(verdict) and next(sleeps, False):
                     verdict = self.observe(limits)
-            return verdict
+            return _with_fd_exhaustion(verdict, self.table) if verdict.violations else verdict
         finally:
             self.recorder.remove_sink(self)
             self.closed = True

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import sys
-from typing import Collection, Dict, FrozenSet, Hashable, Iterable, List, Optional, Set
+from typing import Collection, Dict, FrozenSet, Hashable, Iterable, List, Optional, Set, Tuple
 
 from ..endpoints import Endpoint, FourTuple, format_endpoint
 
@@ -136,6 +136,17 @@ class SocketTable:
         from ..health import open_fd_count
 
         return open_fd_count()
+
+    def fds_exhausted(self) -> Optional[Tuple[int, int]]:
+        """``(fds in use, soft RLIMIT_NOFILE)`` if at the last look every fd the limit allows was in use, else
+        None. Asked only for a test that left sockets open: the likely cause of the errors it saw."""
+        from ..health import fd_limit
+
+        limit = fd_limit()
+        count = self.fd_count()
+        if limit is None or count is None or count < limit:
+            return None
+        return count, limit
 
     def close(self) -> None:
         """Release what the backend holds open (called when the session, or the off-mode fixture, ends)."""

@@ -191,6 +191,17 @@ class FdWatch:
                 return False
         return True
 
+    def count(self) -> Optional[int]:
+        """The number of fds open now, from the kept directory fd (no new fd needed), or None."""
+        dirfd = self._dirfd
+        if dirfd is None:
+            return None
+        try:
+            st = os.fstat(dirfd)
+        except OSError:
+            return None
+        return st.st_size if (st.st_dev, st.st_ino) == self._identity else None
+
     def _watch(self, fds: FrozenSet[int]) -> Tuple[FrozenSet[int], "select.poll", List[int]]:
         """Split the fds into those polled at once and those checked one by one."""
         poll = select.poll()

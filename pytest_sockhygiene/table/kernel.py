@@ -520,6 +520,8 @@ def proc_net_lookup(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
         except FileNotFoundError:
             continue  # no tcp6 without IPv6
         except OSError as e:
+            if _out_of_fds(e):
+                raise  # for now only: the caller says so for this lookup
             _shared.proc_error = f"/proc/net/{name} cannot be read ({e.strerror or e}): TIME_WAIT is not checked"
             continue
         for line in lines[1:]:
@@ -562,6 +564,27 @@ _shared = _Shared()
 atexit.register(lambda: _shared.close())
 
 
+def prepare() -> None:
+    """Open the process-wide netlink socket now, while fds are free: a later lookup then needs no new fd, even
+    in a test that ran the process out of them. Quiet: if netlink cannot be used, the first lookup finds out
+    again and says so, as it would have."""
+    shared = _shared
+    with shared.lock:
+        if shared.diag is None and not shared.use_proc:
+            try:
+                shared.diag = SockDiag()
+            except (NetlinkUnavailable, OSError):
+                pass
+
+
+def _out_of_fds(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
+
+
 def lookup_states(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
     """State of each known 4-tuple, through one process-wide :class:`SockDiag`, else ``/proc/net``.
 
@@ -578,6 +601,8 @@ def lookup_states(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
                     shared.diag = SockDiag()
                 return shared.diag.lookup(keys)
             except (NetlinkUnavailable, OSError) as e:
+                if _out_of_fds(e):
+                    raise  # not netlink's fault: the process has no fd for a socket right now (the caller says so)
                 shared.use_proc = True
                 shared.reason = f"netlink sock_diag lookups failed ({e}); TIME_WAIT is read from /proc/net/tcp, " \
                                 "which is slower and grows with the machine's socket count"

@@ -34,6 +34,49 @@ def socket_inodes(names: Optional[List[str]] = None) -> Dict[int, int]:
     return open_fds(names)[0]
 
 
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
+
+
+def out_of_fds(exc: BaseException) -> bool:
+    """The error a call that needs a new fd raises when the process (EMFILE) or the system (ENFILE) has none."""
+    return isinstance(exc, OSError) and exc.errno in _OUT_OF_FDS
+
+
+def probe_fds(expected: Optional[int] = None) -> Tuple[Dict[int, int], FrozenSet[int]]:
+    """``open_fds`` without a listing: ``fstat`` of every fd number in turn, which needs no new fd.
+
+    For a process that has run out of fds, where a listing cannot open its directory. Stops once ``expected``
+    fds (the kernel's count, from ``FdWatch.count``) are found; else goes up to the soft limit (fds opened
+    before a limit was lowered can lie above it: the count finds those, up to 65,536)."""
+    soft = _soft_limit()
+    bound = max(soft, 1 << 16) if expected is not None else max(soft, 1024)
+    out: Dict[int, int] = {}
+    fds: List[int] = []
+    fstat = os.fstat
+    is_sock = stat.S_ISSOCK
+    for fd in range(bound):
+        try:
+            st = fstat(fd)
+        except OSError:
+            continue
+        fds.append(fd)
+        if is_sock(st.st_mode):
+            out[st.st_ino] = fd
+        if expected is not None and len(fds) >= expected:
+            break
+    return out, frozenset(fds)
+
+
+def _soft_limit() -> int:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 1024
+    return soft if 0 <= soft < (1 << 20) else 1 << 20
+
+
 def open_fds(names: Optional[List[str]] = None) -> Tuple[Dict[int, int], FrozenSet[int]]:
     """Socket inode -> fd for every socket fd of this process, and the numbers of all its open fds (a listing's
     own directory fd, closed by the time each is ``fstat``-ed, is not among them)."""
@@ -108,6 +151,7 @@ class LinuxTable(SocketTable):
 
     def __init__(self) -> None:
         self._fd_count: Optional[int] = None
+        self._unlooked: Optional[str] = None
         try:
             socket_inodes()
         except OSError as e:
@@ -121,12 +165,22 @@ class LinuxTable(SocketTable):
             except OSError:
                 pass
             self._watch = FdWatch.open(lambda: open_fds(os.listdir(self._dir))[1])
+        from .kernel import prepare
+
+        prepare()  # the netlink socket TIME_WAIT lookups use, opened now: a test may run the process out of fds
 
     def ids(self) -> Dict[Hashable, int]:
         return self.scan().ids
 
     def scan(self) -> Scan:
-        ids, fds = open_fds(os.listdir(self._dir))
+        try:
+            ids, fds = open_fds(os.listdir(self._dir))
+        except OSError as e:
+            if not out_of_fds(e):
+                raise
+            # no fd left for the listing's directory: fstat every number instead (needs none)
+            watch = self._watch
+            ids, fds = probe_fds(watch.count() if watch is not None else None)
         self._fd_count = len(fds)
         return Scan(ids, fds)  # type: ignore[arg-type]
 
@@ -140,7 +194,12 @@ class LinuxTable(SocketTable):
         watch = self._watch
         same = watch.same(fds) if watch is not None else None
         if same is None:
-            same = _listed_same(os.listdir(self._dir), fds)
+            try:
+                same = _listed_same(os.listdir(self._dir), fds)
+            except OSError as e:
+                if not out_of_fds(e):
+                    raise
+                return None  # the caller scans, and the scan copes
         return previous if same else None
 
     def close(self) -> None:
@@ -168,11 +227,20 @@ class LinuxTable(SocketTable):
     def degradation(self) -> Optional[str]:
         from .kernel import degradation
 
-        return degradation()
+        return degradation() or self._unlooked
 
     def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
         if not tuples:
             return set()
         from .kernel import lookup_states
 
-        return {t for t, state in lookup_states(tuples).items() if state in LINGERING_STATES}
+        try:
+            states = lookup_states(tuples)
+        except OSError as e:
+            if not out_of_fds(e):
+                raise
+            # netlink could not be opened at start, and /proc/net/tcp needs an fd too: not looked up this time
+            self._unlooked = ("TIME_WAIT was not looked up for a test that ran the process out of file "
+                              "descriptors (the netlink socket could not be opened beforehand)")
+            return set()
+        return {t for t, state in states.items() if state in LINGERING_STATES}

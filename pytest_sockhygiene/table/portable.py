@@ -7,12 +7,17 @@ a socket's identity is ``(fd, local, remote)``: a new connection on a reused fd 
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import socket
 import sys
 from typing import Any, Collection, Dict, Hashable, List, Optional, Set
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState, dedupe
+
+if sys.platform.startswith("linux"):  # imported now: a process that ran out of fds cannot import a module
+    from .linux import describe_fd, probe_fds
 
 _STATE_BY_NAME = {
     "ESTABLISHED": TcpState.ESTABLISHED,
@@ -38,6 +43,14 @@ def _entry(conn: Any) -> Optional[SocketEntry]:
     return SocketEntry(key=(conn.fd, local, remote), fd=conn.fd, state=state, local=local, remote=remote)
 
 
+def _out_of_fds(exc: BaseException) -> bool:
+    """psutil's error for a read it could not open for lack of an fd (EMFILE, ENFILE), however it wraps it."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+    return "Too many open files" in str(exc)
+
+
 class PsutilTable(SocketTable):
     name = "psutil"
 
@@ -51,6 +64,8 @@ class PsutilTable(SocketTable):
         # psutil gives no fds on these systems (always -1): identities use -1 there too
         self._fds = not sys.platform.startswith(("win", "freebsd", "openbsd", "netbsd", "sunos", "aix"))
         self._degraded: Optional[str] = None
+        self._unlooked: Optional[str] = None
+        self._fd_count: Optional[int] = None
         if sys.platform == "darwin":
             self._degraded = ("psutil on macOS lists only sockets that belong to a process, so TIME_WAIT entries "
                               "(which belong to none) are not checked")
@@ -64,7 +79,29 @@ class PsutilTable(SocketTable):
         return list(get(kind="tcp"))
 
     def _entries(self) -> List[SocketEntry]:
-        return dedupe(e for e in map(_entry, self._connections()) if e is not None)
+        try:
+            conns = self._connections()
+        except (self._psutil.Error, OSError) as e:
+            if not (_out_of_fds(e) and sys.platform.startswith("linux")):
+                raise
+            return self._entries_without_fd()
+        self._fd_count = None
+        return dedupe(e for e in map(_entry, conns) if e is not None)
+
+    def _entries_without_fd(self) -> List[SocketEntry]:
+        """What psutil would list, for a process with no fd left for psutil's reads of /proc (Linux): every fd
+        number ``fstat``-ed and each TCP socket described from its own fd, as the linux backend does."""
+        ids, fds = probe_fds()
+        self._fd_count = len(fds)
+        out = []
+        for inode, fd in ids.items():
+            e = describe_fd(fd, inode)
+            if e is not None:
+                out.append(dataclasses.replace(e, key=(fd if self._fds else -1, e.local, e.remote)))
+        return out
+
+    def fd_count(self) -> Optional[int]:
+        return self._fd_count if self._fd_count is not None else super().fd_count()
 
     def ids(self) -> Dict[Hashable, int]:
         return {e.key: e.fd for e in self._entries()}
@@ -76,7 +113,7 @@ class PsutilTable(SocketTable):
         return (fd if self._fds else -1, local, remote)
 
     def degradation(self) -> Optional[str]:
-        return self._degraded
+        return self._degraded or self._unlooked
 
     def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
         if not tuples:
@@ -86,6 +123,10 @@ class PsutilTable(SocketTable):
         try:
             rows = self._psutil.net_connections(kind="tcp")
         except (self._psutil.Error, OSError) as e:
+            if _out_of_fds(e):
+                self._unlooked = ("TIME_WAIT was not looked up for a test that ran the process out of file "
+                                  "descriptors (psutil needs one to read the TCP table)")
+                return found
             self._degraded = f"psutil cannot read the machine-wide TCP table ({e!r}): TIME_WAIT is not checked"
             return found
         for conn in rows:
