@@ -168,6 +168,119 @@ def _held_sockets():
             s.close()
 '''
 
+VIOLATIONS_CONFTEST = HTTP_CONFTEST + '''
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sockhygiene(**limits): (registered here too, for the run without the plugin)")
+'''
+
+VIOLATION_TESTS = {
+    # the good pattern of a test that needs its own client: one request, closed (1 TIME_WAIT entry: within limits)
+    "clean": '''
+def test_clean_{n}(server):
+    with httpx.Client(verify=SSL) as c:
+        assert c.get(server.url).status_code == 200
+''',
+    # a new client per request: 7 TIME_WAIT entries, over the default limit of 5; waiting cannot clear them
+    "burst": '''
+def test_burst_{n}(server):
+    for _ in range(7):
+        with httpx.Client(verify=SSL) as c:
+            assert c.get(server.url).status_code == 200
+''',
+    # 3 connections where the test's budget is 1: made is made
+    "budget": '''
+@pytest.mark.sockhygiene(connections=1)
+def test_budget_{n}(server):
+    for _ in range(3):
+        conn = http.client.HTTPConnection(server.host, server.port)
+        conn.request("GET", "/")
+        assert conn.getresponse().read() is not None
+        conn.close()
+''',
+    # a client used once and dropped unclosed: garbage-collected without being closed, for good
+    "dropped": '''
+def test_dropped_{n}(server):
+    c = httpx.Client(verify=SSL)
+    assert c.get(server.url).status_code == 200
+    del c
+''',
+}
+VIOLATION_MIX = (("clean", 40), ("burst", 30), ("budget", 30), ("dropped", 30))
+"""The violation-cost suite of issue 12: 130 tests, 90 of them violating only in ways waiting cannot change."""
+
+TRANSIENT_CONFTEST = HTTP_CONFTEST + '''
+import random as _random
+import socket as _socket
+import threading as _threading
+
+_RANDOM = _random.Random(12)
+
+
+@pytest.fixture(scope="session")
+def closing_server():
+    """A server that accepts and closes at once: the test's side of each connection is left in CLOSE_WAIT."""
+    listener = _socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    _threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()
+    listener.close()
+
+
+@pytest.fixture
+def closed_late():
+    """Sockets handed to it are closed by another thread 20-100 ms after the test's teardown: a server thread
+    shutting down, a pool reaping a connection, just after the test ended."""
+    held = []
+    yield held.append
+    for sock in held:
+        timer = _threading.Timer(_RANDOM.uniform(0.02, 0.1), sock.close)
+        timer.daemon = True
+        timer.start()
+'''
+
+TRANSIENT_TESTS = {
+    "listen": '''
+def test_listen_{n}(closed_late):
+    closed_late(socket.create_server(("127.0.0.1", 0)))
+''',
+    "close_wait": '''
+def test_close_wait_{n}(closing_server, closed_late):
+    sock = socket.create_connection(closing_server)
+    assert sock.recv(1) == b""  # the server closed first: this side is in CLOSE_WAIT now
+    closed_late(sock)
+''',
+}
+TRANSIENT_MIX = (("listen", 20), ("close_wait", 20))
+"""Issue 12's second shape: a LISTEN and a CLOSE_WAIT socket closed by another thread 20-100 ms after teardown."""
+
+
+def scaled_mix(mix: Sequence[Tuple[str, int]], tests: int) -> List[Tuple[str, int]]:
+    """The mix's shares for a suite of ``tests`` tests (the instruction counts run a smaller copy too)."""
+    total = sum(n for _, n in mix)
+    counts = [(kind, n * tests // total) for kind, n in mix]
+    counts[0] = (counts[0][0], counts[0][1] + tests - sum(n for _, n in counts))
+    return counts
+
+
+def expected_violations(spec: "SuiteSpec") -> Optional[str]:
+    """The plugin's summary line a run of this suite must print (None: the usual all-clean check)."""
+    if spec.kind != "violations":
+        return None
+    counts = dict(scaled_mix(VIOLATION_MIX, spec.tests))
+    dirty = counts["burst"] + counts["budget"] + counts["dropped"]
+    return (f"{spec.tests} tests checked, {dirty} with violations (clients: {counts['dropped']}, "
+            f"connections: {counts['budget']}, time_wait: {counts['burst']})")
+
+
 PYTEST_INI = """[pytest]
 # written by benchmarks/run.py
 addopts =
@@ -204,9 +317,27 @@ def generate_suite(spec: SuiteSpec, where: Path) -> Path:
     conftest = TIMER_CONFTEST
     if spec.kind == "http":
         conftest += HTTP_CONFTEST
+    elif spec.kind == "violations":
+        conftest += VIOLATIONS_CONFTEST
+    elif spec.kind == "transient":
+        conftest += TRANSIENT_CONFTEST
     if spec.held:
         conftest += HELD_CONFTEST.format(held=spec.held)
     (d / "conftest.py").write_text(conftest)
+    if spec.kind in ("violations", "transient"):
+        if spec.kind == "violations":
+            bodies, mix = VIOLATION_TESTS, VIOLATION_MIX
+        else:
+            bodies, mix = TRANSIENT_TESTS, TRANSIENT_MIX
+        head = ("# generated by benchmarks/run.py\nimport http.client\nimport socket\nimport ssl\n\nimport httpx\n"
+                "import pytest\n\n"
+                "# one TLS context for every client: loading the CA bundle costs 10-500 ms per client on the benchmark\n"
+                "# machine, which would drown what the suite measures (no request here uses TLS)\n"
+                "SSL = ssl.create_default_context()\n")
+        for kind, count in scaled_mix(mix, spec.tests):
+            (d / f"test_{kind}.py").write_text(head + "".join(bodies[kind].format(n=i) for i in range(count)))
+        (d / ".complete").write_text("ok\n")
+        return d
     files = (spec.tests + spec.per_file - 1) // spec.per_file
     n = 0
     for f in range(files):
@@ -293,6 +424,9 @@ def wait_for_quiet(max_load: float, max_wait: float) -> Tuple[Optional[float], f
 # one run
 # --------------------------------------------------------------------------------------------------------------
 
+EXTRA_ARGS: List[str] = []
+"""``--pytest-args``, for every run of every condition."""
+
 CONDITIONS: Dict[str, List[str]] = {
     "absent": ["-p", "no:sockhygiene"],  # the plugin not loaded at all
     "off": [],  # installed, mode off (the default)
@@ -330,9 +464,9 @@ class BenchError(RuntimeError):
 
 
 def run_once(python: str, suite: Path, condition: str, backend: Optional[str], env: Dict[str, str],
-             timeout: float, memory: bool, expect_items: int) -> RunResult:
+             timeout: float, memory: bool, expect_items: int, expect_summary: Optional[str] = None) -> RunResult:
     out = Path(tempfile.mkstemp(prefix="timing-", suffix=".json", dir=suite.parent)[1])
-    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CONDITIONS[condition]]
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CONDITIONS[condition], *EXTRA_ARGS]
     if backend and condition in ("enforce", "warn"):
         cmd.append(f"--sockhygiene-backend={backend}")
     run_env = dict(env)
@@ -383,7 +517,10 @@ def run_once(python: str, suite: Path, condition: str, backend: Optional[str], e
         raise BenchError(f"plugin active={data.get('plugin_active')} in condition {condition}:\n{tail}")
     if (condition == "absent") == bool(data.get("plugin_loaded")):
         raise BenchError(f"plugin loaded={data.get('plugin_loaded')} in condition {condition}:\n{tail}")
-    if active:
+    if active and expect_summary:
+        if expect_summary not in proc.stdout:
+            raise BenchError(f"expected the summary {expect_summary!r}:\n{tail}")
+    elif active:
         m = re.search(r"(\d+) tests? checked", proc.stdout)
         bad = re.search(r"([1-9]\d*) with violations", proc.stdout)
         if not m or int(m.group(1)) != expect_items or bad:
@@ -503,7 +640,7 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: Dic
     log(f"\n== {sc.label}: {sc.spec.name} ({sc.spec.tests} tests), {sc.base} vs {sc.test}, "
         f"{repeats} repeats ({args.order}) ==")
     kw = dict(python=args.python, suite=suite, backend=args.backend, env=env, timeout=args.timeout,
-              memory=sc.memory, expect_items=sc.spec.tests)
+              memory=sc.memory, expect_items=sc.spec.tests, expect_summary=expected_violations(sc.spec))
     if not args.no_warmup:
         for cond in (sc.base, sc.test):
             r = run_once(condition=cond, **kw)  # type: ignore[arg-type]
@@ -636,6 +773,13 @@ def build_scenarios(args: argparse.Namespace, neighbour: int, held: int, memory:
         elif name == "http":
             spec = SuiteSpec("http", args.http_tests, requests=args.requests)
             out.append(Scenario(cond + tag, spec, base, test))
+        elif name in ("violations", "transient"):
+            # issue 12: warn mode (what the docs recommend for adoption) against the suite without the plugin
+            vbase = "absent" if mode != "off" else base
+            vtest = "warn" if mode != "off" else test
+            vcond = f"{vtest} vs {vbase}" + (f", backend {args.backend}" if args.backend else "")
+            n = args.violation_tests if name == "violations" else args.transient_tests
+            out.append(Scenario(vcond + tag, SuiteSpec(name, n), vbase, vtest))
         elif name == "memory":
             pass
         else:
@@ -656,11 +800,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap.add_argument("--http-tests", type=int, default=200, help="tests in the HTTP suite (b) (default 200)")
     ap.add_argument("--requests", type=int, default=10, help="loopback requests per HTTP test (default 10)")
     ap.add_argument("--memory-tests", type=int, default=10000, help="tests in the memory suite (c) (default 10000)")
+    ap.add_argument("--violation-tests", type=int, default=130,
+                    help="tests in the violation-cost suite (default 130: 40 clean, 30 TIME_WAIT bursts, 30 over a "
+                         "connection budget, 30 clients dropped unclosed)")
+    ap.add_argument("--transient-tests", type=int, default=40,
+                    help="tests in the transient suite (default 40: LISTEN and CLOSE_WAIT closed 20-100 ms after "
+                         "teardown)")
+    ap.add_argument("--pytest-args", default="", metavar="ARGS",
+                    help="extra pytest arguments for every run, both conditions (e.g. '-p no:socket')")
     ap.add_argument("-r", "--repeats", type=int, default=5, help="runs of each condition (default 5)")
     ap.add_argument("--memory-repeats", type=int, default=3,
                     help="runs of each condition for the memory suite (default 3; it is slow and RSS is stable)")
     ap.add_argument("--suites", default=None,
-                    help="comma-separated: trivial, http, memory (default trivial,http; memory is added by --memory)")
+                    help="comma-separated: trivial, http, memory, violations, transient (default trivial,http; "
+                         "memory is added by --memory; violations and transient run warn vs -p no:sockhygiene)")
     ap.add_argument("--neighbour-time-wait", type=int, default=0, metavar="N",
                     help="start a process that keeps ~N TIME_WAIT rows on the machine during the benchmark")
     ap.add_argument("--held-sockets", type=int, default=0, metavar="N",
@@ -704,6 +857,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if not 0 <= args.held_sockets <= 16000 or not 0 <= args.neighbour_time_wait <= 20000:
         ap.error("--held-sockets must be in 0..16000, --neighbour-time-wait in 0..20000")
     args.suite_list = [s.strip() for s in args.suites.split(",")] if args.suites else ["trivial", "http"]
+    EXTRA_ARGS[:] = args.pytest_args.split()
     return args
 
 
