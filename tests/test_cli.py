@@ -61,9 +61,7 @@ def report(path: pathlib.Path) -> Dict[str, Any]:
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> Any:
-    # -p no:socket until issue 11's fix for pytest-socket lands: pytest-socket puts back the socket methods the
-    # plugin wraps, so connections go uncounted; these tests are about the reports, not about that
-    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:socket", "--sockhygiene=enforce", "-o", "sockhygiene_settle=0.25",
+    return pytester.runpytest("-p", "no:cacheprovider", "--sockhygiene=enforce", "-o", "sockhygiene_settle=0.25",
                               "-o", "sockhygiene_time_wait=unlimited", *args)
 
 
