@@ -198,6 +198,9 @@ class Window(EventSink):
         owned = self.recorder.ownership.socket_owner
         return {tuples[k] for k in gone if k not in closed and k not in owned}
 
+    def _final(self, verdict: Verdict) -> Verdict:
+        return _with_fd_exhaustion(verdict, self.table) if verdict.violations else verdict
+
     def forget_vanished(self) -> None:
         """Drop the cached 4-tuples of sockets that are gone (called once, when the window is judged)."""
         tuples = self.recorder.tuples
@@ -207,36 +210,42 @@ class Window(EventSink):
             for k in [k for k in list(tuples) if k not in held]:
                 tuples.pop(k, None)
 
-    def _collect(self, limits: Limits, verdict: Verdict) -> Verdict:
-        """Run the garbage collector, youngest generation first, until nothing pending is left or all of them
-        have run; look again after each.
-
-        An unreachable client or socket in a reference cycle is closed (or marked collected) only by a
-        collection: collected here, the verdict does not depend on when the collector happens to run. A pool
-        connection of a client dropped unclosed is such a cycle in httpx. Young generations first, because a
-        full collection of a test run's heap costs tens of milliseconds, a young one microseconds; the last
-        step is always the full one while something is pending, so the outcome is the full collection's.
-        Only on this path: a verdict with nothing pending has nothing a collection could change that counts
-        (a socket or a live client in a cycle would itself be a pending part)."""
-        for generation in (0, 1, 2):
-            gc.collect(generation)
-            verdict = self.observe(limits)
-            if not _may_settle(verdict):
-                break
-        return verdict
-
     def close(self, limits: Limits) -> Verdict:
         """Judge; re-check a violation while waiting can still change it (``_may_settle``), for at most
-        ``limits.settle`` seconds. A test whose violations are all final is judged by its first look."""
+        ``limits.settle`` seconds. A test whose violations are all final is judged by its first look.
+
+        An unreachable client or socket in a reference cycle is closed (or marked collected) only by a garbage
+        collection; the check collects, so the verdict does not depend on when the collector happens to run (a
+        pool connection of an httpx client dropped unclosed is such a cycle). The young generations at once:
+        microseconds, and that is where a test's own garbage nearly always is. A full collection costs tens to
+        hundreds of milliseconds on a test run's heap, so it waits until half the settle has passed with
+        something still pending (a socket a server thread closes a few milliseconds late never pays for it), and
+        runs before the last look at the latest: whatever was pending then is judged after a full collection."""
         try:
             verdict = self.observe(limits)
-            deadline = time.monotonic() + limits.settle
-            if _may_settle(verdict) and time.monotonic() < deadline:
-                verdict = self._collect(limits, verdict)
-                sleeps = backoff(deadline)
-                while _may_settle(verdict) and next(sleeps, False):
-                    verdict = self.observe(limits)
-            return _with_fd_exhaustion(verdict, self.table) if verdict.violations else verdict
+            start = time.monotonic()
+            if not _may_settle(verdict) or limits.settle <= 0:
+                return self._final(verdict)
+            deadline = start + limits.settle
+            for generation in (0, 1):
+                gc.collect(generation)
+                verdict = self.observe(limits)
+                if not _may_settle(verdict):
+                    return self._final(verdict)
+            full_at = start + limits.settle / 2
+            collected = False
+            sleeps = backoff(deadline)
+            while _may_settle(verdict):
+                if not collected and time.monotonic() >= full_at:
+                    collected = True
+                    gc.collect()
+                elif not next(sleeps, False):
+                    if collected:
+                        break
+                    collected = True
+                    gc.collect()  # the deadline came first: the last look follows a full collection all the same
+                verdict = self.observe(limits)
+            return self._final(verdict)
         finally:
             self.recorder.remove_sink(self)
             self.closed = True
