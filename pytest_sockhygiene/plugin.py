@@ -124,14 +124,17 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as e:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
     config.stash[_SETTINGS_KEY] = settings
+    try:  # checked in every mode, like the other options; the page's path only where a page will be written
+        config.stash[_CI_KEY] = read_ci_options(
+            config.getoption("sockhygiene_annotate"), config.getoption("sockhygiene_html"), config.getini,
+            os.environ, check_writable=settings.active and not hasattr(config, "workerinput"))
+    except ConfigError as e:
+        raise pytest.UsageError(f"sockhygiene: {e}") from None
     if settings.active:
         is_worker = hasattr(config, "workerinput")
         try:
             outputs = read_outputs(config.getoption("sockhygiene_report"), config.getoption("sockhygiene_baseline"),
                                    config.getoption("sockhygiene_baseline_update"), check_writable=not is_worker)
-            config.stash[_CI_KEY] = read_ci_options(
-                config.getoption("sockhygiene_annotate"), config.getoption("sockhygiene_html"), config.getini,
-                os.environ, check_writable=not is_worker)
         except ConfigError as e:
             raise pytest.UsageError(f"sockhygiene: {e}") from None
         from .trackers import builtin_trackers

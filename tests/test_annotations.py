@@ -131,6 +131,10 @@ def test_bad_value_is_a_usage_error(suite, run):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-annotate: unknown value 'yes'; expected one of "
                                  "auto, github, off"])
+    result = run("-o", "sockhygiene_annotate=always", mode="off")  # checked in off mode too, like every key
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: ini 'sockhygiene_annotate': unknown value 'always'; expected "
+                                 "one of auto, github, off"])
 
 
 def test_on_stdout_past_pytests_capture_and_with_xdist(suite, run, monkeypatch):
