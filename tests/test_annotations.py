@@ -72,7 +72,8 @@ def test_auto_means_inside_github_actions(cli, ini, env, on):
 
 
 def test_a_bad_value_names_the_option_or_key():
-    with pytest.raises(ConfigError, match=r"--sockhygiene-annotate: unknown value 'gh'; expected one of auto, github, off"):
+    with pytest.raises(ConfigError,
+                       match=r"--sockhygiene-annotate: unknown value 'gh'; expected one of auto, github, off"):
         enabled("gh", "", {})
     with pytest.raises(ConfigError, match=r"ini 'sockhygiene_annotate': unknown value 'yes'"):
         enabled(None, "yes", {})
