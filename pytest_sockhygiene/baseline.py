@@ -2,15 +2,15 @@
 
 The file is diff-friendly JSON: sorted keys, one test per line, so a code review shows exactly which test's
 counts moved. A test grows when its count exceeds ``allowed(baseline)``: the baseline plus the larger of 1 and
-10 % (rounded up), so a test with 1 connection may have 2, and one with 50 may have 55.
+10 % (rounded up), so a test with 1 connection may have 2, and one with 50 may have 55. The file is written by
+``outputs.write_outputs``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Container, Dict, Iterable, List, Mapping, Tuple
 
 from .endpoints import ConfigError
 
@@ -45,13 +45,6 @@ def load(path: str) -> Baseline:
     return out
 
 
-def check_writable(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ConfigError(f"baseline file {path!r} cannot be written")
-
-
 def grown(nodeid: str, counts: Mapping[str, int], baseline: Baseline) -> List[Tuple[str, int, int]]:
     """``(kind, count, baseline)`` for each tracked count that grew beyond its tolerance; [] for unknown tests."""
     base = baseline.get(nodeid)
@@ -66,18 +59,17 @@ def dumps(tests: Mapping[str, Mapping[str, int]]) -> str:
     return '{\n  "version": 1,\n  "tests": {\n' + lines + ("\n" if lines else "") + "  }\n}\n"
 
 
-def updated(existing: Baseline, records: Iterable[Mapping[str, object]]) -> Baseline:
-    """The baseline with every checked test's current counts; tests not run this time keep their entries."""
+def updated(existing: Baseline, records: Iterable[Mapping[str, object]], finished: Container[str]) -> Baseline:
+    """The baseline with the current counts of every checked test whose body ran to the end (``finished``: its
+    call phase passed); every other entry is kept. A skipped test, a failed one, an interrupted one, and every test
+    under ``--setup-plan`` or ``--setup-only`` counts 0 or less than it would: recording that would erase the
+    ratchet, and the next real run would then fail the test as grown."""
     out = {k: dict(v) for k, v in existing.items()}
     for r in records:
+        nodeid = str(r["nodeid"])
+        if nodeid not in finished:
+            continue
         counts = r["counts"]
         assert isinstance(counts, dict)
-        out[str(r["nodeid"])] = {k: int(counts.get(k, 0)) for k in TRACKED}
+        out[nodeid] = {k: int(counts.get(k, 0)) for k in TRACKED}
     return out
-
-
-def write(path: str, tests: Mapping[str, Mapping[str, int]]) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dumps(tests))
-    os.replace(tmp, path)
