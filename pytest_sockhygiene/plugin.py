@@ -26,7 +26,7 @@ from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
 from .results import SessionResults, clean_record, test_record
 from .session import Controller, marker_limits
-from .settings import Settings, read_settings, rewrite_bare_flag
+from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
 from .warning import SockHygieneWarning
 
@@ -76,12 +76,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the current counts to the --sockhygiene-baseline file instead of comparing.",
     )
     parser.addini("sockhygiene", "sockhygiene mode: enforce, warn or off (default off)", default="")
+    limit_type, settle_type = ini_value_types(pytest.version_tuple)  # numbers in pytest 9.2's [tool.pytest]
     for kind in LIMIT_KEYS:
-        parser.addini(f"sockhygiene_{kind}", f"sockhygiene: most {kind} allowed per test", default="")
+        parser.addini(f"sockhygiene_{kind}", f"sockhygiene: most {kind} allowed per test (or unlimited)",
+                      type=limit_type, default="")
     parser.addini("sockhygiene_ignore", "sockhygiene: endpoint globs to ignore, e.g. *:6379", type="linelist",
                   default=[])
     parser.addini("sockhygiene_settle", "sockhygiene: seconds to re-check a violation before reporting it",
-                  default="")
+                  type=settle_type, default="")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
