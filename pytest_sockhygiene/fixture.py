@@ -90,6 +90,7 @@ class MeasuredBlock:
 
         controller = self._owner._controller
         assert controller.table is not None and controller.recorder is not None
+        controller.keep_hooks(False)
         self._window = Window(controller.table, controller.recorder, controller.client_probe)
         return self._measurement
 
