@@ -2,15 +2,14 @@
 
 The file is diff-friendly JSON: sorted keys, one test per line, so a code review shows exactly which test's
 counts moved. A test grows when its count exceeds ``allowed(baseline)``: the baseline plus the larger of 1 and
-10 % (rounded up), so a test with 1 connection may have 2, and one with 50 may have 55. The file is written by
-``outputs.write_outputs``.
+10 % (rounded up), so a test with 1 connection may have 2, and one with 50 may have 55.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Container, Dict, Iterable, List, Mapping, Tuple
+from typing import Container, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .endpoints import ConfigError
 
@@ -59,17 +58,25 @@ def dumps(tests: Mapping[str, Mapping[str, int]]) -> str:
     return '{\n  "version": 1,\n  "tests": {\n' + lines + ("\n" if lines else "") + "  }\n}\n"
 
 
-def updated(existing: Baseline, records: Iterable[Mapping[str, object]], finished: Container[str]) -> Baseline:
+def updated(existing: Baseline, records: Iterable[Mapping[str, object]],
+            finished: Optional[Container[str]] = None) -> Baseline:
     """The baseline with the current counts of every checked test whose body ran to the end (``finished``: its
-    call phase passed); every other entry is kept. A skipped test, a failed one, an interrupted one, and every test
+    call phase passed; ``None`` takes every record); every other entry is kept. A skipped test, a failed one, an interrupted one, and every test
     under ``--setup-plan`` or ``--setup-only`` counts 0 or less than it would: recording that would erase the
     ratchet, and the next real run would then fail the test as grown."""
     out = {k: dict(v) for k, v in existing.items()}
     for r in records:
         nodeid = str(r["nodeid"])
-        if nodeid not in finished:
+        if finished is not None and nodeid not in finished:
             continue
         counts = r["counts"]
         assert isinstance(counts, dict)
         out[nodeid] = {k: int(counts.get(k, 0)) for k in TRACKED}
     return out
+
+
+def write(path: str, tests: Mapping[str, Mapping[str, int]]) -> None:
+    """Write the file whole (a temporary file renamed over it)."""
+    from .outputs import write_text  # outputs reads baseline files through this module
+
+    write_text(path, dumps(tests))

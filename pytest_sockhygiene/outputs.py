@@ -70,10 +70,13 @@ def read_outputs(report: Optional[str], baseline_path: Optional[str], update: bo
     return Outputs(report=report, baseline_path=baseline_path, baseline=baseline, update=update)
 
 
+def make_folders(path: str) -> None:
+    """The folders on the way to an output file of the run, as ``--junitxml`` makes its own."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def write_text(path: str, text: str) -> None:
-    """Write through a temporary file and a rename, so a reader never sees half a file; make missing folders."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    """Write through a temporary file and a rename, so a reader never sees half a file."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -99,6 +102,7 @@ def write_outputs(outputs: Outputs, document: Callable[[], Any], records: Iterab
     errors: List[str] = []
     if outputs.report:
         try:
+            make_folders(outputs.report)
             write_json(outputs.report, document())
         except OSError as e:
             errors.append(f"--sockhygiene-report: the report could not be written to {outputs.report!r}: "
@@ -106,7 +110,8 @@ def write_outputs(outputs: Outputs, document: Callable[[], Any], records: Iterab
     if outputs.update and outputs.baseline_path:
         try:
             tests = baseline_mod.updated(outputs.baseline or {}, records, finished)
-            write_text(outputs.baseline_path, baseline_mod.dumps(tests))
+            make_folders(outputs.baseline_path)
+            baseline_mod.write(outputs.baseline_path, tests)
         except OSError as e:
             errors.append(f"--sockhygiene-baseline-update: the baseline could not be written to "
                           f"{outputs.baseline_path!r}: {e.strerror or e}")
