@@ -12,6 +12,7 @@ kept to a few attribute reads and one quick look at the fd table (see docs/perfo
 from __future__ import annotations
 
 import functools
+import os
 import time
 import warnings
 from typing import Any, Dict, Generator, List, Optional, Set, Tuple
@@ -24,14 +25,17 @@ from .verdict import CLEAN, KINDS
 from . import baseline as baseline_mod
 from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
-from .results import SessionResults, clean_record, test_record
+from .reporting.options import CiOptions, read_ci_options
+from .results import SessionResults, clean_record, sampled_clean_record, test_record
 from .session import Controller, marker_limits
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
+from .reporting.annotations import annotations
 from .summary import plural, summary_lines
 from .warning import SockHygieneWarning
 
 PLUGIN_NAME = "sockhygiene-session"
 _SETTINGS_KEY = pytest.StashKey[Settings]()
+_CI_KEY = pytest.StashKey[CiOptions]()
 
 
 class _ItemState:
@@ -84,6 +88,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=[])
     parser.addini("sockhygiene_settle", "sockhygiene: seconds to re-check a violation before reporting it",
                   type=settle_type, default="")
+    _add_ci_options(group, parser)
+
+
+def _add_ci_options(group: Any, parser: pytest.Parser) -> None:
+    """The outputs for CI (issue 14): annotations, the HTML page. Read by ``read_ci_options``."""
+    group.addoption(
+        "--sockhygiene-annotate", action="store", default=None, metavar="WHERE", dest="sockhygiene_annotate",
+        help="GitHub Actions annotations, one per violation at the line that opened the socket: auto (the "
+             "default: github when GITHUB_ACTIONS=true), github or off.",
+    )
+    group.addoption(
+        "--sockhygiene-html", action="store", default=None, metavar="PATH", dest="sockhygiene_html",
+        help="write the session as one self-contained HTML page to PATH: a timeline of TIME_WAIT in flight, "
+             "open fds and connections per test, and each violation's details.",
+    )
+    parser.addini("sockhygiene_annotate", "sockhygiene: GitHub Actions annotations: auto (default), github or off",
+                  default="")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -106,14 +127,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
     config.stash[_SETTINGS_KEY] = settings
     is_worker = hasattr(config, "workerinput")
+    try:  # checked in every mode, like the other options; the page's path only where a page will be written
+        config.stash[_CI_KEY] = read_ci_options(
+            config.getoption("sockhygiene_annotate"), config.getoption("sockhygiene_html"), config.getini,
+            os.environ, check_writable=settings.active and not is_worker)
+    except ConfigError as e:
+        raise pytest.UsageError(f"sockhygiene: {e}") from None
     try:  # in every mode, as the ini keys: a typo fails fast whether or not checks are on
         outputs = read_outputs(config.getoption("sockhygiene_report"), config.getoption("sockhygiene_baseline"),
                                config.getoption("sockhygiene_baseline_update"), check_writable=not is_worker)
     except ConfigError as e:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
     if not settings.active:
-        config.pluginmanager.register(_OffMode(settings, outputs.given() if not is_worker else []),
-                                      PLUGIN_NAME + "-off")
+        ignored = outputs.given() + (["--sockhygiene-html"] if config.getoption("sockhygiene_html") else [])
+        config.pluginmanager.register(_OffMode(settings, ignored if not is_worker else []), PLUGIN_NAME + "-off")
     else:
         from .trackers import builtin_trackers
 
@@ -132,6 +159,22 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.pluginmanager.register(reporter.bodies, PLUGIN_NAME + "-finished-bodies")
         else:
             config.pluginmanager.register(_RecordCarrier(plugin), PLUGIN_NAME + "-carrier")
+        _register_pytest_html(config, plugin)
+
+
+def _register_pytest_html(config: pytest.Config, plugin: "SockHygienePlugin") -> None:
+    """pytest-html's rows and extras (issue 14): only when it is installed and ``--html`` is given, since its
+    hooks exist only then."""
+    if not (config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None)):
+        return
+    from .reporting.pytest_html import PytestHtmlRows
+
+    def record_of(item: pytest.Item) -> Any:
+        state = plugin.current
+        return state.record if state is not None and state.item is item else None
+
+    rows = PytestHtmlRows(record_of, reporting=plugin.reporter is not None)
+    config.pluginmanager.register(rows, PLUGIN_NAME + "-pytest-html")
 
 
 def _location(item: pytest.Item) -> "tuple[str, int]":
@@ -141,6 +184,16 @@ def _location(item: pytest.Item) -> "tuple[str, int]":
         return str(path), (lineno or 0) + 1
     except Exception:  # noqa: BLE001
         return str(getattr(item, "path", item.nodeid)), 1
+
+
+def _test_location(item: pytest.Item) -> Tuple[str, int]:
+    """The test function's file (relative to the rootdir, as pytest prints it) and line: where an annotation points
+    when no origin is known."""
+    try:
+        path, lineno, _ = item.location
+        return str(path), (lineno or 0) + 1
+    except Exception:  # noqa: BLE001
+        return item.nodeid.split("::", 1)[0], 1
 
 
 def _markers(item: pytest.Item) -> List[Any]:
@@ -232,6 +285,8 @@ class SockHygienePlugin:
         self.enforce = controller.settings.mode == "enforce"
         self.interrupted: List[str] = []
         """Tests whose window was still open at the session's end: the run was interrupted during them."""
+        self.sampling = bool(outputs.report or config.stash[_CI_KEY].html)
+        """A report or the HTML page was asked for: every record carries its sample (time, open fds)."""
 
     # -- the window ------------------------------------------------------------------------------------------
 
@@ -373,17 +428,23 @@ class SockHygienePlugin:
             return
         grown: List[Tuple[str, int, int]] = []
         if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, the test is its record
-            record = clean_record(item if self.reporter is not None else item.nodeid)
+            if self.sampling:
+                record = sampled_clean_record(item.nodeid, time.time(), self.controller.fd_sample())
+            else:
+                record = clean_record(item if self.reporter is not None else item.nodeid)
         else:
             baseline = self.outputs.baseline if not self.outputs.update else None
             if baseline is not None:
                 grown = baseline_mod.grown(item.nodeid, verdict.counts, baseline)
             record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
-                                 self.controller.peak_fds)
+                                 self.controller.fd_sample() if self.sampling else None,
+                                 locate=self.controller.locate_origin,
+                                 location=_test_location(item) if grown or not verdict.clean else None)
         if self.reporter is not None:  # this process reports
             self.reporter.results.add_local(record)
-        else:  # an xdist worker: _RecordCarrier puts it on the teardown report
-            state.record = record
+        # kept until the test's teardown report is made: an xdist worker's _RecordCarrier puts it on the report,
+        # and pytest-html's rows (reporting/pytest_html.py) read its counts
+        state.record = record
         if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
             item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS)
         if (verdict.clean and not grown) or not report:
@@ -533,6 +594,17 @@ class SockHygieneReporter:
             self.write_errors = write_outputs(self.outputs, self.results.document, self.results.records, finished)
         except Exception as e:  # noqa: BLE001  (an OSError is in write_errors: this is a fault of the plugin)
             self.results.problems.append(f"writing sockhygiene output: {e!r}")
+        html = self.config.stash[_CI_KEY].html
+        if html:
+            from .reporting.html import write_page
+
+            try:
+                write_page(html, self.results.document())
+            except OSError as e:
+                self.write_errors.append(f"--sockhygiene-html: the page could not be written to {html!r}: "
+                                         f"{e.strerror or e}")
+            except Exception as e:  # noqa: BLE001
+                self.results.problems.append(f"writing the sockhygiene HTML page: {e!r}")
         enforce = self.config.stash[_SETTINGS_KEY].mode == "enforce"
         # a file that cannot be written fails the run in either mode, as --junitxml's does: never lost silently
         if session.exitstatus == pytest.ExitCode.OK and (self.write_errors or (enforce and self.results.leaks)):
@@ -546,10 +618,15 @@ class SockHygieneReporter:
         tr.section("socket hygiene")
         for line in summary_lines(r, verbose=self.config.getoption("verbose") > 0):
             tr.write_line(line)
+        if self.config.stash[_CI_KEY].annotate:  # GitHub reads workflow commands from the log: the real stdout
+            for line in annotations(r.dirty, r.leaks, enforce=self.config.stash[_SETTINGS_KEY].mode == "enforce"):
+                tr.write_line(line)
         for error in self.write_errors:
             tr.write_line(f"ERROR: sockhygiene: {error} (this fails the run, as --junitxml does)", red=True)
         if self.outputs.report and not any(e.startswith("--sockhygiene-report") for e in self.write_errors):
             tr.write_line(f"report: {self.outputs.report}")
+        if self.config.stash[_CI_KEY].html and not any(e.startswith("--sockhygiene-html") for e in self.write_errors):
+            tr.write_line(f"html: {self.config.stash[_CI_KEY].html}")
         if r.problems:
             tr.write_line(f"{plural(len(r.problems), 'plugin problem')} - a fault of pytest-sockhygiene (or of a tracker "
                           "plugin), not of your tests; please report it:", red=True)
