@@ -146,6 +146,8 @@ def _bad_inputs(tmp_path: pathlib.Path) -> List[Any]:
         (tmp_path / name).write_text(text)
         out.append((tmp_path / name, message))
     out.append((tmp_path / "missing.json", "no such file"))
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{\x00")  # unreadable as text (root reads any mode bits)
+    out.append((tmp_path / "binary.json", "cannot be read: 'utf-8' codec can't decode byte 0xff"))
     out.append((tmp_path, "is a directory, not a report"))
     (tmp_path / "good.json").write_text(json.dumps(good))
     return out
@@ -293,4 +295,4 @@ def test_show_reads_a_report_that_lacks_a_kind_this_version_counts(tmp_path):
     path.write_text(json.dumps(doc))
     done = cli("show", "-v", str(path))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[1] == "1 tests checked, 0 with violations"
+    assert done.stdout.splitlines()[1] == "1 test checked, 0 with violations"
