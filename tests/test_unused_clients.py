@@ -238,3 +238,128 @@ def test_real_leaks_are_still_caught(pytester, run):
                                  " (garbage-collected without being closed)*"])
     result.stdout.fnmatch_lines(["*urllib3.PoolManager, created at test_leaks.py:20 in test_urllib3_used_dropped"
                                  " (garbage-collected without being closed)*"])
+
+
+FINALIZING = dedent('''
+    import gc, weakref, httpx, requests
+
+    class Finalizing(httpx.Client):
+        def __del__(self):  # an SDK-style client that closes itself when freed
+            self.close()
+
+    class FinalizingSession(requests.Session):
+        def __del__(self):
+            self.close()
+
+    def test_freed_by_refcount(server):
+        client = Finalizing()
+        client.get(server.url)
+        ref = weakref.ref(client)
+        del client  # __del__ closes it, then the weak finalizer runs
+        assert ref() is None
+
+    def test_freed_in_a_cycle(server):
+        client = Finalizing()
+        client.get(server.url)
+        client.me = client
+        ref = weakref.ref(client)
+        del client
+        assert ref() is not None  # only the cycle collector frees it: the weak finalizer runs first, then __del__
+        gc.collect()
+        assert ref() is None
+
+    def test_session_freed_by_refcount(server):
+        session = FinalizingSession()
+        session.get(server.url)
+        del session
+
+    def test_session_freed_in_a_cycle(server):
+        session = FinalizingSession()
+        session.get(server.url)
+        session.me = session
+        del session
+        gc.collect()
+
+    def test_closed_by_the_code(server):
+        client = Finalizing()
+        client.get(server.url)
+        client.close()
+        del client
+
+    def test_unused_freed_in_a_cycle():
+        client = Finalizing()
+        client.me = client
+        del client
+        gc.collect()
+''')
+
+
+def test_a_close_run_only_by_del_is_not_a_close_whatever_freed_the_client(pytester, run):
+    """Freed by reference counting or in a reference cycle, a client closed only by its own ``__del__`` gets
+    the same verdict: garbage-collected without being closed."""
+    pytester.makepyfile(test_fin=FINALIZING)
+    result = run("--sockhygiene-report=r.json")
+    assert errors_of(result) == ["test_fin.py::test_freed_by_refcount", "test_fin.py::test_freed_in_a_cycle",
+                                 "test_fin.py::test_session_freed_by_refcount",
+                                 "test_fin.py::test_session_freed_in_a_cycle"]
+    for name, line in (("test_freed_by_refcount", 12), ("test_freed_in_a_cycle", 19)):
+        result.stdout.fnmatch_lines([f"*test_fin.py::{name} broke its socket limits*", "*clients: 1 > limit 0*",
+                                     f"*test_fin.Finalizing (httpx.Client), created at test_fin.py:{line} in {name}"
+                                     " (garbage-collected without being closed)*"])
+    for name, line in (("test_session_freed_by_refcount", 29), ("test_session_freed_in_a_cycle", 34)):
+        result.stdout.fnmatch_lines([f"*test_fin.FinalizingSession (requests.Session), created at test_fin.py:{line}"
+                                     f" in {name} (garbage-collected without being closed)*"])
+    counts = _counts(pytester)
+    assert counts["test_closed_by_the_code"] == (0, 0)
+    assert counts["test_unused_freed_in_a_cycle"] == (0, 1)
+
+
+LIMIT_SETTINGS = dedent('''
+    import httpx, pytest, requests, urllib3
+    KEEP = []
+
+    @pytest.mark.sockhygiene(unused_clients=0)
+    def test_marker():
+        KEEP.append(urllib3.PoolManager())
+
+    @pytest.mark.sockhygiene(unused_clients=2)
+    def test_marker_allows_two():
+        KEEP.extend([httpx.Client(), httpx.Client()])
+
+    def test_fixture_set_limits(sockhygiene):
+        sockhygiene.set_limits(unused_clients=0)
+        KEEP.append(requests.Session())
+
+    def test_fixture_measure(sockhygiene, server):
+        with sockhygiene.measure() as m:
+            KEEP.append(httpx.Client(base_url=server.url))
+            used = httpx.Client()
+            used.get(server.url)
+            KEEP.append(used)
+        assert (m.clients, m.unused_clients) == (1, 1)
+        assert m.counts["unused_clients"] == 1
+        assert [v.kind for v in m.violations] == ["established", "clients"]
+        used.close()
+
+    @pytest.mark.sockhygiene(unused_clients="none")
+    def test_bad_value():
+        pass
+''')
+
+
+def test_unused_clients_limit_from_marker_fixture_and_ini(pytester, run):
+    pytester.makepyfile(test_lim=LIMIT_SETTINGS)
+    result = run("--sockhygiene-report=r.json")
+    assert errors_of(result) == ["test_lim.py::test_bad_value", "test_lim.py::test_fixture_set_limits",
+                                 "test_lim.py::test_marker"]
+    result.stdout.fnmatch_lines(["*test_lim.py::test_marker broke its socket limits*",
+                                 "*unused_clients: 1 > limit 0*",
+                                 "*urllib3.PoolManager, created at test_lim.py:6 in test_marker (still open)*"])
+    result.stdout.fnmatch_lines(["*test_lim.py::test_fixture_set_limits broke*", "*unused_clients: 1 > limit 0*"])
+    result.stdout.fnmatch_lines(["*test_bad_value*limit 'unused_clients' must be a non-negative integer or None*"])
+    result.assert_outcomes(passed=4, errors=3)
+
+    result = run("-o", "sockhygiene_unused_clients=1", "-k", "marker or measure")
+    assert errors_of(result) == ["test_lim.py::test_marker"]  # the marker's 0 wins over the ini's 1
+    result = run("-o", "sockhygiene_unused_clients=-1", "-k", "marker")
+    result.stderr.fnmatch_lines(["*sockhygiene_unused_clients*non-negative integer or 'unlimited'*"])
