@@ -226,17 +226,17 @@ def test_requests_mocked_by_requests_mock_and_responses(pytester, run):
 def test_real_leaks_are_still_caught(pytester, run):
     """Used and never closed, kept or collected, whatever the library; also a client whose every connection the
     server ended (nothing left in its pool): it opened a connection, so it is a client to close."""
-    pytester.makepyfile(test_leaks=REAL_LEAKS)
+    pytester.makepyfile(test_real=REAL_LEAKS)
     result = run("--sockhygiene-report=r.json", "-W", "ignore::ResourceWarning")
-    assert errors_of(result) == [f"test_leaks.py::test_{name}" for name in (
+    assert errors_of(result) == [f"test_real.py::test_{name}" for name in (
         "httpx_used_dropped", "httpx_used_kept", "requests_used_dropped", "server_ends_the_connection_then_dropped",
         "urllib3_used_dropped")]
     counts = _counts(pytester)
     assert counts.pop("test_last") == (0, 0)
     assert set(counts.values()) == {(1, 0)}
-    result.stdout.fnmatch_lines(["*requests.Session, created at test_leaks.py:17 in test_requests_used_dropped"
+    result.stdout.fnmatch_lines(["*requests.Session, created at test_real.py:17 in test_requests_used_dropped"
                                  " (garbage-collected without being closed)*"])
-    result.stdout.fnmatch_lines(["*urllib3.PoolManager, created at test_leaks.py:20 in test_urllib3_used_dropped"
+    result.stdout.fnmatch_lines(["*urllib3.PoolManager, created at test_real.py:20 in test_urllib3_used_dropped"
                                  " (garbage-collected without being closed)*"])
 
 
