@@ -18,7 +18,7 @@ _TITLES = {
     "listen": "listening socket(s) left open",
     "time_wait": "TIME_WAIT entries from connections this test closed",
     "connections": "connections opened",
-    "clients": "client(s) that opened connections and were never closed",
+    "clients": "client(s) created and never closed",
     "unused_clients": "client(s) that never opened a connection, never closed",
 }
 

@@ -67,7 +67,7 @@ def test_unclosed_clients_of_every_kind(pytester, run):
         "*test_c.py::test_sync_used_never_closed broke its socket limits*",
         "*established: 1 > limit 0*",
         "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_c.py:13 in test_sync_used_never_closed (in the pool of httpx.Client created at test_c.py:12*",
-        "*clients: 1 > limit 0 - client(s) that opened connections and were never closed*",
+        "*clients: 1 > limit 0 - client(s) created and never closed*",
         "*httpx.Client, created at test_c.py:12 in test_sync_used_never_closed (still open)*",
     ])
     result.stdout.fnmatch_lines(["*test_dropped_and_collected broke*", "*clients: 1 > limit 0*",
