@@ -79,7 +79,10 @@ _FINALIZER_DEPTH = 40  # close() -> the tracker's wrapper -> closed(): a __del__
 
 def _in_finalizer() -> bool:
     """Whether a ``__del__`` is running on this thread's stack: the close under way is the collector's doing."""
-    frame = sys._getframe(2)
+    try:
+        frame: Optional[Any] = sys._getframe(2)
+    except ValueError:  # called from the top of a stack (a tracker calling closed() from a bare thread)
+        return False
     for _ in range(_FINALIZER_DEPTH):
         if frame is None:
             return False
