@@ -11,6 +11,7 @@ import sys
 
 from pytest_sockhygiene.demo import __main__ as demo  # not its TestResult by name: pytest would collect it
 
+
 def test_without_httpx_the_demo_names_the_extra_to_install():
     # httpx is installed here, so its absence is simulated the way Python itself marks a blocked import
     # (sys.modules[name] = None makes both `import httpx` and find_spec("httpx") answer "not there").
