@@ -252,10 +252,6 @@ def test_module_fixture_one(module_conn):
 def test_module_fixture_two(module_conn):
     pass
 
-# The settle is a deadline, not a wait: a clean test pays nothing for it. Generous here, because the late close
-# is a thread that must be scheduled, sleep, and stop a server (up to its 0.05 s poll): on a loaded machine that
-# has taken longer than the suite's 0.25 s and flagged the LISTEN of a server that was closing.
-@pytest.mark.sockhygiene(settle=30)
 def test_server_closing_late(lazy_server):
     with socket.create_connection((lazy_server.host, lazy_server.port)):
         pass
