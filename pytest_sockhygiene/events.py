@@ -44,6 +44,11 @@ class SocketEvent:
     owner: Optional[str]
     listener: Optional[Hashable] = None  # accept: the listening socket's identity
     listener_local: Optional[Endpoint] = None  # accept: the listening socket's address
+    client: Any = None
+    """connect: the record (``clients.ClientRecord``) of the tracked client whose request opened this connection
+    (``origin.request_client``: the outermost tracked client's request under way), None for a connection no
+    tracked client's request made (raw sockets, ``http.client``, a client outside tracking). The record is
+    hashable by identity and stays the same object for the client's life: group connections by it."""
 
     @property
     def four_tuple(self) -> Optional[FourTuple]:
@@ -151,6 +156,9 @@ class Recorder:
         if listener is not None:
             listener_local = local_endpoint(listener)
             listener_identity = self._identity_of(listener.fileno(), listener_local, None)
+        client = origin_mod.request_client.get() if kind == "connect" else None
+        if client is not None:
+            client.connections += 1  # the client opened a real connection (see origin.request_client)
         event = SocketEvent(
             kind=kind,
             identity=self._identity_of(fd, local, remote),
@@ -162,6 +170,7 @@ class Recorder:
             owner=self.ownership.current(),
             listener=listener_identity,
             listener_local=listener_local,
+            client=client,
         )
         if kind in ("connect", "accept") and event.identity is not None and event.four_tuple is not None:
             self.tuples[event.identity] = event.four_tuple
