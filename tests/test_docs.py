@@ -201,7 +201,10 @@ NORMALISE: List[Tuple[re.Pattern[str], str]] = [
     (re.compile(r"^index [0-9a-f]+\.\.[0-9a-f]+"), f"index {W}..{W}"),  # git diff
     (re.compile(r"\bat 0x[0-9a-f]+>"), f"at 0x{W}>"),
 ]
-ENVIRONMENT = [re.compile(r"^asyncio: mode=")]  # header lines of plugins the docs' runs did not have
+ENVIRONMENT = [  # lines that plugins of this suite's test extra add, which the docs' runs did not have
+    re.compile(r"^asyncio: mode="),  # pytest-asyncio's header line
+    re.compile(r"^notice: other code replaced the plugin's socket hooks .*pytest_socket"),  # pytest-socket
+]
 
 
 def pattern(doc_line: str) -> str:
