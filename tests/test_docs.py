@@ -19,7 +19,8 @@ fenced block that follows it as part of a named example::
 More keys, one per line: `extends: OTHER` (start from the files of example OTHER, of any page), `expect: TEXT`
 (with `run:` and no block: one line of the output), `subprocess: WHY` (run pytest in a new process: for
 a run that must not see what earlier in-process runs of the example left behind), `replace: PATH: OLD => NEW` (edit a file before the next
-run, for "the test now does X" steps), `skip: REASON` (shown, not run), `pending: REASON` (expected to fail until
+run, for "the test now does X" steps), `setup: COMMAND` (run a command the text describes, output not compared;
+`replace` and `setup` lines run in their order), `skip: REASON` (shown, not run), `pending: REASON` (expected to fail until
 the change named lands: an example that shows the intended output of work in progress).
 
 Outputs are compared as fnmatch patterns after normalising what differs from run to run: port numbers after an
@@ -101,9 +102,12 @@ def _directives(lines: Sequence[str], i: int) -> Tuple[Dict[str, List[str]], int
     body = "\n".join(text).strip()
     body = body[len("<!--"):body.rindex("-->")].strip()
     found: Dict[str, List[str]] = {}
+    order: List[Tuple[str, str]] = []
     for line in body.splitlines():
         key, _, value = line.strip().partition(":")
         found.setdefault(key.strip(), []).append(value.strip())
+        order.append((key.strip(), value.strip()))
+    found["_order"] = [f"{k}:{v}" for k, v in order]
     return found, j + 1
 
 
@@ -127,15 +131,19 @@ def parse(page: pathlib.Path) -> List[Example]:
             ex.skip = keys["skip"][0]
         if "pending" in keys:
             ex.pending = keys["pending"][0]
-        for rep in keys.get("replace", []):
-            path, _, change = rep.partition(":")
-            old, _, new = change.partition("=>")
-            old, new = (v.strip().replace("\\n", "\n") for v in (old, new))
-            ex.steps.append(Step("replace", where, path=path.strip(), text=old, command=new))
+        for key, _, value in (kv.partition(":") for kv in keys["_order"]):
+            if key == "replace":
+                path, _, change = value.partition(":")
+                old, _, new = change.partition("=>")
+                old, new = (v.strip().replace("\\n", "\n") for v in (old, new))
+                ex.steps.append(Step("replace", where, path=path.strip(), text=old, command=new))
+            elif key == "setup":  # a command the page describes in words: run, output not compared
+                ex.steps.append(Step("run", where, command=value.strip()))
         if "run" in keys and "expect" in keys:  # an output quoted in the text: no block of its own
             ex.steps.append(Step("run", where, command=keys["run"][0], expect=tuple(keys["expect"])))
             continue
-        if "run" not in keys and "file" not in keys and "replace" in keys and not _next_is_block(lines, i):
+        if ("run" not in keys and "file" not in keys and ("replace" in keys or "setup" in keys)
+                and not _next_is_block(lines, i)):
             continue
         at, lang, text, i = _blocks(lines, i)
         where = f"{rel}:{at + 1}"
@@ -310,8 +318,12 @@ class Runner:
             self.fail(step, problem, out)
 
     def console(self, step: Step) -> None:
+        ret = 0
         for command, expected in _session(step.text):
-            ret, out = self.shell(command)
+            if command.strip() == "echo $?":  # each command runs in a shell of its own: the last one's status
+                ret, out = 0, [str(ret)]
+            else:
+                ret, out = self.shell(command)
             problem = mismatch(expected, out) if expected else None
             if problem:
                 self.fail(step, f"$ {command}\n  {problem}", out)
@@ -343,7 +355,7 @@ class Runner:
                     f" matches:\n  {problem}\n--- the real output ---\n{shown}", pytrace=False)
 
 
-VARYING = {"fd", "peak_open_fds", "fd_limit", "ephemeral_ports"}  # numbers that differ from run to run
+VARYING = {"fd", "fds", "time", "peak_open_fds", "fd_limit", "ephemeral_ports"}  # numbers that differ from run to run
 
 
 def json_subset(shown: Any, real: Any, where: str) -> Optional[str]:
@@ -355,7 +367,7 @@ def json_subset(shown: Any, real: Any, where: str) -> Optional[str]:
         for key, value in shown.items():
             if key not in real:
                 return f"{where}: no key {key!r}"
-            if key in VARYING and isinstance(value, int) and isinstance(real[key], int):
+            if key in VARYING and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (value, real[key])):
                 continue
             problem = json_subset(value, real[key], f"{where}.{key}")
             if problem:
@@ -367,9 +379,12 @@ def json_subset(shown: Any, real: Any, where: str) -> Optional[str]:
         free = list(real)
         for i, value in enumerate(shown):
             match = next((r for r in free if json_subset(value, r, "") is None), None)
-            if match is None:
-                problems = [json_subset(value, r, f"{where}[{i}]") for r in free]
-                return min((p for p in problems if p), key=len, default=f"{where}[{i}]: nothing left to match")
+            if match is None:  # say what differs from the closest element: the one sharing most of the keys shown
+                if not free:
+                    return f"{where}[{i}]: nothing left to match"
+                closest = max(free, key=lambda r: sum(1 for k, v in value.items() if isinstance(r, dict)
+                                                      and r.get(k) == v) if isinstance(value, dict) else 0)
+                return json_subset(value, closest, f"{where}[{i}]")
             free.remove(match)
         return None
     if isinstance(shown, str) and isinstance(real, str):
