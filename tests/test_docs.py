@@ -20,7 +20,8 @@ More keys, one per line: `extends: OTHER` (start from the files of example OTHER
 (with `run:` and no block: one line of the output), `subprocess: WHY` (run pytest in a new process: for
 a run that must not see what earlier in-process runs of the example left behind), `replace: PATH: OLD => NEW` (edit a file before the next
 run, for "the test now does X" steps), `setup: COMMAND` (run a command the text describes, output not compared;
-`replace` and `setup` lines run in their order), `skip: REASON` (shown, not run), `pending: REASON` (expected to fail until
+`replace` and `setup` lines run in their order), `github-step: WORKFLOW: STEP NAME` (the block is what that step of the
+example's workflow file writes to the job's summary page), `skip: REASON` (shown, not run), `pending: REASON` (expected to fail until
 the change named lands: an example that shows the intended output of work in progress).
 
 Outputs are compared as fnmatch patterns after normalising what differs from run to run: port numbers after an
@@ -40,6 +41,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
@@ -152,6 +154,8 @@ def parse(page: pathlib.Path) -> List[Example]:
             ex.steps.append(Step("show", where, path=keys["show"][0], text=text))
         elif "run" in keys:
             ex.steps.append(Step("run", where, command=keys["run"][0], text=text, isolated="subprocess" in keys))
+        elif "github-step" in keys:
+            ex.steps.append(Step("github-step", where, command=keys["github-step"][0], text=text))
         elif "show" in keys:
             ex.steps.append(Step("show", where, path=keys["show"][0], text=text))
         elif lang == "console":
@@ -349,6 +353,25 @@ class Runner:
         if problem:
             self.fail(step, problem, out)
 
+    def github_step(self, step: Step, example: Example) -> None:
+        """Run the `run:` script of a GitHub Actions step, as GitHub does (bash -e, a summary file), and compare the
+        summary it writes. The workflow is a file of the example anywhere on its page, so a summary shown above
+        the workflow is still made by the workflow's own script."""
+        path, _, name = step.command.partition(":")
+        workflow = next(s.text for s in example.steps if s.kind == "file" and s.path == path.strip())
+        script = _step_script(workflow, name.strip())
+        summary = self.dir / "step-summary.md"
+        summary.write_text("")
+        env = dict(os.environ, GITHUB_STEP_SUMMARY=str(summary),
+                   PATH=os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ["PATH"]]))
+        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=self.dir,
+                              env=env, capture_output=True, text=True, timeout=60)
+        out = summary.read_text().splitlines()
+        problem = mismatch(step.text.splitlines(), out) or (f"exit status {proc.returncode}: {proc.stderr}"
+                                                            if proc.returncode else None)
+        if problem:
+            self.fail(step, problem, out)
+
     def fail(self, step: Step, problem: str, out: Sequence[str]) -> None:
         shown = "\n".join(out)
         pytest.fail(f"{step.where}: the shown output of `{step.command or step.path or 'this console block'}` no longer"
@@ -390,6 +413,26 @@ def json_subset(shown: Any, real: Any, where: str) -> Optional[str]:
     if isinstance(shown, str) and isinstance(real, str):
         return None if fnmatch.fnmatchcase(real, pattern(shown)) else f"{where}: {real!r} is not {shown!r}"
     return None if shown == real else f"{where}: {real!r} is not {shown!r}"
+
+
+def _step_script(workflow: str, name: str) -> str:
+    """The `run: |` script of the step called ``name`` in a workflow (read by indentation: no YAML library)."""
+    lines = workflow.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"- name: {name}")
+    step_indent = len(lines[start]) - len(lines[start].lstrip())
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if line.strip().startswith("- ") and len(line) - len(line.lstrip()) <= step_indent:
+            break
+        if line.strip() == "run: |":
+            key_indent = len(line) - len(line.lstrip())
+            body = []
+            for more in lines[i + 1:]:
+                if more.strip() and len(more) - len(more.lstrip()) <= key_indent:
+                    break
+                body.append(more)
+            return textwrap.dedent("\n".join(body))
+    raise ValueError(f"no `run: |` in step {name!r}")
 
 
 def _objects(doc: Any) -> Iterator[Any]:
@@ -465,6 +508,8 @@ def test_doc_example(example: Example, pytester: pytest.Pytester) -> None:
             runner.run(step)
         elif step.kind == "show":
             runner.show(step)
+        elif step.kind == "github-step":
+            runner.github_step(step, example)
         else:
             runner.console(step)
 
