@@ -23,8 +23,11 @@ from .verdict import Item
 
 
 class ClientRecord:
+    """What the plugin knows of one client. Hashable by identity and the same object for the client's whole life:
+    connect events name their client by it (``SocketEvent.client``)."""
+
     __slots__ = ("kind", "origin", "owner", "windows", "closed", "collected", "networked", "requests", "ref",
-                 "shared", "__weakref__")
+                 "shared", "connections", "pooled", "__weakref__")
 
     def __init__(self, kind: str, origin: Optional[origin_mod.Origin], owner: Optional[str],
                  windows: Tuple[Any, ...], networked: bool) -> None:
@@ -36,6 +39,10 @@ class ClientRecord:
         self.collected = False
         self.networked = networked
         self.requests = 0
+        self.connections = 0
+        """Connects attributed to this client's requests (counted by the socket recorder, see
+        ``origin.request_client``)."""
+        self.pooled = False  # a socket was seen in its pool (a connect the recorder could not attribute)
         self.ref: Optional[Callable[[], Any]] = None
         self.shared = False  # adopted process-wide client: never counted, never a session-level leak
 
@@ -110,10 +117,14 @@ class ClientRegistry:
         if record is not None and not record.collected:
             record.closed = True
 
-    def request(self, client: Any) -> None:
+    def request(self, client: Any) -> Optional[ClientRecord]:
+        """A request starts: count it; the client's record (None for a client not recorded, such as one built
+        inside another tracked client's constructor) is what the connects it makes are attributed to."""
         record = self._by_id.get(id(client))
-        if record is not None:
+        if record is not None and not record.collected:
             record.requests += 1
+            return record
+        return None
 
     def when_imported(self, module: str, callback: Callable[[Any], None]) -> None:
         """Call ``callback(module)`` once ``module`` is imported (now, if it already is): trackers patch their

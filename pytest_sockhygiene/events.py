@@ -17,6 +17,7 @@ What stays invisible: sockets opened and closed entirely by C code (libpq, some 
 from __future__ import annotations
 
 import dataclasses
+import _socket
 import errno
 import socket
 import sys
@@ -44,6 +45,11 @@ class SocketEvent:
     owner: Optional[str]
     listener: Optional[Hashable] = None  # accept: the listening socket's identity
     listener_local: Optional[Endpoint] = None  # accept: the listening socket's address
+    client: Any = None
+    """connect: the record (``clients.ClientRecord``) of the tracked client whose request opened this connection
+    (``origin.request_client``: the outermost tracked client's request under way), None for a connection no
+    tracked client's request made (raw sockets, ``http.client``, a client outside tracking). The record is
+    hashable by identity and stays the same object for the client's life: group connections by it."""
 
     @property
     def four_tuple(self) -> Optional[FourTuple]:
@@ -132,6 +138,10 @@ class Recorder:
         self._on_error = on_error
         self._saved: Dict[str, Any] = {}
         self._installed: Dict[str, Any] = {}
+        self._ours: Set[Any] = set()
+        """Every wrapper this recorder made (other code may save one and write it back later)."""
+        self._active = threading.local()
+        """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
 
     # -- sinks -----------------------------------------------------------------------------------------------
 
@@ -151,6 +161,9 @@ class Recorder:
         if listener is not None:
             listener_local = local_endpoint(listener)
             listener_identity = self._identity_of(listener.fileno(), listener_local, None)
+        client = origin_mod.request_client.get() if kind == "connect" else None
+        if client is not None:
+            client.connections += 1  # the client opened a real connection (see origin.request_client)
         event = SocketEvent(
             kind=kind,
             identity=self._identity_of(fd, local, remote),
@@ -162,6 +175,7 @@ class Recorder:
             owner=self.ownership.current(),
             listener=listener_identity,
             listener_local=listener_local,
+            client=client,
         )
         if kind in ("connect", "accept") and event.identity is not None and event.four_tuple is not None:
             self.tuples[event.identity] = event.four_tuple
@@ -209,66 +223,134 @@ class Recorder:
 
     # -- install / uninstall --------------------------------------------------------------------------------
 
+    def _wrapper(self, name: str, orig: Any) -> Any:
+        """A wrapper of ``orig`` (whatever ``socket.socket.<name>`` was) that records while a window is open.
+
+        Wrappers may end up nested (ours, wrapped by other code, wrapped by ours again when we re-install): only
+        the outermost one that records does, so a call is one event whatever the depth."""
+        rec = self
+        active = self._active
+
+        if name == "connect":
+            def wrapper(self: socket.socket, address: Any) -> None:  # type: ignore[misc]
+                if not rec.sinks:
+                    rec.touched = True
+                    return orig(self, address)
+                if getattr(active, "on", False):
+                    return orig(self, address)
+                active.on = True
+                try:
+                    orig(self, address)
+                except (BlockingIOError, InterruptedError):
+                    rec._on_connect(self, address)  # non-blocking connect under way: asyncio, anyio, trio
+                    raise
+                finally:
+                    active.on = False
+                rec._on_connect(self, address)
+        elif name == "connect_ex":
+            def wrapper(self: socket.socket, address: Any) -> int:  # type: ignore[misc]
+                if not rec.sinks:
+                    rec.touched = True
+                    return orig(self, address)
+                if getattr(active, "on", False):
+                    return orig(self, address)
+                active.on = True
+                try:
+                    result = orig(self, address)
+                finally:
+                    active.on = False
+                if result in _IN_PROGRESS:
+                    rec._on_connect(self, address)
+                return result
+        elif name == "accept":
+            def wrapper(self: socket.socket) -> Tuple[socket.socket, Any]:  # type: ignore[misc]
+                if not rec.sinks or getattr(active, "on", False):
+                    rec.touched = True
+                    return orig(self)
+                active.on = True
+                try:
+                    conn, addr = orig(self)
+                finally:
+                    active.on = False
+                rec._on_accept(self, conn)
+                return conn, addr
+        elif name == "listen":
+            def wrapper(self: socket.socket, *args: Any) -> None:  # type: ignore[misc]
+                if getattr(active, "on", False):
+                    return orig(self, *args)
+                active.on = True
+                try:
+                    orig(self, *args)
+                finally:
+                    active.on = False
+                rec.touched = rec.touched or not rec.sinks
+                rec._on_listen(self)
+        else:  # _real_close
+            def wrapper(self: socket.socket, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                if not rec.sinks:
+                    rec.touched = True
+                    return orig(self, *args, **kwargs)
+                if getattr(active, "on", False):
+                    return orig(self, *args, **kwargs)
+                rec._on_close(self)
+                active.on = True
+                try:
+                    return orig(self, *args, **kwargs)
+                finally:
+                    active.on = False
+
+        wrapper.__qualname__ = f"socket.{name}"
+        wrapper.__doc__ = getattr(orig, "__doc__", None)
+        self._ours.add(wrapper)
+        return wrapper
+
+    def _wrap(self, name: str) -> None:
+        """Put a wrapper of ours on ``socket.socket.<name>``, around whatever is there now."""
+        cls = SOCKET_CLASS
+        fn = self._wrapper(name, getattr(cls, name))
+        self._saved[name] = cls.__dict__.get(name, _MISSING)
+        setattr(cls, name, fn)
+        self._installed[name] = fn
+
     def install(self) -> None:
         if self._installed:
             return
-        cls = socket.socket
-        rec = self
-        orig_connect = cls.connect
-        orig_connect_ex = cls.connect_ex
-        orig_accept = cls.accept
-        orig_listen = cls.listen
-        orig_real_close = cls._real_close  # type: ignore[attr-defined]
+        for name in _PATCHED:
+            self._wrap(name)
 
-        def connect(self: socket.socket, address: Any) -> None:
-            if not rec.sinks:
-                rec.touched = True
-                return orig_connect(self, address)
-            try:
-                orig_connect(self, address)
-            except (BlockingIOError, InterruptedError):
-                rec._on_connect(self, address)  # non-blocking connect under way: asyncio, anyio, trio
-                raise
-            rec._on_connect(self, address)
+    def in_place(self) -> bool:
+        """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
+        open and at the phase boundaries of a test, so it must stay this cheap)."""
+        d = SOCKET_CLASS.__dict__
+        for name, fn in self._installed.items():
+            if d.get(name) is not fn:
+                return False
+        return True
 
-        def connect_ex(self: socket.socket, address: Any) -> int:
-            result = orig_connect_ex(self, address)
-            if not rec.sinks:
-                rec.touched = True
-            elif result in _IN_PROGRESS:
-                rec._on_connect(self, address)
-            return result
-
-        def accept(self: socket.socket) -> Tuple[socket.socket, Any]:
-            conn, addr = orig_accept(self)
-            if rec.sinks:
-                rec._on_accept(self, conn)
-            else:
-                rec.touched = True
-            return conn, addr
-
-        def listen(self: socket.socket, *args: Any) -> None:
-            orig_listen(self, *args)
-            rec.touched = rec.touched or not rec.sinks
-            rec._on_listen(self)
-
-        def _real_close(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
-            if rec.sinks:
-                rec._on_close(self)
-            else:
-                rec.touched = True
-            return orig_real_close(self, *args, **kwargs)
-
-        for name, fn in (("connect", connect), ("connect_ex", connect_ex), ("accept", accept),
-                         ("listen", listen), ("_real_close", _real_close)):
-            fn.__qualname__ = f"socket.{name}"
-            fn.__doc__ = getattr(cls, name).__doc__
-            self._saved[name] = cls.__dict__.get(name, _MISSING)
-            setattr(cls, name, fn)
-            self._installed[name] = fn
+    def reinstall(self) -> List[str]:
+        """Wrap again whatever other code put in place of our wrappers, and say who did (one text per method
+        replaced). The other code's function stays in the chain, so its guard still runs, and since we remember
+        it as what we replaced, its own restore (which writes its saved copy back) still works: we wrap that
+        copy at the next check. Raises if a wrapper cannot be put back."""
+        if not self._installed:
+            return []
+        d = SOCKET_CLASS.__dict__
+        replaced = []
+        for name in _PATCHED:
+            current = d.get(name, _MISSING)
+            if current is self._installed.get(name):
+                continue
+            if current in self._ours:
+                # a wrapper of ours that other code saved and has now written back: it records as well as a
+                # new one would, so adopt it
+                self._installed[name] = current
+                continue
+            replaced.append(f"socket.socket.{name} by {describe_replacement(name, current)}")
+            self._wrap(name)
+        return replaced
 
     def uninstall(self) -> None:
-        cls = socket.socket
+        cls = SOCKET_CLASS
         for name, fn in self._installed.items():
             if cls.__dict__.get(name) is not fn:
                 continue  # someone patched over us; leave their wrapper (it calls ours, which is now inert)
@@ -280,6 +362,61 @@ class Recorder:
         self._installed.clear()
         self._saved.clear()
         self.sinks = ()
+
+
+def _true_socket_class() -> type:
+    """``socket.socket`` as the socket module defines it, even if other code has put a subclass in its place
+    (pytest-socket's ``--disable-socket`` does, for the span of a test): the class every socket inherits from."""
+    for cls in getattr(socket.socket, "__mro__", ()):
+        if cls.__module__ == "socket" and cls.__name__ == "socket":
+            return cls
+    return socket.socket
+
+
+SOCKET_CLASS = _true_socket_class()
+_C_METHODS = {name: getattr(_socket.socket, name, None) for name in _PATCHED}
+
+
+def _holder_of(obj: Any) -> Optional[str]:
+    """``module.name`` of a module-level global that holds ``obj`` (where a restored copy was saved), if any.
+    Walks every loaded module once: run only when a replacement is first described."""
+    for modname, mod in list(sys.modules.items()):
+        if modname in ("socket", "_socket") or modname.startswith("pytest_sockhygiene"):
+            continue
+        namespace = getattr(mod, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        try:
+            for key, value in list(namespace.items()):
+                if value is obj and not key.startswith("__"):
+                    return f"{modname}.{key}"
+        except Exception:  # noqa: BLE001 - a module with an odd namespace: skip it
+            continue
+    return None
+
+
+_descriptions: Dict[int, str] = {}
+
+
+def describe_replacement(name: str, current: Any) -> str:
+    """Who put ``current`` on ``socket.socket.<name>``: a function's ``module.qualname``, or for the original C
+    method written back, the global that kept the saved copy (pytest-socket's ``_true_connect``)."""
+    if current is _MISSING:
+        return "deleting it"
+    original = current is _C_METHODS.get(name) or (getattr(current, "__module__", None) == "socket"
+                                                    and getattr(current, "__qualname__", None) == f"socket.{name}")
+    key = id(current)
+    if original and key in _descriptions:
+        return _descriptions[key]
+    if original:
+        holder = _holder_of(current)
+        text = ("the original method written back" + (f" (a copy saved as {holder})" if holder else "")
+                + ", bypassing the plugin's hook")
+        _descriptions[key] = text
+        return text
+    module = getattr(current, "__module__", None)
+    qualname = getattr(current, "__qualname__", None) or getattr(type(current), "__qualname__", "an object")
+    return f"{module}.{qualname}" if module else str(qualname)
 
 
 _MISSING: Any = object()

@@ -106,6 +106,7 @@ class SockHygiene:
 
         effective = Controller.runtime_limits(self._get_limits(), self._nodeid, limits) if limits else self._get_limits()
         m = Measurement()
+        self._controller.keep_hooks(False)
         window = Window(self._controller.table, self._controller.recorder, self._controller.client_probe)
         try:
             yield m

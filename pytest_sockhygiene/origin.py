@@ -13,7 +13,7 @@ import sys
 import sysconfig
 import threading
 from types import FrameType
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 LIBRARY_PACKAGES: Tuple[str, ...] = (
     "httpx",
@@ -132,6 +132,18 @@ request_origin: "contextvars.ContextVar[Optional[Origin]]" = contextvars.Context
 An async client connects inside a task of its own (anyio races connection attempts in a task group), and that
 task's stack never reaches the user's coroutine. Context variables are copied into child tasks, so a connect
 made for a tracked request still finds the user's line.
+"""
+
+request_client: "contextvars.ContextVar[Optional[Any]]" = contextvars.ContextVar(
+    "sockhygiene_request_client", default=None)
+"""The record (``clients.ClientRecord``) of the tracked client whose request is under way, set beside
+``request_origin`` by the same wrappers; the outermost tracked client wins (a ``requests.Session``'s request
+belongs to the session, not to the urllib3 pool inside it).
+
+The socket recorder attaches it to every connect it sees (``SocketEvent.client``) and counts the connect on the
+record (``ClientRecord.connections``): so a client knows whether it ever opened a real connection (an unclosed
+client that never did is not a connection leak), and a connection knows which client's pool opened it. Copied
+into child tasks like ``request_origin``, so anyio's racing connect attempts are attributed too.
 """
 
 

@@ -225,8 +225,41 @@ class SockHygienePlugin:
             # no fixture was set up for this test (none, or only cached broader ones): no function-scoped
             # finalizer exists, so one registered now still runs before any broader teardown
             self.unscheduled = None
+            self._keep_hooks(False)
             self._judge_in_finalizer(item, state)
+        elif state.window:
+            self._keep_hooks(True)  # the test's fixtures ran since the first one's setup
+        if state.window:
+            self._keep_hooks_at_teardown(item)
         return result
+
+    def _keep_hooks(self, user_code: bool) -> None:
+        try:
+            self.controller.keep_hooks(user_code)
+        except Exception as e:  # noqa: BLE001
+            self.controller.problem("checking the socket hooks", e)
+
+    def _keep_hooks_at_teardown(self, item: pytest.Item) -> None:
+        """Check the socket hooks when the teardown of the test's fixtures starts: a finalizer registered after
+        every function-scoped fixture's runs first, after every plugin's ``pytest_runtest_teardown`` hook
+        (pytest-socket writes ``socket.socket.connect`` back in its own) and before any fixture's teardown."""
+        try:
+            item.addfinalizer(self._keep_hooks_plugin_code)
+        except Exception as e:  # noqa: BLE001
+            self.controller.problem(f"scheduling the socket hook check of {item.nodeid}", e)
+
+    def _keep_hooks_plugin_code(self) -> None:
+        self._keep_hooks(False)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        """Check the socket hooks right after the test function: a replacement found now was made by the test."""
+        try:
+            return (yield)
+        finally:
+            state = self.current
+            if state is not None and state.window:
+                self._keep_hooks(True)
 
     def _judge_in_finalizer(self, item: pytest.Item, state: _ItemState) -> None:
         """Take the verdict in a finalizer of the item registered before its first fixture's.
@@ -248,6 +281,7 @@ class SockHygienePlugin:
         if item is not None:
             self.unscheduled = None
             assert self.current is not None
+            self._keep_hooks(False)  # only plugins' setup hooks ran since the window opened
             self._judge_in_finalizer(item, self.current)
         # ownership is tracked whether or not a window is open: a fixture first set up by a disabled test
         # still owns what it creates

@@ -58,6 +58,12 @@ class Controller:
         self.peak_fds: Optional[int] = None
         self._last_scan: Optional[Scan] = None
         self._fixture_marks: List[Tuple[str, Dict[Hashable, int], set]] = []
+        self.replacements: Dict[str, int] = {}
+        """What other code put in place of the socket hooks (who, which method) -> how many times."""
+        self.blind_windows = 0
+        """Windows that ran partly without the socket hooks (their event-based counts are unknown)."""
+        self.hooks_lost: Optional[str] = None
+        """Why the socket hooks could not be put back, once that happened."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -136,6 +142,52 @@ class Controller:
     def format_origin(self, origin: Optional[origin_mod.Origin]) -> str:
         return origin_mod.format_origin(origin, self.rootdir)
 
+    # -- the socket hooks: put back when other code replaced them ---------------------------------------------
+
+    def keep_hooks(self, user_code: bool) -> None:
+        """Check that the socket hooks are still in place and wrap them again if other code replaced them.
+
+        Called at a window's open and at the boundaries of a test's phases (see plugin.py), so a replacement made
+        by another plugin's setup or teardown hook (pytest-socket writes ``socket.socket.connect`` back at every
+        test's teardown, and installs a guard at setup with ``--allow-hosts``) is undone before any fixture or test
+        code runs. ``user_code``: fixture or test code ran since the last check, so a replacement found now may
+        have hidden some of the open window's connects: its event-based counts are then unknown, never 0. The
+        clean path is one dict lookup per hooked method."""
+        recorder = self.recorder
+        if recorder is None or recorder.in_place():
+            return
+        try:
+            replaced = recorder.reinstall()
+        except Exception as e:  # noqa: BLE001 - the hooks stay off: say so, and measure nothing as 0
+            if self.hooks_lost is None:
+                self.hooks_lost = f"{type(e).__name__}: {e}"
+            replaced = ["(could not be wrapped again)"]
+        if not replaced:
+            return  # a wrapper of ours written back: it records like a new one
+        for text in replaced:
+            self.replacements[text] = self.replacements.get(text, 0) + 1
+        window = self.window
+        if window is not None and (user_code or self.hooks_lost is not None) and not window.blind:
+            window.blind = True
+            self.blind_windows += 1
+
+    def hooks_notice(self) -> Optional[str]:
+        """The session health's one line about replaced socket hooks, if any were."""
+        if not self.replacements and self.hooks_lost is None:
+            return None
+        total = sum(self.replacements.values())
+        who = "; ".join(sorted(t for t in self.replacements if not t.startswith("(")))
+        text = (f"other code replaced the plugin's socket hooks {total} time(s) ({who or 'unknown'}); they were "
+                "wrapped again around the replacement each time, at the next window open or test phase, so the "
+                "other code's function still runs")
+        if self.hooks_lost is not None:
+            text += (f"; from some point on they could not be put back ({self.hooks_lost}): connection and "
+                     "TIME_WAIT counts of the tests run since are unknown")
+        if self.blind_windows:
+            text += (f"; {self.blind_windows} test(s) ran partly without them (replaced while fixture or test code "
+                     "ran): their connection and TIME_WAIT counts are unknown (null in the JSON report)")
+        return text
+
     # -- windows -----------------------------------------------------------------------------------------------
 
     def open_window(self) -> Optional[Window]:
@@ -143,12 +195,18 @@ class Controller:
             return None
         assert self.table is not None and self.recorder is not None
         self.recorder.ownership.fixture_thread = threading.get_ident()
+        self.keep_hooks(False)
         # the last window's final look is this one's first, if no socket call happened in between
         before = self._last_scan if not self.recorder.touched else None
         self.window = Window(self.table, self.recorder, self.client_probe, before)
+        if self.hooks_lost is not None and not self.recorder.in_place():
+            self.window.blind = True
+            self.blind_windows += 1
         return self.window
 
     def close_window(self, limits: Limits) -> Optional[Verdict]:
+        if self.window is not None and not self.window.closed:
+            self.keep_hooks(True)
         window, self.window = self.window, None
         if window is None or window.closed:
             return None
@@ -203,6 +261,9 @@ class Controller:
         except Exception as e:  # noqa: BLE001
             self.problem("checking for session-level leaks", e)
         notices = list(self.notices)
+        hooks = self.hooks_notice()
+        if hooks:
+            notices.append(hooks)
         degraded = self.table.degradation() if self.table is not None else None
         if degraded:
             notices.append(degraded)

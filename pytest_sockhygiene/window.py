@@ -74,7 +74,7 @@ def _may_settle(verdict: Verdict) -> bool:
 
 
 class Window(EventSink):
-    __slots__ = ("table", "recorder", "client_probe", "before_scan", "before", "after_scan", "closed")
+    __slots__ = ("table", "recorder", "client_probe", "before_scan", "before", "after_scan", "closed", "blind")
 
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None,
                  before: Optional[Scan] = None) -> None:
@@ -90,6 +90,8 @@ class Window(EventSink):
         self.before = self.before_scan.ids
         self.after_scan: Optional[Scan] = None
         self.closed = False
+        self.blind = False
+        """The socket hooks were replaced by other code for part of the window: connects may have gone unseen."""
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds

@@ -119,7 +119,10 @@ def test_off_mode_and_disabled_plugin_do_nothing(pytester, run):
         from helpers import leak
         def test_leak(server):
             leak(server)
-            assert "connect" not in socket.socket.__dict__  # off: not even a hook installed
+            # off: not even a hook installed (pytest-socket, in the test extra, may have written the C method
+            # into the class's dict: what matters is that no wrapper of this plugin is there)
+            assert not [n for n, f in vars(socket.socket).items()
+                        if getattr(f, "__module__", "") == "pytest_sockhygiene.events"]
     """))
     run(mode="off").assert_outcomes(passed=1)
     pytester.runpytest("-p", "no:cacheprovider", "-p", "no:sockhygiene").assert_outcomes(passed=1)

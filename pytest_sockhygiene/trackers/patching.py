@@ -82,19 +82,39 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
+def _enter_request(registry: Any, client: Any) -> Tuple[Any, Any]:
+    """Count a request and set ``origin.request_origin`` and ``origin.request_client`` unless an outer tracked
+    request set them already (the outermost wins: a ``requests.Session``'s request, not its urllib3 pool's).
+    Returns the tokens to reset, None for a variable left alone."""
+    record = registry.request(client)
+    origin_token = None
+    client_token = None
+    if origin.request_origin.get() is None:
+        origin_token = origin.request_origin.set(origin.capture(skip=2))
+    if record is not None and origin.request_client.get() is None:
+        client_token = origin.request_client.set(record)
+    return origin_token, client_token
+
+
+def _leave_request(tokens: Tuple[Any, Any]) -> None:
+    origin_token, client_token = tokens
+    if client_token is not None:
+        origin.request_client.reset(client_token)
+    if origin_token is not None:
+        origin.request_origin.reset(origin_token)
+
+
 def counting_requests(registry: Any) -> Callable[[Any], Any]:
-    """Count a client's requests and remember the user's line that sent them (``origin.request_origin``)."""
+    """Count a client's requests, and remember the user's line that sent them (``origin.request_origin``) and
+    the client whose request it is (``origin.request_client``): the connects made meanwhile are that client's."""
 
     def make(method: Any) -> Any:
         def send(self: Any, *args: Any, **kwargs: Any) -> Any:
-            registry.request(self)
-            if origin.request_origin.get() is not None:
-                return method(self, *args, **kwargs)
-            token = origin.request_origin.set(origin.capture())
+            tokens = _enter_request(registry, self)
             try:
                 return method(self, *args, **kwargs)
             finally:
-                origin.request_origin.reset(token)
+                _leave_request(tokens)
 
         return send
 
@@ -104,14 +124,11 @@ def counting_requests(registry: Any) -> Callable[[Any], Any]:
 def counting_requests_async(registry: Any) -> Callable[[Any], Any]:
     def make(method: Any) -> Any:
         async def send(self: Any, *args: Any, **kwargs: Any) -> Any:
-            registry.request(self)
-            if origin.request_origin.get() is not None:
-                return await method(self, *args, **kwargs)
-            token = origin.request_origin.set(origin.capture())
+            tokens = _enter_request(registry, self)
             try:
                 return await method(self, *args, **kwargs)
             finally:
-                origin.request_origin.reset(token)
+                _leave_request(tokens)
 
         return send
 

@@ -1,0 +1,127 @@
+"""Other code that re-patches ``socket.socket`` (pytest-socket, mock.patch, monkeypatch) never blinds the plugin.
+
+pytest-socket saves ``socket.socket.connect`` when it is imported and writes it back at every test's teardown
+(with ``--allow-hosts`` it also installs a guard that calls the saved original at every setup): the plugin's
+wrappers are gone after the first test unless they are put back. These runs use the real pytest-socket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+import pytest
+
+from conftest import dedent
+
+SUITE = dedent('''
+    import socket
+    import pytest
+
+    def connect(server, n):
+        for _ in range(n):
+            socket.create_connection((server.host, server.port)).close()
+
+    @pytest.mark.enable_socket
+    def test_01(server):
+        connect(server, 1)
+
+    @pytest.mark.enable_socket
+    @pytest.mark.sockhygiene(connections=0)
+    def test_02(server):
+        connect(server, 2)
+
+    def test_03():
+        pass  # no network: under --disable-socket it runs with sockets disabled
+
+    @pytest.mark.enable_socket
+    def test_04(server):
+        connect(server, 1)
+
+    @pytest.mark.enable_socket
+    @pytest.mark.sockhygiene(connections=1)
+    def test_05(server):
+        for _ in range(3):
+            s = socket.create_connection((server.host, server.port))
+            s.close()
+
+    @pytest.mark.enable_socket
+    def test_06(server):
+        connect(server, 2)
+
+    @pytest.mark.enable_socket
+    def test_07(server):
+        pass
+
+    @pytest.mark.enable_socket
+    def test_08(server):
+        connect(server, 1)
+
+    @pytest.mark.enable_socket
+    def test_09(server):
+        connect(server, 3)
+
+    @pytest.mark.enable_socket
+    @pytest.mark.sockhygiene(connections=0)
+    def test_10(server):
+        socket.create_connection((server.host, server.port)).close()
+''')
+
+
+def _report(pytester: pytest.Pytester, run: Any, name: str, *args: str) -> Dict[str, Any]:
+    path = pytester.path / f"{name}.json"
+    result = run(f"--sockhygiene-report={path}", "-o", "markers=enable_socket: x", *args)
+    result.assert_outcomes(passed=10, errors=3)
+    return json.loads(path.read_text())
+
+
+def _tests(report: Dict[str, Any]) -> Dict[str, Any]:
+    return {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+
+
+@pytest.mark.parametrize("options", [(), ("--allow-hosts=127.0.0.1",), ("--disable-socket",)],
+                         ids=["no-option", "allow-hosts", "disable-socket"])
+def test_counts_and_origins_under_pytest_socket_equal_a_run_without_it(pytester, run, options):
+    pytester.makepyfile(test_s=SUITE)
+    without = _report(pytester, run, "without", "-p", "no:socket")
+    with_ = _report(pytester, run, "with", *options)
+    a, b = _tests(without), _tests(with_)
+    assert [a[f"test_{i:02}"]["counts"]["connections"] for i in range(1, 11)] == [1, 2, 0, 1, 3, 2, 0, 1, 3, 1]
+    for name in ("test_02", "test_05", "test_10"):
+        assert b[name]["counts"] == a[name]["counts"]
+        origins = [i["origin"] for v in b[name]["violations"] for i in v["items"]]
+        assert origins and origins == [i["origin"] for v in a[name]["violations"] for i in v["items"]]
+        assert all(o.startswith("test_s.py:") for o in origins), origins
+    assert {n: t["counts"] for n, t in b.items()} == {n: t["counts"] for n, t in a.items()}
+    assert with_["session"]["connections_opened"] == without["session"]["connections_opened"] == 14
+    # said once, with who replaced the hooks; the run without pytest-socket has nothing to say
+    assert not [n for n in without["session"]["notices"] if "socket hooks" in n]
+    notices = [n for n in with_["session"]["notices"] if "socket hooks" in n]
+    assert len(notices) == 1
+    assert "socket.socket.connect by the original method written back (a copy saved as pytest_socket._true_connect)" \
+        in notices[0]
+    if options == ("--allow-hosts=127.0.0.1",):
+        assert "pytest_socket.socket_allow_hosts.<locals>.guarded_connect" in notices[0]
+    assert "unknown" not in notices[0]  # every replacement was undone before fixture or test code ran
+
+
+def test_allow_hosts_guard_still_blocks_and_its_restore_still_works(pytester, run):
+    """Re-installed around pytest-socket's guard: the guard still runs (a connect to another host is blocked),
+    and what pytest-socket writes back at teardown is what is there afterwards."""
+    pytester.makepyfile(test_g=dedent('''
+        import socket
+        import pytest
+        from pytest_socket import SocketConnectBlockedError
+
+        def test_blocked(server):
+            with pytest.raises(SocketConnectBlockedError):
+                socket.create_connection(("127.0.0.2", server.port))
+            socket.create_connection((server.host, server.port)).close()
+
+        def test_after(sockhygiene, server):
+            with sockhygiene.measure(connections=None) as m:
+                socket.create_connection((server.host, server.port)).close()
+            assert m.connections == 1
+    '''))
+    result = run("--allow-hosts=127.0.0.1", "-W", "ignore::UserWarning")
+    result.assert_outcomes(passed=2)
