@@ -177,7 +177,11 @@ class Recorder:
             listener_local=listener_local,
             client=client,
         )
-        if kind in ("connect", "accept") and event.identity is not None and event.four_tuple is not None:
+        if (kind in ("connect", "accept") and event.owner is None and event.identity is not None
+                and event.four_tuple is not None):
+            # only the test's own: a fixture's server accepting a neighbour process's connections must never
+            # have them looked up as the test's when they vanish (a neighbour reuses its ports, and an older
+            # TIME_WAIT row of the same 4-tuple would be blamed on the test)
             self.tuples[event.identity] = event.four_tuple
         for sink in self.sinks:
             sink.add(event)
