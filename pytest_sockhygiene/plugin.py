@@ -292,9 +292,17 @@ class SockHygienePlugin:
             except Exception as e:  # noqa: BLE001
                 self.controller.problem(f"fixture {fixturedef.argname!r} setup", e)
                 broader = False
+        recorder = self.controller.recorder
+        ownership = recorder.ownership if recorder is not None and not broader else None
+        if ownership is not None:
+            # a function-scoped fixture's connects are the test's, labelled with the fixture: a readiness probe
+            # reads as plumbing, not as the code under test (report.py)
+            outer, ownership.function_fixture = ownership.function_fixture, f"function-scoped fixture '{fixturedef.argname}'"
         try:
             return (yield)
         finally:
+            if ownership is not None:
+                ownership.function_fixture = outer
             if broader:
                 try:
                     self.controller.fixture_setup_end()

@@ -153,13 +153,18 @@ class PsutilTable(SocketTable):
             return set()
         wanted = set(tuples)
         found: Set[FourTuple] = set()
-        try:
-            rows = self._psutil.net_connections(kind="tcp")
-        except (self._psutil.Error, OSError) as e:
-            self._degraded = f"psutil cannot read the machine-wide TCP table ({e!r}): TIME_WAIT is not checked"
-            return found
-        for conn in rows:
-            entry = _entry(conn)
-            if entry is not None and entry.state in LINGERING_STATES and entry.four_tuple in wanted:
-                found.add(entry.four_tuple)  # type: ignore[arg-type]
+        for _ in range(2):
+            try:
+                rows = self._psutil.net_connections(kind="tcp")
+            except (self._psutil.Error, OSError) as e:
+                self._degraded = f"psutil cannot read the machine-wide TCP table ({e!r}): TIME_WAIT is not checked"
+                return found
+            for conn in rows:
+                entry = _entry(conn)
+                if entry is not None and entry.state in LINGERING_STATES and entry.four_tuple in wanted:
+                    found.add(entry.four_tuple)  # type: ignore[arg-type]
+            # the dump is read in pieces while the machine's connections come and go, and can skip a row: read
+            # once more when a connection has neither of its sides found (often only one side was ever wanted)
+            if all((l, r) in found or (r, l) in found for (l, r) in wanted):
+                break
         return found
