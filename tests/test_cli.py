@@ -132,10 +132,11 @@ def _bad_inputs(tmp_path: pathlib.Path) -> List[Any]:
     cases = {
         "not-json.json": ("{not json", "not a sockhygiene report (not valid JSON"),
         "array.json": ("[1, 2]", "not a sockhygiene report (expected a JSON object"),
-        "baseline.json": ('{"version": 1, "tests": {"t.py::a": {"connections": 1}}}', "is a baseline file, not a report"),
+        "baseline.json": ('{"version": 1, "tests": {"t.py::a": {"connections": 1}}}',
+                          "is a baseline file, not a report"),
         "v2.json": (json.dumps({**good, "version": 2}), "report version 2; this pytest-sockhygiene reads version 1"),
-        "bad-test.json": (json.dumps({**good, "tests": [{"nodeid": "t.py::a", "clean": True, "counts": {"connections": -1},
-                                                           "violations": []}]}),
+        "bad-test.json": (json.dumps({**good, "tests": [{"nodeid": "t.py::a", "clean": True,
+                                                           "counts": {"connections": -1}, "violations": []}]}),
                           "test t.py::a: 'counts' must map kinds to non-negative integers"),
         "bad-session.json": (json.dumps({**good, "session": {**good["session"], "connections_opened": "9"}}),
                              "session.connections_opened must be an integer, got '9'"),
@@ -145,6 +146,8 @@ def _bad_inputs(tmp_path: pathlib.Path) -> List[Any]:
         (tmp_path / name).write_text(text)
         out.append((tmp_path / name, message))
     out.append((tmp_path / "missing.json", "no such file"))
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{\x00")  # unreadable as text (root reads any mode bits)
+    out.append((tmp_path / "binary.json", "cannot be read: 'utf-8' codec can't decode byte 0xff"))
     out.append((tmp_path, "is a directory, not a report"))
     (tmp_path / "good.json").write_text(json.dumps(good))
     return out
@@ -277,3 +280,19 @@ def test_the_command_line_never_imports_the_pytest_hooks():
             "print(sorted(m for m in sys.modules if m in ('pytest', '_pytest', 'pytest_sockhygiene.plugin')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_show_reads_a_report_that_lacks_a_kind_this_version_counts(tmp_path):
+    """A report written before a kind was added (its counts lack the key) is shown with that count as 0."""
+    from pytest_sockhygiene.verdict import KINDS
+
+    counts = {k: 0 for k in KINDS[:-1]}
+    doc = {"version": 1, "tests": [{"nodeid": "t.py::a", "clean": True, "counts": counts, "violations": []}],
+           "session": {"tests_checked": 1, "tests_with_violations": 0, "violations_by_kind": {},
+                       "connections_opened": 0, "peak_time_wait": 0, "ephemeral_ports": None, "peak_open_fds": None,
+                       "fd_limit": None, "session_leaks": [], "plugin_problems": 0, "notices": []}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    done = cli("show", "-v", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "1 tests checked, 0 with violations"
