@@ -74,6 +74,10 @@ def _still_there(fd: int, local: Endpoint, remote: Optional[Endpoint]) -> Option
         s.detach()
 
 
+_LINGER_READS = 3
+"""Reads of the machine-wide table at most, while a wanted connection is not found (``lingering``)."""
+
+
 class PsutilTable(SocketTable):
     name = "psutil"
 
@@ -153,7 +157,7 @@ class PsutilTable(SocketTable):
             return set()
         wanted = set(tuples)
         found: Set[FourTuple] = set()
-        for _ in range(2):
+        for _ in range(_LINGER_READS):
             try:
                 rows = self._psutil.net_connections(kind="tcp")
             except (self._psutil.Error, OSError) as e:
@@ -164,7 +168,8 @@ class PsutilTable(SocketTable):
                 if entry is not None and entry.state in LINGERING_STATES and entry.four_tuple in wanted:
                     found.add(entry.four_tuple)  # type: ignore[arg-type]
             # the dump is read in pieces while the machine's connections come and go, and can skip a row: read
-            # once more when a connection has neither of its sides found (often only one side was ever wanted)
+            # again while a connection has neither of its sides found (seen under a neighbour's churn: a burst of
+            # 10 counted as 9; each read misses a row rarely, so a few reads make a miss very unlikely)
             if all((l, r) in found or (r, l) in found for (l, r) in wanted):
                 break
         return found
