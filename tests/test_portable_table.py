@@ -62,14 +62,15 @@ NEIGHBOUR = dedent("""
             held = socket.create_connection((args[0], int(args[1])))
             request(held, "/")
             print(held.getsockname()[1], flush=True)
-        elif cmd == "reset":
+        elif cmd == "reset":  # and take the port again at once: another process could be given it meanwhile
+            port = held.getsockname()[1]
             held.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             held.close()
-            print("reset", flush=True)
-        elif cmd == "reopen":  # the same local port again: the server closes first and keeps a TIME_WAIT row
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", int(args[2])))
+            s.bind(("127.0.0.1", port))
+            print("reset", flush=True)
+        elif cmd == "reopen":  # the same local port again: the server closes first and keeps a TIME_WAIT row
             s.connect((args[0], int(args[1])))
             request(s, "/close")
             s.recv(1)  # the server's close
@@ -116,7 +117,7 @@ def test_neighbour_reusing_a_port_on_a_fixture_server_is_never_blamed(pytester, 
         def test_neighbour_resets_and_reuses_its_port(server, neighbour):
             assert neighbour("reset") == "reset"
             assert wait_for(lambda: server.open_connections == 0)
-            assert neighbour("reopen", server.host, server.port, PORT[0]) == "reopened"
+            assert neighbour("reopen", server.host, server.port) == "reopened"
             assert wait_for(lambda: server.open_connections == 0)
 
         def test_last(server):
