@@ -8,7 +8,7 @@ from .baseline import allowed
 
 from .endpoints import format_endpoint
 from .origin import Origin
-from .verdict import ADVICE, CAUSE_ADVICE, OPENED_BY, RECONNECTED, Item, Verdict, Violation, cause_of
+from .verdict import CAUSE_ADVICE, OPENED_BY, RECONNECTED, Item, Verdict, Violation, advice, cause_of
 
 OriginFormatter = Callable[[Optional[Origin]], str]
 
@@ -51,7 +51,7 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
     for source in v.context:
         lines.append("    " + _source_line(source, fmt))
     cause = cause_of(v.context)
-    lines.append("    fix: " + (CAUSE_ADVICE[cause] if cause else ADVICE.get(v.kind, "")))
+    lines.append("    fix: " + (CAUSE_ADVICE[cause] if cause else advice(v)))
     lines.append("    to allow it: " + allow_marker({v.kind: v.count}))
     return lines
 
