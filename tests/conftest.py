@@ -23,9 +23,12 @@ from pytest_sockhygiene.testing import serve_http
 
 @pytest.fixture(scope="session")
 def server():
-    with serve_http(keep_alive=5.0) as s:
+    with serve_http(keep_alive=120.0) as s:
         yield s
 '''
+"""A keep-alive timeout well beyond any inner run: on a loaded machine a test can take seconds between leaking a
+connection and being judged, and a server closing it meanwhile would turn the ESTABLISHED leak under test into a
+CLOSE_WAIT one (tests of CLOSE_WAIT start their own server with a short timeout)."""
 
 
 def has_ipv6_loopback() -> bool:
