@@ -134,6 +134,10 @@ class Recorder:
         self.tuples: Dict[Hashable, FourTuple] = {}
         """Identity -> 4-tuple of every connection seen held or connected: when such a socket later vanishes
         without a Python close() (garbage collection, C code), its TIME_WAIT row can still be found."""
+        self.left_by_tests: Set[Hashable] = set()
+        """Sockets new in a test's window and still held when it closed: what that test left behind (reported
+        there). Whatever later closes them - the garbage collector, another test - it is not a later test's
+        connection, so it never counts towards that test's ``time_wait``. Pruned as they disappear."""
         self._identity_of = identity_of
         self._on_error = on_error
         self._saved: Dict[str, Any] = {}

@@ -216,6 +216,7 @@ class Controller:
         try:
             verdict = window.close(limits)
             self._last_scan = window.after_scan
+            window.remember_left()
             return verdict
         finally:
             if self.clients is not None and self.clients.held:

@@ -139,6 +139,7 @@ class Window(EventSink):
             listeners=dict(self.recorder.listeners),
             held_ids=frozenset(after),
             vanished=vanished,
+            earlier=self.recorder.left_by_tests,
             clients=clients,
             notes=notes,
             created_clients=created,
@@ -165,7 +166,18 @@ class Window(EventSink):
             return set()
         closed = {ev.identity for ev in self.events if ev.kind == "close"}
         owned = self.recorder.ownership.socket_owner
-        return {tuples[k] for k in gone if k not in closed and k not in owned}
+        left = self.recorder.left_by_tests  # an earlier test's leak, collected now: that test's, not this one's
+        return {tuples[k] for k in gone if k not in closed and k not in owned and k not in left}
+
+    def remember_left(self) -> None:
+        """Once a test's window is judged: remember the sockets it left open (new in the window, still held), so
+        that their late close is never counted against a later test (docs/ownership.md)."""
+        scan = self.after_scan
+        if scan is None or scan is self.before_scan:
+            return
+        before = self.before
+        owned = self.recorder.ownership.socket_owner
+        self.recorder.left_by_tests.update(k for k in scan.ids if k not in before and k not in owned)
 
     def forget_vanished(self) -> None:
         """Drop the cached 4-tuples of sockets that are gone (called once, when the window is judged)."""
@@ -175,6 +187,10 @@ class Window(EventSink):
             # list(): a copy made in one step; socket hooks in other threads (a server accepting) add entries
             for k in [k for k in list(tuples) if k not in held]:
                 tuples.pop(k, None)
+        left = self.recorder.left_by_tests
+        if left and self.after_scan is not None:
+            held = self.after_scan.ids
+            left.difference_update([k for k in left if k not in held])
 
     def close(self, limits: Limits) -> Verdict:
         """Judge, re-checking a violation until it clears or ``limits.settle`` seconds have passed."""

@@ -18,9 +18,19 @@ SUITE = dedent('''
     import socket
     import pytest
 
+    def request(sock):
+        # a whole request and its answer: the server has accepted the connection before the test goes on (a
+        # server thread accepting while a later test runs with sockets disabled would die: accept() makes a
+        # socket.socket, which pytest-socket then blocks)
+        sock.sendall(b"GET / HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n")
+        data = b""
+        while not data.endswith(b"ok\\n"):
+            data += sock.recv(1024)
+
     def connect(server, n):
         for _ in range(n):
-            socket.create_connection((server.host, server.port)).close()
+            with socket.create_connection((server.host, server.port)) as s:
+                request(s)
 
     @pytest.mark.enable_socket
     def test_01(server):
@@ -43,6 +53,7 @@ SUITE = dedent('''
     def test_05(server):
         for _ in range(3):
             s = socket.create_connection((server.host, server.port))
+            request(s)
             s.close()
 
     @pytest.mark.enable_socket
@@ -64,7 +75,8 @@ SUITE = dedent('''
     @pytest.mark.enable_socket
     @pytest.mark.sockhygiene(connections=0)
     def test_10(server):
-        socket.create_connection((server.host, server.port)).close()
+        with socket.create_connection((server.host, server.port)) as s:
+            request(s)
 ''')
 
 
