@@ -1,0 +1,117 @@
+"""What moved between two runs, for a code review: per test, the counts that grew beyond the baseline ratchet's
+tolerance (``baseline.allowed``: +max(1, 10 %)), the new tests that open connections, and the tests whose counts
+shrank. A growth is what a reviewer must look at (and what fails the command); the rest is context.
+
+OLD may be a report or a baseline file (a baseline holds only ``connections`` and ``time_wait``, so only those
+are compared then).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+from ..baseline import allowed
+
+Counts = Mapping[str, int]
+
+
+@dataclasses.dataclass
+class Change:
+    nodeid: str
+    moves: List[Tuple[str, int, int]]
+    """(kind, old, new) for each count that moved this way."""
+
+
+@dataclasses.dataclass
+class Diff:
+    grew: List[Change]
+    new: List[Change]
+    """New tests that open connections: (``connections``, 0, count)."""
+    shrank: List[Change]
+    compared: int
+    gone: int
+    """Tests of OLD that NEW does not have (deleted, renamed, deselected, or in a shard NEW lacks)."""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.grew)
+
+
+def compare(old: Mapping[str, Counts], new: Mapping[str, Counts], kinds: Sequence[str]) -> Diff:
+    """``old`` and ``new``: node id -> counts, in the order to list them (NEW's order)."""
+    grew: List[Change] = []
+    fresh: List[Change] = []
+    shrank: List[Change] = []
+    compared = 0
+    for nodeid, counts in new.items():
+        before = old.get(nodeid)
+        if before is None:
+            if counts.get("connections", 0) > 0:
+                fresh.append(Change(nodeid, [("connections", 0, counts["connections"])]))
+            continue
+        compared += 1
+        up = [(k, before[k], counts.get(k, 0)) for k in kinds if k in before and counts.get(k, 0) > allowed(before[k])]
+        down = [(k, before[k], counts.get(k, 0)) for k in kinds if k in before and counts.get(k, 0) < before[k]]
+        if up:
+            grew.append(Change(nodeid, up))
+        if down:
+            shrank.append(Change(nodeid, down))
+    gone = sum(1 for nodeid in old if nodeid not in new)
+    return Diff(grew, fresh, shrank, compared, gone)
+
+
+def _moves(c: Change, limit: bool) -> str:
+    parts = []
+    for kind, a, b in c.moves:
+        parts.append(f"{kind} {a} -> {b}" + (f" (at most {allowed(a)})" if limit else ""))
+    return ", ".join(parts)
+
+
+def text_lines(d: Diff) -> List[str]:
+    lines = [f"{d.compared} tests in both: {len(d.grew)} grew beyond the tolerance, {len(d.shrank)} shrank; "
+             f"{len(d.new)} new tests open connections" + (f"; {d.gone} tests of OLD are not in NEW" if d.gone else "")]
+    if d.grew:
+        lines.append("grew beyond the tolerance (the baseline's rule: +max(1, 10%)):")
+        lines.extend(f"  {c.nodeid}  {_moves(c, True)}" for c in d.grew)
+    if d.new:
+        lines.append("new tests that open connections:")
+        lines.extend(f"  {c.nodeid}  connections {c.moves[0][2]}" for c in d.new)
+    if d.shrank:
+        lines.append("shrank:")
+        lines.extend(f"  {c.nodeid}  {_moves(c, False)}" for c in d.shrank)
+    return lines
+
+
+def _cell(text: str) -> str:
+    """A node id as a Markdown table cell: in a code span, with the table's and the span's delimiters escaped."""
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+
+
+def markdown_lines(d: Diff, old_name: str, new_name: str) -> List[str]:
+    head = "grew" if d.grew else "no growth"
+    lines = [f"### Socket hygiene: {head}", ""]
+    summary = (f"{d.compared} tests in both reports: **{len(d.grew)} grew** beyond the tolerance (+max(1, 10%)), "
+               f"{len(d.shrank)} shrank; {len(d.new)} new tests open connections.")
+    if d.gone:
+        summary += f" {d.gone} tests of `{old_name}` are not in `{new_name}`."
+    lines.append(summary)
+    rows: List[str] = []
+    for what, changes in (("grew", d.grew), ("new", d.new), ("shrank", d.shrank)):
+        for c in changes:
+            for kind, a, b in c.moves:
+                note = f"grew (at most {allowed(a)})" if what == "grew" else what
+                rows.append(f"| {_cell(c.nodeid)} | {kind} | {'' if what == 'new' else a} | {b} | {note} |")
+    if rows:
+        lines += ["", "| test | count | before | after | |", "|---|---|---:|---:|---|", *rows]
+    return lines
+
+
+def counts_by_test(tests: Sequence[Mapping[str, object]]) -> Dict[str, Dict[str, int]]:
+    """node id -> counts of a report's tests (the last record wins, as in ``merge``)."""
+    out: Dict[str, Dict[str, int]] = {}
+    for t in tests:
+        counts = t.get("counts")
+        assert isinstance(counts, dict)
+        out[str(t["nodeid"])] = {str(k): int(v) for k, v in counts.items()}
+    return out

@@ -1,0 +1,279 @@
+"""``python -m pytest_sockhygiene merge|baseline|diff|show``, run as a subprocess on reports of real runs."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+from typing import Any, Dict, List
+
+import pytest
+
+from conftest import dedent, errors_of
+
+SCHEMA = json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json").read_text())
+
+SUITE = dedent("""
+    import os, socket, threading, httpx, pytest
+    from pytest_sockhygiene.testing import LoopbackHTTPServer
+
+    KEEP = []
+    N = int(os.environ.get("SOCKHYGIENE_TEST_N", "3"))
+
+    @pytest.fixture(scope="session")
+    def stub():
+        s = LoopbackHTTPServer()
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+        return s  # never shut down: a session-level leak
+
+    def test_clean():
+        pass
+
+    def test_burst(server):
+        for _ in range(N):
+            with httpx.Client() as c:
+                c.get(server.url)
+
+    def test_steady(server):
+        with httpx.Client() as c:
+            c.get(server.url)
+
+    def test_leak(server):
+        KEEP.append(socket.create_connection((server.host, server.port)))
+
+    def test_stub(stub):
+        pass
+""")
+
+
+def cli(*args: str, cwd: Any = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest_sockhygiene", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=60)
+
+
+def report(path: pathlib.Path) -> Dict[str, Any]:
+    import jsonschema
+
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> Any:
+    return pytester.runpytest("-p", "no:cacheprovider", "--sockhygiene=enforce", "-o", "sockhygiene_settle=0.25",
+                              "-o", "sockhygiene_time_wait=unlimited", *args)
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    from conftest import INNER_CONFTEST
+
+    pytester.makeconftest(INNER_CONFTEST)
+    pytester.makepyfile(test_s=SUITE)
+    return pytester
+
+
+def essence(doc: Dict[str, Any]) -> Dict[str, Any]:
+    return {t["nodeid"]: (t["clean"], t["counts"], sorted(v["kind"] for v in t["violations"])) for t in doc["tests"]}
+
+
+def test_merge_of_shards_adds_up_to_the_whole_run(suite, tmp_path):
+    whole, a, b = tmp_path / "whole.json", tmp_path / "a.json", tmp_path / "b.json"
+    _run(suite, f"--sockhygiene-report={whole}")
+    _run(suite, f"--sockhygiene-report={a}", "-k", "clean or burst or stub")
+    _run(suite, f"--sockhygiene-report={b}", "-k", "not (clean or burst or stub)")
+    merged = tmp_path / "merged.json"
+    done = cli("merge", "-o", str(merged), str(a), str(b))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert f"merged 2 reports (5 tests) into {merged}" in done.stdout
+    doc, whole_doc, a_doc, b_doc = report(merged), report(whole), report(a), report(b)
+    assert essence(doc) == essence(whole_doc)
+    assert [t["nodeid"] for t in doc["tests"]] == [t["nodeid"] for t in a_doc["tests"] + b_doc["tests"]]
+    s, sa, sb = doc["session"], a_doc["session"], b_doc["session"]
+    for key in ("tests_checked", "tests_with_violations", "connections_opened"):
+        assert s[key] == whole_doc["session"][key], key
+    assert s["violations_by_kind"] == whole_doc["session"]["violations_by_kind"] == {"established": 1}
+    # peaks are maxima: shards run apart, so their TIME_WAIT entries never add up in one place
+    assert s["peak_time_wait"] == max(sa["peak_time_wait"], sb["peak_time_wait"]) == 3
+    assert s["peak_open_fds"] == max(sa["peak_open_fds"], sb["peak_open_fds"])
+    # the stub server leaks in shard a only; the shards' own leaks and notices are all kept
+    assert [leak["owner"] for leak in s["session_leaks"]] == ["session-scoped fixture 'stub'"]
+    assert s["session_leaks"] == sa["session_leaks"] + sb["session_leaks"]
+
+
+def test_merge_a_test_in_several_reports_keeps_the_last_with_a_warning(suite, tmp_path, monkeypatch):
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "2")
+    _run(suite, f"--sockhygiene-report={first}", "-k", "burst or clean")
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "4")
+    _run(suite, f"--sockhygiene-report={second}", "-k", "burst")
+    merged = tmp_path / "merged.json"
+    done = cli("merge", "-o", str(merged), str(first), str(second))
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        f"python -m pytest_sockhygiene merge: warning: test_s.py::test_burst: in {first} and {second}; keeping "
+        f"{second}'s (the last given)"]
+    doc = report(merged)
+    assert [(t["nodeid"], t["counts"]["connections"]) for t in doc["tests"]] == [
+        ("test_s.py::test_clean", 0), ("test_s.py::test_burst", 4)] or [
+        (t["nodeid"], t["counts"]["connections"]) for t in doc["tests"]] == [
+        ("test_s.py::test_burst", 4), ("test_s.py::test_clean", 0)]
+    assert doc["session"]["tests_checked"] == 3  # checked three times in all
+    assert doc["session"]["connections_opened"] == 2 + 4
+
+
+def _bad_inputs(tmp_path: pathlib.Path) -> List[Any]:
+    good = {"version": 1, "tests": [], "session": {
+        "tests_checked": 0, "tests_with_violations": 0, "violations_by_kind": {}, "connections_opened": 0,
+        "peak_time_wait": 0, "ephemeral_ports": None, "peak_open_fds": None, "fd_limit": None, "session_leaks": [],
+        "plugin_problems": 0, "notices": []}}
+    cases = {
+        "not-json.json": ("{not json", "not a sockhygiene report (not valid JSON"),
+        "array.json": ("[1, 2]", "not a sockhygiene report (expected a JSON object"),
+        "baseline.json": ('{"version": 1, "tests": {"t.py::a": {"connections": 1}}}', "is a baseline file, not a report"),
+        "v2.json": (json.dumps({**good, "version": 2}), "report version 2; this pytest-sockhygiene reads version 1"),
+        "bad-test.json": (json.dumps({**good, "tests": [{"nodeid": "t.py::a", "clean": True, "counts": {"connections": -1},
+                                                           "violations": []}]}),
+                          "test t.py::a: 'counts' must map kinds to non-negative integers"),
+        "bad-session.json": (json.dumps({**good, "session": {**good["session"], "connections_opened": "9"}}),
+                             "session.connections_opened must be an integer, got '9'"),
+    }
+    out = []
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        out.append((tmp_path / name, message))
+    out.append((tmp_path / "missing.json", "no such file"))
+    out.append((tmp_path, "is a directory, not a report"))
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    return out
+
+
+def test_bad_input_is_a_clear_error_and_nothing_is_written(tmp_path):
+    good = tmp_path / "in" / "good.json"
+    (tmp_path / "in").mkdir()
+    for path, message in _bad_inputs(tmp_path / "in"):
+        out = tmp_path / "out.json"
+        for args in (["merge", "-o", str(out), str(good), str(path)], ["baseline", "-o", str(out), str(path)],
+                     ["show", str(path)], ["diff", str(good), str(path)]):
+            done = cli(*args)
+            assert done.returncode == 2, (args, done.stdout, done.stderr)
+            assert done.stderr == f"python -m pytest_sockhygiene {args[0]}: error: {path}: {message}" + \
+                done.stderr.split(message, 1)[1], (args, done.stderr)
+            assert done.stderr.count("\n") == 1
+            assert not out.exists()
+    unreadable = tmp_path / "in" / "good.json"
+    done = cli("merge", "-o", str(tmp_path / "no-dir" / "m.json"), str(unreadable))
+    assert done.returncode == 2
+    assert "error: cannot write the merged report" in done.stderr and "No such file or directory" in done.stderr
+    assert cli("merge", "-o", str(tmp_path / "m.json")).returncode == 2  # argparse: a report is required
+
+
+def test_baseline_from_a_report_is_the_file_baseline_update_writes(suite, tmp_path):
+    rep, base = tmp_path / "r.json", tmp_path / "b.json"
+    _run(suite, f"--sockhygiene-report={rep}", f"--sockhygiene-baseline={base}", "--sockhygiene-baseline-update")
+    done = cli("baseline", "-o", str(tmp_path / "from-report.json"), str(rep))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"wrote the baseline of 5 tests to {tmp_path / 'from-report.json'}\n"
+    assert (tmp_path / "from-report.json").read_text() == base.read_text()
+    # and the plugin reads it back as its baseline
+    result = _run(suite, f"--sockhygiene-baseline={tmp_path / 'from-report.json'}")
+    assert errors_of(result) == ["test_s.py::test_leak"]
+
+
+def test_diff_grew_new_and_shrank(suite, tmp_path, monkeypatch):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "3")
+    _run(suite, f"--sockhygiene-report={old}", "-k", "not steady")
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "5")  # 3 -> 5: beyond 3 + max(1, 10 %)
+    _run(suite, f"--sockhygiene-report={new}")
+    done = cli("diff", str(old), str(new))
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [
+        "4 tests in both: 1 grew beyond the tolerance, 0 shrank; 1 new tests open connections",
+        "grew beyond the tolerance (the baseline's rule: +max(1, 10%)):",
+        "  test_s.py::test_burst  time_wait 3 -> 5 (at most 4), connections 3 -> 5 (at most 4)",
+        "new tests that open connections:",
+        "  test_s.py::test_steady  connections 1",
+    ]
+    done = cli("diff", "--format=markdown", str(old), str(new))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "### Socket hygiene: grew",
+        "",
+        "4 tests in both reports: **1 grew** beyond the tolerance (+max(1, 10%)), 0 shrank; 1 new tests open "
+        "connections.",
+        "",
+        "| test | count | before | after | |",
+        "|---|---|---:|---:|---|",
+        "| `test_s.py::test_burst` | time_wait | 3 | 5 | grew (at most 4) |",
+        "| `test_s.py::test_burst` | connections | 3 | 5 | grew (at most 4) |",
+        "| `test_s.py::test_steady` | connections |  | 1 | new |",
+    ]
+    # the other way round: only shrinking, and a test of OLD missing from NEW: exit 0
+    done = cli("diff", str(new), str(old))
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines() == [
+        "4 tests in both: 0 grew beyond the tolerance, 1 shrank; 0 new tests open connections; 1 tests of OLD are "
+        "not in NEW",
+        "shrank:",
+        "  test_s.py::test_burst  time_wait 5 -> 3, connections 5 -> 3",
+    ]
+
+
+def test_diff_against_a_baseline_file(suite, tmp_path, monkeypatch):
+    base, new = tmp_path / "b.json", tmp_path / "new.json"
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "2")
+    _run(suite, f"--sockhygiene-baseline={base}", "--sockhygiene-baseline-update")
+    monkeypatch.setenv("SOCKHYGIENE_TEST_N", "4")
+    _run(suite, f"--sockhygiene-report={new}")
+    done = cli("diff", str(base), str(new))
+    assert done.returncode == 1
+    assert "  test_s.py::test_burst  connections 2 -> 4 (at most 3), time_wait 2 -> 4 (at most 3)" in \
+        done.stdout.splitlines()
+
+
+def _section(lines: List[str], title: str) -> List[str]:
+    start = next(i for i, line in enumerate(lines) if line.strip("= ") == title and line.startswith("="))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("====")), len(lines))
+    return lines[start + 1:end]
+
+
+def test_show_prints_what_the_terminal_printed(suite, tmp_path):
+    rep = tmp_path / "r.json"
+    result = _run(suite, f"--sockhygiene-report={rep}", "-o", "sockhygiene_time_wait=2")
+    assert errors_of(result) == ["test_s.py::test_burst", "test_s.py::test_leak"]
+    done = cli("show", str(rep))
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout.splitlines()
+    # the summary section, as the terminal had it (less the line naming the report's path)
+    terminal_summary = [line for line in _section(result.outlines, "socket hygiene") if not line.startswith("report:")]
+    assert _section(shown, "socket hygiene") == terminal_summary
+    assert "      3  test_s.py::test_burst  (test_s.py:19 in test_burst)" in shown
+    # each offender's failure text, exactly as at its teardown, offenders first
+    offenders = _section(shown, "socket hygiene violations")
+    text = "\n".join(result.outlines)
+    for block in "\n".join(offenders).strip().split("\n\n"):
+        assert block.startswith("sockhygiene: test_s.py::test_")
+        assert block in text, block
+    assert offenders[0].startswith("sockhygiene: test_s.py::test_burst broke its socket limits")
+
+
+def test_show_a_clean_report_is_one_line_unless_verbose(pytester, tmp_path):
+    pytester.makepyfile(test_ok="def test_a(): pass\ndef test_b(): pass\n")
+    rep = tmp_path / "r.json"
+    _run(pytester, f"--sockhygiene-report={rep}")
+    done = cli("show", str(rep))
+    # (pytest-socket, installed here, replaces the socket hooks at each test: a notice says so)
+    assert [line for line in done.stdout.splitlines()[1:] if not line.startswith("notice:")] == [
+        "2 tests checked, all clean"]
+    done = cli("show", "-v", str(rep))
+    assert done.stdout.splitlines()[1].startswith("2 tests checked, 0 with violations")
+
+
+def test_the_command_line_never_imports_the_pytest_hooks():
+    code = ("import sys, pytest_sockhygiene.cli, pytest_sockhygiene.__main__; "
+            "print(sorted(m for m in sys.modules if m in ('pytest', '_pytest', 'pytest_sockhygiene.plugin')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
