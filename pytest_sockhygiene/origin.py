@@ -158,15 +158,20 @@ def capture(skip: int = 1) -> Optional[Origin]:
     return None
 
 
-def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> str:
-    if origin is None:
-        return "origin unknown (opened by library or C code outside Python's socket module)"
-    filename, lineno, func = origin
+def relative_path(filename: str, rootdir: Optional[str]) -> str:
+    """``filename`` relative to ``rootdir`` when it is inside it, else as it is."""
     if rootdir:
         try:
             rel = os.path.relpath(filename, rootdir)
             if not rel.startswith(".."):
-                filename = rel
+                return rel
         except ValueError:
             pass
-    return f"{filename}:{lineno} in {func}"
+    return filename
+
+
+def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> str:
+    if origin is None:
+        return "origin unknown (opened by library or C code outside Python's socket module)"
+    filename, lineno, func = origin
+    return f"{relative_path(filename, rootdir)}:{lineno} in {func}"

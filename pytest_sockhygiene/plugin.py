@@ -12,6 +12,7 @@ kept to a few attribute reads and one quick look at the fd table (see docs/perfo
 from __future__ import annotations
 
 import functools
+import os
 import time
 import warnings
 from typing import Any, Dict, Generator, List, Optional, Tuple
@@ -24,14 +25,17 @@ from .verdict import CLEAN, KINDS
 from . import baseline as baseline_mod
 from .outputs import Outputs, read_outputs, write_json
 from .report import failure_text
-from .results import SessionResults, clean_record, test_record
+from .reporting.options import CiOptions, read_ci_options
+from .results import SessionResults, clean_record, sampled_clean_record, test_record
 from .session import Controller
 from .settings import Settings, read_settings, rewrite_bare_flag
+from .reporting.annotations import annotations
 from .summary import summary_lines
 from .warning import SockHygieneWarning
 
 PLUGIN_NAME = "sockhygiene-session"
 _SETTINGS_KEY = pytest.StashKey[Settings]()
+_CI_KEY = pytest.StashKey[CiOptions]()
 
 
 class _ItemState:
@@ -82,6 +86,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=[])
     parser.addini("sockhygiene_settle", "sockhygiene: seconds to re-check a violation before reporting it",
                   default="")
+    _add_ci_options(group, parser)
+
+
+def _add_ci_options(group: Any, parser: pytest.Parser) -> None:
+    """The outputs for CI (issue 14): annotations, the HTML page. Read by ``read_ci_options``."""
+    group.addoption(
+        "--sockhygiene-annotate", action="store", default=None, metavar="WHERE", dest="sockhygiene_annotate",
+        help="GitHub Actions annotations, one per violation at the line that opened the socket: auto (the "
+             "default: github when GITHUB_ACTIONS=true), github or off.",
+    )
+    group.addoption(
+        "--sockhygiene-html", action="store", default=None, metavar="PATH", dest="sockhygiene_html",
+        help="write the session as one self-contained HTML page to PATH: a timeline of TIME_WAIT in flight, "
+             "open fds and connections per test, and each violation's details.",
+    )
+    parser.addini("sockhygiene_annotate", "sockhygiene: GitHub Actions annotations: auto (default), github or off",
+                  default="")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -103,6 +124,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as e:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
     config.stash[_SETTINGS_KEY] = settings
+    try:  # checked in every mode, like the other options; the page's path only where a page will be written
+        config.stash[_CI_KEY] = read_ci_options(
+            config.getoption("sockhygiene_annotate"), config.getoption("sockhygiene_html"), config.getini,
+            os.environ, check_writable=settings.active and not hasattr(config, "workerinput"))
+    except ConfigError as e:
+        raise pytest.UsageError(f"sockhygiene: {e}") from None
     if settings.active:
         is_worker = hasattr(config, "workerinput")
         try:
@@ -125,6 +152,22 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
         else:
             config.pluginmanager.register(_RecordCarrier(plugin), PLUGIN_NAME + "-carrier")
+        _register_pytest_html(config, plugin)
+
+
+def _register_pytest_html(config: pytest.Config, plugin: "SockHygienePlugin") -> None:
+    """pytest-html's rows and extras (issue 14): only when it is installed and ``--html`` is given, since its
+    hooks exist only then."""
+    if not (config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None)):
+        return
+    from .reporting.pytest_html import PytestHtmlRows
+
+    def record_of(item: pytest.Item) -> Any:
+        state = plugin.current
+        return state.record if state is not None and state.item is item else None
+
+    rows = PytestHtmlRows(record_of, reporting=plugin.reporter is not None)
+    config.pluginmanager.register(rows, PLUGIN_NAME + "-pytest-html")
 
 
 def _location(item: pytest.Item) -> "tuple[str, int]":
@@ -134,6 +177,16 @@ def _location(item: pytest.Item) -> "tuple[str, int]":
         return str(path), (lineno or 0) + 1
     except Exception:  # noqa: BLE001
         return str(getattr(item, "path", item.nodeid)), 1
+
+
+def _test_location(item: pytest.Item) -> Tuple[str, int]:
+    """The test function's file (relative to the rootdir, as pytest prints it) and line: where an annotation points
+    when no origin is known."""
+    try:
+        path, lineno, _ = item.location
+        return str(path), (lineno or 0) + 1
+    except Exception:  # noqa: BLE001
+        return item.nodeid.split("::", 1)[0], 1
 
 
 def _markers(item: pytest.Item) -> List[Any]:
@@ -180,6 +233,8 @@ class SockHygienePlugin:
         self.markers = _MarkerWalk()
         self.junit = bool(config.getoption("xmlpath", None))
         self.enforce = controller.settings.mode == "enforce"
+        self.sampling = bool(outputs.report or config.stash[_CI_KEY].html)
+        """A report or the HTML page was asked for: every record carries its sample (time, open fds)."""
 
     # -- the window ------------------------------------------------------------------------------------------
 
@@ -321,17 +376,23 @@ class SockHygienePlugin:
             return
         grown: List[Tuple[str, int, int]] = []
         if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, the test is its record
-            record = clean_record(item if self.reporter is not None else item.nodeid)
+            if self.sampling:
+                record = sampled_clean_record(item.nodeid, time.time(), self.controller.fd_sample())
+            else:
+                record = clean_record(item if self.reporter is not None else item.nodeid)
         else:
             baseline = self.outputs.baseline if not self.outputs.update else None
             if baseline is not None:
                 grown = baseline_mod.grown(item.nodeid, verdict.counts, baseline)
             record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
-                                 self.controller.peak_fds)
+                                 self.controller.fd_sample() if self.sampling else None,
+                                 locate=self.controller.locate_origin,
+                                 location=_test_location(item) if grown or not verdict.clean else None)
         if self.reporter is not None:  # this process reports
             self.reporter.results.add_local(record)
-        else:  # an xdist worker: _RecordCarrier puts it on the teardown report
-            state.record = record
+        # kept until the test's teardown report is made: an xdist worker's _RecordCarrier puts it on the report,
+        # and pytest-html's rows (reporting/pytest_html.py) read its counts
+        state.record = record
         if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
             item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS)
         if (verdict.clean and not grown) or not report:
@@ -467,6 +528,11 @@ class SockHygieneReporter:
     def _write_outputs(self) -> None:
         if self.outputs.report:
             write_json(self.outputs.report, self.results.document())
+        html = self.config.stash[_CI_KEY].html
+        if html:
+            from .reporting.html import write_page
+
+            write_page(html, self.results.document())
         if self.outputs.update and self.outputs.baseline_path:
             tests = baseline_mod.updated(self.outputs.baseline or {}, self.results.records)
             baseline_mod.write(self.outputs.baseline_path, tests)
@@ -479,8 +545,13 @@ class SockHygieneReporter:
         tr.section("socket hygiene")
         for line in summary_lines(r, verbose=self.config.getoption("verbose") > 0):
             tr.write_line(line)
+        if self.config.stash[_CI_KEY].annotate:  # GitHub reads workflow commands from the log: the real stdout
+            for line in annotations(r.dirty, r.leaks, enforce=self.config.stash[_SETTINGS_KEY].mode == "enforce"):
+                tr.write_line(line)
         if self.outputs.report:
             tr.write_line(f"report: {self.outputs.report}")
+        if self.config.stash[_CI_KEY].html:
+            tr.write_line(f"html: {self.config.stash[_CI_KEY].html}")
         if r.problems:
             tr.write_line(f"{len(r.problems)} plugin problem(s) - a fault of pytest-sockhygiene (or of a tracker "
                           "plugin), not of your tests; please report it:", red=True)

@@ -14,23 +14,38 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .baseline import allowed
 from .health import peak_time_wait
 from .origin import Origin
-from .verdict import KINDS, Verdict
+from .verdict import KINDS, Item, Verdict
 
 Record = Dict[str, Any]
 
 
+Locate = Callable[[Optional[Origin]], Optional[Tuple[str, int]]]
+
+
+def _item_dict(item: Item, fmt: Callable[[Optional[Origin]], str], locate: Optional[Locate]) -> Dict[str, Any]:
+    d = item.as_dict(fmt)
+    where = locate(item.origin) if locate is not None and item.origin is not None else None
+    if where is not None:  # the origin's file and line as values: where a CI annotation points
+        d["file"], d["line"] = where
+    return d
+
+
 def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, int]],
-                fmt: Callable[[Optional[Origin]], str], when: float, fds: Optional[int]) -> Any:
-    """A dirty test's full record (a dict), or a clean test's compact one (a tuple, see ``_Compact``)."""
+                fmt: Callable[[Optional[Origin]], str], when: float, fds: Optional[int],
+                locate: Optional[Locate] = None, location: Optional[Tuple[str, int]] = None) -> Any:
+    """A dirty test's full record (a dict), or a clean test's compact one (a tuple, see ``_Compact``).
+
+    ``locate`` gives each item's origin as (file relative to the rootdir, line); ``location`` is the test
+    function's (file, line), where an annotation points when no origin is known."""
     if verdict.clean and not grown:
         counts = verdict.counts
-        return (nodeid, tuple(int(counts[k]) for k in KINDS), when)
+        return (nodeid, tuple(int(counts[k]) for k in KINDS), when, fds)
     violations: List[Dict[str, Any]] = []
     for v in verdict.violations:
         violations.append({
             "kind": v.kind, "count": v.count, "limit": v.limit,
-            "items": [i.as_dict(fmt) for i in v.items],
-            **({"context": [i.as_dict(fmt) for i in v.context]} if v.context else {}),
+            "items": [_item_dict(i, fmt, locate) for i in v.items],
+            **({"context": [_item_dict(i, fmt, locate) for i in v.context]} if v.context else {}),
         })
     for kind, count, base in grown:
         violations.append({"kind": "baseline", "count": count, "limit": allowed(base),
@@ -41,7 +56,7 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
         found = verdict.violation(kind)
         if found is not None and found.items and found.items[0].origin is not None:
             origins[kind] = fmt(found.items[0].origin)
-    return {
+    record = {
         "nodeid": nodeid,
         "clean": not violations,
         "counts": {k: int(verdict.counts.get(k, 0)) for k in KINDS},
@@ -50,6 +65,9 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
         "fds": fds,
         "origins": origins,
     }
+    if location is not None:
+        record["file"], record["line"] = location
+    return record
 
 
 _ZEROS = (0,) * len(KINDS)
@@ -64,14 +82,26 @@ def clean_record(test: Any) -> Any:
     return test
 
 
+def sampled_clean_record(nodeid: str, when: float, fds: Optional[int]) -> Any:
+    """A clean test's record when a report or the HTML page was asked for: they show each test's sample (when it
+    ended, this process's open fds then). The compact form of ``_Compact``; its cost is a clock read."""
+    return (nodeid, _ZEROS, when, fds)
+
+
 def public_record(r: Record) -> Record:
     """The record as the JSON report's schema has it (the transport-only keys dropped)."""
-    return {"nodeid": r["nodeid"], "clean": r["clean"], "counts": r["counts"], "violations": r["violations"]}
+    out = {"nodeid": r["nodeid"], "clean": r["clean"], "counts": r["counts"], "violations": r["violations"]}
+    if r.get("file") is not None:
+        out["file"], out["line"] = r["file"], r["line"]
+    if r.get("stop"):
+        out["sample"] = {"time": r["stop"], "fds": r.get("fds")}
+    return out
 
 
-_Compact = Tuple[str, Tuple[int, ...], float]
+_Compact = Tuple[str, Tuple[int, ...], float, Optional[int]]
 """A clean test's record as kept for the session when its window saw something (connections within limits):
-nodeid, counts in KINDS order, end time (~100 bytes, where the dict would take ~1.8 KB: a 10,000-test run must
+nodeid, counts in KINDS order, end time, open fds then (None unless a report or the HTML page was asked for)
+(~100 bytes, where the dict would take ~1.8 KB: a 10,000-test run must
 not grow by megabytes). A test whose window saw nothing is kept as ``clean_record`` made it."""
 
 
@@ -79,21 +109,23 @@ def _compact(r: Any) -> Any:
     if isinstance(r, str):  # a clean test's node id
         return r
     if not isinstance(r, dict):
-        return tuple(r[:1]) + (tuple(r[1]),) + tuple(r[2:3])  # as sent (xdist may turn tuples into lists)
+        return tuple(r[:1]) + (tuple(r[1]),) + tuple(r[2:4])  # as sent (xdist may turn tuples into lists)
     if r["clean"] and not r.get("origins"):
-        return (r["nodeid"], tuple(r["counts"][k] for k in KINDS), r["stop"])
+        return (r["nodeid"], tuple(r["counts"][k] for k in KINDS), r["stop"], r.get("fds"))
     return r
 
 
 def _expand(r: Any) -> Record:
     if isinstance(r, dict):
         return r
+    fds = None
     if isinstance(r, tuple):
-        nodeid, counts, stop = r
+        nodeid, counts, stop = r[:3]
+        fds = r[3] if len(r) > 3 else None
     else:  # clean_record's: a node id, or the item
         nodeid, counts, stop = (r if isinstance(r, str) else r.nodeid), _ZEROS, 0.0
     return {"nodeid": nodeid, "clean": True, "counts": dict(zip(KINDS, counts)), "violations": [], "stop": stop,
-            "fds": None, "origins": {}}
+            "fds": fds, "origins": {}}
 
 
 @dataclasses.dataclass

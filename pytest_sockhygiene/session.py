@@ -142,6 +142,21 @@ class Controller:
     def format_origin(self, origin: Optional[origin_mod.Origin]) -> str:
         return origin_mod.format_origin(origin, self.rootdir)
 
+    def locate_origin(self, origin: Optional[origin_mod.Origin]) -> Optional[Tuple[str, int]]:
+        """``(path relative to the rootdir, line)`` of an origin: where a CI annotation points."""
+        if origin is None:
+            return None
+        return origin_mod.relative_path(origin[0], self.rootdir), int(origin[1])
+
+    def fd_sample(self) -> Optional[int]:
+        """This process's open fds as of the last look (for the per-test sample of the report and the HTML page):
+        free where the look listed the fds (the quick look checked the same ones are open), else the backend's
+        count (psutil: one listing)."""
+        scan = self._last_scan
+        if scan is not None and scan.fds is not None:
+            return len(scan.fds)
+        return self.table.fd_count() if self.table is not None else None
+
     # -- the socket hooks: put back when other code replaced them ---------------------------------------------
 
     def keep_hooks(self, user_code: bool) -> None:

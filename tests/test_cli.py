@@ -277,3 +277,19 @@ def test_the_command_line_never_imports_the_pytest_hooks():
             "print(sorted(m for m in sys.modules if m in ('pytest', '_pytest', 'pytest_sockhygiene.plugin')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_show_reads_a_report_that_lacks_a_kind_this_version_counts(tmp_path):
+    """A report written before a kind was added (its counts lack the key) is shown with that count as 0."""
+    from pytest_sockhygiene.verdict import KINDS
+
+    counts = {k: 0 for k in KINDS[:-1]}
+    doc = {"version": 1, "tests": [{"nodeid": "t.py::a", "clean": True, "counts": counts, "violations": []}],
+           "session": {"tests_checked": 1, "tests_with_violations": 0, "violations_by_kind": {},
+                       "connections_opened": 0, "peak_time_wait": 0, "ephemeral_ports": None, "peak_open_fds": None,
+                       "fd_limit": None, "session_leaks": [], "plugin_problems": 0, "notices": []}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    done = cli("show", "-v", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "1 tests checked, 0 with violations"

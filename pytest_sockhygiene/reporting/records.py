@@ -15,7 +15,7 @@ from ..endpoints import Endpoint
 from ..origin import format_origin as _format_origin
 from ..report import failure_text
 from ..results import SessionResults
-from ..verdict import Item, Verdict, Violation
+from ..verdict import KINDS, Item, Verdict, Violation
 
 Grown = List[Tuple[str, int, int]]
 
@@ -100,7 +100,9 @@ class ReportResults(SessionResults):
         self._session = dict(document["session"])
         for t in document["tests"]:
             sample = t.get("sample") or {}
-            self.add({**t, "stop": sample.get("time") or 0.0, "fds": sample.get("fds"), "origins": origins_of(t)})
+            counts = {k: int(t["counts"].get(k, 0)) for k in KINDS}  # a kind an older report lacks: 0
+            self.add({**t, "counts": counts, "stop": sample.get("time") or 0.0, "fds": sample.get("fds"),
+                      "origins": origins_of(t)})
 
     def session(self) -> Dict[str, Any]:
         return dict(self._session)

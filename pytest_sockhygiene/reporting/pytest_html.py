@@ -1,0 +1,91 @@
+"""pytest-html: every checked test's row carries its counts, and a violating test's extras carry the failure text
+the terminal showed. Registered only when pytest-html is installed and ``--html`` is given (its hooks exist only
+then), through its documented hooks: ``pytest_html_results_table_header``, ``pytest_html_results_table_row`` and
+``report.extras`` made with ``pytest_html.extras.text``.
+
+Two halves, because pytest-html builds its page where results are reported (the xdist controller) while the
+counts are known where the test ran (a worker): the process that ran the test puts the counts and the extra on the
+test's teardown report (xdist sends report attributes to the controller), and the reporting process reads them
+there when pytest-html asks for the test's rows, which it does once the teardown report has arrived.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional
+
+import pytest
+
+from ..verdict import KINDS
+from .records import text_of
+
+COUNTS_ATTR = "sockhygiene_counts"
+
+
+def counts_of(record: Any) -> Dict[str, int]:
+    """A record's counts, whatever its shape (``results``: a dict, a compact tuple, or a clean test's item)."""
+    if isinstance(record, dict):
+        return {k: int(record["counts"].get(k, 0)) for k in KINDS}
+    if isinstance(record, (tuple, list)) and len(record) > 1:
+        return {k: int(v) for k, v in zip(KINDS, record[1])}
+    return {k: 0 for k in KINDS}
+
+
+def cell_text(counts: Optional[Mapping[str, int]]) -> str:
+    """What the row shows: the counts that are not zero, ``clean`` when all are, nothing for an unchecked test."""
+    if counts is None:
+        return ""
+    moved = [f"{k} {counts[k]}" for k in KINDS if counts.get(k)]
+    return ", ".join(moved) if moved else "clean"
+
+
+class PytestHtmlRows:
+    """``record_of(item)``: the record of the test just judged, if it is that item's. ``reporting``: this process
+    reports (it builds pytest-html's page): a plain run's, or xdist's controller (where no test runs, so the first
+    half never runs there)."""
+
+    def __init__(self, record_of: Callable[[pytest.Item], Any], reporting: bool) -> None:
+        self.record_of = record_of
+        self.reporting = reporting
+        self.rows: Dict[str, Dict[str, int]] = {}
+
+    # -- where the test ran --------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+        report = yield
+        if call.when == "teardown":
+            # an xdist worker's record rides on the report already (plugin._RecordCarrier), a plain run's does not
+            record = getattr(report, "sockhygiene", None)
+            if record is None:
+                record = self.record_of(item)
+            if record is not None:
+                setattr(report, COUNTS_ATTR, counts_of(record))
+                text = text_of(record) if isinstance(record, dict) else ""
+                if text:
+                    from pytest_html import extras
+
+                    report.extras = list(getattr(report, "extras", None) or []) + [extras.text(text, name="sockhygiene")]
+        return report
+
+    # -- where pytest-html builds its page ---------------------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Before pytest-html's own (``trylast``), which asks for the test's rows when its teardown report comes."""
+        if self.reporting and report.when == "teardown":
+            counts = getattr(report, COUNTS_ATTR, None)
+            if isinstance(counts, dict):
+                self.rows[report.nodeid] = counts
+
+    def pytest_html_results_table_header(self, cells: List[str]) -> None:
+        if self.reporting:
+            cells.append('<th class="sortable" data-column-type="sockhygiene">Sockets</th>')
+
+    def pytest_html_results_table_row(self, report: Any, cells: List[str]) -> None:
+        if not self.reporting:
+            return
+        nodeid = getattr(report, "nodeid", "")
+        counts = self.rows.get(nodeid)
+        if report.when == "teardown":  # the test's last row: its counts are not needed any more
+            self.rows.pop(nodeid, None)
+        cells.append(f'<td class="col-sockhygiene">{html.escape(cell_text(counts))}</td>')
