@@ -130,6 +130,8 @@ class Recorder:
         Cleared right before each scan; set by every hooked call, recorded or not."""
         self.ownership = Ownership()
         self.listeners: Dict[Endpoint, Optional[Hashable]] = {}
+        self.listener_origins: Dict[Hashable, Optional[origin_mod.Origin]] = {}
+        """Listener identity -> the line that called listen(): an accepted socket's origin names it."""
         self.described: Set[Hashable] = set()  # sockets already searched for listeners (window.discover_listeners)
         self.tuples: Dict[Hashable, FourTuple] = {}
         """Identity -> 4-tuple of every connection seen held or connected: when such a socket later vanishes
@@ -145,6 +147,7 @@ class Recorder:
         self._ours: Set[Any] = set()
         """Every wrapper this recorder made (other code may save one and write it back later)."""
         self._active = threading.local()
+        self.tasks = TaskOrigins(self)
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
 
     # -- sinks -----------------------------------------------------------------------------------------------
@@ -168,13 +171,21 @@ class Recorder:
         client = origin_mod.request_client.get() if kind == "connect" else None
         if client is not None:
             client.connections += 1  # the client opened a real connection (see origin.request_client)
+        identity = self._identity_of(fd, local, remote)
+        if with_origin:
+            origin = (origin_mod.request_origin.get() or origin_mod.capture(skip=3)
+                      or origin_mod.capture_library(skip=3))
+        elif kind == "accept":
+            origin = origin_mod.accepted_origin(listener_local, self.listener_origins.get(listener_identity))
+        else:
+            origin = None
         event = SocketEvent(
             kind=kind,
-            identity=self._identity_of(fd, local, remote),
+            identity=identity,
             fd=fd,
             local=local,
             remote=remote,
-            origin=(origin_mod.request_origin.get() or origin_mod.capture(skip=3)) if with_origin else None,
+            origin=origin,
             thread=threading.get_ident(),
             owner=self.ownership.current(),
             listener=listener_identity,
@@ -211,7 +222,10 @@ class Recorder:
                 return
             local = local_endpoint(sock)
             if local is not None:
-                self.listeners[local] = self._identity_of(sock.fileno(), local, None)
+                identity = self.listeners[local] = self._identity_of(sock.fileno(), local, None)
+                if identity is not None:  # listen() is rare: its line is kept for the sockets it will accept
+                    self.listener_origins[identity] = (origin_mod.request_origin.get() or origin_mod.capture(skip=2)
+                                                       or origin_mod.capture_library(skip=2))
             if self.sinks:
                 self._emit("listen", sock, local, None, with_origin=True)
         except Exception as e:  # noqa: BLE001
@@ -321,6 +335,7 @@ class Recorder:
             return
         for name in _PATCHED:
             self._wrap(name)
+        self.tasks.install()
 
     def in_place(self) -> bool:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
@@ -365,7 +380,81 @@ class Recorder:
                 setattr(cls, name, saved)
         self._installed.clear()
         self._saved.clear()
+        self.tasks.uninstall()
         self.sinks = ()
+
+
+class TaskOrigins:
+    """Gives every asyncio task created while a window is open the user's line that created it
+    (``origin.task_origin``), by wrapping ``BaseEventLoop.create_task``: the one place asyncio's
+    ``create_task``, ``ensure_future``, ``TaskGroup`` and anyio's task groups create tasks. Installed once asyncio
+    is imported; costs one attribute check per task outside windows."""
+
+    def __init__(self, recorder: "Recorder") -> None:
+        self._recorder = recorder
+        self._cls: Any = None
+        self._saved: Any = _MISSING
+        self._fn: Any = None
+        self._wanted = False
+
+    def install(self) -> None:
+        self._wanted = True
+        module = sys.modules.get("asyncio.base_events")
+        if module is not None:
+            self._patch(module)
+            return
+        from .imports import ImportWatcher
+
+        watcher = ImportWatcher(self._recorder._on_error)
+        watcher.when_imported("asyncio.base_events", self._patch)
+
+    def _patch(self, module: Any) -> None:
+        if not self._wanted or self._fn is not None:
+            return
+        cls = module.BaseEventLoop
+        orig = cls.create_task
+        rec = self._recorder
+        capture = origin_mod.capture
+        var = origin_mod.task_origin
+
+        def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
+            if not rec.sinks or kwargs.get("context") is not None:
+                return orig(self, coro, *args, **kwargs)
+            try:
+                started = capture(skip=1)
+            except Exception as e:  # noqa: BLE001
+                rec._on_error(e)
+                started = None
+            if started is None:
+                return orig(self, coro, *args, **kwargs)
+            token = var.set(started[:3])  # the task copies the context now, with this in it
+            try:
+                return orig(self, coro, *args, **kwargs)
+            finally:
+                var.reset(token)
+
+        create_task.__qualname__ = "BaseEventLoop.create_task"
+        create_task.__doc__ = orig.__doc__
+        self._cls, self._saved, self._fn = cls, cls.__dict__.get("create_task", _MISSING), create_task
+        cls.create_task = create_task
+        events_mod = sys.modules.get("asyncio.events")
+        handle = getattr(events_mod, "Handle", None)
+        run = getattr(handle, "_run", None)
+        if run is not None and hasattr(run, "__code__"):
+            origin_mod.set_task_boundaries([run.__code__])
+
+    def uninstall(self) -> None:
+        self._wanted = False
+        cls, fn = self._cls, self._fn
+        if cls is None:
+            return
+        if cls.__dict__.get("create_task") is fn:
+            if self._saved is _MISSING:
+                delattr(cls, "create_task")
+            else:
+                cls.create_task = self._saved
+        self._cls = self._fn = None
+        origin_mod.set_task_boundaries(())
 
 
 def _true_socket_class() -> type:

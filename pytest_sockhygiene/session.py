@@ -144,7 +144,7 @@ class Controller:
 
     def locate_origin(self, origin: Optional[origin_mod.Origin]) -> Optional[Tuple[str, int]]:
         """``(path relative to the rootdir, line)`` of an origin: where a CI annotation points."""
-        if origin is None:
+        if origin is None or not origin[0]:  # unknown, or only known as "accepted by the listener at ..."
             return None
         return origin_mod.relative_path(origin[0], self.rootdir), int(origin[1])
 

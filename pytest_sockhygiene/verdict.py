@@ -214,7 +214,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
             for key in (ev.identity, (ev.fd, ev.local)):
                 if key is not None:
                     peers[key] = ev.remote
-        if ev.kind in ("connect", "listen") and ev.identity is not None:
+        if ev.kind in ("connect", "listen", "accept") and ev.identity is not None:
             origins.setdefault(ev.identity, ev.origin)
             origins.setdefault((ev.fd, ev.local), ev.origin)
         if ev.kind == "connect" and ev.four_tuple is not None:
@@ -310,6 +310,9 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[I
         if ev.four_tuple is not None:
             origin_by_conn[_connection_key(ev.four_tuple)] = ev.origin
             initiated.add(ev.four_tuple)
+    for ev in obs.events:  # the server side of a connection no connect of the test explains: its listener's line
+        if ev.kind == "accept" and ev.four_tuple is not None:
+            origin_by_conn.setdefault(_connection_key(ev.four_tuple), ev.origin)
     seen: Set[FrozenSet[Endpoint]] = set()
     groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], int] = collections.Counter()
     for local, remote in sorted(obs.lingering):
