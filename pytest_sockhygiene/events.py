@@ -82,6 +82,9 @@ class Ownership:
         self.fixture_thread: Optional[int] = None
         self.thread_owner: Dict[int, str] = {}
         self.socket_owner: Dict[Hashable, str] = {}
+        self.inherited = False
+        """Some thread carries an owner passed on at its start (kept on the thread object, not by ident: idents
+        of ended threads are reused, and a server starts a short-lived thread per connection)."""
 
     def current(self) -> Optional[str]:
         ident = threading.get_ident()
@@ -90,7 +93,50 @@ class Ownership:
             return owner
         if self.fixture_stack and ident == self.fixture_thread:
             return self.fixture_stack[-1]
+        if self.inherited:  # a thread started by an owned thread (see ThreadStarts)
+            return getattr(threading.current_thread(), _OWNER_ATTR, None)
         return None
+
+
+_OWNER_ATTR = "_sockhygiene_owner"
+
+
+class ThreadStarts:
+    """A thread started by an owned thread (a fixture's server spawning a handler per connection) has the same
+    owner: ``threading.Thread.start`` is wrapped to pass it on, before the thread runs, as an attribute of the
+    thread. Costs an attribute check per thread start."""
+
+    def __init__(self, ownership: Ownership) -> None:
+        self._ownership = ownership
+        self._fn: Any = None
+        self._saved: Any = None
+
+    def install(self) -> None:
+        if self._fn is not None:
+            return
+        own = self._ownership
+        cls = threading.Thread
+        orig = cls.start
+
+        def start(self: threading.Thread) -> None:
+            owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited else None
+            if owner is not None:
+                try:
+                    setattr(self, _OWNER_ATTR, owner)
+                    own.inherited = True
+                except Exception:  # noqa: BLE001 - a Thread subclass with __slots__: not passed on
+                    pass
+            return orig(self)
+
+        start.__qualname__ = "Thread.start"
+        start.__doc__ = orig.__doc__
+        self._saved, self._fn = cls.__dict__.get("start", _MISSING), start
+        cls.start = start  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        if self._fn is not None and threading.Thread.__dict__.get("start") is self._fn:
+            threading.Thread.start = self._saved  # type: ignore[method-assign]
+        self._fn = None
 
 
 def peer_endpoint(sock: Any) -> Optional[Endpoint]:
@@ -148,6 +194,7 @@ class Recorder:
         """Every wrapper this recorder made (other code may save one and write it back later)."""
         self._active = threading.local()
         self.tasks = TaskOrigins(self)
+        self.thread_starts = ThreadStarts(self.ownership)
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
 
     # -- sinks -----------------------------------------------------------------------------------------------
@@ -336,6 +383,7 @@ class Recorder:
         for name in _PATCHED:
             self._wrap(name)
         self.tasks.install()
+        self.thread_starts.install()
 
     def in_place(self) -> bool:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
@@ -381,6 +429,7 @@ class Recorder:
         self._installed.clear()
         self._saved.clear()
         self.tasks.uninstall()
+        self.thread_starts.uninstall()
         self.sinks = ()
 
 

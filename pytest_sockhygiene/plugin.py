@@ -263,7 +263,7 @@ class SockHygienePlugin:
         state = self.current = _ItemState(item, limits)
         if limits.enabled:
             try:
-                if self.controller.open_window() is not None:
+                if self.controller.open_window(item.nodeid) is not None:
                     state.window = True
                     self.unscheduled = item
             except Exception as e:  # noqa: BLE001

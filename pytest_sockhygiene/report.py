@@ -70,6 +70,8 @@ def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
     lines = [f"sockhygiene: {nodeid} broke its socket limits"]
     for v in verdict.violations:
         lines.extend("  " + line for line in violation_lines(v, fmt))
+    for thread in verdict.threads:
+        lines.append(f"  {thread}")
     for kind, count, base in grown:
         lines.append(f"  {kind}: {count} (baseline {base}) - grew beyond the baseline's tolerance "
                      f"(at most {allowed(base)}); fix the regression, or accept it with --sockhygiene-baseline-update")

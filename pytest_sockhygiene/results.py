@@ -37,7 +37,7 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
 
     ``locate`` gives each item's origin as (file relative to the rootdir, line); ``location`` is the test
     function's (file, line), where an annotation points when no origin is known."""
-    if verdict.clean and not grown:
+    if verdict.clean and not grown and not verdict.threads:
         counts = verdict.counts
         return (nodeid, tuple(int(counts[k]) for k in KINDS), when, fds)
     violations: List[Dict[str, Any]] = []
@@ -65,6 +65,8 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
         "fds": fds,
         "origins": origins,
     }
+    if verdict.threads:
+        record["threads"] = list(verdict.threads)
     if location is not None:
         record["file"], record["line"] = location
     return record
@@ -95,6 +97,8 @@ def public_record(r: Record) -> Record:
         out["file"], out["line"] = r["file"], r["line"]
     if r.get("stop"):
         out["sample"] = {"time": r["stop"], "fds": r.get("fds")}
+    if r.get("threads"):
+        out["threads"] = r["threads"]
     return out
 
 
@@ -110,7 +114,7 @@ def _compact(r: Any) -> Any:
         return r
     if not isinstance(r, dict):
         return tuple(r[:1]) + (tuple(r[1]),) + tuple(r[2:4])  # as sent (xdist may turn tuples into lists)
-    if r["clean"] and not r.get("origins"):
+    if r["clean"] and not r.get("origins") and not r.get("threads"):
         return (r["nodeid"], tuple(r["counts"][k] for k in KINDS), r["stop"], r.get("fds"))
     return r
 
@@ -176,6 +180,10 @@ class SessionResults:
             for kind in {v["kind"] for v in r["violations"]}:
                 out[kind] = out.get(kind, 0) + 1
         return out
+
+    def threads_left(self) -> List[Tuple[str, str]]:
+        """(node id, thread description) of every thread a test left running."""
+        return [(r["nodeid"], t) for r in self._stored if isinstance(r, dict) for t in r.get("threads", ())]
 
     def worst(self, kind: str, n: int = 5) -> List[Record]:
         ranked = sorted((r for r in self.records if r["counts"].get(kind, 0) > 0),

@@ -37,6 +37,14 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
             f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports; peak open file descriptors "
             f"{_ratio(s['peak_open_fds'], s['fd_limit'])}"
         )
+    threads = results.threads_left()
+    if threads:
+        lines.append(f"threads left running: {len(threads)}, each the test's that started it (its sockets never "
+                     "count against a later test):")
+        for nodeid, text in threads[:5]:
+            lines.append(f"  {nodeid}: {text}")
+        if len(threads) > 5:
+            lines.append(f"  ... and {len(threads) - 5} more (the JSON report lists them all)")
     if s["session_leaks"]:
         lines.append(f"session-level leaks: {len(s['session_leaks'])} left open at session end by fixtures of "
                      "broader scope (close them in the fixture's teardown; in enforce mode this fails the run):")

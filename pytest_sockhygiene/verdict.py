@@ -68,6 +68,8 @@ class Violation:
 class Verdict:
     counts: Mapping[str, int]
     violations: Tuple[Violation, ...]
+    threads: Tuple[str, ...] = ()
+    """Threads the test started and left running, described (not a limit: reported, never failing)."""
 
     @property
     def clean(self) -> bool:
