@@ -22,7 +22,7 @@ from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
-from .verdict import CLEAN, Item, Verdict
+from .verdict import CLEAN, Item, Verdict, unmeasured
 from .window import ClientProbe, Window, backoff
 
 
@@ -262,6 +262,11 @@ class Controller:
     # -- threads a test leaves running ----------------------------------------------------------------------------
 
     def _with_threads(self, verdict: Verdict, window: Window, limits: Limits) -> Verdict:
+        if window.blind:
+            verdict = unmeasured(verdict)
+        return self._threads_left(verdict, window, limits)
+
+    def _threads_left(self, verdict: Verdict, window: Window, limits: Limits) -> Verdict:
         """The verdict, with the threads the test started and left running: from now on they are the test's, so
         nothing they do later counts against another test. The clean path is one comparison of two small dicts."""
         before, self._threads_at_open = self._threads_at_open, None

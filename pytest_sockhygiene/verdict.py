@@ -84,6 +84,18 @@ class Verdict:
 
 CLEAN = Verdict(counts={k: 0 for k in KINDS}, violations=())
 
+EVENT_COUNTS = ("connections", "time_wait")
+"""The counts that come from the socket hooks' events: unknown (None) for a window during which other code had
+replaced the hooks, never written as 0 (a violation measured anyway still stands: its count is a lower bound)."""
+
+
+def unmeasured(verdict: Verdict) -> Verdict:
+    """The verdict of a window that ran partly without the socket hooks."""
+    counts: Dict[str, Optional[int]] = dict(verdict.counts)
+    for kind in EVENT_COUNTS:
+        counts[kind] = None
+    return dataclasses.replace(verdict, counts=counts)  # type: ignore[arg-type]
+
 
 @dataclasses.dataclass
 class Observation:
