@@ -29,7 +29,7 @@ from .reporting.options import CiOptions, read_ci_options
 from .results import SessionResults, clean_record, sampled_clean_record, test_record
 from .session import Controller
 from .settings import Settings, read_settings, rewrite_bare_flag
-from .reporting.annotations import annotations
+from .reporting.annotations import workflow_commands
 from .summary import summary_lines
 from .warning import SockHygieneWarning
 
@@ -547,7 +547,8 @@ class SockHygieneReporter:
         for line in summary_lines(r, verbose=self.config.getoption("verbose") > 0):
             tr.write_line(line)
         if self.config.stash[_CI_KEY].annotate:  # GitHub reads workflow commands from the log: the real stdout
-            for line in annotations(r.dirty, r.leaks, enforce=self.config.stash[_SETTINGS_KEY].mode == "enforce"):
+            enforce = self.config.stash[_SETTINGS_KEY].mode == "enforce"
+            for line in workflow_commands(r.dirty, r.leaks, enforce=enforce):
                 tr.write_line(line)
         if self.outputs.report:
             tr.write_line(f"report: {self.outputs.report}")

@@ -72,7 +72,8 @@ def test_auto_means_inside_github_actions(cli, ini, env, on):
 
 
 def test_a_bad_value_names_the_option_or_key():
-    with pytest.raises(ConfigError, match=r"--sockhygiene-annotate: unknown value 'gh'; expected one of auto, github, off"):
+    with pytest.raises(ConfigError,
+                       match=r"--sockhygiene-annotate: unknown value 'gh'; expected one of auto, github, off"):
         enabled("gh", "", {})
     with pytest.raises(ConfigError, match=r"ini 'sockhygiene_annotate': unknown value 'yes'"):
         enabled(None, "yes", {})
@@ -166,3 +167,17 @@ def test_on_stdout_past_pytests_capture_and_with_xdist(suite, run, monkeypatch):
         assert got[1].endswith(" - session-scoped fixture 'stub': left open at session end; close it in the fixture's "
                                "teardown")
         assert not any(line.startswith("::") for line in result.errlines)
+
+
+def test_an_item_without_origin_points_at_the_test_function():
+    """Where no origin is known (a socket opened by C code), the annotation points at the test function."""
+    from pytest_sockhygiene.reporting.annotations import record_annotations
+
+    record = {"nodeid": "tests/test_x.py::test_c", "clean": False, "file": "tests/test_x.py", "line": 12,
+              "counts": {}, "violations": [{"kind": "established", "count": 1, "limit": 0, "items": [
+                  {"state": "ESTABLISHED", "local": "127.0.0.1:5000", "remote": "[::1]:80", "fd": 9, "origin": None,
+                   "count": 1, "note": None}]}]}
+    [cmd] = record_annotations(record, "error")
+    assert cmd.startswith("::error file=tests/test_x.py,line=12,title=sockhygiene%3A established::"
+                          "tests/test_x.py::test_c%0Aestablished: 1 > limit 0 - open connection(s) left behind%0A"
+                          "    ESTABLISHED 127.0.0.1:5000 -> [::1]:80 fd=9, opened at origin unknown")

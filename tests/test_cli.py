@@ -132,10 +132,11 @@ def _bad_inputs(tmp_path: pathlib.Path) -> List[Any]:
     cases = {
         "not-json.json": ("{not json", "not a sockhygiene report (not valid JSON"),
         "array.json": ("[1, 2]", "not a sockhygiene report (expected a JSON object"),
-        "baseline.json": ('{"version": 1, "tests": {"t.py::a": {"connections": 1}}}', "is a baseline file, not a report"),
+        "baseline.json": ('{"version": 1, "tests": {"t.py::a": {"connections": 1}}}',
+                          "is a baseline file, not a report"),
         "v2.json": (json.dumps({**good, "version": 2}), "report version 2; this pytest-sockhygiene reads version 1"),
-        "bad-test.json": (json.dumps({**good, "tests": [{"nodeid": "t.py::a", "clean": True, "counts": {"connections": -1},
-                                                           "violations": []}]}),
+        "bad-test.json": (json.dumps({**good, "tests": [{"nodeid": "t.py::a", "clean": True,
+                                                           "counts": {"connections": -1}, "violations": []}]}),
                           "test t.py::a: 'counts' must map kinds to non-negative integers"),
         "bad-session.json": (json.dumps({**good, "session": {**good["session"], "connections_opened": "9"}}),
                              "session.connections_opened must be an integer, got '9'"),
@@ -145,6 +146,8 @@ def _bad_inputs(tmp_path: pathlib.Path) -> List[Any]:
         (tmp_path / name).write_text(text)
         out.append((tmp_path / name, message))
     out.append((tmp_path / "missing.json", "no such file"))
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{\x00")  # unreadable as text (root reads any mode bits)
+    out.append((tmp_path / "binary.json", "cannot be read: 'utf-8' codec can't decode byte 0xff"))
     out.append((tmp_path, "is a directory, not a report"))
     (tmp_path / "good.json").write_text(json.dumps(good))
     return out

@@ -99,7 +99,8 @@ def _report(path: pathlib.Path) -> Dict[str, Any]:
     import jsonschema
 
     doc = json.loads(path.read_text())
-    jsonschema.validate(doc, json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json").read_text()))
+    schema = pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json"
+    jsonschema.validate(doc, json.loads(schema.read_text()))
     return doc
 
 
@@ -169,7 +170,8 @@ PROBE = dedent("""
 
     def pytest_sessionfinish(session):
         reporter = session.config.pluginmanager.get_plugin("sockhygiene-session-reporter")
-        kinds = sorted({type(r).__name__ + (str(len(r)) if isinstance(r, tuple) else "") for r in reporter.results._stored})
+        stored = reporter.results._stored
+        kinds = sorted({type(r).__name__ + (str(len(r)) if isinstance(r, tuple) else "") for r in stored})
         with open("stored.txt", "w") as f:
             f.write(",".join(kinds))
 """)
@@ -200,9 +202,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def chromium(*args: str) -> subprocess.CompletedProcess:
     assert CHROMIUM is not None
     with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                               "--disable-component-update", "--disable-sync", "--no-first-run",
-                               f"--user-data-dir={profile}", *args], capture_output=True, timeout=120)
+        return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                               "--no-first-run", f"--user-data-dir={profile}", *args],
+                              capture_output=True, timeout=120)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")

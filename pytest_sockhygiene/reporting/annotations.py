@@ -83,7 +83,7 @@ def record_annotations(record: Mapping[str, Any], level: str) -> List[str]:
     return out
 
 
-def annotations(records: Iterable[Mapping[str, Any]], session_leaks: Iterable[Mapping[str, Any]],
+def workflow_commands(records: Iterable[Mapping[str, Any]], session_leaks: Iterable[Mapping[str, Any]],
                 enforce: bool) -> List[str]:
     """Every violation of the run, then each session-level leak (which has no line of its own: a fixture's)."""
     level = "error" if enforce else "warning"

@@ -118,7 +118,8 @@ class _Band:
 
 def _polyline(band: _Band, xs: Sequence[float], values: Sequence[Optional[int]], css: str, area: bool) -> List[str]:
     """One path per run of known values (an unknown value breaks the line)."""
-    out, run = [], []  # type: List[str], List[Tuple[float, float]]
+    out: List[str] = []
+    run: List[Tuple[float, float]] = []
     for x, v in list(zip(xs, values)) + [(0.0, None)]:
         if v is not None:
             run.append((x, band.y(v)))
@@ -148,11 +149,15 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> 
     tw = _columns(in_flight([s.get("time") for s in samples], [t["counts"].get("time_wait") or 0 for t in tests]), per)
     fds = _columns([s.get("fds") for s in samples], per)
     conns = _columns([t["counts"].get("connections") or 0 for t in tests], per)  # null: unmeasured
+    shared = f" - per column of {per} tests, the most" if per > 1 else ""
+
+    def top(values: Sequence[Optional[int]]) -> int:
+        return _nice_max(max((v for v in values if v is not None), default=0))
+
     bands = [
-        _Band(0, f"TIME_WAIT entries in flight (this run's, 60 s each){' - per column of ' + str(per) + ' tests, the most' if per > 1 else ''}",
-              _nice_max(max((v for v in tw if v is not None), default=0))),
-        _Band(1, "open file descriptors at the end of each test", _nice_max(max((v for v in fds if v is not None), default=0))),
-        _Band(2, "connections each test opened", _nice_max(max((v for v in conns if v is not None), default=0))),
+        _Band(0, f"TIME_WAIT entries in flight (this run's, 60 s each){shared}", top(tw)),
+        _Band(1, f"open file descriptors at the end of each test{shared}", top(fds)),
+        _Band(2, f"connections each test opened{shared}", top(conns)),
     ]
     height = bands[-1].y0 + BAND + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="img" '

@@ -7,7 +7,7 @@ import os
 from typing import Any, Callable, Mapping, Optional
 
 from ..endpoints import ConfigError
-from . import annotations
+from .annotations import enabled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ def check_html_path(path: str) -> None:
 def read_ci_options(annotate: Optional[str], html: Optional[str], getini: Callable[[str], Any],
                     environ: Mapping[str, str], check_writable: bool) -> CiOptions:
     """Raises ConfigError naming the option or ini key. xdist workers write nothing and check no path."""
-    on = annotations.enabled(annotate, getini("sockhygiene_annotate"), environ)
+    on = enabled(annotate, getini("sockhygiene_annotate"), environ)
     if html and check_writable:
         check_html_path(html)
     return CiOptions(annotate=on, html=html or None)

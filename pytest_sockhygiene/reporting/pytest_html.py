@@ -65,7 +65,8 @@ class PytestHtmlRows:
                 if text:
                     from pytest_html import extras
 
-                    report.extras = list(getattr(report, "extras", None) or []) + [extras.text(text, name="sockhygiene")]
+                    before = list(getattr(report, "extras", None) or [])
+                    report.extras = before + [extras.text(text, name="sockhygiene")]
         return report
 
     # -- where pytest-html builds its page ---------------------------------------------------------------------
