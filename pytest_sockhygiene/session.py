@@ -73,11 +73,11 @@ class Controller:
         self.blind_windows = 0
         """Windows that ran partly without the socket hooks (their event-based counts are unknown)."""
         self.hooks_lost: Optional[str] = None
+        """Why the socket hooks could not be put back, once that happened."""
         self._threads_at_open: Optional[Dict[Any, Any]] = None
         self._window_test: Optional[str] = None
         self._test_threads: Dict[int, Tuple[threading.Thread, str]] = {}
         """Threads tests left running (ident -> thread, owner label): pruned once they end (idents are reused)."""
-        """Why the socket hooks could not be put back, once that happened."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -262,6 +262,7 @@ class Controller:
     # -- threads a test leaves running ----------------------------------------------------------------------------
 
     def _with_threads(self, verdict: Verdict, window: Window, limits: Limits) -> Verdict:
+        """The window's verdict as recorded: counts it could not measure made unknown, threads left running added."""
         if window.blind:
             verdict = unmeasured(verdict)
         return self._threads_left(verdict, window, limits)
