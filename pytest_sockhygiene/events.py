@@ -490,7 +490,7 @@ class TaskOrigins:
         handle = getattr(events_mod, "Handle", None)
         run = getattr(handle, "_run", None)
         if run is not None and hasattr(run, "__code__"):
-            origin_mod.set_task_boundaries([run.__code__])
+            origin_mod.set_task_boundary(run.__code__)
 
     def uninstall(self) -> None:
         self._wanted = False
@@ -503,7 +503,7 @@ class TaskOrigins:
             else:
                 cls.create_task = self._saved
         self._cls = self._fn = None
-        origin_mod.set_task_boundaries(())
+        origin_mod.set_task_boundary(None)
 
 
 def _true_socket_class() -> type:

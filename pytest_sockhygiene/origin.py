@@ -143,14 +143,15 @@ stack reaches the event loop without passing a user frame (anyio's ``connect_tcp
 tasks) is then reported as opened in the task started at that line.
 """
 
-_boundaries: Tuple[Any, ...] = ()
+_boundary: Any = None
 
 
-def set_task_boundaries(codes: Iterable[Any]) -> None:
-    """The code objects where a task's or callback's stack begins (asyncio's ``Handle._run``): a walk that gets
-    there without finding a user frame falls back to ``task_origin``."""
-    global _boundaries
-    _boundaries = tuple(codes)
+def set_task_boundary(code: Any) -> None:
+    """The code object where a task's or callback's stack begins (asyncio's ``Handle._run``; None: none): a walk
+    that gets there without finding a user frame falls back to ``task_origin``. Compared by identity, one ``is``
+    per frame walked."""
+    global _boundary
+    _boundary = code
 
 request_origin: "contextvars.ContextVar[Optional[Origin]]" = contextvars.ContextVar(
     "sockhygiene_request_origin", default=None)
@@ -177,10 +178,10 @@ into child tasks like ``request_origin``, so anyio's racing connect attempts are
 def capture(skip: int = 1) -> Optional[Origin]:
     """The first frame above the caller that is not library code, or None if every frame is library code."""
     frame: Optional[FrameType] = sys._getframe(skip + 1)
-    boundaries = _boundaries
+    boundary = _boundary
     while frame is not None:
         code = frame.f_code
-        if boundaries and code in boundaries:
+        if code is boundary:
             started = task_origin.get()
             if started is not None:
                 return (started[0], started[1], started[2], TASK)
