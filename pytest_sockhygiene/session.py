@@ -204,9 +204,9 @@ class Controller:
         """The session health's one line about replaced socket hooks, if any were."""
         if not self.replacements and self.hooks_lost is None:
             return None
-        total = sum(self.replacements.values())
+        # no count of replacements: each xdist worker's notice must read the same to be shown once
         who = "; ".join(sorted(t for t in self.replacements if not t.startswith("(")))
-        text = (f"other code replaced the plugin's socket hooks {total} time(s) ({who or 'unknown'}); they were "
+        text = (f"other code replaced the plugin's socket hooks ({who or 'unknown'}); they were "
                 "wrapped again around the replacement each time, at the next window open or test phase, so the "
                 "other code's function still runs")
         if self.hooks_lost is not None:
