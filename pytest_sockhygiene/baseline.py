@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Container, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .endpoints import ConfigError
 
@@ -45,13 +44,6 @@ def load(path: str) -> Baseline:
     return out
 
 
-def check_writable(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ConfigError(f"baseline file {path!r} cannot be written")
-
-
 def grown(nodeid: str, counts: Mapping[str, int], baseline: Baseline) -> List[Tuple[str, int, int]]:
     """``(kind, count, baseline)`` for each tracked count that grew beyond its tolerance; [] for unknown tests."""
     base = baseline.get(nodeid)
@@ -67,21 +59,28 @@ def dumps(tests: Mapping[str, Mapping[str, int]]) -> str:
     return '{\n  "version": 1,\n  "tests": {\n' + lines + ("\n" if lines else "") + "  }\n}\n"
 
 
-def updated(existing: Baseline, records: Iterable[Mapping[str, object]]) -> Baseline:
-    """The baseline with every checked test's current counts; tests not run this time keep their entries."""
+def updated(existing: Baseline, records: Iterable[Mapping[str, object]],
+            finished: Optional[Container[str]] = None) -> Baseline:
+    """The baseline with the current counts of every checked test whose body ran to the end (``finished``: its
+    call phase passed; ``None`` takes every record); every other entry is kept. A skipped test, a failed one, an interrupted one, and every test
+    under ``--setup-plan`` or ``--setup-only`` counts 0 or less than it would: recording that would erase the
+    ratchet, and the next real run would then fail the test as grown."""
     out = {k: dict(v) for k, v in existing.items()}
     for r in records:
+        nodeid = str(r["nodeid"])
+        if finished is not None and nodeid not in finished:
+            continue
         counts = r["counts"]
         assert isinstance(counts, dict)
-        previous = out.get(str(r["nodeid"]), {})
+        previous = out.get(nodeid, {})
         # a count that could not be measured (None) keeps its baseline value, if any: never recorded as 0
-        out[str(r["nodeid"])] = {k: int(counts.get(k, 0)) if counts.get(k, 0) is not None else previous[k]
-                                 for k in TRACKED if counts.get(k, 0) is not None or k in previous}
+        out[nodeid] = {k: int(counts.get(k, 0)) if counts.get(k, 0) is not None else previous[k]
+                       for k in TRACKED if counts.get(k, 0) is not None or k in previous}
     return out
 
 
 def write(path: str, tests: Mapping[str, Mapping[str, int]]) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dumps(tests))
-    os.replace(tmp, path)
+    """Write the file whole (a temporary file renamed over it)."""
+    from .outputs import write_text  # outputs reads baseline files through this module
+
+    write_text(path, dumps(tests))

@@ -8,6 +8,7 @@ Everything is folded into ``(host, port)`` here so that comparing and printing a
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from typing import Any, Optional, Tuple
@@ -57,6 +58,34 @@ _GLOB_RE = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]+)):(?P<port>[^:
 _PORT_RE = re.compile(r"^[0-9*?\[\]!-]+$")
 
 
+def _unclosed_bracket(glob: str) -> bool:
+    """Whether a ``[`` of the glob has no closing ``]``: fnmatch then takes it literally, and a port number never
+    contains one. The scan is fnmatch's own (``[!...]``, and a ``]`` first in the set is a member)."""
+    i, n = 0, len(glob)
+    while i < n:
+        if glob[i] == "[":
+            j = i + 1
+            if j < n and glob[j] == "!":
+                j += 1
+            if j < n and glob[j] == "]":
+                j += 1
+            while j < n and glob[j] != "]":
+                j += 1
+            if j >= n:
+                return True
+            i = j
+        i += 1
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _matches_some_port(glob: str) -> bool:
+    """Whether the port glob matches at least one port, 0-65535: a glob that cannot (``-5``, ``7[0-9]000``)
+    would silently ignore nothing. Tried against every port (a few ms, once per distinct glob)."""
+    match = re.compile(fnmatch.translate(glob)).match
+    return any(match(str(p)) for p in range(65536))
+
+
 class IgnorePattern:
     """An endpoint glob such as ``127.0.0.1:5432``, ``*:6379`` or ``[::1]:*``.
 
@@ -78,6 +107,11 @@ class IgnorePattern:
         port = m.group("port")
         if not _PORT_RE.match(port) or (port.isdigit() and not 0 <= int(port) <= 65535):
             raise ConfigError(f"malformed ignore pattern {text!r}: port {port!r} is not a port number or glob")
+        if _unclosed_bracket(port):
+            raise ConfigError(f"malformed ignore pattern {text!r}: port {port!r} has a '[' that is never closed")
+        if not port.isdigit() and not _matches_some_port(port):
+            raise ConfigError(f"malformed ignore pattern {text!r}: port {port!r} can never match a port number "
+                              "(0-65535)")
         host = m.group("v6") if m.group("v6") is not None else m.group("host")
         if not host:
             raise ConfigError(f"malformed ignore pattern {text!r}: empty host (use '*' for any host)")

@@ -1,11 +1,17 @@
-"""Where results go: the JSON report and the baseline file, checked at start-up so a bad path fails fast."""
+"""Where results go: the JSON report and the baseline file.
+
+Their paths are checked at start-up so that a typo fails fast, and written at the end of the run, creating
+missing folders as ``--junitxml`` does. A write that fails at the end is never lost silently: the reporter shows
+it and the run's exit status becomes 1, as pytest's own ``--junitxml`` ends (with a traceback) when its file
+cannot be written.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Container, Iterable, List, Mapping, Optional
 
 from . import baseline as baseline_mod
 from .endpoints import ConfigError
@@ -18,25 +24,42 @@ class Outputs:
     baseline: Optional[baseline_mod.Baseline] = None
     update: bool = False
 
+    def given(self) -> List[str]:
+        """The output options given, as the user spelled them (for the off mode's note)."""
+        return [option for option, value in (("--sockhygiene-report", self.report),
+                                              ("--sockhygiene-baseline", self.baseline_path),
+                                              ("--sockhygiene-baseline-update", self.update)) if value]
 
-def _check_report_path(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise ConfigError(f"--sockhygiene-report: {path!r} is a directory")
-    if not os.path.isdir(directory):
-        raise ConfigError(f"--sockhygiene-report: cannot write {path!r}: directory {directory!r} does not exist")
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ConfigError(f"--sockhygiene-report: cannot write {path!r}: permission denied")
+
+def _names_a_directory(path: str) -> bool:
+    return path.endswith(tuple(s for s in (os.sep, os.altsep, "/") if s)) or os.path.isdir(path)
+
+
+def check_output_path(option: str, path: str) -> None:
+    """Refuse at start-up a path that cannot become the file: one that names a directory, one below a file, one
+    in a folder that cannot be written. Missing folders are fine: they are created when the file is written."""
+    if _names_a_directory(path):
+        example = os.path.join(path, "sockhygiene.json")
+        raise ConfigError(f"{option}: {path!r} names a directory; give a file path such as {example!r}")
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):  # the nearest folder that exists is where the missing ones are made
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{option}: cannot write {path!r}: {existing!r} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{option}: cannot write {path!r}: permission denied")
 
 
 def read_outputs(report: Optional[str], baseline_path: Optional[str], update: bool, check_writable: bool) -> Outputs:
     """Raises ConfigError naming the option. Workers of xdist read the baseline but never write anything."""
     if report and check_writable:
-        _check_report_path(report)
+        check_output_path("--sockhygiene-report", report)
     if update and not baseline_path:
         raise ConfigError("--sockhygiene-baseline-update needs --sockhygiene-baseline=PATH")
     baseline = None
     if baseline_path:
+        if update and check_writable:
+            check_output_path("--sockhygiene-baseline", baseline_path)
         if update and not os.path.exists(baseline_path):
             baseline = {}
         else:
@@ -44,14 +67,52 @@ def read_outputs(report: Optional[str], baseline_path: Optional[str], update: bo
                 baseline = baseline_mod.load(baseline_path)
             except ConfigError as e:
                 raise ConfigError(f"--sockhygiene-baseline: {e}") from None
-        if update and check_writable:
-            baseline_mod.check_writable(baseline_path)
     return Outputs(report=report, baseline_path=baseline_path, baseline=baseline, update=update)
 
 
-def write_json(path: str, document: Any) -> None:
+def make_folders(path: str) -> None:
+    """The folders on the way to an output file of the run, as ``--junitxml`` makes its own."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a file."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json(path: str, document: Any) -> None:
+    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def write_outputs(outputs: Outputs, document: Callable[[], Any], records: Iterable[Mapping[str, object]],
+                  finished: Container[str]) -> List[str]:
+    """Write the report and (with ``--sockhygiene-baseline-update``) the baseline; the baseline takes the counts
+    of the tests in ``finished`` only (see ``baseline.updated``). Returns one message per file that could not
+    be written: each is tried, and neither failure hides the other."""
+    errors: List[str] = []
+    if outputs.report:
+        try:
+            make_folders(outputs.report)
+            write_json(outputs.report, document())
+        except OSError as e:
+            errors.append(f"--sockhygiene-report: the report could not be written to {outputs.report!r}: "
+                          f"{e.strerror or e}")
+    if outputs.update and outputs.baseline_path:
+        try:
+            tests = baseline_mod.updated(outputs.baseline or {}, records, finished)
+            make_folders(outputs.baseline_path)
+            baseline_mod.write(outputs.baseline_path, tests)
+        except OSError as e:
+            errors.append(f"--sockhygiene-baseline-update: the baseline could not be written to "
+                          f"{outputs.baseline_path!r}: {e.strerror or e}")
+    return errors

@@ -15,7 +15,7 @@ import functools
 import os
 import time
 import warnings
-from typing import Any, Dict, Generator, List, Optional, Tuple
+from typing import Any, Dict, Generator, List, Optional, Set, Tuple
 
 import pytest
 
@@ -23,14 +23,14 @@ from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits
 from .verdict import CLEAN, KINDS
 from . import baseline as baseline_mod
-from .outputs import Outputs, read_outputs, write_json
+from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
 from .reporting.options import CiOptions, read_ci_options
 from .results import SessionResults, clean_record, sampled_clean_record, test_record
-from .session import Controller
-from .settings import Settings, read_settings, rewrite_bare_flag
+from .session import Controller, marker_limits
+from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .reporting.annotations import workflow_commands
-from .summary import summary_lines
+from .summary import plural, summary_lines
 from .warning import SockHygieneWarning
 
 PLUGIN_NAME = "sockhygiene-session"
@@ -80,12 +80,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the current counts to the --sockhygiene-baseline file instead of comparing.",
     )
     parser.addini("sockhygiene", "sockhygiene mode: enforce, warn or off (default off)", default="")
+    limit_type, settle_type = ini_value_types(pytest.version_tuple)  # numbers in pytest 9.2's [tool.pytest]
     for kind in LIMIT_KEYS:
-        parser.addini(f"sockhygiene_{kind}", f"sockhygiene: most {kind} allowed per test", default="")
+        parser.addini(f"sockhygiene_{kind}", f"sockhygiene: most {kind} allowed per test (or unlimited)",
+                      type=limit_type, default="")
     parser.addini("sockhygiene_ignore", "sockhygiene: endpoint globs to ignore, e.g. *:6379", type="linelist",
                   default=[])
     parser.addini("sockhygiene_settle", "sockhygiene: seconds to re-check a violation before reporting it",
-                  default="")
+                  type=settle_type, default="")
     _add_ci_options(group, parser)
 
 
@@ -124,19 +126,22 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as e:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
     config.stash[_SETTINGS_KEY] = settings
+    is_worker = hasattr(config, "workerinput")
     try:  # checked in every mode, like the other options; the page's path only where a page will be written
         config.stash[_CI_KEY] = read_ci_options(
             config.getoption("sockhygiene_annotate"), config.getoption("sockhygiene_html"), config.getini,
-            os.environ, check_writable=settings.active and not hasattr(config, "workerinput"))
+            os.environ, check_writable=settings.active and not is_worker)
     except ConfigError as e:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
-    if settings.active:
-        is_worker = hasattr(config, "workerinput")
-        try:
-            outputs = read_outputs(config.getoption("sockhygiene_report"), config.getoption("sockhygiene_baseline"),
-                                   config.getoption("sockhygiene_baseline_update"), check_writable=not is_worker)
-        except ConfigError as e:
-            raise pytest.UsageError(f"sockhygiene: {e}") from None
+    try:  # in every mode, as the ini keys: a typo fails fast whether or not checks are on
+        outputs = read_outputs(config.getoption("sockhygiene_report"), config.getoption("sockhygiene_baseline"),
+                               config.getoption("sockhygiene_baseline_update"), check_writable=not is_worker)
+    except ConfigError as e:
+        raise pytest.UsageError(f"sockhygiene: {e}") from None
+    if not settings.active:
+        ignored = outputs.given() + (["--sockhygiene-html"] if config.getoption("sockhygiene_html") else [])
+        config.pluginmanager.register(_OffMode(settings, ignored if not is_worker else []), PLUGIN_NAME + "-off")
+    else:
         from .trackers import builtin_trackers
 
         for tracker in builtin_trackers():
@@ -150,6 +155,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_SessionEnd(plugin), PLUGIN_NAME + "-session-end")
         if reporter is not None:
             config.pluginmanager.register(reporter, PLUGIN_NAME + "-reporter")
+            if reporter.bodies is not None:
+                config.pluginmanager.register(reporter.bodies, PLUGIN_NAME + "-finished-bodies")
         else:
             config.pluginmanager.register(_RecordCarrier(plugin), PLUGIN_NAME + "-carrier")
         _register_pytest_html(config, plugin)
@@ -217,6 +224,49 @@ class _MarkerWalk:
         return own + inherited if own else inherited
 
 
+class _OffMode:
+    """Mode ``off``: nothing is checked, but nothing the user gave is silently dropped either. Markers are validated
+    once, after collection (no per-test hook: a test pays nothing in this mode); a test with a bad marker errors at
+    setup with the message ``enforce`` mode gives. Output options given anyway get one line in the summary."""
+
+    def __init__(self, settings: Settings, ignored_options: List[str]) -> None:
+        self.settings = settings
+        self.ignored_options = ignored_options
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        walk = _MarkerWalk()
+        bad: Dict[pytest.Item, str] = {}
+        for item in session.items:
+            markers = walk(item)
+            if markers:
+                try:
+                    marker_limits(self.settings.limits, item.nodeid, markers)
+                except ConfigError as e:
+                    bad[item] = str(e)
+        if bad:
+            session.config.pluginmanager.register(_BadMarkers(bad), PLUGIN_NAME + "-bad-markers")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.ignored_options:
+            terminalreporter.write_line(
+                f"sockhygiene: {', '.join(self.ignored_options)} ignored: the mode is off, so nothing is checked, "
+                "compared or written (turn checks on with --sockhygiene)", yellow=True)
+
+
+class _BadMarkers:
+    """Mode ``off``, registered only when some test has a bad ``sockhygiene`` marker: that test errors at setup,
+    before its fixtures run."""
+
+    def __init__(self, bad: Dict[pytest.Item, str]) -> None:
+        self.bad = bad
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        message = self.bad.get(item)
+        if message is not None:
+            pytest.fail(message, pytrace=False)
+
+
 class SockHygienePlugin:
     """Registered for the session when the mode is ``enforce`` or ``warn``."""
 
@@ -233,6 +283,8 @@ class SockHygienePlugin:
         self.markers = _MarkerWalk()
         self.junit = bool(config.getoption("xmlpath", None))
         self.enforce = controller.settings.mode == "enforce"
+        self.interrupted: List[str] = []
+        """Tests whose window was still open at the session's end: the run was interrupted during them."""
         self.sampling = bool(outputs.report or config.stash[_CI_KEY].html)
         """A report or the HTML page was asked for: every record carries its sample (time, open fds)."""
 
@@ -410,6 +462,7 @@ class SockHygienePlugin:
         if last is not None and last.window:
             # an interrupted test (Ctrl-C) is torn down by pytest's own session-end teardown, next: judge it now,
             # without failing anything, so that its check cannot raise from inside that teardown
+            self.interrupted.append(last.item.nodeid)
             self._judge(last.item, last, report=False)
 
     def collect_health(self) -> None:
@@ -420,6 +473,7 @@ class SockHygienePlugin:
             health = {"notices": list(self.controller.notices), "problems": list(self.controller.problems)}
         else:
             health = self.controller.health()
+        health["interrupted"] = list(self.interrupted)
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:
             workeroutput["sockhygiene"] = health
@@ -489,6 +543,22 @@ class _RecordsFromWorkers:
             self.results.add(record)
 
 
+class _FinishedBodies:
+    """With ``--sockhygiene-baseline-update``, in the process that reports: the tests whose call phase passed, from
+    a plain run's own reports or the ones xdist workers send. Only these update their baseline entry (see
+    ``baseline.updated``). Registered only then: other runs pay nothing per report."""
+
+    def __init__(self) -> None:
+        self.finished: Set[str] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            if report.passed:
+                self.finished.add(report.nodeid)
+            else:  # a rerun (pytest-rerunfailures) that failed after one that passed
+                self.finished.discard(report.nodeid)
+
+
 class SockHygieneReporter:
     """The run's reporting: collects per-test records from reports (local or from xdist workers) and each
     process's health, then prints the summary, writes the JSON report and the baseline."""
@@ -497,6 +567,8 @@ class SockHygieneReporter:
         self.config = config
         self.outputs = outputs
         self.results = SessionResults()
+        self.bodies = _FinishedBodies() if outputs.update else None
+        self.write_errors: List[str] = []
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.config.pluginmanager.has_plugin("dsession"):  # xdist's controller: records come from workers
@@ -518,30 +590,31 @@ class SockHygieneReporter:
             self._finish(session)
 
     def _finish(self, session: pytest.Session) -> None:
+        finished = self.bodies.finished if self.bodies is not None else set()
         try:
-            self._write_outputs()
-        except OSError as e:
-            self.results.problems.append(f"writing sockhygiene output: {e}")
-        enforce = self.config.stash[_SETTINGS_KEY].mode == "enforce"
-        if enforce and self.results.leaks and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def _write_outputs(self) -> None:
-        if self.outputs.report:
-            write_json(self.outputs.report, self.results.document())
+            self.write_errors = write_outputs(self.outputs, self.results.document, self.results.records, finished)
+        except Exception as e:  # noqa: BLE001  (an OSError is in write_errors: this is a fault of the plugin)
+            self.results.problems.append(f"writing sockhygiene output: {e!r}")
         html = self.config.stash[_CI_KEY].html
         if html:
             from .reporting.html import write_page
 
-            write_page(html, self.results.document())
-        if self.outputs.update and self.outputs.baseline_path:
-            tests = baseline_mod.updated(self.outputs.baseline or {}, self.results.records)
-            baseline_mod.write(self.outputs.baseline_path, tests)
+            try:
+                write_page(html, self.results.document())
+            except OSError as e:
+                self.write_errors.append(f"--sockhygiene-html: the page could not be written to {html!r}: "
+                                         f"{e.strerror or e}")
+            except Exception as e:  # noqa: BLE001
+                self.results.problems.append(f"writing the sockhygiene HTML page: {e!r}")
+        enforce = self.config.stash[_SETTINGS_KEY].mode == "enforce"
+        # a file that cannot be written fails the run in either mode, as --junitxml's does: never lost silently
+        if session.exitstatus == pytest.ExitCode.OK and (self.write_errors or (enforce and self.results.leaks)):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
         r = self.results
-        if not (r.checked or r.notices or r.problems or r.leaks):
+        if not (r.checked or r.notices or r.problems or r.leaks or r.interrupted or self.write_errors):
             return
         tr.section("socket hygiene")
         for line in summary_lines(r, verbose=self.config.getoption("verbose") > 0):
@@ -550,12 +623,14 @@ class SockHygieneReporter:
             enforce = self.config.stash[_SETTINGS_KEY].mode == "enforce"
             for line in workflow_commands(r.dirty, r.leaks, enforce=enforce):
                 tr.write_line(line)
-        if self.outputs.report:
+        for error in self.write_errors:
+            tr.write_line(f"ERROR: sockhygiene: {error} (this fails the run, as --junitxml does)", red=True)
+        if self.outputs.report and not any(e.startswith("--sockhygiene-report") for e in self.write_errors):
             tr.write_line(f"report: {self.outputs.report}")
-        if self.config.stash[_CI_KEY].html:
+        if self.config.stash[_CI_KEY].html and not any(e.startswith("--sockhygiene-html") for e in self.write_errors):
             tr.write_line(f"html: {self.config.stash[_CI_KEY].html}")
         if r.problems:
-            tr.write_line(f"{len(r.problems)} plugin problem(s) - a fault of pytest-sockhygiene (or of a tracker "
+            tr.write_line(f"{plural(len(r.problems), 'plugin problem')} - a fault of pytest-sockhygiene (or of a tracker "
                           "plugin), not of your tests; please report it:", red=True)
             for p in r.problems[:5]:
                 tr.write_line(p)
@@ -565,7 +640,7 @@ class SockHygieneReporter:
 
 
 @pytest.fixture
-def sockhygiene(request: pytest.FixtureRequest) -> Any:
+def sockhygiene(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
     """The current test's socket tracker: ``snapshot()``, ``measure()``, ``set_limits(...)``."""
     from .fixture import SockHygiene
 
@@ -592,4 +667,6 @@ def sockhygiene(request: pytest.FixtureRequest) -> Any:
         assert state is not None
         state.limits = limits
 
-    return SockHygiene(controller, item.nodeid, get_limits, set_limits)
+    hygiene = SockHygiene(controller, item.nodeid, get_limits, set_limits)
+    yield hygiene
+    hygiene._end()  # kept past its test (in a global, a class attribute), it says so instead of doing nothing

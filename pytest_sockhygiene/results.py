@@ -147,6 +147,8 @@ class SessionResults:
     ports: Optional[int] = None
     problems: List[str] = dataclasses.field(default_factory=list)
     notices: List[str] = dataclasses.field(default_factory=list)
+    interrupted: List[str] = dataclasses.field(default_factory=list)
+    """Tests the run was interrupted in (Ctrl-C): checked when the run stopped, never failed."""
 
     def add(self, record: Any) -> None:
         """A record as received from anywhere (an xdist worker's may have turned tuples into lists)."""
@@ -174,6 +176,7 @@ class SessionResults:
         self.ports = health.get("ports") or self.ports
         self.problems.extend(p for p in health.get("problems", []) if p not in self.problems)
         self.notices.extend(n for n in health.get("notices", []) if n not in self.notices)
+        self.interrupted.extend(health.get("interrupted", []))
 
     @property
     def dirty(self) -> List[Record]:

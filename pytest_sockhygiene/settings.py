@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, limits_from_ini
@@ -24,6 +24,33 @@ class Settings:
         return self.mode != "off"
 
 
+def ini_value_types(pytest_version: Tuple[Any, ...]) -> Tuple[Any, Any]:
+    """The ``addini`` types of the limit keys and of ``sockhygiene_settle``: ``None`` (a string) where that pytest
+    cannot say "a number, or a word".
+
+    pytest 9's native ``[tool.pytest]`` table hands values over as TOML typed them and checks them against the
+    registered type, so a key registered as a string refuses ``sockhygiene_established = 2``. From pytest 9.2,
+    ``addini`` takes a union: ``int | str`` accepts a TOML integer and still ``"unlimited"`` (and in an ini file,
+    where every value is text, pytest turns ``2`` into an int and leaves ``unlimited`` a string). pytest 9.0 and
+    9.1 have ``int`` and ``float`` types but no union: registering ``int`` there would refuse ``unlimited`` in every
+    file, so the keys stay strings (``"2"`` in ``[tool.pytest]``; see ``read_ini``'s hint). pytest 7 and 8 have no
+    typed TOML table: ``[tool.pytest.ini_options]`` values reach a plugin as strings there.
+    """
+    if tuple(pytest_version[:2]) >= (9, 2):
+        return Union[int, str], Union[float, str]
+    return None, None
+
+
+def read_ini(getini: Callable[[str], Any], key: str) -> Any:
+    """``getini(key)``, with pytest's own type error turned into ours, naming the key (pytest 9.0 and 9.1 raise a
+    bare ``TypeError`` for a TOML number given to a string key)."""
+    try:
+        return getini(key)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"ini {key!r}: {e} (pytest 9.0 and 9.1 read this key as a string: quote the value in "
+                          "[tool.pytest], e.g. \"2\"; pytest 9.2 and later also take numbers)") from None
+
+
 def parse_mode(value: str, source: str) -> str:
     mode = value.strip().lower()
     if mode not in MODES:
@@ -41,11 +68,11 @@ def read_mode(cli_value: Optional[str], ini_value: Any) -> str:
 
 def read_settings(cli_mode: Optional[str], cli_backend: Optional[str], getini: Callable[[str], Any]) -> Settings:
     """Raises ConfigError naming the option or ini key."""
-    mode = read_mode(cli_mode, getini("sockhygiene"))
+    mode = read_mode(cli_mode, read_ini(getini, "sockhygiene"))
     backend = (cli_backend or "auto").strip().lower()
     if backend not in BACKENDS:
         raise ConfigError(f"--sockhygiene-backend: unknown backend {cli_backend!r}; expected one of {', '.join(BACKENDS)}")
-    values = {key: getini(key) for key in INI_LIMIT_KEYS + ("sockhygiene_settle", "sockhygiene_ignore")}
+    values = {key: read_ini(getini, key) for key in INI_LIMIT_KEYS + ("sockhygiene_settle", "sockhygiene_ignore")}
     return Settings(mode=mode, backend=backend, limits=limits_from_ini(values))
 
 

@@ -7,6 +7,11 @@ from typing import List, Optional
 from .results import SessionResults
 
 
+def plural(n: int, noun: str, nouns: Optional[str] = None) -> str:
+    """``1 test``, ``2 tests``: the summary is read by people, and "1 tests checked" reads as a bug."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
 def _ratio(value: Optional[int], limit: Optional[int]) -> str:
     if value is None:
         return "unknown"
@@ -21,10 +26,10 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
     lines: List[str] = []
     clean = not dirty and not s["session_leaks"]
     if clean and not verbose:
-        lines.append(f"{checked} tests checked, all clean")
+        lines.append(f"{plural(checked, 'test')} checked, all clean")
     else:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s["violations_by_kind"].items()))
-        lines.append(f"{checked} tests checked, {dirty} with violations" + (f" ({kinds})" if kinds else ""))
+        lines.append(f"{plural(checked, 'test')} checked, {dirty} with violations" + (f" ({kinds})" if kinds else ""))
         for kind, title in (("time_wait", "most TIME_WAIT"), ("connections", "most connections")):
             worst = results.worst(kind)
             if worst:
@@ -33,7 +38,7 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
                     origin = r.get("origins", {}).get(kind)
                     lines.append(f"  {r['counts'][kind]:>5}  {r['nodeid']}" + (f"  ({origin})" if origin else ""))
         lines.append(
-            f"session health: {s['connections_opened']} connections opened; peak TIME_WAIT caused "
+            f"session health: {plural(s['connections_opened'], 'connection')} opened; peak TIME_WAIT caused "
             f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports; peak open file descriptors "
             f"{_ratio(s['peak_open_fds'], s['fd_limit'])}"
         )
@@ -45,6 +50,8 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
             lines.append(f"  {nodeid}: {text}")
         if len(threads) > 5:
             lines.append(f"  ... and {len(threads) - 5} more (the JSON report lists them all)")
+    for nodeid in results.interrupted:
+        lines.append(f"interrupted in {nodeid}: its sockets were checked when the run stopped, without failing it")
     if s["session_leaks"]:
         lines.append(f"session-level leaks: {len(s['session_leaks'])} left open at session end by fixtures of "
                      "broader scope (close them in the fixture's teardown; in enforce mode this fails the run):")

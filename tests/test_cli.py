@@ -295,4 +295,4 @@ def test_show_reads_a_report_that_lacks_a_kind_this_version_counts(tmp_path):
     path.write_text(json.dumps(doc))
     done = cli("show", "-v", str(path))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[1] == "1 tests checked, 0 with violations"
+    assert done.stdout.splitlines()[1] == "1 test checked, 0 with violations"

@@ -156,6 +156,12 @@ def test_bare_flag_before_a_path_means_enforce(pytester, backend):
         ("ignore=['127.0.0.1']", "malformed ignore pattern '127.0.0.1'"),
         ("ignore=['[::1:80']", "malformed ignore pattern '[::1:80'"),
         ("ignore=['*:99999']", "malformed ignore pattern '*:99999': port '99999' is not a port number or glob"),
+        ("ignore=['127.0.0.1:[0-9']", "malformed ignore pattern '127.0.0.1:[0-9': port '[0-9' has a '[' that is "
+                                      "never closed"),
+        ("ignore=['127.0.0.1:-5']", "malformed ignore pattern '127.0.0.1:-5': port '-5' can never match a port "
+                                    "number (0-65535)"),
+        ("ignore=['*:9999?']", "malformed ignore pattern '*:9999?': port '9999?' can never match a port number "
+                               "(0-65535)"),
         ("enabled='no'", "'enabled' must be True or False, got 'no'"),
         ("1", "positional arguments (1,) are not accepted"),
     ],
@@ -187,6 +193,10 @@ def test_bad_marker_input_names_test_and_key(pytester, run, marker, message):
         ("sockhygiene_time_wait = -3", "ini 'sockhygiene_time_wait': expected a non-negative integer"),
         ("sockhygiene_settle = later", "ini 'sockhygiene_settle': expected a number of seconds >= 0"),
         ("sockhygiene_ignore = localhost", "ini 'sockhygiene_ignore': malformed ignore pattern 'localhost'"),
+        ("sockhygiene_ignore = 127.0.0.1:[0-9", "ini 'sockhygiene_ignore': malformed ignore pattern '127.0.0.1:[0-9': "
+                                                "port '[0-9' has a '[' that is never closed"),
+        ("sockhygiene_ignore = 127.0.0.1:-5", "ini 'sockhygiene_ignore': malformed ignore pattern '127.0.0.1:-5': "
+                                              "port '-5' can never match a port number (0-65535)"),
     ],
 )
 def test_bad_ini_is_a_usage_error(pytester, run, ini, message):

@@ -78,7 +78,7 @@ def test_plugin_crash_is_a_plugin_problem_not_a_test_failure(pytester, run):
     """))
     result = run(subprocess=True)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*plugin problem(s) - a fault of pytest-sockhygiene (or of a tracker plugin), not of your tests*",
+    result.stdout.fnmatch_lines(["*plugin problem* - a fault of pytest-sockhygiene (or of a tracker plugin), not of your tests*",
                                  "*simulated backend fault*"])
     assert errors_of(result) == []
 
@@ -238,4 +238,8 @@ def test_interrupted_run_reports_no_session_level_leak_for_fixtures_torn_down_at
     out = result.stdout.str()
     assert "session-level leaks" not in out
     assert "INTERNALERROR" not in out
-    result.stdout.fnmatch_lines(["*1 tests checked, 1 with violations (established: 1)*"])
+    result.stdout.fnmatch_lines([
+        "1 test checked, 1 with violations (established: 1)",
+        "interrupted in test_k.py::test_leak_then_interrupt: its sockets were checked when the run stopped, "
+        "without failing it",
+    ])
