@@ -20,14 +20,14 @@ from typing import Any, Dict, Generator, List, Optional, Set, Tuple
 import pytest
 
 from .endpoints import ConfigError
-from .limits import LIMIT_KEYS, Limits
+from .limits import LIMIT_KEYS, Limits, merge_marker_kwargs
 from .verdict import CLEAN, KINDS
 from . import baseline as baseline_mod
 from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
 from .reporting.options import CiOptions, read_ci_options
 from .results import SessionResults, clean_record, sampled_clean_record, test_record
-from .session import Controller, marker_limits
+from .session import Controller
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .reporting.annotations import workflow_commands
 from .summary import plural, summary_lines
@@ -236,13 +236,22 @@ class _OffMode:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         walk = _MarkerWalk()
         bad: Dict[pytest.Item, str] = {}
+        seen: Dict[int, Tuple[Any, Optional[str]]] = {}  # id(kwargs) -> (kwargs, its error): one parse per marker
         for item in session.items:
-            markers = walk(item)
-            if markers:
-                try:
-                    marker_limits(self.settings.limits, item.nodeid, markers)
-                except ConfigError as e:
-                    bad[item] = str(e)
+            # in the order enforce mode parses them (farthest first), so the message is the one it would give
+            for args, kwargs in reversed(walk(item)):
+                known = seen.get(id(kwargs))
+                if known is None:
+                    try:
+                        merge_marker_kwargs([(args, kwargs)])
+                    except ConfigError as e:
+                        known = (kwargs, str(e))
+                    else:
+                        known = (kwargs, None)
+                    seen[id(kwargs)] = known
+                if known[1] is not None:
+                    bad[item] = f"sockhygiene marker on {item.nodeid}: {known[1]}"  # as session.marker_limits says
+                    break
         if bad:
             session.config.pluginmanager.register(_BadMarkers(bad), PLUGIN_NAME + "-bad-markers")
 

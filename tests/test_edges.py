@@ -170,6 +170,8 @@ def test_baseline_update_keeps_entries_of_tests_whose_body_did_not_run(pytester,
     monkeypatch.setenv("SOCKHYGIENE_TEST_SKIP", "1")
     run(*args).assert_outcomes(skipped=2, failed=1)
     assert path.read_text() == before  # skipped and failed tests keep their entries
+    run(*args, "-n", "2").assert_outcomes(skipped=2, failed=1)  # outcomes from xdist's workers: the same
+    assert path.read_text() == before
     for plan in ("--setup-plan", "--setup-only"):  # every test "checked", none of them run
         assert run(*args, plan).ret == pytest.ExitCode.OK
         assert path.read_text() == before

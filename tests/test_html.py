@@ -155,12 +155,16 @@ def test_the_page_of_a_run(pytester, run, tmp_path, xdist, backend):
 
 def test_bad_path_stops_the_run_and_off_mode_ignores_it(pytester, run, tmp_path):
     pytester.makepyfile(test_ok="def test_a(): pass")
-    result = run(f"--sockhygiene-html={tmp_path / 'missing' / 'p.html'}")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-html: cannot write *p.html*: directory * does not "
-                                 "exist"])
     result = run(f"--sockhygiene-html={tmp_path}")
-    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-html: * is a directory"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-html: * names a directory; give a file path *"])
+    (tmp_path / "file").write_text("")
+    result = run(f"--sockhygiene-html={tmp_path / 'file' / 'p.html'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-html: cannot write *p.html*: * is not a directory"])
+    # missing folders are made at the end, as for the JSON report and --junitxml
+    run(f"--sockhygiene-html={tmp_path / 'out' / 'ci' / 'p.html'}").assert_outcomes(passed=1)
+    assert (tmp_path / "out" / "ci" / "p.html").read_text().startswith("<!DOCTYPE html>")
     result = run(f"--sockhygiene-html={tmp_path / 'p.html'}", mode="off")
     assert result.ret == 0 and not (tmp_path / "p.html").exists()
 

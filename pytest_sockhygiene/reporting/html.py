@@ -20,6 +20,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..health import TIME_WAIT_SECONDS
+from ..outputs import make_folders
 from ..summary import summary_lines
 from .records import ReportResults, text_of
 
@@ -250,6 +251,8 @@ def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts
 
 
 def write_page(path: str, document: Mapping[str, Any], title: str = "pytest-sockhygiene") -> None:
+    """Through a temporary file and a rename, making missing folders, as the JSON report is written."""
+    make_folders(path)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(render(document, title))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Mapping, Optional
 
 from ..endpoints import ConfigError
+from ..outputs import check_output_path
 from .annotations import enabled
 
 
@@ -19,14 +19,9 @@ class CiOptions:
 
 
 def check_html_path(path: str) -> None:
-    """A path the page cannot be written to stops the run before anything runs, like the JSON report's."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise ConfigError(f"--sockhygiene-html: {path!r} is a directory")
-    if not os.path.isdir(directory):
-        raise ConfigError(f"--sockhygiene-html: cannot write {path!r}: directory {directory!r} does not exist")
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ConfigError(f"--sockhygiene-html: cannot write {path!r}: permission denied")
+    """Refused at start-up as the JSON report's path is (``outputs.check_output_path``): a directory, a path below a
+    file, a folder that cannot be written. Missing folders are made when the page is written."""
+    check_output_path("--sockhygiene-html", path)
 
 
 def read_ci_options(annotate: Optional[str], html: Optional[str], getini: Callable[[str], Any],
