@@ -7,11 +7,22 @@ warning because ``__del__`` could not tell reliably; a record that knows whether
 
 A client created inside another tracked client's constructor (the urllib3 PoolManager inside a
 ``requests.Session``) is part of that client and is not counted again.
+
+A client is a connection leak (``clients``) only if it *used* the network: a connect was attributed to one of its
+requests (``origin.request_client``), or a socket was seen in its pool. An unclosed client that never did (built to
+test URL merging or request preparation, or served by respx, pytest-httpx or a mock adapter, which answer below
+the client) holds no socket: it counts under ``unused_clients``, unlimited by default.
+
+A ``close()`` that runs from a finalizer (a ``__del__`` on the stack: the client's own, or the one of an object
+that holds it) is not a close by the code. Freed by reference counting, ``__del__`` runs before the weak
+finalizer; freed in a reference cycle, after it. Either way the client is judged "garbage-collected without
+being closed": one verdict, whichever way the collector reached it.
 """
 
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import weakref
 from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Tuple
@@ -46,6 +57,11 @@ class ClientRecord:
         self.ref: Optional[Callable[[], Any]] = None
         self.shared = False  # adopted process-wide client: never counted, never a session-level leak
 
+    @property
+    def used(self) -> bool:
+        """It opened a real connection at some point of its life (attributed connect, or a socket in its pool)."""
+        return self.connections > 0 or self.pooled
+
     def label(self, fmt: Callable[[Optional[origin_mod.Origin]], str]) -> str:
         if self.origin is None and self.owner:
             return f"{self.kind} ({self.owner})"
@@ -56,6 +72,24 @@ class ClientRecord:
 
 def _mark_collected(record: ClientRecord) -> None:
     record.collected = True
+
+
+_FINALIZER_DEPTH = 40  # close() -> the tracker's wrapper -> closed(): a __del__ is a few frames up, not 40
+
+
+def _in_finalizer() -> bool:
+    """Whether a ``__del__`` is running on this thread's stack: the close under way is the collector's doing."""
+    try:
+        frame: Optional[Any] = sys._getframe(2)
+    except ValueError:  # called from the top of a stack (a tracker calling closed() from a bare thread)
+        return False
+    for _ in range(_FINALIZER_DEPTH):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 class ClientRegistry:
@@ -113,8 +147,9 @@ class ClientRegistry:
             self.held.append(record)
 
     def closed(self, client: Any) -> None:
+        """``close()`` ran, unless from a finalizer: see the module's docstring (the ``__del__`` rule)."""
         record = self._by_id.get(id(client))
-        if record is not None and not record.collected:
+        if record is not None and not record.collected and not _in_finalizer():
             record.closed = True
 
     def request(self, client: Any) -> Optional[ClientRecord]:
@@ -165,8 +200,10 @@ class ClientRegistry:
 
     def probe(self, window: Any, identity_of_socket: Callable[[Any], Optional[Hashable]],
               need_sockets: bool, fmt: Callable[[Optional[origin_mod.Origin]], str]) -> "Probe":
-        """Unclosed clients created in ``window``; and, if sockets changed, which sockets belong to whose pool."""
+        """Unclosed clients created in ``window`` (used and unused); and, if sockets changed, which sockets belong
+        to whose pool."""
         unclosed: List[ClientRecord] = []
+        unused: List[ClientRecord] = []
         owned: Dict[Hashable, str] = {}
         notes: Dict[Hashable, str] = {}
         created_here: List[ClientRecord] = []
@@ -174,17 +211,22 @@ class ClientRegistry:
             mine = window in record.windows and record.owner is None
             if mine:
                 created_here.append(record)
-            if not need_sockets and not (mine and record.networked):
-                continue  # the clean path: nothing to ask a tracker
+            elif not need_sockets:
+                continue  # the clean path: nothing to ask a tracker about others' clients
             closed = self.is_closed(record)
-            if mine and record.networked and not closed:
-                unclosed.append(record)
-            if not need_sockets or closed or record.collected:
+            if closed and not mine:
                 continue
-            client = record.ref() if record.ref is not None else None
-            if client is None:
+            client = record.ref() if record.ref is not None and not record.collected else None
+            sockets: List[Any] = []
+            if client is not None and not closed and record.networked and (need_sockets or not record.used):
+                sockets = self.sockets_of(client)
+                if sockets:
+                    record.pooled = True
+            if mine and not closed:
+                (unclosed if record.used else unused).append(record)
+            if not need_sockets:
                 continue
-            for sock in self.sockets_of(client):
+            for sock in sockets:
                 ident = identity_of_socket(sock)
                 if ident is None:
                     continue
@@ -192,7 +234,16 @@ class ClientRegistry:
                     notes[ident] = f"in the pool of {record.label(fmt)}{self._keepalive_note(client)}"
                 else:
                     owned[ident] = f"pool of {record.label(fmt)}"
-        return Probe(unclosed, owned, notes, created_here)
+        return Probe(unclosed, owned, notes, created_here, unused)
+
+    def used(self, record: ClientRecord) -> bool:
+        """Whether the client opened a real connection, looking into its pool if no connect was attributed."""
+        if record.used:
+            return True
+        client = record.ref() if record.ref is not None and not record.collected else None
+        if client is not None and record.networked and self.sockets_of(client):
+            record.pooled = True
+        return record.used
 
     def _keepalive_note(self, client: Any) -> str:
         if self.hook is None:
@@ -231,14 +282,15 @@ class _Constructing:
 
 
 class Probe:
-    __slots__ = ("unclosed", "owned", "notes", "created")
+    __slots__ = ("unclosed", "owned", "notes", "created", "unused")
 
     def __init__(self, unclosed: List[ClientRecord], owned: Dict[Hashable, str], notes: Dict[Hashable, str],
-                 created: List[ClientRecord]) -> None:
-        self.unclosed = unclosed
+                 created: List[ClientRecord], unused: Optional[List[ClientRecord]] = None) -> None:
+        self.unclosed = unclosed  # unclosed clients that opened a real connection: ``clients``
         self.owned = owned
         self.notes = notes
         self.created = created
+        self.unused = unused or []  # unclosed clients that never opened one: ``unused_clients``
 
 
 def client_items(records: Iterable[ClientRecord]) -> List[Item]:

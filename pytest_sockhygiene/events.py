@@ -47,8 +47,9 @@ class SocketEvent:
     listener_local: Optional[Endpoint] = None  # accept: the listening socket's address
     client: Any = None
     """connect: the record (``clients.ClientRecord``) of the tracked client whose request opened this connection
-    (``origin.request_client``: the outermost tracked client's request under way), None for a connection no
-    tracked client's request made (raw sockets, ``http.client``, a client outside tracking). The record is
+    (``origin.request_client``: the innermost recorded client's request under way, the one whose pool opens
+    it), None for a connection no tracked client's request made (raw sockets, ``http.client``, a client outside
+    tracking, an app reached through a mock or ASGI transport). The record is
     hashable by identity and stays the same object for the client's life: group connections by it."""
 
     @property

@@ -52,6 +52,11 @@ class Measurement:
         return self._count("clients")
 
     @property
+    def unused_clients(self) -> int:
+        """Unclosed clients that never opened a connection (not a connection leak; see ``clients``)."""
+        return self._count("unused_clients")
+
+    @property
     def counts(self) -> Dict[str, int]:
         self._count("established")
         assert self.verdict is not None

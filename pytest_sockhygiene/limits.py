@@ -15,8 +15,10 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from .endpoints import ConfigError, IgnorePattern
 
-LIMIT_KEYS: Tuple[str, ...] = ("established", "close_wait", "listen", "time_wait", "clients", "connections")
-"""Counted kinds; each limit is the most one test may have. ``None`` means unlimited."""
+LIMIT_KEYS: Tuple[str, ...] = ("established", "close_wait", "listen", "time_wait", "clients", "connections",
+                               "unused_clients")
+"""Counted kinds; each limit is the most one test may have. ``None`` means unlimited. The order is the order of
+the compact records (``results._Compact``) and of the JUnit properties: new kinds go at the end."""
 
 OPTION_KEYS: Tuple[str, ...] = ("ignore", "settle", "enabled")
 MARKER_KEYS: Tuple[str, ...] = LIMIT_KEYS + OPTION_KEYS
@@ -45,6 +47,9 @@ class Limits:
     time_wait: Optional[int] = DEFAULT_TIME_WAIT
     clients: Optional[int] = 0
     connections: Optional[int] = None
+    unused_clients: Optional[int] = None
+    """Unclosed clients that never opened a connection: counted, never failing unless a limit is set (they hold
+    no socket; a client built to test URL merging or served by a mock is not a connection leak)."""
     ignore: Tuple[IgnorePattern, ...] = ()
     settle: float = DEFAULT_SETTLE
     enabled: bool = True

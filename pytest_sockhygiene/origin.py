@@ -165,8 +165,10 @@ made for a tracked request still finds the user's line.
 request_client: "contextvars.ContextVar[Optional[Any]]" = contextvars.ContextVar(
     "sockhygiene_request_client", default=None)
 """The record (``clients.ClientRecord``) of the tracked client whose request is under way, set beside
-``request_origin`` by the same wrappers; the outermost tracked client wins (a ``requests.Session``'s request
-belongs to the session, not to the urllib3 pool inside it).
+``request_origin`` by the same wrappers (``trackers/patching.py``). The innermost recorded client wins: the one
+whose pool opens the connection (a ``requests.Session``'s request is the session's, since the urllib3 pool
+inside it is not recorded on its own; a user's PoolManager used by an adapter mounted in a session is the
+PoolManager's). None inside the request of a client with no pool of its own (mock, ASGI, WSGI transports).
 
 The socket recorder attaches it to every connect it sees (``SocketEvent.client``) and counts the connect on the
 record (``ClientRecord.connections``): so a client knows whether it ever opened a real connection (an unclosed

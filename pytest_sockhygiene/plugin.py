@@ -52,7 +52,7 @@ class _ItemState:
 
 MARKER_DOC = (
     "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
-    "ignore=[...], settle=0.5, enabled=True): socket limits for this test (pytest-sockhygiene)"
+    "unused_clients=None, ignore=[...], settle=0.5, enabled=True): socket limits for this test (pytest-sockhygiene)"
 )
 
 

@@ -19,6 +19,7 @@ _TITLES = {
     "time_wait": "TIME_WAIT entries from connections this test closed",
     "connections": "connections opened",
     "clients": "client(s) created and never closed",
+    "unused_clients": "client(s) that never opened a connection, never closed",
 }
 
 
@@ -38,7 +39,7 @@ def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
                 f"test, {_at('at', where)}")
     elif kind == "connections":
         line = f"{item.count} connection(s) to {format_endpoint(item.remote)}, {_at('at', where)}"
-    elif kind == "clients":
+    elif kind in ("clients", "unused_clients"):
         line = f"{item.state}, created at {where}"
     elif item.state == "LISTEN":
         line = f"LISTEN {format_endpoint(item.local)} fd={item.fd}, {_at('opened at', where)}"

@@ -119,13 +119,16 @@ class Controller:
         identity = socket_identity(self.table.identity_of)
         registry = self.clients
 
-        nothing: Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]] = ([], {}, {}, [])
+        nothing: Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item], List[Item]] = (
+            [], {}, {}, [], [])
 
-        def probe(window: Window, need_sockets: bool) -> Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]]:
+        def probe(window: Window, need_sockets: bool) -> Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str],
+                                                               List[Item], List[Item]]:
             if not registry.held:
                 return nothing  # the clean path of a suite that has no tracked client alive
             p = registry.probe(window, identity, need_sockets, self.format_origin)
-            return client_items(p.unclosed), p.owned, p.notes, created_items(p.created)
+            return (client_items(p.unclosed), p.owned, p.notes, created_items(p.created),
+                    client_items(p.unused))
 
         self.client_probe = probe
 
@@ -354,7 +357,9 @@ class Controller:
                  if e.state in OPEN_STATES or e.state in (TcpState.CLOSE_WAIT, TcpState.LISTEN)]
         if self.clients is not None:
             for r in self.clients.records():
-                if r.owner and r.networked and not r.shared and not r.collected and not self.clients.is_closed(r):
+                # a client that never opened a connection holds no socket: not a leak (see clients.py)
+                if (r.owner and r.networked and not r.shared and not r.collected and not self.clients.is_closed(r)
+                        and self.clients.used(r)):
                     leaks.append({"kind": "client", "what": f"{r.kind} created at {self.format_origin(r.origin)}",
                                   "owner": r.owner})
         return leaks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .results import SessionResults
 
@@ -18,6 +18,17 @@ def _ratio(value: Optional[int], limit: Optional[int]) -> str:
     if not limit:
         return str(value)
     return f"{value} of {limit} ({100.0 * value / limit:.1f}%)"
+
+
+def over_limit_mark(record: Dict[str, Any], kind: str) -> str:
+    """How a "most ..." line marks a test that broke its limit of ``kind`` (or grew beyond its baseline): a clean
+    test at its limit and the violator next to it must not read alike."""
+    for v in record.get("violations", ()):
+        if v["kind"] == kind:
+            return f"  [over limit {v['limit']}]"
+        if v["kind"] == "baseline" and any(i.get("state") == kind for i in v.get("items", ())):
+            return f"  [over baseline, at most {v['limit']}]"
+    return ""
 
 
 def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
@@ -36,7 +47,8 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
                 lines.append(f"{title}:")
                 for r in worst:
                     origin = r.get("origins", {}).get(kind)
-                    lines.append(f"  {r['counts'][kind]:>5}  {r['nodeid']}" + (f"  ({origin})" if origin else ""))
+                    lines.append(f"  {r['counts'][kind]:>5}  {r['nodeid']}{over_limit_mark(r, kind)}"
+                                 + (f"  ({origin})" if origin else ""))
         lines.append(
             f"session health: {plural(s['connections_opened'], 'connection')} opened; peak TIME_WAIT caused "
             f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports; peak open file descriptors "

@@ -41,9 +41,12 @@ class Item:
     origin: Optional[Origin] = None
     count: int = 1
     note: str = ""
+    tuples: Tuple[FourTuple, ...] = ()
+    """A TIME_WAIT group's connections: this process's lingering side of each, (local, remote), so that a user
+    can find them in ``ss -tan``."""
 
     def as_dict(self, fmt_origin: Callable[[Optional[Origin]], str]) -> Dict[str, object]:
-        return {
+        out: Dict[str, object] = {
             "state": self.state,
             "local": format_endpoint(self.local) if self.local else None,
             "remote": format_endpoint(self.remote) if self.remote else None,
@@ -52,6 +55,9 @@ class Item:
             "count": self.count,
             "note": self.note or None,
         }
+        if self.tuples:
+            out["tuples"] = [[format_endpoint(local), format_endpoint(remote)] for local, remote in self.tuples]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +129,8 @@ class Observation:
     """Clients the test created, grouped by kind and origin, with ``count`` and requests in ``note``."""
     earlier: Collection[Hashable] = frozenset()
     """Identities of sockets an earlier test left open: their close in this window is not this test's."""
+    unused_clients: List[Item] = dataclasses.field(default_factory=list)
+    """Unclosed clients of the test that never opened a connection (no socket to leak)."""
 
 
 def _ignored(limits: Limits, local: Optional[Endpoint], remote: Optional[Endpoint]) -> bool:
@@ -204,6 +212,8 @@ ADVICE: Dict[str, str] = {
                    "instead of connecting per request.",
     "clients": "close clients when done: `with` / `async with`, close() / aclose(), or create them in a fixture "
                "of broader scope.",
+    "unused_clients": "these clients never opened a connection; close them anyway (`with` / `async with`), or "
+                      "lift the limit: unused_clients=None.",
 }
 
 
@@ -300,6 +310,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
         "time_wait": tw_items,
         "clients": list(obs.clients),
         "connections": connection_items(connects),
+        "unused_clients": list(obs.unused_clients),
     }
     counts = {kind: sum(i.count for i in items) for kind, items in grouped.items()}
     violations = []
@@ -328,7 +339,7 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[I
         if ev.kind == "accept" and ev.four_tuple is not None:
             origin_by_conn.setdefault(_connection_key(ev.four_tuple), ev.origin)
     seen: Set[FrozenSet[Endpoint]] = set()
-    groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], int] = collections.Counter()
+    groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], List[FourTuple]] = collections.defaultdict(list)
     for local, remote in sorted(obs.lingering):
         key = _connection_key((local, remote))
         if key in seen:
@@ -337,9 +348,9 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[I
         # name the group by the server's address: the side that is not our ephemeral port
         server_side = (remote, local) in initiated or _listener_for(local, obs.listeners) is not None
         server = local if server_side else remote
-        groups[(server, origin_by_conn.get(key))] += 1
-    return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=n)
-            for (server, o), n in sorted(groups.items(), key=lambda kv: -kv[1])]
+        groups[(server, origin_by_conn.get(key))].append((local, remote))
+    return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows))
+            for (server, o), rows in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
 
 
 def connection_items(connects: Iterable[SocketEvent]) -> List[Item]:

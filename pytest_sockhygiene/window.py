@@ -19,9 +19,11 @@ from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
 
-ClientProbe = Callable[["Window", bool], Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item]]]
-"""Asked at close, with whether sockets changed: (unclosed clients of this window, sockets owned by clients
-created outside it, notes on sockets of this window's clients, clients this window created)."""
+ClientProbe = Callable[["Window", bool],
+                      Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item], List[Item]]]
+"""Asked at close, with whether sockets changed: (unclosed clients of this window that opened a connection,
+sockets owned by clients created outside it, notes on sockets of this window's clients, clients this window
+created, unclosed clients of this window that never opened a connection)."""
 
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
@@ -122,10 +124,11 @@ class Window(EventSink):
         client_owned: Dict[Hashable, str] = {}
         notes: Dict[Hashable, str] = {}
         created: List[Item] = []
+        unused: List[Item] = []
         if self.client_probe is not None:
-            clients, client_owned, notes, created = self.client_probe(self, bool(new_ids or self.events))
+            clients, client_owned, notes, created, unused = self.client_probe(self, bool(new_ids or self.events))
         vanished = self._vanished(after)
-        if not new_ids and not self.events and not clients and not vanished:
+        if not new_ids and not self.events and not clients and not unused and not vanished:
             return CLEAN
         owned = dict(self.recorder.ownership.socket_owner)
         owned.update(client_owned)
@@ -143,6 +146,7 @@ class Window(EventSink):
             clients=clients,
             notes=notes,
             created_clients=created,
+            unused_clients=unused,
         )
         tuples = self.recorder.tuples
         for e in entries:

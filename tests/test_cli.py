@@ -253,7 +253,7 @@ def test_show_prints_what_the_terminal_printed(suite, tmp_path):
     # the summary section, as the terminal had it (less the line naming the report's path)
     terminal_summary = [line for line in _section(result.outlines, "socket hygiene") if not line.startswith("report:")]
     assert _section(shown, "socket hygiene") == terminal_summary
-    assert "      3  test_s.py::test_burst  (test_s.py:19 in test_burst)" in shown
+    assert "      3  test_s.py::test_burst  [over limit 2]  (test_s.py:19 in test_burst)" in shown
     # each offender's failure text, exactly as at its teardown, offenders first
     offenders = _section(shown, "socket hygiene violations")
     text = "\n".join(result.outlines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import ANYIO_BACKEND, dedent, errors_of
@@ -10,8 +12,10 @@ pytest.importorskip("httpx")
 
 
 def test_unclosed_clients_of_every_kind(pytester, run):
+    """Used and never closed (kept, or dropped and collected), async, a subclass: ``clients``. Never used, or
+    behind a mock transport: ``unused_clients``, counted but within the default (unlimited) limit."""
     pytester.makepyfile(test_c=ANYIO_BACKEND + "\n" + dedent("""
-        import gc
+        import gc, json
         import httpx
         KEEP = []
 
@@ -45,14 +49,15 @@ def test_unclosed_clients_of_every_kind(pytester, run):
             pass
 
         def test_subclass_never_closed(server):
-            KEEP.append(MyClient())
+            client = MyClient()
+            client.get(server.url)
+            KEEP.append(client)
 
         def test_last(server):
             pass
     """))
-    result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception")
+    result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception", "--sockhygiene-report=r.json")
     assert errors_of(result) == [
-        "test_c.py::test_async_never_used",
         "test_c.py::test_async_used_never_closed",
         "test_c.py::test_dropped_and_collected",
         "test_c.py::test_subclass_never_closed",
@@ -62,17 +67,21 @@ def test_unclosed_clients_of_every_kind(pytester, run):
         "*test_c.py::test_sync_used_never_closed broke its socket limits*",
         "*established: 1 > limit 0*",
         "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_c.py:13 in test_sync_used_never_closed (in the pool of httpx.Client created at test_c.py:12*",
-        "*clients: 1 > limit 0*",
+        "*clients: 1 > limit 0 - client(s) created and never closed*",
         "*httpx.Client, created at test_c.py:12 in test_sync_used_never_closed (still open)*",
     ])
-    result.stdout.fnmatch_lines(["*test_async_never_used broke*", "*clients: 1 > limit 0*",
-                                 "*httpx.AsyncClient, created at test_c.py:24 in test_async_never_used (still open)*"])
     result.stdout.fnmatch_lines(["*test_dropped_and_collected broke*", "*clients: 1 > limit 0*",
                                  "*httpx.Client, created at test_c.py:27*(garbage-collected without being closed)*"])
     result.stdout.fnmatch_lines(["*test_c.MyClient (httpx.Client), created at test_c.py:41*"])
     out = result.stdout.str()
     async_block = out[out.index("test_async_used_never_closed broke"):]
     assert "clients: 1 > limit 0" in async_block.split("broke")[1]
+    counts = {t["nodeid"].split("::")[1]: (t["counts"]["clients"], t["counts"]["unused_clients"])
+              for t in json.loads((pytester.path / "r.json").read_text())["tests"]}
+    assert counts == {"test_sync_used_never_closed": (1, 0), "test_async_used_never_closed": (1, 0),
+                      "test_async_never_used": (0, 1), "test_dropped_and_collected": (1, 0),
+                      "test_mock_transport_is_not_counted": (0, 1), "test_subclass_never_closed": (1, 0),
+                      "test_last": (0, 0)}
 
 
 CLIENT_FIXTURES = dedent("""

@@ -61,11 +61,60 @@ def test_summary_details_when_dirty(pytester, run):
         "*= socket hygiene =*",
         "5 tests checked, 3 with violations (connections: 1, established: 1, time_wait: 1)",
         "most TIME_WAIT:",
-        "*9  test_s.py::test_burst  (test_s.py:14 in test_burst)",
+        "      9  test_s.py::test_burst  [over limit 5]  (test_s.py:14 in test_burst)",
+        "      3  test_s.py::test_budget",
+        "      1  test_s.py::test_clean",
         "most connections:",
-        "*9  test_s.py::test_burst*",
+        "      9  test_s.py::test_burst",
+        "      3  test_s.py::test_budget  [over limit 2]  (test_s.py:19 in test_budget)",
         "session health: 14 connections opened; peak TIME_WAIT caused * of * ephemeral ports; peak open file descriptors * of *",
     ])
+
+
+AT_THE_LIMIT = dedent("""
+    import httpx, pytest
+
+    def burst(server, n):
+        for _ in range(n):
+            with httpx.Client() as c:
+                c.get(server.url)
+
+    def test_at_the_limit(server):
+        burst(server, 5)
+
+    def test_over_the_limit(server):
+        burst(server, 6)
+
+    @pytest.mark.sockhygiene(time_wait=10)
+    def test_more_but_allowed(server):
+        burst(server, 7)
+""")
+
+
+def test_summary_marks_the_tests_that_broke_a_limit_and_the_report_keeps_the_4_tuples(pytester, run, tmp_path):
+    """Clean tests at (or, with their own limit, above) the violator's count stand beside it unmarked; the
+    violator is marked. Its TIME_WAIT group in the JSON report lists the exact rows, as the kernel has them."""
+    import psutil
+
+    pytester.makepyfile(test_lim=AT_THE_LIMIT)
+    path = tmp_path / "r.json"
+    result = run(f"--sockhygiene-report={path}")
+    assert errors_of(result) == ["test_lim.py::test_over_the_limit"]
+    result.stdout.fnmatch_lines([
+        "most TIME_WAIT:",
+        "      7  test_lim.py::test_more_but_allowed",
+        "      6  test_lim.py::test_over_the_limit  [over limit 5]  (test_lim.py:6 in burst)",
+        "      5  test_lim.py::test_at_the_limit",
+        "most connections:",
+    ])
+    doc = _report(path)
+    (over,) = [t for t in doc["tests"] if not t["clean"]]
+    (group,) = over["violations"][0]["items"]
+    rows = {tuple(pair) for pair in group["tuples"]}
+    assert len(rows) == group["count"] == 6
+    time_wait = {(f"{c.laddr.ip}:{c.laddr.port}", f"{c.raddr.ip}:{c.raddr.port}")
+                 for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_TIME_WAIT and c.raddr}
+    assert rows <= time_wait  # what `ss -tan state time-wait` lists, 60 s long
 
 
 def test_json_report_schema_and_content(pytester, run, tmp_path):
@@ -85,6 +134,10 @@ def test_json_report_schema_and_content(pytester, run, tmp_path):
     burst = by_id["test_s.py::test_burst"]
     assert burst["counts"]["time_wait"] == 9
     assert burst["violations"][0]["context"][0]["state"] == "httpx.Client"
+    (group,) = burst["violations"][0]["items"]
+    assert len(group["tuples"]) == 9 == len({tuple(t) for t in group["tuples"]})
+    assert all(remote == group["remote"] for _, remote in group["tuples"])
+    assert all(counts["unused_clients"] == 0 for counts in (t["counts"] for t in doc["tests"]))
     assert by_id["test_s.py::test_budget"]["violations"][0]["kind"] == "connections"
     assert doc["session"]["tests_checked"] == 5 and doc["session"]["connections_opened"] == 14
     assert doc["session"]["peak_time_wait"] >= 9
@@ -100,6 +153,7 @@ def test_junitxml_carries_counts(pytester, run, tmp_path):
     assert props["test_burst"]["sockhygiene_time_wait"] == "9"
     assert props["test_leak"]["sockhygiene_established"] == "1"
     assert props["test_no_socket"]["sockhygiene_connections"] == "0"
+    assert props["test_clean"]["sockhygiene_unused_clients"] == "0"
 
 
 def test_xdist_merges_into_one_report_equal_to_a_plain_run(pytester, run, tmp_path):
@@ -154,6 +208,9 @@ def test_baseline_update_then_grow_and_shrink(pytester, run, tmp_path, monkeypat
     assert errors_of(result) == ["test_b.py::test_requests"]
     result.stdout.fnmatch_lines(["*connections: 5 (baseline 3) - grew beyond the baseline's tolerance (at most 4)*",
                                  "*time_wait: 5 (baseline 3)*"])
+    result.stdout.fnmatch_lines(["most TIME_WAIT:", "      5  test_b.py::test_requests  [[]over baseline, at most 4]",
+                                 "      1  test_b.py::test_steady", "most connections:",
+                                 "      5  test_b.py::test_requests  [[]over baseline, at most 4]"])
 
 
 def test_baseline_missing_and_corrupt_are_clear_errors(pytester, run, tmp_path):

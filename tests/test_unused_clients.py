@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 from typing import Any, List
 
 import pytest
@@ -69,3 +70,296 @@ def test_connects_are_attributed_to_the_client_whose_request_opened_them():
     assert by_client == ["requests.Session", "requests.Session", "httpx.Client", "httpx.AsyncClient", None]
     assert [records[k].connections for k in ("requests.Session", "httpx.Client", "httpx.AsyncClient")] == [2, 1, 1]
     assert records["requests.Session"].requests == 2 and records["httpx.Client"].requests == 3
+
+
+# -- end to end: the unit tests real suites are full of ------------------------------------------------------------
+
+UNIT_TEST_SHAPES = ANYIO_BACKEND + "\n" + dedent('''
+    import httpx, requests, respx, urllib3
+    from requests.adapters import BaseAdapter
+    KEEP = []  # clients stored here stay alive after their test ("still open"); the others are collected
+
+    def test_httpx_build_request():
+        client = httpx.Client(base_url="http://api.test/v1/")
+        assert str(client.build_request("GET", "users").url) == "http://api.test/v1/users"
+
+    def test_requests_prepare_request():
+        session = requests.Session()
+        session.headers["X-Token"] = "t"
+        KEEP.append(session)
+        assert session.prepare_request(requests.Request("GET", "http://api.test/")).headers["X-Token"] == "t"
+
+    def test_urllib3_connection_from_url():
+        manager = urllib3.PoolManager()
+        KEEP.append(manager)
+        assert manager.connection_from_url("http://api.test:8080/x").port == 8080
+
+    @respx.mock
+    def test_respx_decorator():
+        respx.get("http://api.test/users").mock(return_value=httpx.Response(200, json=[]))
+        client = httpx.Client()
+        KEEP.append(client)
+        assert client.get("http://api.test/users").json() == []
+
+    def test_respx_fixture(respx_mock):
+        respx_mock.get("http://api.test/users").mock(return_value=httpx.Response(200, json=[1]))
+        assert httpx.Client(base_url="http://api.test").get("/users").json() == [1]
+
+    def test_pytest_httpx(httpx_mock):
+        httpx_mock.add_response(url="http://api.test/users", json=[2])
+        client = httpx.Client()
+        KEEP.append(client)
+        assert client.get("http://api.test/users").json() == [2]
+
+    @pytest.mark.anyio
+    async def test_pytest_httpx_async(httpx_mock):
+        httpx_mock.add_response(url="http://api.test/users", json=[3])
+        assert (await httpx.AsyncClient().get("http://api.test/users")).json() == [3]
+
+    class Canned(BaseAdapter):
+        def send(self, request, **kwargs):
+            response = requests.Response()
+            response.status_code, response._content, response.url = 204, b"", request.url
+            return response
+
+        def close(self):
+            pass
+
+    def test_session_with_adapters_replaced_after_init():
+        session = requests.Session()  # built with real HTTPAdapters...
+        session.mount("http://", Canned())  # ...then replaced by mock adapters
+        session.mount("https://", Canned())
+        KEEP.append(session)
+        assert session.get("http://api.test/").status_code == 204
+''')
+
+REQUESTS_MOCKING = dedent('''
+    import requests, requests_mock, responses
+    KEEP = []
+
+    def test_requests_mock_adapter_mounted():
+        session = requests.Session()
+        adapter = requests_mock.Adapter()
+        session.mount("http://", adapter)
+        adapter.register_uri("GET", "http://api.test/users", json=[])
+        KEEP.append(session)
+        assert session.get("http://api.test/users").json() == []
+
+    def test_requests_mock_fixture(requests_mock):
+        requests_mock.get("http://api.test/users", json=[1])
+        assert requests.Session().get("http://api.test/users").json() == [1]
+
+    @responses.activate
+    def test_responses():
+        responses.get("http://api.test/users", json=[2])
+        session = requests.Session()
+        KEEP.append(session)
+        assert session.get("http://api.test/users").json() == [2]
+''')
+
+REAL_LEAKS = dedent('''
+    import gc, httpx, requests, urllib3
+    KEEP = []
+
+    def test_server_ends_the_connection_then_dropped(server):
+        session = requests.Session()
+        session.get(server.url + "/close")  # nothing left in the pool: only the connect says it was used
+
+    def test_httpx_used_kept(server):
+        client = httpx.Client()
+        client.get(server.url)
+        KEEP.append(client)
+
+    def test_httpx_used_dropped(server):
+        httpx.Client().get(server.url)
+
+    def test_requests_used_dropped(server):
+        requests.Session().get(server.url)
+
+    def test_urllib3_used_dropped(server):
+        urllib3.PoolManager().request("GET", server.url)
+
+    def test_last(server):
+        pass
+''')
+
+
+def _counts(pytester, name="r.json"):
+    return {t["nodeid"].split("::")[-1]: (t["counts"]["clients"], t["counts"]["unused_clients"])
+            for t in json.loads((pytester.path / name).read_text())["tests"]}
+
+
+def test_clients_that_never_connect_are_unused_clients_not_leaks(pytester, run):
+    """The issue's unit-test shapes: build_request, prepare_request, connection_from_url, respx, pytest-httpx, a
+    Session whose adapters were replaced after __init__. None is a connection leak; each is one unused client."""
+    pytester.makepyfile(test_shapes=UNIT_TEST_SHAPES)
+    result = run("--sockhygiene-report=r.json", "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=8)
+    assert errors_of(result) == []
+    counts = _counts(pytester)
+    assert counts == {name: (0, 1) for name in counts} and len(counts) == 8
+    result.stdout.fnmatch_lines(["*8 tests checked, all clean*"])
+
+    # the limit is there for who wants it: the ini key makes each of them a violation
+    result = run("--sockhygiene-report=r2.json", "-W", "ignore::ResourceWarning", "-o", "sockhygiene_unused_clients=0")
+    assert len(errors_of(result)) == 8
+    result.stdout.fnmatch_lines([
+        "*test_shapes.py::test_httpx_build_request broke its socket limits*",
+        "*unused_clients: 1 > limit 0 - client(s) that never opened a connection, never closed*",
+        "*httpx.Client, created at test_shapes.py:12 in test_httpx_build_request (garbage-collected without being closed)*",
+        "*fix: these clients never opened a connection; close them anyway*",
+    ])
+    result.stdout.fnmatch_lines(["*8 tests checked, 8 with violations (unused_clients: 8)*"])
+    assert "clients: 1 > limit" not in result.stdout.str().replace("unused_clients: 1 > limit", "")
+
+
+def test_requests_mocked_by_requests_mock_and_responses(pytester, run):
+    pytest.importorskip("requests_mock")
+    pytest.importorskip("responses")
+    pytester.makepyfile(test_mocked=REQUESTS_MOCKING)
+    result = run("--sockhygiene-report=r.json")
+    result.assert_outcomes(passed=3)
+    assert _counts(pytester) == {"test_requests_mock_adapter_mounted": (0, 1), "test_requests_mock_fixture": (0, 1),
+                                 "test_responses": (0, 1)}
+
+
+def test_real_leaks_are_still_caught(pytester, run):
+    """Used and never closed, kept or collected, whatever the library; also a client whose every connection the
+    server ended (nothing left in its pool): it opened a connection, so it is a client to close."""
+    pytester.makepyfile(test_real=REAL_LEAKS)
+    result = run("--sockhygiene-report=r.json", "-W", "ignore::ResourceWarning")
+    assert errors_of(result) == [f"test_real.py::test_{name}" for name in (
+        "httpx_used_dropped", "httpx_used_kept", "requests_used_dropped", "server_ends_the_connection_then_dropped",
+        "urllib3_used_dropped")]
+    counts = _counts(pytester)
+    assert counts.pop("test_last") == (0, 0)
+    assert set(counts.values()) == {(1, 0)}
+    result.stdout.fnmatch_lines(["*requests.Session, created at test_real.py:17 in test_requests_used_dropped"
+                                 " (garbage-collected without being closed)*"])
+    result.stdout.fnmatch_lines(["*urllib3.PoolManager, created at test_real.py:20 in test_urllib3_used_dropped"
+                                 " (garbage-collected without being closed)*"])
+
+
+FINALIZING = dedent('''
+    import gc, weakref, httpx, requests
+
+    class Finalizing(httpx.Client):
+        def __del__(self):  # an SDK-style client that closes itself when freed
+            self.close()
+
+    class FinalizingSession(requests.Session):
+        def __del__(self):
+            self.close()
+
+    def test_freed_by_refcount(server):
+        client = Finalizing()
+        client.get(server.url)
+        ref = weakref.ref(client)
+        del client  # __del__ closes it, then the weak finalizer runs
+        assert ref() is None
+
+    def test_freed_in_a_cycle(server):
+        client = Finalizing()
+        client.get(server.url)
+        client.me = client
+        ref = weakref.ref(client)
+        del client
+        assert ref() is not None  # only the cycle collector frees it: the weak finalizer runs first, then __del__
+        gc.collect()
+        assert ref() is None
+
+    def test_session_freed_by_refcount(server):
+        session = FinalizingSession()
+        session.get(server.url)
+        del session
+
+    def test_session_freed_in_a_cycle(server):
+        session = FinalizingSession()
+        session.get(server.url)
+        session.me = session
+        del session
+        gc.collect()
+
+    def test_closed_by_the_code(server):
+        client = Finalizing()
+        client.get(server.url)
+        client.close()
+        del client
+
+    def test_unused_freed_in_a_cycle():
+        client = Finalizing()
+        client.me = client
+        del client
+        gc.collect()
+''')
+
+
+def test_a_close_run_only_by_del_is_not_a_close_whatever_freed_the_client(pytester, run):
+    """Freed by reference counting or in a reference cycle, a client closed only by its own ``__del__`` gets
+    the same verdict: garbage-collected without being closed."""
+    pytester.makepyfile(test_fin=FINALIZING)
+    result = run("--sockhygiene-report=r.json")
+    assert errors_of(result) == ["test_fin.py::test_freed_by_refcount", "test_fin.py::test_freed_in_a_cycle",
+                                 "test_fin.py::test_session_freed_by_refcount",
+                                 "test_fin.py::test_session_freed_in_a_cycle"]
+    for name, line in (("test_freed_by_refcount", 12), ("test_freed_in_a_cycle", 19)):
+        result.stdout.fnmatch_lines([f"*test_fin.py::{name} broke its socket limits*", "*clients: 1 > limit 0*",
+                                     f"*test_fin.Finalizing (httpx.Client), created at test_fin.py:{line} in {name}"
+                                     " (garbage-collected without being closed)*"])
+    for name, line in (("test_session_freed_by_refcount", 29), ("test_session_freed_in_a_cycle", 34)):
+        result.stdout.fnmatch_lines([f"*test_fin.FinalizingSession (requests.Session), created at test_fin.py:{line}"
+                                     f" in {name} (garbage-collected without being closed)*"])
+    counts = _counts(pytester)
+    assert counts["test_closed_by_the_code"] == (0, 0)
+    assert counts["test_unused_freed_in_a_cycle"] == (0, 1)
+
+
+LIMIT_SETTINGS = dedent('''
+    import httpx, pytest, requests, urllib3
+    KEEP = []
+
+    @pytest.mark.sockhygiene(unused_clients=0)
+    def test_marker():
+        KEEP.append(urllib3.PoolManager())
+
+    @pytest.mark.sockhygiene(unused_clients=2)
+    def test_marker_allows_two():
+        KEEP.extend([httpx.Client(), httpx.Client()])
+
+    def test_fixture_set_limits(sockhygiene):
+        sockhygiene.set_limits(unused_clients=0)
+        KEEP.append(requests.Session())
+
+    def test_fixture_measure(sockhygiene, server):
+        with sockhygiene.measure() as m:
+            KEEP.append(httpx.Client(base_url=server.url))
+            used = httpx.Client()
+            used.get(server.url)
+            KEEP.append(used)
+        assert (m.clients, m.unused_clients) == (1, 1)
+        assert m.counts["unused_clients"] == 1
+        assert [v.kind for v in m.violations] == ["established", "clients"]
+        used.close()
+
+    @pytest.mark.sockhygiene(unused_clients="none")
+    def test_bad_value():
+        pass
+''')
+
+
+def test_unused_clients_limit_from_marker_fixture_and_ini(pytester, run):
+    pytester.makepyfile(test_lim=LIMIT_SETTINGS)
+    result = run("--sockhygiene-report=r.json")
+    assert errors_of(result) == ["test_lim.py::test_bad_value", "test_lim.py::test_fixture_set_limits",
+                                 "test_lim.py::test_marker"]
+    result.stdout.fnmatch_lines(["*test_lim.py::test_marker broke its socket limits*",
+                                 "*unused_clients: 1 > limit 0*",
+                                 "*urllib3.PoolManager, created at test_lim.py:6 in test_marker (still open)*"])
+    result.stdout.fnmatch_lines(["*test_lim.py::test_fixture_set_limits broke*", "*unused_clients: 1 > limit 0*"])
+    result.stdout.fnmatch_lines(["*test_bad_value*limit 'unused_clients' must be a non-negative integer or None*"])
+    result.assert_outcomes(passed=4, errors=3)
+
+    result = run("-o", "sockhygiene_unused_clients=1", "-k", "marker or measure")
+    assert errors_of(result) == ["test_lim.py::test_marker"]  # the marker's 0 wins over the ini's 1
+    result = run("-o", "sockhygiene_unused_clients=-1", "-k", "marker")
+    result.stderr.fnmatch_lines(["*sockhygiene_unused_clients*non-negative integer or 'unlimited'*"])

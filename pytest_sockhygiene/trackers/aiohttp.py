@@ -68,7 +68,7 @@ class AiohttpTracker(ClassTracker):
         p.wrap(session_cls, "__init__", after_init(registry, kind, lambda s: self._connector(s) is not None))
         p.wrap(session_cls, "close", then_closed_async(registry))
         p.wrap(session_cls, "__aexit__", then_closed_async(registry))
-        p.wrap(session_cls, "_request", counting_requests_async(registry))
+        p.wrap(session_cls, "_request", counting_requests_async(registry, self.sockets))
 
     @staticmethod
     def _connector(session: Any) -> Any:

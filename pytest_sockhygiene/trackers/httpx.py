@@ -59,10 +59,10 @@ class HttpxTracker(ClassTracker):
             p.wrap(cls, "__init__", after_init(registry, kind, networked))
         p.wrap(mod.Client, "close", then_closed(registry))
         p.wrap(mod.Client, "__exit__", then_closed(registry))
-        p.wrap(mod.Client, "send", counting_requests(registry))
+        p.wrap(mod.Client, "send", counting_requests(registry, self.sockets))
         p.wrap(mod.AsyncClient, "aclose", then_closed_async(registry))
         p.wrap(mod.AsyncClient, "__aexit__", then_closed_async(registry))
-        p.wrap(mod.AsyncClient, "send", counting_requests_async(registry))
+        p.wrap(mod.AsyncClient, "send", counting_requests_async(registry, self.sockets))
 
     @staticmethod
     def _networked(client: Any) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from .. import origin
 
@@ -83,20 +83,45 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
 
 
 def _enter_request(registry: Any, client: Any) -> Tuple[Any, Any]:
-    """Count a request and set ``origin.request_origin`` and ``origin.request_client`` unless an outer tracked
-    request set them already (the outermost wins: a ``requests.Session``'s request, not its urllib3 pool's).
-    Returns the tokens to reset, None for a variable left alone."""
+    """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
+    the user's line), and ``origin.request_client`` to this client's record (the innermost recorded client wins:
+    the connection is opened in *its* pool). Returns the tokens to reset, None for a variable left alone.
+
+    Innermost, because a client's request can run another client's: a user's PoolManager used by a custom
+    adapter mounted in a ``requests.Session``, an app under test reached through ``ASGITransport`` that calls
+    out with its own client. The pool that holds the connection is the inner client's. A client not recorded
+    (the urllib3 PoolManager built inside a Session's adapter) leaves the outer one in place. A client whose
+    transport has no pool (mock, ASGI, WSGI: ``networked`` False) sets None: what its handler connects (an app's
+    Redis connection) is not through a pool of its own."""
     record = registry.request(client)
     origin_token = None
     client_token = None
     if origin.request_origin.get() is None:
         origin_token = origin.request_origin.set(origin.capture(skip=2))
-    if record is not None and origin.request_client.get() is None:
-        client_token = origin.request_client.set(record)
+    if record is not None:
+        client_token = origin.request_client.set(record if record.networked else None)
     return origin_token, client_token
 
 
-def _leave_request(tokens: Tuple[Any, Any]) -> None:
+def _leave_request(registry: Any, tokens: Tuple[Any, Any], client: Any,
+                   sockets: Optional[Callable[[Any], List[Any]]]) -> None:
+    """Reset the variables; and, for a client not yet known to have opened a connection, look into its pool once
+    the request is done: a connect the socket recorder could not see (made by C code such as uvloop, or while
+    another library had replaced ``socket.socket.connect``) still leaves its socket there.
+
+    The tracker's own ``sockets`` is asked, not the ``pytest_sockhygiene_client_sockets`` hook, if it gives one: a
+    hook call's arguments may be kept by whoever records hook calls (pytester does, for a whole in-process run),
+    and a client kept alive by the plugin would never be seen garbage-collected."""
+    record = origin.request_client.get()
+    if record is not None and not record.used and tokens[1] is not None:
+        if sockets is None:
+            registry.used(record)
+        else:
+            try:
+                if sockets(client):
+                    record.pooled = True
+            except Exception:  # noqa: BLE001 - a pool that cannot be read must not break the user's request
+                pass
     origin_token, client_token = tokens
     if client_token is not None:
         origin.request_client.reset(client_token)
@@ -104,9 +129,11 @@ def _leave_request(tokens: Tuple[Any, Any]) -> None:
         origin.request_origin.reset(origin_token)
 
 
-def counting_requests(registry: Any) -> Callable[[Any], Any]:
+def counting_requests(registry: Any, sockets: Optional[Callable[[Any], List[Any]]] = None) -> Callable[[Any], Any]:
     """Count a client's requests, and remember the user's line that sent them (``origin.request_origin``) and
-    the client whose request it is (``origin.request_client``): the connects made meanwhile are that client's."""
+    the client whose request it is (``origin.request_client``): the connects made meanwhile are that client's.
+    ``sockets(client)``, the tracker's own reading of a client's pool, is asked after a request until the client
+    is known to have opened a connection (without it, the ``pytest_sockhygiene_client_sockets`` hook is)."""
 
     def make(method: Any) -> Any:
         def send(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -114,21 +141,22 @@ def counting_requests(registry: Any) -> Callable[[Any], Any]:
             try:
                 return method(self, *args, **kwargs)
             finally:
-                _leave_request(tokens)
+                _leave_request(registry, tokens, self, sockets)
 
         return send
 
     return make
 
 
-def counting_requests_async(registry: Any) -> Callable[[Any], Any]:
+def counting_requests_async(registry: Any,
+                            sockets: Optional[Callable[[Any], List[Any]]] = None) -> Callable[[Any], Any]:
     def make(method: Any) -> Any:
         async def send(self: Any, *args: Any, **kwargs: Any) -> Any:
             tokens = _enter_request(registry, self)
             try:
                 return await method(self, *args, **kwargs)
             finally:
-                _leave_request(tokens)
+                _leave_request(registry, tokens, self, sockets)
 
         return send
 

@@ -79,7 +79,7 @@ class RequestsTracker(ClassTracker):
         p = self._patches
         p.wrap(session_cls, "__init__", after_init(registry, kind, networked))
         p.wrap(session_cls, "close", then_closed(registry))  # __exit__ calls close()
-        p.wrap(session_cls, "send", counting_requests(registry))
+        p.wrap(session_cls, "send", counting_requests(registry, self.sockets))
         # an adapter's PoolManager (built in its constructor, or rebuilt when unpickled) and its ProxyManagers
         # (built on the first request through a proxy) are parts of the session that mounts it
         for name in ("__init__", "__setstate__", "proxy_manager_for"):

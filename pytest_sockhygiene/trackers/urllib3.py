@@ -100,7 +100,7 @@ class Urllib3Tracker(ClassTracker):
         p.wrap(pool_manager, "__init__", after_init(registry, kind, lambda c: True))
         p.wrap(proxy_manager, "__init__", after_init(registry, kind, lambda c: True))
         p.wrap(pool_manager, "clear", then_closed(registry))  # __exit__ calls clear()
-        p.wrap(pool_manager, "urlopen", counting_requests(registry))  # ProxyManager.urlopen calls it
+        p.wrap(pool_manager, "urlopen", counting_requests(registry, self.sockets))  # ProxyManager.urlopen calls it
         default_pool = getattr(mod, "_DEFAULT_POOL", None)
         if isinstance(default_pool, pool_manager):
             # urllib3.request() uses a module-level PoolManager created at import, before these patches: a
