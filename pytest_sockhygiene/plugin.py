@@ -497,10 +497,7 @@ class SockHygienePlugin:
             self.controller.ensure_started()
 
     def pytest_report_header(self, config: pytest.Config) -> str:
-        s = self.controller.settings
-        table = self.controller.table
-        backend = table.name if table is not None else s.backend
-        return f"sockhygiene: mode={s.mode}, backend={backend}"
+        return f"sockhygiene: mode={self.controller.settings.mode}, backend={self.controller.backend_label()}"
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.controller.stop()

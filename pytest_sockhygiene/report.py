@@ -8,7 +8,7 @@ from .baseline import allowed
 
 from .endpoints import format_endpoint
 from .origin import Origin
-from .verdict import ADVICE, Item, Verdict, Violation
+from .verdict import Item, Verdict, Violation, advice
 
 OriginFormatter = Callable[[Optional[Origin]], str]
 
@@ -62,7 +62,7 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
         if client.count > 1 and client.note == "1 request each":
             line += ": a new client per request? Create one client and reuse it."
         lines.append("    " + line)
-    lines.append("    fix: " + ADVICE[v.kind])
+    lines.append("    fix: " + advice(v))
     return lines
 
 

@@ -65,6 +65,8 @@ class Controller:
         self.notices: List[str] = []
         self.problems: List[str] = []
         self._started = False
+        self.unavailable: Optional[str] = None
+        """Why no backend could read the socket table (then the session's checks are off), once started."""
         self.peak_fds: Optional[int] = None
         self._last_scan: Optional[Scan] = None
         self._fixture_marks: List[Tuple[str, Dict[Hashable, int], set]] = []
@@ -96,9 +98,11 @@ class Controller:
                 self.notices.append("the linux backend is unavailable here; using psutil (slower: it reads the "
                                     "whole machine's TCP table)")
         except TableUnavailable as e:
+            self.unavailable = str(e)
             self.notices.append(f"socket checks are off for this session: {e}")
             return False
         except Exception as e:  # noqa: BLE001
+            self.unavailable = "a plugin problem (see the summary)"
             self.problem("selecting the socket table backend", e)
             return False
         self.recorder = Recorder(self.table.identity_of, self._hook_error)
@@ -106,6 +110,17 @@ class Controller:
         if self.hook is not None:
             self._start_client_tracking()
         return True
+
+    def backend_label(self) -> str:
+        """The backend for the run's header line: the one in use, or why there is none. Before the start (only an
+        xdist controller, which runs no test, never starts) the setting, since each worker picks its own."""
+        if self.table is not None:
+            return self.table.name
+        if self.unavailable is not None:
+            return "none (socket checks are off for this session: see the notice at the end)"
+        if self.settings.backend == "auto":
+            return "auto (each xdist worker picks its own)" if not self._started else "auto"
+        return self.settings.backend
 
     def _start_client_tracking(self) -> None:
         assert self.recorder is not None and self.table is not None

@@ -41,6 +41,8 @@ class Item:
     origin: Optional[Origin] = None
     count: int = 1
     note: str = ""
+    server_side: bool = False
+    """The server side of a connection whose listener is closed: the client-side advice does not apply."""
     tuples: Tuple[FourTuple, ...] = ()
     """A TIME_WAIT group's connections: this process's lingering side of each, (local, remote), so that a user
     can find them in ``ss -tan``."""
@@ -216,6 +218,26 @@ ADVICE: Dict[str, str] = {
                       "lift the limit: unused_clients=None.",
 }
 
+SERVER_SIDE_ADVICE: Dict[str, str] = {
+    "close_wait": "the client closed first and the server kept its accepted connection: close each accepted "
+                  "connection when its handler is done, or stop the server with its connections, not only its "
+                  "listening socket, in the fixture's teardown.",
+}
+"""For the server side of a connection (accepted, its listener closed): ADVICE's close_wait line is about a
+client's pool and keepalive_expiry, which a server socket has not."""
+
+
+def advice(v: Violation) -> str:
+    """The fix line of a violation: the kind's, or the server side's where every item is a server socket, or
+    both where the items are mixed."""
+    special = SERVER_SIDE_ADVICE.get(v.kind)
+    servers = sum(1 for i in v.items if i.server_side)
+    if special is None or not servers:
+        return ADVICE[v.kind]
+    if servers == len(v.items):
+        return special
+    return f"{ADVICE[v.kind]} Server side: {special}"
+
 
 def owned_ids(obs: Observation) -> Dict[Hashable, str]:
     """Sockets that are not the test's: the window's ownership map plus whatever a fixture's thread touched."""
@@ -264,6 +286,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
     close_wait: List[Item] = []
     for e in mine:
         note = ""
+        server_side = False
         peer_key = e.key if e.key in peers else (e.fd, e.local)
         if e.state == TcpState.CLOSE and peer_key in peers:
             # a connection that was reset (its server went away) while the test still holds the socket: the fd
@@ -286,13 +309,15 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
                                                                        and listener_id in obs.held_ids):
                 continue
             note = "; ".join(filter(None, [note, "server side of a connection whose listener is already closed"]))
+            server_side = True
         pool_note = obs.notes.get(e.key, "")
         if pool_note and e.state == TcpState.CLOSE_WAIT:
             pool_note += ("; the server closed this idle pooled connection first (its keep-alive timeout ran out "
                           "before the client's keepalive_expiry, or it shut down), and the pool only notices on "
                           "its next request")
         note = "; ".join(filter(None, [pool_note, note]))
-        item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note)
+        item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note,
+                    server_side=server_side)
         (close_wait if e.state == TcpState.CLOSE_WAIT else established).append(item)
 
     listen_items = []

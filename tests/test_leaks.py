@@ -141,6 +141,31 @@ def test_leaked_server_with_accepted_connections_is_one_listen_leak(pytester, ru
     ])
 
 
+def test_server_side_close_wait_after_its_listener_closed_gets_server_advice(pytester, run):
+    """The client closes first and the server keeps its accepted socket (CLOSE_WAIT) after closing its listener:
+    the fix line is about the server's handler, not about a client's keepalive_expiry."""
+    pytester.makepyfile(test_a=dedent("""
+        import socket
+        KEEP = []
+
+        def test_server_keeps_accepted_connection():
+            listener = socket.create_server(("127.0.0.1", 0))
+            client = socket.create_connection(listener.getsockname())
+            accepted, _ = listener.accept()
+            listener.close()
+            client.close()
+            KEEP.append(accepted)
+    """))
+    result = run()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*close_wait: 1 > limit 0*",
+        "*CLOSE_WAIT 127.0.0.1:* (server side of a connection whose listener is already closed)",
+        "*fix: the client closed first and the server kept its accepted connection: close each accepted*",
+    ])
+    assert "keepalive_expiry" not in result.stdout.str()
+
+
 def test_connection_leaked_from_background_thread(pytester, run):
     pytester.makepyfile(test_a=dedent("""
         import socket, threading

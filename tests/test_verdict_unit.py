@@ -6,7 +6,7 @@ from pytest_sockhygiene.endpoints import IgnorePattern
 from pytest_sockhygiene.events import SocketEvent
 from pytest_sockhygiene.limits import Limits
 from pytest_sockhygiene.table import SocketEntry, TcpState
-from pytest_sockhygiene.verdict import Observation, judge, time_wait_candidates
+from pytest_sockhygiene.verdict import ADVICE, Observation, advice, judge, time_wait_candidates
 
 SERVER = ("127.0.0.1", 8000)
 
@@ -73,6 +73,22 @@ def test_accepted_socket_whose_listener_closed_counts():
     v = judge(obs([accepted], [ev], listeners={SERVER: 3}, held=[4]), Limits())
     assert v.counts["established"] == 1
     assert "listener is already closed" in v.violations[0].items[0].note
+
+
+def test_server_side_close_wait_gets_server_advice_not_keepalive_expiry():
+    """A server socket has no pool and no keepalive_expiry: its CLOSE_WAIT fix speaks of the handler; a mix of
+    client and server sockets gets both lines."""
+    accepted = entry(4, TcpState.CLOSE_WAIT, SERVER, ("127.0.0.1", 40000))
+    ev = event("accept", 4, SERVER, ("127.0.0.1", 40000), listener=3)
+    v = judge(obs([accepted], [ev], listeners={SERVER: 3}, held=[4]), Limits())
+    (cw,) = v.violations
+    assert cw.items[0].server_side
+    assert "keepalive_expiry" not in advice(cw) and "accepted connection" in advice(cw)
+    client = entry(5, TcpState.CLOSE_WAIT, ("127.0.0.1", 40001), ("127.0.0.1", 9000))
+    mixed = judge(obs([accepted, client], [ev], listeners={SERVER: 3}, held=[4, 5]), Limits()).violations[0]
+    assert advice(mixed).startswith(ADVICE["close_wait"]) and "Server side: " in advice(mixed)
+    only_client = judge(obs([client]), Limits()).violations[0]
+    assert advice(only_client) == ADVICE["close_wait"]
 
 
 def test_ignore_matches_local_or_remote():

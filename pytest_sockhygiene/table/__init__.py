@@ -145,20 +145,28 @@ def select_table(name: str) -> SocketTable:
     """``auto`` picks ``linux`` where /proc/self/fd works, else ``psutil``. Raises TableUnavailable."""
     if name not in ("auto", "linux", "psutil"):
         raise ValueError(name)
+    linux_failed: Optional[TableUnavailable] = None
     if name in ("auto", "linux"):
         if sys.platform.startswith("linux"):
             from .linux import LinuxTable
 
             try:
                 return LinuxTable()
-            except TableUnavailable:
+            except TableUnavailable as e:
                 if name == "linux":
                     raise
+                linux_failed = e
         elif name == "linux":
             raise TableUnavailable(f"the linux backend needs Linux; this is {sys.platform}")
     from .portable import PsutilTable
 
-    return PsutilTable()
+    try:
+        return PsutilTable()
+    except TableUnavailable as e:
+        if linux_failed is None:
+            raise
+        # auto tried both: the notice gives both reasons (on Linux, usually one cause: no /proc)
+        raise TableUnavailable(f"{linux_failed}; and {e}") from e
 
 
 def dedupe(entries: Iterable[SocketEntry]) -> List[SocketEntry]:

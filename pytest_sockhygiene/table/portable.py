@@ -47,7 +47,11 @@ class PsutilTable(SocketTable):
         except ImportError as e:  # pragma: no cover - psutil is a dependency
             raise TableUnavailable(f"psutil is not importable: {e}") from e
         self._psutil = psutil
-        self._process = psutil.Process()
+        try:
+            self._process = psutil.Process()
+        except (psutil.Error, OSError) as e:  # on Linux psutil reads /proc: without it, not even this process
+            where = f" (psutil reads {psutil.PROCFS_PATH} here)" if sys.platform.startswith("linux") else ""
+            raise TableUnavailable(f"psutil cannot read this process{where}: {e}") from e
         # psutil gives no fds on these systems (always -1): identities use -1 there too
         self._fds = not sys.platform.startswith(("win", "freebsd", "openbsd", "netbsd", "sunos", "aix"))
         self._degraded: Optional[str] = None
