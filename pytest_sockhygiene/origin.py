@@ -226,6 +226,22 @@ def relative_path(filename: str, rootdir: Optional[str]) -> str:
     return filename
 
 
+def short_path(filename: str, rootdir: Optional[str]) -> str:
+    """Relative to the rootdir; a library's file by its path inside site-packages, the standard library's by its
+    path inside it (concurrent/futures/thread.py): the same text on every machine."""
+    filename = relative_path(filename, rootdir)
+    marker = os.sep + "site-packages" + os.sep
+    if marker in filename:
+        return filename.rsplit(marker, 1)[1]
+    if os.path.isabs(filename):
+        _ensure_init()
+        path = _norm(filename)[:-1]
+        for d in _stdlib_dirs:
+            if path.startswith(d):
+                return path[len(d):]
+    return filename
+
+
 def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> str:
     if origin is None:
         return UNKNOWN
@@ -233,17 +249,7 @@ def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> st
     how = origin[3] if len(origin) > 3 else ""
     if not filename:
         return str(how) or UNKNOWN
-    filename = relative_path(filename, rootdir)
-    marker = os.sep + "site-packages" + os.sep
-    if how and marker in filename:  # a library's file: its path inside the environment says enough
-        filename = filename.rsplit(marker, 1)[1]
-    elif how and os.path.isabs(filename):
-        _ensure_init()
-        path = _norm(filename)[:-1]
-        for d in _stdlib_dirs:
-            if path.startswith(d):  # the standard library's: its path inside it (concurrent/futures/thread.py)
-                filename = path[len(d):]
-                break
+    filename = short_path(filename, rootdir) if how else relative_path(filename, rootdir)
     where = f"{filename}:{lineno} in {func}"
     return f"{how} {where}" if how else where
 

@@ -326,7 +326,7 @@ class Controller:
         running = ""
         if code is not None:
             name = getattr(target, "__qualname__", None) or f"{type(t).__qualname__}.run"
-            running = f" (running {name} at {origin_mod.relative_path(code.co_filename, self.rootdir)}:{code.co_firstlineno})"
+            running = f" (running {name} at {origin_mod.short_path(code.co_filename, self.rootdir)}:{code.co_firstlineno})"
         held = window.after_scan.ids if window.after_scan is not None else {}
         kinds: Dict[str, int] = {}
         seen = set()
