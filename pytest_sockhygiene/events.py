@@ -51,6 +51,13 @@ class SocketEvent:
     it), None for a connection no tracked client's request made (raw sockets, ``http.client``, a client outside
     tracking, an app reached through a mock or ASGI transport). The record is
     hashable by identity and stays the same object for the client's life: group connections by it."""
+    api: Optional[str] = None
+    """connect with no tracked client's request under way: the library call the user's line made
+    (``origin.capture_call``: ``urllib.request.urlopen``, ``socket.create_connection``), None if the user's line
+    called ``connect`` itself or no user line is on the stack."""
+    fixture: Optional[str] = None
+    """connect: the function-scoped fixture being set up when it was made (``Ownership.function_fixture``), if
+    any: such connections are the test's, but plumbing (a readiness probe), not the code under test."""
 
     @property
     def four_tuple(self) -> Optional[FourTuple]:
@@ -81,6 +88,8 @@ class Ownership:
     def __init__(self) -> None:
         self.fixture_stack: List[str] = []
         self.fixture_thread: Optional[int] = None
+        self.function_fixture: Optional[str] = None
+        """The function-scoped fixture whose setup is running on the fixture thread (a label, not an owner)."""
         self.thread_owner: Dict[int, str] = {}
         self.socket_owner: Dict[Hashable, str] = {}
         self.inherited = False
@@ -220,13 +229,23 @@ class Recorder:
         if client is not None:
             client.connections += 1  # the client opened a real connection (see origin.request_client)
         identity = self._identity_of(fd, local, remote)
+        origin: Optional[origin_mod.Origin] = None
+        api: Optional[str] = None
+        fixture: Optional[str] = None
         if with_origin:
-            origin = (origin_mod.request_origin.get() or origin_mod.capture(skip=3)
-                      or origin_mod.capture_library(skip=3))
+            origin = origin_mod.request_origin.get()
+            if origin is None:
+                if kind == "connect":
+                    origin, api = origin_mod.capture_call(skip=3)
+                else:
+                    origin = origin_mod.capture(skip=3)
+                if origin is None:  # no line of the user's on the stack: the library's that made the call
+                    origin = origin_mod.capture_library(skip=3)
         elif kind == "accept":
             origin = origin_mod.accepted_origin(listener_local, self.listener_origins.get(listener_identity))
-        else:
-            origin = None
+        thread = threading.get_ident()
+        if kind == "connect" and self.ownership.function_fixture is not None and thread == self.ownership.fixture_thread:
+            fixture = self.ownership.function_fixture
         event = SocketEvent(
             kind=kind,
             identity=identity,
@@ -234,13 +253,19 @@ class Recorder:
             local=local,
             remote=remote,
             origin=origin,
-            thread=threading.get_ident(),
+            thread=thread,
             owner=self.ownership.current(),
             listener=listener_identity,
             listener_local=listener_local,
             client=client,
+            api=api,
+            fixture=fixture,
         )
-        if kind in ("connect", "accept") and event.identity is not None and event.four_tuple is not None:
+        if (kind in ("connect", "accept") and event.owner is None and event.identity is not None
+                and event.four_tuple is not None):
+            # only the test's own: a fixture's server accepting a neighbour process's connections must never
+            # have them looked up as the test's when they vanish (a neighbour reuses its ports, and an older
+            # TIME_WAIT row of the same 4-tuple would be blamed on the test)
             self.tuples[event.identity] = event.four_tuple
         for sink in self.sinks:
             sink.add(event)

@@ -214,6 +214,35 @@ def capture_library(skip: int = 1) -> Optional[Origin]:
     return first
 
 
+def capture_call(skip: int = 1) -> Tuple[Optional[Origin], Optional[str]]:
+    """:func:`capture`, plus the library call the user's line made to get here: the outermost library frame
+    below the user's frame, as ``module.qualname`` (``urllib.request.urlopen``, ``socket.create_connection``,
+    ``http.client.HTTPConnection.connect``), or None when the user's frame called the hooked method itself. It
+    names the API that opened a connection no tracked client made (``report.py`` prints it)."""
+    frame: Optional[FrameType] = sys._getframe(skip + 1)
+    called: Optional[FrameType] = None
+    boundary = _boundary
+    while frame is not None:
+        code = frame.f_code
+        if code is boundary:  # the stack of a task or callback: the line that started it, as capture() does
+            started = task_origin.get()
+            if started is not None:
+                return (started[0], started[1], started[2], TASK), _call_name(called)
+        elif not is_library_file(code.co_filename):
+            return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called)
+        called = frame
+        frame = frame.f_back
+    return None, None
+
+
+def _call_name(frame: Optional[FrameType]) -> Optional[str]:
+    if frame is None:
+        return None
+    code = frame.f_code
+    module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
+    return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+
+
+
 def relative_path(filename: str, rootdir: Optional[str]) -> str:
     """``filename`` relative to ``rootdir`` when it is inside it, else as it is."""
     if rootdir:

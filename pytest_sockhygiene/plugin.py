@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-import warnings
 from typing import Any, Dict, Generator, List, Optional, Set, Tuple
 
 import pytest
@@ -31,7 +30,7 @@ from .session import Controller
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .reporting.annotations import workflow_commands
 from .summary import plural, summary_lines
-from .warning import SockHygieneWarning
+from .warning import warn_without_failing
 
 PLUGIN_NAME = "sockhygiene-session"
 _SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -409,9 +408,17 @@ class SockHygienePlugin:
             except Exception as e:  # noqa: BLE001
                 self.controller.problem(f"fixture {fixturedef.argname!r} setup", e)
                 broader = False
+        recorder = self.controller.recorder
+        ownership = recorder.ownership if recorder is not None and not broader else None
+        if ownership is not None:
+            # a function-scoped fixture's connects are the test's, labelled with the fixture: a readiness probe
+            # reads as plumbing, not as the code under test (report.py)
+            outer, ownership.function_fixture = ownership.function_fixture, f"function-scoped fixture '{fixturedef.argname}'"
         try:
             return (yield)
         finally:
+            if ownership is not None:
+                ownership.function_fixture = outer
             if broader:
                 try:
                     self.controller.fixture_setup_end()
@@ -461,9 +468,23 @@ class SockHygienePlugin:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
         if self.enforce:
-            pytest.fail(text, pytrace=False)
+            failure = pytest.fail.Exception(text, pytrace=False)
+            self._keep_failure(item, failure)
+            raise failure
         path, lineno = _location(item)
-        warnings.warn_explicit(SockHygieneWarning(text), SockHygieneWarning, path, lineno)
+        warn_without_failing(text, path, lineno)  # never an error, unless -W error::...SockHygieneWarning
+
+    def _keep_failure(self, item: pytest.Item, failure: BaseException) -> None:
+        """Make sure this teardown failure is reported as one, even for an xfail test (see ``_KeepFailure``).
+        Armed only on a violation, so the clean path has no hook of it."""
+        try:
+            keeper = self.config.pluginmanager.get_plugin(_KeepFailure.NAME)
+            if keeper is None:
+                keeper = _KeepFailure(self.config.pluginmanager)
+                self.config.pluginmanager.register(keeper, _KeepFailure.NAME)
+            keeper.pending[item] = failure
+        except Exception as e:  # noqa: BLE001 - the failure is raised all the same
+            self.controller.problem(f"keeping the failure of {item.nodeid}", e)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -514,6 +535,39 @@ class _SessionEnd:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.plugin.collect_health()
+
+
+class _KeepFailure:
+    """Keeps a hygiene failure a failure when the test is marked xfail.
+
+    pytest's skipping plugin turns *any* exception of an xfail test into "xfailed", a teardown's included (its
+    ``pytest_runtest_makereport`` wrapper): a leak of an xfail test would read XFAIL and disappear, whatever the
+    test's own outcome. The leak is not the failure the marker expects, so this outer wrapper gives the teardown
+    report back its failed outcome when the exception is the plugin's own. Registered only while a failure is
+    pending (a hook wrapper on every test's three reports would cost every test), unregistered once it is done.
+    """
+
+    NAME = PLUGIN_NAME + "-keep-failure"
+
+    def __init__(self, pluginmanager: pytest.PytestPluginManager) -> None:
+        self.pluginmanager = pluginmanager
+        self.pending: Dict[pytest.Item, BaseException] = {}
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+        report = yield
+        failure = self.pending.get(item) if call.when == "teardown" else None
+        if failure is None:
+            return report
+        del self.pending[item]
+        if not self.pending:
+            self.pluginmanager.unregister(self)
+        raised = call.excinfo.value if call.excinfo is not None else None
+        ours = raised is failure or failure in getattr(raised, "exceptions", ())  # alone, or in a group
+        if ours and report.skipped and hasattr(report, "wasxfail"):
+            report.outcome = "failed"  # the longrepr is still the failure's: skipping only relabels the outcome
+            del report.wasxfail
+        return report
 
 
 class _RecordCarrier:

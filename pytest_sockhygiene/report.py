@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from .baseline import allowed
 
 from .endpoints import format_endpoint
 from .origin import Origin
-from .verdict import Item, Verdict, Violation, advice
+from .verdict import CAUSE_ADVICE, OPENED_BY, RECONNECTED, Item, Verdict, Violation, advice, cause_of
 
 OriginFormatter = Callable[[Optional[Origin]], str]
 
@@ -57,13 +57,31 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
         lines.append("    " + _item_line(v.kind, item, fmt))
     if len(v.items) > max_items:
         lines.append(f"    ... and {len(v.items) - max_items} more")
-    for client in v.context:
-        line = f"{client.count} {client.state} created at {fmt(client.origin)} ({client.note})"
-        if client.count > 1 and client.note == "1 request each":
-            line += ": a new client per request? Create one client and reuse it."
-        lines.append("    " + line)
-    lines.append("    fix: " + advice(v))
+    for source in v.context:
+        lines.append("    " + _source_line(source, fmt))
+    cause = cause_of(v.context)
+    lines.append("    fix: " + (CAUSE_ADVICE[cause] if cause else advice(v)))
+    lines.append("    to allow it: " + allow_marker({v.kind: v.count}))
     return lines
+
+
+def _source_line(source: Item, fmt: OriginFormatter) -> str:
+    """One line of what opened a violation's connections (``verdict.connection_sources``): a function-scoped
+    fixture or an API without a pool (``state`` starts with "opened by "), or a group of clients."""
+    if source.state.startswith(OPENED_BY):
+        return f"{source.count} connection(s) {source.state}, at {fmt(source.origin)} ({source.note})"
+    line = f"{source.count} {source.state} created at {fmt(source.origin)} ({source.note})"
+    if RECONNECTED in source.note:
+        line += (": the server, or a proxy or middleware between, ended each connection (`Connection: close`, "
+                 "an HTTP/1.0 server)")
+    elif source.count > 1 and source.note == "1 request each":
+        line += ": a new client per request? Create one client and reuse it."
+    return line
+
+
+def allow_marker(counts: Mapping[str, int]) -> str:
+    """The marker that would allow what was seen: the test author often does not own the code that churns."""
+    return "@pytest.mark.sockhygiene(" + ", ".join(f"{k}={n}" for k, n in counts.items()) + ")"
 
 
 def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
@@ -71,6 +89,8 @@ def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
     lines = [f"sockhygiene: {nodeid} broke its socket limits"]
     for v in verdict.violations:
         lines.extend("  " + line for line in violation_lines(v, fmt))
+    if len(verdict.violations) > 1:
+        lines.append("  to allow all of it: " + allow_marker({v.kind: v.count for v in verdict.violations}))
     for thread in verdict.threads:
         lines.append(f"  {thread}")
     for kind, count, base in grown:

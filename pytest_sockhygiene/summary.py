@@ -54,6 +54,11 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
             f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports; peak open file descriptors "
             f"{_ratio(s['peak_open_fds'], s['fd_limit'])}"
         )
+    unused = [r["counts"].get("unused_clients", 0) for r in results.records]
+    if sum(unused):
+        # counted, never failing by default: said once, so that a suite can see them without a limit set
+        lines.append(f"unused clients: {sum(unused)} left unclosed by {plural(sum(1 for n in unused if n), 'test')} "
+                     "(they never opened a connection: not leaks; sockhygiene_unused_clients=0 lists them)")
     threads = results.threads_left()
     if threads:
         lines.append(f"threads left running: {len(threads)}, each the test's that started it (its sockets never "

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Callable, Collection, Dict, FrozenSet, Hashable, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import (Callable, Collection, Dict, FrozenSet, Hashable, Iterable, List, Mapping, Optional, Sequence,
+                    Set, Tuple)
 
 from .endpoints import Endpoint, FourTuple, format_endpoint
 from .events import SocketEvent
@@ -201,6 +202,18 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
     return out - held
 
 
+CAUSE_ADVICE: Dict[str, str] = {
+    "server_closes": "the client is reused, but every connection of its pool was ended after a request: turn "
+                     "keep-alive on where that happens - the server (HTTP/1.1 without `Connection: close`), or the "
+                     "proxy or middleware in between.",
+    "api": "an API without a connection pool opens a new connection per call: send the requests through one "
+           "pooled client (requests.Session, httpx.Client, urllib3.PoolManager), or keep one connection open.",
+    "fixture": "these connections come from a function-scoped fixture, not from the code under test: give the "
+               "fixture a broader scope so that it runs once, or make it connect less (wait on a signal instead "
+               "of polling a port).",
+}
+"""The fix when ``connection_sources`` finds a cause other than a new client per request (``ADVICE``)."""
+
 ADVICE: Dict[str, str] = {
     "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "
                    "fixture's teardown.",
@@ -237,6 +250,118 @@ def advice(v: Violation) -> str:
     if servers == len(v.items):
         return special
     return f"{ADVICE[v.kind]} Server side: {special}"
+
+
+OPENED_BY = "opened by "
+"""How a context item that is not a client starts its ``state``: the API or fixture that opened connections."""
+
+RECONNECTED = "one after another"
+"""In a client context item's note: its pool reopened connections to one host, never two at once."""
+
+
+def cause_of(context: Sequence[Item]) -> Optional[str]:
+    """The ``CAUSE_ADVICE`` key for a violation's context (its first item explains the most connections), None
+    for the default advice. Read from the items alone: the JSON report's records rebuild the same text."""
+    if not context:
+        return None
+    first = context[0]
+    if first.state.startswith(OPENED_BY + "function-scoped fixture"):
+        return "fixture"
+    if first.state.startswith(OPENED_BY):
+        return "api"
+    if RECONNECTED in first.note:
+        return "server_closes"
+    return None
+
+
+def _requests_each(requests: Sequence[int]) -> str:
+    per = sorted(set(requests))
+    if len(per) == 1:
+        return f"{per[0]} request{'s' if per[0] != 1 else ''} each"
+    return f"{min(per)}-{max(per)} requests each"
+
+
+def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketEvent]) -> Set[Hashable]:
+    """Clients (records) whose connections to one host in this window never overlapped, with at least two of
+    them: the pool reopened a connection after each one was ended. A client that opened several at once
+    (concurrent requests) is not one of them."""
+    key_of: Dict[Hashable, Tuple[Hashable, Optional[Endpoint]]] = {}
+    for ev in connects:
+        if ev.client is not None:
+            key_of[ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)] = (ev.client, ev.remote)
+    if not key_of:
+        return set()
+    opened: Dict[Tuple[Hashable, Optional[Endpoint]], int] = collections.Counter()
+    open_now: Dict[Tuple[Hashable, Optional[Endpoint]], Set[Hashable]] = collections.defaultdict(set)
+    overlapped: Set[Tuple[Hashable, Optional[Endpoint]]] = set()
+    for ev in events:
+        ident = ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)
+        group = key_of.get(ident)
+        if group is None:
+            continue
+        if ev.kind == "connect":
+            if open_now[group]:
+                overlapped.add(group)
+            open_now[group].add(ident)
+            opened[group] += 1
+        elif ev.kind == "close":
+            open_now[group].discard(ident)
+    return {client for (client, remote), n in opened.items() if n >= 2 and (client, remote) not in overlapped}
+
+
+def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketEvent],
+                       created: Sequence[Item] = ()) -> List[Item]:
+    """What opened these connections, grouped so that the cause shows, most connections first (the first one's
+    cause picks the fix, ``cause_of``):
+
+    * connections a function-scoped fixture made while being set up, by fixture and line: plumbing (a readiness
+      probe), not the code under test;
+    * clients (tracked, ``SocketEvent.client``) by kind and creation line, with how many requests each made:
+      many clients of one request each is a new client per request; a client whose pool reopened connections
+      to one host one after another was reused, and the server (or something between) ends each connection;
+    * connections no tracked client made, by the library call that opened them (``urllib.request.urlopen``,
+      ``http.client.HTTPConnection.request``, ``socket.create_connection``) and line;
+    * clients the test created that made requests but none of these connections is attributed to (``created``,
+      as the client probe grouped them), as before attribution existed.
+    """
+    reconnecting = _one_after_another(connects, events)
+    ranked: List[Tuple[int, Item]] = []
+    fixtures: Dict[Tuple[str, Optional[Origin]], int] = collections.Counter()
+    apis: Dict[Tuple[str, Optional[Origin]], int] = collections.Counter()
+    clients: Dict[Tuple[str, Optional[Origin]], Dict[Hashable, Dict[Optional[Endpoint], int]]] = {}
+    for ev in connects:
+        if ev.fixture is not None:
+            fixtures[(ev.fixture, ev.origin)] += 1
+        elif ev.client is not None:
+            per_client = clients.setdefault((ev.client.kind, ev.client.origin), {})
+            remotes = per_client.setdefault(ev.client, collections.Counter())
+            remotes[ev.remote] += 1
+        elif ev.origin is not None:  # no user line at all: the item's own origin says so already
+            apis[(ev.api or "socket.socket.connect", ev.origin)] += 1
+    for (label, origin), n in fixtures.items():
+        ranked.append((n, Item(state=OPENED_BY + label, local=None, remote=None, origin=origin, count=n,
+                               note="while it was set up for this test: plumbing, not the code under test")))
+    for (api, origin), n in apis.items():
+        ranked.append((n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
+                               note="no tracked client: each call opened a connection of its own")))
+    for (kind, origin), per_client in clients.items():
+        n_conns = sum(sum(r.values()) for r in per_client.values())
+        note = _requests_each([getattr(c, "requests", 0) for c in per_client])
+        again = [c for c in per_client if c in reconnecting]
+        if again:
+            remotes: Dict[Optional[Endpoint], int] = collections.Counter()
+            for c in again:
+                remotes.update(per_client[c])
+            host = format_endpoint(max(remotes, key=lambda r: remotes[r]))
+            pool = "its pool" if len(per_client) == 1 else "their pools"
+            note += f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}"
+        ranked.append((n_conns, Item(state=kind, local=None, remote=None, origin=origin, count=len(per_client),
+                                     note=note)))
+    for item in created:
+        if (item.state, item.origin) not in clients and not item.note.startswith("0 requests"):
+            ranked.append((0, item))
+    ranked.sort(key=lambda pair: -pair[0])  # stable: fixtures, then APIs, then clients on a tie
+    return [item for _, item in ranked]
 
 
 def owned_ids(obs: Observation) -> Dict[Hashable, str]:
@@ -342,7 +467,14 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
     for kind in KINDS:
         limit = limits.limit(kind)
         if limit is not None and counts[kind] > limit:
-            context = tuple(obs.created_clients) if kind in ("time_wait", "connections") else ()
+            context: Tuple[Item, ...] = ()
+            if kind == "connections":
+                context = tuple(connection_sources(connects, obs.events, obs.created_clients))
+            elif kind == "time_wait":
+                lingering = {_connection_key(t) for t in obs.lingering}
+                closed = [ev for ev in connects if ev.four_tuple is not None
+                          and _connection_key(ev.four_tuple) in lingering]
+                context = tuple(connection_sources(closed, obs.events, obs.created_clients))
             violations.append(Violation(kind=kind, count=counts[kind], limit=limit, items=tuple(grouped[kind]),
                                         context=context))
     return Verdict(counts=counts, violations=tuple(violations))

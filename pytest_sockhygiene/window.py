@@ -149,8 +149,9 @@ class Window(EventSink):
             unused_clients=unused,
         )
         tuples = self.recorder.tuples
+        fixtures = {ev.identity for ev in obs.events if ev.owner is not None}  # a fixture's thread's (events.py)
         for e in entries:
-            if e.four_tuple is not None and e.state != TcpState.LISTEN:
+            if e.four_tuple is not None and e.state != TcpState.LISTEN and e.key not in fixtures:
                 tuples[e.key] = e.four_tuple
         still_open = {e.four_tuple for e in entries if e.four_tuple is not None}
         still_open.update(ev.four_tuple for ev in obs.events

@@ -18,6 +18,13 @@ from conftest import dedent
 SUITE = dedent('''
     import socket
     import pytest
+    from pytest_sockhygiene.testing import wait_for
+
+    # The in-process server must accept each connection before its test ends: under --disable-socket an accept
+    # that runs after pytest-socket has disabled sockets again raises in the server's thread, which then stops
+    # serving (and every later connect times out). On a loaded machine that accept can lag behind the test.
+    def served(server, before, n):
+        assert wait_for(lambda: server.accepted >= before + n, 10)
 
     def request(sock):
         # a whole request and its answer: the server has accepted the connection before the test goes on (a
@@ -29,9 +36,10 @@ SUITE = dedent('''
             data += sock.recv(1024)
 
     def connect(server, n):
+        before = server.accepted
         for _ in range(n):
-            with socket.create_connection((server.host, server.port)) as s:
-                request(s)
+            socket.create_connection((server.host, server.port)).close()
+        served(server, before, n)
 
     @pytest.mark.enable_socket
     def test_01(server):
@@ -52,10 +60,12 @@ SUITE = dedent('''
     @pytest.mark.enable_socket
     @pytest.mark.sockhygiene(connections=1)
     def test_05(server):
+        before = server.accepted
         for _ in range(3):
             s = socket.create_connection((server.host, server.port))
             request(s)
             s.close()
+        served(server, before, 3)
 
     @pytest.mark.enable_socket
     def test_06(server):
@@ -76,8 +86,9 @@ SUITE = dedent('''
     @pytest.mark.enable_socket
     @pytest.mark.sockhygiene(connections=0)
     def test_10(server):
-        with socket.create_connection((server.host, server.port)) as s:
-            request(s)
+        before = server.accepted
+        socket.create_connection((server.host, server.port)).close()
+        served(server, before, 1)
 ''')
 
 

@@ -3,13 +3,23 @@
 It reads the whole namespace's table on every call (psutil has no per-process shortcut), so it is slower and
 grows with the machine's socket count: the price of working on macOS, Windows and the BSDs. With no inode,
 a socket's identity is ``(fd, local, remote)``: a new connection on a reused fd still looks new.
+
+A connection reset by its peer while this process still holds the socket is no longer in the kernel's table
+(Linux unhashes it, so ``/proc/net/tcp`` and psutil stop listing it) and ``getpeername()`` fails on it. Read
+naively, the socket would have *vanished* without a close (a window then looks its 4-tuple up for TIME_WAIT,
+and a neighbour that reused the same ports could have left a row there: a row the test never made, blamed on
+it), and its Python close would carry another identity. So the table keeps such a socket, checked at its fd,
+under the identity it had (state CLOSE, no remote: what the linux backend says of it), until its fd is closed.
+The same check keeps a connected socket that one dump skipped (the table is read in pieces while it changes).
 """
 
 from __future__ import annotations
 
+import _socket
+import errno
 import socket
 import sys
-from typing import Any, Collection, Dict, Hashable, List, Optional, Set
+from typing import Any, Collection, Dict, Hashable, List, Optional, Set, Tuple
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState, dedupe
@@ -38,6 +48,36 @@ def _entry(conn: Any) -> Optional[SocketEntry]:
     return SocketEntry(key=(conn.fd, local, remote), fd=conn.fd, state=state, local=local, remote=remote)
 
 
+def _still_there(fd: int, local: Endpoint, remote: Optional[Endpoint]) -> Optional[str]:
+    """Whether this process still holds, at ``fd``, the socket last seen there as ``local -> remote``: "reset"
+    (a TCP socket bound to ``local`` with no peer: reset, or never connected), "same" (still connected to
+    ``remote``: a 4-tuple names one live connection, so a row the dump skipped), or None (closed, or another
+    socket). The fd is wrapped in a C-level socket object and detached, so the user's socket is never closed,
+    and the plugin's hooks never see it."""
+    try:
+        s = _socket.socket(fileno=fd)
+    except OSError:  # closed: it really is gone
+        return None
+    try:
+        if s.family not in (socket.AF_INET, socket.AF_INET6) or s.type != socket.SOCK_STREAM:
+            return None
+        if endpoint_from_sockaddr(s.getsockname()) != local:
+            return None
+        try:
+            peer = endpoint_from_sockaddr(s.getpeername())
+        except OSError as e:
+            return "reset" if e.errno == errno.ENOTCONN else None
+        return "same" if remote is not None and peer == remote else None
+    except OSError:
+        return None
+    finally:
+        s.detach()
+
+
+_LINGER_READS = 3
+"""Reads of the machine-wide table at most, while a wanted connection is not found (``lingering``)."""
+
+
 class PsutilTable(SocketTable):
     name = "psutil"
 
@@ -55,6 +95,10 @@ class PsutilTable(SocketTable):
         # psutil gives no fds on these systems (always -1): identities use -1 there too
         self._fds = not sys.platform.startswith(("win", "freebsd", "openbsd", "netbsd", "sunos", "aix"))
         self._degraded: Optional[str] = None
+        self._last: Dict[Hashable, SocketEntry] = {}
+        """The last look's entries by identity (to notice a connected socket that stopped being listed)."""
+        self._unlisted: Dict[Tuple[int, Endpoint], Hashable] = {}
+        """``(fd, local)`` -> identity of held sockets the table no longer lists (see the module's docstring)."""
         if sys.platform == "darwin":
             self._degraded = ("psutil on macOS lists only sockets that belong to a process, so TIME_WAIT entries "
                               "(which belong to none) are not checked")
@@ -68,7 +112,33 @@ class PsutilTable(SocketTable):
         return list(get(kind="tcp"))
 
     def _entries(self) -> List[SocketEntry]:
-        return dedupe(e for e in map(_entry, self._connections()) if e is not None)
+        entries = dedupe(e for e in map(_entry, self._connections()) if e is not None)
+        if self._fds:
+            entries.extend(self._still_held(entries))
+            self._last = {e.key: e for e in entries}
+        return entries
+
+    def _still_held(self, listed: List[SocketEntry]) -> List[SocketEntry]:
+        """Connected sockets of the last look that this look does not list but this process still holds: reset
+        ones as CLOSE entries under their old identity, ones the dump skipped as they were. Only sockets that
+        disappeared are checked (one look at each fd), so a quiet process pays nothing."""
+        keys = {e.key for e in listed}
+        fds = {e.fd for e in listed}
+        kept: List[SocketEntry] = []
+        unlisted: Dict[Tuple[int, Endpoint], Hashable] = {}
+        for key, e in self._last.items():
+            if key in keys or e.fd in fds or e.fd < 0 or e.local is None:
+                continue  # listed, or its fd holds another listed socket now
+            if e.remote is None and self._unlisted.get((e.fd, e.local)) != key:
+                continue  # never connected (a listener, a bound socket): nothing to keep
+            there = _still_there(e.fd, e.local, e.remote)
+            if there == "reset":
+                kept.append(SocketEntry(key=key, fd=e.fd, state=TcpState.CLOSE, local=e.local, remote=None))
+                unlisted[(e.fd, e.local)] = key
+            elif there == "same":  # psutil's dump is not atomic: under churn it can skip a row
+                kept.append(e)
+        self._unlisted = unlisted  # replaced whole: socket hooks in other threads read it (identity_of)
+        return kept
 
     def ids(self) -> Dict[Hashable, int]:
         return {e.key: e.fd for e in self._entries()}
@@ -77,6 +147,10 @@ class PsutilTable(SocketTable):
         return [e for e in self._entries() if e.key in ids]
 
     def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
+        if remote is None and local is not None:  # a reset socket's close: the identity it was listed under
+            key = self._unlisted.get((fd, local))
+            if key is not None:
+                return key
         return (fd if self._fds else -1, local, remote)
 
     def degradation(self) -> Optional[str]:
@@ -87,13 +161,19 @@ class PsutilTable(SocketTable):
             return set()
         wanted = set(tuples)
         found: Set[FourTuple] = set()
-        try:
-            rows = self._psutil.net_connections(kind="tcp")
-        except (self._psutil.Error, OSError) as e:
-            self._degraded = f"psutil cannot read the machine-wide TCP table ({e!r}): TIME_WAIT is not checked"
-            return found
-        for conn in rows:
-            entry = _entry(conn)
-            if entry is not None and entry.state in LINGERING_STATES and entry.four_tuple in wanted:
-                found.add(entry.four_tuple)  # type: ignore[arg-type]
+        for _ in range(_LINGER_READS):
+            try:
+                rows = self._psutil.net_connections(kind="tcp")
+            except (self._psutil.Error, OSError) as e:
+                self._degraded = f"psutil cannot read the machine-wide TCP table ({e!r}): TIME_WAIT is not checked"
+                return found
+            for conn in rows:
+                entry = _entry(conn)
+                if entry is not None and entry.state in LINGERING_STATES and entry.four_tuple in wanted:
+                    found.add(entry.four_tuple)  # type: ignore[arg-type]
+            # the dump is read in pieces while the machine's connections come and go, and can skip a row: read
+            # again while a connection has neither of its sides found (seen under a neighbour's churn: a burst of
+            # 10 counted as 9; each read misses a row rarely, so a few reads make a miss very unlikely)
+            if all((l, r) in found or (r, l) in found for (l, r) in wanted):
+                break
         return found

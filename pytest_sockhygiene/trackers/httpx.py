@@ -26,13 +26,60 @@ def _transports(client: Any) -> Iterator[Any]:
 
 
 def _pool(transport: Any) -> Any:
+    """The transport's httpcore pool (``ConnectionPool``, ``HTTPProxy``, ``SOCKSProxy`` or their async twins).
+
+    ``HTTPTransport._pool`` is the one private name httpx has kept from 0.18 to today; a custom transport
+    without it has no pool we know how to read, and is not counted."""
     return getattr(transport, "_pool", None)
 
 
+# The pool's own list of connections under the private names httpcore has used: ``_pool`` up to 1.0.2,
+# ``_connections`` from 1.0.3 on. Only read where the public ``connections`` property is missing.
+_PRIVATE_CONNECTION_LISTS = ("_connections", "_pool")
+
+# How deep connection wrappers nest: ``HTTPConnection`` (or a proxy's ``ForwardHTTPConnection`` /
+# ``TunnelHTTPConnection``) -> ``HTTPConnection`` -> ``HTTP11Connection`` / ``HTTP2Connection``.
+_MAX_WRAPPERS = 4
+
+
+def _connections(pool: Any) -> List[Any]:
+    """The pool's connections, through httpcore's public ``pool.connections`` where it exists (every httpcore
+    and httpcore2 release httpx >= 0.23 can use has it: 0.15 to 1.x), else the private list.
+
+    The tracker is read from the test's thread while the pool may change in another (a request in flight):
+    both forms are copied to a list at once, and an error reading them means "no connections we can see"
+    rather than a crash inside the check."""
+    try:
+        conns = getattr(pool, "connections", None)
+        if conns is None:
+            for name in _PRIVATE_CONNECTION_LISTS:
+                conns = getattr(pool, name, None)
+                if isinstance(conns, (list, tuple)):
+                    break
+            else:
+                return []
+        return list(conns)
+    except Exception:  # noqa: BLE001 - a pool in an unexpected state has no sockets we can name
+        return []
+
+
+def _network_stream(conn: Any) -> Any:
+    """The connection's network stream: the pool hands out wrappers (``HTTPConnection``, proxies' forwarding and
+    tunnelling connections) around the HTTP/1.1 or HTTP/2 connection that holds ``_network_stream``. httpcore has
+    no public accessor for it on a connection (only on a response's ``network_stream`` extension)."""
+    for _ in range(_MAX_WRAPPERS):
+        if conn is None:
+            return None
+        stream = getattr(conn, "_network_stream", None)
+        if stream is not None:
+            return stream
+        conn = getattr(conn, "_connection", None)
+    return None
+
+
 def _streams(pool: Any) -> Iterator[Any]:
-    for conn in list(getattr(pool, "_connections", ()) or ()):
-        inner = getattr(conn, "_connection", None) or conn
-        stream = getattr(inner, "_network_stream", None)
+    for conn in _connections(pool):
+        stream = _network_stream(conn)
         if stream is not None:
             yield stream
 

@@ -1,0 +1,171 @@
+"""The version matrix: every version range pyproject.toml claims is one that CI ran.
+
+    nox -l                 # the sessions
+    nox                    # all of them (what .ci/run does)
+    nox -s "py3.9-floor"   # one
+
+The claims are Python >= 3.9, pytest >= 7, pluggy >= 1.2, psutil >= 5.9 and httpx >= 0.23. The full cross product
+(5 Pythons x 3 pytest x 3 httpx) would take over an hour on CI's 2 cores, so the matrix is a subset in which every
+value of every axis appears at least once, and the oldest of everything meets in one session (``floor``):
+
+    ===============  ==========  ================  ===========================  ====================
+    session          Python      pytest            httpx (httpcore)             tests
+    ===============  ==========  ================  ===========================  ====================
+    README command   3.11        newest            newest (1.x)                 all, both backends
+    floor            3.9         7.0 (pluggy 1.2,  0.23 (0.16)                  all, both backends
+                                 psutil 5.9.0)
+    pytest8-httpx27  3.10        8.x               0.27 with httpcore 1.0.2     all, linux backend
+    pytest8          3.12        8.x               newest (1.x)                 all, linux backend
+    newest-httpx27   3.13        newest            0.27 with httpcore 1.0.2     all, linux backend
+    ===============  ==========  ================  ===========================  ====================
+
+httpcore < 1.0.3 names the pool's connection list differently (the tracker must not depend on it), and httpx
+0.23-0.24 pull httpcore 0.15-0.17: both are covered. The README's own command (run by .ci/run) is the newest of
+everything on the machine's default Python, so no session repeats it.
+
+Sessions other than ``floor`` run every test on the ``linux`` backend only (``-k "not psutil"``, which also drops
+the few tests named after psutil): the psutil backend depends on the psutil version, not on pytest's or httpx's,
+and it runs in full in the README command (newest psutil) and in ``floor`` (psutil 5.9.0). That halves those
+sessions and keeps .ci/run within its time budget.
+
+Each session installs the test extra's packages itself, minus the ones that cannot be installed beside its pins
+(listed in ``without``; tests that need one skip with ``pytest.importorskip``), with the versions of the
+third-party pytest plugins that support that pytest pinned, so that pip never has to search:
+
+* httpx2 requires Python >= 3.10, and its h11 cannot be installed beside httpcore < 1.0.3;
+* pytest-httpx pins one httpx minor and a pytest range: 0.21 (httpx 0.23, pytest < 8), 0.30 (httpx 0.27,
+  pytest < 9); no release supports httpx 0.27 with pytest 9.
+
+Each session also runs the demo (``python -m pytest_sockhygiene.demo``), whose clients are httpx's.
+
+The interpreters: nox looks for ``python3.X`` on PATH. Where they are pyenv shims that only answer for the
+pyenv version in force, ``PYENV_VERSION`` is set to every installed 3.9-3.13 (the current one first, so that
+``python3`` stays what it was).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Tuple
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_existing_virtualenvs = False
+
+# The test extra's packages (pyproject.toml is the source of truth: read below, so that a package added there is
+# installed here too).
+try:
+    import tomllib
+except ImportError:  # Python < 3.11 running nox
+    tomllib = None  # type: ignore[assignment]
+
+
+def _test_extra() -> List[str]:
+    if tomllib is None:
+        raise SystemExit("run nox with Python >= 3.11 (it reads pyproject.toml with tomllib)")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return list(tomllib.load(f)["project"]["optional-dependencies"]["test"])
+
+
+def _name(requirement: str) -> str:
+    for sep in "<>=!~[; ":
+        requirement = requirement.split(sep, 1)[0]
+    return requirement.strip().lower()
+
+
+@dataclass(frozen=True)
+class Combo:
+    name: str
+    python: str
+    pins: Tuple[str, ...]
+    without: Tuple[str, ...] = ()
+    pytest_args: Tuple[str, ...] = ("-k", "not psutil")
+
+    def requirements(self) -> List[str]:
+        pinned = {_name(p) for p in self.pins}
+        dropped = {_name(w) for w in self.without}
+        base = [r for r in _test_extra() if _name(r) not in pinned | dropped]
+        return [*base, *self.pins]
+
+
+MATRIX = [
+    Combo(
+        "floor", "3.9",
+        pins=("pytest==7.0.*", "pluggy==1.2.*", "psutil==5.9.0", "httpx==0.23.*",
+              "pytest-httpx==0.21.*", "pytest-asyncio==0.23.*", "respx==0.21.*", "pytest-socket==0.7.*"),
+        without=("httpx2",),
+        pytest_args=(),
+    ),
+    Combo(
+        "pytest8-httpx27", "3.10",
+        pins=("pytest>=8,<9", "httpx==0.27.*", "httpcore<1.0.3", "pytest-httpx==0.30.*"),
+        without=("httpx2",),
+    ),
+    Combo(
+        "pytest8", "3.12",
+        pins=("pytest>=8,<9", "httpx>=0.28", "pytest-httpx==0.35.*"),
+    ),
+    Combo(
+        "newest-httpx27", "3.13",
+        pins=("pytest>=9", "httpx==0.27.*", "httpcore<1.0.3"),
+        without=("httpx2", "pytest-httpx"),
+    ),
+]
+
+
+def _pyenv_versions() -> None:
+    """Make pyenv's shims answer for every installed 3.9-3.13 (see the module docstring)."""
+    pyenv = shutil.which("pyenv")
+    if not pyenv or os.environ.get("PYENV_VERSION", "").count(":"):
+        return
+    try:
+        current = subprocess.run([pyenv, "version-name"], capture_output=True, text=True, check=True).stdout.strip()
+        installed = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True,
+                                   check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return
+    wanted = []
+    for minor in ("3.9", "3.10", "3.11", "3.12", "3.13"):
+        matches = sorted((v for v in installed if v == minor or v.startswith(minor + ".")),
+                         key=lambda v: [int(p) for p in v.split(".") if p.isdigit()])
+        if matches:
+            wanted.append(matches[-1])
+    chain = [v for v in current.split(":") if v] + [v for v in wanted if v not in current.split(":")]
+    os.environ["PYENV_VERSION"] = ":".join(chain)
+
+
+_pyenv_versions()
+
+
+def _run_matrix_session(session: nox.Session, combo: Combo) -> None:
+    session.install(str(ROOT), *combo.requirements())  # not editable: the package as a user installs it
+    session.run("python", "-m", "pip", "list", "--disable-pip-version-check", silent=False)
+    if combo.without:
+        session.log(f"not installed in this session (tests that need them skip): {', '.join(combo.without)}")
+    # From the repository's root the tests import the package installed above, never the checkout's copy:
+    # `pytest` (not `python -m pytest`) leaves the working directory off sys.path.
+    session.run("pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-n", "2", *combo.pytest_args,
+                *session.posargs, "tests")
+    session.run("python", "-m", "pytest_sockhygiene.demo", "-p", "no:randomly")
+
+
+for _combo in MATRIX:
+    def _session(session: nox.Session, combo: Combo = _combo) -> None:
+        _run_matrix_session(session, combo)
+
+    _session.__doc__ = f"Python {_combo.python}: {', '.join(_combo.pins)}" + (
+        f" (without {', '.join(_combo.without)})" if _combo.without else "")
+    nox.session(python=_combo.python, name=f"py{_combo.python}-{_combo.name}")(_session)
+
+del _combo, _session
+
+if __name__ == "__main__":  # pragma: no cover - `python noxfile.py` is not how nox is run
+    sys.exit("run: nox (pip install nox)")

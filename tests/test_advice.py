@@ -1,0 +1,155 @@
+"""End to end: TIME_WAIT and connections advice that fits the cause (issue 11 §5), against the real loopback server.
+
+A new client per request, a reused client whose server ends every connection, an API without a pool, raw
+sockets, a function-scoped fixture's readiness probe: each gets its own explanation and fix, and every
+violation ends with the marker that would allow what was seen.
+"""
+
+from __future__ import annotations
+
+import json
+
+from conftest import dedent, errors_of
+
+SUITE = dedent("""
+    import http.client, socket, urllib.request
+    import httpx, pytest, requests
+
+
+    def test_client_per_request(server):
+        for i in range(12):
+            httpx.get(server.url)
+
+
+    def test_server_ends_each_connection(server):
+        with requests.Session() as s:
+            for i in range(12):
+                s.get(server.url + "/close")
+
+
+    def test_urlopen(server):
+        for i in range(12):
+            urllib.request.urlopen(server.url).read()
+
+
+    def test_raw_sockets(server):
+        for i in range(12):
+            socket.create_connection((server.host, server.port)).close()
+
+
+    @pytest.fixture
+    def ready(server):
+        for i in range(12):
+            socket.create_connection((server.host, server.port)).close()
+        yield server
+
+
+    def test_fixture_probes(ready):
+        pass
+
+
+    @pytest.mark.sockhygiene(connections=2, time_wait=None)
+    def test_http_client(server):
+        for i in range(4):
+            conn = http.client.HTTPConnection(server.host, server.port)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            conn.close()
+
+
+    @pytest.mark.sockhygiene(connections=2)
+    def test_two_kinds(server):
+        for i in range(6):
+            httpx.get(server.url)
+
+
+    def test_reused_client_is_clean(server):
+        with httpx.Client() as client:
+            for i in range(12):
+                client.get(server.url)
+
+
+    def test_last(server):
+        pass
+""")
+
+
+def _block(result, nodeid):
+    """The failure text of one test, from its teardown error section."""
+    out = result.stdout.str()
+    start = out.index(f"sockhygiene: {nodeid} broke its socket limits")
+    ends = [i for i in (out.find("\n___", start), out.find("\n===", start)) if i != -1]
+    return out[start:min(ends)]
+
+
+def test_advice_fits_the_cause(pytester, run, tmp_path):
+    pytester.makepyfile(test_a=SUITE)
+    path = tmp_path / "r.json"
+    result = run(f"--sockhygiene-report={path}")
+    assert errors_of(result) == sorted(f"test_a.py::{name}" for name in [
+        "test_client_per_request", "test_server_ends_each_connection", "test_urlopen", "test_raw_sockets",
+        "test_fixture_probes", "test_http_client", "test_two_kinds"])
+    result.stdout.fnmatch_lines([
+        # N clients of one request each: a new client per request (the default fix)
+        "*time_wait: 12 > limit 5 - TIME_WAIT entries from connections this test closed",
+        "*12 connection(s) to 127.0.0.1:* were opened and closed by this test, at test_a.py:7 in "
+        "test_client_per_request",
+        "*12 httpx.Client created at test_a.py:7 in test_client_per_request (1 request each): a new client per "
+        "request? Create one client and reuse it.",
+        "*fix: each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections*",
+        "*to allow it: @pytest.mark.sockhygiene(time_wait=12)",
+    ])
+    per_request = _block(result, "test_a.py::test_client_per_request")
+    assert "one after another" not in per_request
+    server_closes = _block(result, "test_a.py::test_server_ends_each_connection")
+    assert "1 requests.Session created at test_a.py:11 in test_server_ends_each_connection (12 requests each; " \
+           "its pool opened 12 connections to 127.0.0.1:" in server_closes
+    assert "one after another): the server, or a proxy or middleware between, ended each connection " \
+           "(`Connection: close`, an HTTP/1.0 server)" in server_closes
+    assert "fix: the client is reused, but every connection of its pool was ended after a request: turn " \
+           "keep-alive on where that happens" in server_closes
+    assert "new client per request" not in server_closes
+    assert server_closes.rstrip().endswith("to allow it: @pytest.mark.sockhygiene(time_wait=12)")
+    urlopen = _block(result, "test_a.py::test_urlopen")
+    assert "12 connection(s) opened by urllib.request.urlopen(), at test_a.py:18 in test_urlopen (no tracked " \
+           "client: each call opened a connection of its own)" in urlopen
+    assert "fix: an API without a connection pool opens a new connection per call" in urlopen
+    raw = _block(result, "test_a.py::test_raw_sockets")
+    assert "12 connection(s) opened by socket.create_connection(), at test_a.py:23 in test_raw_sockets" in raw
+    fixture = _block(result, "test_a.py::test_fixture_probes")
+    assert "12 connection(s) opened by function-scoped fixture 'ready', at test_a.py:29 in ready (while it was " \
+           "set up for this test: plumbing, not the code under test)" in fixture
+    assert "fix: these connections come from a function-scoped fixture, not from the code under test" in fixture
+    http_client = _block(result, "test_a.py::test_http_client")
+    assert "connections: 4 > limit 2 - connections opened" in http_client
+    assert "4 connection(s) opened by http.client." in http_client and ", at test_a.py:41 in test_http_client" \
+        in http_client
+    assert http_client.rstrip().endswith("to allow it: @pytest.mark.sockhygiene(connections=4)")
+    two = _block(result, "test_a.py::test_two_kinds")
+    assert "to allow it: @pytest.mark.sockhygiene(time_wait=6)" in two
+    assert "to allow it: @pytest.mark.sockhygiene(connections=6)" in two
+    assert two.rstrip().endswith("to allow all of it: @pytest.mark.sockhygiene(time_wait=6, connections=6)")
+    # the JSON report keeps what the text is made from (the command line's `show` prints it back)
+    tests = {t["nodeid"]: t for t in json.loads(path.read_text())["tests"]}
+    (tw,) = [v for v in tests["test_a.py::test_urlopen"]["violations"] if v["kind"] == "time_wait"]
+    assert tw["context"][0]["state"] == "opened by urllib.request.urlopen()"
+    assert tw["context"][0]["count"] == 12
+
+
+def test_marker_from_the_message_allows_what_was_seen(pytester, run):
+    """The marker a message ends with is exactly enough: pasted on the test, the test passes."""
+    pytester.makepyfile(test_b=dedent("""
+        import requests, pytest
+
+        @pytest.mark.sockhygiene(time_wait=12)
+        def test_server_ends_each_connection(server):
+            with requests.Session() as s:
+                for i in range(12):
+                    s.get(server.url + "/close")
+
+        def test_last(server):
+            pass
+    """))
+    result = run()
+    assert errors_of(result) == []
+    result.assert_outcomes(passed=2)

@@ -1,0 +1,99 @@
+"""What opened a violation's connections, and the fix and marker that follow: plain functions, no pytest run."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from pytest_sockhygiene.events import SocketEvent
+from pytest_sockhygiene.report import allow_marker, violation_lines
+from pytest_sockhygiene.verdict import CAUSE_ADVICE, ADVICE, Item, Violation, cause_of, connection_sources
+
+SERVER = ("127.0.0.1", 8080)
+LINE = ("/t/test_x.py", 7, "test_x")
+
+
+class Record:
+    """What a tracked client's record offers (``clients.ClientRecord``): kind, creation line, requests."""
+
+    def __init__(self, kind: str = "httpx.Client", requests: int = 1, origin: Any = ("/t/test_x.py", 6, "test_x")):
+        self.kind, self.requests, self.origin = kind, requests, origin
+
+
+def connect(port: int, client: Optional[Record] = None, api: Optional[str] = None,
+            fixture: Optional[str] = None) -> SocketEvent:
+    return SocketEvent(kind="connect", identity=port, fd=port, local=("127.0.0.1", port), remote=SERVER,
+                       origin=LINE, thread=1, owner=None, client=client, api=api, fixture=fixture)
+
+
+def close(port: int) -> SocketEvent:
+    return SocketEvent(kind="close", identity=port, fd=port, local=("127.0.0.1", port), remote=SERVER,
+                       origin=None, thread=1, owner=None)
+
+
+def fmt(origin: Any) -> str:
+    return f"{origin[0].rsplit('/', 1)[-1]}:{origin[1]} in {origin[2]}" if origin else "origin unknown"
+
+
+def test_new_client_per_request():
+    events = [connect(40000 + i, Record()) for i in range(10)]
+    (item,) = connection_sources(events, events)
+    assert (item.state, item.count, item.note) == ("httpx.Client", 10, "1 request each")
+    assert cause_of([item]) is None  # the default advice: one client, reused
+
+
+def test_one_client_reconnecting_one_after_another():
+    session = Record("requests.Session", requests=4)
+    events: List[SocketEvent] = []
+    for i in range(4):
+        events += [connect(40000 + i, session), close(40000 + i)]
+    connects = [e for e in events if e.kind == "connect"]
+    (item,) = connection_sources(connects, events)
+    assert item.count == 1
+    assert item.note == "4 requests each; its pool opened 4 connections to 127.0.0.1:8080 one after another"
+    assert cause_of([item]) == "server_closes"
+
+
+def test_concurrent_connections_of_one_client_are_not_reconnects():
+    client = Record(requests=4)
+    events = [connect(40000 + i, client) for i in range(4)] + [close(40000 + i) for i in range(4)]
+    (item,) = connection_sources([e for e in events if e.kind == "connect"], events)
+    assert "one after another" not in item.note
+    assert cause_of([item]) is None
+
+
+def test_api_and_fixture_sources_and_their_order():
+    events = ([connect(40000 + i, api="urllib.request.urlopen") for i in range(3)]
+              + [connect(41000 + i, fixture="function-scoped fixture 'ready'") for i in range(5)]
+              + [connect(42000, api=None)])
+    items = connection_sources(events, events)
+    assert [(i.state, i.count) for i in items] == [
+        ("opened by function-scoped fixture 'ready'", 5),
+        ("opened by urllib.request.urlopen()", 3),
+        ("opened by socket.socket.connect()", 1),
+    ]
+    assert cause_of(items) == "fixture"
+    assert cause_of(items[1:]) == "api"
+
+
+def test_unattributed_created_clients_are_kept_but_unused_ones_are_not():
+    created = [Item(state="aiohttp.ClientSession", local=None, remote=None, origin=LINE, count=2,
+                    note="1 request each"),
+               Item(state="httpx.Client", local=None, remote=None, origin=LINE, count=1, note="0 requests each")]
+    items = connection_sources([], [], created)
+    assert [i.state for i in items] == ["aiohttp.ClientSession"]
+
+
+def test_every_violation_ends_with_its_marker_and_the_fix_follows_the_cause():
+    source = Item(state="opened by http.client.HTTPConnection.request()", local=None, remote=None, origin=LINE,
+                  count=4, note="no tracked client: each call opened a connection of its own")
+    v = Violation(kind="connections", count=4, limit=2,
+                  items=(Item(state="CONNECT", local=None, remote=SERVER, origin=LINE, count=4),), context=(source,))
+    lines = violation_lines(v, fmt)
+    assert lines[-2] == "    fix: " + CAUSE_ADVICE["api"]
+    assert lines[-1] == "    to allow it: @pytest.mark.sockhygiene(connections=4)"
+    assert "4 connection(s) opened by http.client.HTTPConnection.request(), at test_x.py:7 in test_x" in lines[2]
+    plain = Violation(kind="established", count=2, limit=0, items=())
+    assert violation_lines(plain, fmt)[-2:] == ["    fix: " + ADVICE["established"],
+                                                "    to allow it: @pytest.mark.sockhygiene(established=2)"]
+    assert allow_marker({"time_wait": 31, "connections": 40}) == \
+        "@pytest.mark.sockhygiene(time_wait=31, connections=40)"

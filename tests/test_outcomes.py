@@ -1,0 +1,181 @@
+"""End to end: what a violation does to a test's outcome - warn mode under the user's warning filters (never an
+error unless SockHygieneWarning is named), and xfail tests (a leak is its own teardown error, never an XFAIL)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import dedent, errors_of
+
+LEAKY_SUITE = dedent("""
+    import socket
+    import pytest
+    KEEP = []
+
+    def test_leak(server):
+        KEEP.append(socket.create_connection((server.host, server.port)))
+
+    @pytest.mark.filterwarnings("error")
+    def test_leak_under_error_marker(server):
+        KEEP.append(socket.create_connection((server.host, server.port)))
+
+    def test_clean(server):
+        socket.create_connection((server.host, server.port)).close()
+
+    def test_last(server):
+        pass
+""")
+
+LEAKERS = ["test_w.py::test_leak", "test_w.py::test_leak_under_error_marker"]
+
+NO_ASYNCIO = ("-p", "no:asyncio")
+"""pytest-asyncio warns at configure time about an unset ini key: under ``error`` filters that is an error of its
+own, before any test runs (a suite that sets ``filterwarnings = error`` sets that key too). Runs under ``error``
+filters are subprocesses: in-process, sockets leaked by earlier inner runs are collected during this one, and
+their ResourceWarnings would be errors too."""
+
+
+@pytest.mark.parametrize("how", ["ini", "cli", "cli-pytest-warning", "ini-other-category"])
+def test_warn_mode_never_fails_under_error_filters(pytester, run, tmp_path, how):
+    """``filterwarnings = error`` (or ``-W error``) turns every other warning into an error, but not this one:
+    the tests pass, the warning is shown, the summary and the report carry the violations."""
+    pytester.makepyfile(test_w=LEAKY_SUITE)
+    args = list(NO_ASYNCIO)
+    if how == "ini":
+        pytester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    elif how == "ini-other-category":  # an error filter naming another category leaves ours alone
+        pytester.makeini("[pytest]\nfilterwarnings =\n    error::DeprecationWarning\n    error\n")
+    elif how == "cli":
+        args += ["-W", "error"]
+    else:  # SockHygieneWarning is a PytestWarning, but a filter on the base class does not name it
+        args += ["-W", "error::pytest.PytestWarning"]
+    path = tmp_path / "r.json"
+    result = run(*args, f"--sockhygiene-report={path}", mode="warn", subprocess=True)
+    result.assert_outcomes(passed=4, warnings=2)
+    assert result.ret == pytest.ExitCode.OK
+    assert errors_of(result) == []
+    result.stdout.fnmatch_lines([
+        "*SockHygieneWarning: sockhygiene: test_w.py::test_leak broke its socket limits*",
+        "*SockHygieneWarning: sockhygiene: test_w.py::test_leak_under_error_marker broke its socket limits*",
+        "*socket hygiene*",
+        "4 tests checked, 2 with violations (established: 2)",
+    ])
+    tests = {t["nodeid"]: t for t in json.loads(path.read_text())["tests"]}
+    assert sorted(n for n, t in tests.items() if t["violations"]) == LEAKERS
+
+
+@pytest.mark.parametrize("how", ["cli", "ini", "marker"])
+def test_warn_mode_errors_when_the_warning_is_named(pytester, run, how):
+    """Asked for by name (``-W error::pytest_sockhygiene.SockHygieneWarning``, or the same ini line, or a
+    ``filterwarnings`` marker naming it), the warning is an error: the user wants these to fail."""
+    named = "error::pytest_sockhygiene.SockHygieneWarning"
+    suite = LEAKY_SUITE
+    args = list(NO_ASYNCIO)
+    if how == "cli":
+        args += ["-W", named]
+    elif how == "ini":
+        pytester.makeini(f"[pytest]\nfilterwarnings =\n    error\n    {named}\n")
+    else:
+        suite = suite.replace('@pytest.mark.filterwarnings("error")',
+                              f'@pytest.mark.filterwarnings("{named}")')
+    pytester.makepyfile(test_w=suite)
+    result = run(*args, mode="warn", subprocess=True)
+    # a blanket "error" (the test's filterwarnings marker, the ini's first line) is passed over: the next
+    # matching filter decides, as if the blanket one were not there
+    erring = LEAKERS[1:] if how == "marker" else LEAKERS
+    assert errors_of(result) == erring
+    result.stdout.fnmatch_lines([f"ERROR {nodeid} - pytest_sockhygiene.warning.*" for nodeid in erring])
+    if how == "marker":  # the other leak, under no filter of the user's, is shown
+        result.stdout.fnmatch_lines([f"*SockHygieneWarning: sockhygiene: {LEAKERS[0]} broke its socket limits*"])
+    result.assert_outcomes(passed=4, errors=len(erring), warnings=2 - len(erring))
+
+
+def test_warn_mode_ignored_warning_is_still_in_the_summary(pytester, run):
+    """An ``ignore`` filter hides the warning, as the user asked, also behind a test's blanket ``error`` marker;
+    the summary still counts the violations."""
+    pytester.makepyfile(test_w=LEAKY_SUITE)
+    result = run(*NO_ASYNCIO, "-W", "ignore::pytest_sockhygiene.SockHygieneWarning", mode="warn", subprocess=True)
+    result.assert_outcomes(passed=4)
+    assert "SockHygieneWarning" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["4 tests checked, 2 with violations (established: 2)"])
+
+
+XFAIL_SUITE = dedent("""
+    import socket
+    import pytest
+    KEEP = []
+
+    def leak(server):
+        KEEP.append(socket.create_connection((server.host, server.port)))
+
+    @pytest.mark.xfail(reason="known bug")
+    def test_xfail_failing(server):
+        leak(server)
+        assert False
+
+    @pytest.mark.xfail(reason="fixed meanwhile")
+    def test_xfail_passing(server):
+        leak(server)
+
+    @pytest.mark.xfail(strict=True, reason="strict")
+    def test_xfail_strict_passing(server):
+        leak(server)
+
+    @pytest.mark.xfail(raises=ZeroDivisionError)
+    def test_xfail_raises(server):
+        leak(server)
+        1 / 0
+
+    @pytest.mark.xfail(reason="known bug")
+    @pytest.mark.sockhygiene(enabled=False)
+    def test_xfail_unchecked(server):
+        leak(server)
+        assert False
+
+    @pytest.mark.xfail(reason="known bug")
+    def test_xfail_clean(server):
+        socket.create_connection((server.host, server.port)).close()
+        assert False
+
+    def test_last(server):
+        pass
+""")
+
+
+def test_xfail_does_not_hide_a_leak(pytester, run):
+    """Whatever the xfail test's own outcome (xfailed, xpassed, strict, ``raises=``), its leak is reported as a
+    teardown error of its own; a test whose marker disables the check, or that leaks nothing, stays XFAIL."""
+    pytester.makepyfile(test_x=XFAIL_SUITE)
+    result = run("-rxXE", subprocess=True)  # in-process, leaks of earlier inner runs could land in these windows
+    assert errors_of(result) == [
+        "test_x.py::test_xfail_failing",
+        "test_x.py::test_xfail_passing",
+        "test_x.py::test_xfail_raises",
+        "test_x.py::test_xfail_strict_passing",
+    ]
+    # the call phase keeps its own outcome: 3 xfailed (failing, raises, unchecked + clean = 4), 1 xpassed,
+    # 1 strict XPASS failure
+    result.assert_outcomes(xfailed=4, xpassed=1, failed=1, passed=1, errors=4)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_xfail_failing*",
+        "*sockhygiene: test_x.py::test_xfail_failing broke its socket limits*",
+        "*established: 1 > limit 0*",
+    ])
+    assert "XFAIL test_x.py::test_xfail_unchecked" in result.stdout.str()
+    assert "XFAIL test_x.py::test_xfail_clean" in result.stdout.str()
+
+
+def test_xfail_leak_under_runxfail_and_warn(pytester, run):
+    """``--runxfail`` already reports the failure; warn mode only warns (the xfail outcomes stand)."""
+    pytester.makepyfile(test_x=XFAIL_SUITE)
+    assert "test_x.py::test_xfail_passing" in errors_of(run("--runxfail", subprocess=True))
+    warned = run(mode="warn", subprocess=True)
+    warned.assert_outcomes(xfailed=4, xpassed=1, failed=1, passed=1)
+    out = warned.stdout.str()
+    warned_tests = set(re.findall(r"SockHygieneWarning: sockhygiene: (test_x.py::\w+) broke", out))
+    assert warned_tests == {"test_x.py::test_xfail_failing", "test_x.py::test_xfail_passing",
+                            "test_x.py::test_xfail_strict_passing", "test_x.py::test_xfail_raises"}, out
+    assert errors_of(warned) == []
