@@ -49,7 +49,8 @@ def grown(nodeid: str, counts: Mapping[str, int], baseline: Baseline) -> List[Tu
     base = baseline.get(nodeid)
     if base is None:
         return []
-    return [(k, counts[k], base[k]) for k in TRACKED if k in base and counts.get(k, 0) > allowed(base[k])]
+    return [(k, counts[k], base[k]) for k in TRACKED
+            if k in base and counts.get(k) is not None and counts.get(k, 0) > allowed(base[k])]  # None: unmeasured
 
 
 def dumps(tests: Mapping[str, Mapping[str, int]]) -> str:
@@ -71,7 +72,10 @@ def updated(existing: Baseline, records: Iterable[Mapping[str, object]],
             continue
         counts = r["counts"]
         assert isinstance(counts, dict)
-        out[nodeid] = {k: int(counts.get(k, 0)) for k in TRACKED}
+        previous = out.get(nodeid, {})
+        # a count that could not be measured (None) keeps its baseline value, if any: never recorded as 0
+        out[nodeid] = {k: int(counts.get(k, 0)) if counts.get(k, 0) is not None else previous[k]
+                       for k in TRACKED if counts.get(k, 0) is not None or k in previous}
     return out
 
 

@@ -92,6 +92,9 @@ class Ownership:
         """The function-scoped fixture whose setup is running on the fixture thread (a label, not an owner)."""
         self.thread_owner: Dict[int, str] = {}
         self.socket_owner: Dict[Hashable, str] = {}
+        self.inherited = False
+        """Some thread carries an owner passed on at its start (kept on the thread object, not by ident: idents
+        of ended threads are reused, and a server starts a short-lived thread per connection)."""
 
     def current(self) -> Optional[str]:
         ident = threading.get_ident()
@@ -100,7 +103,50 @@ class Ownership:
             return owner
         if self.fixture_stack and ident == self.fixture_thread:
             return self.fixture_stack[-1]
+        if self.inherited:  # a thread started by an owned thread (see ThreadStarts)
+            return getattr(threading.current_thread(), _OWNER_ATTR, None)
         return None
+
+
+_OWNER_ATTR = "_sockhygiene_owner"
+
+
+class ThreadStarts:
+    """A thread started by an owned thread (a fixture's server spawning a handler per connection) has the same
+    owner: ``threading.Thread.start`` is wrapped to pass it on, before the thread runs, as an attribute of the
+    thread. Costs an attribute check per thread start."""
+
+    def __init__(self, ownership: Ownership) -> None:
+        self._ownership = ownership
+        self._fn: Any = None
+        self._saved: Any = None
+
+    def install(self) -> None:
+        if self._fn is not None:
+            return
+        own = self._ownership
+        cls = threading.Thread
+        orig = cls.start
+
+        def start(self: threading.Thread) -> None:
+            owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited else None
+            if owner is not None:
+                try:
+                    setattr(self, _OWNER_ATTR, owner)
+                    own.inherited = True
+                except Exception:  # noqa: BLE001 - a Thread subclass with __slots__: not passed on
+                    pass
+            return orig(self)
+
+        start.__qualname__ = "Thread.start"
+        start.__doc__ = orig.__doc__
+        self._saved, self._fn = cls.__dict__.get("start", _MISSING), start
+        cls.start = start  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        if self._fn is not None and threading.Thread.__dict__.get("start") is self._fn:
+            threading.Thread.start = self._saved  # type: ignore[method-assign]
+        self._fn = None
 
 
 def peer_endpoint(sock: Any) -> Optional[Endpoint]:
@@ -140,10 +186,16 @@ class Recorder:
         Cleared right before each scan; set by every hooked call, recorded or not."""
         self.ownership = Ownership()
         self.listeners: Dict[Endpoint, Optional[Hashable]] = {}
+        self.listener_origins: Dict[Hashable, Optional[origin_mod.Origin]] = {}
+        """Listener identity -> the line that called listen(): an accepted socket's origin names it."""
         self.described: Set[Hashable] = set()  # sockets already searched for listeners (window.discover_listeners)
         self.tuples: Dict[Hashable, FourTuple] = {}
         """Identity -> 4-tuple of every connection seen held or connected: when such a socket later vanishes
         without a Python close() (garbage collection, C code), its TIME_WAIT row can still be found."""
+        self.left_by_tests: Set[Hashable] = set()
+        """Sockets new in a test's window and still held when it closed: what that test left behind (reported
+        there). Whatever later closes them - the garbage collector, another test - it is not a later test's
+        connection, so it never counts towards that test's ``time_wait``. Pruned as they disappear."""
         self._identity_of = identity_of
         self._on_error = on_error
         self._saved: Dict[str, Any] = {}
@@ -151,6 +203,8 @@ class Recorder:
         self._ours: Set[Any] = set()
         """Every wrapper this recorder made (other code may save one and write it back later)."""
         self._active = threading.local()
+        self.tasks = TaskOrigins(self)
+        self.thread_starts = ThreadStarts(self.ownership)
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
 
     # -- sinks -----------------------------------------------------------------------------------------------
@@ -174,6 +228,7 @@ class Recorder:
         client = origin_mod.request_client.get() if kind == "connect" else None
         if client is not None:
             client.connections += 1  # the client opened a real connection (see origin.request_client)
+        identity = self._identity_of(fd, local, remote)
         origin: Optional[origin_mod.Origin] = None
         api: Optional[str] = None
         fixture: Optional[str] = None
@@ -184,12 +239,16 @@ class Recorder:
                     origin, api = origin_mod.capture_call(skip=3)
                 else:
                     origin = origin_mod.capture(skip=3)
+                if origin is None:  # no line of the user's on the stack: the library's that made the call
+                    origin = origin_mod.capture_library(skip=3)
+        elif kind == "accept":
+            origin = origin_mod.accepted_origin(listener_local, self.listener_origins.get(listener_identity))
         thread = threading.get_ident()
         if kind == "connect" and self.ownership.function_fixture is not None and thread == self.ownership.fixture_thread:
             fixture = self.ownership.function_fixture
         event = SocketEvent(
             kind=kind,
-            identity=self._identity_of(fd, local, remote),
+            identity=identity,
             fd=fd,
             local=local,
             remote=remote,
@@ -236,7 +295,10 @@ class Recorder:
                 return
             local = local_endpoint(sock)
             if local is not None:
-                self.listeners[local] = self._identity_of(sock.fileno(), local, None)
+                identity = self.listeners[local] = self._identity_of(sock.fileno(), local, None)
+                if identity is not None:  # listen() is rare: its line is kept for the sockets it will accept
+                    self.listener_origins[identity] = (origin_mod.request_origin.get() or origin_mod.capture(skip=2)
+                                                       or origin_mod.capture_library(skip=2))
             if self.sinks:
                 self._emit("listen", sock, local, None, with_origin=True)
         except Exception as e:  # noqa: BLE001
@@ -346,6 +408,8 @@ class Recorder:
             return
         for name in _PATCHED:
             self._wrap(name)
+        self.tasks.install()
+        self.thread_starts.install()
 
     def in_place(self) -> bool:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
@@ -390,7 +454,82 @@ class Recorder:
                 setattr(cls, name, saved)
         self._installed.clear()
         self._saved.clear()
+        self.tasks.uninstall()
+        self.thread_starts.uninstall()
         self.sinks = ()
+
+
+class TaskOrigins:
+    """Gives every asyncio task created while a window is open the user's line that created it
+    (``origin.task_origin``), by wrapping ``BaseEventLoop.create_task``: the one place asyncio's
+    ``create_task``, ``ensure_future``, ``TaskGroup`` and anyio's task groups create tasks. Installed once asyncio
+    is imported; costs one attribute check per task outside windows."""
+
+    def __init__(self, recorder: "Recorder") -> None:
+        self._recorder = recorder
+        self._cls: Any = None
+        self._saved: Any = _MISSING
+        self._fn: Any = None
+        self._wanted = False
+
+    def install(self) -> None:
+        self._wanted = True
+        module = sys.modules.get("asyncio.base_events")
+        if module is not None:
+            self._patch(module)
+            return
+        from .imports import ImportWatcher
+
+        watcher = ImportWatcher(self._recorder._on_error)
+        watcher.when_imported("asyncio.base_events", self._patch)
+
+    def _patch(self, module: Any) -> None:
+        if not self._wanted or self._fn is not None:
+            return
+        cls = module.BaseEventLoop
+        orig = cls.create_task
+        rec = self._recorder
+        capture = origin_mod.capture
+        var = origin_mod.task_origin
+
+        def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
+            if not rec.sinks or kwargs.get("context") is not None:
+                return orig(self, coro, *args, **kwargs)
+            try:
+                started = capture(skip=1)
+            except Exception as e:  # noqa: BLE001
+                rec._on_error(e)
+                started = None
+            if started is None:
+                return orig(self, coro, *args, **kwargs)
+            token = var.set(started[:3])  # the task copies the context now, with this in it
+            try:
+                return orig(self, coro, *args, **kwargs)
+            finally:
+                var.reset(token)
+
+        create_task.__qualname__ = "BaseEventLoop.create_task"
+        create_task.__doc__ = orig.__doc__
+        self._cls, self._saved, self._fn = cls, cls.__dict__.get("create_task", _MISSING), create_task
+        cls.create_task = create_task
+        events_mod = sys.modules.get("asyncio.events")
+        handle = getattr(events_mod, "Handle", None)
+        run = getattr(handle, "_run", None)
+        if run is not None and hasattr(run, "__code__"):
+            origin_mod.set_task_boundary(run.__code__)
+
+    def uninstall(self) -> None:
+        self._wanted = False
+        cls, fn = self._cls, self._fn
+        if cls is None:
+            return
+        if cls.__dict__.get("create_task") is fn:
+            if self._saved is _MISSING:
+                delattr(cls, "create_task")
+            else:
+                cls.create_task = self._saved
+        self._cls = self._fn = None
+        origin_mod.set_task_boundary(None)
 
 
 def _true_socket_class() -> type:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import socket
 import sys
 import sysconfig
 import threading
@@ -122,8 +123,35 @@ def is_library_file(filename: str) -> bool:
     return result
 
 
-Origin = Tuple[str, int, str]
-"""``(filename, lineno, function)`` of the first user frame."""
+Origin = Tuple[Any, ...]
+"""``(filename, lineno, function)`` of the first user frame; or ``(filename, lineno, function, how)`` when the
+socket's own stack had no user frame and the line is the one that started what opened it, ``how`` saying so
+("opened in a task started at", "accepted by the listener at 127.0.0.1:8000 opened at"). ``filename`` is ""
+when even that line is unknown (``how`` is then the whole text)."""
+
+TASK = "opened in a task started at"
+LIBRARY = "opened by library code, with no line of the test's own code on the stack, at"
+UNKNOWN = "origin unknown (opened by library or C code outside Python's socket module)"
+
+task_origin: "contextvars.ContextVar[Optional[Origin]]" = contextvars.ContextVar(
+    "sockhygiene_task_origin", default=None)
+"""The user's line that created the asyncio task (or scheduled the callback) running now.
+
+A task copies the context when it is created, so setting this around ``create_task`` (see
+``events.TaskOrigins``) gives each task the line that started it; its child tasks inherit it. A connect whose own
+stack reaches the event loop without passing a user frame (anyio's ``connect_tcp`` races its attempts in child
+tasks) is then reported as opened in the task started at that line.
+"""
+
+_boundary: Any = None
+
+
+def set_task_boundary(code: Any) -> None:
+    """The code object where a task's or callback's stack begins (asyncio's ``Handle._run``; None: none): a walk
+    that gets there without finding a user frame falls back to ``task_origin``. Compared by identity, one ``is``
+    per frame walked."""
+    global _boundary
+    _boundary = code
 
 request_origin: "contextvars.ContextVar[Optional[Origin]]" = contextvars.ContextVar(
     "sockhygiene_request_origin", default=None)
@@ -152,12 +180,38 @@ into child tasks like ``request_origin``, so anyio's racing connect attempts are
 def capture(skip: int = 1) -> Optional[Origin]:
     """The first frame above the caller that is not library code, or None if every frame is library code."""
     frame: Optional[FrameType] = sys._getframe(skip + 1)
+    boundary = _boundary
     while frame is not None:
         code = frame.f_code
-        if not is_library_file(code.co_filename):
+        if code is boundary:
+            started = task_origin.get()
+            if started is not None:
+                return (started[0], started[1], started[2], TASK)
+            # a task nobody's line started: go on, into the code that runs the loop
+        elif not is_library_file(code.co_filename):
             return (code.co_filename, frame.f_lineno, code.co_name)
         frame = frame.f_back
     return None
+
+
+def capture_library(skip: int = 1) -> Optional[Origin]:
+    """For a socket call with no user frame on its stack: the first frame outside the standard library and this
+    plugin (the library that made the call), so the report says what is known rather than "C code"."""
+    frame: Optional[FrameType] = sys._getframe(skip + 1)
+    _ensure_init()
+    own = _package_dir("pytest_sockhygiene") or ""
+    socket_module = os.path.normcase(os.path.abspath(socket.__file__))
+    first: Optional[Origin] = None  # failing a library's frame: the first one outside the socket module
+    while frame is not None:
+        code = frame.f_code
+        path = os.path.normcase(os.path.abspath(code.co_filename))
+        if not (own and path.startswith(own)) and path != socket_module:
+            if not code.co_filename.startswith("<") and not path.startswith(_stdlib_dirs):
+                return (code.co_filename, frame.f_lineno, code.co_name, LIBRARY)
+            if first is None:
+                first = (code.co_filename, frame.f_lineno, code.co_name, LIBRARY)
+        frame = frame.f_back
+    return first
 
 
 def capture_call(skip: int = 1) -> Tuple[Optional[Origin], Optional[str]]:
@@ -167,9 +221,14 @@ def capture_call(skip: int = 1) -> Tuple[Optional[Origin], Optional[str]]:
     names the API that opened a connection no tracked client made (``report.py`` prints it)."""
     frame: Optional[FrameType] = sys._getframe(skip + 1)
     called: Optional[FrameType] = None
+    boundary = _boundary
     while frame is not None:
         code = frame.f_code
-        if not is_library_file(code.co_filename):
+        if code is boundary:  # the stack of a task or callback: the line that started it, as capture() does
+            started = task_origin.get()
+            if started is not None:
+                return (started[0], started[1], started[2], TASK), _call_name(called)
+        elif not is_library_file(code.co_filename):
             return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called)
         called = frame
         frame = frame.f_back
@@ -196,8 +255,39 @@ def relative_path(filename: str, rootdir: Optional[str]) -> str:
     return filename
 
 
+def short_path(filename: str, rootdir: Optional[str]) -> str:
+    """Relative to the rootdir; a library's file by its path inside site-packages, the standard library's by its
+    path inside it (concurrent/futures/thread.py): the same text on every machine."""
+    filename = relative_path(filename, rootdir)
+    marker = os.sep + "site-packages" + os.sep
+    if marker in filename:
+        return filename.rsplit(marker, 1)[1]
+    if os.path.isabs(filename):
+        _ensure_init()
+        path = _norm(filename)[:-1]
+        for d in _stdlib_dirs:
+            if path.startswith(d):
+                return path[len(d):]
+    return filename
+
+
 def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> str:
     if origin is None:
-        return "origin unknown (opened by library or C code outside Python's socket module)"
-    filename, lineno, func = origin
-    return f"{relative_path(filename, rootdir)}:{lineno} in {func}"
+        return UNKNOWN
+    filename, lineno, func = origin[:3]
+    how = origin[3] if len(origin) > 3 else ""
+    if not filename:
+        return str(how) or UNKNOWN
+    filename = short_path(filename, rootdir) if how else relative_path(filename, rootdir)
+    where = f"{filename}:{lineno} in {func}"
+    return f"{how} {where}" if how else where
+
+
+def accepted_origin(listener_local: Optional[Any], listener_origin: Optional[Origin]) -> Origin:
+    """An accepted socket's origin: its listener's address and the line that opened the listener."""
+    from .endpoints import format_endpoint
+
+    at = f"accepted by the listener at {format_endpoint(listener_local)}" if listener_local else "accepted by a listener"
+    if listener_origin is None or not listener_origin[0]:
+        return ("", 0, "", at + " (the listener's origin is unknown)")
+    return (listener_origin[0], listener_origin[1], listener_origin[2], at + " opened at")

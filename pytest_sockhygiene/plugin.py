@@ -323,7 +323,7 @@ class SockHygienePlugin:
         state = self.current = _ItemState(item, limits)
         if limits.enabled:
             try:
-                if self.controller.open_window() is not None:
+                if self.controller.open_window(item.nodeid) is not None:
                     state.window = True
                     self.unscheduled = item
             except Exception as e:  # noqa: BLE001
@@ -462,7 +462,8 @@ class SockHygienePlugin:
         # and pytest-html's rows (reporting/pytest_html.py) read its counts
         state.record = record
         if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
-            item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS)
+            item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS
+                                        if verdict.counts[k] is not None)  # unmeasured: no property
         if (verdict.clean and not grown) or not report:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)

@@ -23,20 +23,29 @@ _TITLES = {
 }
 
 
+_SAYS_HOW = ("opened in a task", "accepted by", "opened by library code")
+
+
+def _at(prefix: str, where: str) -> str:
+    """``opened at test_x.py:3 in test_x``, or the origin alone when it says how the socket came to be
+    (``opened in a task started at ...``, ``accepted by the listener at ... opened at ...``)."""
+    return where if where.startswith(_SAYS_HOW) else f"{prefix} {where}"
+
+
 def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
     where = fmt(item.origin)
     if kind == "time_wait":
         line = (f"{item.count} connection(s) to {format_endpoint(item.remote)} were opened and closed by this "
-                f"test, at {where}")
+                f"test, {_at('at', where)}")
     elif kind == "connections":
-        line = f"{item.count} connection(s) to {format_endpoint(item.remote)}, at {where}"
+        line = f"{item.count} connection(s) to {format_endpoint(item.remote)}, {_at('at', where)}"
     elif kind in ("clients", "unused_clients"):
         line = f"{item.state}, created at {where}"
     elif item.state == "LISTEN":
-        line = f"LISTEN {format_endpoint(item.local)} fd={item.fd}, opened at {where}"
+        line = f"LISTEN {format_endpoint(item.local)} fd={item.fd}, {_at('opened at', where)}"
     else:
         line = (f"{item.state} {format_endpoint(item.local)} -> {format_endpoint(item.remote)} fd={item.fd}, "
-                f"opened at {where}")
+                f"{_at('opened at', where)}")
     if item.note:
         line += f" ({item.note})"
     return line
@@ -82,6 +91,8 @@ def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
         lines.extend("  " + line for line in violation_lines(v, fmt))
     if len(verdict.violations) > 1:
         lines.append("  to allow all of it: " + allow_marker({v.kind: v.count for v in verdict.violations}))
+    for thread in verdict.threads:
+        lines.append(f"  {thread}")
     for kind, count, base in grown:
         lines.append(f"  {kind}: {count} (baseline {base}) - grew beyond the baseline's tolerance "
                      f"(at most {allowed(base)}); fix the regression, or accept it with --sockhygiene-baseline-update")

@@ -37,9 +37,9 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
 
     ``locate`` gives each item's origin as (file relative to the rootdir, line); ``location`` is the test
     function's (file, line), where an annotation points when no origin is known."""
-    if verdict.clean and not grown:
+    if verdict.clean and not grown and not verdict.threads:
         counts = verdict.counts
-        return (nodeid, tuple(int(counts[k]) for k in KINDS), when, fds)
+        return (nodeid, tuple(_count(counts[k]) for k in KINDS), when, fds)
     violations: List[Dict[str, Any]] = []
     for v in verdict.violations:
         violations.append({
@@ -59,18 +59,25 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
     record = {
         "nodeid": nodeid,
         "clean": not violations,
-        "counts": {k: int(verdict.counts.get(k, 0)) for k in KINDS},
+        "counts": {k: _count(verdict.counts.get(k, 0)) for k in KINDS},
         "violations": violations,
         "stop": when,
         "fds": fds,
         "origins": origins,
     }
+    if verdict.threads:
+        record["threads"] = list(verdict.threads)
     if location is not None:
         record["file"], record["line"] = location
     return record
 
 
 _ZEROS = (0,) * len(KINDS)
+
+
+def _count(value: Optional[int]) -> Optional[int]:
+    """A count as recorded: None where it could not be measured (socket hooks replaced), never 0 then."""
+    return None if value is None else int(value)
 
 
 def clean_record(test: Any) -> Any:
@@ -95,6 +102,8 @@ def public_record(r: Record) -> Record:
         out["file"], out["line"] = r["file"], r["line"]
     if r.get("stop"):
         out["sample"] = {"time": r["stop"], "fds": r.get("fds")}
+    if r.get("threads"):
+        out["threads"] = r["threads"]
     return out
 
 
@@ -110,7 +119,7 @@ def _compact(r: Any) -> Any:
         return r
     if not isinstance(r, dict):
         return tuple(r[:1]) + (tuple(r[1]),) + tuple(r[2:4])  # as sent (xdist may turn tuples into lists)
-    if r["clean"] and not r.get("origins"):
+    if r["clean"] and not r.get("origins") and not r.get("threads"):
         return (r["nodeid"], tuple(r["counts"][k] for k in KINDS), r["stop"], r.get("fds"))
     return r
 
@@ -180,19 +189,23 @@ class SessionResults:
                 out[kind] = out.get(kind, 0) + 1
         return out
 
+    def threads_left(self) -> List[Tuple[str, str]]:
+        """(node id, thread description) of every thread a test left running."""
+        return [(r["nodeid"], t) for r in self._stored if isinstance(r, dict) for t in r.get("threads", ())]
+
     def worst(self, kind: str, n: int = 5) -> List[Record]:
-        ranked = sorted((r for r in self.records if r["counts"].get(kind, 0) > 0),
+        ranked = sorted((r for r in self.records if (r["counts"].get(kind) or 0) > 0),
                         key=lambda r: (-r["counts"][kind], r["nodeid"]))
         return ranked[:n]
 
     def session(self) -> Dict[str, Any]:
         records = self.records
-        peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"]) for r in records)
+        peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"] or 0) for r in records)
         return {
             "tests_checked": len(records),
             "tests_with_violations": len(self.dirty),
             "violations_by_kind": self.violations_by_kind(),
-            "connections_opened": sum(r["counts"]["connections"] for r in records),
+            "connections_opened": sum(r["counts"]["connections"] or 0 for r in records),  # the measured ones
             "peak_time_wait": peak_tw,
             "ephemeral_ports": self.ports,
             "peak_open_fds": self.peak_fds,

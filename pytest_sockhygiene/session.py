@@ -7,6 +7,7 @@ test's own result stands.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -16,13 +17,22 @@ from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 from . import origin as origin_mod
 from .endpoints import ConfigError
 from .clients import ClientRegistry, client_items, created_items, socket_identity
-from .events import Recorder
+from .events import _OWNER_ATTR, Recorder
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
-from .verdict import CLEAN, Item, Verdict
+from .verdict import CLEAN, Item, Verdict, unmeasured
 from .window import ClientProbe, Window, backoff
+
+
+def thread_snapshot() -> Dict[Any, Any]:
+    """The running threads by ident: a copy of ``threading._active`` (one small dict copy per window), or built
+    from ``threading.enumerate()`` where that private dict is missing."""
+    active = getattr(threading, "_active", None)
+    if isinstance(active, dict):
+        return active.copy()
+    return {t.ident: t for t in threading.enumerate()}
 
 
 def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
@@ -78,6 +88,10 @@ class Controller:
         """Windows that ran partly without the socket hooks (their event-based counts are unknown)."""
         self.hooks_lost: Optional[str] = None
         """Why the socket hooks could not be put back, once that happened."""
+        self._threads_at_open: Optional[Dict[Any, Any]] = None
+        self._window_test: Optional[str] = None
+        self._test_threads: Dict[int, Tuple[threading.Thread, str]] = {}
+        """Threads tests left running (ident -> thread, owner label): pruned once they end (idents are reused)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -174,7 +188,7 @@ class Controller:
 
     def locate_origin(self, origin: Optional[origin_mod.Origin]) -> Optional[Tuple[str, int]]:
         """``(path relative to the rootdir, line)`` of an origin: where a CI annotation points."""
-        if origin is None:
+        if origin is None or not origin[0]:  # unknown, or only known as "accepted by the listener at ..."
             return None
         return origin_mod.relative_path(origin[0], self.rootdir), int(origin[1])
 
@@ -220,9 +234,9 @@ class Controller:
         """The session health's one line about replaced socket hooks, if any were."""
         if not self.replacements and self.hooks_lost is None:
             return None
-        total = sum(self.replacements.values())
+        # no count of replacements: each xdist worker's notice must read the same to be shown once
         who = "; ".join(sorted(t for t in self.replacements if not t.startswith("(")))
-        text = (f"other code replaced the plugin's socket hooks {total} time(s) ({who or 'unknown'}); they were "
+        text = (f"other code replaced the plugin's socket hooks ({who or 'unknown'}); they were "
                 "wrapped again around the replacement each time, at the next window open or test phase, so the "
                 "other code's function still runs")
         if self.hooks_lost is not None:
@@ -235,12 +249,16 @@ class Controller:
 
     # -- windows -----------------------------------------------------------------------------------------------
 
-    def open_window(self) -> Optional[Window]:
+    def open_window(self, test: Optional[str] = None) -> Optional[Window]:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
             return None
         assert self.table is not None and self.recorder is not None
         self.recorder.ownership.fixture_thread = threading.get_ident()
         self.keep_hooks(False)
+        if self._test_threads:
+            self._prune_test_threads()
+        self._threads_at_open = thread_snapshot()
+        self._window_test = test
         # the last window's final look is this one's first, if no socket call happened in between
         before = self._last_scan if not self.recorder.touched else None
         self.window = Window(self.table, self.recorder, self.client_probe, before)
@@ -257,11 +275,12 @@ class Controller:
             return None
         if (self.clients is None or not self.clients.held) and window.close_quiet():
             self._last_scan = window.after_scan  # the same fds as the window's first look: no new fd peak
-            return CLEAN
+            return self._with_threads(CLEAN, window, limits)
         try:
             verdict = window.close(limits)
             self._last_scan = window.after_scan
-            return verdict
+            window.remember_left()
+            return self._with_threads(verdict, window, limits)
         finally:
             if self.clients is not None and self.clients.held:
                 self.clients.forget(window)
@@ -271,6 +290,78 @@ class Controller:
                     limit = fd_limit()
                     if _nearer_limit(fds, limit, self.peak_fds, self.peak_fd_limit):
                         self.peak_fds, self.peak_fd_limit = fds, limit
+
+    # -- threads a test leaves running ----------------------------------------------------------------------------
+
+    def _with_threads(self, verdict: Verdict, window: Window, limits: Limits) -> Verdict:
+        """The window's verdict as recorded: counts it could not measure made unknown, threads left running added."""
+        if window.blind:
+            verdict = unmeasured(verdict)
+        return self._threads_left(verdict, window, limits)
+
+    def _threads_left(self, verdict: Verdict, window: Window, limits: Limits) -> Verdict:
+        """The verdict, with the threads the test started and left running: from now on they are the test's, so
+        nothing they do later counts against another test. The clean path is one comparison of two small dicts."""
+        before, self._threads_at_open = self._threads_at_open, None
+        if before is None or self.recorder is None:
+            return verdict
+        now = thread_snapshot()
+        if now.keys() == before.keys() and all(before[k] is t for k, t in now.items()):
+            return verdict
+        own = self.recorder.ownership
+        new = [t for ident, t in now.items() if before.get(ident) is not t and ident not in own.thread_owner
+               and getattr(t, _OWNER_ATTR, None) is None  # a thread an owned thread started is that owner's
+               and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()]  # type: ignore[attr-defined]
+        # a thread that is finishing (a Timer that just fired, an executor shutting down) is given a moment
+        deadline = time.monotonic() + min(0.05, limits.settle)
+        for t in new:
+            t.join(max(0.0, deadline - time.monotonic()))
+        left = [t for t in new if t.is_alive() and t.ident is not None]
+        if not left:
+            return verdict
+        test = self._window_test or "the test"
+        lines = []
+        for t in left:
+            label = f"thread '{t.name}' left running by {test}"
+            own.thread_owner[t.ident] = label  # type: ignore[index]
+            try:
+                setattr(t, _OWNER_ATTR, label)  # passed on to the threads it starts
+                own.inherited = True
+            except Exception:  # noqa: BLE001
+                pass
+            self._test_threads[t.ident] = (t, label)  # type: ignore[index]
+            lines.append(self.describe_thread(t, window))
+        return dataclasses.replace(verdict, threads=verdict.threads + tuple(lines))
+
+    def describe_thread(self, t: threading.Thread, window: Window) -> str:
+        """``thread 'push' (running push at test_x.py:12) is still running, holding 1 connection``."""
+        target = getattr(t, "_target", None)  # what Thread(target=...) runs; a subclass runs its own run()
+        code = getattr(target, "__code__", None) or getattr(getattr(type(t), "run", None), "__code__", None)
+        running = ""
+        if code is not None:
+            name = getattr(target, "__qualname__", None) or f"{type(t).__qualname__}.run"
+            running = f" (running {name} at {origin_mod.short_path(code.co_filename, self.rootdir)}:{code.co_firstlineno})"
+        held = window.after_scan.ids if window.after_scan is not None else {}
+        kinds: Dict[str, int] = {}
+        seen = set()
+        for ev in window.events:
+            if ev.thread == t.ident and ev.kind in ("connect", "accept", "listen") and ev.identity in held \
+                    and ev.identity not in seen:
+                seen.add(ev.identity)
+                what = "listening socket" if ev.kind == "listen" else "connection"
+                kinds[what] = kinds.get(what, 0) + 1
+        holding = ", ".join(f"{n} {what}(s)" for what, n in kinds.items()) or "no socket it opened in this test"
+        return (f"thread '{t.name}'{running} started by this test is still running, holding {holding}; what it "
+                "does from now on is its own, never a later test's")
+
+    def _prune_test_threads(self) -> None:
+        """Forget test threads that have ended: their idents may be given to new threads."""
+        own = self.recorder.ownership if self.recorder is not None else None
+        for ident, (t, label) in list(self._test_threads.items()):
+            if not t.is_alive():
+                del self._test_threads[ident]
+                if own is not None and own.thread_owner.get(ident) == label:
+                    del own.thread_owner[ident]
 
     # -- the session's end ---------------------------------------------------------------------------------------
 

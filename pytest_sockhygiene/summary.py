@@ -59,6 +59,14 @@ def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
         # counted, never failing by default: said once, so that a suite can see them without a limit set
         lines.append(f"unused clients: {sum(unused)} left unclosed by {plural(sum(1 for n in unused if n), 'test')} "
                      "(they never opened a connection: not leaks; sockhygiene_unused_clients=0 lists them)")
+    threads = results.threads_left()
+    if threads:
+        lines.append(f"threads left running: {len(threads)}, each the test's that started it (its sockets never "
+                     "count against a later test):")
+        for nodeid, text in threads[:5]:
+            lines.append(f"  {nodeid}: {text}")
+        if len(threads) > 5:
+            lines.append(f"  ... and {len(threads) - 5} more (the JSON report lists them all)")
     for nodeid in results.interrupted:
         lines.append(f"interrupted in {nodeid}: its sockets were checked when the run stopped, without failing it")
     if s["session_leaks"]:

@@ -10,7 +10,8 @@ Rules (the reasons are in docs/ownership.md):
   someone else's, it is theirs; only when its listener is gone does it count on its own.
 * ``time_wait`` counts connections of the test (opened, accepted on its listener, or closed by it) whose own
   side now lingers after an active close: TIME_WAIT, or FIN_WAIT/CLOSING on the way there. Matched by exact
-  4-tuple, so rows of other processes and of earlier tests never count.
+  4-tuple, so rows of other processes and of earlier tests never count; nor does the late close (by the
+  garbage collector, or by this test) of a connection an earlier test left open: that test is reported for it.
 * ``connections`` counts connects the test initiated.
 """
 
@@ -79,6 +80,8 @@ class Violation:
 class Verdict:
     counts: Mapping[str, int]
     violations: Tuple[Violation, ...]
+    threads: Tuple[str, ...] = ()
+    """Threads the test started and left running, described (not a limit: reported, never failing)."""
 
     @property
     def clean(self) -> bool:
@@ -92,6 +95,18 @@ class Verdict:
 
 
 CLEAN = Verdict(counts={k: 0 for k in KINDS}, violations=())
+
+EVENT_COUNTS = ("connections", "time_wait")
+"""The counts that come from the socket hooks' events: unknown (None) for a window during which other code had
+replaced the hooks, never written as 0 (a violation measured anyway still stands: its count is a lower bound)."""
+
+
+def unmeasured(verdict: Verdict) -> Verdict:
+    """The verdict of a window that ran partly without the socket hooks."""
+    counts: Dict[str, Optional[int]] = dict(verdict.counts)
+    for kind in EVENT_COUNTS:
+        counts[kind] = None
+    return dataclasses.replace(verdict, counts=counts)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass
@@ -118,6 +133,8 @@ class Observation:
     """Identity -> what a client tracker knows of a socket (the pool of the test's own client)."""
     created_clients: List[Item] = dataclasses.field(default_factory=list)
     """Clients the test created, grouped by kind and origin, with ``count`` and requests in ``note``."""
+    earlier: Collection[Hashable] = frozenset()
+    """Identities of sockets an earlier test left open: their close in this window is not this test's."""
     unused_clients: List[Item] = dataclasses.field(default_factory=list)
     """Unclosed clients of the test that never opened a connection (no socket to leak)."""
 
@@ -177,9 +194,12 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
             continue
         if ev.kind == "accept" and (t in reversed_initiated or (ev.listener is not None and ev.listener in test_listeners)):
             out.add(t)  # the in-process server side of the test's own connection, or of the test's own server
-        elif ev.kind == "close" and ev.owner is None and not (ev.identity is not None and ev.identity in obs.owned):
+        elif ev.kind == "close" and ev.owner is None and not (ev.identity is not None and (
+                ev.identity in obs.owned or ev.identity in obs.earlier)):
             if ev.remote is not None and _listener_for(ev.local, obs.listeners) is None:
-                out.add(t)  # a connecting socket the test closed, opened before the window
+                # a connecting socket the test closed, opened before the window - but not by an earlier test:
+                # that test left it open and is reported for it, whoever closes it later (docs/ownership.md)
+                out.add(t)
     held = set(still_open) | held_by_test
     held.update((r, l) for (l, r) in held_by_test)  # the other end of a connection the test still holds
     return out - held
@@ -368,7 +388,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
             for key in (ev.identity, (ev.fd, ev.local)):
                 if key is not None:
                     peers[key] = ev.remote
-        if ev.kind in ("connect", "listen") and ev.identity is not None:
+        if ev.kind in ("connect", "listen", "accept") and ev.identity is not None:
             origins.setdefault(ev.identity, ev.origin)
             origins.setdefault((ev.fd, ev.local), ev.origin)
         if ev.kind == "connect" and ev.four_tuple is not None:
@@ -475,6 +495,9 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[I
         if ev.four_tuple is not None:
             origin_by_conn[_connection_key(ev.four_tuple)] = ev.origin
             initiated.add(ev.four_tuple)
+    for ev in obs.events:  # the server side of a connection no connect of the test explains: its listener's line
+        if ev.kind == "accept" and ev.four_tuple is not None:
+            origin_by_conn.setdefault(_connection_key(ev.four_tuple), ev.origin)
     seen: Set[FrozenSet[Endpoint]] = set()
     groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], List[FourTuple]] = collections.defaultdict(list)
     for local, remote in sorted(obs.lingering):

@@ -173,6 +173,7 @@ class Window(EventSink):
             listeners=dict(self.recorder.listeners),
             held_ids=frozenset(after),
             vanished=vanished,
+            earlier=self.recorder.left_by_tests,
             clients=clients,
             notes=notes,
             created_clients=created,
@@ -201,7 +202,18 @@ class Window(EventSink):
             return set()
         closed = {ev.identity for ev in self.events if ev.kind == "close"}
         owned = self.recorder.ownership.socket_owner
-        return {tuples[k] for k in gone if k not in closed and k not in owned}
+        left = self.recorder.left_by_tests  # an earlier test's leak, collected now: that test's, not this one's
+        return {tuples[k] for k in gone if k not in closed and k not in owned and k not in left}
+
+    def remember_left(self) -> None:
+        """Once a test's window is judged: remember the sockets it left open (new in the window, still held), so
+        that their late close is never counted against a later test (docs/ownership.md)."""
+        scan = self.after_scan
+        if scan is None or scan is self.before_scan:
+            return
+        before = self.before
+        owned = self.recorder.ownership.socket_owner
+        self.recorder.left_by_tests.update(k for k in scan.ids if k not in before and k not in owned)
 
     def _final(self, verdict: Verdict) -> Verdict:
         return _with_fd_exhaustion(verdict, self.table) if verdict.violations else verdict
@@ -214,6 +226,10 @@ class Window(EventSink):
             # list(): a copy made in one step; socket hooks in other threads (a server accepting) add entries
             for k in [k for k in list(tuples) if k not in held]:
                 tuples.pop(k, None)
+        left = self.recorder.left_by_tests
+        if left and self.after_scan is not None:
+            held = self.after_scan.ids
+            left.difference_update([k for k in left if k not in held])
 
     def close(self, limits: Limits) -> Verdict:
         """Judge; re-check a violation while waiting can still change it (``_may_settle``), for at most

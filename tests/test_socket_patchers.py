@@ -8,6 +8,7 @@ wrappers are gone after the first test unless they are put back. These runs use 
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any, Dict
 
 import pytest
@@ -24,6 +25,15 @@ SUITE = dedent('''
     # serving (and every later connect times out). On a loaded machine that accept can lag behind the test.
     def served(server, before, n):
         assert wait_for(lambda: server.accepted >= before + n, 10)
+
+    def request(sock):
+        # a whole request and its answer: the server has accepted the connection before the test goes on (a
+        # server thread accepting while a later test runs with sockets disabled would die: accept() makes a
+        # socket.socket, which pytest-socket then blocks)
+        sock.sendall(b"GET / HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n")
+        data = b""
+        while not data.endswith(b"ok\\n"):
+            data += sock.recv(1024)
 
     def connect(server, n):
         before = server.accepted
@@ -53,6 +63,7 @@ SUITE = dedent('''
         before = server.accepted
         for _ in range(3):
             s = socket.create_connection((server.host, server.port))
+            request(s)
             s.close()
         served(server, before, 3)
 
@@ -138,3 +149,33 @@ def test_allow_hosts_guard_still_blocks_and_its_restore_still_works(pytester, ru
     '''))
     result = run("--allow-hosts=127.0.0.1", "-W", "ignore::UserWarning")
     result.assert_outcomes(passed=2)
+
+
+def test_a_replacement_made_by_the_test_itself_makes_its_counts_unknown_not_zero(pytester, run):
+    """A test that puts the C method back on ``socket.socket.connect`` and leaves it there: connects after that
+    are unseen until the next check. That test's connection and TIME_WAIT counts are null in the report, never 0;
+    the next test is measured again, and the notice says how many tests ran partly blind."""
+    import jsonschema
+
+    pytester.makepyfile(test_b=dedent('''
+        import _socket
+        import socket
+
+        def test_blinds(server):
+            socket.socket.connect = _socket.socket.connect  # a restore of a copy saved before the plugin started
+            socket.create_connection((server.host, server.port)).close()
+
+        def test_after(server):
+            socket.create_connection((server.host, server.port)).close()
+    '''))
+    path = pytester.path / "report.json"
+    run(f"--sockhygiene-report={path}").assert_outcomes(passed=2)
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json")
+                                        .read_text()))
+    tests = _tests(doc)
+    assert tests["test_blinds"]["counts"]["connections"] is None
+    assert tests["test_blinds"]["counts"]["time_wait"] is None
+    assert tests["test_after"]["counts"]["connections"] == 1
+    notice = [n for n in doc["session"]["notices"] if "socket hooks" in n]
+    assert len(notice) == 1 and "1 test(s) ran partly without them" in notice[0], notice

@@ -216,9 +216,10 @@ def test_time_wait_verdicts_identical_under_xdist(pytester, run):
         r.stdout.fnmatch_lines(["*time_wait: 20 > limit 5*"])
 
 
-def test_socket_opened_before_the_window_and_collected_inside_it_counts(pytester, run):
-    """A connection held from an earlier test and closed by garbage collection during this one: no close()
-    runs, so its 4-tuple comes from the plugin's memory of connections it has seen."""
+def test_socket_opened_by_an_earlier_test_and_collected_inside_this_one_is_not_counted(pytester, run):
+    """A connection held from an earlier test and closed by garbage collection during this one (no close() runs):
+    the earlier test left it open and is the one reported for it (issue 11 §9, docs/ownership.md); its TIME_WAIT
+    entries never count against the test during which the collector happened to run."""
     pytester.makepyfile(test_v=dedent("""
         import gc, socket, pytest
         HELD = []
@@ -237,5 +238,5 @@ def test_socket_opened_before_the_window_and_collected_inside_it_counts(pytester
             pass
     """))
     result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception")
-    assert errors_of(result) == ["test_v.py::test_drops"]
-    result.stdout.fnmatch_lines(["*time_wait: 3 > limit 0*"])
+    assert errors_of(result) == []
+    result.assert_outcomes(passed=3)

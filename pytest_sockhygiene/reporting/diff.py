@@ -52,7 +52,8 @@ def compare(old: Mapping[str, Counts], new: Mapping[str, Counts], kinds: Sequenc
             continue
         compared += 1
         up = [(k, before[k], counts.get(k, 0)) for k in kinds if k in before and counts.get(k, 0) > allowed(before[k])]
-        down = [(k, before[k], counts.get(k, 0)) for k in kinds if k in before and counts.get(k, 0) < before[k]]
+        down = [(k, before[k], counts.get(k, 0)) for k in kinds if k in before and counts.get(k, 0) < before[k]
+                and k in counts]  # a count the new run could not measure did not shrink
         if up:
             grew.append(Change(nodeid, up))
         if down:
@@ -113,5 +114,6 @@ def counts_by_test(tests: Sequence[Mapping[str, object]]) -> Dict[str, Dict[str,
     for t in tests:
         counts = t.get("counts")
         assert isinstance(counts, dict)
-        out[str(t["nodeid"])] = {str(k): int(v) for k, v in counts.items()}
+        # a count the run could not measure (null) is left out: compared with nothing
+        out[str(t["nodeid"])] = {str(k): int(v) for k, v in counts.items() if v is not None}
     return out

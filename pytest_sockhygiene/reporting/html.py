@@ -147,9 +147,9 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> 
     plot_w = WIDTH - LEFT - RIGHT
     xs = [LEFT + (c + 0.5) * plot_w / cols for c in range(cols)]
     samples = [t.get("sample") or {} for t in tests]
-    tw = _columns(in_flight([s.get("time") for s in samples], [t["counts"].get("time_wait", 0) for t in tests]), per)
+    tw = _columns(in_flight([s.get("time") for s in samples], [t["counts"].get("time_wait") or 0 for t in tests]), per)
     fds = _columns([s.get("fds") for s in samples], per)
-    conns = _columns([t["counts"].get("connections", 0) for t in tests], per)
+    conns = _columns([t["counts"].get("connections") or 0 for t in tests], per)  # null: unmeasured
     shared = f" - per column of {per} tests, the most" if per > 1 else ""
 
     def top(values: Sequence[Optional[int]]) -> int:

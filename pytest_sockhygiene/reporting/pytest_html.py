@@ -25,7 +25,7 @@ COUNTS_ATTR = "sockhygiene_counts"
 def counts_of(record: Any) -> Dict[str, int]:
     """A record's counts, whatever its shape (``results``: a dict, a compact tuple, or a clean test's item)."""
     if isinstance(record, dict):
-        return {k: int(record["counts"].get(k, 0)) for k in KINDS}
+        return {k: int(record["counts"].get(k) or 0) for k in KINDS}  # unmeasured (None): shown as nothing
     if isinstance(record, (tuple, list)) and len(record) > 1:
         return {k: int(v) for k, v in zip(KINDS, record[1])}
     return {k: 0 for k in KINDS}

@@ -100,7 +100,8 @@ class ReportResults(SessionResults):
         self._session = dict(document["session"])
         for t in document["tests"]:
             sample = t.get("sample") or {}
-            counts = {k: int(t["counts"].get(k, 0)) for k in KINDS}  # a kind an older report lacks: 0
+            # a kind an older report lacks: 0; a count the run could not measure: None, as recorded
+            counts = {k: None if t["counts"].get(k, 0) is None else int(t["counts"].get(k, 0)) for k in KINDS}
             self.add({**t, "counts": counts, "stop": sample.get("time") or 0.0, "fds": sample.get("fds"),
                       "origins": origins_of(t)})
 

@@ -1,0 +1,107 @@
+"""Origins that tell the truth (issue 11 §4): a socket that Python code opened names the line that started it.
+
+anyio's ``connect_tcp`` races its connection attempts in child tasks, whose stacks never reach the test's code:
+the line that started the task is reported instead. An accepted socket names its listener and the line that
+opened it. Only a socket no Python call made keeps "opened by library or C code outside Python's socket module".
+"""
+
+from __future__ import annotations
+
+from conftest import ANYIO_BACKEND, dedent
+
+HEAD_LINES = ANYIO_BACKEND.count("\n")
+
+
+def line_of(src: str, marker: str) -> int:
+    """The line number (1-based) in the inner file of the line that ends with ``# <marker>``."""
+    for i, line in enumerate((ANYIO_BACKEND + src).splitlines(), 1):
+        if line.rstrip().endswith(f"# {marker}"):
+            return i
+    raise AssertionError(marker)
+
+
+TASKS = dedent('''
+    import asyncio
+    import socket
+
+    import anyio
+
+    KEEP = []
+
+    @pytest.mark.anyio
+    async def test_connect_tcp(server):
+        KEEP.append(await anyio.connect_tcp(server.host, server.port))  # connect_tcp
+
+    @pytest.mark.anyio
+    @pytest.mark.sockhygiene(time_wait=0)
+    async def test_task_group_child(server):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.connect_tcp, server.host, server.port)  # start_soon
+        await anyio.sleep(0)
+
+    def test_task_under_asyncio_run(server):
+        async def main():
+            task = asyncio.ensure_future(asyncio.open_connection(server.host, server.port))  # ensure_future
+            return await task
+
+        reader, writer = asyncio.run(main())
+        KEEP.append(writer)
+''')
+
+
+def test_a_connection_opened_in_a_child_task_names_the_line_that_started_it(pytester, run):
+    pytester.makepyfile(test_t=ANYIO_BACKEND + TASKS)
+    result = run("-p", "anyio", "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=3, errors=3)
+    out = result.stdout.str()
+    assert "origin unknown" not in out
+    result.stdout.fnmatch_lines([
+        f"*ESTABLISHED * fd=*, opened in a task started at test_t.py:{line_of(TASKS, 'connect_tcp')} in "
+        "test_connect_tcp",
+        f"*opened in a task started at test_t.py:{line_of(TASKS, 'start_soon')} in test_task_group_child*",
+        f"*ESTABLISHED * fd=*, opened in a task started at test_t.py:{line_of(TASKS, 'ensure_future')} in main",
+    ])
+
+
+SERVERS = dedent('''
+    import _socket
+    import concurrent.futures
+    import socket
+
+    KEEP = []
+
+    def test_accepted_socket_left_open():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # listen
+        client = socket.create_connection(listener.getsockname())
+        conn, _ = listener.accept()
+        client.close()
+        listener.close()
+        KEEP.append(conn)  # the server side, left in CLOSE_WAIT
+
+    def test_opened_by_library_code_only(server):
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the worker's stack holds no line of this file
+            KEEP.append(pool.submit(socket.create_connection, (server.host, server.port)).result())
+
+    def test_opened_by_c_code(server):
+        s = _socket.socket()  # the C class: no Python socket call is made
+        s.connect((server.host, server.port))
+        KEEP.append(s)
+''')
+
+
+def test_accepted_sockets_and_library_code_say_what_is_known(pytester, run):
+    pytester.makepyfile(test_s=ANYIO_BACKEND + SERVERS)
+    result = run("-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=3, errors=3)
+    result.stdout.fnmatch_lines([
+        "*CLOSE_WAIT 127.0.0.1:* -> 127.0.0.1:* fd=*, accepted by the listener at 127.0.0.1:* opened at "
+        f"test_s.py:{line_of(SERVERS, 'listen')} in test_accepted_socket_left_open*",
+    ])
+    lines = result.outlines
+    lib = [line for line in lines if "ESTABLISHED" in line and "with no line of the test's own code" in line]
+    assert len(lib) == 1, lines
+    c_code = [line for line in lines if "ESTABLISHED" in line
+              and "origin unknown (opened by library or C code outside Python's socket module)" in line]
+    assert len(c_code) == 1, lines

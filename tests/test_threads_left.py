@@ -1,0 +1,101 @@
+"""Threads a test leaves running belong to that test (issue 11 §6).
+
+A thread started by a test and still running at its end is reported there, once (what it runs and what it
+holds), and whatever it does later - connections it opens and closes while other tests run - never counts against
+those tests.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from conftest import dedent
+
+
+def line_of(src: str, text: str) -> int:
+    return next(i for i, line in enumerate(src.splitlines(), 1) if text in line)
+
+SUITE = dedent('''
+    import socket
+    import threading
+    import time
+
+    import pytest
+    from pytest_sockhygiene.testing import wait_for
+
+    STOP = threading.Event()
+    HELD = threading.Event()
+
+    def push(host, port):
+        while not STOP.is_set():
+            with socket.create_connection((host, port)) as s:
+                s.sendall(b"GET / HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n")
+                s.recv(1024)
+            time.sleep(0.005)
+
+    def hold(host, port):
+        s = socket.create_connection((host, port))
+        HELD.set()
+        STOP.wait()
+        s.close()
+
+    @pytest.mark.sockhygiene(time_wait=None)
+    def test_starts_a_pusher(server):
+        threading.Thread(target=push, args=(server.host, server.port), name="pusher", daemon=True).start()
+        n = server.requests
+        assert wait_for(lambda: server.requests >= n + 2)
+
+    def test_next(server):
+        n = server.requests
+        assert wait_for(lambda: server.requests >= n + 20)  # the pusher connects 20 times during this test
+
+    def test_starts_a_holder(server):
+        threading.Thread(target=hold, args=(server.host, server.port), name="holder", daemon=True).start()
+        assert HELD.wait(5)
+
+    def test_after_the_holder(server):
+        n = server.requests
+        assert wait_for(lambda: server.requests >= n + 5)
+
+    def test_stop():
+        STOP.set()
+
+    def test_timer_that_ends_at_once():
+        threading.Timer(0.001, lambda: None).start()  # finished by the end of the test: not reported
+''')
+
+
+def test_a_thread_a_test_leaves_running_is_that_tests(pytester, run):
+    pytester.makepyfile(test_t=SUITE)
+    path = pytester.path / "report.json"
+    result = run(f"--sockhygiene-report={path}")
+    result.assert_outcomes(passed=6, errors=1)
+    import jsonschema
+
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json").read_text()))
+    tests = {t["nodeid"].split("::")[1]: t for t in doc["tests"]}
+    # what the threads did while later tests ran is not theirs
+    assert tests["test_next"]["counts"]["connections"] == 0 and tests["test_next"]["counts"]["time_wait"] == 0
+    assert tests["test_after_the_holder"]["clean"], tests["test_after_the_holder"]
+    assert tests["test_after_the_holder"]["counts"]["connections"] == 0
+    # reported once, on the test that started them
+    reported = {n: t.get("threads", []) for n, t in tests.items() if t.get("threads")}
+    assert set(reported) == {"test_starts_a_pusher", "test_starts_a_holder"}, reported
+    push, hold = line_of(SUITE, "def push("), line_of(SUITE, "def hold(")
+    assert len(reported["test_starts_a_pusher"]) == 1
+    assert reported["test_starts_a_pusher"][0].startswith(
+        f"thread 'pusher' (running push at test_t.py:{push}) started by this test is still running, holding ")
+    # the holder's connection is the test's leak: the failure text says which thread holds it
+    result.stdout.fnmatch_lines([
+        "sockhygiene: test_t.py::test_starts_a_holder broke its socket limits",
+        "  established: 1 > limit 0 - open connection(s) left behind",
+        f"*ESTABLISHED * opened at test_t.py:{hold + 1} in hold",
+        "*",
+        f"  thread 'holder' (running hold at test_t.py:{hold}) started by this test is still running, holding 1 "
+        "connection(s); what it does from now on is its own, never a later test's",
+    ])
+    result.stdout.fnmatch_lines(["threads left running: 2, each the test's that started it*",
+                                 "  test_t.py::test_starts_a_pusher: thread 'pusher'*",
+                                 "  test_t.py::test_starts_a_holder: thread 'holder'*"])
