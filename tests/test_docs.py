@@ -220,6 +220,26 @@ ENVIRONMENT = [  # lines that plugins of this suite's test extra add, which the 
 ]
 
 
+_ASYNCIO_WARNING = re.compile(r"pytest_asyncio/plugin\.py:\d+: PytestDeprecationWarning")
+
+
+def _without_asyncio_warning(actual: Sequence[str]) -> List[str]:
+    """The output without pytest-asyncio's start-up deprecation warning (a block of four lines on stderr, which a
+    shell example's ``2>&1``-style capture interleaves with pytest's output): the docs' runs had no pytest-asyncio."""
+    out: List[str] = []
+    skipping = False
+    for line in actual:
+        if _ASYNCIO_WARNING.search(line):
+            skipping = True
+            continue
+        if skipping:
+            if "warnings.warn(" in line:
+                skipping = False
+            continue
+        out.append(line)
+    return out
+
+
 def pattern(doc_line: str) -> str:
     """An fnmatch pattern for one line of a shown output: literal except for what differs between runs."""
     for rx, repl in NORMALISE:
@@ -239,7 +259,7 @@ def _chunks(expected: Sequence[str]) -> List[List[str]]:
 
 def mismatch(expected: Sequence[str], actual: Sequence[str]) -> Optional[str]:
     """None if ``expected`` (with `...` gaps) appears in ``actual``; else what was not found, near what."""
-    actual = [a.rstrip() for a in actual if not any(rx.search(a) for rx in ENVIRONMENT)]
+    actual = [a.rstrip() for a in _without_asyncio_warning(actual) if not any(rx.search(a) for rx in ENVIRONMENT)]
     pos = 0
     for chunk in _chunks([e.rstrip() for e in expected]):
         pats = [pattern(e) for e in chunk]
