@@ -59,16 +59,18 @@ NEIGHBOUR = dedent("""
     for line in sys.stdin:
         cmd, *args = line.split()
         if cmd == "open":  # a keep-alive connection the server keeps open, waiting for the next request
-            held = socket.create_connection((args[0], int(args[1])))
+            held = socket.socket()
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # so the port can be bound again while held
+            held.connect((args[0], int(args[1])))
             request(held, "/")
             print(held.getsockname()[1], flush=True)
-        elif cmd == "reset":  # and take the port again at once: another process could be given it meanwhile
+        elif cmd == "reset":  # the port is taken again *before* the reset: no other process can be given it between
             port = held.getsockname()[1]
-            held.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            held.close()
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            held.close()
             print("reset", flush=True)
         elif cmd == "reopen":  # the same local port again: the server closes first and keeps a TIME_WAIT row
             s.connect((args[0], int(args[1])))
