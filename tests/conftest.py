@@ -40,6 +40,19 @@ def has_ipv6_loopback() -> bool:
         return False
 
 
+CI_ENVIRONMENT = ("CI", "BUILD_NUMBER", "GITHUB_ACTIONS")
+"""Variables by which pytest (``CI``, ``BUILD_NUMBER``: the short test summary then keeps a failure's whole message
+instead of its first line) and the plugin (``GITHUB_ACTIONS``: annotations in ``auto`` mode) change what a run
+prints. Inner runs and shell examples must print the same on a developer's machine and in CI, so they are removed
+for every test; a test about CI behaviour sets them itself."""
+
+
+@pytest.fixture(autouse=True)
+def _outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CI_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
