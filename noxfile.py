@@ -51,7 +51,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
 
 import nox
 
@@ -68,7 +67,7 @@ except ImportError:  # Python < 3.11 running nox
     tomllib = None  # type: ignore[assignment]
 
 
-def _test_extra() -> List[str]:
+def _test_extra() -> list[str]:
     if tomllib is None:
         raise SystemExit("run nox with Python >= 3.11 (it reads pyproject.toml with tomllib)")
     with open(ROOT / "pyproject.toml", "rb") as f:
@@ -85,11 +84,11 @@ def _name(requirement: str) -> str:
 class Combo:
     name: str
     python: str
-    pins: Tuple[str, ...]
-    without: Tuple[str, ...] = ()
-    pytest_args: Tuple[str, ...] = ("-k", "not psutil")
+    pins: tuple[str, ...]
+    without: tuple[str, ...] = ()
+    pytest_args: tuple[str, ...] = ("-k", "not psutil")
 
-    def requirements(self) -> List[str]:
+    def requirements(self) -> list[str]:
         pinned = {_name(p) for p in self.pins}
         dropped = {_name(w) for w in self.without}
         base = [r for r in _test_extra() if _name(r) not in pinned | dropped]

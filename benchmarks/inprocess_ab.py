@@ -109,7 +109,8 @@ CONFTEST = textwrap.dedent('''
         for n, p in plugins:
             pm.unregister(p)
         arms = {"base": [], "noop": [(None, NoopHook())], "listdir": [(None, ListdirOnly())],
-                "stat": [(None, StatOnly())], "getdents": [(None, RawGetdents())], "countpoll": [(None, CountAndPoll())],
+                "stat": [(None, StatOnly())], "getdents": [(None, RawGetdents())],
+                "countpoll": [(None, CountAndPoll())],
                 "plugin": plugins}
 
         def block(arm, n):

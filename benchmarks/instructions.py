@@ -17,7 +17,8 @@ wall-clock numbers, not instead of them.
 
 Every run uses ``PYTHONHASHSEED=0``: with a random seed, dict and set layouts differ from run to run and the
 count of a whole run moves by tens of millions of instructions, which the difference of two runs would spread
-over the tests. Every suite runs once natively first, so that bytecode is compiled and cached before anything is counted.
+over the tests. Every suite runs once natively first, so that bytecode is compiled and cached before anything is
+counted.
 Runs are independent processes; ``--jobs`` of them run at once (instruction counts do not depend on it). Each
 run is ~40-60x slower than natively: the default trivial measurement takes ~4 minutes with 2 jobs.
 """
@@ -32,9 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -44,7 +46,7 @@ import run as bench  # noqa: E402
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def count_instructions(python: str, suite: Path, condition: str, env: Dict[str, str], timeout: float,
+def count_instructions(python: str, suite: Path, condition: str, env: dict[str, str], timeout: float,
                        expect: int) -> int:
     """Instructions executed by one ``pytest`` run of ``suite`` under callgrind (user space, all threads)."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "pytest", "-q",
@@ -62,7 +64,7 @@ def count_instructions(python: str, suite: Path, condition: str, env: Dict[str, 
 
 
 def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir: Path,
-            env: Dict[str, str]) -> Dict[str, Any]:
+            env: dict[str, str]) -> dict[str, Any]:
     suites = {n: bench.generate_suite(bench.SuiteSpec(kind, n, requests=args.requests), workdir)
               for n in (small, large)}
     # the violation-cost suite runs in warn mode (issue 12), against the suite without the plugin
@@ -87,7 +89,7 @@ def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir
     }
 
 
-def fmt(results: Sequence[Dict[str, Any]]) -> str:
+def fmt(results: Sequence[dict[str, Any]]) -> str:
     rows = [(r["suite"] + f" ({r['condition']})", f"{r['small']}->{r['large']}", f"{r['per_test_off'] / 1e3:,.0f}k",
              f"{r['per_test_on'] / 1e3:,.0f}k", f"{r['ratio']:.3f}x", f"+{r['added_per_test'] / 1e3:,.1f}k",
              f"{r['fixed_added'] / 1e6:+,.1f}M") for r in results]
@@ -96,7 +98,7 @@ def fmt(results: Sequence[Dict[str, Any]]) -> str:
     return bench.fmt_table(rows, header)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suites", default="trivial",
@@ -120,7 +122,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -135,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             env["PYTHONPATH"] = str(src) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             where = f"git revision {commit}"
         print(f"plugin from {where}; callgrind, {args.jobs} runs at once", flush=True)
-        sizes: List[Tuple[str, int, int]] = []
+        sizes: list[tuple[str, int, int]] = []
         for kind in args.suite_list:
             large = {"trivial": args.tests, "http": args.http_tests, "violations": args.violation_tests}[kind]
             sizes.append((kind, max(1, large // 5), large))

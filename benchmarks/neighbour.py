@@ -30,7 +30,7 @@ TIME_WAIT = "06"
 
 def count_time_wait(port: int) -> int:
     """TIME_WAIT rows whose remote endpoint is 127.0.0.1:port (the client sides this process left behind)."""
-    want = ":%04X" % port
+    want = f":{port:04X}"
     n = 0
     with open("/proc/net/tcp", "rb") as f:
         f.readline()
@@ -92,7 +92,7 @@ def main() -> int:
     port = addr[1]
     parent = os.getppid()
     started = time.monotonic()
-    recent: "collections.deque[float]" = collections.deque()  # times of connections in the last 60 s
+    recent: collections.deque[float] = collections.deque()  # times of connections in the last 60 s
     announced = False
     errors = 0
     while not stop:

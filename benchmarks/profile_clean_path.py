@@ -32,7 +32,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -273,7 +273,8 @@ def _pluggy_micro():
 
     out = {}
     for label, extra in (("4 plain impls (baseline)", []), ("+1 plain impl", [Plain]), ("+1 wrapper", [Wrapper]),
-                         ("+1 old-style hookwrapper", [OldWrapper]), ("+2 wrappers +1 plain", [Wrapper, Wrapper, Plain])):
+                         ("+1 old-style hookwrapper", [OldWrapper]),
+                         ("+2 wrappers +1 plain", [Wrapper, Wrapper, Plain])):
         pm = pluggy.PluginManager("bench")
         pm.add_hookspecs(Spec)
         for _ in range(4):
@@ -299,7 +300,7 @@ def pytest_sessionfinish(session, exitstatus):
 '''
 
 
-def run_view(view: str, suite: Path, env: Dict[str, str], on: bool, python: str, timeout: float) -> Dict[str, Any]:
+def run_view(view: str, suite: Path, env: dict[str, str], on: bool, python: str, timeout: float) -> dict[str, Any]:
     fd, out = tempfile.mkstemp(prefix=f"probe-{view}-", suffix=".json", dir=suite.parent)
     os.close(fd)
     e = dict(env)
@@ -318,7 +319,7 @@ def run_view(view: str, suite: Path, env: Dict[str, str], on: bool, python: str,
     return data
 
 
-def view_instrument(suite: Path, env: Dict[str, str], args: argparse.Namespace) -> None:
+def view_instrument(suite: Path, env: dict[str, str], args: argparse.Namespace) -> None:
     run_view("instrument", suite, env, True, args.python, args.timeout)  # warm-up (first run compiles, imports)
     data = run_view("instrument", suite, env, True, args.python, args.timeout)
     n = data["tests"]
@@ -333,7 +334,7 @@ def view_instrument(suite: Path, env: Dict[str, str], args: argparse.Namespace) 
               f"{rest / max(n - 1, 1) * 1e6:9.1f}")
 
 
-def view_micro(suite: Path, env: Dict[str, str], args: argparse.Namespace) -> None:
+def view_micro(suite: Path, env: dict[str, str], args: argparse.Namespace) -> None:
     data = run_view("micro", suite, env, True, args.python, args.timeout)
     print("\n## micro: each step of the clean path timed alone, inside a live session (best of 5, us per call)\n")
     for name, v in data["micro_us"].items():
@@ -343,7 +344,7 @@ def view_micro(suite: Path, env: Dict[str, str], args: argparse.Namespace) -> No
             print(f"{name:58s} {v:9d}")
 
 
-def view_cprofile(suite: Path, env: Dict[str, str], args: argparse.Namespace) -> None:
+def view_cprofile(suite: Path, env: dict[str, str], args: argparse.Namespace) -> None:
     import pstats
 
     stats = {}
@@ -353,10 +354,10 @@ def view_cprofile(suite: Path, env: Dict[str, str], args: argparse.Namespace) ->
         st = pstats.Stats(data["_prof"])
         stats[on] = (st, data)
     n = stats[True][1]["tests"] - 1  # tests 2..N were profiled
-    own: Dict[bool, Dict[str, List[float]]] = {}
+    own: dict[bool, dict[str, list[float]]] = {}
     for on, (st, _) in stats.items():
-        d: Dict[str, List[float]] = {}
-        for (fn, line, name), (cc, nc, tt, ct, callers) in st.stats.items():  # type: ignore[attr-defined]
+        d: dict[str, list[float]] = {}
+        for (fn, line, name), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
             key = f"{os.path.relpath(fn, '/') if fn.startswith('/') else fn}:{line}({name})"
             key = key.split("site-packages/")[-1].split("work/main/")[-1]
             if "pytest_sockhygiene/" in key:  # also when imported from an extracted --rev
@@ -373,7 +374,7 @@ def view_cprofile(suite: Path, env: Dict[str, str], args: argparse.Namespace) ->
           f"({(loop_on - loop_off) / n * 1e6:+.0f} us/test under the profiler, which inflates small calls)")
     print("functions whose own time grew most with the plugin on (us/test)\n")
     print(f"{'function':80s} {'+calls/test':>11s} {'+own us/test':>12s}")
-    for dt, key, dn, ct in rows[: args.top]:
+    for dt, key, dn, _ct in rows[: args.top]:
         print(f"{key[:80]:80s} {dn / n:11.2f} {dt / n * 1e6:12.2f}")
     for on in (False, True):
         os.unlink(stats[on][1]["_prof"])
@@ -424,7 +425,7 @@ print(len(os.listdir(_FD)), repr(res))
 """
 
 
-def view_scan(suite: Path, env: Dict[str, str], args: argparse.Namespace) -> None:
+def view_scan(suite: Path, env: dict[str, str], args: argparse.Namespace) -> None:
     print("\n## scan: one fd-table scan as the process holds more sockets (best of 7, us per scan)\n")
     print(f"{'held sockets':>12s} {'fds':>6s}  {'socket_inodes() (current)':>26s} {'same, leaner loop':>18s} "
           f"{'os.listdir only':>16s}")
@@ -443,7 +444,7 @@ def view_scan(suite: Path, env: Dict[str, str], args: argparse.Namespace) -> Non
 IMPORTS = ["httpx", "httpx2", "requests", "urllib3", "aiohttp"]
 
 
-def view_imports(suite: Path, env: Dict[str, str], args: argparse.Namespace) -> None:
+def view_imports(suite: Path, env: dict[str, str], args: argparse.Namespace) -> None:
     print("\n## imports: one-time work at the first window (trackers import the client libraries they patch)\n")
     code = textwrap.dedent("""
         import sys, time, importlib

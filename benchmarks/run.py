@@ -32,9 +32,10 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -263,7 +264,7 @@ TRANSIENT_MIX = (("listen", 20), ("close_wait", 20))
 """Issue 12's second shape: a LISTEN and a CLOSE_WAIT socket closed by another thread 20-100 ms after teardown."""
 
 
-def scaled_mix(mix: Sequence[Tuple[str, int]], tests: int) -> List[Tuple[str, int]]:
+def scaled_mix(mix: Sequence[tuple[str, int]], tests: int) -> list[tuple[str, int]]:
     """The mix's shares for a suite of ``tests`` tests (the instruction counts run a smaller copy too)."""
     total = sum(n for _, n in mix)
     counts = [(kind, n * tests // total) for kind, n in mix]
@@ -271,7 +272,7 @@ def scaled_mix(mix: Sequence[Tuple[str, int]], tests: int) -> List[Tuple[str, in
     return counts
 
 
-def expected_violations(spec: "SuiteSpec") -> Optional[str]:
+def expected_violations(spec: SuiteSpec) -> str | None:
     """The plugin's summary line a run of this suite must print (None: the usual all-clean check)."""
     if spec.kind != "violations":
         return None
@@ -363,10 +364,10 @@ def generate_suite(spec: SuiteSpec, where: Path) -> Path:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def count_tcp_states() -> Dict[str, int]:
+def count_tcp_states() -> dict[str, int]:
     """Rows of /proc/net/tcp and tcp6 by state (the whole network namespace, every process)."""
     names = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
-    out: Dict[str, int] = {"total": 0}
+    out: dict[str, int] = {"total": 0}
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(path, "rb") as f:
@@ -383,7 +384,7 @@ def count_tcp_states() -> Dict[str, int]:
     return out
 
 
-def cpu_busy_seconds() -> Optional[float]:
+def cpu_busy_seconds() -> float | None:
     """Machine-wide non-idle CPU seconds since boot (/proc/stat)."""
     try:
         with open("/proc/stat") as f:
@@ -401,7 +402,7 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def background_load(window: float = 0.3) -> Optional[float]:
+def background_load(window: float = 0.3) -> float | None:
     """Cores kept busy by everything but this harness during ``window`` seconds."""
     b0, c0, s0 = cpu_busy_seconds(), time.process_time(), time.monotonic()
     time.sleep(window)
@@ -411,7 +412,7 @@ def background_load(window: float = 0.3) -> Optional[float]:
     return max(0.0, (b1 - b0) - (c1 - c0)) / (s1 - s0)
 
 
-def wait_for_quiet(max_load: float, max_wait: float) -> Tuple[Optional[float], float]:
+def wait_for_quiet(max_load: float, max_wait: float) -> tuple[float | None, float]:
     """Wait (bounded) until other processes use less than ``max_load`` cores; return (last load, seconds waited)."""
     start = time.monotonic()
     load = background_load()
@@ -424,10 +425,10 @@ def wait_for_quiet(max_load: float, max_wait: float) -> Tuple[Optional[float], f
 # one run
 # --------------------------------------------------------------------------------------------------------------
 
-EXTRA_ARGS: List[str] = []
+EXTRA_ARGS: list[str] = []
 """``--pytest-args``, for every run of every condition."""
 
-CONDITIONS: Dict[str, List[str]] = {
+CONDITIONS: dict[str, list[str]] = {
     "absent": ["-p", "no:sockhygiene"],  # the plugin not loaded at all
     "off": [],  # installed, mode off (the default)
     "enforce": ["--sockhygiene=enforce"],
@@ -446,16 +447,16 @@ class RunResult:
     steady: float
     cpu_steady: float
     first_test: float
-    rss_start: Optional[int]
-    rss_collected: Optional[int]
-    rss_first_done: Optional[int]
-    rss_end: Optional[int]
+    rss_start: int | None
+    rss_collected: int | None
+    rss_first_done: int | None
+    rss_end: int | None
     items: int
-    background: Optional[float]
+    background: float | None
     wall_process: float
     warning: str = ""
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -463,8 +464,8 @@ class BenchError(RuntimeError):
     pass
 
 
-def run_once(python: str, suite: Path, condition: str, backend: Optional[str], env: Dict[str, str],
-             timeout: float, memory: bool, expect_items: int, expect_summary: Optional[str] = None) -> RunResult:
+def run_once(python: str, suite: Path, condition: str, backend: str | None, env: dict[str, str],
+             timeout: float, memory: bool, expect_items: int, expect_summary: str | None = None) -> RunResult:
     out = Path(tempfile.mkstemp(prefix="timing-", suffix=".json", dir=suite.parent)[1])
     cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CONDITIONS[condition], *EXTRA_ARGS]
     if backend and condition in ("enforce", "warn"):
@@ -562,23 +563,23 @@ class Scenario:
     test: str  # condition B
     note: str = ""
     memory: bool = False
-    results: List[RunResult] = field(default_factory=list)
-    tcp_states: List[Dict[str, int]] = field(default_factory=list)
+    results: list[RunResult] = field(default_factory=list)
+    tcp_states: list[dict[str, int]] = field(default_factory=list)
     waited: float = 0.0
 
-    def samples(self, condition: str, attr: str) -> List[float]:
+    def samples(self, condition: str, attr: str) -> list[float]:
         return [getattr(r, attr) for r in self.results if r.condition == condition]
 
     def median(self, condition: str, attr: str = "session") -> float:
         return statistics.median(self.samples(condition, attr))
 
-    def pair_ratios(self, attr: str = "session") -> List[float]:
+    def pair_ratios(self, attr: str = "session") -> list[float]:
         a, b = self.samples(self.base, attr), self.samples(self.test, attr)
         return [y / x for x, y in zip(a, b)]
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         n = self.spec.tests
-        out: Dict[str, Any] = {
+        out: dict[str, Any] = {
             "label": self.label,
             "suite": self.spec.name,
             "tests": n,
@@ -610,7 +611,7 @@ class Scenario:
         tw = [s.get("TIME_WAIT", 0) for s in self.tcp_states]
         out["time_wait_rows"] = {"min": min(tw), "median": statistics.median(tw), "max": max(tw)} if tw else None
         if self.memory:
-            mem: Dict[str, Any] = {}
+            mem: dict[str, Any] = {}
             for cond in (self.base, self.test):
                 rs = [r for r in self.results if r.condition == cond and r.rss_end is not None]
                 mem[cond] = {
@@ -630,9 +631,9 @@ class Scenario:
         return out
 
 
-def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: Dict[str, str], log: Any) -> None:
+def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: dict[str, str], log: Any) -> None:
     suite = generate_suite(sc.spec, workdir)
-    order_pairs: List[Tuple[str, str]] = []
+    order_pairs: list[tuple[str, str]] = []
     repeats = min(args.repeats, args.memory_repeats) if sc.memory else args.repeats
     for r in range(repeats):
         ab = (sc.base, sc.test)
@@ -648,7 +649,7 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: Dic
     for i, pair in enumerate(order_pairs):
         for cond in pair:
             if args.quiet_load > 0:
-                load, waited = wait_for_quiet(args.quiet_load, args.quiet_wait)
+                _load, waited = wait_for_quiet(args.quiet_load, args.quiet_wait)
                 sc.waited += waited
             sc.tcp_states.append(count_tcp_states())
             r = run_once(condition=cond, **kw)  # type: ignore[arg-type]
@@ -711,7 +712,7 @@ def fmt_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join([line(header), sep] + [line(r) for r in rows])
 
 
-def report(summaries: List[Dict[str, Any]], attr: str = "session", stat: str = "median") -> str:
+def report(summaries: list[dict[str, Any]], attr: str = "session", stat: str = "median") -> str:
     header = ("suite", "condition", f"{stat} off s", f"{stat} on s", "ratio", "added us/test", "pair ratios", "load",
               "TIME_WAIT")
     rows = []
@@ -734,7 +735,7 @@ def report(summaries: List[Dict[str, Any]], attr: str = "session", stat: str = "
     return fmt_table(rows, header)
 
 
-def memory_report(summaries: List[Dict[str, Any]]) -> str:
+def memory_report(summaries: list[dict[str, Any]]) -> str:
     header = ("suite", "condition", "session growth off MB", "on MB", "plugin MB", "first test: plugin MB",
               "tests 2..N: off MB", "on MB", "plugin MB", "plugin KB/test")
     rows = []
@@ -757,14 +758,14 @@ def memory_report(summaries: List[Dict[str, Any]]) -> str:
 
 
 def build_scenarios(args: argparse.Namespace, neighbour: int, held: int, memory: bool, mode: str,
-                    suites: Sequence[str], tag: str = "") -> List[Scenario]:
+                    suites: Sequence[str], tag: str = "") -> list[Scenario]:
     base, test = ("absent", "off") if mode == "off" else ("off", mode)
     cond = f"{test} vs {base}"
     if args.backend and mode != "off":
         cond += f", backend {args.backend}"
     if neighbour:
         cond += f", neighbour {neighbour} TW"
-    out: List[Scenario] = []
+    out: list[Scenario] = []
     for name in suites:
         if name == "trivial":
             spec = SuiteSpec("trivial", args.tests, held=held)
@@ -790,7 +791,7 @@ def build_scenarios(args: argparse.Namespace, neighbour: int, held: int, memory:
     return out
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="See benchmarks/README.md for the method and results.",
@@ -873,7 +874,7 @@ def revision() -> str:
         return "unknown"
 
 
-def extract_revision(rev: str, workdir: Path) -> Tuple[Path, str]:
+def extract_revision(rev: str, workdir: Path) -> tuple[Path, str]:
     """``git archive`` the package at ``rev`` into the work dir; return (directory for PYTHONPATH, commit)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
@@ -889,7 +890,7 @@ def extract_revision(rev: str, workdir: Path) -> Tuple[Path, str]:
     return dest, commit
 
 
-def child_env(workdir: Path) -> Dict[str, str]:
+def child_env(workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
     for k in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONDONTWRITEBYTECODE"):
         env.pop(k, None)
@@ -899,7 +900,7 @@ def child_env(workdir: Path) -> Dict[str, str]:
     return env
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
 
@@ -925,7 +926,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         env["SOCKHYGIENE_BENCH_SRC"] = str(src)
         log(f"plugin from git revision {rev_label}, extracted to {src}")
 
-    plan: List[Tuple[int, List[Scenario]]] = []  # (neighbour TIME_WAIT target, scenarios)
+    plan: list[tuple[int, list[Scenario]]] = []  # (neighbour TIME_WAIT target, scenarios)
     if args.all:
         plan.append((0, build_scenarios(args, 0, 0, False, args.mode, ["trivial", "http"])))
         plan.append((0, build_scenarios(args, 0, args.held_sockets or 1000, False, args.mode, ["trivial"])))
@@ -940,7 +941,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     log(f"python {platform.python_version()} ({args.python}), {os.cpu_count()} cores, workdir {workdir}")
     log(f"machine before: {count_tcp_states()}")
-    done: List[Scenario] = []
+    done: list[Scenario] = []
     try:
         for target, scenarios in plan:
             neighbour = Neighbour(args.python, target, log) if target else None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["SockHygieneWarning", "SockHygiene", "Measurement", "Limits", "SocketEntry", "TcpState", "__version__"]
+__all__ = ["Limits", "Measurement", "SockHygiene", "SockHygieneWarning", "SocketEntry", "TcpState", "__version__"]
 
 if TYPE_CHECKING:
     from .fixture import Measurement, SockHygiene

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Container, Dict, Iterable, List, Mapping, Optional, Tuple
+from collections.abc import Container, Iterable, Mapping
 
 from .endpoints import ConfigError
 
 TRACKED = ("connections", "time_wait")
-Baseline = Dict[str, Dict[str, int]]
+Baseline = dict[str, dict[str, int]]
 
 
 def allowed(base: int) -> int:
@@ -27,7 +27,8 @@ def load(path: str) -> Baseline:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"baseline file {path!r} does not exist; create it with --sockhygiene-baseline-update") from None
+        raise ConfigError(f"baseline file {path!r} does not exist; "
+                          "create it with --sockhygiene-baseline-update") from None
     except OSError as e:
         raise ConfigError(f"baseline file {path!r} cannot be read: {e.strerror or e}") from None
     except ValueError as e:
@@ -44,7 +45,7 @@ def load(path: str) -> Baseline:
     return out
 
 
-def grown(nodeid: str, counts: Mapping[str, int], baseline: Baseline) -> List[Tuple[str, int, int]]:
+def grown(nodeid: str, counts: Mapping[str, int], baseline: Baseline) -> list[tuple[str, int, int]]:
     """``(kind, count, baseline)`` for each tracked count that grew beyond its tolerance; [] for unknown tests."""
     base = baseline.get(nodeid)
     if base is None:
@@ -60,11 +61,11 @@ def dumps(tests: Mapping[str, Mapping[str, int]]) -> str:
 
 
 def updated(existing: Baseline, records: Iterable[Mapping[str, object]],
-            finished: Optional[Container[str]] = None) -> Baseline:
+            finished: Container[str] | None = None) -> Baseline:
     """The baseline with the current counts of every checked test whose body ran to the end (``finished``: its
-    call phase passed; ``None`` takes every record); every other entry is kept. A skipped test, a failed one, an interrupted one, and every test
-    under ``--setup-plan`` or ``--setup-only`` counts 0 or less than it would: recording that would erase the
-    ratchet, and the next real run would then fail the test as grown."""
+    call phase passed; ``None`` takes every record); every other entry is kept. A skipped test, a failed one, an
+    interrupted one, and every test under ``--setup-plan`` or ``--setup-only`` counts 0 or less than it would:
+    recording that would erase the ratchet, and the next real run would then fail the test as grown."""
     out = {k: dict(v) for k, v in existing.items()}
     for r in records:
         nodeid = str(r["nodeid"])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from collections.abc import Sequence
+from typing import Callable, TextIO
 
 from . import baseline as baseline_mod
 from .endpoints import ConfigError
@@ -30,7 +31,7 @@ class _Failed(Exception):
     """A command cannot go on; the message is printed as an error and the exit status is 2."""
 
 
-def _load_all(paths: Sequence[str]) -> List[Tuple[str, Document]]:
+def _load_all(paths: Sequence[str]) -> list[tuple[str, Document]]:
     out = []
     for p in paths:
         try:
@@ -63,7 +64,7 @@ def cmd_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _counts(path: str) -> Tuple[Dict[str, Dict[str, int]], Sequence[str]]:
+def _counts(path: str) -> tuple[dict[str, dict[str, int]], Sequence[str]]:
     """A report's counts per test, or a baseline file's (which holds only the tracked counts)."""
     try:
         return diff_mod.counts_by_test(load(path)["tests"]), KINDS
@@ -138,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args, out, err))

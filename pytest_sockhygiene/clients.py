@@ -25,7 +25,8 @@ import collections
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Tuple
+from collections.abc import Hashable, Iterable
+from typing import Any, Callable
 
 from . import origin as origin_mod
 from .events import local_endpoint, peer_endpoint
@@ -37,11 +38,24 @@ class ClientRecord:
     """What the plugin knows of one client. Hashable by identity and the same object for the client's whole life:
     connect events name their client by it (``SocketEvent.client``)."""
 
-    __slots__ = ("kind", "origin", "owner", "windows", "closed", "collected", "networked", "requests", "ref",
-                 "shared", "connections", "pooled", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "closed",
+        "collected",
+        "connections",
+        "kind",
+        "networked",
+        "origin",
+        "owner",
+        "pooled",
+        "ref",
+        "requests",
+        "shared",
+        "windows",
+    )
 
-    def __init__(self, kind: str, origin: Optional[origin_mod.Origin], owner: Optional[str],
-                 windows: Tuple[Any, ...], networked: bool) -> None:
+    def __init__(self, kind: str, origin: origin_mod.Origin | None, owner: str | None,
+                 windows: tuple[Any, ...], networked: bool) -> None:
         self.kind = kind
         self.origin = origin
         self.owner = owner
@@ -54,7 +68,7 @@ class ClientRecord:
         """Connects attributed to this client's requests (counted by the socket recorder, see
         ``origin.request_client``)."""
         self.pooled = False  # a socket was seen in its pool (a connect the recorder could not attribute)
-        self.ref: Optional[Callable[[], Any]] = None
+        self.ref: Callable[[], Any] | None = None
         self.shared = False  # adopted process-wide client: never counted, never a session-level leak
 
     @property
@@ -62,7 +76,7 @@ class ClientRecord:
         """It opened a real connection at some point of its life (attributed connect, or a socket in its pool)."""
         return self.connections > 0 or self.pooled
 
-    def label(self, fmt: Callable[[Optional[origin_mod.Origin]], str]) -> str:
+    def label(self, fmt: Callable[[origin_mod.Origin | None], str]) -> str:
         if self.origin is None and self.owner:
             return f"{self.kind} ({self.owner})"
         where = fmt(self.origin)
@@ -80,7 +94,7 @@ _FINALIZER_DEPTH = 40  # close() -> the tracker's wrapper -> closed(): a __del__
 def _in_finalizer() -> bool:
     """Whether a ``__del__`` is running on this thread's stack: the close under way is the collector's doing."""
     try:
-        frame: Optional[Any] = sys._getframe(2)
+        frame: Any | None = sys._getframe(2)
     except ValueError:  # called from the top of a stack (a tracker calling closed() from a bare thread)
         return False
     for _ in range(_FINALIZER_DEPTH):
@@ -96,23 +110,23 @@ class ClientRegistry:
     """Records of clients; the trackers' side of the interface is :meth:`created`, :meth:`closed`,
     :meth:`request`, :meth:`constructing`, :meth:`adopt` and :meth:`when_imported`."""
 
-    def __init__(self, current_owner: Callable[[], Optional[str]], current_sinks: Callable[[], Tuple[Any, ...]],
+    def __init__(self, current_owner: Callable[[], str | None], current_sinks: Callable[[], tuple[Any, ...]],
                  hook: Any = None) -> None:
         self._current_owner = current_owner
         self._current_sinks = current_sinks
         self.hook = hook
-        self._by_id: Dict[int, ClientRecord] = {}  # live clients, to find a record from close() / send()
-        self.held: List[ClientRecord] = []
+        self._by_id: dict[int, ClientRecord] = {}  # live clients, to find a record from close() / send()
+        self.held: list[ClientRecord] = []
         """Every record not yet forgotten (ids are reused after collection). Empty on the clean path of a suite
         with no tracked client alive, which is checked for every test: a plain attribute, not a property."""
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._imports: Optional[ImportWatcher] = None
+        self._imports: ImportWatcher | None = None
         self.on_error: Callable[[BaseException], None] = lambda e: None
 
     # -- the trackers' interface -----------------------------------------------------------------------------
 
-    def created(self, client: Any, kind: Optional[str] = None, networked: bool = True) -> None:
+    def created(self, client: Any, kind: str | None = None, networked: bool = True) -> None:
         """A client was created. ``networked=False`` for a client whose transport cannot hold a socket (a mock,
         ASGI or WSGI transport): it is remembered but never counted."""
         if getattr(self._local, "depth", 0) > 1:
@@ -152,7 +166,7 @@ class ClientRegistry:
         if record is not None and not record.collected and not _in_finalizer():
             record.closed = True
 
-    def request(self, client: Any) -> Optional[ClientRecord]:
+    def request(self, client: Any) -> ClientRecord | None:
         """A request starts: count it; the client's record (None for a client not recorded, such as one built
         inside another tracked client's constructor) is what the connects it makes are attributed to."""
         record = self._by_id.get(id(client))
@@ -172,13 +186,13 @@ class ClientRegistry:
         if self._imports is not None:
             self._imports.close()
 
-    def constructing(self) -> "_Constructing":
+    def constructing(self) -> _Constructing:
         """Wrap a tracked constructor: clients created inside it (nested) are not recorded separately."""
         return _Constructing(self._local)
 
     # -- what windows ask ----------------------------------------------------------------------------------------
 
-    def records(self) -> List[ClientRecord]:
+    def records(self) -> list[ClientRecord]:
         with self._lock:
             return list(self.held)
 
@@ -190,7 +204,7 @@ class ClientRegistry:
             return False
         return bool(self.hook.pytest_sockhygiene_client_is_closed(client=client))
 
-    def sockets_of(self, client: Any) -> List[Any]:
+    def sockets_of(self, client: Any) -> list[Any]:
         if self.hook is None:
             return []
         try:
@@ -198,15 +212,15 @@ class ClientRegistry:
         except Exception:  # noqa: BLE001 - a tracker that cannot read a pool must not break the verdict
             return []
 
-    def probe(self, window: Any, identity_of_socket: Callable[[Any], Optional[Hashable]],
-              need_sockets: bool, fmt: Callable[[Optional[origin_mod.Origin]], str]) -> "Probe":
+    def probe(self, window: Any, identity_of_socket: Callable[[Any], Hashable | None],
+              need_sockets: bool, fmt: Callable[[origin_mod.Origin | None], str]) -> Probe:
         """Unclosed clients created in ``window`` (used and unused); and, if sockets changed, which sockets belong
         to whose pool."""
-        unclosed: List[ClientRecord] = []
-        unused: List[ClientRecord] = []
-        owned: Dict[Hashable, str] = {}
-        notes: Dict[Hashable, str] = {}
-        created_here: List[ClientRecord] = []
+        unclosed: list[ClientRecord] = []
+        unused: list[ClientRecord] = []
+        owned: dict[Hashable, str] = {}
+        notes: dict[Hashable, str] = {}
+        created_here: list[ClientRecord] = []
         for record in self.records():
             mine = window in record.windows and record.owner is None
             if mine:
@@ -217,7 +231,7 @@ class ClientRegistry:
             if closed and not mine:
                 continue
             client = record.ref() if record.ref is not None and not record.collected else None
-            sockets: List[Any] = []
+            sockets: list[Any] = []
             if client is not None and not closed and record.networked and (need_sockets or not record.used):
                 sockets = self.sockets_of(client)
                 if sockets:
@@ -282,10 +296,10 @@ class _Constructing:
 
 
 class Probe:
-    __slots__ = ("unclosed", "owned", "notes", "created", "unused")
+    __slots__ = ("created", "notes", "owned", "unclosed", "unused")
 
-    def __init__(self, unclosed: List[ClientRecord], owned: Dict[Hashable, str], notes: Dict[Hashable, str],
-                 created: List[ClientRecord], unused: Optional[List[ClientRecord]] = None) -> None:
+    def __init__(self, unclosed: list[ClientRecord], owned: dict[Hashable, str], notes: dict[Hashable, str],
+                 created: list[ClientRecord], unused: list[ClientRecord] | None = None) -> None:
         self.unclosed = unclosed  # unclosed clients that opened a real connection: ``clients``
         self.owned = owned
         self.notes = notes
@@ -293,9 +307,9 @@ class Probe:
         self.unused = unused or []  # unclosed clients that never opened one: ``unused_clients``
 
 
-def client_items(records: Iterable[ClientRecord]) -> List[Item]:
+def client_items(records: Iterable[ClientRecord]) -> list[Item]:
     """Unclosed clients grouped by kind and origin (a loop that leaks 30 clients is one line with count 30)."""
-    groups: Dict[Tuple[str, Any, bool], int] = collections.Counter()
+    groups: dict[tuple[str, Any, bool], int] = collections.Counter()
     for r in records:
         groups[(r.kind, r.origin, r.collected)] += 1
     out = []
@@ -305,23 +319,24 @@ def client_items(records: Iterable[ClientRecord]) -> List[Item]:
     return out
 
 
-def created_items(records: Iterable[ClientRecord]) -> List[Item]:
+def created_items(records: Iterable[ClientRecord]) -> list[Item]:
     """Clients a window created, grouped by kind and origin; the note says how many requests each made."""
-    groups: Dict[Tuple[str, Any], List[int]] = collections.defaultdict(list)
+    groups: dict[tuple[str, Any], list[int]] = collections.defaultdict(list)
     for r in records:
         groups[(r.kind, r.origin)].append(r.requests)
     out = []
     for (kind, origin), requests in groups.items():
         per = sorted(set(requests))
-        each = f"{per[0]} request{'s' if per[0] != 1 else ''} each" if len(per) == 1 else f"{min(per)}-{max(per)} requests each"
+        each = (f"{per[0]} request{'s' if per[0] != 1 else ''} each" if len(per) == 1
+                else f"{min(per)}-{max(per)} requests each")
         out.append(Item(state=kind, local=None, remote=None, origin=origin, count=len(requests), note=each))
     return out
 
 
-def socket_identity(identity_of: Callable[..., Optional[Hashable]]) -> Callable[[Any], Optional[Hashable]]:
+def socket_identity(identity_of: Callable[..., Hashable | None]) -> Callable[[Any], Hashable | None]:
     """Adapt a table's ``identity_of(fd, local, remote)`` to a socket-like object (socket, TransportSocket)."""
 
-    def of(sock: Any) -> Optional[Hashable]:
+    def of(sock: Any) -> Hashable | None:
         try:
             fd = sock.fileno()
             local = local_endpoint(sock)

@@ -11,12 +11,12 @@ import fnmatch
 import functools
 import ipaddress
 import re
-from typing import Any, Optional, Tuple
+from typing import Any
 
-Endpoint = Tuple[str, int]
+Endpoint = tuple[str, int]
 """A normalised ``(host, port)``; host is a bare IPv4 or IPv6 literal without brackets."""
 
-FourTuple = Tuple[Endpoint, Endpoint]
+FourTuple = tuple[Endpoint, Endpoint]
 """``(local, remote)`` of one side of a connection."""
 
 
@@ -37,14 +37,14 @@ def normalize_host(host: str) -> str:
     return host
 
 
-def endpoint_from_sockaddr(addr: Any) -> Optional[Endpoint]:
+def endpoint_from_sockaddr(addr: Any) -> Endpoint | None:
     """``(host, port[, flow, scope])`` as Python's socket module gives it -> Endpoint, or None if not inet."""
     if isinstance(addr, tuple) and len(addr) >= 2 and isinstance(addr[0], str) and isinstance(addr[1], int):
         return (normalize_host(addr[0]), addr[1])
     return None
 
 
-def format_endpoint(ep: Optional[Endpoint]) -> str:
+def format_endpoint(ep: Endpoint | None) -> str:
     """``127.0.0.1:80`` or ``[::1]:80``: the spelling ignore globs are matched against."""
     if ep is None:
         return "-"
@@ -93,7 +93,7 @@ class IgnorePattern:
     by its remote address, a listener by its local one, and users write the address they know.
     """
 
-    __slots__ = ("text", "_hosts", "_port")
+    __slots__ = ("_hosts", "_port", "text")
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str):
@@ -117,7 +117,7 @@ class IgnorePattern:
             raise ConfigError(f"malformed ignore pattern {text!r}: empty host (use '*' for any host)")
         if m.group("v6") is not None and not any(c in host for c in "*?[") and ":" not in host:
             raise ConfigError(f"malformed ignore pattern {text!r}: brackets are for IPv6 addresses")
-        hosts: Tuple[str, ...] = (host.lower(),)
+        hosts: tuple[str, ...] = (host.lower(),)
         if not any(c in host for c in "*?["):
             if host.lower() == "localhost":
                 hosts = ("127.0.0.1", "::1")
@@ -134,7 +134,7 @@ class IgnorePattern:
         self._hosts = hosts
         self._port = port
 
-    def matches(self, ep: Optional[Endpoint]) -> bool:
+    def matches(self, ep: Endpoint | None) -> bool:
         if ep is None:
             return False
         host, port = ep

@@ -16,13 +16,15 @@ What stays invisible: sockets opened and closed entirely by C code (libpq, some 
 
 from __future__ import annotations
 
-import dataclasses
 import _socket
+import dataclasses
 import errno
 import socket
 import sys
 import threading
-from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
+import types
+from collections.abc import Hashable
+from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
@@ -36,31 +38,31 @@ class SocketEvent:
     """One thing done to a TCP/IP socket. ``owner`` is None when the test did it, else a fixture's label."""
 
     kind: str  # "connect" | "accept" | "listen" | "close"
-    identity: Optional[Hashable]
+    identity: Hashable | None
     fd: int
-    local: Optional[Endpoint]
-    remote: Optional[Endpoint]
-    origin: Optional[origin_mod.Origin]
+    local: Endpoint | None
+    remote: Endpoint | None
+    origin: origin_mod.Origin | None
     thread: int
-    owner: Optional[str]
-    listener: Optional[Hashable] = None  # accept: the listening socket's identity
-    listener_local: Optional[Endpoint] = None  # accept: the listening socket's address
+    owner: str | None
+    listener: Hashable | None = None  # accept: the listening socket's identity
+    listener_local: Endpoint | None = None  # accept: the listening socket's address
     client: Any = None
     """connect: the record (``clients.ClientRecord``) of the tracked client whose request opened this connection
     (``origin.request_client``: the innermost recorded client's request under way, the one whose pool opens
     it), None for a connection no tracked client's request made (raw sockets, ``http.client``, a client outside
     tracking, an app reached through a mock or ASGI transport). The record is
     hashable by identity and stays the same object for the client's life: group connections by it."""
-    api: Optional[str] = None
+    api: str | None = None
     """connect with no tracked client's request under way: the library call the user's line made
     (``origin.capture_call``: ``urllib.request.urlopen``, ``socket.create_connection``), None if the user's line
     called ``connect`` itself or no user line is on the stack."""
-    fixture: Optional[str] = None
+    fixture: str | None = None
     """connect: the function-scoped fixture being set up when it was made (``Ownership.function_fixture``), if
     any: such connections are the test's, but plumbing (a readiness probe), not the code under test."""
 
     @property
-    def four_tuple(self) -> Optional[FourTuple]:
+    def four_tuple(self) -> FourTuple | None:
         if self.local is None or self.remote is None:
             return None
         return (self.local, self.remote)
@@ -72,7 +74,7 @@ class EventSink:
     __slots__ = ("events",)  # one is made per test: small and quick to fill
 
     def __init__(self) -> None:
-        self.events: List[SocketEvent] = []
+        self.events: list[SocketEvent] = []
 
     def add(self, event: SocketEvent) -> None:
         self.events.append(event)  # list.append is atomic under the GIL: events come from any thread
@@ -86,17 +88,17 @@ class Ownership:
     """
 
     def __init__(self) -> None:
-        self.fixture_stack: List[str] = []
-        self.fixture_thread: Optional[int] = None
-        self.function_fixture: Optional[str] = None
+        self.fixture_stack: list[str] = []
+        self.fixture_thread: int | None = None
+        self.function_fixture: str | None = None
         """The function-scoped fixture whose setup is running on the fixture thread (a label, not an owner)."""
-        self.thread_owner: Dict[int, str] = {}
-        self.socket_owner: Dict[Hashable, str] = {}
+        self.thread_owner: dict[int, str] = {}
+        self.socket_owner: dict[Hashable, str] = {}
         self.inherited = False
         """Some thread carries an owner passed on at its start (kept on the thread object, not by ident: idents
         of ended threads are reused, and a server starts a short-lived thread per connection)."""
 
-    def current(self) -> Optional[str]:
+    def current(self) -> str | None:
         ident = threading.get_ident()
         owner = self.thread_owner.get(ident)
         if owner is not None:
@@ -149,7 +151,7 @@ class ThreadStarts:
         self._fn = None
 
 
-def peer_endpoint(sock: Any) -> Optional[Endpoint]:
+def peer_endpoint(sock: Any) -> Endpoint | None:
     """The remote address of a connected socket (or socket-like object), None if it has none."""
     try:
         return endpoint_from_sockaddr(sock.getpeername())
@@ -157,7 +159,7 @@ def peer_endpoint(sock: Any) -> Optional[Endpoint]:
         return None
 
 
-def local_endpoint(sock: Any) -> Optional[Endpoint]:
+def local_endpoint(sock: Any) -> Endpoint | None:
     """The local address of a socket (or socket-like object), None if it cannot say."""
     try:
         return endpoint_from_sockaddr(sock.getsockname())
@@ -178,29 +180,29 @@ _PATCHED = ("connect", "connect_ex", "accept", "listen", "_real_close")
 class Recorder:
     """Installs the socket wrappers once and fans events out to the open sinks."""
 
-    def __init__(self, identity_of: Callable[[int, Optional[Endpoint], Optional[Endpoint]], Optional[Hashable]],
+    def __init__(self, identity_of: Callable[[int, Endpoint | None, Endpoint | None], Hashable | None],
                  on_error: Callable[[BaseException], None]) -> None:
-        self.sinks: Tuple[EventSink, ...] = ()
+        self.sinks: tuple[EventSink, ...] = ()
         self.touched = True
         """A socket call happened since the last scan was taken: a window must look afresh, not reuse it.
         Cleared right before each scan; set by every hooked call, recorded or not."""
         self.ownership = Ownership()
-        self.listeners: Dict[Endpoint, Optional[Hashable]] = {}
-        self.listener_origins: Dict[Hashable, Optional[origin_mod.Origin]] = {}
+        self.listeners: dict[Endpoint, Hashable | None] = {}
+        self.listener_origins: dict[Hashable, origin_mod.Origin | None] = {}
         """Listener identity -> the line that called listen(): an accepted socket's origin names it."""
-        self.described: Set[Hashable] = set()  # sockets already searched for listeners (window.discover_listeners)
-        self.tuples: Dict[Hashable, FourTuple] = {}
+        self.described: set[Hashable] = set()  # sockets already searched for listeners (window.discover_listeners)
+        self.tuples: dict[Hashable, FourTuple] = {}
         """Identity -> 4-tuple of every connection seen held or connected: when such a socket later vanishes
         without a Python close() (garbage collection, C code), its TIME_WAIT row can still be found."""
-        self.left_by_tests: Set[Hashable] = set()
+        self.left_by_tests: set[Hashable] = set()
         """Sockets new in a test's window and still held when it closed: what that test left behind (reported
         there). Whatever later closes them - the garbage collector, another test - it is not a later test's
         connection, so it never counts towards that test's ``time_wait``. Pruned as they disappear."""
         self._identity_of = identity_of
         self._on_error = on_error
-        self._saved: Dict[str, Any] = {}
-        self._installed: Dict[str, Any] = {}
-        self._ours: Set[Any] = set()
+        self._saved: dict[str, Any] = {}
+        self._installed: dict[str, Any] = {}
+        self._ours: set[Any] = set()
         """Every wrapper this recorder made (other code may save one and write it back later)."""
         self._active = threading.local()
         self.tasks = TaskOrigins(self)
@@ -210,14 +212,14 @@ class Recorder:
     # -- sinks -----------------------------------------------------------------------------------------------
 
     def add_sink(self, sink: EventSink) -> None:
-        self.sinks = self.sinks + (sink,)
+        self.sinks = (*self.sinks, sink)
 
     def remove_sink(self, sink: EventSink) -> None:
         sinks = self.sinks
         self.sinks = () if len(sinks) == 1 and sinks[0] is sink else tuple(s for s in sinks if s is not sink)
 
-    def _emit(self, kind: str, sock: socket.socket, local: Optional[Endpoint], remote: Optional[Endpoint],
-              with_origin: bool, listener: Optional[socket.socket] = None) -> None:
+    def _emit(self, kind: str, sock: socket.socket, local: Endpoint | None, remote: Endpoint | None,
+              with_origin: bool, listener: socket.socket | None = None) -> None:
         self.touched = True
         fd = sock.fileno()
         listener_identity = None
@@ -229,9 +231,9 @@ class Recorder:
         if client is not None:
             client.connections += 1  # the client opened a real connection (see origin.request_client)
         identity = self._identity_of(fd, local, remote)
-        origin: Optional[origin_mod.Origin] = None
-        api: Optional[str] = None
-        fixture: Optional[str] = None
+        origin: origin_mod.Origin | None = None
+        api: str | None = None
+        fixture: str | None = None
         if with_origin:
             origin = origin_mod.request_origin.get()
             if origin is None:
@@ -244,7 +246,8 @@ class Recorder:
         elif kind == "accept":
             origin = origin_mod.accepted_origin(listener_local, self.listener_origins.get(listener_identity))
         thread = threading.get_ident()
-        if kind == "connect" and self.ownership.function_fixture is not None and thread == self.ownership.fixture_thread:
+        if (kind == "connect" and self.ownership.function_fixture is not None
+                and thread == self.ownership.fixture_thread):
             fixture = self.ownership.function_fixture
         event = SocketEvent(
             kind=kind,
@@ -323,7 +326,7 @@ class Recorder:
         active = self._active
 
         if name == "connect":
-            def wrapper(self: socket.socket, address: Any) -> None:  # type: ignore[misc]
+            def wrapper(self: socket.socket, address: Any) -> Any:
                 if not rec.sinks:
                     rec.touched = True
                     return orig(self, address)
@@ -339,7 +342,7 @@ class Recorder:
                     active.on = False
                 rec._on_connect(self, address)
         elif name == "connect_ex":
-            def wrapper(self: socket.socket, address: Any) -> int:  # type: ignore[misc]
+            def wrapper(self: socket.socket, address: Any) -> Any:
                 if not rec.sinks:
                     rec.touched = True
                     return orig(self, address)
@@ -354,7 +357,7 @@ class Recorder:
                     rec._on_connect(self, address)
                 return result
         elif name == "accept":
-            def wrapper(self: socket.socket) -> Tuple[socket.socket, Any]:  # type: ignore[misc]
+            def wrapper(self: socket.socket) -> Any:  # type: ignore[misc]
                 if not rec.sinks or getattr(active, "on", False):
                     rec.touched = True
                     return orig(self)
@@ -366,7 +369,7 @@ class Recorder:
                 rec._on_accept(self, conn)
                 return conn, addr
         elif name == "listen":
-            def wrapper(self: socket.socket, *args: Any) -> None:  # type: ignore[misc]
+            def wrapper(self: socket.socket, *args: Any) -> Any:  # type: ignore[misc]
                 if getattr(active, "on", False):
                     return orig(self, *args)
                 active.on = True
@@ -415,12 +418,9 @@ class Recorder:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
         open and at the phase boundaries of a test, so it must stay this cheap)."""
         d = SOCKET_CLASS.__dict__
-        for name, fn in self._installed.items():
-            if d.get(name) is not fn:
-                return False
-        return True
+        return all(d.get(name) is fn for name, fn in self._installed.items())
 
-    def reinstall(self) -> List[str]:
+    def reinstall(self) -> list[str]:
         """Wrap again whatever other code put in place of our wrappers, and say who did (one text per method
         replaced). The other code's function stays in the chain, so its guard still runs, and since we remember
         it as what we replaced, its own restore (which writes its saved copy back) still works: we wrap that
@@ -465,7 +465,7 @@ class TaskOrigins:
     ``create_task``, ``ensure_future``, ``TaskGroup`` and anyio's task groups create tasks. Installed once asyncio
     is imported; costs one attribute check per task outside windows."""
 
-    def __init__(self, recorder: "Recorder") -> None:
+    def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
         self._cls: Any = None
         self._saved: Any = _MISSING
@@ -535,7 +535,8 @@ class TaskOrigins:
 def _true_socket_class() -> type:
     """``socket.socket`` as the socket module defines it, even if other code has put a subclass in its place
     (pytest-socket's ``--disable-socket`` does, for the span of a test): the class every socket inherits from."""
-    for cls in getattr(socket.socket, "__mro__", ()):
+    mro: tuple[type, ...] = getattr(socket.socket, "__mro__", ())
+    for cls in mro:
         if cls.__module__ == "socket" and cls.__name__ == "socket":
             return cls
     return socket.socket
@@ -545,25 +546,27 @@ SOCKET_CLASS = _true_socket_class()
 _C_METHODS = {name: getattr(_socket.socket, name, None) for name in _PATCHED}
 
 
-def _holder_of(obj: Any) -> Optional[str]:
+def _holder_of(obj: Any) -> str | None:
     """``module.name`` of a module-level global that holds ``obj`` (where a restored copy was saved), if any.
-    Walks every loaded module once: run only when a replacement is first described."""
+    Walks every loaded module once: run only when a replacement is first described.
+
+    Only plain modules are read: a module subclass may compute its ``__dict__`` (the ``py`` library's lazy
+    ``apipkg`` modules import every submodule on that access), and a description must have no side effects -
+    it runs in the test's process, maybe with no file descriptor left to import with."""
     for modname, mod in list(sys.modules.items()):
-        if modname in ("socket", "_socket") or modname.startswith("pytest_sockhygiene"):
-            continue
-        namespace = getattr(mod, "__dict__", None)
-        if not isinstance(namespace, dict):
+        if type(mod) is not types.ModuleType or modname in ("socket", "_socket") or modname.startswith(
+                "pytest_sockhygiene"):
             continue
         try:
-            for key, value in list(namespace.items()):
+            for key, value in list(mod.__dict__.items()):
                 if value is obj and not key.startswith("__"):
                     return f"{modname}.{key}"
-        except Exception:  # noqa: BLE001 - a module with an odd namespace: skip it
+        except Exception:  # noqa: BLE001, S112 - a module with an odd namespace: skip it
             continue
     return None
 
 
-_descriptions: Dict[int, str] = {}
+_descriptions: dict[int, str] = {}
 
 
 def describe_replacement(name: str, current: Any) -> str:
@@ -589,5 +592,3 @@ def describe_replacement(name: str, current: Any) -> str:
 
 _MISSING: Any = object()
 
-if sys.version_info < (3, 9):  # pragma: no cover
-    raise ImportError("pytest-sockhygiene needs Python 3.9+")

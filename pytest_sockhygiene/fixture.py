@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable
 
 from .limits import Limits
 from .session import Controller
@@ -16,8 +16,8 @@ class Measurement:
     """Counts for a ``with sockhygiene.measure() as m:`` block, filled in when the block exits."""
 
     def __init__(self) -> None:
-        self.verdict: Optional[Verdict] = None
-        self.raised: Optional[str] = None
+        self.verdict: Verdict | None = None
+        self.raised: str | None = None
         """The name of the exception the block raised: such a block is not measured (it stopped part way)."""
 
     def _count(self, kind: str) -> int:
@@ -57,13 +57,13 @@ class Measurement:
         return self._count("unused_clients")
 
     @property
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         self._count("established")
         assert self.verdict is not None
         return dict(self.verdict.counts)
 
     @property
-    def violations(self) -> List[Violation]:
+    def violations(self) -> list[Violation]:
         self._count("established")
         assert self.verdict is not None
         return list(self.verdict.violations)
@@ -78,7 +78,7 @@ class MeasuredBlock:
     """What ``measure()`` returns: the context manager of one block. It can be entered once (a second ``with``
     on it would have nothing to report into: its ``Measurement`` is the first block's)."""
 
-    def __init__(self, owner: "SockHygiene", limits: Limits) -> None:
+    def __init__(self, owner: SockHygiene, limits: Limits) -> None:
         self._owner = owner
         self._limits = limits
         self._window: Any = None
@@ -99,8 +99,8 @@ class MeasuredBlock:
         self._window = Window(controller.table, controller.recorder, controller.client_probe)
         return self._measurement
 
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         window, self._window = self._window, None
         if exc_type is not None:
             recorder = self._owner._controller.recorder
@@ -155,7 +155,7 @@ class SockHygiene:
         self._set_limits(limits)
         return limits
 
-    def snapshot(self) -> List[SocketEntry]:
+    def snapshot(self) -> list[SocketEntry]:
         self._check_alive()
         if not self._controller.usable:
             raise RuntimeError("sockhygiene cannot read the socket table here: " + "; ".join(self._controller.notices))
@@ -169,5 +169,6 @@ class SockHygiene:
         self._check_alive()
         if not self._controller.usable:
             raise RuntimeError("sockhygiene cannot read the socket table here: " + "; ".join(self._controller.notices))
-        effective = Controller.runtime_limits(self._get_limits(), self._nodeid, limits) if limits else self._get_limits()
+        current = self._get_limits()
+        effective = Controller.runtime_limits(current, self._nodeid, limits) if limits else current
         return MeasuredBlock(self, effective)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Iterable, Optional, Tuple
+from collections.abc import Iterable
 
 PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 TIME_WAIT_SECONDS = 60.0
 """Linux keeps a TIME_WAIT entry for 60 s (TCP_TIMEWAIT_LEN): the span over which a run's entries pile up."""
 
 
-def ephemeral_port_count() -> Optional[int]:
+def ephemeral_port_count() -> int | None:
     """How many local ports outgoing connections can use (Linux), or None where unknown."""
     try:
         with open(PORT_RANGE_FILE) as f:
@@ -21,7 +21,7 @@ def ephemeral_port_count() -> Optional[int]:
     return high - low + 1
 
 
-def fd_limit() -> Optional[int]:
+def fd_limit() -> int | None:
     try:
         import resource
     except ImportError:  # Windows
@@ -30,7 +30,7 @@ def fd_limit() -> Optional[int]:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
-def open_fd_count() -> Optional[int]:
+def open_fd_count() -> int | None:
     try:
         return len(os.listdir("/proc/self/fd")) - 1  # minus the listing's own fd
     except OSError:
@@ -44,7 +44,7 @@ def open_fd_count() -> Optional[int]:
         return None
 
 
-def peak_time_wait(points: Iterable[Tuple[float, int]], span: float = TIME_WAIT_SECONDS) -> int:
+def peak_time_wait(points: Iterable[tuple[float, int]], span: float = TIME_WAIT_SECONDS) -> int:
     """The most TIME_WAIT entries alive at once, from (time a test ended, entries it left) pairs: each entry
     lives ``span`` seconds, so the peak is the largest sum over any ``span``-long stretch."""
     pts = sorted((t, n) for t, n in points if n > 0)

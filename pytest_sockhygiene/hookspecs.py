@@ -12,7 +12,8 @@ with ``config.pluginmanager.register(MyTracker())`` in ``pytest_configure``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -23,7 +24,7 @@ hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec(historic=True)
-def pytest_sockhygiene_install_tracker(registry: "ClientRegistry") -> None:
+def pytest_sockhygiene_install_tracker(registry: ClientRegistry) -> None:
     """Start tracking: patch the library so that it calls ``registry.created(client, kind=..., networked=...)``
     when a client is created and ``registry.closed(client)`` when it is closed. Use
     ``registry.when_imported("lib", callback)`` to patch only once the suite imports the library (at once if it
@@ -32,24 +33,24 @@ def pytest_sockhygiene_install_tracker(registry: "ClientRegistry") -> None:
 
 
 @hookspec
-def pytest_sockhygiene_uninstall_tracker(registry: "ClientRegistry") -> None:
+def pytest_sockhygiene_uninstall_tracker(registry: ClientRegistry) -> None:
     """Undo what ``pytest_sockhygiene_install_tracker`` did (called at the end of the session)."""
 
 
 @hookspec(firstresult=True)
-def pytest_sockhygiene_client_sockets(client: Any) -> Optional[Iterable[Any]]:
+def pytest_sockhygiene_client_sockets(client: Any) -> Iterable[Any] | None:
     """The sockets (objects with ``fileno()``) that a live client of your library holds now, e.g. its pool's
     connections; None if ``client`` is not one of yours. Used to tell a reused client's pooled connection (the
     good pattern) from a leak, and to explain a pooled CLOSE_WAIT."""
 
 
 @hookspec(firstresult=True)
-def pytest_sockhygiene_client_is_closed(client: Any) -> Optional[bool]:
+def pytest_sockhygiene_client_is_closed(client: Any) -> bool | None:
     """Whether a live client of your library is closed; None if ``client`` is not one of yours. Lets a tracker
     see closes that bypass the methods it patched."""
 
 
 @hookspec(firstresult=True)
-def pytest_sockhygiene_client_keepalive(client: Any) -> Optional[float]:
+def pytest_sockhygiene_client_keepalive(client: Any) -> float | None:
     """How long (seconds) the client keeps an idle pooled connection, for the CLOSE_WAIT diagnosis; None if
     unknown or not yours."""

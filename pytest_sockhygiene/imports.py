@@ -12,8 +12,9 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable
 
 Callback = Callable[[ModuleType], None]
 
@@ -25,7 +26,7 @@ class _NotifyingLoader(importlib.abc.Loader):
         self._loader = loader
         self._on_loaded = on_loaded
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[ModuleType]:
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)  # type: ignore[no-any-return]
 
     def exec_module(self, module: ModuleType) -> None:
@@ -41,7 +42,7 @@ class _NotifyingLoader(importlib.abc.Loader):
 
 class ImportWatcher(importlib.abc.MetaPathFinder):
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
-        self._callbacks: Dict[str, List[Callback]] = {}
+        self._callbacks: dict[str, list[Callback]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._on_error = on_error
@@ -56,8 +57,8 @@ class ImportWatcher(importlib.abc.MetaPathFinder):
             if self not in sys.meta_path:
                 sys.meta_path.insert(0, self)
 
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
-                  target: Optional[ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname not in self._callbacks or getattr(self._local, "busy", False):
             return None
         self._local.busy = True  # the real finders below are asked through importlib, which asks us again
@@ -75,7 +76,7 @@ class ImportWatcher(importlib.abc.MetaPathFinder):
             callbacks = self._callbacks.pop(name, [])
         self._run(callbacks, module)
 
-    def _run(self, callbacks: List[Callback], module: ModuleType) -> None:
+    def _run(self, callbacks: list[Callback], module: ModuleType) -> None:
         for cb in callbacks:
             try:
                 cb(module)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from .endpoints import ConfigError, IgnorePattern
 
-LIMIT_KEYS: Tuple[str, ...] = ("established", "close_wait", "listen", "time_wait", "clients", "connections",
+LIMIT_KEYS: tuple[str, ...] = ("established", "close_wait", "listen", "time_wait", "clients", "connections",
                                "unused_clients")
 """Counted kinds; each limit is the most one test may have. ``None`` means unlimited. The order is the order of
 the compact records (``results._Compact``) and of the JUnit properties: new kinds go at the end."""
 
-OPTION_KEYS: Tuple[str, ...] = ("ignore", "settle", "enabled")
-MARKER_KEYS: Tuple[str, ...] = LIMIT_KEYS + OPTION_KEYS
+OPTION_KEYS: tuple[str, ...] = ("ignore", "settle", "enabled")
+MARKER_KEYS: tuple[str, ...] = LIMIT_KEYS + OPTION_KEYS
 
 DEFAULT_SETTLE = 0.5
 """Seconds a violating test is re-checked before it is reported (a clean test never waits).
@@ -41,23 +42,23 @@ UNLIMITED_WORDS = ("unlimited", "none")
 class Limits:
     """The effective limits for one test. A value, so merging is ``dataclasses.replace``."""
 
-    established: Optional[int] = 0
-    close_wait: Optional[int] = 0
-    listen: Optional[int] = 0
-    time_wait: Optional[int] = DEFAULT_TIME_WAIT
-    clients: Optional[int] = 0
-    connections: Optional[int] = None
-    unused_clients: Optional[int] = None
+    established: int | None = 0
+    close_wait: int | None = 0
+    listen: int | None = 0
+    time_wait: int | None = DEFAULT_TIME_WAIT
+    clients: int | None = 0
+    connections: int | None = None
+    unused_clients: int | None = None
     """Unclosed clients that never opened a connection: counted, never failing unless a limit is set (they hold
     no socket; a client built to test URL merging or served by a mock is not a connection leak)."""
-    ignore: Tuple[IgnorePattern, ...] = ()
+    ignore: tuple[IgnorePattern, ...] = ()
     settle: float = DEFAULT_SETTLE
     enabled: bool = True
 
-    def limit(self, kind: str) -> Optional[int]:
+    def limit(self, kind: str) -> int | None:
         return getattr(self, kind)  # type: ignore[no-any-return]
 
-    def merged(self, overrides: Mapping[str, Any]) -> "Limits":
+    def merged(self, overrides: Mapping[str, Any]) -> Limits:
         return dataclasses.replace(self, **dict(overrides)) if overrides else self
 
 
@@ -66,7 +67,7 @@ def _did_you_mean(key: str, known: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def parse_limit(key: str, value: Any) -> Optional[int]:
+def parse_limit(key: str, value: Any) -> int | None:
     """A limit from Python (marker, fixture): a non-negative int, or None for unlimited."""
     if value is None:
         return None
@@ -85,7 +86,7 @@ def parse_settle(value: Any, key: str = "settle") -> float:
     return float(value)
 
 
-def parse_ignore(value: Any) -> Tuple[IgnorePattern, ...]:
+def parse_ignore(value: Any) -> tuple[IgnorePattern, ...]:
     """A glob or a list of globs. A lone string is accepted as one glob: ``ignore="*:6379"`` is a common spelling."""
     if isinstance(value, str):
         value = [value]
@@ -94,9 +95,9 @@ def parse_ignore(value: Any) -> Tuple[IgnorePattern, ...]:
     return tuple(IgnorePattern(v) for v in value)
 
 
-def parse_overrides(kwargs: Mapping[str, Any]) -> Dict[str, Any]:
+def parse_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Validate marker or fixture keywords into fields of :class:`Limits`."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, value in kwargs.items():
         if key in LIMIT_KEYS:
             out[key] = parse_limit(key, value)
@@ -113,12 +114,12 @@ def parse_overrides(kwargs: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def merge_marker_kwargs(markers_closest_first: Iterable[Tuple[Sequence[Any], Mapping[str, Any]]]) -> Dict[str, Any]:
+def merge_marker_kwargs(markers_closest_first: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> dict[str, Any]:
     """Merge ``(args, kwargs)`` of each ``sockhygiene`` marker, closest first as ``iter_markers`` yields them.
 
     The closest marker wins per key; positional arguments are refused rather than guessed at.
     """
-    merged: Dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     for args, kwargs in reversed(list(markers_closest_first)):
         if args:
             raise ConfigError(
@@ -131,7 +132,7 @@ def merge_marker_kwargs(markers_closest_first: Iterable[Tuple[Sequence[Any], Map
 # -- ini ------------------------------------------------------------------------------------------------------
 
 
-def parse_ini_limit(key: str, raw: str) -> Optional[int]:
+def parse_ini_limit(key: str, raw: str) -> int | None:
     text = raw.strip()
     if text.lower() in UNLIMITED_WORDS:
         return None
@@ -157,7 +158,7 @@ def limits_from_ini(values: Mapping[str, Any]) -> Limits:
 
     Raises ConfigError naming the ini key.
     """
-    fields: Dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     for kind in LIMIT_KEYS:
         ini_key = f"sockhygiene_{kind}"
         raw = values.get(ini_key)

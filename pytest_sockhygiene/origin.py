@@ -13,10 +13,11 @@ import socket
 import sys
 import sysconfig
 import threading
+from collections.abc import Iterable
 from types import FrameType
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any
 
-LIBRARY_PACKAGES: Tuple[str, ...] = (
+LIBRARY_PACKAGES: tuple[str, ...] = (
     "httpx",
     "httpx2",
     "httpcore",
@@ -52,27 +53,27 @@ A tracker plugin for another library can extend this with :func:`add_library_pac
 """
 
 _lock = threading.Lock()
-_library_dirs: Tuple[str, ...] = ()
-_is_library_cache: Dict[str, bool] = {}
-_stdlib_dirs: Tuple[str, ...] = ()
+_library_dirs: tuple[str, ...] = ()
+_is_library_cache: dict[str, bool] = {}
+_stdlib_dirs: tuple[str, ...] = ()
 
 
 def _norm(path: str) -> str:
     return os.path.normcase(os.path.abspath(path)) + os.sep
 
 
-_USER_DIRS: Tuple[str, ...] = (_norm(os.path.join(os.path.dirname(__file__), "demo")),)
+_USER_DIRS: tuple[str, ...] = (_norm(os.path.join(os.path.dirname(__file__), "demo")),)
 """Inside this package but user code: the demo suite's tests are what the demo reports on."""
 
 
-def _compute_stdlib_dirs() -> Tuple[str, ...]:
+def _compute_stdlib_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     dirs = {paths.get("stdlib"), paths.get("platstdlib"), os.path.dirname(os.__file__)}
     site_dirs = {paths.get("purelib"), paths.get("platlib")}
     return tuple(sorted(_norm(d) for d in dirs if d and d not in site_dirs))
 
 
-def _package_dir(name: str) -> Optional[str]:
+def _package_dir(name: str) -> str | None:
     mod = sys.modules.get(name)
     file = getattr(mod, "__file__", None)
     if file:
@@ -85,7 +86,7 @@ def _package_dir(name: str) -> Optional[str]:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    return _norm(list(spec.submodule_search_locations)[0])
+    return _norm(next(iter(spec.submodule_search_locations)))
 
 
 def add_library_packages(names: Iterable[str]) -> None:
@@ -123,7 +124,7 @@ def is_library_file(filename: str) -> bool:
     return result
 
 
-Origin = Tuple[Any, ...]
+Origin = tuple[Any, ...]
 """``(filename, lineno, function)`` of the first user frame; or ``(filename, lineno, function, how)`` when the
 socket's own stack had no user frame and the line is the one that started what opened it, ``how`` saying so
 ("opened in a task started at", "accepted by the listener at 127.0.0.1:8000 opened at"). ``filename`` is ""
@@ -133,7 +134,7 @@ TASK = "opened in a task started at"
 LIBRARY = "opened by library code, with no line of the test's own code on the stack, at"
 UNKNOWN = "origin unknown (opened by library or C code outside Python's socket module)"
 
-task_origin: "contextvars.ContextVar[Optional[Origin]]" = contextvars.ContextVar(
+task_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
     "sockhygiene_task_origin", default=None)
 """The user's line that created the asyncio task (or scheduled the callback) running now.
 
@@ -153,7 +154,7 @@ def set_task_boundary(code: Any) -> None:
     global _boundary
     _boundary = code
 
-request_origin: "contextvars.ContextVar[Optional[Origin]]" = contextvars.ContextVar(
+request_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
     "sockhygiene_request_origin", default=None)
 """The user's line that started the client request under way, set by client trackers around ``send``.
 
@@ -162,7 +163,7 @@ task's stack never reaches the user's coroutine. Context variables are copied in
 made for a tracked request still finds the user's line.
 """
 
-request_client: "contextvars.ContextVar[Optional[Any]]" = contextvars.ContextVar(
+request_client: contextvars.ContextVar[Any | None] = contextvars.ContextVar(
     "sockhygiene_request_client", default=None)
 """The record (``clients.ClientRecord``) of the tracked client whose request is under way, set beside
 ``request_origin`` by the same wrappers (``trackers/patching.py``). The innermost recorded client wins: the one
@@ -177,9 +178,9 @@ into child tasks like ``request_origin``, so anyio's racing connect attempts are
 """
 
 
-def capture(skip: int = 1) -> Optional[Origin]:
+def capture(skip: int = 1) -> Origin | None:
     """The first frame above the caller that is not library code, or None if every frame is library code."""
-    frame: Optional[FrameType] = sys._getframe(skip + 1)
+    frame: FrameType | None = sys._getframe(skip + 1)
     boundary = _boundary
     while frame is not None:
         code = frame.f_code
@@ -194,14 +195,14 @@ def capture(skip: int = 1) -> Optional[Origin]:
     return None
 
 
-def capture_library(skip: int = 1) -> Optional[Origin]:
+def capture_library(skip: int = 1) -> Origin | None:
     """For a socket call with no user frame on its stack: the first frame outside the standard library and this
     plugin (the library that made the call), so the report says what is known rather than "C code"."""
-    frame: Optional[FrameType] = sys._getframe(skip + 1)
+    frame: FrameType | None = sys._getframe(skip + 1)
     _ensure_init()
     own = _package_dir("pytest_sockhygiene") or ""
     socket_module = os.path.normcase(os.path.abspath(socket.__file__))
-    first: Optional[Origin] = None  # failing a library's frame: the first one outside the socket module
+    first: Origin | None = None  # failing a library's frame: the first one outside the socket module
     while frame is not None:
         code = frame.f_code
         path = os.path.normcase(os.path.abspath(code.co_filename))
@@ -214,13 +215,13 @@ def capture_library(skip: int = 1) -> Optional[Origin]:
     return first
 
 
-def capture_call(skip: int = 1) -> Tuple[Optional[Origin], Optional[str]]:
+def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
     """:func:`capture`, plus the library call the user's line made to get here: the outermost library frame
     below the user's frame, as ``module.qualname`` (``urllib.request.urlopen``, ``socket.create_connection``,
     ``http.client.HTTPConnection.connect``), or None when the user's frame called the hooked method itself. It
     names the API that opened a connection no tracked client made (``report.py`` prints it)."""
-    frame: Optional[FrameType] = sys._getframe(skip + 1)
-    called: Optional[FrameType] = None
+    frame: FrameType | None = sys._getframe(skip + 1)
+    called: FrameType | None = None
     boundary = _boundary
     while frame is not None:
         code = frame.f_code
@@ -235,7 +236,7 @@ def capture_call(skip: int = 1) -> Tuple[Optional[Origin], Optional[str]]:
     return None, None
 
 
-def _call_name(frame: Optional[FrameType]) -> Optional[str]:
+def _call_name(frame: FrameType | None) -> str | None:
     if frame is None:
         return None
     code = frame.f_code
@@ -243,7 +244,7 @@ def _call_name(frame: Optional[FrameType]) -> Optional[str]:
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+
 
 
-def relative_path(filename: str, rootdir: Optional[str]) -> str:
+def relative_path(filename: str, rootdir: str | None) -> str:
     """``filename`` relative to ``rootdir`` when it is inside it, else as it is."""
     if rootdir:
         try:
@@ -255,7 +256,7 @@ def relative_path(filename: str, rootdir: Optional[str]) -> str:
     return filename
 
 
-def short_path(filename: str, rootdir: Optional[str]) -> str:
+def short_path(filename: str, rootdir: str | None) -> str:
     """Relative to the rootdir; a library's file by its path inside site-packages, the standard library's by its
     path inside it (concurrent/futures/thread.py): the same text on every machine."""
     filename = relative_path(filename, rootdir)
@@ -271,7 +272,7 @@ def short_path(filename: str, rootdir: Optional[str]) -> str:
     return filename
 
 
-def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> str:
+def format_origin(origin: Origin | None, rootdir: str | None = None) -> str:
     if origin is None:
         return UNKNOWN
     filename, lineno, func = origin[:3]
@@ -283,11 +284,12 @@ def format_origin(origin: Optional[Origin], rootdir: Optional[str] = None) -> st
     return f"{how} {where}" if how else where
 
 
-def accepted_origin(listener_local: Optional[Any], listener_origin: Optional[Origin]) -> Origin:
+def accepted_origin(listener_local: Any | None, listener_origin: Origin | None) -> Origin:
     """An accepted socket's origin: its listener's address and the line that opened the listener."""
     from .endpoints import format_endpoint
 
-    at = f"accepted by the listener at {format_endpoint(listener_local)}" if listener_local else "accepted by a listener"
+    at = (f"accepted by the listener at {format_endpoint(listener_local)}" if listener_local
+          else "accepted by a listener")
     if listener_origin is None or not listener_origin[0]:
         return ("", 0, "", at + " (the listener's origin is unknown)")
     return (listener_origin[0], listener_origin[1], listener_origin[2], at + " opened at")

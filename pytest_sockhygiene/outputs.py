@@ -8,10 +8,12 @@ cannot be written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Container, Iterable, List, Mapping, Optional
+from collections.abc import Container, Iterable, Mapping
+from typing import Any, Callable
 
 from . import baseline as baseline_mod
 from .endpoints import ConfigError
@@ -19,12 +21,12 @@ from .endpoints import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class Outputs:
-    report: Optional[str] = None
-    baseline_path: Optional[str] = None
-    baseline: Optional[baseline_mod.Baseline] = None
+    report: str | None = None
+    baseline_path: str | None = None
+    baseline: baseline_mod.Baseline | None = None
     update: bool = False
 
-    def given(self) -> List[str]:
+    def given(self) -> list[str]:
         """The output options given, as the user spelled them (for the off mode's note)."""
         return [option for option, value in (("--sockhygiene-report", self.report),
                                               ("--sockhygiene-baseline", self.baseline_path),
@@ -50,7 +52,7 @@ def check_output_path(option: str, path: str) -> None:
         raise ConfigError(f"{option}: cannot write {path!r}: permission denied")
 
 
-def read_outputs(report: Optional[str], baseline_path: Optional[str], update: bool, check_writable: bool) -> Outputs:
+def read_outputs(report: str | None, baseline_path: str | None, update: bool, check_writable: bool) -> Outputs:
     """Raises ConfigError naming the option. Workers of xdist read the baseline but never write anything."""
     if report and check_writable:
         check_output_path("--sockhygiene-report", report)
@@ -83,10 +85,8 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -95,11 +95,11 @@ def write_json(path: str, document: Any) -> None:
 
 
 def write_outputs(outputs: Outputs, document: Callable[[], Any], records: Iterable[Mapping[str, object]],
-                  finished: Container[str]) -> List[str]:
+                  finished: Container[str]) -> list[str]:
     """Write the report and (with ``--sockhygiene-baseline-update``) the baseline; the baseline takes the counts
     of the tests in ``finished`` only (see ``baseline.updated``). Returns one message per file that could not
     be written: each is tried, and neither failure hides the other."""
-    errors: List[str] = []
+    errors: list[str] = []
     if outputs.report:
         try:
             make_folders(outputs.report)

@@ -14,22 +14,23 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Dict, Generator, List, Optional, Set, Tuple
+from collections.abc import Generator
+from typing import Any
 
 import pytest
 
+from . import baseline as baseline_mod
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, merge_marker_kwargs
-from .verdict import CLEAN, KINDS
-from . import baseline as baseline_mod
 from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
+from .reporting.annotations import workflow_commands
 from .reporting.options import CiOptions, read_ci_options
 from .results import SessionResults, clean_record, sampled_clean_record, test_record
 from .session import Controller
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
-from .reporting.annotations import workflow_commands
 from .summary import plural, summary_lines
+from .verdict import CLEAN, KINDS
 from .warning import warn_without_failing
 
 PLUGIN_NAME = "sockhygiene-session"
@@ -41,9 +42,9 @@ class _ItemState:
     """What the plugin keeps for the test being run (held by the plugin, not in ``item.stash``: pytest keeps every
     item for the whole run, and nothing of this is needed once the test is judged)."""
 
-    __slots__ = ("item", "limits", "window", "record")
+    __slots__ = ("item", "limits", "record", "window")
 
-    def __init__(self, item: pytest.Item, limits: Optional[Limits]) -> None:
+    def __init__(self, item: pytest.Item, limits: Limits | None) -> None:
         self.item = item
         self.limits = limits
         self.window = False
@@ -113,7 +114,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: List[str]) -> None:
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     rewrite_bare_flag(args)
 
 
@@ -161,7 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _register_pytest_html(config, plugin)
 
 
-def _register_pytest_html(config: pytest.Config, plugin: "SockHygienePlugin") -> None:
+def _register_pytest_html(config: pytest.Config, plugin: SockHygienePlugin) -> None:
     """pytest-html's rows and extras (issue 14): only when it is installed and ``--html`` is given, since its
     hooks exist only then."""
     if not (config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None)):
@@ -176,7 +177,7 @@ def _register_pytest_html(config: pytest.Config, plugin: "SockHygienePlugin") ->
     config.pluginmanager.register(rows, PLUGIN_NAME + "-pytest-html")
 
 
-def _location(item: pytest.Item) -> "tuple[str, int]":
+def _location(item: pytest.Item) -> tuple[str, int]:
     """Where a warn-mode warning points: the test function, not this plugin."""
     try:
         path, lineno, _ = item.reportinfo()
@@ -185,7 +186,7 @@ def _location(item: pytest.Item) -> "tuple[str, int]":
         return str(getattr(item, "path", item.nodeid)), 1
 
 
-def _test_location(item: pytest.Item) -> Tuple[str, int]:
+def _test_location(item: pytest.Item) -> tuple[str, int]:
     """The test function's file (relative to the rootdir, as pytest prints it) and line: where an annotation points
     when no origin is known."""
     try:
@@ -195,7 +196,7 @@ def _test_location(item: pytest.Item) -> Tuple[str, int]:
         return item.nodeid.split("::", 1)[0], 1
 
 
-def _markers(item: pytest.Item) -> List[Any]:
+def _markers(item: pytest.Item) -> list[Any]:
     """``(args, kwargs)`` of every ``sockhygiene`` marker, closest first: what ``item.iter_markers`` yields."""
     return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
 
@@ -207,9 +208,9 @@ class _MarkerWalk:
     itself, at any time before its setup, is seen)."""
 
     def __init__(self) -> None:
-        self._inherited: Dict[Any, List[Any]] = {}
+        self._inherited: dict[Any, list[Any]] = {}
 
-    def __call__(self, item: pytest.Item) -> List[Any]:
+    def __call__(self, item: pytest.Item) -> list[Any]:
         try:
             parent = item.parent
             inherited = self._inherited.get(parent)
@@ -228,14 +229,14 @@ class _OffMode:
     once, after collection (no per-test hook: a test pays nothing in this mode); a test with a bad marker errors at
     setup with the message ``enforce`` mode gives. Output options given anyway get one line in the summary."""
 
-    def __init__(self, settings: Settings, ignored_options: List[str]) -> None:
+    def __init__(self, settings: Settings, ignored_options: list[str]) -> None:
         self.settings = settings
         self.ignored_options = ignored_options
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         walk = _MarkerWalk()
-        bad: Dict[pytest.Item, str] = {}
-        seen: Dict[int, Tuple[Any, Optional[str]]] = {}  # id(kwargs) -> (kwargs, its error): one parse per marker
+        bad: dict[pytest.Item, str] = {}
+        seen: dict[int, tuple[Any, str | None]] = {}  # id(kwargs) -> (kwargs, its error): one parse per marker
         for item in session.items:
             # in the order enforce mode parses them (farthest first), so the message is the one it would give
             for args, kwargs in reversed(walk(item)):
@@ -265,7 +266,7 @@ class _BadMarkers:
     """Mode ``off``, registered only when some test has a bad ``sockhygiene`` marker: that test errors at setup,
     before its fixtures run."""
 
-    def __init__(self, bad: Dict[pytest.Item, str]) -> None:
+    def __init__(self, bad: dict[pytest.Item, str]) -> None:
         self.bad = bad
 
     @pytest.hookimpl(tryfirst=True)
@@ -279,19 +280,19 @@ class SockHygienePlugin:
     """Registered for the session when the mode is ``enforce`` or ``warn``."""
 
     def __init__(self, config: pytest.Config, controller: Controller, outputs: Outputs,
-                 reporter: Optional["SockHygieneReporter"]) -> None:
+                 reporter: SockHygieneReporter | None) -> None:
         self.config = config
         self.controller = controller
         self.outputs = outputs
         self.reporter = reporter
-        self.unscheduled: Optional[pytest.Item] = None
+        self.unscheduled: pytest.Item | None = None
         """The test whose window is open and whose check is not yet scheduled (no fixture set up yet)."""
-        self.current: Optional[_ItemState] = None
+        self.current: _ItemState | None = None
         """The test being run (from its setup on; its window is open while ``window`` is set)."""
         self.markers = _MarkerWalk()
         self.junit = bool(config.getoption("xmlpath", None))
         self.enforce = controller.settings.mode == "enforce"
-        self.interrupted: List[str] = []
+        self.interrupted: list[str] = []
         """Tests whose window was still open at the session's end: the run was interrupted during them."""
         self.sampling = bool(outputs.report or config.stash[_CI_KEY].html)
         """A report or the HTML page was asked for: every record carries its sample (time, open fds)."""
@@ -315,7 +316,7 @@ class SockHygienePlugin:
                 limits = self.controller.limits_for(item.nodeid, markers)
             except ConfigError as e:
                 self.current = _ItemState(item, None)
-                bad: Optional[str] = str(e)
+                bad: str | None = str(e)
             else:
                 bad = None
             if bad is not None:  # failed outside the except block: the message is shown once, not twice
@@ -413,7 +414,8 @@ class SockHygienePlugin:
         if ownership is not None:
             # a function-scoped fixture's connects are the test's, labelled with the fixture: a readiness probe
             # reads as plumbing, not as the code under test (report.py)
-            outer, ownership.function_fixture = ownership.function_fixture, f"function-scoped fixture '{fixturedef.argname}'"
+            outer = ownership.function_fixture
+            ownership.function_fixture = f"function-scoped fixture '{fixturedef.argname}'"
         try:
             return (yield)
         finally:
@@ -442,7 +444,7 @@ class SockHygienePlugin:
             return
         if verdict is None:
             return
-        grown: List[Tuple[str, int, int]] = []
+        grown: list[tuple[str, int, int]] = []
         if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, the test is its record
             if self.sampling:
                 record = sampled_clean_record(item.nodeid, time.time(), self.controller.fd_sample())
@@ -551,7 +553,7 @@ class _KeepFailure:
 
     def __init__(self, pluginmanager: pytest.PytestPluginManager) -> None:
         self.pluginmanager = pluginmanager
-        self.pending: Dict[pytest.Item, BaseException] = {}
+        self.pending: dict[pytest.Item, BaseException] = {}
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
@@ -609,7 +611,7 @@ class _FinishedBodies:
     ``baseline.updated``). Registered only then: other runs pay nothing per report."""
 
     def __init__(self) -> None:
-        self.finished: Set[str] = set()
+        self.finished: set[str] = set()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
@@ -628,7 +630,7 @@ class SockHygieneReporter:
         self.outputs = outputs
         self.results = SessionResults()
         self.bodies = _FinishedBodies() if outputs.update else None
-        self.write_errors: List[str] = []
+        self.write_errors: list[str] = []
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.config.pluginmanager.has_plugin("dsession"):  # xdist's controller: records come from workers
@@ -690,8 +692,8 @@ class SockHygieneReporter:
         if self.config.stash[_CI_KEY].html and not any(e.startswith("--sockhygiene-html") for e in self.write_errors):
             tr.write_line(f"html: {self.config.stash[_CI_KEY].html}")
         if r.problems:
-            tr.write_line(f"{plural(len(r.problems), 'plugin problem')} - a fault of pytest-sockhygiene (or of a tracker "
-                          "plugin), not of your tests; please report it:", red=True)
+            tr.write_line(f"{plural(len(r.problems), 'plugin problem')} - a fault of pytest-sockhygiene "
+                          "(or of a tracker plugin), not of your tests; please report it:", red=True)
             for p in r.problems[:5]:
                 tr.write_line(p)
 
@@ -706,7 +708,7 @@ def sockhygiene(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
 
     config = request.config
     item = request.node
-    plugin: Optional[SockHygienePlugin] = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    plugin: SockHygienePlugin | None = config.pluginmanager.get_plugin(PLUGIN_NAME)
     if plugin is not None:
         controller = plugin.controller
     else:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Callable, Optional
 
 from .baseline import allowed
-
 from .endpoints import format_endpoint
 from .origin import Origin
 from .verdict import CAUSE_ADVICE, OPENED_BY, RECONNECTED, Item, Verdict, Violation, advice, cause_of
@@ -51,7 +51,7 @@ def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
     return line
 
 
-def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> List[str]:
+def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> list[str]:
     lines = [f"{v.kind}: {v.count} > limit {v.limit} - {_TITLES.get(v.kind, v.kind)}"]
     for item in v.items[:max_items]:
         lines.append("    " + _item_line(v.kind, item, fmt))
@@ -85,7 +85,7 @@ def allow_marker(counts: Mapping[str, int]) -> str:
 
 
 def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
-                 grown: Sequence[Tuple[str, int, int]] = ()) -> str:
+                 grown: Sequence[tuple[str, int, int]] = ()) -> str:
     lines = [f"sockhygiene: {nodeid} broke its socket limits"]
     for v in verdict.violations:
         lines.extend("  " + line for line in violation_lines(v, fmt))

@@ -9,20 +9,21 @@ same records with or without xdist, and verdicts travel with the test results in
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional
 
 from .baseline import allowed
 from .health import peak_time_wait
 from .origin import Origin
 from .verdict import KINDS, Item, Verdict
 
-Record = Dict[str, Any]
+Record = dict[str, Any]
 
 
-Locate = Callable[[Optional[Origin]], Optional[Tuple[str, int]]]
+Locate = Callable[[Optional[Origin]], Optional[tuple[str, int]]]
 
 
-def _item_dict(item: Item, fmt: Callable[[Optional[Origin]], str], locate: Optional[Locate]) -> Dict[str, Any]:
+def _item_dict(item: Item, fmt: Callable[[Origin | None], str], locate: Locate | None) -> dict[str, Any]:
     d = item.as_dict(fmt)
     where = locate(item.origin) if locate is not None and item.origin is not None else None
     if where is not None:  # the origin's file and line as values: where a CI annotation points
@@ -30,9 +31,9 @@ def _item_dict(item: Item, fmt: Callable[[Optional[Origin]], str], locate: Optio
     return d
 
 
-def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, int]],
-                fmt: Callable[[Optional[Origin]], str], when: float, fds: Optional[int],
-                locate: Optional[Locate] = None, location: Optional[Tuple[str, int]] = None) -> Any:
+def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, int]],
+                fmt: Callable[[Origin | None], str], when: float, fds: int | None,
+                locate: Locate | None = None, location: tuple[str, int] | None = None) -> Any:
     """A dirty test's full record (a dict), or a clean test's compact one (a tuple, see ``_Compact``).
 
     ``locate`` gives each item's origin as (file relative to the rootdir, line); ``location`` is the test
@@ -40,7 +41,7 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
     if verdict.clean and not grown and not verdict.threads:
         counts = verdict.counts
         return (nodeid, tuple(_count(counts[k]) for k in KINDS), when, fds)
-    violations: List[Dict[str, Any]] = []
+    violations: list[dict[str, Any]] = []
     for v in verdict.violations:
         violations.append({
             "kind": v.kind, "count": v.count, "limit": v.limit,
@@ -75,7 +76,7 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[Tuple[str, int, i
 _ZEROS = (0,) * len(KINDS)
 
 
-def _count(value: Optional[int]) -> Optional[int]:
+def _count(value: int | None) -> int | None:
     """A count as recorded: None where it could not be measured (socket hooks replaced), never 0 then."""
     return None if value is None else int(value)
 
@@ -89,7 +90,7 @@ def clean_record(test: Any) -> Any:
     return test
 
 
-def sampled_clean_record(nodeid: str, when: float, fds: Optional[int]) -> Any:
+def sampled_clean_record(nodeid: str, when: float, fds: int | None) -> Any:
     """A clean test's record when a report or the HTML page was asked for: they show each test's sample (when it
     ended, this process's open fds then). The compact form of ``_Compact``; its cost is a clock read."""
     return (nodeid, _ZEROS, when, fds)
@@ -107,7 +108,7 @@ def public_record(r: Record) -> Record:
     return out
 
 
-_Compact = Tuple[str, Tuple[int, ...], float, Optional[int]]
+_Compact = tuple[str, tuple[int, ...], float, Optional[int]]
 """A clean test's record as kept for the session when its window saw something (connections within limits):
 nodeid, counts in KINDS order, end time, open fds then (None unless a report or the HTML page was asked for)
 (~100 bytes, where the dict would take ~1.8 KB: a 10,000-test run must
@@ -118,7 +119,7 @@ def _compact(r: Any) -> Any:
     if isinstance(r, str):  # a clean test's node id
         return r
     if not isinstance(r, dict):
-        return tuple(r[:1]) + (tuple(r[1]),) + tuple(r[2:4])  # as sent (xdist may turn tuples into lists)
+        return (*r[:1], tuple(r[1]), *r[2:4])  # as sent (xdist may turn tuples into lists)
     if r["clean"] and not r.get("origins") and not r.get("threads"):
         return (r["nodeid"], tuple(r["counts"][k] for k in KINDS), r["stop"], r.get("fds"))
     return r
@@ -139,15 +140,15 @@ def _expand(r: Any) -> Record:
 
 @dataclasses.dataclass
 class SessionResults:
-    _stored: List[Any] = dataclasses.field(default_factory=list)
-    leaks: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    _stored: list[Any] = dataclasses.field(default_factory=list)
+    leaks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Session-level leaks: sockets and clients a broader-scope fixture left open at session end."""
-    peak_fds: Optional[int] = None
-    fd_limit: Optional[int] = None
-    ports: Optional[int] = None
-    problems: List[str] = dataclasses.field(default_factory=list)
-    notices: List[str] = dataclasses.field(default_factory=list)
-    interrupted: List[str] = dataclasses.field(default_factory=list)
+    peak_fds: int | None = None
+    fd_limit: int | None = None
+    ports: int | None = None
+    problems: list[str] = dataclasses.field(default_factory=list)
+    notices: list[str] = dataclasses.field(default_factory=list)
+    interrupted: list[str] = dataclasses.field(default_factory=list)
     """Tests the run was interrupted in (Ctrl-C): checked when the run stopped, never failed."""
 
     def add(self, record: Any) -> None:
@@ -159,7 +160,7 @@ class SessionResults:
         self._stored.append(_compact(record) if type(record) is dict else record)
 
     @property
-    def records(self) -> List[Record]:
+    def records(self) -> list[Record]:
         return [_expand(r) for r in self._stored]
 
     @property
@@ -179,26 +180,26 @@ class SessionResults:
         self.interrupted.extend(health.get("interrupted", []))
 
     @property
-    def dirty(self) -> List[Record]:
+    def dirty(self) -> list[Record]:
         return [r for r in self._stored if isinstance(r, dict) and not r["clean"]]
 
-    def violations_by_kind(self) -> Dict[str, int]:
-        out: Dict[str, int] = {}
+    def violations_by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
         for r in self.dirty:
             for kind in {v["kind"] for v in r["violations"]}:
                 out[kind] = out.get(kind, 0) + 1
         return out
 
-    def threads_left(self) -> List[Tuple[str, str]]:
+    def threads_left(self) -> list[tuple[str, str]]:
         """(node id, thread description) of every thread a test left running."""
         return [(r["nodeid"], t) for r in self._stored if isinstance(r, dict) for t in r.get("threads", ())]
 
-    def worst(self, kind: str, n: int = 5) -> List[Record]:
+    def worst(self, kind: str, n: int = 5) -> list[Record]:
         ranked = sorted((r for r in self.records if (r["counts"].get(kind) or 0) > 0),
                         key=lambda r: (-r["counts"][kind], r["nodeid"]))
         return ranked[:n]
 
-    def session(self) -> Dict[str, Any]:
+    def session(self) -> dict[str, Any]:
         records = self.records
         peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"] or 0) for r in records)
         return {
@@ -215,5 +216,5 @@ class SessionResults:
             "notices": list(self.notices),
         }
 
-    def document(self) -> Dict[str, Any]:
+    def document(self) -> dict[str, Any]:
         return {"version": 1, "tests": [public_record(r) for r in self.records], "session": self.session()}

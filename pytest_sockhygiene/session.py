@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 from . import origin as origin_mod
-from .endpoints import ConfigError
 from .clients import ClientRegistry, client_items, created_items, socket_identity
+from .endpoints import ConfigError
 from .events import _OWNER_ATTR, Recorder
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
@@ -26,7 +27,7 @@ from .verdict import CLEAN, Item, Verdict, unmeasured
 from .window import ClientProbe, Window, backoff
 
 
-def thread_snapshot() -> Dict[Any, Any]:
+def thread_snapshot() -> dict[Any, Any]:
     """The running threads by ident: a copy of ``threading._active`` (one small dict copy per window), or built
     from ``threading.enumerate()`` where that private dict is missing."""
     active = getattr(threading, "_active", None)
@@ -44,7 +45,7 @@ def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
     return base.merged(overrides)
 
 
-def marker_limits(base: Limits, nodeid: str, markers: Sequence[Tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
+def marker_limits(base: Limits, nodeid: str, markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
     """Limits for one test from its ``sockhygiene`` markers (closest first); ConfigError names the test."""
     try:
         return effective_limits(base, merge_marker_kwargs(markers))
@@ -52,7 +53,7 @@ def marker_limits(base: Limits, nodeid: str, markers: Sequence[Tuple[Sequence[An
         raise ConfigError(f"sockhygiene marker on {nodeid}: {e}") from None
 
 
-def _nearer_limit(fds: int, limit: Optional[int], peak: Optional[int], peak_limit: Optional[int]) -> bool:
+def _nearer_limit(fds: int, limit: int | None, peak: int | None, peak_limit: int | None) -> bool:
     """Whether ``fds`` of ``limit`` came closer to running out than the peak so far: the session health shows
     the closest approach, with the limit in force then (the largest count, where a limit is unknown)."""
     if peak is None:
@@ -63,34 +64,34 @@ def _nearer_limit(fds: int, limit: Optional[int], peak: Optional[int], peak_limi
 
 
 class Controller:
-    def __init__(self, settings: Settings, rootdir: Optional[str], hook: Any = None) -> None:
+    def __init__(self, settings: Settings, rootdir: str | None, hook: Any = None) -> None:
         self.settings = settings
         self.rootdir = rootdir
         self.hook = hook
-        self.clients: Optional[ClientRegistry] = None
-        self.table: Optional[SocketTable] = None
-        self.recorder: Optional[Recorder] = None
-        self.window: Optional[Window] = None
-        self.client_probe: Optional[ClientProbe] = None
-        self.notices: List[str] = []
-        self.problems: List[str] = []
+        self.clients: ClientRegistry | None = None
+        self.table: SocketTable | None = None
+        self.recorder: Recorder | None = None
+        self.window: Window | None = None
+        self.client_probe: ClientProbe | None = None
+        self.notices: list[str] = []
+        self.problems: list[str] = []
         self._started = False
-        self.unavailable: Optional[str] = None
+        self.unavailable: str | None = None
         """Why no backend could read the socket table (then the session's checks are off), once started."""
-        self.peak_fds: Optional[int] = None
-        self.peak_fd_limit: Optional[int] = None
+        self.peak_fds: int | None = None
+        self.peak_fd_limit: int | None = None
         """The soft RLIMIT_NOFILE in force when ``peak_fds`` was seen (a test may lower it, and restore it)."""
-        self._last_scan: Optional[Scan] = None
-        self._fixture_marks: List[Tuple[str, Dict[Hashable, int], set]] = []
-        self.replacements: Dict[str, int] = {}
+        self._last_scan: Scan | None = None
+        self._fixture_marks: list[tuple[str, dict[Hashable, int], set[Any]]] = []
+        self.replacements: dict[str, int] = {}
         """What other code put in place of the socket hooks (who, which method) -> how many times."""
         self.blind_windows = 0
         """Windows that ran partly without the socket hooks (their event-based counts are unknown)."""
-        self.hooks_lost: Optional[str] = None
+        self.hooks_lost: str | None = None
         """Why the socket hooks could not be put back, once that happened."""
-        self._threads_at_open: Optional[Dict[Any, Any]] = None
-        self._window_test: Optional[str] = None
-        self._test_threads: Dict[int, Tuple[threading.Thread, str]] = {}
+        self._threads_at_open: dict[Any, Any] | None = None
+        self._window_test: str | None = None
+        self._test_threads: dict[int, tuple[threading.Thread, str]] = {}
         """Threads tests left running (ident -> thread, owner label): pruned once they end (idents are reused)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -146,11 +147,11 @@ class Controller:
         identity = socket_identity(self.table.identity_of)
         registry = self.clients
 
-        nothing: Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item], List[Item]] = (
+        nothing: tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]] = (
             [], {}, {}, [], [])
 
-        def probe(window: Window, need_sockets: bool) -> Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str],
-                                                               List[Item], List[Item]]:
+        def probe(window: Window, need_sockets: bool) -> tuple[list[Item], dict[Hashable, str], dict[Hashable, str],
+                                                               list[Item], list[Item]]:
             if not registry.held:
                 return nothing  # the clean path of a suite that has no tracked client alive
             p = registry.probe(window, identity, need_sockets, self.format_origin)
@@ -183,16 +184,16 @@ class Controller:
     def _hook_error(self, exc: BaseException) -> None:
         self.problem(f"socket hook in thread {threading.current_thread().name}", exc)
 
-    def format_origin(self, origin: Optional[origin_mod.Origin]) -> str:
+    def format_origin(self, origin: origin_mod.Origin | None) -> str:
         return origin_mod.format_origin(origin, self.rootdir)
 
-    def locate_origin(self, origin: Optional[origin_mod.Origin]) -> Optional[Tuple[str, int]]:
+    def locate_origin(self, origin: origin_mod.Origin | None) -> tuple[str, int] | None:
         """``(path relative to the rootdir, line)`` of an origin: where a CI annotation points."""
         if origin is None or not origin[0]:  # unknown, or only known as "accepted by the listener at ..."
             return None
         return origin_mod.relative_path(origin[0], self.rootdir), int(origin[1])
 
-    def fd_sample(self) -> Optional[int]:
+    def fd_sample(self) -> int | None:
         """This process's open fds as of the last look (for the per-test sample of the report and the HTML page):
         free where the look listed the fds (the quick look checked the same ones are open), else the backend's
         count (psutil: one listing)."""
@@ -230,7 +231,7 @@ class Controller:
             window.blind = True
             self.blind_windows += 1
 
-    def hooks_notice(self) -> Optional[str]:
+    def hooks_notice(self) -> str | None:
         """The session health's one line about replaced socket hooks, if any were."""
         if not self.replacements and self.hooks_lost is None:
             return None
@@ -249,7 +250,7 @@ class Controller:
 
     # -- windows -----------------------------------------------------------------------------------------------
 
-    def open_window(self, test: Optional[str] = None) -> Optional[Window]:
+    def open_window(self, test: str | None = None) -> Window | None:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
             return None
         assert self.table is not None and self.recorder is not None
@@ -267,7 +268,7 @@ class Controller:
             self.blind_windows += 1
         return self.window
 
-    def close_window(self, limits: Limits) -> Optional[Verdict]:
+    def close_window(self, limits: Limits) -> Verdict | None:
         if self.window is not None and not self.window.closed:
             self.keep_hooks(True)
         window, self.window = self.window, None
@@ -311,7 +312,7 @@ class Controller:
         own = self.recorder.ownership
         new = [t for ident, t in now.items() if before.get(ident) is not t and ident not in own.thread_owner
                and getattr(t, _OWNER_ATTR, None) is None  # a thread an owned thread started is that owner's
-               and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()]  # type: ignore[attr-defined]
+               and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()]
         # a thread that is finishing (a Timer that just fired, an executor shutting down) is given a moment
         deadline = time.monotonic() + min(0.05, limits.settle)
         for t in new:
@@ -323,13 +324,13 @@ class Controller:
         lines = []
         for t in left:
             label = f"thread '{t.name}' left running by {test}"
-            own.thread_owner[t.ident] = label  # type: ignore[index]
+            own.thread_owner[t.ident] = label
             try:
                 setattr(t, _OWNER_ATTR, label)  # passed on to the threads it starts
                 own.inherited = True
             except Exception:  # noqa: BLE001
                 pass
-            self._test_threads[t.ident] = (t, label)  # type: ignore[index]
+            self._test_threads[t.ident] = (t, label)
             lines.append(self.describe_thread(t, window))
         return dataclasses.replace(verdict, threads=verdict.threads + tuple(lines))
 
@@ -340,9 +341,10 @@ class Controller:
         running = ""
         if code is not None:
             name = getattr(target, "__qualname__", None) or f"{type(t).__qualname__}.run"
-            running = f" (running {name} at {origin_mod.short_path(code.co_filename, self.rootdir)}:{code.co_firstlineno})"
+            where = f"{origin_mod.short_path(code.co_filename, self.rootdir)}:{code.co_firstlineno}"
+            running = f" (running {name} at {where})"
         held = window.after_scan.ids if window.after_scan is not None else {}
-        kinds: Dict[str, int] = {}
+        kinds: dict[str, int] = {}
         seen = set()
         for ev in window.events:
             if ev.thread == t.ident and ev.kind in ("connect", "accept", "listen") and ev.identity in held \
@@ -365,7 +367,7 @@ class Controller:
 
     # -- the session's end ---------------------------------------------------------------------------------------
 
-    def session_leaks(self) -> List[Dict[str, str]]:
+    def session_leaks(self) -> list[dict[str, str]]:
         """Sockets and clients that fixtures of broader scope created and left open at session end, re-checked
         like a test's violation: only while a leak can still go away (a server thread may close its listener
         just after teardown), for up to ``settle`` seconds, stopping the moment none is left that can."""
@@ -380,7 +382,7 @@ class Controller:
                 break
         return leaks
 
-    def _session_leaks_once(self) -> Tuple[List[Dict[str, str]], bool]:
+    def _session_leaks_once(self) -> tuple[list[dict[str, str]], bool]:
         """The leaks, and whether any of them can still go away. Each one listed today can: a socket the process
         still holds, a live client not closed (a collected one is its fixture's, already torn down, and not
         listed)."""
@@ -399,9 +401,9 @@ class Controller:
                                   "owner": r.owner})
         return leaks, bool(leaks)
 
-    def health(self) -> Dict[str, Any]:
+    def health(self) -> dict[str, Any]:
         """This process's part of the session summary (a worker sends it to the xdist controller)."""
-        leaks: List[Dict[str, str]] = []
+        leaks: list[dict[str, str]] = []
         try:
             leaks = self.session_leaks()
         except Exception as e:  # noqa: BLE001
@@ -452,7 +454,7 @@ class Controller:
 
     # -- per-test limits ---------------------------------------------------------------------------------------
 
-    def limits_for(self, nodeid: str, markers: Sequence[Tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
+    def limits_for(self, nodeid: str, markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
         if not markers:  # most tests: the session's limits, a frozen value shared by all of them
             return self.settings.limits
         return marker_limits(self.settings.limits, nodeid, markers)

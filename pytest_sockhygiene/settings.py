@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Union
 
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, limits_from_ini
@@ -24,7 +24,7 @@ class Settings:
         return self.mode != "off"
 
 
-def ini_value_types(pytest_version: Tuple[Any, ...]) -> Tuple[Any, Any]:
+def ini_value_types(pytest_version: tuple[Any, ...]) -> tuple[Any, Any]:
     """The ``addini`` types of the limit keys and of ``sockhygiene_settle``: ``None`` (a string) where that pytest
     cannot say "a number, or a word".
 
@@ -58,7 +58,7 @@ def parse_mode(value: str, source: str) -> str:
     return mode
 
 
-def read_mode(cli_value: Optional[str], ini_value: Any) -> str:
+def read_mode(cli_value: str | None, ini_value: Any) -> str:
     if cli_value is not None:
         return parse_mode(cli_value, "--sockhygiene")
     if ini_value:
@@ -66,17 +66,18 @@ def read_mode(cli_value: Optional[str], ini_value: Any) -> str:
     return "off"
 
 
-def read_settings(cli_mode: Optional[str], cli_backend: Optional[str], getini: Callable[[str], Any]) -> Settings:
+def read_settings(cli_mode: str | None, cli_backend: str | None, getini: Callable[[str], Any]) -> Settings:
     """Raises ConfigError naming the option or ini key."""
     mode = read_mode(cli_mode, read_ini(getini, "sockhygiene"))
     backend = (cli_backend or "auto").strip().lower()
     if backend not in BACKENDS:
-        raise ConfigError(f"--sockhygiene-backend: unknown backend {cli_backend!r}; expected one of {', '.join(BACKENDS)}")
-    values = {key: read_ini(getini, key) for key in INI_LIMIT_KEYS + ("sockhygiene_settle", "sockhygiene_ignore")}
+        raise ConfigError(f"--sockhygiene-backend: unknown backend {cli_backend!r}; "
+                          f"expected one of {', '.join(BACKENDS)}")
+    values = {key: read_ini(getini, key) for key in (*INI_LIMIT_KEYS, "sockhygiene_settle", "sockhygiene_ignore")}
     return Settings(mode=mode, backend=backend, limits=limits_from_ini(values))
 
 
-def rewrite_bare_flag(args: List[str]) -> None:
+def rewrite_bare_flag(args: list[str]) -> None:
     """``--sockhygiene`` takes an optional value; argparse would swallow a following path as that value
     (``pytest --sockhygiene tests/``). Make a bare flag mean ``--sockhygiene=enforce`` unless a mode follows."""
     for i, arg in enumerate(args):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from .results import SessionResults
 
 
-def plural(n: int, noun: str, nouns: Optional[str] = None) -> str:
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
     """``1 test``, ``2 tests``: the summary is read by people, and "1 tests checked" reads as a bug."""
     return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
 
 
-def _ratio(value: Optional[int], limit: Optional[int]) -> str:
+def _ratio(value: int | None, limit: int | None) -> str:
     if value is None:
         return "unknown"
     if not limit:
@@ -20,7 +20,7 @@ def _ratio(value: Optional[int], limit: Optional[int]) -> str:
     return f"{value} of {limit} ({100.0 * value / limit:.1f}%)"
 
 
-def over_limit_mark(record: Dict[str, Any], kind: str) -> str:
+def over_limit_mark(record: dict[str, Any], kind: str) -> str:
     """How a "most ..." line marks a test that broke its limit of ``kind`` (or grew beyond its baseline): a clean
     test at its limit and the violator next to it must not read alike."""
     for v in record.get("violations", ()):
@@ -31,10 +31,10 @@ def over_limit_mark(record: Dict[str, Any], kind: str) -> str:
     return ""
 
 
-def summary_lines(results: SessionResults, verbose: bool) -> List[str]:
+def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
     s = results.session()
     checked, dirty = s["tests_checked"], s["tests_with_violations"]
-    lines: List[str] = []
+    lines: list[str] = []
     clean = not dirty and not s["session_leaks"]
     if clean and not verbose:
         lines.append(f"{plural(checked, 'test')} checked, all clean")

@@ -15,13 +15,14 @@ import http.server
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator, Set
+from collections.abc import Iterator
+from typing import Any, Callable
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go in two writes: Nagle + delayed ACK would add ~40 ms
-    server: "LoopbackHTTPServer"
+    server: LoopbackHTTPServer
 
     def setup(self) -> None:
         super().setup()
@@ -35,7 +36,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         finally:
             self.server._track(self.connection, False)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)  # a body left unread would prefix the next request on this connection
@@ -66,7 +67,7 @@ class LoopbackHTTPServer(http.server.ThreadingHTTPServer):
         self.keep_alive = keep_alive
         self.requests = 0
         self.accepted = 0
-        self._conns: Set[socket.socket] = set()
+        self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         super().__init__((host, port), _Handler)
 

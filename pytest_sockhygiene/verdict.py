@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import (Callable, Collection, Dict, FrozenSet, Hashable, Iterable, List, Mapping, Optional, Sequence,
-                    Set, Tuple)
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from typing import (
+    Callable,
+)
 
 from .endpoints import Endpoint, FourTuple, format_endpoint
 from .events import SocketEvent
@@ -36,23 +38,23 @@ class Item:
     """One offending socket, connection group or client, ready to print or to serialise."""
 
     state: str
-    local: Optional[Endpoint]
-    remote: Optional[Endpoint]
-    fd: Optional[int] = None
-    origin: Optional[Origin] = None
+    local: Endpoint | None
+    remote: Endpoint | None
+    fd: int | None = None
+    origin: Origin | None = None
     count: int = 1
     note: str = ""
     server_side: bool = False
     """The server side of a connection whose listener is closed: the client-side advice does not apply."""
-    tuples: Tuple[FourTuple, ...] = ()
+    tuples: tuple[FourTuple, ...] = ()
     """A TIME_WAIT group's connections: this process's lingering side of each, (local, remote), so that a user
     can find them in ``ss -tan``."""
     pending: bool = False
     """A live client not closed yet: another thread or task may still close it, so the verdict waits for it
     (window.py ``_may_settle``). Not part of the report."""
 
-    def as_dict(self, fmt_origin: Callable[[Optional[Origin]], str]) -> Dict[str, object]:
-        out: Dict[str, object] = {
+    def as_dict(self, fmt_origin: Callable[[Origin | None], str]) -> dict[str, object]:
+        out: dict[str, object] = {
             "state": self.state,
             "local": format_endpoint(self.local) if self.local else None,
             "remote": format_endpoint(self.remote) if self.remote else None,
@@ -71,23 +73,23 @@ class Violation:
     kind: str
     count: int
     limit: int
-    items: Tuple[Item, ...]
-    context: Tuple[Item, ...] = ()
+    items: tuple[Item, ...]
+    context: tuple[Item, ...] = ()
     """What explains the count: for time_wait, the clients the test created (a client per request?)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     counts: Mapping[str, int]
-    violations: Tuple[Violation, ...]
-    threads: Tuple[str, ...] = ()
+    violations: tuple[Violation, ...]
+    threads: tuple[str, ...] = ()
     """Threads the test started and left running, described (not a limit: reported, never failing)."""
 
     @property
     def clean(self) -> bool:
         return not self.violations
 
-    def violation(self, kind: str) -> Optional[Violation]:
+    def violation(self, kind: str) -> Violation | None:
         for v in self.violations:
             if v.kind == kind:
                 return v
@@ -103,7 +105,7 @@ replaced the hooks, never written as 0 (a violation measured anyway still stands
 
 def unmeasured(verdict: Verdict) -> Verdict:
     """The verdict of a window that ran partly without the socket hooks."""
-    counts: Dict[str, Optional[int]] = dict(verdict.counts)
+    counts: dict[str, int | None] = dict(verdict.counts)
     for kind in EVENT_COUNTS:
         counts[kind] = None
     return dataclasses.replace(verdict, counts=counts)  # type: ignore[arg-type]
@@ -113,33 +115,33 @@ def unmeasured(verdict: Verdict) -> Verdict:
 class Observation:
     """Everything a window saw, in plain values."""
 
-    new_entries: List[SocketEntry]
+    new_entries: list[SocketEntry]
     """Described TCP sockets held at the end that were not held at the start."""
-    events: List[SocketEvent]
+    events: list[SocketEvent]
     owned: Mapping[Hashable, str]
     """Identity -> owner label for sockets that belong to a fixture or to a client created outside the test."""
-    listeners: Mapping[Endpoint, Optional[Hashable]]
+    listeners: Mapping[Endpoint, Hashable | None]
     """Every listening address of this process known so far -> its identity."""
-    held_ids: FrozenSet[Hashable] = frozenset()
+    held_ids: frozenset[Hashable] = frozenset()
     """Identities of every socket held at the end (to tell an open listener from a closed one)."""
-    lingering: Set[FourTuple] = dataclasses.field(default_factory=set)
+    lingering: set[FourTuple] = dataclasses.field(default_factory=set)
     """Candidate 4-tuples found lingering after an active close (filled by the window after a kernel lookup)."""
-    vanished: Set[FourTuple] = dataclasses.field(default_factory=set)
+    vanished: set[FourTuple] = dataclasses.field(default_factory=set)
     """4-tuples of connections held at the start that are gone at the end without a Python close() (garbage
     collection, C code): closed by this process during the window all the same."""
-    clients: List[Item] = dataclasses.field(default_factory=list)
+    clients: list[Item] = dataclasses.field(default_factory=list)
     """Unclosed clients of the test (filled by client trackers)."""
     notes: Mapping[Hashable, str] = dataclasses.field(default_factory=dict)
     """Identity -> what a client tracker knows of a socket (the pool of the test's own client)."""
-    created_clients: List[Item] = dataclasses.field(default_factory=list)
+    created_clients: list[Item] = dataclasses.field(default_factory=list)
     """Clients the test created, grouped by kind and origin, with ``count`` and requests in ``note``."""
     earlier: Collection[Hashable] = frozenset()
     """Identities of sockets an earlier test left open: their close in this window is not this test's."""
-    unused_clients: List[Item] = dataclasses.field(default_factory=list)
+    unused_clients: list[Item] = dataclasses.field(default_factory=list)
     """Unclosed clients of the test that never opened a connection (no socket to leak)."""
 
 
-def _ignored(limits: Limits, local: Optional[Endpoint], remote: Optional[Endpoint]) -> bool:
+def _ignored(limits: Limits, local: Endpoint | None, remote: Endpoint | None) -> bool:
     return any(p.matches(local) or p.matches(remote) for p in limits.ignore)
 
 
@@ -147,7 +149,7 @@ def _same_host(a: str, b: str) -> bool:
     return a == b or a in ("0.0.0.0", "::") or b in ("0.0.0.0", "::")
 
 
-def _listener_for(local: Optional[Endpoint], listeners: Mapping[Endpoint, Optional[Hashable]]) -> Optional[Endpoint]:
+def _listener_for(local: Endpoint | None, listeners: Mapping[Endpoint, Hashable | None]) -> Endpoint | None:
     if local is None:
         return None
     for ep in listeners:
@@ -156,9 +158,9 @@ def _listener_for(local: Optional[Endpoint], listeners: Mapping[Endpoint, Option
     return None
 
 
-def test_connects(obs: Observation, limits: Limits) -> List[SocketEvent]:
+def test_connects(obs: Observation, limits: Limits) -> list[SocketEvent]:
     """Connects the test initiated (not a fixture's, not to an ignored endpoint), one per socket."""
-    seen: Set[Hashable] = set()
+    seen: set[Hashable] = set()
     out = []
     for ev in obs.events:
         if ev.kind != "connect" or ev.owner is not None or (ev.identity is not None and ev.identity in obs.owned):
@@ -173,7 +175,7 @@ def test_connects(obs: Observation, limits: Limits) -> List[SocketEvent]:
     return out
 
 
-def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collection[FourTuple]) -> Set[FourTuple]:
+def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collection[FourTuple]) -> set[FourTuple]:
     """4-tuples (this process's side) of the test's connections whose TIME_WAIT rows would be the test's.
 
     ``still_open``: sides still held by anyone in this process (not lingering, whatever the kernel says).
@@ -184,7 +186,7 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
     connect_ids = {ev.identity for ev in connects if ev.identity is not None}
     held_by_test = {e.four_tuple for e in obs.new_entries
                     if e.four_tuple is not None and (e.key in connect_ids or e.four_tuple in initiated)}
-    reversed_initiated = {(r, l) for (l, r) in initiated}
+    reversed_initiated = {(b, a) for (a, b) in initiated}
     test_listeners = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.owner is None
                       and ev.identity is not None and ev.identity not in obs.owned}
     out = set(initiated) | set(obs.vanished)
@@ -192,20 +194,21 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
         t = ev.four_tuple
         if t is None or _ignored(limits, ev.local, ev.remote):
             continue
-        if ev.kind == "accept" and (t in reversed_initiated or (ev.listener is not None and ev.listener in test_listeners)):
+        if ev.kind == "accept" and (t in reversed_initiated
+                                    or (ev.listener is not None and ev.listener in test_listeners)):
             out.add(t)  # the in-process server side of the test's own connection, or of the test's own server
-        elif ev.kind == "close" and ev.owner is None and not (ev.identity is not None and (
-                ev.identity in obs.owned or ev.identity in obs.earlier)):
-            if ev.remote is not None and _listener_for(ev.local, obs.listeners) is None:
-                # a connecting socket the test closed, opened before the window - but not by an earlier test:
-                # that test left it open and is reported for it, whoever closes it later (docs/ownership.md)
-                out.add(t)
+        elif (ev.kind == "close" and ev.owner is None
+              and not (ev.identity is not None and (ev.identity in obs.owned or ev.identity in obs.earlier))
+              and ev.remote is not None and _listener_for(ev.local, obs.listeners) is None):
+            # a connecting socket the test closed, opened before the window - but not by an earlier test:
+            # that test left it open and is reported for it, whoever closes it later (docs/ownership.md)
+            out.add(t)
     held = set(still_open) | held_by_test
-    held.update((r, l) for (l, r) in held_by_test)  # the other end of a connection the test still holds
+    held.update((b, a) for (a, b) in held_by_test)  # the other end of a connection the test still holds
     return out - held
 
 
-CAUSE_ADVICE: Dict[str, str] = {
+CAUSE_ADVICE: dict[str, str] = {
     "server_closes": "the client is reused, but every connection of its pool was ended after a request: turn "
                      "keep-alive on where that happens - the server (HTTP/1.1 without `Connection: close`), or the "
                      "proxy or middleware in between.",
@@ -217,7 +220,7 @@ CAUSE_ADVICE: Dict[str, str] = {
 }
 """The fix when ``connection_sources`` finds a cause other than a new client per request (``ADVICE``)."""
 
-ADVICE: Dict[str, str] = {
+ADVICE: dict[str, str] = {
     "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "
                    "fixture's teardown.",
     "close_wait": "the server closed first and your client kept the connection: close the client, or set its "
@@ -234,7 +237,7 @@ ADVICE: Dict[str, str] = {
                       "lift the limit: unused_clients=None.",
 }
 
-SERVER_SIDE_ADVICE: Dict[str, str] = {
+SERVER_SIDE_ADVICE: dict[str, str] = {
     "close_wait": "the client closed first and the server kept its accepted connection: close each accepted "
                   "connection when its handler is done, or stop the server with its connections, not only its "
                   "listening socket, in the fixture's teardown.",
@@ -262,7 +265,7 @@ RECONNECTED = "one after another"
 """In a client context item's note: its pool reopened connections to one host, never two at once."""
 
 
-def cause_of(context: Sequence[Item]) -> Optional[str]:
+def cause_of(context: Sequence[Item]) -> str | None:
     """The ``CAUSE_ADVICE`` key for a violation's context (its first item explains the most connections), None
     for the default advice. Read from the items alone: the JSON report's records rebuild the same text."""
     if not context:
@@ -284,19 +287,19 @@ def _requests_each(requests: Sequence[int]) -> str:
     return f"{min(per)}-{max(per)} requests each"
 
 
-def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketEvent]) -> Set[Hashable]:
+def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketEvent]) -> set[Hashable]:
     """Clients (records) whose connections to one host in this window never overlapped, with at least two of
     them: the pool reopened a connection after each one was ended. A client that opened several at once
     (concurrent requests) is not one of them."""
-    key_of: Dict[Hashable, Tuple[Hashable, Optional[Endpoint]]] = {}
+    key_of: dict[Hashable, tuple[Hashable, Endpoint | None]] = {}
     for ev in connects:
         if ev.client is not None:
             key_of[ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)] = (ev.client, ev.remote)
     if not key_of:
         return set()
-    opened: Dict[Tuple[Hashable, Optional[Endpoint]], int] = collections.Counter()
-    open_now: Dict[Tuple[Hashable, Optional[Endpoint]], Set[Hashable]] = collections.defaultdict(set)
-    overlapped: Set[Tuple[Hashable, Optional[Endpoint]]] = set()
+    opened: dict[tuple[Hashable, Endpoint | None], int] = collections.Counter()
+    open_now: dict[tuple[Hashable, Endpoint | None], set[Hashable]] = collections.defaultdict(set)
+    overlapped: set[tuple[Hashable, Endpoint | None]] = set()
     for ev in events:
         ident = ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)
         group = key_of.get(ident)
@@ -313,7 +316,7 @@ def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketE
 
 
 def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketEvent],
-                       created: Sequence[Item] = ()) -> List[Item]:
+                       created: Sequence[Item] = ()) -> list[Item]:
     """What opened these connections, grouped so that the cause shows, most connections first (the first one's
     cause picks the fix, ``cause_of``):
 
@@ -328,10 +331,10 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
       as the client probe grouped them), as before attribution existed.
     """
     reconnecting = _one_after_another(connects, events)
-    ranked: List[Tuple[int, Item]] = []
-    fixtures: Dict[Tuple[str, Optional[Origin]], int] = collections.Counter()
-    apis: Dict[Tuple[str, Optional[Origin]], int] = collections.Counter()
-    clients: Dict[Tuple[str, Optional[Origin]], Dict[Hashable, Dict[Optional[Endpoint], int]]] = {}
+    ranked: list[tuple[int, Item]] = []
+    fixtures: dict[tuple[str, Origin | None], int] = collections.Counter()
+    apis: dict[tuple[str, Origin | None], int] = collections.Counter()
+    clients: dict[tuple[str, Origin | None], dict[Hashable, dict[Endpoint | None, int]]] = {}
     for ev in connects:
         if ev.fixture is not None:
             fixtures[(ev.fixture, ev.origin)] += 1
@@ -352,10 +355,10 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         note = _requests_each([getattr(c, "requests", 0) for c in per_client])
         again = [c for c in per_client if c in reconnecting]
         if again:
-            remotes: Dict[Optional[Endpoint], int] = collections.Counter()
+            again_remotes: dict[Endpoint | None, int] = collections.Counter()
             for c in again:
-                remotes.update(per_client[c])
-            host = format_endpoint(max(remotes, key=lambda r: remotes[r]))
+                again_remotes.update(per_client[c])
+            host = format_endpoint(max(again_remotes, key=lambda r: again_remotes[r]))
             pool = "its pool" if len(per_client) == 1 else "their pools"
             note += f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}"
         ranked.append((n_conns, Item(state=kind, local=None, remote=None, origin=origin, count=len(per_client),
@@ -367,7 +370,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     return [item for _, item in ranked]
 
 
-def owned_ids(obs: Observation) -> Dict[Hashable, str]:
+def owned_ids(obs: Observation) -> dict[Hashable, str]:
     """Sockets that are not the test's: the window's ownership map plus whatever a fixture's thread touched."""
     owned = dict(obs.owned)
     for ev in obs.events:
@@ -379,9 +382,9 @@ def owned_ids(obs: Observation) -> Dict[Hashable, str]:
 def judge(obs: Observation, limits: Limits) -> Verdict:
     """Counts and violations for one window."""
     owned = owned_ids(obs)
-    origins: Dict[Hashable, Optional[Origin]] = {}
-    accepted: Dict[Hashable, Optional[Hashable]] = {}  # accepted socket (identity or 4-tuple) -> its listener
-    peers: Dict[Hashable, Optional[Endpoint]] = {}
+    origins: dict[Hashable, Origin | None] = {}
+    accepted: dict[Hashable, Hashable | None] = {}  # accepted socket (identity or 4-tuple) -> its listener
+    peers: dict[Hashable, Endpoint | None] = {}
     for ev in obs.events:
         if ev.kind in ("connect", "accept"):
             # (fd, local) too: under psutil a reset socket loses its peer address, and with it its identity
@@ -398,7 +401,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
         elif ev.kind == "accept":
             accepted.update((k, ev.listener) for k in (ev.identity, ev.four_tuple) if k is not None)
 
-    def origin_of(e: SocketEntry) -> Optional[Origin]:
+    def origin_of(e: SocketEntry) -> Origin | None:
         for key in (e.key, e.four_tuple, ("listen", e.local) if e.state == TcpState.LISTEN else None,
                     (e.fd, e.local)):
             if key is not None and origins.get(key) is not None:
@@ -407,11 +410,11 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
 
     mine = [e for e in obs.new_entries if e.key not in owned and not _ignored(limits, e.local, e.remote)]
     test_listeners = {e.local: e for e in mine if e.state == TcpState.LISTEN and e.local is not None}
-    listeners: Dict[Endpoint, Optional[Hashable]] = dict(obs.listeners)
+    listeners: dict[Endpoint, Hashable | None] = dict(obs.listeners)
     listeners.update({ep: e.key for ep, e in test_listeners.items()})
-    accepted_counts: Dict[Endpoint, int] = collections.Counter()
-    established: List[Item] = []
-    close_wait: List[Item] = []
+    accepted_counts: dict[Endpoint, int] = collections.Counter()
+    established: list[Item] = []
+    close_wait: list[Item] = []
     for e in mine:
         note = ""
         server_side = False
@@ -432,7 +435,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
             if listener_ep is not None:
                 listener_id = listeners.get(listener_ep)
             else:
-                listener_id = accepted.get(e.key, accepted.get(e.four_tuple))  # type: ignore[arg-type]
+                listener_id = accepted.get(e.key, accepted.get(e.four_tuple))
             if (listener_ep is not None and listener_id is None) or (listener_id is not None
                                                                        and listener_id in obs.held_ids):
                 continue
@@ -456,7 +459,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
 
     connects = test_connects(obs, limits)
     tw_items = time_wait_items(obs, connects)
-    grouped: Dict[str, List[Item]] = {
+    grouped: dict[str, list[Item]] = {
         "established": established,
         "close_wait": close_wait,
         "listen": listen_items,
@@ -470,7 +473,7 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
     for kind in KINDS:
         limit = limits.limit(kind)
         if limit is not None and counts[kind] > limit:
-            context: Tuple[Item, ...] = ()
+            context: tuple[Item, ...] = ()
             if kind == "connections":
                 context = tuple(connection_sources(connects, obs.events, obs.created_clients))
             elif kind == "time_wait":
@@ -483,14 +486,14 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
     return Verdict(counts=counts, violations=tuple(violations))
 
 
-def _connection_key(t: FourTuple) -> FrozenSet[Endpoint]:
+def _connection_key(t: FourTuple) -> frozenset[Endpoint]:
     return frozenset(t)
 
 
-def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[Item]:
+def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[Item]:
     """Lingering connections grouped by server endpoint and origin: the shape of a burst, not 30 lines."""
-    origin_by_conn: Dict[FrozenSet[Endpoint], Optional[Origin]] = {}
-    initiated: Set[FourTuple] = set()
+    origin_by_conn: dict[frozenset[Endpoint], Origin | None] = {}
+    initiated: set[FourTuple] = set()
     for ev in connects:
         if ev.four_tuple is not None:
             origin_by_conn[_connection_key(ev.four_tuple)] = ev.origin
@@ -498,8 +501,8 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[I
     for ev in obs.events:  # the server side of a connection no connect of the test explains: its listener's line
         if ev.kind == "accept" and ev.four_tuple is not None:
             origin_by_conn.setdefault(_connection_key(ev.four_tuple), ev.origin)
-    seen: Set[FrozenSet[Endpoint]] = set()
-    groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], List[FourTuple]] = collections.defaultdict(list)
+    seen: set[frozenset[Endpoint]] = set()
+    groups: dict[tuple[Endpoint | None, Origin | None], list[FourTuple]] = collections.defaultdict(list)
     for local, remote in sorted(obs.lingering):
         key = _connection_key((local, remote))
         if key in seen:
@@ -513,8 +516,8 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> List[I
             for (server, o), rows in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
 
 
-def connection_items(connects: Iterable[SocketEvent]) -> List[Item]:
-    groups: Dict[Tuple[Optional[Endpoint], Optional[Origin]], int] = collections.Counter()
+def connection_items(connects: Iterable[SocketEvent]) -> list[Item]:
+    groups: dict[tuple[Endpoint | None, Origin | None], int] = collections.Counter()
     for ev in connects:
         groups[(ev.remote, ev.origin)] += 1
     return [Item(state="CONNECT", local=None, remote=r, origin=o, count=n)

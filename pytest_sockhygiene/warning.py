@@ -49,7 +49,7 @@ def action_for(text: str, module: str, lineno: int) -> str:
             continue
         if action != "error" or _named(category):
             return str(action)
-    default = warnings.defaultaction
+    default = str(getattr(warnings, "defaultaction", "default"))  # not in typeshed, always in CPython
     return "default" if default == "error" else default
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
-from typing import Callable, Dict, Hashable, Iterator, List, Optional, Set, Tuple
+from collections.abc import Hashable, Iterator
+from typing import Any, Callable
 
 from .endpoints import Endpoint, FourTuple
 from .events import EventSink, Recorder, SocketEvent
@@ -23,7 +24,7 @@ from .table import Scan, SocketEntry, SocketTable, TcpState
 from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
 
 ClientProbe = Callable[["Window", bool],
-                      Tuple[List[Item], Dict[Hashable, str], Dict[Hashable, str], List[Item], List[Item]]]
+                      tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]]]
 """Asked at close, with whether sockets changed: (unclosed clients of this window that opened a connection,
 sockets owned by clients created outside it, notes on sockets of this window's clients, clients this window
 created, unclosed clients of this window that never opened a connection)."""
@@ -52,11 +53,11 @@ def backoff(deadline: float) -> Iterator[bool]:
         yield True
 
 
-_NOTHING_NEW: frozenset = frozenset()
+_NOTHING_NEW: frozenset[Any] = frozenset()
 
 
-def _unexplained(entries: List[SocketEntry], events: List[SocketEvent],
-                 listeners: Dict[Endpoint, Optional[Hashable]]) -> bool:
+def _unexplained(entries: list[SocketEntry], events: list[SocketEvent],
+                 listeners: dict[Endpoint, Hashable | None]) -> bool:
     """A connected socket that no connect or accept explains and whose port is no known listener's: it may be
     the server side of a listener this process opened before the hooks were installed."""
     explained = {ev.identity for ev in events if ev.kind in ("connect", "accept")}
@@ -65,7 +66,7 @@ def _unexplained(entries: List[SocketEntry], events: List[SocketEvent],
                and e.local[1] not in ports for e in entries)
 
 
-def discover_listeners(table: SocketTable, held: Dict[Hashable, int], recorder: Recorder) -> None:
+def discover_listeners(table: SocketTable, held: dict[Hashable, int], recorder: Recorder) -> None:
     """Describe held sockets not described before and remember the listening ones. Each socket is described
     at most once per session, and only on this (dirty) path."""
     seen = recorder.described
@@ -107,10 +108,10 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
 
 
 class Window(EventSink):
-    __slots__ = ("table", "recorder", "client_probe", "before_scan", "before", "after_scan", "closed", "blind")
+    __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "recorder", "table")
 
-    def __init__(self, table: SocketTable, recorder: Recorder, client_probe: Optional[ClientProbe] = None,
-                 before: Optional[Scan] = None) -> None:
+    def __init__(self, table: SocketTable, recorder: Recorder, client_probe: ClientProbe | None = None,
+                 before: Scan | None = None) -> None:
         super().__init__()
         self.table = table
         self.recorder = recorder
@@ -121,7 +122,7 @@ class Window(EventSink):
             before = table.scan()
         self.before_scan = before
         self.before = self.before_scan.ids
-        self.after_scan: Optional[Scan] = None
+        self.after_scan: Scan | None = None
         self.closed = False
         self.blind = False
         """The socket hooks were replaced by other code for part of the window: connects may have gone unseen."""
@@ -151,11 +152,11 @@ class Window(EventSink):
         after = scan.ids
         same = scan is self.before_scan  # the same sockets as at the start, provably (see SocketTable.unchanged)
         new_ids = _NOTHING_NEW if same else frozenset(k for k in after if k not in self.before)
-        clients: List[Item] = []
-        client_owned: Dict[Hashable, str] = {}
-        notes: Dict[Hashable, str] = {}
-        created: List[Item] = []
-        unused: List[Item] = []
+        clients: list[Item] = []
+        client_owned: dict[Hashable, str] = {}
+        notes: dict[Hashable, str] = {}
+        created: list[Item] = []
+        unused: list[Item] = []
         if self.client_probe is not None:
             clients, client_owned, notes, created, unused = self.client_probe(self, bool(new_ids or self.events))
         vanished = self._vanished(after)
@@ -192,7 +193,7 @@ class Window(EventSink):
             obs.lingering = self.table.lingering(candidates)
         return judge(obs, limits)
 
-    def _vanished(self, after: Dict[Hashable, int]) -> Set[FourTuple]:
+    def _vanished(self, after: dict[Hashable, int]) -> set[FourTuple]:
         """Connections held at the start, gone now, that no Python close() in this window explains."""
         tuples = self.recorder.tuples
         if not tuples:

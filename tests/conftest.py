@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import sys
 import textwrap
-from typing import Any, Callable, List
+from typing import Any, Callable
 
 import pytest
 
@@ -67,7 +67,7 @@ Runner = Callable[..., Any]
 # cannot hold the module's name (the ':' splits the filter), so the filter is the whole message class, and only
 # on the pytest releases that have the bug.
 _PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
-INNER_WARNING_FILTERS: List[str] = (
+INNER_WARNING_FILTERS: list[str] = (
     ["-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
     if _PYTEST_VERSION < (7, 2) else []
 )
@@ -81,7 +81,7 @@ def run(pytester: pytest.Pytester, backend: str) -> Runner:
 
     def _run(*args: str, mode: str = "enforce", subprocess: bool = False, settle: str = "0.25") -> Any:
         # a shorter settle than the default 0.5 s: every deliberate leak in these suites waits it out in full
-        argv: List[str] = ["-p", "no:cacheprovider", f"--sockhygiene-backend={backend}", *INNER_WARNING_FILTERS]
+        argv: list[str] = ["-p", "no:cacheprovider", f"--sockhygiene-backend={backend}", *INNER_WARNING_FILTERS]
         if settle and not any("sockhygiene_settle" in a for a in args):
             argv += ["-o", f"sockhygiene_settle={settle}"]
         if mode:
@@ -109,7 +109,7 @@ ANYIO_BACKEND = dedent("""
 numbers, which expectations quote, start after it."""
 
 
-def errors_of(result: Any) -> List[str]:
+def errors_of(result: Any) -> list[str]:
     """Node ids reported as ERROR (a sockhygiene violation fails the test at teardown)."""
     out = []
     for line in result.outlines:

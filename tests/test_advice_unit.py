@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 from pytest_sockhygiene.events import SocketEvent
 from pytest_sockhygiene.report import allow_marker, violation_lines
-from pytest_sockhygiene.verdict import CAUSE_ADVICE, ADVICE, Item, Violation, cause_of, connection_sources
+from pytest_sockhygiene.verdict import ADVICE, CAUSE_ADVICE, Item, Violation, cause_of, connection_sources
 
 SERVER = ("127.0.0.1", 8080)
 LINE = ("/t/test_x.py", 7, "test_x")
@@ -19,8 +19,8 @@ class Record:
         self.kind, self.requests, self.origin = kind, requests, origin
 
 
-def connect(port: int, client: Optional[Record] = None, api: Optional[str] = None,
-            fixture: Optional[str] = None) -> SocketEvent:
+def connect(port: int, client: Record | None = None, api: str | None = None,
+            fixture: str | None = None) -> SocketEvent:
     return SocketEvent(kind="connect", identity=port, fd=port, local=("127.0.0.1", port), remote=SERVER,
                        origin=LINE, thread=1, owner=None, client=client, api=api, fixture=fixture)
 
@@ -43,7 +43,7 @@ def test_new_client_per_request():
 
 def test_one_client_reconnecting_one_after_another():
     session = Record("requests.Session", requests=4)
-    events: List[SocketEvent] = []
+    events: list[SocketEvent] = []
     for i in range(4):
         events += [connect(40000 + i, session), close(40000 + i)]
     connects = [e for e in events if e.kind == "connect"]

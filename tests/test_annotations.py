@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any
 
 import pytest
 
-from conftest import dedent, errors_of
 from pytest_sockhygiene.endpoints import ConfigError
 from pytest_sockhygiene.reporting.annotations import command, enabled, escape_data, escape_property
+
+from conftest import dedent, errors_of
 
 SUITE = dedent("""
     import socket, httpx, pytest
@@ -39,7 +40,7 @@ def line_of(marker: str) -> int:
     return next(i for i, line in enumerate(SUITE.splitlines(), 1) if line.rstrip().endswith(f"# {marker}"))
 
 
-def commands(result: Any) -> List[str]:
+def commands(result: Any) -> list[str]:
     return [line for line in result.outlines if line.startswith("::")]
 
 

@@ -6,7 +6,7 @@ import json
 import pathlib
 import subprocess
 import sys
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 
@@ -52,7 +52,7 @@ def cli(*args: str, cwd: Any = None) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=60)
 
 
-def report(path: pathlib.Path) -> Dict[str, Any]:
+def report(path: pathlib.Path) -> dict[str, Any]:
     import jsonschema
 
     doc = json.loads(path.read_text())
@@ -74,7 +74,7 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def essence(doc: Dict[str, Any]) -> Dict[str, Any]:
+def essence(doc: dict[str, Any]) -> dict[str, Any]:
     return {t["nodeid"]: (t["clean"], t["counts"], sorted(v["kind"] for v in t["violations"])) for t in doc["tests"]}
 
 
@@ -124,7 +124,7 @@ def test_merge_a_test_in_several_reports_keeps_the_last_with_a_warning(suite, tm
     assert doc["session"]["connections_opened"] == 2 + 4
 
 
-def _bad_inputs(tmp_path: pathlib.Path) -> List[Any]:
+def _bad_inputs(tmp_path: pathlib.Path) -> list[Any]:
     good = {"version": 1, "tests": [], "session": {
         "tests_checked": 0, "tests_with_violations": 0, "violations_by_kind": {}, "connections_opened": 0,
         "peak_time_wait": 0, "ephemeral_ports": None, "peak_open_fds": None, "fd_limit": None, "session_leaks": [],
@@ -237,7 +237,7 @@ def test_diff_against_a_baseline_file(suite, tmp_path, monkeypatch):
         done.stdout.splitlines()
 
 
-def _section(lines: List[str], title: str) -> List[str]:
+def _section(lines: list[str], title: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip("= ") == title and line.startswith("="))
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("====")), len(lines))
     return lines[start + 1:end]

@@ -66,7 +66,8 @@ def test_unclosed_clients_of_every_kind(pytester, run):
     result.stdout.fnmatch_lines([
         "*test_c.py::test_sync_used_never_closed broke its socket limits*",
         "*established: 1 > limit 0*",
-        "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_c.py:13 in test_sync_used_never_closed (in the pool of httpx.Client created at test_c.py:12*",
+        "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_c.py:13 in test_sync_used_never_closed "
+        "(in the pool of httpx.Client created at test_c.py:12*",
         "*clients: 1 > limit 0 - client(s) created and never closed*",
         "*httpx.Client, created at test_c.py:12 in test_sync_used_never_closed (still open)*",
     ])

@@ -46,7 +46,8 @@ def test_markers_merge_module_class_function_closest_wins(pytester, run):
             pass
     """))
     result = run()
-    assert errors_of(result) == ["test_m.py::TestStricter::test_class_refuses_two", "test_m.py::test_module_refuses_three"]
+    assert errors_of(result) == ["test_m.py::TestStricter::test_class_refuses_two",
+                                 "test_m.py::test_module_refuses_three"]
     result.stdout.fnmatch_lines(["*established: 3 > limit 2*", "*established: 2 > limit 1*"])
 
 

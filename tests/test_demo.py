@@ -15,7 +15,8 @@ from pytest_sockhygiene.demo import __main__ as demo  # not its TestResult by na
 def test_without_httpx_the_demo_names_the_extra_to_install():
     # httpx is installed here, so its absence is simulated the way Python itself marks a blocked import
     # (sys.modules[name] = None makes both `import httpx` and find_spec("httpx") answer "not there").
-    code = "import sys; sys.modules['httpx'] = None; from pytest_sockhygiene.demo.__main__ import main; sys.exit(main())"
+    code = ("import sys; sys.modules['httpx'] = None; "
+            "from pytest_sockhygiene.demo.__main__ import main; sys.exit(main())")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "needs httpx" in proc.stderr

@@ -18,11 +18,12 @@ fenced block that follows it as part of a named example::
 
 More keys, one per line: `extends: OTHER` (start from the files of example OTHER, of any page), `expect: TEXT`
 (with `run:` and no block: one line of the output), `subprocess: WHY` (run pytest in a new process: for
-a run that must not see what earlier in-process runs of the example left behind), `replace: PATH: OLD => NEW` (edit a file before the next
-run, for "the test now does X" steps), `setup: COMMAND` (run a command the text describes, output not compared;
-`replace` and `setup` lines run in their order), `github-step: WORKFLOW: STEP NAME` (the block is what that step of the
-example's workflow file writes to the job's summary page), `skip: REASON` (shown, not run), `pending: REASON` (expected to fail until
-the change named lands: an example that shows the intended output of work in progress).
+a run that must not see what earlier in-process runs of the example left behind), `replace: PATH: OLD => NEW`
+(edit a file before the next run, for "the test now does X" steps), `setup: COMMAND` (run a command the text
+describes, output not compared; `replace` and `setup` lines run in their order), `github-step: WORKFLOW: STEP NAME`
+(the block is what that step of the example's workflow file writes to the job's summary page), `skip: REASON`
+(shown, not run), `requires: PACKAGE, ...` (skipped where one is not installed), `pending: REASON` (expected to
+fail until the change named lands: an example that shows the intended output of work in progress).
 
 Outputs are compared as fnmatch patterns after normalising what differs from run to run: port numbers after an
 IP address, `fd=N`, durations, descriptor counts and limits, the ephemeral range, absolute paths, the run
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib.util
 import json
 import os
 import pathlib
@@ -42,7 +44,8 @@ import shlex
 import subprocess
 import sys
 import textwrap
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -63,7 +66,7 @@ class Step:
     path: str = ""
     text: str = ""
     command: str = ""
-    expect: Tuple[str, ...] = ()
+    expect: tuple[str, ...] = ()
     isolated: bool = False  # a run that must not see what earlier in-process runs left in this process
 
 
@@ -71,13 +74,14 @@ class Step:
 class Example:
     name: str
     where: str
-    steps: List[Step] = dataclasses.field(default_factory=list)
-    extends: Optional[str] = None
-    skip: Optional[str] = None
-    pending: Optional[str] = None
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    extends: str | None = None
+    skip: str | None = None
+    pending: str | None = None
+    requires: list[str] = dataclasses.field(default_factory=list)
 
 
-def _blocks(lines: Sequence[str], start: int) -> Tuple[int, str, str, int]:
+def _blocks(lines: Sequence[str], start: int) -> tuple[int, str, str, int]:
     """The fenced block at or after ``start``: (line index of the fence, language, dedented text, index after)."""
     for i in range(start, len(lines)):
         m = FENCE.match(lines[i])
@@ -92,7 +96,7 @@ def _blocks(lines: Sequence[str], start: int) -> Tuple[int, str, str, int]:
     raise ValueError(f"no fenced block after line {start}")
 
 
-def _directives(lines: Sequence[str], i: int) -> Tuple[Dict[str, List[str]], int]:
+def _directives(lines: Sequence[str], i: int) -> tuple[dict[str, list[str]], int]:
     """The ``key: value`` lines of the example comment starting at line ``i``; and the index after it."""
     text = []
     j = i
@@ -103,8 +107,8 @@ def _directives(lines: Sequence[str], i: int) -> Tuple[Dict[str, List[str]], int
         j += 1
     body = "\n".join(text).strip()
     body = body[len("<!--"):body.rindex("-->")].strip()
-    found: Dict[str, List[str]] = {}
-    order: List[Tuple[str, str]] = []
+    found: dict[str, list[str]] = {}
+    order: list[tuple[str, str]] = []
     for line in body.splitlines():
         key, _, value = line.strip().partition(":")
         found.setdefault(key.strip(), []).append(value.strip())
@@ -113,11 +117,11 @@ def _directives(lines: Sequence[str], i: int) -> Tuple[Dict[str, List[str]], int
     return found, j + 1
 
 
-def parse(page: pathlib.Path) -> List[Example]:
+def parse(page: pathlib.Path) -> list[Example]:
     """Every example marked on ``page``, with its steps in page order (an example may continue further down)."""
     rel = page.relative_to(ROOT).as_posix()
     lines = page.read_text().splitlines()
-    examples: Dict[str, Example] = {}
+    examples: dict[str, Example] = {}
     i = 0
     while i < len(lines):
         if not lines[i].startswith("<!-- example:"):
@@ -133,6 +137,8 @@ def parse(page: pathlib.Path) -> List[Example]:
             ex.skip = keys["skip"][0]
         if "pending" in keys:
             ex.pending = keys["pending"][0]
+        for value in keys.get("requires", []):
+            ex.requires += [name.strip() for name in value.split(",") if name.strip()]
         for key, _, value in (kv.partition(":") for kv in keys["_order"]):
             if key == "replace":
                 path, _, change = value.partition(":")
@@ -171,7 +177,7 @@ def _next_is_block(lines: Sequence[str], i: int) -> bool:
     return i < len(lines) and bool(FENCE.match(lines[i]))
 
 
-def _file_name(keys: Dict[str, List[str]], lang: str, text: str, where: str) -> str:
+def _file_name(keys: dict[str, list[str]], lang: str, text: str, where: str) -> str:
     if "file" in keys:
         return keys["file"][0]
     first = text.splitlines()[0] if text.strip() else ""
@@ -183,7 +189,7 @@ def _file_name(keys: Dict[str, List[str]], lang: str, text: str, where: str) -> 
     raise ValueError(f"{where}: a file block needs a `# path.py` first line, an ini [pytest] block, or `file:`")
 
 
-EXAMPLES: Dict[str, Example] = {}
+EXAMPLES: dict[str, Example] = {}
 for _page in PAGES:
     for _ex in parse(_page):
         if _ex.name in EXAMPLES:
@@ -195,7 +201,7 @@ for _page in PAGES:
 
 _IP = r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\])"
 W = "\x00"  # a wildcard in a replacement: becomes `*` after the literal text around it is escaped
-NORMALISE: List[Tuple[re.Pattern[str], str]] = [
+NORMALISE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"({_IP}):\d+"), rf"\1:{W}"),  # ports (never a file's line number: those follow a file name)
     (re.compile(r"\bfd=\d+"), f"fd={W}"),
     (re.compile(r"\bin \d+\.\d+s\b"), f"in {W}s"),  # pytest's duration
@@ -206,6 +212,11 @@ NORMALISE: List[Tuple[re.Pattern[str], str]] = [
     (re.compile(r"^platform .*"), f"platform {W}"),
     (re.compile(r"^rootdir: .*"), f"rootdir: {W}"),
     (re.compile(r"^plugins: .*"), f"plugins: {W}"),
+    # the short summary's message after a node id: absent before pytest 7.1 for errors, cut to the terminal's width
+    (re.compile(r"^((?:ERROR|FAILED) \S+) - .*"), rf"\1{W}"),
+    # the standard library's line numbers differ between Python versions (socketserver.py:215 on 3.9, 216 on 3.11)
+    (re.compile(r"\b((?:socketserver|threading|selectors|socket|ssl)\.py|(?:asyncio|concurrent|http)/[\w/]+\.py):\d+"),
+     rf"\1:{W}"),
     (re.compile(r"\bPython \d+\.\d+\.\d+\b"), f"Python {W}"),
     (re.compile(r"^\[gw\d+\] .* -- Python .*"), f"[gw{W}] {W} -- Python {W}"),  # an xdist worker's platform
     (re.compile(r"\[gw\d+\]"), f"[gw{W}]"),
@@ -223,10 +234,10 @@ ENVIRONMENT = [  # lines that plugins of this suite's test extra add, which the 
 _ASYNCIO_WARNING = re.compile(r"pytest_asyncio/plugin\.py:\d+: PytestDeprecationWarning")
 
 
-def _without_asyncio_warning(actual: Sequence[str]) -> List[str]:
+def _without_asyncio_warning(actual: Sequence[str]) -> list[str]:
     """The output without pytest-asyncio's start-up deprecation warning (a block of four lines on stderr, which a
     shell example's ``2>&1``-style capture interleaves with pytest's output): the docs' runs had no pytest-asyncio."""
-    out: List[str] = []
+    out: list[str] = []
     skipping = False
     for line in actual:
         if _ASYNCIO_WARNING.search(line):
@@ -247,8 +258,8 @@ def pattern(doc_line: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in doc_line).replace(W, "*")
 
 
-def _chunks(expected: Sequence[str]) -> List[List[str]]:
-    chunks: List[List[str]] = [[]]
+def _chunks(expected: Sequence[str]) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
     for line in expected:
         if line.strip() == "...":
             chunks.append([])
@@ -257,7 +268,7 @@ def _chunks(expected: Sequence[str]) -> List[List[str]]:
     return [c for c in chunks if c]
 
 
-def mismatch(expected: Sequence[str], actual: Sequence[str]) -> Optional[str]:
+def mismatch(expected: Sequence[str], actual: Sequence[str]) -> str | None:
     """None if ``expected`` (with `...` gaps) appears in ``actual``; else what was not found, near what."""
     actual = [a.rstrip() for a in _without_asyncio_warning(actual) if not any(rx.search(a) for rx in ENVIRONMENT)]
     pos = 0
@@ -298,7 +309,7 @@ class Runner:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
 
-    def pytest(self, command: str, isolated: bool = False) -> Tuple[int, List[str]]:
+    def pytest(self, command: str, isolated: bool = False) -> tuple[int, list[str]]:
         argv = shlex.split(command)
         assert argv[0] == "pytest", f"not a pytest command: {command}"
         if isolated:
@@ -314,7 +325,7 @@ class Runner:
             sys.modules.update(hidden)
         return int(result.ret), result.outlines + result.errlines
 
-    def shell(self, command: str, isolated: bool = False) -> Tuple[int, List[str]]:
+    def shell(self, command: str, isolated: bool = False) -> tuple[int, list[str]]:
         if command.startswith("pytest"):
             return self.pytest(command, isolated)
         env = dict(os.environ, PATH=os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ["PATH"]]))
@@ -358,9 +369,9 @@ class Runner:
         if step.path.endswith(".json"):
             shown, real = json.loads(step.text), json.loads(target.read_text())
             problem = json_subset(shown, real, step.path)
-            if problem and isinstance(shown, dict):  # an excerpt: one object from somewhere inside the file
-                if any(json_subset(shown, part, "") is None for part in _objects(real)):
-                    problem = None
+            if (problem and isinstance(shown, dict)  # an excerpt: one object from somewhere inside the file
+                    and any(json_subset(shown, part, "") is None for part in _objects(real))):
+                problem = None
             if problem:
                 self.fail(step, problem, target.read_text().splitlines())
             return
@@ -401,7 +412,7 @@ class Runner:
 VARYING = {"fd", "fds", "time", "peak_open_fds", "fd_limit", "ephemeral_ports"}  # numbers that differ from run to run
 
 
-def json_subset(shown: Any, real: Any, where: str) -> Optional[str]:
+def json_subset(shown: Any, real: Any, where: str) -> str | None:
     """None if the JSON ``shown`` on a page is part of ``real``: every key shown has its value (strings compared
     as normalised patterns), and every element of a shown list matches a different element of the real one."""
     if isinstance(shown, dict):
@@ -410,7 +421,8 @@ def json_subset(shown: Any, real: Any, where: str) -> Optional[str]:
         for key, value in shown.items():
             if key not in real:
                 return f"{where}: no key {key!r}"
-            if key in VARYING and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (value, real[key])):
+            numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (value, real[key]))
+            if key in VARYING and numbers:
                 continue
             problem = json_subset(value, real[key], f"{where}.{key}")
             if problem:
@@ -466,10 +478,10 @@ def _objects(doc: Any) -> Iterator[Any]:
             yield from _objects(value)
 
 
-def _session(text: str) -> Iterator[Tuple[str, List[str]]]:
+def _session(text: str) -> Iterator[tuple[str, list[str]]]:
     """A console block's commands (`$ ` lines, `\\` continuations joined) and the output lines under each."""
-    command: Optional[str] = None
-    output: List[str] = []
+    command: str | None = None
+    output: list[str] = []
     continued = False
     for line in text.splitlines():
         if continued and command is not None:
@@ -487,7 +499,7 @@ def _session(text: str) -> Iterator[Tuple[str, List[str]]]:
         yield command, output
 
 
-def _files(extends: str) -> List[Step]:
+def _files(extends: str) -> list[Step]:
     """The files of the example named first in ``extends`` (`NAME [PATH...]`), or only the PATHs named."""
     name, *only = extends.split()
     ex = EXAMPLES[name]
@@ -495,10 +507,13 @@ def _files(extends: str) -> List[Step]:
     return [s for s in files if not only or s.path in only]
 
 
-def _params() -> List[Any]:
+def _params() -> list[Any]:
     out = []
     for ex in EXAMPLES.values():
         marks = [pytest.mark.skip(reason=ex.skip)] if ex.skip else []
+        missing = [name for name in ex.requires if importlib.util.find_spec(name) is None]
+        if missing:  # a package the example imports that this environment cannot have (httpx2 needs Python 3.10)
+            marks.append(pytest.mark.skip(reason=f"needs {', '.join(missing)}, not installed here"))
         if ex.pending:  # the page shows the intended output; the code reaches it once the named change lands
             marks.append(pytest.mark.xfail(reason=ex.pending, strict=False))
         if any(s.kind in ("run", "console") for s in ex.steps):

@@ -77,7 +77,7 @@ def test_a_test_that_runs_out_of_fds_is_judged(pytester, run):
     assert re.search(r"ESTABLISHED 127.0.0.1:\d+ -> 127.0.0.1:\d+ fd=\d+, opened at test_fds.py:\d+ in "
                      r"test_runs_out_of_fds \(" + re.escape(note) + r"\)", established), established
     listen = block[block.index("listen: 1 > limit 0"):]
-    assert f"LISTEN 127.0.0.1:" in listen and note in listen, listen
+    assert "LISTEN 127.0.0.1:" in listen and note in listen, listen
     # the checks after it run as before
     result.stdout.fnmatch_lines(["*test_later_leak broke*", "*listen: 1 > limit 0*"])
     result.stdout.fnmatch_lines(["*session health:*peak open file descriptors 64 of 64 (100.0%)*"])

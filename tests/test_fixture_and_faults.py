@@ -23,7 +23,8 @@ def test_measure_snapshot_and_runtime_limits(pytester, run):
 
         def test_set_limits_bad_key(sockhygiene):
             import pytest
-            with pytest.raises(ValueError, match="sockhygiene fixture in test_f.py::test_set_limits_bad_key: unknown limit 'listn'"):
+            expected = "sockhygiene fixture in test_f.py::test_set_limits_bad_key: unknown limit 'listn'"
+            with pytest.raises(ValueError, match=expected):
                 sockhygiene.set_limits(listn=1)
 
         def test_last(server):
@@ -46,7 +47,8 @@ def test_fixture_works_when_mode_is_off(pytester, run):
     import socket
 
     # the private controller removed its hooks (pytest-socket may have written the C method into the dict)
-    assert not [n for n, f in vars(socket.socket).items() if getattr(f, "__module__", "") == "pytest_sockhygiene.events"]
+    assert not [n for n, f in vars(socket.socket).items()
+                if getattr(f, "__module__", "") == "pytest_sockhygiene.events"]
 
 
 def test_plugin_crash_is_a_plugin_problem_not_a_test_failure(pytester, run):
@@ -78,7 +80,8 @@ def test_plugin_crash_is_a_plugin_problem_not_a_test_failure(pytester, run):
     """))
     result = run(subprocess=True)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*plugin problem* - a fault of pytest-sockhygiene (or of a tracker plugin), not of your tests*",
+    result.stdout.fnmatch_lines(["*plugin problem* - a fault of pytest-sockhygiene (or of a tracker plugin), "
+                                 "not of your tests*",
                                  "*simulated backend fault*"])
     assert errors_of(result) == []
 

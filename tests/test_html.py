@@ -9,12 +9,13 @@ import shutil
 import struct
 import subprocess
 import tempfile
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 
-from conftest import dedent, errors_of
 from pytest_sockhygiene.reporting.html import MAX_COLUMNS, in_flight, render
+
+from conftest import dedent, errors_of
 
 SUITE = dedent("""
     import socket, httpx, pytest
@@ -44,7 +45,7 @@ SUITE = dedent("""
 """)
 
 
-def _session(**kw: Any) -> Dict[str, Any]:
+def _session(**kw: Any) -> dict[str, Any]:
     base = {"tests_checked": 0, "tests_with_violations": 0, "violations_by_kind": {}, "connections_opened": 0,
             "peak_time_wait": 0, "ephemeral_ports": 28232, "peak_open_fds": 30, "fd_limit": 1024,
             "session_leaks": [], "plugin_problems": 0, "notices": []}
@@ -52,7 +53,7 @@ def _session(**kw: Any) -> Dict[str, Any]:
     return base
 
 
-def _test(nodeid: str, t: float, tw: int = 0, conns: int = 0, fds: int = 20, clean: bool = True) -> Dict[str, Any]:
+def _test(nodeid: str, t: float, tw: int = 0, conns: int = 0, fds: int = 20, clean: bool = True) -> dict[str, Any]:
     counts = {"established": 0, "close_wait": 0, "listen": 0, "time_wait": tw, "clients": 0, "connections": conns}
     violations = [] if clean else [{"kind": "time_wait", "count": tw, "limit": 5, "items": [
         {"state": "TIME_WAIT", "local": None, "remote": "127.0.0.1:80", "fd": None, "origin": "t.py:3 in f",
@@ -95,7 +96,7 @@ def test_a_long_run_shares_columns_and_stays_small():
     assert len(page) < 1_500_000
 
 
-def _report(path: pathlib.Path) -> Dict[str, Any]:
+def _report(path: pathlib.Path) -> dict[str, Any]:
     import jsonschema
 
     doc = json.loads(path.read_text())
@@ -104,12 +105,12 @@ def _report(path: pathlib.Path) -> Dict[str, Any]:
     return doc
 
 
-def _teardown_texts(result: Any) -> Dict[str, str]:
+def _teardown_texts(result: Any) -> dict[str, str]:
     """Failure texts as the terminal showed them, by node id."""
     text = "\n".join(result.outlines)
     out = {}
     for block in re.split(r"\n_{3,} ERROR at teardown of .*? _{3,}\n", text)[1:]:
-        lines: List[str] = []
+        lines: list[str] = []
         for line in block.splitlines():
             if line.startswith("[gw") and not lines:  # xdist names the worker first
                 continue
@@ -194,7 +195,7 @@ def test_the_clean_path_takes_no_sample_unless_a_report_or_page_is_asked_for(pyt
     assert (pytester.path / "stored.txt").read_text() == "tuple4"
 
 
-def _png_size(data: bytes) -> "tuple[int, int]":
+def _png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     return width, height
@@ -239,7 +240,7 @@ def test_the_page_renders_in_headless_chromium(pytester, tmp_path):
     assert len(data) > 30_000  # a blank or error page compresses to a few kilobytes
 
 
-def _pytest_html_rows(path: pathlib.Path) -> Dict[str, List[Dict[str, Any]]]:
+def _pytest_html_rows(path: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
     """The rows pytest-html (v4) stored in its page: node id -> its rows (cells, extras)."""
     import html as html_mod
 
@@ -260,7 +261,7 @@ def test_pytest_html_rows_carry_counts_and_extras_the_terminal_text(pytester, ru
     rows = _pytest_html_rows(page)
     texts = _teardown_texts(result)
 
-    def cell(row: Dict[str, Any]) -> str:
+    def cell(row: dict[str, Any]) -> str:
         found = [c for c in row["resultsTableRow"] if 'class="col-sockhygiene"' in c]
         assert len(found) == 1, row["resultsTableRow"]
         return re.sub(r"<[^>]+>", "", found[0])

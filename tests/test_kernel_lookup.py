@@ -12,13 +12,13 @@ import errno
 import os
 import socket
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Callable
 
 import pytest
 
 from pytest_sockhygiene.endpoints import FourTuple, endpoint_from_sockaddr
-from pytest_sockhygiene.table import TcpState
-from pytest_sockhygiene.table import kernel
+from pytest_sockhygiene.table import TcpState, kernel
 from pytest_sockhygiene.table.kernel import NetlinkUnavailable, SockDiag, lookup_states, proc_net_lookup
 
 DEADLINE = 10.0
@@ -33,7 +33,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE
         time.sleep(0.005)
 
 
-def ep(addr: object) -> Tuple[str, int]:
+def ep(addr: object) -> tuple[str, int]:
     e = endpoint_from_sockaddr(addr)
     assert e is not None
     return e
@@ -80,7 +80,7 @@ class Net:
     """Opens listeners and connections and closes whatever a test left open."""
 
     def __init__(self) -> None:
-        self.socks: List[socket.socket] = []
+        self.socks: list[socket.socket] = []
 
     def listen(self, family: int = socket.AF_INET, host: str = "127.0.0.1", dual_stack: bool = False) -> socket.socket:
         s = socket.socket(family, socket.SOCK_STREAM)
@@ -91,7 +91,7 @@ class Net:
         s.listen(512)
         return s
 
-    def connect(self, listener: socket.socket, host: Optional[str] = None) -> Tuple[socket.socket, socket.socket]:
+    def connect(self, listener: socket.socket, host: str | None = None) -> tuple[socket.socket, socket.socket]:
         """``(client, server)`` of one connection to ``listener``, at ``host`` (default: its own address)."""
         port = listener.getsockname()[1]
         host = host or listener.getsockname()[0]
@@ -122,14 +122,14 @@ def diag() -> Iterator[SockDiag]:
 
 
 @pytest.fixture
-def fresh_shared(monkeypatch: pytest.MonkeyPatch) -> "kernel._Shared":
+def fresh_shared(monkeypatch: pytest.MonkeyPatch) -> kernel._Shared:
     """A process-wide state of its own for this test, so the real one is neither used nor switched to /proc."""
     shared = kernel._Shared()
     monkeypatch.setattr(kernel, "_shared", shared)
     return shared
 
 
-def states(diag: SockDiag, *tuples: FourTuple) -> Dict[FourTuple, TcpState]:
+def states(diag: SockDiag, *tuples: FourTuple) -> dict[FourTuple, TcpState]:
     return diag.lookup(tuples)
 
 
@@ -250,7 +250,7 @@ def test_mapped_form_query_finds_dual_stack_socket(diag: SockDiag, net: Net) -> 
     assert mapped[1] == socket.AF_INET6
     wire = kernel._encode_request(mapped, 1)
     assert wire[28:44] == socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1")  # sockid.src, after the ports
-    found: Dict[FourTuple, TcpState] = {}
+    found: dict[FourTuple, TcpState] = {}
     assert diag._sock is not None
     missed = diag._run(diag._sock, [mapped], found)
     assert missed == [] and found == {s: TcpState.ESTABLISHED}
@@ -259,7 +259,7 @@ def test_mapped_form_query_finds_dual_stack_socket(diag: SockDiag, net: Net) -> 
 # --- batches --------------------------------------------------------------------------------------------------------
 
 
-def close_many_client_first(net: Net, n: int) -> List[FourTuple]:
+def close_many_client_first(net: Net, n: int) -> list[FourTuple]:
     listener = net.listen()
     tuples = []
     pairs = []
@@ -336,7 +336,7 @@ def test_proc_net_lookup_agrees_with_netlink(diag: SockDiag, net: Net) -> None:
     if ipv6_loopback_works():
         l6 = net.listen(socket.AF_INET6, "::", dual_stack=True)
         v6c, v6s = net.connect(l6, host="::1")
-        m_c, m_s = net.connect(l6, host="127.0.0.1")
+        _m_c, m_s = net.connect(l6, host="127.0.0.1")
         expected[sides(v6c)] = TcpState.ESTABLISHED
         expected[sides(v6s)] = TcpState.ESTABLISHED
         expected[sides(m_s)] = TcpState.ESTABLISHED  # in /proc/net/tcp6 as ::ffff:127.0.0.1
@@ -367,7 +367,7 @@ def test_proc_hex_encoding() -> None:
 # --- lookup_states and the fallback ---------------------------------------------------------------------------------
 
 
-def test_lookup_states_uses_netlink(fresh_shared: "kernel._Shared", net: Net) -> None:
+def test_lookup_states_uses_netlink(fresh_shared: kernel._Shared, net: Net) -> None:
     client, server = net.connect(net.listen())
     c, s = sides(client), sides(server)
     assert lookup_states(iter([c, s])) == {c: TcpState.ESTABLISHED, s: TcpState.ESTABLISHED}
@@ -376,11 +376,11 @@ def test_lookup_states_uses_netlink(fresh_shared: "kernel._Shared", net: Net) ->
 
 
 def test_lookup_states_falls_back_to_proc(
-    fresh_shared: "kernel._Shared", monkeypatch: pytest.MonkeyPatch, net: Net
+    fresh_shared: kernel._Shared, monkeypatch: pytest.MonkeyPatch, net: Net
 ) -> None:
     # Netlink being refused (seccomp, an LSM, a sandbox) is a fault we cannot cause for real here, so
     # SockDiag's construction is made to fail the way it would.
-    attempts: List[int] = []
+    attempts: list[int] = []
 
     def refuse() -> SockDiag:
         attempts.append(1)
@@ -401,13 +401,13 @@ def test_lookup_states_falls_back_to_proc(
 
 
 def test_lookup_states_falls_back_when_a_lookup_fails(
-    fresh_shared: "kernel._Shared", monkeypatch: pytest.MonkeyPatch, net: Net
+    fresh_shared: kernel._Shared, monkeypatch: pytest.MonkeyPatch, net: Net
 ) -> None:
     # Likewise simulated: netlink opens but a lookup fails (e.g. EACCES from an LSM on the request).
     class Failing:
         closed = False
 
-        def lookup(self, tuples: object) -> Dict[FourTuple, TcpState]:
+        def lookup(self, tuples: object) -> dict[FourTuple, TcpState]:
             raise NetlinkUnavailable("lookup refused for the test")
 
         def close(self) -> None:

@@ -18,17 +18,20 @@ def test_defaults():
 
 
 def test_closest_marker_wins_per_key():
-    function, klass, module = ((), {"established": 3}), ((), {"established": 1, "listen": 2}), ((), {"listen": 0, "time_wait": 9})
+    function, klass, module = (((), {"established": 3}), ((), {"established": 1, "listen": 2}),
+                               ((), {"listen": 0, "time_wait": 9}))
     merged = merge_marker_kwargs([function, klass, module])
     assert merged == {"established": 3, "listen": 2, "time_wait": 9}
 
 
 def test_none_means_unlimited_and_zero_is_kept():
-    assert merge_marker_kwargs([((), {"connections": None, "established": 0})]) == {"connections": None, "established": 0}
+    kwargs = {"connections": None, "established": 0}
+    assert merge_marker_kwargs([((), kwargs)]) == kwargs
 
 
 def test_marker_error_names_test_and_key():
-    with pytest.raises(ConfigError, match=r"^sockhygiene marker on t.py::x: unknown limit 'close_wiat' \(did you mean 'close_wait'\?\)$"):
+    expected = r"^sockhygiene marker on t.py::x: unknown limit 'close_wiat' \(did you mean 'close_wait'\?\)$"
+    with pytest.raises(ConfigError, match=expected):
         marker_limits(Limits(), "t.py::x", [((), {"close_wiat": 1})])
 
 
@@ -81,7 +84,9 @@ def test_endpoint_normal_form():
 
 
 def test_mode_precedence_and_bare_flag():
-    assert read_mode(None, "") == "off" and read_mode(None, "warn") == "warn" and read_mode("enforce", "warn") == "enforce"
+    assert read_mode(None, "") == "off"
+    assert read_mode(None, "warn") == "warn"
+    assert read_mode("enforce", "warn") == "enforce"
     args = ["--sockhygiene", "tests/"]
     rewrite_bare_flag(args)
     assert args == ["--sockhygiene=enforce", "tests/"]
@@ -94,7 +99,7 @@ def test_mode_precedence_and_bare_flag():
 
 
 def test_host_names_are_refused_except_localhost():
-    with pytest.raises(ConfigError, match="'db.internal' is not an IP address; host names are not resolved"):
+    with pytest.raises(ConfigError, match=r"'db\.internal' is not an IP address; host names are not resolved"):
         IgnorePattern("db.internal:5432")
     local = IgnorePattern("localhost:5432")
     assert local.matches(("127.0.0.1", 5432)) and local.matches(("::1", 5432)) and not local.matches(("10.0.0.1", 5432))

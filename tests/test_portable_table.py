@@ -8,9 +8,10 @@ import struct
 
 import pytest
 
-from conftest import dedent, errors_of
 from pytest_sockhygiene.table import TcpState
 from pytest_sockhygiene.table.portable import PsutilTable
+
+from conftest import dedent, errors_of
 
 
 def test_reset_socket_still_held_keeps_its_identity():

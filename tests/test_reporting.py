@@ -67,7 +67,8 @@ def test_summary_details_when_dirty(pytester, run):
         "most connections:",
         "      9  test_s.py::test_burst",
         "      3  test_s.py::test_budget  [over limit 2]  (test_s.py:19 in test_budget)",
-        "session health: 14 connections opened; peak TIME_WAIT caused * of * ephemeral ports; peak open file descriptors * of *",
+        "session health: 14 connections opened; peak TIME_WAIT caused * of * ephemeral ports; "
+        "peak open file descriptors * of *",
     ])
 
 

@@ -8,7 +8,6 @@ well under that proves the check did not wait, whatever the machine's load (no t
 from __future__ import annotations
 
 import re
-from typing import Dict
 
 import pytest
 
@@ -19,7 +18,7 @@ QUICK = 20.0
 """A teardown under this many seconds did not wait out the 60 s settle."""
 
 
-def teardown_seconds(result: pytest.RunResult) -> Dict[str, float]:
+def teardown_seconds(result: pytest.RunResult) -> dict[str, float]:
     """Node id -> its teardown's duration, from ``--durations=0``."""
     out = {}
     for line in result.outlines:

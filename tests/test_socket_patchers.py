@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
@@ -96,14 +96,14 @@ SUITE = dedent('''
 ''')
 
 
-def _report(pytester: pytest.Pytester, run: Any, name: str, *args: str) -> Dict[str, Any]:
+def _report(pytester: pytest.Pytester, run: Any, name: str, *args: str) -> dict[str, Any]:
     path = pytester.path / f"{name}.json"
     result = run(f"--sockhygiene-report={path}", "-o", "markers=enable_socket: x", *args)
     result.assert_outcomes(passed=10, errors=3)
     return json.loads(path.read_text())
 
 
-def _tests(report: Dict[str, Any]) -> Dict[str, Any]:
+def _tests(report: dict[str, Any]) -> dict[str, Any]:
     return {t["nodeid"].split("::")[1]: t for t in report["tests"]}
 
 
@@ -183,3 +183,28 @@ def test_a_replacement_made_by_the_test_itself_makes_its_counts_unknown_not_zero
     assert tests["test_after"]["counts"]["connections"] == 1
     notice = [n for n in doc["session"]["notices"] if "socket hooks" in n]
     assert len(notice) == 1 and "1 test(s) ran partly without them" in notice[0], notice
+
+
+def test_naming_who_saved_a_copy_reads_no_computed_module_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``py`` library that pytest 7.0 installs has lazy (apipkg) modules whose ``__dict__`` imports every
+    submodule: reading it while naming pytest-socket's saved copy opened files in a test that had run out of file
+    descriptors, and the hooks were then reported as lost. Only plain modules are read; a plain module holding the
+    copy is still named. (A module subclass stands in for apipkg here: what matters is that its namespace is never
+    computed, which a real lazy module would not let this test observe.)"""
+    import sys
+    import types
+
+    from pytest_sockhygiene import events
+
+    class LazyModule(types.ModuleType):
+        @property  # type: ignore[misc]
+        def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+            raise AssertionError("a computed module namespace was read")
+
+    copy = object()  # held by no other module: the walk visits every one
+    holder = types.ModuleType("saved_copy_holder")
+    holder.kept_connect = copy  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lazy_namespace_module", LazyModule("lazy_namespace_module"))
+    assert events._holder_of(copy) is None
+    monkeypatch.setitem(sys.modules, "saved_copy_holder", holder)  # after the lazy one
+    assert events._holder_of(copy) == "saved_copy_holder.kept_connect"

@@ -74,7 +74,8 @@ def test_a_thread_a_test_leaves_running_is_that_tests(pytester, run):
     import jsonschema
 
     doc = json.loads(path.read_text())
-    jsonschema.validate(doc, json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json").read_text()))
+    schema = pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json"
+    jsonschema.validate(doc, json.loads(schema.read_text()))
     tests = {t["nodeid"].split("::")[1]: t for t in doc["tests"]}
     # what the threads did while later tests ran is not theirs
     assert tests["test_next"]["counts"]["connections"] == 0 and tests["test_next"]["counts"]["time_wait"] == 0

@@ -50,13 +50,16 @@ def test_new_client_per_request_bursts_are_counted_exactly(pytester, run):
     result.stdout.fnmatch_lines([
         "*test_burst.py::test_with_client_per_request broke its socket limits*",
         "*time_wait: 30 > limit 5*",
-        "*30 connection(s) to 127.0.0.1:* were opened and closed by this test, at test_burst.py:11 in test_with_client_per_request*",
-        "*30 httpx.Client created at test_burst.py:10 in test_with_client_per_request (1 request each): a new client per request?*",
+        "*30 connection(s) to 127.0.0.1:* were opened and closed by this test, "
+        "at test_burst.py:11 in test_with_client_per_request*",
+        "*30 httpx.Client created at test_burst.py:10 in test_with_client_per_request (1 request each): "
+        "a new client per request?*",
     ])
     result.stdout.fnmatch_lines(["*time_wait: 20 > limit 5*", "*20 httpx.Client created at test_burst.py:15*"])
     # the async connects run in anyio's child tasks; their origin is the user's line all the same
     result.stdout.fnmatch_lines(["*time_wait: 30 > limit 5*",
-                                 "*30 connection(s) to 127.0.0.1:* were opened and closed by this test, at test_burst.py:21 in test_async_client_per_request*",
+                                 "*30 connection(s) to 127.0.0.1:* were opened and closed by this test, "
+                                 "at test_burst.py:21 in test_async_client_per_request*",
                                  "*30 httpx.AsyncClient created at test_burst.py:20*"])
 
 
@@ -110,7 +113,8 @@ def test_connections_budget_counts_closed_connections(pytester, run):
     """))
     result = run()
     assert errors_of(result) == ["test_budget.py::test_over_budget"]
-    result.stdout.fnmatch_lines(["*connections: 3 > limit 2*", "*2 connection(s) to 127.0.0.1:*, at test_budget.py:6 in test_over_budget*",
+    result.stdout.fnmatch_lines(["*connections: 3 > limit 2*",
+                                 "*2 connection(s) to 127.0.0.1:*, at test_budget.py:6 in test_over_budget*",
                                  "*1 connection(s) to 127.0.0.1:*, at test_budget.py:8 in <lambda>*"])
 
 

@@ -365,7 +365,7 @@ def test_tracker_patches_are_undone_and_clients_not_kept_alive(name):
             del client
             gc.collect()
         assert ref() is None
-        assert [r for r in registry.records() if not r.shared][0].collected
+        assert next(r for r in registry.records() if not r.shared).collected
     finally:
         tracker.pytest_sockhygiene_uninstall_tracker(registry=registry)
     after = [dict(vars(cls)) for cls in classes]

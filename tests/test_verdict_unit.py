@@ -108,7 +108,7 @@ def test_time_wait_candidates_and_grouping():
     connects = [event("connect", i, ("127.0.0.1", 40000 + i), SERVER) for i in range(8)]
     foreign = event("connect", 50, ("127.0.0.1", 50000), SERVER, owner="session-scoped fixture 's'")
     server_side = event("accept", 60, SERVER, ("127.0.0.1", 40000), listener=99)
-    o = obs(events=connects + [foreign, server_side], listeners={SERVER: 99})
+    o = obs(events=[*connects, foreign, server_side], listeners={SERVER: 99})
     cands = time_wait_candidates(o, Limits(), still_open=set())
     assert ((("127.0.0.1", 50000), SERVER)) not in cands  # a fixture's connection
     assert (SERVER, ("127.0.0.1", 40000)) in cands  # the in-process server side of the test's connection

@@ -21,16 +21,16 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence
 
 DEMO_DIR = Path(__file__).resolve().parent
 
 BAD_PREFIXES = ("test_leak_", "test_bad_")
 GOOD_PREFIX = "test_good_"
 
-EXPECTED_KINDS: Dict[str, FrozenSet[str]] = {
+EXPECTED_KINDS: dict[str, frozenset[str]] = {
     # test -> the violation kinds of which its report must name at least one. A leaked connection to the
     # session's server is ESTABLISHED, unless the test happens to be the last one of its session (or of its
     # xdist worker): its window then spans the session's teardown, the server hangs up, and the connection
@@ -57,10 +57,10 @@ INSTALL_HINT = "pip install 'pytest-sockhygiene[demo]'"
 class TestResult:
     name: str  # the test function's name, without parameters
     nodeid: str
-    failures: List[str] = field(default_factory=list)  # messages of <failure> elements (the test's body failed)
-    errors: List[str] = field(default_factory=list)  # messages of <error> elements that are not hygiene reports
-    skipped: List[str] = field(default_factory=list)
-    hygiene_kinds: List[str] = field(default_factory=list)  # violation kinds of the hygiene report, if any
+    failures: list[str] = field(default_factory=list)  # messages of <failure> elements (the test's body failed)
+    errors: list[str] = field(default_factory=list)  # messages of <error> elements that are not hygiene reports
+    skipped: list[str] = field(default_factory=list)
+    hygiene_kinds: list[str] = field(default_factory=list)  # violation kinds of the hygiene report, if any
     hygiene_reported: bool = False
 
     @property
@@ -76,7 +76,7 @@ def _nodeid(classname: str, name: str) -> str:
     return "::".join([f"{module}.py", *classes, name])
 
 
-def read_junit(path: Path) -> List[TestResult]:
+def read_junit(path: Path) -> list[TestResult]:
     root = ET.parse(path).getroot()
     results = []
     for case in root.iter("testcase"):
@@ -105,7 +105,7 @@ def _short(messages: Sequence[str]) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def mismatch(r: TestResult) -> Optional[str]:
+def mismatch(r: TestResult) -> str | None:
     """Why this result is not what the demo expects, or None if it is."""
     if r.name.startswith(BAD_PREFIXES):
         if r.skipped:
@@ -132,7 +132,7 @@ def mismatch(r: TestResult) -> Optional[str]:
     return "not a demo test: its name starts with none of test_good_, test_leak_, test_bad_"
 
 
-def pytest_command(junit_xml: Path, extra: Sequence[str]) -> List[str]:
+def pytest_command(junit_xml: Path, extra: Sequence[str]) -> list[str]:
     return [
         sys.executable, "-m", "pytest",
         "--sockhygiene=enforce",
@@ -153,7 +153,7 @@ def _rule(title: str) -> str:
     return f" {title} ".center(78, "=")
 
 
-def explain(results: List[TestResult], elapsed: float) -> int:
+def explain(results: list[TestResult], elapsed: float) -> int:
     bad = [r for r in results if r.name.startswith(BAD_PREFIXES)]
     good = [r for r in results if r.name.startswith(GOOD_PREFIX)]
     problems = [(r, m) for r in results for m in [mismatch(r)] if m is not None]
@@ -194,12 +194,12 @@ def _wrong_kind(r: TestResult) -> bool:
     return bool(r.hygiene_reported and wanted and not wanted & set(r.hygiene_kinds))
 
 
-def missing_requirements() -> List[str]:
+def missing_requirements() -> list[str]:
     """The packages the demo's tests import that are not installed here."""
     return [name for name in DEMO_REQUIRES if importlib.util.find_spec(name) is None]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
     missing = missing_requirements()
     if missing:

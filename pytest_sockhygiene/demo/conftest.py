@@ -8,7 +8,7 @@ happened to trigger its setup.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

@@ -6,14 +6,14 @@ import http.client
 import http.server
 import json
 import threading
-from typing import Any, List
+from typing import Any
 
 import httpx
 
 from pytest_sockhygiene.testing import LoopbackHTTPServer, wait_for
 
 # A real leak: the object lives on in a cache or a global, so nothing (not even the garbage collector) closes it.
-_CACHE: List[Any] = []
+_CACHE: list[Any] = []
 
 
 def fetch_user(client: httpx.Client, user_id: int) -> str:
@@ -30,9 +30,9 @@ def test_leak_client_never_closed(api: LoopbackHTTPServer) -> None:
 
 
 class WebhookReceiver(http.server.BaseHTTPRequestHandler):
-    received: List[bytes] = []
+    received: list[bytes] = []  # noqa: RUF012 - one shared inbox, as a real handler class would have
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
         self.send_response(204)
         self.end_headers()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List
-
 import httpx
 import pytest
 
@@ -30,7 +28,7 @@ def test_bad_module_level_httpx_get_in_a_loop(api: LoopbackHTTPServer) -> None:
         assert httpx.get(f"{api.url}/users/{user_id}").status_code == 200
 
 
-def sync_users(base_url: str, batches: List[List[int]]) -> int:
+def sync_users(base_url: str, batches: list[list[int]]) -> int:
     synced = 0
     for batch in batches:
         with httpx.Client(base_url=base_url) as client:  # one client, hence one connection, per batch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -77,9 +77,8 @@ def test_good_raw_socket_closed_by_fixture_teardown(raw_connection: socket.socke
 
 def test_good_measure_counts_one_pooled_connection(api: LoopbackHTTPServer, sockhygiene: SockHygiene) -> None:
     """`sockhygiene.measure()` asserts on one block: three requests, one pooled connection, nothing left open."""
-    with sockhygiene.measure() as m:
-        with httpx.Client(base_url=api.url) as client:
-            for user_id in (1, 2, 3):
-                fetch_user(client, user_id)
+    with sockhygiene.measure() as m, httpx.Client(base_url=api.url) as client:
+        for user_id in (1, 2, 3):
+            fetch_user(client, user_id)
     assert m.established == 0
     assert m.connections == 1

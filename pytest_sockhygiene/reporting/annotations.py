@@ -8,7 +8,8 @@ from it. The message is the violation's lines of the failure text, on one line w
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..endpoints import ConfigError
 from ..report import failure_text, violation_lines
@@ -18,7 +19,7 @@ from .records import format_origin, verdict_of
 CHOICES = ("auto", "github", "off")
 
 
-def enabled(cli_value: Optional[str], ini_value: Any, environ: Mapping[str, str]) -> bool:
+def enabled(cli_value: str | None, ini_value: Any, environ: Mapping[str, str]) -> bool:
     """Whether to annotate: ``github`` always, ``off`` never, ``auto`` (the default) inside GitHub Actions.
     Raises ConfigError naming the option or ini key."""
     source, value = ("--sockhygiene-annotate", cli_value) if cli_value is not None else (
@@ -41,7 +42,7 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def command(level: str, message: str, title: str, file: Optional[str] = None, line: Optional[int] = None) -> str:
+def command(level: str, message: str, title: str, file: str | None = None, line: int | None = None) -> str:
     props = []
     if file:
         props.append(f"file={escape_property(file)}")
@@ -51,7 +52,7 @@ def command(level: str, message: str, title: str, file: Optional[str] = None, li
     return f"::{level} {','.join(props)}::{escape_data(message)}"
 
 
-def _where(violation: Mapping[str, Any], record: Mapping[str, Any]) -> Tuple[Optional[str], Optional[int]]:
+def _where(violation: Mapping[str, Any], record: Mapping[str, Any]) -> tuple[str | None, int | None]:
     """The first item (then the first client of its context) whose origin is known; else the test function."""
     for key in ("items", "context"):
         for item in violation.get(key) or []:
@@ -62,7 +63,7 @@ def _where(violation: Mapping[str, Any], record: Mapping[str, Any]) -> Tuple[Opt
     return None, None
 
 
-def record_annotations(record: Mapping[str, Any], level: str) -> List[str]:
+def record_annotations(record: Mapping[str, Any], level: str) -> list[str]:
     """One workflow command per violation of a test's record (baseline growth is one violation)."""
     if record.get("clean", True):
         return []
@@ -84,10 +85,10 @@ def record_annotations(record: Mapping[str, Any], level: str) -> List[str]:
 
 
 def workflow_commands(records: Iterable[Mapping[str, Any]], session_leaks: Iterable[Mapping[str, Any]],
-                enforce: bool) -> List[str]:
+                enforce: bool) -> list[str]:
     """Every violation of the run, then each session-level leak (which has no line of its own: a fixture's)."""
     level = "error" if enforce else "warning"
-    out: List[str] = []
+    out: list[str] = []
     for r in records:
         out.extend(record_annotations(r, level))
     for leak in session_leaks:

@@ -9,7 +9,7 @@ are compared then).
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Mapping, Sequence, Tuple
+from collections.abc import Mapping, Sequence
 
 from ..baseline import allowed
 
@@ -19,16 +19,16 @@ Counts = Mapping[str, int]
 @dataclasses.dataclass
 class Change:
     nodeid: str
-    moves: List[Tuple[str, int, int]]
+    moves: list[tuple[str, int, int]]
     """(kind, old, new) for each count that moved this way."""
 
 
 @dataclasses.dataclass
 class Diff:
-    grew: List[Change]
-    new: List[Change]
+    grew: list[Change]
+    new: list[Change]
     """New tests that open connections: (``connections``, 0, count)."""
-    shrank: List[Change]
+    shrank: list[Change]
     compared: int
     gone: int
     """Tests of OLD that NEW does not have (deleted, renamed, deselected, or in a shard NEW lacks)."""
@@ -40,9 +40,9 @@ class Diff:
 
 def compare(old: Mapping[str, Counts], new: Mapping[str, Counts], kinds: Sequence[str]) -> Diff:
     """``old`` and ``new``: node id -> counts, in the order to list them (NEW's order)."""
-    grew: List[Change] = []
-    fresh: List[Change] = []
-    shrank: List[Change] = []
+    grew: list[Change] = []
+    fresh: list[Change] = []
+    shrank: list[Change] = []
     compared = 0
     for nodeid, counts in new.items():
         before = old.get(nodeid)
@@ -69,7 +69,7 @@ def _moves(c: Change, limit: bool) -> str:
     return ", ".join(parts)
 
 
-def text_lines(d: Diff) -> List[str]:
+def text_lines(d: Diff) -> list[str]:
     lines = [f"{d.compared} tests in both: {len(d.grew)} grew beyond the tolerance, {len(d.shrank)} shrank; "
              f"{len(d.new)} new tests open connections" + (f"; {d.gone} tests of OLD are not in NEW" if d.gone else "")]
     if d.grew:
@@ -89,7 +89,7 @@ def _cell(text: str) -> str:
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
-def markdown_lines(d: Diff, old_name: str, new_name: str) -> List[str]:
+def markdown_lines(d: Diff, old_name: str, new_name: str) -> list[str]:
     head = "grew" if d.grew else "no growth"
     lines = [f"### Socket hygiene: {head}", ""]
     summary = (f"{d.compared} tests in both reports: **{len(d.grew)} grew** beyond the tolerance (+max(1, 10%)), "
@@ -97,7 +97,7 @@ def markdown_lines(d: Diff, old_name: str, new_name: str) -> List[str]:
     if d.gone:
         summary += f" {d.gone} tests of `{old_name}` are not in `{new_name}`."
     lines.append(summary)
-    rows: List[str] = []
+    rows: list[str] = []
     for what, changes in (("grew", d.grew), ("new", d.new), ("shrank", d.shrank)):
         for c in changes:
             for kind, a, b in c.moves:
@@ -108,9 +108,9 @@ def markdown_lines(d: Diff, old_name: str, new_name: str) -> List[str]:
     return lines
 
 
-def counts_by_test(tests: Sequence[Mapping[str, object]]) -> Dict[str, Dict[str, int]]:
+def counts_by_test(tests: Sequence[Mapping[str, object]]) -> dict[str, dict[str, int]]:
     """node id -> counts of a report's tests (the last record wins, as in ``merge``)."""
-    out: Dict[str, Dict[str, int]] = {}
+    out: dict[str, dict[str, int]] = {}
     for t in tests:
         counts = t.get("counts")
         assert isinstance(counts, dict)

@@ -17,7 +17,8 @@ import bisect
 import datetime
 import html
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..health import TIME_WAIT_SECONDS
 from ..outputs import make_folders
@@ -58,8 +59,8 @@ def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def in_flight(times: Sequence[Optional[float]], counts: Sequence[int],
-              span: float = TIME_WAIT_SECONDS) -> List[Optional[int]]:
+def in_flight(times: Sequence[float | None], counts: Sequence[int],
+              span: float = TIME_WAIT_SECONDS) -> list[int | None]:
     """TIME_WAIT entries alive at the end of each test: the entries of the tests whose check ended in the ``span``
     seconds up to then (including its own). None for a test without a time."""
     known = sorted((t, n) for t, n in zip(times, counts) if t)
@@ -67,7 +68,7 @@ def in_flight(times: Sequence[Optional[float]], counts: Sequence[int],
     prefix = [0]
     for _, n in known:
         prefix.append(prefix[-1] + n)
-    out: List[Optional[int]] = []
+    out: list[int | None] = []
     for t in times:
         if not t:
             out.append(None)
@@ -78,8 +79,8 @@ def in_flight(times: Sequence[Optional[float]], counts: Sequence[int],
     return out
 
 
-def _columns(values: Sequence[Optional[int]], per: int) -> List[Optional[int]]:
-    out: List[Optional[int]] = []
+def _columns(values: Sequence[int | None], per: int) -> list[int | None]:
+    out: list[int | None] = []
     for i in range(0, len(values), per):
         known = [v for v in values[i:i + per] if v is not None]
         out.append(max(known) if known else None)
@@ -106,7 +107,7 @@ class _Band:
     def y(self, v: float) -> float:
         return self.y0 + BAND - (v / self.top) * BAND
 
-    def frame(self, plot_w: float) -> List[str]:
+    def frame(self, plot_w: float) -> list[str]:
         out = [f'<text class="ttl" x="{LEFT}" y="{self.y0 - 12}">{_esc(self.title)}</text>']
         for frac in (0.0, 0.5, 1.0):
             y = self.y(self.top * frac)
@@ -117,11 +118,11 @@ class _Band:
         return out
 
 
-def _polyline(band: _Band, xs: Sequence[float], values: Sequence[Optional[int]], css: str, area: bool) -> List[str]:
+def _polyline(band: _Band, xs: Sequence[float], values: Sequence[int | None], css: str, area: bool) -> list[str]:
     """One path per run of known values (an unknown value breaks the line)."""
-    out: List[str] = []
-    run: List[Tuple[float, float]] = []
-    for x, v in list(zip(xs, values)) + [(0.0, None)]:
+    out: list[str] = []
+    run: list[tuple[float, float]] = []
+    for x, v in [*list(zip(xs, values)), (0.0, None)]:
         if v is not None:
             run.append((x, band.y(v)))
             continue
@@ -152,7 +153,7 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> 
     conns = _columns([t["counts"].get("connections") or 0 for t in tests], per)  # null: unmeasured
     shared = f" - per column of {per} tests, the most" if per > 1 else ""
 
-    def top(values: Sequence[Optional[int]]) -> int:
+    def top(values: Sequence[int | None]) -> int:
         return _nice_max(max((v for v in values if v is not None), default=0))
 
     bands = [
@@ -182,7 +183,7 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> 
                      f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y_top:.1f}" y2="{y_bottom:.1f}"/>'
                      f'<circle cx="{x:.1f}" cy="{y_top:.1f}" r="4"/></a>')
     for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        i = min(n - 1, int(round(frac * (n - 1))))
+        i = min(n - 1, round(frac * (n - 1)))
         parts.append(f'<text class="lbl" x="{xs[i // per]:.1f}" y="{y_bottom + 16:.1f}" text-anchor="middle">'
                      f'{i + 1}</text>')
     parts.append(f'<text class="lbl" x="{LEFT + plot_w:.1f}" y="{y_bottom + 28:.1f}" text-anchor="end">'
@@ -195,19 +196,19 @@ def _card(value: Any, label: str, css: str = "") -> str:
     return f'<div class="card {css}"><b>{_esc(value)}</b><span>{_esc(label)}</span></div>'
 
 
-def _of(value: Optional[int], limit: Optional[int]) -> str:
+def _of(value: int | None, limit: int | None) -> str:
     if value is None:
         return "unknown"
     return f"{value} of {limit}" if limit else str(value)
 
 
-def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts: Optional[Mapping[str, str]] = None,
-           generated: Optional[datetime.datetime] = None) -> str:
+def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts: Mapping[str, str] | None = None,
+           generated: datetime.datetime | None = None) -> str:
     """The page for a report document. ``texts``: node id -> failure text (rebuilt from the record if absent)."""
-    tests: List[Mapping[str, Any]] = list(document["tests"])
+    tests: list[Mapping[str, Any]] = list(document["tests"])
     s = document["session"]
     texts = dict(texts or {})
-    anchors: Dict[int, str] = {i: f"t{i + 1}" for i, t in enumerate(tests) if not t.get("clean", True)}
+    anchors: dict[int, str] = {i: f"t{i + 1}" for i, t in enumerate(tests) if not t.get("clean", True)}
     dirty = s["tests_with_violations"]
     leaks = s.get("session_leaks", [])
     when = (generated or datetime.datetime.now()).strftime("%Y-%m-%d %H:%M:%S")

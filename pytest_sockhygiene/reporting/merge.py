@@ -10,13 +10,14 @@ tests list; ``tests_checked`` is the shards' sum, so it counts a test checked tw
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable
 
 from .reports import VERSION, Document
 
 
-def _united(lists: Sequence[Sequence[Any]]) -> List[Any]:
-    out: List[Any] = []
+def _united(lists: Sequence[Sequence[Any]]) -> list[Any]:
+    out: list[Any] = []
     for items in lists:
         for x in items:
             if x not in out:
@@ -24,9 +25,9 @@ def _united(lists: Sequence[Sequence[Any]]) -> List[Any]:
     return out
 
 
-def _peak(sessions: Sequence[Dict[str, Any]], key: str, limit_key: str) -> Tuple[Optional[int], Optional[int]]:
+def _peak(sessions: Sequence[dict[str, Any]], key: str, limit_key: str) -> tuple[int | None, int | None]:
     """The largest ``key`` and the ``limit_key`` of the session that had it (or the first known limit)."""
-    best: Optional[Dict[str, Any]] = None
+    best: dict[str, Any] | None = None
     for s in sessions:
         if s.get(key) is not None and (best is None or s[key] > best[key]):
             best = s
@@ -36,9 +37,9 @@ def _peak(sessions: Sequence[Dict[str, Any]], key: str, limit_key: str) -> Tuple
     return (best[key] if best is not None else None), limit
 
 
-def violations_by_kind(tests: Sequence[Dict[str, Any]]) -> Dict[str, int]:
+def violations_by_kind(tests: Sequence[dict[str, Any]]) -> dict[str, int]:
     """How many tests broke each kind (a test counts once per kind), as ``SessionResults`` counts them."""
-    out: Dict[str, int] = {}
+    out: dict[str, int] = {}
     for t in tests:
         if t.get("clean", True):
             continue
@@ -47,10 +48,10 @@ def violations_by_kind(tests: Sequence[Dict[str, Any]]) -> Dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def merge(documents: Sequence[Tuple[str, Document]], warn: Callable[[str], None]) -> Document:
+def merge(documents: Sequence[tuple[str, Document]], warn: Callable[[str], None]) -> Document:
     """``documents``: (name, report) in the order given. ``warn`` is told of each test found more than once."""
-    tests: Dict[str, Dict[str, Any]] = {}
-    seen_in: Dict[str, str] = {}
+    tests: dict[str, dict[str, Any]] = {}
+    seen_in: dict[str, str] = {}
     for name, doc in documents:
         for t in doc["tests"]:
             nodeid = t["nodeid"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Callable
 
-from ..endpoints import ConfigError
 from ..outputs import check_output_path
 from .annotations import enabled
 
@@ -14,7 +14,7 @@ from .annotations import enabled
 class CiOptions:
     annotate: bool = False
     """Print GitHub Actions workflow commands, one per violation, in the terminal summary."""
-    html: Optional[str] = None
+    html: str | None = None
     """Where to write the session's HTML page."""
 
 
@@ -24,7 +24,7 @@ def check_html_path(path: str) -> None:
     check_output_path("--sockhygiene-html", path)
 
 
-def read_ci_options(annotate: Optional[str], html: Optional[str], getini: Callable[[str], Any],
+def read_ci_options(annotate: str | None, html: str | None, getini: Callable[[str], Any],
                     environ: Mapping[str, str], check_writable: bool) -> CiOptions:
     """Raises ConfigError naming the option or ini key. xdist workers write nothing and check no path."""
     on = enabled(annotate, getini("sockhygiene_annotate"), environ)

@@ -12,7 +12,8 @@ there when pytest-html asks for the test's rows, which it does once the teardown
 from __future__ import annotations
 
 import html
-from typing import Any, Callable, Dict, Generator, List, Mapping, Optional
+from collections.abc import Generator, Mapping
+from typing import Any, Callable
 
 import pytest
 
@@ -22,7 +23,7 @@ from .records import text_of
 COUNTS_ATTR = "sockhygiene_counts"
 
 
-def counts_of(record: Any) -> Dict[str, int]:
+def counts_of(record: Any) -> dict[str, int]:
     """A record's counts, whatever its shape (``results``: a dict, a compact tuple, or a clean test's item)."""
     if isinstance(record, dict):
         return {k: int(record["counts"].get(k) or 0) for k in KINDS}  # unmeasured (None): shown as nothing
@@ -31,7 +32,7 @@ def counts_of(record: Any) -> Dict[str, int]:
     return {k: 0 for k in KINDS}
 
 
-def cell_text(counts: Optional[Mapping[str, int]]) -> str:
+def cell_text(counts: Mapping[str, int] | None) -> str:
     """What the row shows: the counts that are not zero, ``clean`` when all are, nothing for an unchecked test."""
     if counts is None:
         return ""
@@ -47,7 +48,7 @@ class PytestHtmlRows:
     def __init__(self, record_of: Callable[[pytest.Item], Any], reporting: bool) -> None:
         self.record_of = record_of
         self.reporting = reporting
-        self.rows: Dict[str, Dict[str, int]] = {}
+        self.rows: dict[str, dict[str, int]] = {}
 
     # -- where the test ran --------------------------------------------------------------------------------------
 
@@ -66,7 +67,7 @@ class PytestHtmlRows:
                     from pytest_html import extras
 
                     before = list(getattr(report, "extras", None) or [])
-                    report.extras = before + [extras.text(text, name="sockhygiene")]
+                    report.extras = [*before, extras.text(text, name="sockhygiene")]
         return report
 
     # -- where pytest-html builds its page ---------------------------------------------------------------------
@@ -78,11 +79,11 @@ class PytestHtmlRows:
             if isinstance(counts, dict):
                 self.rows[report.nodeid] = counts
 
-    def pytest_html_results_table_header(self, cells: List[str]) -> None:
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
         if self.reporting:
             cells.append('<th class="sortable" data-column-type="sockhygiene">Sockets</th>')
 
-    def pytest_html_results_table_row(self, report: Any, cells: List[str]) -> None:
+    def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         if not self.reporting:
             return
         nodeid = getattr(report, "nodeid", "")

@@ -9,7 +9,8 @@ below prints it back unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..endpoints import Endpoint
 from ..origin import format_origin as _format_origin
@@ -17,7 +18,7 @@ from ..report import failure_text
 from ..results import SessionResults
 from ..verdict import KINDS, Item, Verdict, Violation
 
-Grown = List[Tuple[str, int, int]]
+Grown = list[tuple[str, int, int]]
 
 
 def format_origin(origin: Any) -> str:
@@ -27,7 +28,7 @@ def format_origin(origin: Any) -> str:
     return _format_origin(origin)
 
 
-def parse_endpoint(text: Optional[str]) -> Optional[Endpoint]:
+def parse_endpoint(text: str | None) -> Endpoint | None:
     """``127.0.0.1:80`` or ``[::1]:80`` (``endpoints.format_endpoint``'s spelling) back to ``(host, port)``."""
     if not text:
         return None
@@ -47,15 +48,15 @@ def _item(d: Mapping[str, Any]) -> Item:
         local=parse_endpoint(d.get("local")),
         remote=parse_endpoint(d.get("remote")),
         fd=d.get("fd"),
-        origin=d.get("origin"),  # type: ignore[arg-type]  # the formatted string: see format_origin
+        origin=d.get("origin"),  # the formatted string: see format_origin
         count=int(d.get("count", 1)),
         note=d.get("note") or "",
     )
 
 
-def verdict_of(record: Mapping[str, Any]) -> Tuple[Verdict, Grown]:
+def verdict_of(record: Mapping[str, Any]) -> tuple[Verdict, Grown]:
     """The verdict and baseline growth a record was made from (``results.test_record``'s inverse)."""
-    violations: List[Violation] = []
+    violations: list[Violation] = []
     grown: Grown = []
     for v in record.get("violations", []):
         if v.get("kind") == "baseline":
@@ -79,10 +80,10 @@ def text_of(record: Mapping[str, Any]) -> str:
     return failure_text(str(record["nodeid"]), verdict, format_origin, grown)
 
 
-def origins_of(record: Mapping[str, Any]) -> Dict[str, str]:
+def origins_of(record: Mapping[str, Any]) -> dict[str, str]:
     """What ``results.test_record`` keeps as ``origins``: the first item's origin of a time_wait or connections
     violation (the summary prints it beside the worst offenders)."""
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     for v in record.get("violations", []):
         if v.get("kind") in ("time_wait", "connections") and v.get("kind") not in out:
             items = v.get("items") or []
@@ -105,10 +106,10 @@ class ReportResults(SessionResults):
             self.add({**t, "counts": counts, "stop": sample.get("time") or 0.0, "fds": sample.get("fds"),
                       "origins": origins_of(t)})
 
-    def session(self) -> Dict[str, Any]:
+    def session(self) -> dict[str, Any]:
         return dict(self._session)
 
 
-def in_order(records: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+def in_order(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Offenders first (in report order), then the rest: how ``show`` and the HTML page list tests."""
     return [r for r in records if not r.get("clean", True)] + [r for r in records if r.get("clean", True)]

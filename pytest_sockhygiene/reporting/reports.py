@@ -9,13 +9,13 @@ docs/report.schema.json.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
+from typing import Any
 
 from ..verdict import KINDS
 
 VERSION = 1
 
-Document = Dict[str, Any]
+Document = dict[str, Any]
 
 SESSION_INTS = ("tests_checked", "tests_with_violations", "connections_opened", "peak_time_wait",
                 "plugin_problems")
@@ -99,11 +99,11 @@ def _test_problem(t: Any) -> str:
     return ""
 
 
-def counts_of(test: Dict[str, Any]) -> Dict[str, int]:
+def counts_of(test: dict[str, Any]) -> dict[str, int]:
     """A test's counts for every kind this version knows (a kind an older report lacks counts as 0)."""
     counts = test.get("counts", {})
     return {k: int(counts.get(k, 0)) for k in KINDS}
 
 
-def dirty(tests: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def dirty(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in tests if not t.get("clean", True)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import sys
-from typing import Collection, Dict, FrozenSet, Hashable, Iterable, List, Optional, Set, Tuple
+from collections.abc import Collection, Hashable, Iterable
 
 from ..endpoints import Endpoint, FourTuple, format_endpoint
 
@@ -65,11 +65,11 @@ class SocketEntry:
     key: Hashable
     fd: int
     state: TcpState
-    local: Optional[Endpoint]
-    remote: Optional[Endpoint]
+    local: Endpoint | None
+    remote: Endpoint | None
 
     @property
-    def four_tuple(self) -> Optional[FourTuple]:
+    def four_tuple(self) -> FourTuple | None:
         if self.local is None or self.remote is None:
             return None
         return (self.local, self.remote)
@@ -88,9 +88,9 @@ class Scan:
     """One look at the process's sockets: identity -> fd, plus (where the backend can) the numbers of every fd
     open at the time, so that the next look can tell "nothing changed" without describing anything."""
 
-    __slots__ = ("ids", "fds")
+    __slots__ = ("fds", "ids")
 
-    def __init__(self, ids: Dict[Hashable, int], fds: Optional[FrozenSet[int]] = None) -> None:
+    def __init__(self, ids: dict[Hashable, int], fds: frozenset[int] | None = None) -> None:
         self.ids = ids
         self.fds = fds
 
@@ -103,41 +103,41 @@ class SocketTable:
     def scan(self) -> Scan:
         return Scan(self.ids())
 
-    def unchanged(self, previous: Scan) -> Optional[Scan]:
+    def unchanged(self, previous: Scan) -> Scan | None:
         """``previous`` if the process provably holds the same sockets (only asked when no socket call was seen
         since), else None. Backends that cannot tell cheaply return None."""
         return None
 
-    def ids(self) -> Dict[Hashable, int]:
+    def ids(self) -> dict[Hashable, int]:
         """Identity -> fd of every socket this process holds now (any family: cheap filtering comes later)."""
         raise NotImplementedError
 
-    def describe(self, ids: Dict[Hashable, int]) -> List[SocketEntry]:
+    def describe(self, ids: dict[Hashable, int]) -> list[SocketEntry]:
         """Full entries for the given identities that are TCP over IPv4/IPv6 and still open."""
         raise NotImplementedError
 
-    def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
+    def identity_of(self, fd: int, local: Endpoint | None, remote: Endpoint | None) -> Hashable | None:
         """The identity ``ids`` gives the socket at ``fd`` with these addresses (called from socket hooks)."""
         raise NotImplementedError
 
-    def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
+    def lingering(self, tuples: Collection[FourTuple]) -> set[FourTuple]:
         """Which of these 4-tuples (local, remote) have a row in TIME_WAIT or on its way to it (no fd)."""
         raise NotImplementedError
 
-    def snapshot(self) -> List[SocketEntry]:
+    def snapshot(self) -> list[SocketEntry]:
         return self.describe(self.ids())
 
-    def degradation(self) -> Optional[str]:
+    def degradation(self) -> str | None:
         """A notice for the session when this backend had to check less than it should (None if all is well)."""
         return None
 
-    def fd_count(self) -> Optional[int]:
+    def fd_count(self) -> int | None:
         """Open file descriptors of this process (any kind), as cheaply as the backend can say."""
         from ..health import open_fd_count
 
         return open_fd_count()
 
-    def fds_exhausted(self) -> Optional[Tuple[int, int]]:
+    def fds_exhausted(self) -> tuple[int, int] | None:
         """``(fds in use, soft RLIMIT_NOFILE)`` if at the last look every fd the limit allows was in use, else
         None. Asked only for a test that left sockets open: the likely cause of the errors it saw."""
         from ..health import fd_limit
@@ -156,7 +156,7 @@ def select_table(name: str) -> SocketTable:
     """``auto`` picks ``linux`` where /proc/self/fd works, else ``psutil``. Raises TableUnavailable."""
     if name not in ("auto", "linux", "psutil"):
         raise ValueError(name)
-    linux_failed: Optional[TableUnavailable] = None
+    linux_failed: TableUnavailable | None = None
     if name in ("auto", "linux"):
         if sys.platform.startswith("linux"):
             from .linux import LinuxTable
@@ -180,9 +180,9 @@ def select_table(name: str) -> SocketTable:
         raise TableUnavailable(f"{linux_failed}; and {e}") from e
 
 
-def dedupe(entries: Iterable[SocketEntry]) -> List[SocketEntry]:
+def dedupe(entries: Iterable[SocketEntry]) -> list[SocketEntry]:
     """Kernel dumps are not atomic under churn: one socket can be listed twice. Keep one entry per key."""
-    seen: Dict[Hashable, SocketEntry] = {}
+    seen: dict[Hashable, SocketEntry] = {}
     for e in entries:
         seen.setdefault(e.key, e)
     return list(seen.values())

@@ -23,13 +23,14 @@ refuses more fds than ``RLIMIT_NOFILE``) it says so, and the caller lists the di
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import select
 import stat
 import weakref
-from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable
 
 _FD_DIR = "/proc/self/fd"
 _NVAL = select.POLLNVAL if hasattr(select, "POLLNVAL") else 0x20
@@ -44,7 +45,7 @@ _PURE_POLL_CHAR_MAJORS = frozenset({1, 4, 5, *range(136, 144)})
 """Character devices whose poll only reads: 1 = /dev/null, zero, full, random, urandom; 4, 5 and 136-143 =
 terminals and pseudo-terminals (what every shell polls)."""
 
-_live: "weakref.WeakSet[FdWatch]" = weakref.WeakSet()
+_live: weakref.WeakSet[FdWatch] = weakref.WeakSet()
 _fork_hook_installed = False
 
 
@@ -54,7 +55,7 @@ def _reopen_after_fork() -> None:
         watch._reopen_in_child()
 
 
-def _still_ours(dirfd: int, identity: Tuple[int, int]) -> bool:
+def _still_ours(dirfd: int, identity: tuple[int, int]) -> bool:
     """The fd number still holds the watch's directory (a test that closes every fd may have handed the number
     to another file, which must then be left alone)."""
     try:
@@ -64,13 +65,11 @@ def _still_ours(dirfd: int, identity: Tuple[int, int]) -> bool:
     return (st.st_dev, st.st_ino) == identity
 
 
-def _close_if_ours(dirfd: int, identity: Tuple[int, int]) -> None:
+def _close_if_ours(dirfd: int, identity: tuple[int, int]) -> None:
     """Close the watch's directory fd, unless its number is another file's by now."""
     if _still_ours(dirfd, identity):
-        try:
+        with contextlib.suppress(OSError):
             os.close(dirfd)
-        except OSError:
-            pass
 
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
@@ -81,7 +80,7 @@ def _unescape(field: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-def mount_types(mountinfo: str = "/proc/self/mountinfo") -> List[Tuple[str, str]]:
+def mount_types(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
     """(mount point, filesystem type) of every mount this process sees, longest mount point first."""
     mounts = []
     try:
@@ -97,7 +96,7 @@ def mount_types(mountinfo: str = "/proc/self/mountinfo") -> List[Tuple[str, str]
     return mounts
 
 
-def filesystem_of(path: str, mounts: List[Tuple[str, str]]) -> Optional[str]:
+def filesystem_of(path: str, mounts: list[tuple[str, str]]) -> str | None:
     """The type of the filesystem ``path`` lies on (``mounts`` as ``mount_types`` gives them)."""
     if path.endswith(" (deleted)"):
         path = path[: -len(" (deleted)")]
@@ -111,20 +110,20 @@ class FdWatch:
     """A directory fd on ``/proc/self/fd`` and a poll set over the fds of the last scan."""
 
     def __init__(self, dirfd: int) -> None:
-        self._dirfd: Optional[int] = dirfd
+        self._dirfd: int | None = dirfd
         st = os.fstat(dirfd)
         self._identity = (st.st_dev, st.st_ino)
         """What the directory fd is: a test that closes every fd (``os.closerange``) may hand its number to
         another file, which this watch must then neither read as a count nor touch."""
         self._finalizer = weakref.finalize(self, _close_if_ours, dirfd, self._identity)
-        self._watched: Optional[Tuple[FrozenSet[int], "select.poll", List[int]]] = None
+        self._watched: tuple[frozenset[int], select.poll, list[int]] | None = None
         """The fds of the last scan, a poll set over those whose poll only reads, and the others."""
-        self._pure: Dict[Tuple[int, int, int], bool] = {}
+        self._pure: dict[tuple[int, int, int], bool] = {}
         """Per file (dev, inode, mode): whether its poll is a pure read; kept across scans."""
-        self._mounts: Optional[List[Tuple[str, str]]] = None
+        self._mounts: list[tuple[str, str]] | None = None
 
     @classmethod
-    def open(cls, open_fds: Callable[[], FrozenSet[int]]) -> Optional["FdWatch"]:
+    def open(cls, open_fds: Callable[[], frozenset[int]]) -> FdWatch | None:
         """A watch, or None where ``st_size`` is not the fd count (Linux before 6.2, or not procfs at all).
 
         ``open_fds`` lists the open fds the slow way, to check the count against (a few tries: another thread
@@ -153,7 +152,7 @@ class FdWatch:
             _fork_hook_installed = True
         return watch
 
-    def same(self, fds: FrozenSet[int]) -> Optional[bool]:
+    def same(self, fds: frozenset[int]) -> bool | None:
         """Exactly the fds ``fds`` are open now (True), or some of them are closed (False); None if this watch
         cannot tell (the caller then lists the directory).
 
@@ -191,7 +190,7 @@ class FdWatch:
                 return False
         return True
 
-    def count(self) -> Optional[int]:
+    def count(self) -> int | None:
         """The number of fds open now, from the kept directory fd (no new fd needed), or None."""
         dirfd = self._dirfd
         if dirfd is None:
@@ -202,7 +201,7 @@ class FdWatch:
             return None
         return st.st_size if (st.st_dev, st.st_ino) == self._identity else None
 
-    def _watch(self, fds: FrozenSet[int]) -> Tuple[FrozenSet[int], "select.poll", List[int]]:
+    def _watch(self, fds: frozenset[int]) -> tuple[frozenset[int], select.poll, list[int]]:
         """Split the fds into those polled at once and those checked one by one."""
         poll = select.poll()
         unpollable = []

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import _socket
 import atexit
+import contextlib
 import errno
 import functools
 import itertools
@@ -37,7 +38,7 @@ import select
 import struct
 import threading
 import time
-from typing import Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
 
 from ..endpoints import FourTuple
 from . import TcpState
@@ -83,7 +84,7 @@ _TIMEOUT = 2.0
 """Seconds to wait for the kernel's answers. Linux answers inside ``sendto`` itself, so this only bounds the
 wait where it does not (an emulated netlink) or a reply is lost: a lookup must never hang a test run."""
 
-_Query = Tuple[FourTuple, int, int, int, bytes, bytes]
+_Query = tuple[FourTuple, int, int, int, bytes, bytes]
 """(key, family to ask in, local port, remote port, local address, remote address).
 
 Addresses are canonical, the form replies are compared in: 4 bytes for IPv4 (also when asked as AF_INET6,
@@ -97,20 +98,20 @@ class NetlinkUnavailable(Exception):
 # --- small helpers ------------------------------------------------------------------------------------------------
 
 
-_STATES: Dict[int, TcpState] = {int(s): s for s in TcpState}
+_STATES: dict[int, TcpState] = {int(s): s for s in TcpState}
 _STATES[_TCP_NEW_SYN_RECV] = TcpState.SYN_RECV
 """The kernel's state numbers. Request sockets (a half-open connection a listener has not accepted yet) are
 ``TCP_NEW_SYN_RECV`` (12) inside the kernel; both interfaces should report them as SYN_RECV, and this maps them
 in case one does not. Numbers not listed are unknown states, and such rows are left out."""
 
 
-def _state(number: int) -> Optional[TcpState]:
+def _state(number: int) -> TcpState | None:
     """The kernel's state number as a :class:`TcpState`, or None if unknown."""
     return _STATES.get(number)
 
 
 @functools.lru_cache(maxsize=1024)
-def _pack_host(host: str) -> Optional[Tuple[int, bytes]]:
+def _pack_host(host: str) -> tuple[int, bytes] | None:
     """``(family, address bytes)`` of a host literal; IPv4-mapped IPv6 folds to IPv4. None if not a literal.
 
     Endpoints are normalised already; folding again here costs little and keeps a caller's ``::ffff:`` spelling
@@ -131,7 +132,7 @@ def _pack_host(host: str) -> Optional[Tuple[int, bytes]]:
         return None
 
 
-def _query(key: FourTuple) -> Optional[_Query]:
+def _query(key: FourTuple) -> _Query | None:
     """The lookup for one ``(local, remote)`` tuple, or None if it cannot name a TCP socket (mixed families)."""
     try:
         (lhost, lport), (rhost, rport) = key
@@ -201,17 +202,17 @@ def _proc_hex(family: int, raw: bytes) -> str:
     ``0100007F`` and ``::1`` reads ``00000000000000000000000001000000``.
     """
     if family == _AF_INET:
-        return "%08X" % struct.unpack("=I", raw)[0]
-    return "".join("%08X" % word for word in struct.unpack("=4I", raw))
+        return "{:08X}".format(struct.unpack("=I", raw)[0])
+    return "".join(f"{word:08X}" for word in struct.unpack("=4I", raw))
 
 
-def _proc_keys(q: _Query) -> List[Tuple[str, Tuple[bytes, bytes]]]:
+def _proc_keys(q: _Query) -> list[tuple[str, tuple[bytes, bytes]]]:
     """Where the tuple's row can be in ``/proc/net``: ``(file, (local column, remote column))``.
 
     An IPv4 connection can be in ``tcp6`` too, in ``::ffff:`` form, when its socket is AF_INET6 (dual-stack).
     """
     _key, family, lport, rport, src, dst = q
-    lp, rp = ":%04X" % lport, ":%04X" % rport
+    lp, rp = f":{lport:04X}", f":{rport:04X}"
     if family == _AF_INET6:
         columns = [("tcp6", _proc_hex(family, src) + lp, _proc_hex(family, dst) + rp)]
     else:
@@ -223,9 +224,9 @@ def _proc_keys(q: _Query) -> List[Tuple[str, Tuple[bytes, bytes]]]:
     return [(name, (local.encode(), remote.encode())) for name, local, remote in columns]
 
 
-def _unique_queries(tuples: Iterable[FourTuple]) -> List[_Query]:
-    seen: Dict[FourTuple, None] = {}
-    queries: List[_Query] = []
+def _unique_queries(tuples: Iterable[FourTuple]) -> list[_Query]:
+    seen: dict[FourTuple, None] = {}
+    queries: list[_Query] = []
     for key in tuples:
         if key in seen:
             continue
@@ -258,12 +259,12 @@ class SockDiag:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sock: Optional[_socket.socket] = None
+        self._sock: _socket.socket | None = None
         self._pid = -1
         self._chunk = _MIN_CHUNK
         self._seq = itertools.count(1)
         self._buf = bytearray(_RECV_BUFFER)
-        self._poll: Optional[select.poll] = None
+        self._poll: select.poll | None = None
         with self._lock:
             self._open()
         try:
@@ -286,15 +287,11 @@ class SockDiag:
         try:
             sock.bind((0, 0))
             sock.setblocking(False)
-            try:
+            with contextlib.suppress(OSError):
                 # Errors then carry the failed request's header only, not its payload: smaller replies.
                 sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
-            except OSError:
-                pass
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, _WANTED_RCVBUF)
-            except OSError:
-                pass
             rcvbuf = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF)
             sndbuf = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF)
         except OSError as exc:
@@ -357,7 +354,7 @@ class SockDiag:
 
     # -- lookups --
 
-    def lookup(self, tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
+    def lookup(self, tuples: Iterable[FourTuple]) -> dict[FourTuple, TcpState]:
         """State of each ``(local, remote)`` tuple the kernel has; unknown tuples are absent from the result.
 
         TIME_WAIT rows are found like any other. An IPv4 tuple missed as AF_INET is asked again as AF_INET6 in
@@ -365,7 +362,7 @@ class SockDiag:
         or does not answer within a bound.
         """
         queries = _unique_queries(tuples)
-        result: Dict[FourTuple, TcpState] = {}
+        result: dict[FourTuple, TcpState] = {}
         if not queries:
             return result
         with self._lock:
@@ -376,9 +373,9 @@ class SockDiag:
                 self._run(sock, retry, result)
         return result
 
-    def _run(self, sock: _socket.socket, queries: List[_Query], result: Dict[FourTuple, TcpState]) -> List[_Query]:
+    def _run(self, sock: _socket.socket, queries: list[_Query], result: dict[FourTuple, TcpState]) -> list[_Query]:
         """Ask for all ``queries`` in batches; fill ``result``; return the queries the kernel did not find."""
-        missed: List[_Query] = []
+        missed: list[_Query] = []
         todo = queries
         pos = 0
         losses = 0
@@ -399,13 +396,13 @@ class SockDiag:
     def _exchange(
         self,
         sock: _socket.socket,
-        batch: List[_Query],
-        result: Dict[FourTuple, TcpState],
-        missed: List[_Query],
-    ) -> List[_Query]:
+        batch: list[_Query],
+        result: dict[FourTuple, TcpState],
+        missed: list[_Query],
+    ) -> list[_Query]:
         """Send one batch and read until each request has its answer; return the requests whose reply was lost."""
-        pending: Dict[int, _Query] = {}
-        parts: List[bytes] = []
+        pending: dict[int, _Query] = {}
+        parts: list[bytes] = []
         for q in batch:
             seq = next(self._seq) & 0xFFFFFFFF
             pending[seq] = q
@@ -414,7 +411,7 @@ class SockDiag:
             sock.sendto(b"".join(parts), (0, 0))
         except OSError as exc:
             raise NetlinkUnavailable(f"NETLINK_SOCK_DIAG refused the request: {exc}") from exc
-        deadline: Optional[float] = None
+        deadline: float | None = None
         overrun = False
         buf = self._buf
         view = memoryview(buf)
@@ -445,9 +442,9 @@ class SockDiag:
     @staticmethod
     def _parse(
         data: memoryview,
-        pending: Dict[int, _Query],
-        result: Dict[FourTuple, TcpState],
-        missed: List[_Query],
+        pending: dict[int, _Query],
+        result: dict[FourTuple, TcpState],
+        missed: list[_Query],
     ) -> None:
         """Consume the netlink messages in ``data``: each answers (and removes) the pending request of its seq.
 
@@ -497,7 +494,7 @@ class SockDiag:
 # --- /proc fallback -------------------------------------------------------------------------------------------------
 
 
-def proc_net_lookup(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
+def proc_net_lookup(tuples: Iterable[FourTuple]) -> dict[FourTuple, TcpState]:
     """Same result as :meth:`SockDiag.lookup`, from ``/proc/net/tcp`` and ``/proc/net/tcp6``.
 
     The fallback where netlink is refused. The requested tuples are encoded the way the files print them, so
@@ -506,11 +503,11 @@ def proc_net_lookup(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
     are read as bytes: they are ASCII, and this path must not depend on codecs (nor on anything else that can
     fail where netlink already did).
     """
-    wanted: Dict[str, Dict[Tuple[bytes, bytes], FourTuple]] = {"tcp": {}, "tcp6": {}}
+    wanted: dict[str, dict[tuple[bytes, bytes], FourTuple]] = {"tcp": {}, "tcp6": {}}
     for q in _unique_queries(tuples):
         for name, columns in _proc_keys(q):
             wanted[name][columns] = q[0]
-    result: Dict[FourTuple, TcpState] = {}
+    result: dict[FourTuple, TcpState] = {}
     for name, columns_to_key in wanted.items():
         if not columns_to_key:
             continue
@@ -548,10 +545,10 @@ class _Shared:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.diag: Optional[SockDiag] = None
+        self.diag: SockDiag | None = None
         self.use_proc = False
-        self.reason: Optional[str] = None  # why netlink was given up, for the session's one notice
-        self.proc_error: Optional[str] = None
+        self.reason: str | None = None  # why netlink was given up, for the session's one notice
+        self.proc_error: str | None = None
 
     def close(self) -> None:
         with self.lock:
@@ -571,10 +568,8 @@ def prepare() -> None:
     shared = _shared
     with shared.lock:
         if shared.diag is None and not shared.use_proc:
-            try:
+            with contextlib.suppress(NetlinkUnavailable, OSError):
                 shared.diag = SockDiag()
-            except (NetlinkUnavailable, OSError):
-                pass
 
 
 def _out_of_fds(exc: BaseException) -> bool:
@@ -585,7 +580,7 @@ def _out_of_fds(exc: BaseException) -> bool:
     return False
 
 
-def lookup_states(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
+def lookup_states(tuples: Iterable[FourTuple]) -> dict[FourTuple, TcpState]:
     """State of each known 4-tuple, through one process-wide :class:`SockDiag`, else ``/proc/net``.
 
     The first netlink failure (cannot open, refused, no answer) switches this process to
@@ -612,7 +607,7 @@ def lookup_states(tuples: Iterable[FourTuple]) -> Dict[FourTuple, TcpState]:
     return proc_net_lookup(keys)
 
 
-def degradation() -> Optional[str]:
+def degradation() -> str | None:
     """Why TIME_WAIT lookups are slower or off in this process, or None when netlink works."""
     return _shared.proc_error or _shared.reason
 

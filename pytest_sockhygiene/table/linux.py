@@ -15,7 +15,7 @@ import fcntl
 import os
 import socket
 import stat
-from typing import Collection, Dict, FrozenSet, Hashable, List, Optional, Set, Tuple
+from collections.abc import Collection, Hashable
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from . import LINGERING_STATES, Scan, SocketEntry, SocketTable, TableUnavailable, TcpState
@@ -29,7 +29,7 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 _TCP_INFO = getattr(socket, "TCP_INFO", 11)
 
 
-def socket_inodes(names: Optional[List[str]] = None) -> Dict[int, int]:
+def socket_inodes(names: list[str] | None = None) -> dict[int, int]:
     """Socket inode -> fd for every socket fd of this process (any family)."""
     return open_fds(names)[0]
 
@@ -42,7 +42,7 @@ def out_of_fds(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _OUT_OF_FDS
 
 
-def probe_fds(expected: Optional[int] = None) -> Tuple[Dict[int, int], FrozenSet[int]]:
+def probe_fds(expected: int | None = None) -> tuple[dict[int, int], frozenset[int]]:
     """``open_fds`` without a listing: ``fstat`` of every fd number in turn, which needs no new fd.
 
     For a process that has run out of fds, where a listing cannot open its directory. Stops once ``expected``
@@ -50,8 +50,8 @@ def probe_fds(expected: Optional[int] = None) -> Tuple[Dict[int, int], FrozenSet
     before a limit was lowered can lie above it: the count finds those, up to 65,536)."""
     soft = _soft_limit()
     bound = max(soft, 1 << 16) if expected is not None else max(soft, 1024)
-    out: Dict[int, int] = {}
-    fds: List[int] = []
+    out: dict[int, int] = {}
+    fds: list[int] = []
     fstat = os.fstat
     is_sock = stat.S_ISSOCK
     for fd in range(bound):
@@ -77,11 +77,11 @@ def _soft_limit() -> int:
     return soft if 0 <= soft < (1 << 20) else 1 << 20
 
 
-def open_fds(names: Optional[List[str]] = None) -> Tuple[Dict[int, int], FrozenSet[int]]:
+def open_fds(names: list[str] | None = None) -> tuple[dict[int, int], frozenset[int]]:
     """Socket inode -> fd for every socket fd of this process, and the numbers of all its open fds (a listing's
     own directory fd, closed by the time each is ``fstat``-ed, is not among them)."""
-    out: Dict[int, int] = {}
-    fds: List[int] = []
+    out: dict[int, int] = {}
+    fds: list[int] = []
     fstat = os.fstat
     is_sock = stat.S_ISSOCK
     for name in os.listdir(_FD_DIR) if names is None else names:
@@ -96,7 +96,7 @@ def open_fds(names: Optional[List[str]] = None) -> Tuple[Dict[int, int], FrozenS
     return out, frozenset(fds)
 
 
-def describe_fd(fd: int, inode: Optional[int] = None) -> Optional[SocketEntry]:
+def describe_fd(fd: int, inode: int | None = None) -> SocketEntry | None:
     """A SocketEntry for a TCP/IP socket at ``fd``, or None (other family, closed, or reused by another file).
 
     The fd is wrapped in a C-level socket object and *detached* afterwards, so the user's socket is never closed
@@ -130,7 +130,7 @@ def describe_fd(fd: int, inode: Optional[int] = None) -> Optional[SocketEntry]:
         s.detach()
 
 
-def _listed_same(names: List[str], fds: FrozenSet[int]) -> bool:
+def _listed_same(names: list[str], fds: frozenset[int]) -> bool:
     """A listing shows exactly ``fds`` open: every one of them plus one more name, the listing's own directory
     fd, which must be closed by now (if the one extra is still open, the user's file took a number and the
     listing's fd took the number of one the user closed)."""
@@ -150,14 +150,14 @@ class LinuxTable(SocketTable):
     name = "linux"
 
     def __init__(self) -> None:
-        self._fd_count: Optional[int] = None
-        self._unlooked: Optional[str] = None
+        self._fd_count: int | None = None
+        self._unlooked: str | None = None
         try:
             socket_inodes()
         except OSError as e:
             raise TableUnavailable(f"cannot list {_FD_DIR}: {e}") from e
         self._dir = _FD_DIR
-        self._watch: Optional[FdWatch] = None
+        self._watch: FdWatch | None = None
         if _FD_DIR == "/proc/self/fd":  # (a test points _FD_DIR elsewhere to fake a missing /proc)
             try:
                 if set(os.listdir(_THREAD_FD_DIR)) == set(os.listdir(_FD_DIR)):
@@ -169,7 +169,7 @@ class LinuxTable(SocketTable):
 
         prepare()  # the netlink socket TIME_WAIT lookups use, opened now: a test may run the process out of fds
 
-    def ids(self) -> Dict[Hashable, int]:
+    def ids(self) -> dict[Hashable, int]:
         return self.scan().ids
 
     def scan(self) -> Scan:
@@ -184,7 +184,7 @@ class LinuxTable(SocketTable):
         self._fd_count = len(fds)
         return Scan(ids, fds)  # type: ignore[arg-type]
 
-    def unchanged(self, previous: Scan) -> Optional[Scan]:
+    def unchanged(self, previous: Scan) -> Scan | None:
         """Same fd numbers and no socket call seen by the hooks: the same sockets. No ``fstat`` of each fd: the
         clean path's second look costs microseconds even with a thousand sockets held. Two system calls where
         the kernel reports the fd count (``FdWatch``), else one listing."""
@@ -207,10 +207,10 @@ class LinuxTable(SocketTable):
             self._watch.close()
             self._watch = None
 
-    def fd_count(self) -> Optional[int]:
+    def fd_count(self) -> int | None:
         return self._fd_count if self._fd_count is not None else super().fd_count()
 
-    def describe(self, ids: Dict[Hashable, int]) -> List[SocketEntry]:
+    def describe(self, ids: dict[Hashable, int]) -> list[SocketEntry]:
         out = []
         for inode, fd in ids.items():
             entry = describe_fd(fd, inode)  # type: ignore[arg-type]
@@ -218,18 +218,18 @@ class LinuxTable(SocketTable):
                 out.append(entry)
         return out
 
-    def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
+    def identity_of(self, fd: int, local: Endpoint | None, remote: Endpoint | None) -> Hashable | None:
         try:
             return os.fstat(fd).st_ino
         except OSError:
             return None
 
-    def degradation(self) -> Optional[str]:
+    def degradation(self) -> str | None:
         from .kernel import degradation
 
         return degradation() or self._unlooked
 
-    def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
+    def lingering(self, tuples: Collection[FourTuple]) -> set[FourTuple]:
         if not tuples:
             return set()
         from .kernel import lookup_states

@@ -20,7 +20,8 @@ import dataclasses
 import errno
 import socket
 import sys
-from typing import Any, Collection, Dict, Hashable, List, Optional, Set, Tuple
+from collections.abc import Collection, Hashable
+from typing import Any
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState, dedupe
@@ -43,7 +44,7 @@ _STATE_BY_NAME = {
 }
 
 
-def _entry(conn: Any) -> Optional[SocketEntry]:
+def _entry(conn: Any) -> SocketEntry | None:
     state = _STATE_BY_NAME.get(conn.status)
     if state is None or conn.family not in (socket.AF_INET, socket.AF_INET6):
         return None
@@ -60,7 +61,7 @@ def _out_of_fds(exc: BaseException) -> bool:
     return "Too many open files" in str(exc)
 
 
-def _still_there(fd: int, local: Endpoint, remote: Optional[Endpoint]) -> Optional[str]:
+def _still_there(fd: int, local: Endpoint, remote: Endpoint | None) -> str | None:
     """Whether this process still holds, at ``fd``, the socket last seen there as ``local -> remote``: "reset"
     (a TCP socket bound to ``local`` with no peer: reset, or never connected), "same" (still connected to
     ``remote``: a 4-tuple names one live connection, so a row the dump skipped), or None (closed, or another
@@ -106,12 +107,12 @@ class PsutilTable(SocketTable):
             raise TableUnavailable(f"psutil cannot read this process{where}: {e}") from e
         # psutil gives no fds on these systems (always -1): identities use -1 there too
         self._fds = not sys.platform.startswith(("win", "freebsd", "openbsd", "netbsd", "sunos", "aix"))
-        self._degraded: Optional[str] = None
-        self._unlooked: Optional[str] = None
-        self._fd_count: Optional[int] = None
-        self._last: Dict[Hashable, SocketEntry] = {}
+        self._degraded: str | None = None
+        self._unlooked: str | None = None
+        self._fd_count: int | None = None
+        self._last: dict[Hashable, SocketEntry] = {}
         """The last look's entries by identity (to notice a connected socket that stopped being listed)."""
-        self._unlisted: Dict[Tuple[int, Endpoint], Hashable] = {}
+        self._unlisted: dict[tuple[int, Endpoint], Hashable] = {}
         """``(fd, local)`` -> identity of held sockets the table no longer lists (see the module's docstring)."""
         if sys.platform == "darwin":
             self._degraded = ("psutil on macOS lists only sockets that belong to a process, so TIME_WAIT entries "
@@ -121,11 +122,11 @@ class PsutilTable(SocketTable):
         except (psutil.Error, OSError, NotImplementedError) as e:
             raise TableUnavailable(f"psutil cannot list this process's connections: {e!r}") from e
 
-    def _connections(self) -> List[Any]:
+    def _connections(self) -> list[Any]:
         get = getattr(self._process, "net_connections", None) or self._process.connections
         return list(get(kind="tcp"))
 
-    def _entries(self) -> List[SocketEntry]:
+    def _entries(self) -> list[SocketEntry]:
         try:
             conns = self._connections()
         except (self._psutil.Error, OSError) as e:
@@ -139,7 +140,7 @@ class PsutilTable(SocketTable):
             self._last = {e.key: e for e in entries}
         return entries
 
-    def _entries_without_fd(self) -> List[SocketEntry]:
+    def _entries_without_fd(self) -> list[SocketEntry]:
         """What psutil would list, for a process with no fd left for psutil's reads of /proc (Linux): every fd
         number ``fstat``-ed and each TCP socket described from its own fd, as the linux backend does."""
         ids, fds = probe_fds()
@@ -151,17 +152,17 @@ class PsutilTable(SocketTable):
                 out.append(dataclasses.replace(e, key=(fd if self._fds else -1, e.local, e.remote)))
         return out
 
-    def fd_count(self) -> Optional[int]:
+    def fd_count(self) -> int | None:
         return self._fd_count if self._fd_count is not None else super().fd_count()
 
-    def _still_held(self, listed: List[SocketEntry]) -> List[SocketEntry]:
+    def _still_held(self, listed: list[SocketEntry]) -> list[SocketEntry]:
         """Connected sockets of the last look that this look does not list but this process still holds: reset
         ones as CLOSE entries under their old identity, ones the dump skipped as they were. Only sockets that
         disappeared are checked (one look at each fd), so a quiet process pays nothing."""
         keys = {e.key for e in listed}
         fds = {e.fd for e in listed}
-        kept: List[SocketEntry] = []
-        unlisted: Dict[Tuple[int, Endpoint], Hashable] = {}
+        kept: list[SocketEntry] = []
+        unlisted: dict[tuple[int, Endpoint], Hashable] = {}
         for key, e in self._last.items():
             if key in keys or e.fd in fds or e.fd < 0 or e.local is None:
                 continue  # listed, or its fd holds another listed socket now
@@ -176,27 +177,27 @@ class PsutilTable(SocketTable):
         self._unlisted = unlisted  # replaced whole: socket hooks in other threads read it (identity_of)
         return kept
 
-    def ids(self) -> Dict[Hashable, int]:
+    def ids(self) -> dict[Hashable, int]:
         return {e.key: e.fd for e in self._entries()}
 
-    def describe(self, ids: Dict[Hashable, int]) -> List[SocketEntry]:
+    def describe(self, ids: dict[Hashable, int]) -> list[SocketEntry]:
         return [e for e in self._entries() if e.key in ids]
 
-    def identity_of(self, fd: int, local: Optional[Endpoint], remote: Optional[Endpoint]) -> Optional[Hashable]:
+    def identity_of(self, fd: int, local: Endpoint | None, remote: Endpoint | None) -> Hashable | None:
         if remote is None and local is not None:  # a reset socket's close: the identity it was listed under
             key = self._unlisted.get((fd, local))
             if key is not None:
                 return key
         return (fd if self._fds else -1, local, remote)
 
-    def degradation(self) -> Optional[str]:
+    def degradation(self) -> str | None:
         return self._degraded or self._unlooked
 
-    def lingering(self, tuples: Collection[FourTuple]) -> Set[FourTuple]:
+    def lingering(self, tuples: Collection[FourTuple]) -> set[FourTuple]:
         if not tuples:
             return set()
         wanted = set(tuples)
-        found: Set[FourTuple] = set()
+        found: set[FourTuple] = set()
         for _ in range(_LINGER_READS):
             try:
                 rows = self._psutil.net_connections(kind="tcp")
@@ -210,10 +211,10 @@ class PsutilTable(SocketTable):
             for conn in rows:
                 entry = _entry(conn)
                 if entry is not None and entry.state in LINGERING_STATES and entry.four_tuple in wanted:
-                    found.add(entry.four_tuple)  # type: ignore[arg-type]
+                    found.add(entry.four_tuple)
             # the dump is read in pieces while the machine's connections come and go, and can skip a row: read
             # again while a connection has neither of its sides found (seen under a neighbour's churn: a burst of
             # 10 counted as 9; each read misses a row rarely, so a few reads make a miss very unlikely)
-            if all((l, r) in found or (r, l) in found for (l, r) in wanted):
+            if all((a, b) in found or (b, a) in found for (a, b) in wanted):
                 break
         return found

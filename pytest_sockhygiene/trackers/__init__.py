@@ -6,10 +6,10 @@ the suite does not use.
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 
-def builtin_trackers() -> List[Any]:
+def builtin_trackers() -> list[Any]:
     from .aiohttp import AiohttpTracker
     from .httpx import HttpxTracker
     from .requests import RequestsTracker

@@ -12,14 +12,13 @@ Keepalive: the connector's ``_keepalive_timeout`` (15 s by default; None with ``
 from __future__ import annotations
 
 import numbers
-from typing import Any, List, Optional
-
+from typing import Any
 
 from .base import ClassTracker
 from .patching import after_init, counting_requests_async, then_closed_async
 
 
-def _copy(collection: Any) -> List[Any]:
+def _copy(collection: Any) -> list[Any]:
     """A list of a dict's values or a set's items, tolerating an event loop in another thread changing it."""
     if collection is None:
         return []
@@ -31,8 +30,8 @@ def _copy(collection: Any) -> List[Any]:
     return []
 
 
-def _protocols(connector: Any) -> List[Any]:
-    out: List[Any] = []
+def _protocols(connector: Any) -> list[Any]:
+    out: list[Any] = []
     for conns in _copy(getattr(connector, "_conns", None)):
         for entry in _copy(conns):
             out.append(entry[0] if isinstance(entry, tuple) else entry)
@@ -74,7 +73,7 @@ class AiohttpTracker(ClassTracker):
     def _connector(session: Any) -> Any:
         return getattr(session, "_connector", None)
 
-    def sockets(self, client: Any) -> List[Any]:
+    def sockets(self, client: Any) -> list[Any]:
         connector = self._connector(client)
         if connector is None:
             return []
@@ -85,10 +84,10 @@ class AiohttpTracker(ClassTracker):
                 out.append(sock)
         return out
 
-    def is_closed(self, client: Any) -> Optional[bool]:
+    def is_closed(self, client: Any) -> bool | None:
         return bool(getattr(client, "closed", False))
 
-    def keepalive(self, client: Any) -> Optional[float]:
+    def keepalive(self, client: Any) -> float | None:
         timeout = getattr(self._connector(client), "_keepalive_timeout", None)
         if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
             return float(timeout)

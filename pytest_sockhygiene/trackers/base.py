@@ -3,7 +3,8 @@ per-client hooks only for clients of its own classes (pluggy's firstresult hooks
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ class ClassTracker:
 
     def __init__(self) -> None:
         self._patches = Patches()
-        self._classes: Tuple[type, ...] = ()
+        self._classes: tuple[type, ...] = ()
 
     def _patch(self, registry: Any, mod: Any) -> None:
         raise NotImplementedError
@@ -27,13 +28,13 @@ class ClassTracker:
     def _mine(self, client: Any) -> bool:
         return bool(self._classes) and isinstance(client, self._classes)
 
-    def sockets(self, client: Any) -> List[Any]:
+    def sockets(self, client: Any) -> list[Any]:
         raise NotImplementedError
 
-    def is_closed(self, client: Any) -> Optional[bool]:
+    def is_closed(self, client: Any) -> bool | None:
         return False
 
-    def keepalive(self, client: Any) -> Optional[float]:
+    def keepalive(self, client: Any) -> float | None:
         return None
 
     @pytest.hookimpl
@@ -45,13 +46,13 @@ class ClassTracker:
         self._patches.undo()
 
     @pytest.hookimpl
-    def pytest_sockhygiene_client_sockets(self, client: Any) -> Optional[Iterable[Any]]:
+    def pytest_sockhygiene_client_sockets(self, client: Any) -> Iterable[Any] | None:
         return self.sockets(client) if self._mine(client) else None
 
     @pytest.hookimpl
-    def pytest_sockhygiene_client_is_closed(self, client: Any) -> Optional[bool]:
+    def pytest_sockhygiene_client_is_closed(self, client: Any) -> bool | None:
         return self.is_closed(client) if self._mine(client) else None
 
     @pytest.hookimpl
-    def pytest_sockhygiene_client_keepalive(self, client: Any) -> Optional[float]:
+    def pytest_sockhygiene_client_keepalive(self, client: Any) -> float | None:
         return self.keepalive(client) if self._mine(client) else None

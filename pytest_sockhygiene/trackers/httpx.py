@@ -9,8 +9,8 @@ transport) cannot leak a socket and is not counted.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional
-
+from collections.abc import Iterator
+from typing import Any
 
 from .base import ClassTracker
 from .patching import after_init, counting_requests, counting_requests_async, then_closed, then_closed_async
@@ -42,7 +42,7 @@ _PRIVATE_CONNECTION_LISTS = ("_connections", "_pool")
 _MAX_WRAPPERS = 4
 
 
-def _connections(pool: Any) -> List[Any]:
+def _connections(pool: Any) -> list[Any]:
     """The pool's connections, through httpcore's public ``pool.connections`` where it exists (every httpcore
     and httpcore2 release httpx >= 0.23 can use has it: 0.15 to 1.x), else the private list.
 
@@ -115,8 +115,8 @@ class HttpxTracker(ClassTracker):
     def _networked(client: Any) -> bool:
         return any(_pool(t) is not None for t in _transports(client))
 
-    def sockets(self, client: Any) -> List[Any]:
-        out: List[Any] = []
+    def sockets(self, client: Any) -> list[Any]:
+        out: list[Any] = []
         for transport in _transports(client):
             pool = _pool(transport)
             if pool is None:
@@ -130,10 +130,10 @@ class HttpxTracker(ClassTracker):
                     out.append(sock)
         return out
 
-    def is_closed(self, client: Any) -> Optional[bool]:
+    def is_closed(self, client: Any) -> bool | None:
         return bool(getattr(client, "is_closed", False))
 
-    def keepalive(self, client: Any) -> Optional[float]:
+    def keepalive(self, client: Any) -> float | None:
         for transport in _transports(client):
             expiry = getattr(_pool(transport), "_keepalive_expiry", None)
             if expiry is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable
 
 from .. import origin
 
@@ -14,7 +14,7 @@ class Patches:
     """Method wrappers installed on classes, removable in reverse order (leaving alone any patched over us)."""
 
     def __init__(self) -> None:
-        self._done: List[Tuple[type, str, Any, Any]] = []
+        self._done: list[tuple[type, str, Any, Any]] = []
 
     def wrap(self, cls: type, name: str, make: Callable[[Any], Any]) -> None:
         original = cls.__dict__.get(name, _MISSING)
@@ -42,7 +42,7 @@ def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable
     (a library's own nested clients) are the outer client's."""
 
     def make(init: Any) -> Any:
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it stands in for __init__
             with registry.constructing():
                 init(self, *args, **kwargs)
                 try:
@@ -82,7 +82,7 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
-def _enter_request(registry: Any, client: Any) -> Tuple[Any, Any]:
+def _enter_request(registry: Any, client: Any) -> tuple[Any, Any]:
     """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
     the user's line), and ``origin.request_client`` to this client's record (the innermost recorded client wins:
     the connection is opened in *its* pool). Returns the tokens to reset, None for a variable left alone.
@@ -103,8 +103,8 @@ def _enter_request(registry: Any, client: Any) -> Tuple[Any, Any]:
     return origin_token, client_token
 
 
-def _leave_request(registry: Any, tokens: Tuple[Any, Any], client: Any,
-                   sockets: Optional[Callable[[Any], List[Any]]]) -> None:
+def _leave_request(registry: Any, tokens: tuple[Any, Any], client: Any,
+                   sockets: Callable[[Any], list[Any]] | None) -> None:
     """Reset the variables; and, for a client not yet known to have opened a connection, look into its pool once
     the request is done: a connect the socket recorder could not see (made by C code such as uvloop, or while
     another library had replaced ``socket.socket.connect``) still leaves its socket there.
@@ -129,7 +129,7 @@ def _leave_request(registry: Any, tokens: Tuple[Any, Any], client: Any,
         origin.request_origin.reset(origin_token)
 
 
-def counting_requests(registry: Any, sockets: Optional[Callable[[Any], List[Any]]] = None) -> Callable[[Any], Any]:
+def counting_requests(registry: Any, sockets: Callable[[Any], list[Any]] | None = None) -> Callable[[Any], Any]:
     """Count a client's requests, and remember the user's line that sent them (``origin.request_origin``) and
     the client whose request it is (``origin.request_client``): the connects made meanwhile are that client's.
     ``sockets(client)``, the tracker's own reading of a client's pool, is asked after a request until the client
@@ -149,7 +149,7 @@ def counting_requests(registry: Any, sockets: Optional[Callable[[Any], List[Any]
 
 
 def counting_requests_async(registry: Any,
-                            sockets: Optional[Callable[[Any], List[Any]]] = None) -> Callable[[Any], Any]:
+                            sockets: Callable[[Any], list[Any]] | None = None) -> Callable[[Any], Any]:
     def make(method: Any) -> Any:
         async def send(self: Any, *args: Any, **kwargs: Any) -> Any:
             tokens = _enter_request(registry, self)

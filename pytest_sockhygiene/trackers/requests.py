@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Iterator, List, Optional
-
+from collections.abc import Iterator
+from typing import Any
 
 from .base import ClassTracker
 from .patching import after_init, counting_requests, then_closed
@@ -36,7 +36,7 @@ def _nested(registry: Any) -> Any:
     return make
 
 
-def _adapters(session: Any) -> List[Any]:
+def _adapters(session: Any) -> list[Any]:
     adapters = getattr(session, "adapters", None) or {}
     for _ in range(5):
         try:
@@ -86,15 +86,15 @@ class RequestsTracker(ClassTracker):
             if hasattr(adapter_cls, name):
                 p.wrap(adapter_cls, name, _nested(registry))
 
-    def sockets(self, client: Any) -> List[Any]:
-        out: List[Any] = []
+    def sockets(self, client: Any) -> list[Any]:
+        out: list[Any] = []
         for adapter in _adapters(client):
             for manager in _managers(adapter):
                 out.extend(manager_sockets(manager))
         return out
 
-    def is_closed(self, client: Any) -> Optional[bool]:
+    def is_closed(self, client: Any) -> bool | None:
         return False  # a Session has no closed state: only a close() call (recorded) closes it
 
-    def keepalive(self, client: Any) -> Optional[float]:
+    def keepalive(self, client: Any) -> float | None:
         return None  # urllib3 keeps idle connections until they are reused or the pool is closed

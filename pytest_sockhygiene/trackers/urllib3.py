@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, List, Optional
-
+from typing import Any
 
 from .base import ClassTracker
 from .patching import after_init, counting_requests, then_closed
@@ -23,7 +22,7 @@ from .patching import after_init, counting_requests, then_closed
 _LOCK_TIMEOUT = 1.0
 
 
-def _copy_values(container: Any) -> List[Any]:
+def _copy_values(container: Any) -> list[Any]:
     """``list(container.values())``, tolerating a mapping another thread is changing."""
     for _ in range(5):
         try:
@@ -33,7 +32,7 @@ def _copy_values(container: Any) -> List[Any]:
     return []
 
 
-def manager_pools(manager: Any) -> List[Any]:
+def manager_pools(manager: Any) -> list[Any]:
     """The connection pools a PoolManager holds now. Never calls ``pools[key]``: that would reorder the LRU."""
     pools = getattr(manager, "pools", None)
     if pools is None:
@@ -50,7 +49,7 @@ def manager_pools(manager: Any) -> List[Any]:
     return _copy_values(container)
 
 
-def pool_sockets(pool: Any) -> List[Any]:
+def pool_sockets(pool: Any) -> list[Any]:
     """Sockets of a connection pool's idle (pooled) connections; none when the pool is closed."""
     q = getattr(pool, "pool", None)  # HTTPConnectionPool.pool: a LifoQueue, None once the pool is closed
     items = getattr(q, "queue", None)
@@ -72,8 +71,8 @@ def pool_sockets(pool: Any) -> List[Any]:
     return out
 
 
-def manager_sockets(manager: Any) -> List[Any]:
-    out: List[Any] = []
+def manager_sockets(manager: Any) -> list[Any]:
+    out: list[Any] = []
     for pool in manager_pools(manager):
         out.extend(pool_sockets(pool))
     return out
@@ -107,11 +106,11 @@ class Urllib3Tracker(ClassTracker):
             # process-wide shared client, whose pooled connections are never a test's leak
             registry.adopt(default_pool, kind="urllib3.PoolManager", owner="urllib3's module-level default pool")
 
-    def sockets(self, client: Any) -> List[Any]:
+    def sockets(self, client: Any) -> list[Any]:
         return manager_sockets(client)
 
-    def is_closed(self, client: Any) -> Optional[bool]:
+    def is_closed(self, client: Any) -> bool | None:
         return False  # a PoolManager has no closed state: only a clear() call (recorded) closes it
 
-    def keepalive(self, client: Any) -> Optional[float]:
+    def keepalive(self, client: Any) -> float | None:
         return None  # urllib3 keeps idle connections until they are reused or the pool is closed
