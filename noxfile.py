@@ -153,7 +153,10 @@ def _run_matrix_session(session: nox.Session, combo: Combo) -> None:
     # `pytest` (not `python -m pytest`) leaves the working directory off sys.path.
     session.run("pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-n", "2", *combo.pytest_args,
                 *session.posargs, "tests")
-    session.run("python", "-m", "pytest_sockhygiene.demo", "-p", "no:randomly")
+    # The demo from outside the checkout: `python -m` puts the working directory first on sys.path, and from the
+    # root it would run the checkout's copy (whose conftest pytest then finds installed elsewhere: a mismatch).
+    with session.chdir(session.create_tmp()):
+        session.run("python", "-m", "pytest_sockhygiene.demo", "-p", "no:randomly")
 
 
 for _combo in MATRIX:

@@ -119,6 +119,10 @@ class ClientRegistry:
         self.held: list[ClientRecord] = []
         """Every record not yet forgotten (ids are reused after collection). Empty on the clean path of a suite
         with no tracked client alive, which is checked for every test: a plain attribute, not a property."""
+        self.recorded = 0
+        """How many records were ever made: a window during which it did not move created no client, and with no
+        socket event and the same fds it is clean whatever clients other code keeps alive (a session fixture's,
+        a plugin's): its check need not ask about any of them."""
         self._local = threading.local()
         self._lock = threading.Lock()
         self._imports: ImportWatcher | None = None
@@ -145,6 +149,7 @@ class ClientRegistry:
         with self._lock:
             self._by_id[key] = record
             self.held.append(record)
+            self.recorded += 1
 
     def adopt(self, client: Any, kind: str, owner: str) -> None:
         """Record a client that existed before tracking started and is shared by the whole process (a library's
@@ -159,6 +164,7 @@ class ClientRegistry:
         with self._lock:
             self._by_id[id(client)] = record
             self.held.append(record)
+            self.recorded += 1
 
     def closed(self, client: Any) -> None:
         """``close()`` ran, unless from a finalizer: see the module's docstring (the ``__del__`` rule)."""

@@ -202,8 +202,14 @@ class Recorder:
         self._on_error = on_error
         self._saved: dict[str, Any] = {}
         self._installed: dict[str, Any] = {}
+        self._expected: tuple[tuple[str, ...], tuple[Any, ...]] = ((), ())
+        """``_installed`` as (names, wrappers), kept in step with it: what ``in_place`` compares in one C call."""
         self._ours: set[Any] = set()
         """Every wrapper this recorder made (other code may save one and write it back later)."""
+        self._wrappers: dict[tuple[str, int], tuple[Any, Any]] = {}
+        """(method, id of what was wrapped) -> (that object, our wrapper of it): pytest-socket writes the same saved
+        method back at every test's teardown, and wrapping it again reuses the wrapper made the first time instead
+        of building (and keeping) a new one per test. Bounded: cleared when it grows past a few entries."""
         self._active = threading.local()
         self.tasks = TaskOrigins(self)
         self.thread_starts = ThreadStarts(self.ownership)
@@ -401,10 +407,20 @@ class Recorder:
     def _wrap(self, name: str) -> None:
         """Put a wrapper of ours on ``socket.socket.<name>``, around whatever is there now."""
         cls = SOCKET_CLASS
-        fn = self._wrapper(name, getattr(cls, name))
+        orig = getattr(cls, name)
+        key = (name, id(orig))
+        known = self._wrappers.get(key)
+        if known is not None and known[0] is orig:
+            fn = known[1]
+        else:
+            fn = self._wrapper(name, orig)
+            if len(self._wrappers) >= 32:  # a patcher making a new function per test: keep the newest only
+                self._wrappers.clear()
+            self._wrappers[key] = (orig, fn)
         self._saved[name] = cls.__dict__.get(name, _MISSING)
         setattr(cls, name, fn)
         self._installed[name] = fn
+        self._expected = (tuple(self._installed), tuple(self._installed.values()))
 
     def install(self) -> None:
         if self._installed:
@@ -417,8 +433,8 @@ class Recorder:
     def in_place(self) -> bool:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
         open and at the phase boundaries of a test, so it must stay this cheap)."""
-        d = SOCKET_CLASS.__dict__
-        return all(d.get(name) is fn for name, fn in self._installed.items())
+        names, fns = self._expected
+        return tuple(map(SOCKET_CLASS.__dict__.get, names)) == fns  # functions compare by identity
 
     def reinstall(self) -> list[str]:
         """Wrap again whatever other code put in place of our wrappers, and say who did (one text per method
@@ -437,6 +453,7 @@ class Recorder:
                 # a wrapper of ours that other code saved and has now written back: it records as well as a
                 # new one would, so adopt it
                 self._installed[name] = current
+                self._expected = (tuple(self._installed), tuple(self._installed.values()))
                 continue
             replaced.append(f"socket.socket.{name} by {describe_replacement(name, current)}")
             self._wrap(name)
@@ -453,6 +470,7 @@ class Recorder:
             else:
                 setattr(cls, name, saved)
         self._installed.clear()
+        self._expected = ((), ())
         self._saved.clear()
         self.tasks.uninstall()
         self.thread_starts.uninstall()

@@ -42,13 +42,16 @@ class _ItemState:
     """What the plugin keeps for the test being run (held by the plugin, not in ``item.stash``: pytest keeps every
     item for the whole run, and nothing of this is needed once the test is judged)."""
 
-    __slots__ = ("item", "limits", "record", "window")
+    __slots__ = ("item", "limits", "no_fixture_teardown", "record", "window")
 
     def __init__(self, item: pytest.Item, limits: Limits | None) -> None:
         self.item = item
         self.limits = limits
         self.window = False
         self.record: Any = None
+        self.no_fixture_teardown = False
+        """No function-scoped fixture was set up: the verdict's finalizer is the first of the teardown, so it
+        checks the socket hooks itself as the start of the teardown (only plugins' teardown hooks ran since)."""
 
 MARKER_DOC = (
     "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
@@ -343,14 +346,17 @@ class SockHygienePlugin:
             # finalizer exists, so one registered now still runs before any broader teardown
             self.unscheduled = None
             self._keep_hooks(False)
+            state.no_fixture_teardown = True  # no check of its own at teardown start: the verdict's is that check
             self._judge_in_finalizer(item, state)
         elif state.window:
             self._keep_hooks(True)  # the test's fixtures ran since the first one's setup
-        if state.window:
             self._keep_hooks_at_teardown(item)
         return result
 
     def _keep_hooks(self, user_code: bool) -> None:
+        recorder = self.controller.recorder
+        if recorder is not None and recorder.in_place():  # the clean path, called ~5 times per test: inline
+            return
         try:
             self.controller.keep_hooks(user_code)
         except Exception as e:  # noqa: BLE001
@@ -437,7 +443,7 @@ class SockHygienePlugin:
             self.controller.abandon_window()
             return
         try:
-            verdict = self.controller.close_window(limits)
+            verdict = self.controller.close_window(limits, user_code=not state.no_fixture_teardown)
         except Exception as e:  # noqa: BLE001
             self.controller.abandon_window()
             self.controller.problem(f"judging {item.nodeid}", e)

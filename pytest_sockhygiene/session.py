@@ -90,6 +90,7 @@ class Controller:
         self.hooks_lost: str | None = None
         """Why the socket hooks could not be put back, once that happened."""
         self._threads_at_open: dict[Any, Any] | None = None
+        self._clients_at_open = 0
         self._window_test: str | None = None
         self._test_threads: dict[int, tuple[threading.Thread, str]] = {}
         """Threads tests left running (ident -> thread, owner label): pruned once they end (idents are reused)."""
@@ -259,6 +260,7 @@ class Controller:
         if self._test_threads:
             self._prune_test_threads()
         self._threads_at_open = thread_snapshot()
+        self._clients_at_open = self.clients.recorded if self.clients is not None else 0
         self._window_test = test
         # the last window's final look is this one's first, if no socket call happened in between
         before = self._last_scan if not self.recorder.touched else None
@@ -268,13 +270,16 @@ class Controller:
             self.blind_windows += 1
         return self.window
 
-    def close_window(self, limits: Limits) -> Verdict | None:
+    def close_window(self, limits: Limits, user_code: bool = True) -> Verdict | None:
+        """The open window's verdict. ``user_code``: fixture teardown code ran since the hooks were last checked
+        (see ``keep_hooks``); False when only other plugins' teardown hooks did."""
         if self.window is not None and not self.window.closed:
-            self.keep_hooks(True)
+            self.keep_hooks(user_code)
         window, self.window = self.window, None
         if window is None or window.closed:
             return None
-        if (self.clients is None or not self.clients.held) and window.close_quiet():
+        clients = self.clients
+        if (clients is None or not clients.held or clients.recorded == self._clients_at_open) and window.close_quiet():
             self._last_scan = window.after_scan  # the same fds as the window's first look: no new fd peak
             return self._with_threads(CLEAN, window, limits)
         try:
@@ -307,7 +312,7 @@ class Controller:
         if before is None or self.recorder is None:
             return verdict
         now = thread_snapshot()
-        if now.keys() == before.keys() and all(before[k] is t for k, t in now.items()):
+        if now == before:  # the same idents, each the same Thread (compared by identity: Thread has no __eq__)
             return verdict
         own = self.recorder.ownership
         new = [t for ident, t in now.items() if before.get(ident) is not t and ident not in own.thread_owner
