@@ -825,8 +825,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--memory-repeats", type=int, default=3,
                     help="runs of each condition for the memory suite (default 3; it is slow and RSS is stable)")
     ap.add_argument("--suites", default=None,
-                    help="comma-separated: trivial, http, http-client, memory, violations, transient (default trivial,http; "
-                         "memory is added by --memory; violations and transient run warn vs -p no:sockhygiene)")
+                    help="comma-separated: trivial, http, http-client, memory, violations, transient (default "
+                         "trivial,http; memory is added by --memory; violations and transient run warn vs "
+                         "-p no:sockhygiene)")
     ap.add_argument("--neighbour-time-wait", type=int, default=0, metavar="N",
                     help="start a process that keeps ~N TIME_WAIT rows on the machine during the benchmark")
     ap.add_argument("--held-sockets", type=int, default=0, metavar="N",

@@ -238,7 +238,10 @@ class ClientRegistry:
                 continue
             client = record.ref() if record.ref is not None and not record.collected else None
             sockets: list[Any] = []
-            if client is not None and not closed and record.networked and (need_sockets or not record.used):
+            # A client without a pool the built-in tracker recognises (networked=False: a mock, ASGI or wrapping
+            # transport) is still asked when ownership is needed: a user's client_sockets hook may know the pool
+            # a wrapping transport hides (docs/clients.md); the built-in trackers answer nothing for it.
+            if client is not None and not closed and (need_sockets or (record.networked and not record.used)):
                 sockets = self.sockets_of(client)
                 if sockets:
                     record.pooled = True

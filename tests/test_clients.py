@@ -227,3 +227,89 @@ def test_client_is_not_kept_alive_by_the_plugin(pytester, run):
             assert ref() is None
     """))
     run().assert_outcomes(passed=1)
+
+
+WRAPPING_TRANSPORT = dedent('''
+    import httpx
+    import pytest
+
+    class Retrying(httpx.BaseTransport):
+        """Wraps httpx's own transport (to retry, to log): its pool is inside, where the built-in tracker cannot
+        see it."""
+
+        def __init__(self):
+            self._inner = httpx.HTTPTransport()
+
+        def handle_request(self, request):
+            return self._inner.handle_request(request)
+
+        def close(self):
+            self._inner.close()
+
+    class RetryingPool:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sockhygiene_client_sockets(self, client):
+            transport = getattr(client, "_transport", None)
+            if not isinstance(transport, Retrying):
+                return None
+            return [c._connection._network_stream.get_extra_info("socket")
+                    for c in transport._inner._pool.connections if c._connection is not None]
+''')
+
+
+@pytest.mark.parametrize("with_hook", [True, False], ids=["hook", "no-hook"])
+def test_a_client_sockets_hook_shows_the_pool_a_wrapping_transport_hides(pytester, run, with_hook):
+    """docs/clients.md: a transport wrapping httpx's own hides its pool. With a ``client_sockets`` hook, a session
+    client's connection is that client's (clean), and a test's own client left open counts under ``clients`` with
+    its connection in its pool. Without it, the session client's connection is blamed on the test, and the test's
+    own client counts as unused."""
+    pytest.importorskip("httpcore")
+    pytester.makepyfile(retrying=WRAPPING_TRANSPORT)
+    pytester.makeconftest(dedent('''
+        import pytest
+        from pytest_sockhygiene.testing import serve_http
+        from retrying import RetryingPool
+
+        def pytest_configure(config):
+            if WITH_HOOK and config.pluginmanager.has_plugin("sockhygiene"):
+                config.pluginmanager.register(RetryingPool(), "retrying-pool")
+
+        @pytest.fixture(scope="session")
+        def server():
+            with serve_http(keep_alive=120.0) as s:
+                yield s
+    ''').replace("WITH_HOOK", str(with_hook)))
+    pytester.makepyfile(test_w=dedent('''
+        import httpx
+        import pytest
+        from retrying import Retrying
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def api(server):
+            with httpx.Client(base_url=server.url, transport=Retrying()) as client:
+                yield client
+
+        def test_session_client(api):
+            assert api.get("/").status_code == 200
+
+        def test_own_client_left_open(server):
+            client = httpx.Client(base_url=server.url, transport=Retrying())
+            KEEP.append(client)
+            assert client.get("/").status_code == 200
+    '''))
+    result = run("--sockhygiene-report=r.json")
+    report = json.loads((pytester.path / "r.json").read_text())
+    tests = {t["nodeid"].split("::")[-1]: t["counts"] for t in report["tests"]}
+    own = tests["test_own_client_left_open"]
+    assert own["established"] == 1
+    if with_hook:
+        assert errors_of(result) == ["test_w.py::test_own_client_left_open"]
+        assert tests["test_session_client"]["established"] == 0
+        assert (own["clients"], own["unused_clients"]) == (1, 0)
+        result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.Client created at test_w.py:15 in "
+                                     "test_own_client_left_open)*"])
+    else:
+        assert sorted(errors_of(result)) == ["test_w.py::test_own_client_left_open", "test_w.py::test_session_client"]
+        assert tests["test_session_client"]["established"] == 1
+        assert (own["clients"], own["unused_clients"]) == (0, 1)
