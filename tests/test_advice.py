@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import dedent, errors_of
+from conftest import dedent, errors_of, lingered
 
 SUITE = dedent("""
     import http.client, socket, urllib.request
@@ -89,17 +89,18 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert errors_of(result) == sorted(f"test_a.py::{name}" for name in [
         "test_client_per_request", "test_server_ends_each_connection", "test_urlopen", "test_raw_sockets",
         "test_fixture_probes", "test_http_client", "test_two_kinds"])
+    per_request = _block(result, "test_a.py::test_client_per_request")
+    n = lingered(per_request, 12)
     result.stdout.fnmatch_lines([
         # N clients of one request each: a new client per request (the default fix)
-        "*time_wait: 12 > limit 5 - TIME_WAIT entries from connections this test closed",
-        "*12 connection(s) to 127.0.0.1:* were opened and closed by this test, at test_a.py:7 in "
+        f"*time_wait: {n} > limit 5 - TIME_WAIT entries from connections this test closed",
+        f"*{n} connection(s) to 127.0.0.1:* were opened and closed by this test, at test_a.py:7 in "
         "test_client_per_request",
         "*12 httpx.Client created at test_a.py:7 in test_client_per_request (1 request each): a new client per "
         "request? Create one client and reuse it.",
         "*fix: each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections*",
-        "*to allow it: @pytest.mark.sockhygiene(time_wait=12)",
+        f"*to allow it: @pytest.mark.sockhygiene(time_wait={n})",
     ])
-    per_request = _block(result, "test_a.py::test_client_per_request")
     assert "one after another" not in per_request
     server_closes = _block(result, "test_a.py::test_server_ends_each_connection")
     assert "1 requests.Session created at test_a.py:11 in test_server_ends_each_connection (12 requests each; " \
@@ -109,15 +110,19 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert "fix: the client is reused, but every connection of its pool was ended after a request: turn " \
            "keep-alive on where that happens" in server_closes
     assert "new client per request" not in server_closes
-    assert server_closes.rstrip().endswith("to allow it: @pytest.mark.sockhygiene(time_wait=12)")
+    n = lingered(server_closes, 12)
+    assert server_closes.rstrip().endswith(f"to allow it: @pytest.mark.sockhygiene(time_wait={n})")
     urlopen = _block(result, "test_a.py::test_urlopen")
-    assert "12 connection(s) opened by urllib.request.urlopen(), at test_a.py:18 in test_urlopen (no tracked " \
+    n = lingered(urlopen, 12)
+    assert f"{n} connection(s) opened by urllib.request.urlopen(), at test_a.py:18 in test_urlopen (no tracked " \
            "client: each call opened a connection of its own)" in urlopen
     assert "fix: an API without a connection pool opens a new connection per call" in urlopen
     raw = _block(result, "test_a.py::test_raw_sockets")
-    assert "12 connection(s) opened by socket.create_connection(), at test_a.py:23 in test_raw_sockets" in raw
+    n = lingered(raw, 12)
+    assert f"{n} connection(s) opened by socket.create_connection(), at test_a.py:23 in test_raw_sockets" in raw
     fixture = _block(result, "test_a.py::test_fixture_probes")
-    assert "12 connection(s) opened by function-scoped fixture 'ready', at test_a.py:29 in ready (while it was " \
+    n = lingered(fixture, 12)
+    assert f"{n} connection(s) opened by function-scoped fixture 'ready', at test_a.py:29 in ready (while it was " \
            "set up for this test: plumbing, not the code under test)" in fixture
     assert "fix: these connections come from a function-scoped fixture, not from the code under test" in fixture
     http_client = _block(result, "test_a.py::test_http_client")
@@ -126,7 +131,7 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
         in http_client
     assert http_client.rstrip().endswith("to allow it: @pytest.mark.sockhygiene(connections=4)")
     two = _block(result, "test_a.py::test_two_kinds")
-    assert "to allow it: @pytest.mark.sockhygiene(time_wait=6)" in two
+    assert f"to allow it: @pytest.mark.sockhygiene(time_wait={lingered(two, 6)})" in two
     assert "to allow it: @pytest.mark.sockhygiene(connections=6)" in two
     assert two.rstrip().endswith("to allow all of it: @pytest.mark.sockhygiene(time_wait=6, connections=6)")
     # the JSON report keeps what the text is made from (the command line's `show` prints it back)

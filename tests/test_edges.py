@@ -162,9 +162,11 @@ def test_baseline_update_keeps_entries_of_tests_whose_body_did_not_run(pytester,
     args = (f"--sockhygiene-baseline={path}", "--sockhygiene-baseline-update", "-o", "sockhygiene_time_wait=9")
     run(*args).assert_outcomes(passed=3)
     recorded = json.loads(path.read_text())["tests"]
-    assert {k: v["time_wait"] for k, v in recorded.items()} == {
-        "test_b.py::test_skips_in_its_body": 3, "test_b.py::test_skipped_by_marker": 2,
-        "test_b.py::test_fails_part_way": 2}
+    made = {"test_b.py::test_skips_in_its_body": 3, "test_b.py::test_skipped_by_marker": 2,
+            "test_b.py::test_fails_part_way": 2}
+    assert set(recorded) == set(made)
+    for k, v in recorded.items():  # one fewer if the kernel recycled an entry (see conftest.lingered)
+        assert made[k] - 1 <= v["time_wait"] <= made[k], recorded
     before = path.read_text()
 
     monkeypatch.setenv("SOCKHYGIENE_TEST_SKIP", "1")
