@@ -186,7 +186,10 @@ def test_baseline_update_keeps_entries_of_tests_whose_body_did_not_run(pytester,
     run(*args).assert_outcomes(passed=4)  # a test whose body ran gets its entry; the others' are rewritten as equal
     after = json.loads(path.read_text())["tests"]
     assert after["test_new.py::test_new"] == {"connections": 0, "time_wait": 0}
-    assert {k: v for k, v in after.items() if k != "test_new.py::test_new"} == json.loads(before)["tests"]
+    kept = json.loads(before)["tests"]
+    assert set(after) - {"test_new.py::test_new"} == set(kept)
+    for k, v in kept.items():  # rewritten from a new run: the same counts, TIME_WAIT give or take a recycled entry
+        assert after[k]["connections"] == v["connections"] and abs(after[k]["time_wait"] - v["time_wait"]) <= 1, after
 
 
 # -- pytest 9's native [tool.pytest] table: TOML numbers and lists ------------------------------------------------
