@@ -62,6 +62,9 @@ NEIGHBOUR = dedent("""
         if cmd == "open":  # a keep-alive connection the server keeps open, waiting for the next request
             held = socket.socket()
             held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # so the port can be bound again while held
+            # bound explicitly, not by connect(): a port connect() picks may also carry other connections' TIME_WAIT
+            # rows (ports are shared between destinations), and binding it again at "reset" then fails
+            held.bind(("127.0.0.1", 0))
             held.connect((args[0], int(args[1])))
             request(held, "/")
             print(held.getsockname()[1], flush=True)
