@@ -419,8 +419,7 @@ class Recorder:
             self._wrappers[key] = (orig, fn)
         self._saved[name] = cls.__dict__.get(name, _MISSING)
         setattr(cls, name, fn)
-        self._installed[name] = fn
-        self._expected = (tuple(self._installed), tuple(self._installed.values()))
+        self._set_installed(name, fn)
 
     def install(self) -> None:
         if self._installed:
@@ -429,6 +428,11 @@ class Recorder:
             self._wrap(name)
         self.tasks.install()
         self.thread_starts.install()
+
+    def _set_installed(self, name: str, fn: Any) -> None:
+        """The one way a wrapper is recorded as in place: ``_installed`` and its copy for ``in_place`` together."""
+        self._installed[name] = fn
+        self._expected = (tuple(self._installed), tuple(self._installed.values()))
 
     def in_place(self) -> bool:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
@@ -452,8 +456,7 @@ class Recorder:
             if current in self._ours:
                 # a wrapper of ours that other code saved and has now written back: it records as well as a
                 # new one would, so adopt it
-                self._installed[name] = current
-                self._expected = (tuple(self._installed), tuple(self._installed.values()))
+                self._set_installed(name, current)
                 continue
             replaced.append(f"socket.socket.{name} by {describe_replacement(name, current)}")
             self._wrap(name)

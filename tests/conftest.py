@@ -6,6 +6,7 @@ GOOD pattern a real suite uses) unless a test writes its own.
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import textwrap
@@ -125,8 +126,6 @@ def lingered(text: str, made: int) -> int:
     crosses a second boundary can lose one entry before the check looks (the kernel's TWRecycled counter; seen in
     about one full run in ten, by the netlink and /proc backends alike). Exactness against the kernel's own table
     is what the backends' tests check; here the number only has to be the burst's."""
-    import re
-
     m = re.search(r"time_wait: (\d+) > limit", text)
     assert m is not None, text
     n = int(m.group(1))
