@@ -34,13 +34,17 @@ SUITE = dedent("""
 
     def test_raw_sockets(server):
         for i in range(12):
-            socket.create_connection((server.host, server.port)).close()
+            s = socket.create_connection((server.host, server.port))
+            assert server.wait_accepted(s)  # a close before the accept can lose its TIME_WAIT entry under load
+            s.close()
 
 
     @pytest.fixture
     def ready(server):
         for i in range(12):
-            socket.create_connection((server.host, server.port)).close()
+            s = socket.create_connection((server.host, server.port))
+            assert server.wait_accepted(s)
+            s.close()
         yield server
 
 
@@ -122,12 +126,12 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert f"{n} connection(s) opened by socket.create_connection(), at test_a.py:23 in test_raw_sockets" in raw
     fixture = _block(result, "test_a.py::test_fixture_probes")
     n = lingered(fixture, 12)
-    assert f"{n} connection(s) opened by function-scoped fixture 'ready', at test_a.py:29 in ready (while it was " \
+    assert f"{n} connection(s) opened by function-scoped fixture 'ready', at test_a.py:31 in ready (while it was " \
            "set up for this test: plumbing, not the code under test)" in fixture
     assert "fix: these connections come from a function-scoped fixture, not from the code under test" in fixture
     http_client = _block(result, "test_a.py::test_http_client")
     assert "connections: 4 > limit 2 - connections opened" in http_client
-    assert "4 connection(s) opened by http.client." in http_client and ", at test_a.py:41 in test_http_client" \
+    assert "4 connection(s) opened by http.client." in http_client and ", at test_a.py:45 in test_http_client" \
         in http_client
     assert http_client.rstrip().endswith("to allow it: @pytest.mark.sockhygiene(connections=4)")
     two = _block(result, "test_a.py::test_two_kinds")

@@ -54,7 +54,9 @@ def test_a_leak_collected_or_closed_in_a_later_test_is_not_that_tests_time_wait(
             LEFT.pop().close()
 
         def test_own_connection(server):
-            socket.create_connection((server.host, server.port)).close()  # its own: counted
+            s = socket.create_connection((server.host, server.port))
+            assert server.wait_accepted(s)  # a close before the accept can lose its TIME_WAIT entry under load
+            s.close()  # its own: counted
     '''))
     path = pytester.path / "report.json"
     result = run(f"--sockhygiene-report={path}", "-W", "ignore::ResourceWarning", subprocess=True)

@@ -118,7 +118,9 @@ MIX = dedent("""
 
     def test_burst_and_a_listener_closed_late(server):
         for _ in range(7):
-            socket.create_connection((server.host, server.port)).close()
+            s = socket.create_connection((server.host, server.port))
+            assert server.wait_accepted(s)  # a close before the accept can lose its TIME_WAIT entry under load
+            s.close()
         lst = socket.socket()
         lst.bind(("127.0.0.1", 0))
         lst.listen()
@@ -127,7 +129,9 @@ MIX = dedent("""
 
     def test_burst_and_a_listener_kept(server):
         for _ in range(7):
-            socket.create_connection((server.host, server.port)).close()
+            s = socket.create_connection((server.host, server.port))
+            assert server.wait_accepted(s)  # a close before the accept can lose its TIME_WAIT entry under load
+            s.close()
         lst = socket.socket()
         lst.bind(("127.0.0.1", 0))
         lst.listen()
