@@ -61,11 +61,12 @@ class SocketEvent:
     """connect: the function-scoped fixture being set up when it was made (``Ownership.function_fixture``), if
     any: such connections are the test's, but plumbing (a readiness probe), not the code under test."""
 
-    @property
-    def four_tuple(self) -> FourTuple | None:
-        if self.local is None or self.remote is None:
-            return None
-        return (self.local, self.remote)
+    four_tuple: FourTuple | None = dataclasses.field(init=False, repr=False, compare=False)
+    """``(local, remote)``, None unless both are known. Computed once, at creation: the verdict asks each event for
+    it dozens of times."""
+
+    def __post_init__(self) -> None:
+        self.four_tuple = None if self.local is None or self.remote is None else (self.local, self.remote)
 
 
 class EventSink:
@@ -167,9 +168,20 @@ def local_endpoint(sock: Any) -> Endpoint | None:
         return None
 
 
+_RAW_FAMILY = _socket.socket.family
+_RAW_TYPE = _socket.socket.type
+
+
 def _is_tcp_inet(sock: socket.socket) -> bool:
+    """Read through ``_socket.socket``'s own descriptors: ``socket.socket.family`` and ``.type`` convert the number
+    to an enum member in Python on every read, and this runs on every connect, accept and close."""
     try:
-        return sock.family in _INET and sock.type == socket.SOCK_STREAM
+        return _RAW_FAMILY.__get__(sock) in _INET and _RAW_TYPE.__get__(sock) == socket.SOCK_STREAM
+    except TypeError:  # not a _socket.socket underneath: ask it the slow way
+        try:
+            return sock.family in _INET and sock.type == socket.SOCK_STREAM
+        except OSError:
+            return False
     except OSError:
         return False
 

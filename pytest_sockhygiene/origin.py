@@ -8,6 +8,7 @@ test, so the answer is cached per code filename and a walk costs a few dict look
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import socket
 import sys
@@ -244,8 +245,10 @@ def _call_name(frame: FrameType | None) -> str | None:
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+
 
 
+@functools.lru_cache(maxsize=1024)
 def relative_path(filename: str, rootdir: str | None) -> str:
-    """``filename`` relative to ``rootdir`` when it is inside it, else as it is."""
+    """``filename`` relative to ``rootdir`` when it is inside it, else as it is. Cached: ``os.path.relpath`` costs
+    several microseconds, and a report formats the same few files' origins again and again."""
     if rootdir:
         try:
             rel = os.path.relpath(filename, rootdir)

@@ -142,6 +142,8 @@ class Observation:
 
 
 def _ignored(limits: Limits, local: Endpoint | None, remote: Endpoint | None) -> bool:
+    if not limits.ignore:  # nearly always: no generator for nothing
+        return False
     return any(p.matches(local) or p.matches(remote) for p in limits.ignore)
 
 
@@ -165,7 +167,7 @@ def test_connects(obs: Observation, limits: Limits) -> list[SocketEvent]:
     for ev in obs.events:
         if ev.kind != "connect" or ev.owner is not None or (ev.identity is not None and ev.identity in obs.owned):
             continue
-        if _ignored(limits, ev.local, ev.remote):
+        if limits.ignore and _ignored(limits, ev.local, ev.remote):
             continue
         key = (ev.identity, ev.four_tuple) if ev.identity is not None else (ev.fd, ev.four_tuple)
         if key in seen:
@@ -192,7 +194,7 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
     out = set(initiated) | set(obs.vanished)
     for ev in obs.events:
         t = ev.four_tuple
-        if t is None or _ignored(limits, ev.local, ev.remote):
+        if t is None or (limits.ignore and _ignored(limits, ev.local, ev.remote)):
             continue
         if ev.kind == "accept" and (t in reversed_initiated
                                     or (ev.listener is not None and ev.listener in test_listeners)):
@@ -408,7 +410,8 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
                 return origins[key]
         return None
 
-    mine = [e for e in obs.new_entries if e.key not in owned and not _ignored(limits, e.local, e.remote)]
+    mine = [e for e in obs.new_entries
+            if e.key not in owned and not (limits.ignore and _ignored(limits, e.local, e.remote))]
     test_listeners = {e.local: e for e in mine if e.state == TcpState.LISTEN and e.local is not None}
     listeners: dict[Endpoint, Hashable | None] = dict(obs.listeners)
     listeners.update({ep: e.key for ep, e in test_listeners.items()})

@@ -147,7 +147,11 @@ class Window(EventSink):
         """Look once and judge."""
         quiet = self.after_scan is None and not self.events
         self.recorder.touched = False  # any socket call from here on invalidates this scan for the next window
-        scan = (self.table.unchanged(self.before_scan) if quiet else None) or self.table.scan()
+        if quiet:
+            scan = self.table.unchanged(self.before_scan)
+        else:  # the hooks saw sockets used: only their fd numbers need a new look, if the same numbers are open
+            scan = self.table.rescan(self.before_scan, {ev.fd for ev in self.events})
+        scan = scan or self.table.scan()
         self.after_scan = scan
         after = scan.ids
         same = scan is self.before_scan  # the same sockets as at the start, provably (see SocketTable.unchanged)

@@ -108,6 +108,12 @@ class SocketTable:
         since), else None. Backends that cannot tell cheaply return None."""
         return None
 
+    def rescan(self, previous: Scan, touched: Collection[int]) -> Scan | None:
+        """The sockets now, worked out from ``previous`` and the fd numbers the socket hooks saw used since
+        (``touched``), if the backend can prove that is enough; else None (the caller scans). Backends that cannot
+        tell cheaply return None."""
+        return None
+
     def ids(self) -> dict[Hashable, int]:
         """Identity -> fd of every socket this process holds now (any family: cheap filtering comes later)."""
         raise NotImplementedError
