@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import dedent, errors_of, lingered
+from conftest import dedent, errors_of, failure_block, lingered
 
 SUITE = dedent("""
     import http.client, socket, urllib.request
@@ -34,17 +34,13 @@ SUITE = dedent("""
 
     def test_raw_sockets(server):
         for i in range(12):
-            s = socket.create_connection((server.host, server.port))
-            assert server.wait_accepted(s)  # a close before the accept can lose its TIME_WAIT entry under load
-            s.close()
+            socket.create_connection((server.host, server.port)).close()
 
 
     @pytest.fixture
     def ready(server):
         for i in range(12):
-            s = socket.create_connection((server.host, server.port))
-            assert server.wait_accepted(s)
-            s.close()
+            socket.create_connection((server.host, server.port)).close()
         yield server
 
 
@@ -78,14 +74,6 @@ SUITE = dedent("""
 """)
 
 
-def _block(result, nodeid):
-    """The failure text of one test, from its teardown error section."""
-    out = result.stdout.str()
-    start = out.index(f"sockhygiene: {nodeid} broke its socket limits")
-    ends = [i for i in (out.find("\n___", start), out.find("\n===", start)) if i != -1]
-    return out[start:min(ends)]
-
-
 def test_advice_fits_the_cause(pytester, run, tmp_path):
     pytester.makepyfile(test_a=SUITE)
     path = tmp_path / "r.json"
@@ -93,8 +81,8 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert errors_of(result) == sorted(f"test_a.py::{name}" for name in [
         "test_client_per_request", "test_server_ends_each_connection", "test_urlopen", "test_raw_sockets",
         "test_fixture_probes", "test_http_client", "test_two_kinds"])
-    per_request = _block(result, "test_a.py::test_client_per_request")
-    n = lingered(per_request, 12)
+    per_request = failure_block(result, "test_a.py::test_client_per_request")
+    n = lingered(per_request, 12, result)
     result.stdout.fnmatch_lines([
         # N clients of one request each: a new client per request (the default fix)
         f"*time_wait: {n} > limit 5 - TIME_WAIT entries from connections this test closed",
@@ -106,7 +94,7 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
         f"*to allow it: @pytest.mark.sockhygiene(time_wait={n})",
     ])
     assert "one after another" not in per_request
-    server_closes = _block(result, "test_a.py::test_server_ends_each_connection")
+    server_closes = failure_block(result, "test_a.py::test_server_ends_each_connection")
     assert "1 requests.Session created at test_a.py:11 in test_server_ends_each_connection (12 requests each; " \
            "its pool opened 12 connections to 127.0.0.1:" in server_closes
     assert "one after another): the server, or a proxy or middleware between, ended each connection " \
@@ -114,28 +102,28 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert "fix: the client is reused, but every connection of its pool was ended after a request: turn " \
            "keep-alive on where that happens" in server_closes
     assert "new client per request" not in server_closes
-    n = lingered(server_closes, 12)
+    n = lingered(server_closes, 12, result)
     assert server_closes.rstrip().endswith(f"to allow it: @pytest.mark.sockhygiene(time_wait={n})")
-    urlopen = _block(result, "test_a.py::test_urlopen")
-    n = lingered(urlopen, 12)
+    urlopen = failure_block(result, "test_a.py::test_urlopen")
+    n = lingered(urlopen, 12, result)
     assert f"{n} connection(s) opened by urllib.request.urlopen(), at test_a.py:18 in test_urlopen (no tracked " \
            "client: each call opened a connection of its own)" in urlopen
     assert "fix: an API without a connection pool opens a new connection per call" in urlopen
-    raw = _block(result, "test_a.py::test_raw_sockets")
-    n = lingered(raw, 12)
+    raw = failure_block(result, "test_a.py::test_raw_sockets")
+    n = lingered(raw, 12, result)
     assert f"{n} connection(s) opened by socket.create_connection(), at test_a.py:23 in test_raw_sockets" in raw
-    fixture = _block(result, "test_a.py::test_fixture_probes")
-    n = lingered(fixture, 12)
-    assert f"{n} connection(s) opened by function-scoped fixture 'ready', at test_a.py:31 in ready (while it was " \
+    fixture = failure_block(result, "test_a.py::test_fixture_probes")
+    n = lingered(fixture, 12, result)
+    assert f"{n} connection(s) opened by function-scoped fixture 'ready', at test_a.py:29 in ready (while it was " \
            "set up for this test: plumbing, not the code under test)" in fixture
     assert "fix: these connections come from a function-scoped fixture, not from the code under test" in fixture
-    http_client = _block(result, "test_a.py::test_http_client")
+    http_client = failure_block(result, "test_a.py::test_http_client")
     assert "connections: 4 > limit 2 - connections opened" in http_client
-    assert "4 connection(s) opened by http.client." in http_client and ", at test_a.py:45 in test_http_client" \
+    assert "4 connection(s) opened by http.client." in http_client and ", at test_a.py:41 in test_http_client" \
         in http_client
     assert http_client.rstrip().endswith("to allow it: @pytest.mark.sockhygiene(connections=4)")
-    two = _block(result, "test_a.py::test_two_kinds")
-    assert f"to allow it: @pytest.mark.sockhygiene(time_wait={lingered(two, 6)})" in two
+    two = failure_block(result, "test_a.py::test_two_kinds")
+    assert f"to allow it: @pytest.mark.sockhygiene(time_wait={lingered(two, 6, result)})" in two
     assert "to allow it: @pytest.mark.sockhygiene(connections=6)" in two
     assert two.rstrip().endswith("to allow all of it: @pytest.mark.sockhygiene(time_wait=6, connections=6)")
     # the JSON report keeps what the text is made from (the command line's `show` prints it back)
