@@ -24,6 +24,7 @@ class ConfigError(ValueError):
     """A user-supplied value (ini, marker, option) is invalid; the message says what and where."""
 
 
+@functools.lru_cache(maxsize=256)
 def normalize_host(host: str) -> str:
     """Fold the spellings of one address into one: drop ``%scope`` and unwrap IPv4-mapped IPv6."""
     host = host.split("%", 1)[0]

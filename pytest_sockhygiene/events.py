@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Hashable
 from typing import Any, Callable
 
@@ -168,6 +169,24 @@ def local_endpoint(sock: Any) -> Endpoint | None:
         return None
 
 
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+def _ip_literal(address: Any) -> bool:
+    """Whether a connect address's host is a numeric IP (no name to resolve): then it is the peer's address."""
+    if not isinstance(address, tuple) or len(address) < 2 or not isinstance(address[0], str):
+        return False
+    host = address[0]
+    try:
+        if ":" in host:
+            _socket.inet_pton(_socket.AF_INET6, host.split("%", 1)[0])
+        else:
+            _socket.inet_pton(_socket.AF_INET, host)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 _RAW_FAMILY = _socket.socket.family
 _RAW_TYPE = _socket.socket.type
 
@@ -198,6 +217,9 @@ class Recorder:
         self.touched = True
         """A socket call happened since the last scan was taken: a window must look afresh, not reuse it.
         Cleared right before each scan; set by every hooked call, recorded or not."""
+        self.touched_fds: set[int] = set()
+        """The fd numbers of those calls: a window's first look asks only about them when it can
+        (``SocketTable.rescan``). Emptied with ``touched``."""
         self.ownership = Ownership()
         self.listeners: dict[Endpoint, Hashable | None] = {}
         self.listener_origins: dict[Hashable, origin_mod.Origin | None] = {}
@@ -206,6 +228,11 @@ class Recorder:
         self.tuples: dict[Hashable, FourTuple] = {}
         """Identity -> 4-tuple of every connection seen held or connected: when such a socket later vanishes
         without a Python close() (garbage collection, C code), its TIME_WAIT row can still be found."""
+        self._known: weakref.WeakKeyDictionary[Any, tuple[int, Hashable | None, Endpoint | None, Endpoint | None]] = \
+            weakref.WeakKeyDictionary()
+        """A socket connected or accepted in a window -> (fd, identity, local, remote) as that event recorded them;
+        a listener -> the same, remote None. Its close (and each accept, for a listener) reuses them instead of
+        asking again: three system calls fewer per event. An entry goes with its socket."""
         self.left_by_tests: set[Hashable] = set()
         """Sockets new in a test's window and still held when it closed: what that test left behind (reported
         there). Whatever later closes them - the garbage collector, another test - it is not a later test's
@@ -237,18 +264,20 @@ class Recorder:
         self.sinks = () if len(sinks) == 1 and sinks[0] is sink else tuple(s for s in sinks if s is not sink)
 
     def _emit(self, kind: str, sock: socket.socket, local: Endpoint | None, remote: Endpoint | None,
-              with_origin: bool, listener: socket.socket | None = None) -> None:
+              with_origin: bool, listener: socket.socket | None = None, known: Any = None) -> None:
         self.touched = True
         fd = sock.fileno()
+        self.touched_fds.add(fd)
         listener_identity = None
         listener_local = None
         if listener is not None:
-            listener_local = local_endpoint(listener)
-            listener_identity = self._identity_of(listener.fileno(), listener_local, None)
+            listener_identity, listener_local = self._listener(listener)
         client = origin_mod.request_client.get() if kind == "connect" else None
         if client is not None:
             client.connections += 1  # the client opened a real connection (see origin.request_client)
-        identity = self._identity_of(fd, local, remote)
+        identity = known[1] if known is not None else self._identity_of(fd, local, remote)
+        if kind == "connect" or kind == "accept":
+            self._remember(sock, (fd, identity, local, remote))
         origin: origin_mod.Origin | None = None
         api: str | None = None
         fixture: str | None = None
@@ -297,18 +326,35 @@ class Recorder:
         try:
             if not _is_tcp_inet(sock):
                 return
-            remote = peer_endpoint(sock) or endpoint_from_sockaddr(address)
+            # an address given as an IP literal (create_connection resolves first) is the peer's: no getpeername
+            remote = (endpoint_from_sockaddr(address) if _ip_literal(address) else None) or peer_endpoint(sock) \
+                or endpoint_from_sockaddr(address)
             self._emit("connect", sock, local_endpoint(sock), remote, with_origin=True)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
-    def _on_accept(self, listener: socket.socket, conn: socket.socket) -> None:
+    def _on_accept(self, listener: socket.socket, conn: socket.socket, address: Any) -> None:
         try:
             if not _is_tcp_inet(conn):
                 return
-            self._emit("accept", conn, local_endpoint(conn), peer_endpoint(conn), with_origin=False, listener=listener)
+            # the peer is what accept() returned; the local side is the listener's, unless it listens on a wildcard
+            _, listening = self._listener(listener)
+            local = listening if listening is not None and listening[0] not in _WILDCARDS else local_endpoint(conn)
+            remote = endpoint_from_sockaddr(address) or peer_endpoint(conn)
+            self._emit("accept", conn, local, remote, with_origin=False, listener=listener)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
+
+    def _listener(self, listener: socket.socket) -> tuple[Hashable | None, Endpoint | None]:
+        """A listening socket's (identity, local address), asked once per listener (``_known``)."""
+        seen = self._known.get(listener)
+        lfd = listener.fileno()
+        if seen is not None and seen[0] == lfd:
+            return seen[1], seen[2]
+        local = local_endpoint(listener)
+        identity = self._identity_of(lfd, local, None)
+        self._remember(listener, (lfd, identity, local, None))
+        return identity, local
 
     def _on_listen(self, sock: socket.socket) -> None:
         try:
@@ -325,9 +371,22 @@ class Recorder:
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
+    def _remember(self, sock: Any, what: tuple[int, Hashable | None, Endpoint | None, Endpoint | None]) -> None:
+        try:  # noqa: SIM105 - on every connect and accept: no context manager's cost
+            self._known[sock] = what
+        except TypeError:  # an object that cannot be weakly referenced: asked again at its close
+            pass
+
     def _on_close(self, sock: socket.socket) -> None:
         try:
-            if sock.fileno() < 0 or not _is_tcp_inet(sock):
+            fd = sock.fileno()
+            if fd < 0:
+                return
+            known = self._known.pop(sock, None)
+            if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
+                self._emit("close", sock, known[2], known[3], with_origin=False, known=known)
+                return
+            if not _is_tcp_inet(sock):
                 return
             self._emit("close", sock, local_endpoint(sock), peer_endpoint(sock), with_origin=False)
         except Exception as e:  # noqa: BLE001
@@ -347,6 +406,7 @@ class Recorder:
             def wrapper(self: socket.socket, address: Any) -> Any:
                 if not rec.sinks:
                     rec.touched = True
+                    rec.touched_fds.add(self.fileno())
                     return orig(self, address)
                 if getattr(active, "on", False):
                     return orig(self, address)
@@ -363,6 +423,7 @@ class Recorder:
             def wrapper(self: socket.socket, address: Any) -> Any:
                 if not rec.sinks:
                     rec.touched = True
+                    rec.touched_fds.add(self.fileno())
                     return orig(self, address)
                 if getattr(active, "on", False):
                     return orig(self, address)
@@ -378,13 +439,15 @@ class Recorder:
             def wrapper(self: socket.socket) -> Any:  # type: ignore[misc]
                 if not rec.sinks or getattr(active, "on", False):
                     rec.touched = True
-                    return orig(self)
+                    accepted = orig(self)
+                    rec.touched_fds.add(accepted[0].fileno())
+                    return accepted
                 active.on = True
                 try:
                     conn, addr = orig(self)
                 finally:
                     active.on = False
-                rec._on_accept(self, conn)
+                rec._on_accept(self, conn, addr)
                 return conn, addr
         elif name == "listen":
             def wrapper(self: socket.socket, *args: Any) -> Any:  # type: ignore[misc]
@@ -395,12 +458,15 @@ class Recorder:
                     orig(self, *args)
                 finally:
                     active.on = False
-                rec.touched = rec.touched or not rec.sinks
+                if not rec.sinks:
+                    rec.touched = True
+                    rec.touched_fds.add(self.fileno())
                 rec._on_listen(self)
         else:  # _real_close
             def wrapper(self: socket.socket, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
                 if not rec.sinks:
                     rec.touched = True
+                    rec.touched_fds.add(self.fileno())
                     return orig(self, *args, **kwargs)
                 if getattr(active, "on", False):
                     return orig(self, *args, **kwargs)

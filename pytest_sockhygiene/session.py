@@ -263,8 +263,9 @@ class Controller:
         self._clients_at_open = self.clients.recorded if self.clients is not None else 0
         self._window_test = test
         # the last window's final look is this one's first, if no socket call happened in between
-        before = self._last_scan if not self.recorder.touched else None
-        self.window = Window(self.table, self.recorder, self.client_probe, before)
+        last = self._last_scan
+        before = last if not self.recorder.touched else None
+        self.window = Window(self.table, self.recorder, self.client_probe, before, since=last)
         if self.hooks_lost is not None and not self.recorder.in_place():
             self.window.blind = True
             self.blind_windows += 1

@@ -56,6 +56,13 @@ def backoff(deadline: float) -> Iterator[bool]:
 _NOTHING_NEW: frozenset[Any] = frozenset()
 
 
+def _take_touched(recorder: Recorder) -> set[int]:
+    """The fd numbers of the socket calls since the last look, and a fresh start for the next one."""
+    touched, recorder.touched_fds = recorder.touched_fds, set()
+    recorder.touched = False
+    return touched
+
+
 def _unexplained(entries: list[SocketEntry], events: list[SocketEvent],
                  listeners: dict[Endpoint, Hashable | None]) -> bool:
     """A connected socket that no connect or accept explains and whose port is no known listener's: it may be
@@ -111,15 +118,18 @@ class Window(EventSink):
     __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "recorder", "table")
 
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: ClientProbe | None = None,
-                 before: Scan | None = None) -> None:
+                 before: Scan | None = None, since: Scan | None = None) -> None:
+        """``before``: the first look, already taken (the last window's final one, no socket call since). Else
+        ``since``: that final look, which the socket calls made since (``Recorder.touched_fds``) may be enough
+        to bring up to date (``SocketTable.rescan``); else a full scan."""
         super().__init__()
         self.table = table
         self.recorder = recorder
         self.client_probe = client_probe
         recorder.add_sink(self)  # record first, then look: a socket connected in between is seen both ways
         if before is None:
-            recorder.touched = False
-            before = table.scan()
+            touched = _take_touched(recorder)
+            before = (table.rescan(since, touched) if since is not None else None) or table.scan()
         self.before_scan = before
         self.before = self.before_scan.ids
         self.after_scan: Scan | None = None
@@ -134,7 +144,7 @@ class Window(EventSink):
         if self.events or self.after_scan is not None:
             return False
         recorder = self.recorder
-        recorder.touched = False  # any socket call from here on invalidates this look for the next window
+        _take_touched(recorder)  # any socket call from here on invalidates this look for the next window
         scan = self.table.unchanged(self.before_scan)
         if scan is not self.before_scan or self.events:
             return False
@@ -146,7 +156,7 @@ class Window(EventSink):
     def observe(self, limits: Limits) -> Verdict:
         """Look once and judge."""
         quiet = self.after_scan is None and not self.events
-        self.recorder.touched = False  # any socket call from here on invalidates this scan for the next window
+        _take_touched(self.recorder)  # any socket call from here on invalidates this scan for the next window
         if quiet:
             scan = self.table.unchanged(self.before_scan)
         else:  # the hooks saw sockets used: only their fd numbers need a new look, if the same numbers are open
@@ -168,7 +178,11 @@ class Window(EventSink):
             return CLEAN
         owned = dict(self.recorder.ownership.socket_owner)
         owned.update(client_owned)
-        entries = self.table.describe({k: after[k] for k in new_ids if k not in owned}) if new_ids else []
+        fixtures = {ev.identity for ev in self.events if ev.owner is not None}  # a fixture's thread's (events.py)
+        # neither is the test's (verdict.owned_ids): not described, which costs a handful of system calls each
+        # (a session server's thread still closing the side it accepted, at every test)
+        entries = self.table.describe({k: after[k] for k in new_ids if k not in owned and k not in fixtures}) \
+            if new_ids else []
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
         obs = Observation(
@@ -185,7 +199,6 @@ class Window(EventSink):
             unused_clients=unused,
         )
         tuples = self.recorder.tuples
-        fixtures = {ev.identity for ev in obs.events if ev.owner is not None}  # a fixture's thread's (events.py)
         for e in entries:
             if e.four_tuple is not None and e.state != TcpState.LISTEN and e.key not in fixtures:
                 tuples[e.key] = e.four_tuple

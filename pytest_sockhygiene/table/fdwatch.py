@@ -106,6 +106,10 @@ def filesystem_of(path: str, mounts: list[tuple[str, str]]) -> str | None:
     return None
 
 
+_KEPT_SETS = 8
+"""Poll sets kept by ``FdWatch`` at most (see ``FdWatch._sets``)."""
+
+
 class FdWatch:
     """A directory fd on ``/proc/self/fd`` and a poll set over the fds of the last scan."""
 
@@ -118,6 +122,10 @@ class FdWatch:
         self._finalizer = weakref.finalize(self, _close_if_ours, dirfd, self._identity)
         self._watched: tuple[frozenset[int], select.poll, list[int]] | None = None
         """The fds of the last scan, a poll set over those whose poll only reads, and the others."""
+        self._sets: dict[frozenset[int], tuple[frozenset[int], select.poll, list[int]]] = {}
+        """Poll sets of the last few fd sets, by their numbers: a test that opens and closes sockets moves between
+        a few sets (a server thread still closing its side, or not), and building one costs an ``fstat`` per fd.
+        A set's classification is reused for as long as its numbers are open, as ``same`` does for the last scan."""
         self._pure: dict[tuple[int, int, int], bool] = {}
         """Per file (dev, inode, mode): whether its poll is a pure read; kept across scans."""
         self._mounts: list[tuple[str, str]] | None = None
@@ -190,6 +198,26 @@ class FdWatch:
                 return False
         return True
 
+    def closed_of(self, fds: frozenset[int]) -> frozenset[int] | None:
+        """Which of ``fds`` are closed now: one poll for those whose poll only reads, an ``fcntl`` each for the
+        others; None if this watch cannot tell. With ``count``, a change made of closes and of fds the socket
+        hooks saw opened is known without listing the directory (``LinuxTable.rescan``)."""
+        dirfd = self._dirfd
+        if dirfd is None:
+            return None
+        try:
+            watched = self._watched_for(fds)
+            ready = watched[1].poll(0)
+        except (OSError, RuntimeError):  # see same()
+            return None
+        closed = {fd for fd, revents in ready if revents & _NVAL}
+        for fd in watched[2]:
+            try:
+                fcntl.fcntl(fd, fcntl.F_GETFD)
+            except OSError:
+                closed.add(fd)
+        return frozenset(closed)
+
     def count(self) -> int | None:
         """The number of fds open now, from the kept directory fd (no new fd needed), or None."""
         dirfd = self._dirfd
@@ -215,7 +243,20 @@ class FdWatch:
                 poll.unregister(fd)
                 unpollable.append(fd)
         watched = self._watched = (fds, poll, unpollable)
+        if len(self._sets) >= _KEPT_SETS:
+            self._sets.clear()
+        self._sets[fds] = watched
         return watched
+
+    def _watched_for(self, fds: frozenset[int]) -> tuple[frozenset[int], select.poll, list[int]]:
+        watched = self._watched
+        if watched is not None and watched[0] is fds:
+            return watched
+        known = self._sets.get(fds)
+        if known is not None:
+            self._watched = known
+            return known
+        return self._watch(fds)
 
     def _pure_poll(self, fd: int) -> bool:
         """Whether polling ``fd`` only reads (see the module's docstring); False when in doubt."""

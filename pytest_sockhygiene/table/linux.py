@@ -203,32 +203,44 @@ class LinuxTable(SocketTable):
         return previous if same else None
 
     def rescan(self, previous: Scan, touched: Collection[int]) -> Scan | None:
-        """When exactly the fd numbers of ``previous`` are open (``FdWatch.same``, no listing), the sockets at
-        numbers no hook touched are the ones ``previous`` saw there - the quick look's rule (``unchanged``) - and
-        only the touched numbers that were open before can hold another socket now: those are ``fstat``-ed.
-        A test that opened and closed its connections (a client per request, a burst, a dropped client) then
-        costs no listing and no ``fstat`` per fd. Any other shape of change: None, and the caller scans."""
+        """The sockets now, without listing the directory, when every change since ``previous`` is explained:
+        which of its fds are closed comes from one poll (``FdWatch.closed_of``), how many fds are open from the
+        directory's size (``FdWatch.count``), and the new ones must all be numbers the socket hooks touched
+        (``touched``): then only the touched numbers are ``fstat``-ed. An fd no hook touched that is still open
+        holds what ``previous`` saw there - the quick look's rule (``unchanged``). A test that opened and closed
+        its connections (a client per request, a burst, a dropped client, a server thread still closing its
+        side) then costs two system calls and one per socket it used, not a listing and an ``fstat`` per fd.
+        Anything else (an fd opened where no hook saw it, a race with another thread): None, and the caller
+        scans."""
         fds = previous.fds
         watch = self._watch
-        if fds is None or watch is None or not watch.same(fds):
+        if fds is None or watch is None:
             return None
-        redo = [fd for fd in set(touched) if fd in fds]
-        if not redo:
-            return previous
-        ids = dict(previous.ids)
-        by_fd = {fd: key for key, fd in ids.items()}
-        for fd in redo:
-            key = by_fd.get(fd)
-            if key is not None:
-                del ids[key]
+        closed = watch.closed_of(fds)
+        count = watch.count()
+        if closed is None or count is None:
+            return None
+        kept = fds - closed if closed else fds
+        found: dict[int, os.stat_result] = {}
+        for fd in set(touched):
+            if fd in closed:
+                continue  # closed since: nothing to look at
             try:
-                st = os.fstat(fd)
+                found[fd] = os.fstat(fd)
             except OSError:
-                return None  # closed meanwhile, by another thread: look the slow way
+                continue  # not open (a socket the test opened and closed)
+        if len(kept) + sum(1 for fd in found if fd not in kept) != count:
+            return None  # an fd opened where no hook saw it, or another thread raced the look: list them all
+        if not closed and not found:
+            return previous
+        ids = {key: fd for key, fd in previous.ids.items() if fd in kept and fd not in found}
+        for fd, st in found.items():
             if stat.S_ISSOCK(st.st_mode):
                 ids[st.st_ino] = fd
-        self._fd_count = len(fds)
-        return Scan(ids, fds)
+        now = kept | found.keys()
+        self._fd_count = count
+        # the same fds object when the numbers are the same: FdWatch keeps its poll set for it
+        return Scan(ids, fds if now == fds else frozenset(now))
 
     def close(self) -> None:
         if self._watch is not None:
