@@ -282,7 +282,7 @@ class Recorder:
         api: str | None = None
         fixture: str | None = None
         if with_origin:
-            origin = origin_mod.request_origin.get()
+            origin = origin_mod.request_origin_now()
             if origin is None:
                 if kind == "connect":
                     origin, api = origin_mod.capture_call(skip=3)
@@ -364,7 +364,7 @@ class Recorder:
             if local is not None:
                 identity = self.listeners[local] = self._identity_of(sock.fileno(), local, None)
                 if identity is not None:  # listen() is rare: its line is kept for the sockets it will accept
-                    self.listener_origins[identity] = (origin_mod.request_origin.get() or origin_mod.capture(skip=2)
+                    self.listener_origins[identity] = (origin_mod.request_origin_now() or origin_mod.capture(skip=2)
                                                        or origin_mod.capture_library(skip=2))
             if self.sinks:
                 self._emit("listen", sock, local, None, with_origin=True)

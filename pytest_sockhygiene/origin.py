@@ -155,14 +155,26 @@ def set_task_boundary(code: Any) -> None:
     global _boundary
     _boundary = code
 
-request_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
+request_origin: contextvars.ContextVar[Origin | FrameType | None] = contextvars.ContextVar(
     "sockhygiene_request_origin", default=None)
-"""The user's line that started the client request under way, set by client trackers around ``send``.
+"""The user's line that started the client request under way, set by client trackers around ``send``; read it
+with :func:`request_origin_now`.
 
 An async client connects inside a task of its own (anyio races connection attempts in a task group), and that
 task's stack never reaches the user's coroutine. Context variables are copied into child tasks, so a connect
-made for a tracked request still finds the user's line.
+made for a tracked request still finds the user's line: an async request stores the line itself. A sync
+request stores the frame that sent it instead (``sys._getframe``, no walk): its connects run on that same
+stack while the request is under way, so the line is looked for only when a connect needs it, not at each of
+the (many more) requests.
 """
+
+
+def request_origin_now() -> Origin | None:
+    """``request_origin``'s user line, found from the stored frame if a sync request stored one."""
+    value = request_origin.get()
+    if value is None or isinstance(value, tuple):
+        return value
+    return _walk(value)
 
 request_client: contextvars.ContextVar[Any | None] = contextvars.ContextVar(
     "sockhygiene_request_client", default=None)
@@ -181,7 +193,11 @@ into child tasks like ``request_origin``, so anyio's racing connect attempts are
 
 def capture(skip: int = 1) -> Origin | None:
     """The first frame above the caller that is not library code, or None if every frame is library code."""
-    frame: FrameType | None = sys._getframe(skip + 1)
+    return _walk(sys._getframe(skip + 1))
+
+
+def _walk(frame: FrameType | None) -> Origin | None:
+    """:func:`capture`, from ``frame`` outwards."""
     boundary = _boundary
     while frame is not None:
         code = frame.f_code

@@ -144,7 +144,9 @@ class Window(EventSink):
         if self.events or self.after_scan is not None:
             return False
         recorder = self.recorder
-        _take_touched(recorder)  # any socket call from here on invalidates this look for the next window
+        recorder.touched = False  # any socket call from here on invalidates this look for the next window
+        if recorder.touched_fds:  # (the clean path: inline, and no new set when there is nothing to forget)
+            recorder.touched_fds = set()
         scan = self.table.unchanged(self.before_scan)
         if scan is not self.before_scan or self.events:
             return False

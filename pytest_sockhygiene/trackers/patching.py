@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, Callable
 
 from .. import origin
@@ -82,7 +83,7 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
-def _enter_request(registry: Any, client: Any) -> tuple[Any, Any]:
+def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any]:
     """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
     the user's line), and ``origin.request_client`` to this client's record (the innermost recorded client wins:
     the connection is opened in *its* pool). Returns the tokens to reset, None for a variable left alone.
@@ -97,7 +98,8 @@ def _enter_request(registry: Any, client: Any) -> tuple[Any, Any]:
     origin_token = None
     client_token = None
     if origin.request_origin.get() is None:
-        origin_token = origin.request_origin.set(origin.capture(skip=2))
+        # sync: the sender's frame, walked only if a connect needs its line (origin.request_origin_now)
+        origin_token = origin.request_origin.set(sys._getframe(2) if sync else origin.capture(skip=2))
     if record is not None:
         client_token = origin.request_client.set(record if record.networked else None)
     return origin_token, client_token
@@ -137,7 +139,7 @@ def counting_requests(registry: Any, sockets: Callable[[Any], list[Any]] | None 
 
     def make(method: Any) -> Any:
         def send(self: Any, *args: Any, **kwargs: Any) -> Any:
-            tokens = _enter_request(registry, self)
+            tokens = _enter_request(registry, self, sync=True)
             try:
                 return method(self, *args, **kwargs)
             finally:
