@@ -163,6 +163,11 @@ class SessionResults:
     def records(self) -> list[Record]:
         return [_expand(r) for r in self._stored]
 
+    def measured(self) -> list[Record]:
+        """The records that can have a count above zero: not those ``clean_record`` made (a test whose window saw
+        nothing), which the summary would otherwise expand into a dict each, for every test of the run."""
+        return [_expand(r) for r in self._stored if isinstance(r, (dict, tuple, list))]
+
     @property
     def checked(self) -> int:
         return len(self._stored)
@@ -195,15 +200,15 @@ class SessionResults:
         return [(r["nodeid"], t) for r in self._stored if isinstance(r, dict) for t in r.get("threads", ())]
 
     def worst(self, kind: str, n: int = 5) -> list[Record]:
-        ranked = sorted((r for r in self.records if (r["counts"].get(kind) or 0) > 0),
+        ranked = sorted((r for r in self.measured() if (r["counts"].get(kind) or 0) > 0),
                         key=lambda r: (-r["counts"][kind], r["nodeid"]))
         return ranked[:n]
 
     def session(self) -> dict[str, Any]:
-        records = self.records
+        records = self.measured()
         peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"] or 0) for r in records)
         return {
-            "tests_checked": len(records),
+            "tests_checked": len(self._stored),
             "tests_with_violations": len(self.dirty),
             "violations_by_kind": self.violations_by_kind(),
             "connections_opened": sum(r["counts"]["connections"] or 0 for r in records),  # the measured ones
