@@ -113,6 +113,7 @@ class Ownership:
 
 
 _OWNER_ATTR = "_sockhygiene_owner"
+OWNER_ATTR = _OWNER_ATTR  # (window.py reads it too)
 
 
 class ThreadStarts:
@@ -220,6 +221,9 @@ class Recorder:
         self.touched_fds: set[int] = set()
         """The fd numbers of those calls: a window's first look asks only about them when it can
         (``SocketTable.rescan``). Emptied with ``touched``."""
+        self.connecting: dict[int, int] = {}
+        """fd -> thread ident of each connect under way in a window, until its event is recorded: a look taken
+        meanwhile sees a connected socket with no event yet, and must still know whose thread made it."""
         self.ownership = Ownership()
         self.listeners: dict[Endpoint, Hashable | None] = {}
         self.listener_origins: dict[Hashable, origin_mod.Origin | None] = {}
@@ -411,14 +415,19 @@ class Recorder:
                 if getattr(active, "on", False):
                     return orig(self, address)
                 active.on = True
+                fd = self.fileno()
+                rec.connecting[fd] = threading.get_ident()
                 try:
-                    orig(self, address)
-                except (BlockingIOError, InterruptedError):
-                    rec._on_connect(self, address)  # non-blocking connect under way: asyncio, anyio, trio
-                    raise
+                    try:
+                        orig(self, address)
+                    except (BlockingIOError, InterruptedError):
+                        rec._on_connect(self, address)  # non-blocking connect under way: asyncio, anyio, trio
+                        raise
+                    finally:
+                        active.on = False
+                    rec._on_connect(self, address)
                 finally:
-                    active.on = False
-                rec._on_connect(self, address)
+                    rec.connecting.pop(fd, None)
         elif name == "connect_ex":
             def wrapper(self: socket.socket, address: Any) -> Any:
                 if not rec.sinks:
@@ -428,13 +437,18 @@ class Recorder:
                 if getattr(active, "on", False):
                     return orig(self, address)
                 active.on = True
+                fd = self.fileno()
+                rec.connecting[fd] = threading.get_ident()
                 try:
-                    result = orig(self, address)
+                    try:
+                        result = orig(self, address)
+                    finally:
+                        active.on = False
+                    if result in _IN_PROGRESS:
+                        rec._on_connect(self, address)
+                    return result
                 finally:
-                    active.on = False
-                if result in _IN_PROGRESS:
-                    rec._on_connect(self, address)
-                return result
+                    rec.connecting.pop(fd, None)
         elif name == "accept":
             def wrapper(self: socket.socket) -> Any:  # type: ignore[misc]
                 if not rec.sinks or getattr(active, "on", False):

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import threading
 import time
 from collections.abc import Hashable, Iterator
 from typing import Any, Callable
 
 from .endpoints import Endpoint, FourTuple
-from .events import EventSink, Recorder, SocketEvent
+from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
@@ -183,8 +184,8 @@ class Window(EventSink):
         fixtures = {ev.identity for ev in self.events if ev.owner is not None}  # a fixture's thread's (events.py)
         # neither is the test's (verdict.owned_ids): not described, which costs a handful of system calls each
         # (a session server's thread still closing the side it accepted, at every test)
-        entries = self.table.describe({k: after[k] for k in new_ids if k not in owned and k not in fixtures}) \
-            if new_ids else []
+        entries = self.table.describe({k: after[k] for k in new_ids if k not in owned and k not in fixtures
+                                       and not self._owned_in_flight(after[k])}) if new_ids else []
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
         obs = Observation(
@@ -211,6 +212,18 @@ class Window(EventSink):
         if candidates:  # measured whatever the limit: the report and the baseline need the count
             obs.lingering = self.table.lingering(candidates)
         return judge(obs, limits)
+
+    def _owned_in_flight(self, fd: int) -> bool:
+        """A socket whose connect is under way in a thread that is not the test's (a fixture's, or one an earlier
+        test left running): connected in the kernel, its event not recorded yet when this look was taken."""
+        ident = self.recorder.connecting.get(fd)
+        if ident is None:
+            return False
+        own = self.recorder.ownership
+        if ident in own.thread_owner or (own.fixture_stack and ident == own.fixture_thread):
+            return True
+        # a thread an owned thread started (events.ThreadStarts): rare, so looked for the slow way
+        return any(t.ident == ident and getattr(t, OWNER_ATTR, None) is not None for t in threading.enumerate())
 
     def _vanished(self, after: dict[Hashable, int]) -> set[FourTuple]:
         """Connections held at the start, gone now, that no Python close() in this window explains."""

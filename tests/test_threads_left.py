@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from conftest import dedent
+from conftest import dedent, errors_of
 
 
 def line_of(src: str, text: str) -> int:
@@ -100,3 +100,54 @@ def test_a_thread_a_test_leaves_running_is_that_tests(pytester, run):
     result.stdout.fnmatch_lines(["threads left running: 2, each the test's that started it*",
                                  "  test_t.py::test_starts_a_pusher: thread 'pusher'*",
                                  "  test_t.py::test_starts_a_holder: thread 'holder'*"])
+
+
+def test_a_connect_under_way_in_an_earlier_tests_thread_is_not_the_current_tests(pytester, run):
+    """A look taken while another thread's connect is under way sees a connected socket whose event is not
+    recorded yet (the kernel has connected it; the hook has not returned). When that thread is not the test's (an
+    earlier test left it running), the socket is not the test's either. A wrapper under the plugin's (installed
+    by the conftest, as any library may) holds the thread right there, so the look lands in that moment."""
+    from conftest import INNER_CONFTEST
+
+    pytester.makeconftest(INNER_CONFTEST + dedent('''
+        import socket as _socket, threading as _threading
+
+        _real_connect = _socket.socket.connect
+        IN_CONNECT = _threading.Event()
+        GATE = _threading.Event()
+
+        def _connect_then_wait(self, address):
+            _real_connect(self, address)
+            if _threading.current_thread().name == "late":
+                IN_CONNECT.set()
+                GATE.wait(10)
+
+        _socket.socket.connect = _connect_then_wait
+    '''))
+    pytester.makepyfile(test_f=dedent('''
+        import socket
+        import threading
+
+        from conftest import GATE, IN_CONNECT
+
+        GO = threading.Event()
+        HELD = []
+
+        def test_starts_a_thread(server):
+            def later():
+                GO.wait(10)
+                HELD.append(socket.create_connection((server.host, server.port)))
+            threading.Thread(target=later, name="late", daemon=True).start()
+
+        def test_next(server):
+            GO.set()
+            assert IN_CONNECT.wait(10)  # connected in the kernel; the thread waits inside the hooked call
+
+        def test_last():
+            GATE.set()
+    '''))
+    # in a subprocess: the test module imports the inner conftest, not this suite's of that name; without
+    # pytest-socket, whose teardown writes its saved copy of connect back over the conftest's
+    result = run("-p", "no:socket", subprocess=True)
+    assert errors_of(result) == [], result.stdout.str()
+    result.assert_outcomes(passed=3)
