@@ -169,6 +169,12 @@ def agree_but_for_resets(a: Any, b: Any, resets: int) -> bool:
     return walk(a, b) and drift <= resets
 
 
+def within_resets(n: int, made: int, result: Any) -> bool:
+    """A burst's TIME_WAIT count ``n`` as ``lingered`` allows it: ``made``, or fewer by at most the TCP resets the
+    kernel sent during ``result``'s run."""
+    return made - min(made, result.resets) <= n <= made
+
+
 def lingered(text: str, made: int, result: Any) -> int:
     """The ``time_wait`` count a failure text reports for a burst of ``made`` connections the test closed: ``made``,
     or fewer by at most the TCP resets the kernel sent while ``result``'s run ran (``result.resets``, from the

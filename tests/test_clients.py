@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import ANYIO_BACKEND, dedent, errors_of
+from conftest import ANYIO_BACKEND, dedent, errors_of, failure_block, lingered
 
 pytest.importorskip("httpx")
 
@@ -210,7 +210,9 @@ def test_httpx2_tracked_for_real(pytester, run):
     result = run()
     assert errors_of(result) == ["test_h2.py::test_burst", "test_h2.py::test_unclosed"]
     result.stdout.fnmatch_lines(["*httpx2.Client, created at test_h2.py:5 in test_unclosed (still open)*"])
-    result.stdout.fnmatch_lines(["*time_wait: 8 > limit 5*", "*8 httpx2.Client created at test_h2.py:15*"])
+    burst = failure_block(result, "test_h2.py::test_burst")
+    lingered(burst, 8, result)  # exact unless the kernel reset a TIME_WAIT entry meanwhile
+    assert "8 httpx2.Client created at test_h2.py:15" in burst
 
 
 def test_client_is_not_kept_alive_by_the_plugin(pytester, run):

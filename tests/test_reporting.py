@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import agree_but_for_resets, dedent, errors_of
+from conftest import agree_but_for_resets, dedent, errors_of, within_resets
 
 SCHEMA = json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json").read_text())
 
@@ -121,7 +121,7 @@ def test_summary_marks_the_tests_that_broke_a_limit_and_the_report_keeps_the_4_t
 def test_json_report_schema_and_content(pytester, run, tmp_path):
     pytester.makepyfile(test_s=SUITE)
     path = tmp_path / "hygiene.json"
-    run(f"--sockhygiene-report={path}")
+    result = run(f"--sockhygiene-report={path}")
     doc = _report(path)
     by_id = {t["nodeid"]: t for t in doc["tests"]}
     assert sorted(by_id) == sorted(f"test_s.py::{n}" for n in
@@ -133,25 +133,26 @@ def test_json_report_schema_and_content(pytester, run, tmp_path):
     assert (v["kind"], v["count"], v["limit"]) == ("established", 1, 0)
     assert v["items"][0]["state"] == "ESTABLISHED" and v["items"][0]["origin"] == "test_s.py:9 in test_leak"
     burst = by_id["test_s.py::test_burst"]
-    assert burst["counts"]["time_wait"] == 9
+    lingering = burst["counts"]["time_wait"]  # 9, or fewer by the kernel's resets meanwhile (conftest.lingered)
+    assert within_resets(lingering, 9, result), (result.resets, burst["counts"])
     assert burst["violations"][0]["context"][0]["state"] == "httpx.Client"
     (group,) = burst["violations"][0]["items"]
-    assert len(group["tuples"]) == 9 == len({tuple(t) for t in group["tuples"]})
+    assert len(group["tuples"]) == lingering == len({tuple(t) for t in group["tuples"]})
     assert all(remote == group["remote"] for _, remote in group["tuples"])
     assert all(counts["unused_clients"] == 0 for counts in (t["counts"] for t in doc["tests"]))
     assert by_id["test_s.py::test_budget"]["violations"][0]["kind"] == "connections"
     assert doc["session"]["tests_checked"] == 5 and doc["session"]["connections_opened"] == 14
-    assert doc["session"]["peak_time_wait"] >= 9
+    assert doc["session"]["peak_time_wait"] >= lingering
 
 
 def test_junitxml_carries_counts(pytester, run, tmp_path):
     pytester.makepyfile(test_s=SUITE)
     xml = tmp_path / "junit.xml"
-    run(f"--junitxml={xml}")
+    result = run(f"--junitxml={xml}")
     props = {}
     for case in ET.parse(xml).getroot().iter("testcase"):
         props[case.get("name")] = {p.get("name"): p.get("value") for p in case.iter("property")}
-    assert props["test_burst"]["sockhygiene_time_wait"] == "9"
+    assert within_resets(int(props["test_burst"]["sockhygiene_time_wait"]), 9, result), (result.resets, props)
     assert props["test_leak"]["sockhygiene_established"] == "1"
     assert props["test_no_socket"]["sockhygiene_connections"] == "0"
     assert props["test_clean"]["sockhygiene_unused_clients"] == "0"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import dedent, errors_of
+from conftest import dedent, errors_of, failure_block, lingered
 
 
 def _requires(name: str) -> None:
@@ -91,11 +91,9 @@ def test_requests_session(pytester, run):
         "*clients: 1 > limit 0*",
         "*requests.Session, created at test_req.py:12 in test_leak (still open)*",
     ])
-    result.stdout.fnmatch_lines([
-        "*sockhygiene: test_req.py::test_get_loop broke its socket limits*",
-        "*time_wait: 20 > limit 5*",
-        "*20 requests.Session created at test_req.py:51 in test_get_loop*",
-    ])
+    get_loop = failure_block(result, "test_req.py::test_get_loop")
+    lingered(get_loop, 20, result)  # exact unless the kernel reset a TIME_WAIT entry meanwhile
+    assert "20 requests.Session created at test_req.py:51 in test_get_loop" in get_loop
     result.stdout.fnmatch_lines([
         "*sockhygiene: test_req.py::test_leak_with_mounted_adapter broke its socket limits*",
         "*established: 1 > limit 0*",
