@@ -19,6 +19,7 @@ from __future__ import annotations
 import _socket
 import dataclasses
 import errno
+import operator
 import socket
 import sys
 import threading
@@ -119,12 +120,33 @@ OWNER_ATTR = _OWNER_ATTR  # (window.py reads it too)
 class ThreadStarts:
     """A thread started by an owned thread (a fixture's server spawning a handler per connection) has the same
     owner: ``threading.Thread.start`` is wrapped to pass it on, before the thread runs, as an attribute of the
-    thread. Costs an attribute check per thread start."""
+    thread. Costs an attribute check per thread start.
+
+    The same wrapper logs the threads started while a window is open (``logging``), so that a window in which
+    no thread was started needs no look at the running threads at all (the clean path of every test)."""
 
     def __init__(self, ownership: Ownership) -> None:
         self._ownership = ownership
         self._fn: Any = None
         self._saved: Any = None
+        self.logging = False
+        self.log: list[threading.Thread] = []
+        """The threads started since ``begin_log`` (list.append is atomic: any thread may start one)."""
+
+    def logs(self) -> bool:
+        """Every thread start goes through the wrapper: it is the one on ``threading.Thread`` (or under a wrapper
+        that must call it: then not provably, and the caller compares snapshots instead)."""
+        return self._fn is not None and threading.Thread.__dict__.get("start") is self._fn
+
+    def begin_log(self) -> None:
+        self.log = []
+        self.logging = True
+
+    def end_log(self) -> list[threading.Thread]:
+        """The threads started since ``begin_log``; logging stops."""
+        self.logging = False
+        log, self.log = self.log, []
+        return log
 
     def install(self) -> None:
         if self._fn is not None:
@@ -132,6 +154,7 @@ class ThreadStarts:
         own = self._ownership
         cls = threading.Thread
         orig = cls.start
+        starts = self
 
         def start(self: threading.Thread) -> None:
             owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited else None
@@ -141,6 +164,8 @@ class ThreadStarts:
                     own.inherited = True
                 except Exception:  # noqa: BLE001 - a Thread subclass with __slots__: not passed on
                     pass
+            if starts.logging:  # before it runs: a thread that ends at once is still one the window saw start
+                starts.log.append(self)
             return orig(self)
 
         start.__qualname__ = "Thread.start"
@@ -209,6 +234,21 @@ def _is_tcp_inet(sock: socket.socket) -> bool:
 _PATCHED = ("connect", "connect_ex", "accept", "listen", "_real_close")
 
 
+def _nothing(obj: Any) -> tuple[Any, ...]:
+    return ()
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """The attributes ``names`` of an object, as a tuple, in one C call (``operator.attrgetter`` returns a bare
+    value for a single name)."""
+    if not names:
+        return _nothing
+    if len(names) == 1:
+        name = names[0]
+        return lambda obj: (getattr(obj, name),)
+    return operator.attrgetter(*names)
+
+
 class Recorder:
     """Installs the socket wrappers once and fans events out to the open sinks."""
 
@@ -245,18 +285,22 @@ class Recorder:
         self._on_error = on_error
         self._saved: dict[str, Any] = {}
         self._installed: dict[str, Any] = {}
-        self._expected: tuple[tuple[str, ...], tuple[Any, ...]] = ((), ())
-        """``_installed`` as (names, wrappers), kept in step with it: what ``in_place`` compares in one C call."""
+        self._expected: tuple[Callable[[Any], tuple[Any, ...]], tuple[Any, ...]] = (_nothing, ())
+        """``_installed`` as (a getter of those names, the wrappers), kept in step with it: what ``in_place``
+        compares in one C call."""
         self._ours: set[Any] = set()
         """Every wrapper this recorder made (other code may save one and write it back later)."""
         self._wrappers: dict[tuple[str, int], tuple[Any, Any]] = {}
         """(method, id of what was wrapped) -> (that object, our wrapper of it): pytest-socket writes the same saved
         method back at every test's teardown, and wrapping it again reuses the wrapper made the first time instead
         of building (and keeping) a new one per test. Bounded: cleared when it grows past a few entries."""
+        self._rewritten: dict[str, tuple[Any, Any, str]] = {}
+        """method -> (what other code wrote over our wrapper, the wrapper of it we put back, who did it): the one
+        replacement ``reinstall`` meets at every test, undone without a new description or wrapper lookup."""
         self._active = threading.local()
+        """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
         self.tasks = TaskOrigins(self)
         self.thread_starts = ThreadStarts(self.ownership)
-        """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
 
     # -- sinks -----------------------------------------------------------------------------------------------
 
@@ -524,13 +568,15 @@ class Recorder:
     def _set_installed(self, name: str, fn: Any) -> None:
         """The one way a wrapper is recorded as in place: ``_installed`` and its copy for ``in_place`` together."""
         self._installed[name] = fn
-        self._expected = (tuple(self._installed), tuple(self._installed.values()))
+        self._expected = (_getter(tuple(self._installed)), tuple(self._installed.values()))
 
     def in_place(self) -> bool:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window
         open and at the phase boundaries of a test, so it must stay this cheap)."""
-        names, fns = self._expected
-        return tuple(map(SOCKET_CLASS.__dict__.get, names)) == fns  # functions compare by identity
+        get, fns = self._expected
+        # attribute lookups, not ``SOCKET_CLASS.__dict__``: a mapping proxy made at each call costs 4x more. A
+        # wrapper deleted from the class reads as the C method behind it: not ours either
+        return get(SOCKET_CLASS) == fns  # functions compare by identity
 
     def reinstall(self) -> list[str]:
         """Wrap again whatever other code put in place of our wrappers, and say who did (one text per method
@@ -543,15 +589,26 @@ class Recorder:
         replaced = []
         for name in _PATCHED:
             current = d.get(name, _MISSING)
-            if current is self._installed.get(name):
+            installed = self._installed.get(name)
+            if current is installed:
                 continue
             if current in self._ours:
                 # a wrapper of ours that other code saved and has now written back: it records as well as a
                 # new one would, so adopt it
                 self._set_installed(name, current)
                 continue
-            replaced.append(f"socket.socket.{name} by {describe_replacement(name, current)}")
+            last = self._rewritten.get(name)
+            if last is not None and last[0] is current and last[1] is installed:
+                # the same object written back over the same wrapper of ours as the last time (pytest-socket
+                # restores its saved ``connect`` at every test's teardown): put that wrapper back, and that is all
+                self._saved[name] = current
+                setattr(SOCKET_CLASS, name, installed)
+                replaced.append(last[2])
+                continue
+            text = f"socket.socket.{name} by {describe_replacement(name, current)}"
+            replaced.append(text)
             self._wrap(name)
+            self._rewritten[name] = (current, self._installed[name], text)
         return replaced
 
     def uninstall(self) -> None:
@@ -565,8 +622,9 @@ class Recorder:
             else:
                 setattr(cls, name, saved)
         self._installed.clear()
-        self._expected = ((), ())
+        self._expected = (_nothing, ())
         self._saved.clear()
+        self._rewritten.clear()
         self.tasks.uninstall()
         self.thread_starts.uninstall()
         self.sinks = ()

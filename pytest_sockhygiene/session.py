@@ -36,6 +36,11 @@ def thread_snapshot() -> dict[Any, Any]:
     return {t.ident: t for t in threading.enumerate()}
 
 
+_LOGGED: dict[Any, Any] = {}
+"""``Controller._threads_at_open`` when no snapshot was taken: the threads the window starts are logged instead
+(``ThreadStarts.begin_log``)."""
+
+
 def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
     """Merge validated overrides onto the base. Ignore globs add to the ini's list rather than replace it:
     a marker that ignores Redis must not un-ignore the database the whole suite ignores."""
@@ -259,7 +264,12 @@ class Controller:
         self.keep_hooks(False)
         if self._test_threads:
             self._prune_test_threads()
-        self._threads_at_open = thread_snapshot()
+        starts = self.recorder.thread_starts
+        if starts.logs():  # the threads started in the window are logged as they start: no snapshot needed
+            starts.begin_log()
+            self._threads_at_open = _LOGGED
+        else:
+            self._threads_at_open = thread_snapshot()
         self._clients_at_open = self.clients.recorded if self.clients is not None else 0
         self._window_test = test
         # the last window's final look is this one's first, if no socket call happened in between
@@ -308,15 +318,23 @@ class Controller:
 
     def _threads_left(self, verdict: Verdict, window: Window, limits: Limits) -> Verdict:
         """The verdict, with the threads the test started and left running: from now on they are the test's, so
-        nothing they do later counts against another test. The clean path is one comparison of two small dicts."""
+        nothing they do later counts against another test. The clean path looks at nothing: no thread was started
+        in the window (``ThreadStarts`` logs them); where that log cannot be trusted, two small dicts are compared."""
         before, self._threads_at_open = self._threads_at_open, None
         if before is None or self.recorder is None:
             return verdict
-        now = thread_snapshot()
-        if now == before:  # the same idents, each the same Thread (compared by identity: Thread has no __eq__)
-            return verdict
+        if before is _LOGGED:
+            started = self.recorder.thread_starts.end_log()
+            if not started:  # the clean path: no thread started in the window
+                return verdict
+            candidates: list[tuple[Any, Any]] = [(t.ident, t) for t in started]
+        else:
+            now = thread_snapshot()
+            if now == before:  # the same idents, each the same Thread (compared by identity: Thread has no __eq__)
+                return verdict
+            candidates = [(ident, t) for ident, t in now.items() if before.get(ident) is not t]
         own = self.recorder.ownership
-        new = [t for ident, t in now.items() if before.get(ident) is not t and ident not in own.thread_owner
+        new = [t for ident, t in candidates if ident not in own.thread_owner
                and getattr(t, _OWNER_ATTR, None) is None  # a thread an owned thread started is that owner's
                and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()]
         # a thread that is finishing (a Timer that just fired, an executor shutting down) is given a moment
@@ -429,6 +447,9 @@ class Controller:
         window, self.window = self.window, None
         if window is not None and self.recorder is not None:
             self.recorder.remove_sink(window)
+            if self._threads_at_open is _LOGGED:
+                self.recorder.thread_starts.end_log()
+            self._threads_at_open = None
 
     # -- ownership: fixtures of broader scope ---------------------------------------------------------------------
 
