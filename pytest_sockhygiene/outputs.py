@@ -94,11 +94,12 @@ def write_json(path: str, document: Any) -> None:
     write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
-def write_outputs(outputs: Outputs, document: Callable[[], Any], records: Iterable[Mapping[str, object]],
-                  finished: Container[str]) -> list[str]:
+def write_outputs(outputs: Outputs, document: Callable[[], Any],
+                  records: Callable[[], Iterable[Mapping[str, object]]], finished: Container[str]) -> list[str]:
     """Write the report and (with ``--sockhygiene-baseline-update``) the baseline; the baseline takes the counts
     of the tests in ``finished`` only (see ``baseline.updated``). Returns one message per file that could not
-    be written: each is tried, and neither failure hides the other."""
+    be written: each is tried, and neither failure hides the other. ``document`` and ``records`` are called only
+    for a file that needs them: a record is kept compact until then (a dict per test is ~20k instructions)."""
     errors: list[str] = []
     if outputs.report:
         try:
@@ -109,7 +110,7 @@ def write_outputs(outputs: Outputs, document: Callable[[], Any], records: Iterab
                           f"{e.strerror or e}")
     if outputs.update and outputs.baseline_path:
         try:
-            tests = baseline_mod.updated(outputs.baseline or {}, records, finished)
+            tests = baseline_mod.updated(outputs.baseline or {}, records(), finished)
             make_folders(outputs.baseline_path)
             baseline_mod.write(outputs.baseline_path, tests)
         except OSError as e:

@@ -2,7 +2,8 @@
 
 Every hook here is a few lines; the logic lives in ``session.Controller`` and the modules it uses.
 
-The window opens in a wrapper around ``pytest_runtest_setup`` (before any fixture is set up) and closes in a
+The window opens in ``pytest_runtest_setup`` (``tryfirst``: inside every setup wrapper, before any fixture is
+set up) and closes in a
 finalizer of the item registered before its first fixture's, so it runs after every function-scoped fixture's
 teardown and before broader ones: checking before fixture finalizers run reports sockets that fixtures close as
 leaks, which is what sank pytest-openfiles. These hooks run for every test, so the clean path through them is
@@ -302,13 +303,13 @@ class SockHygienePlugin:
 
     # -- the window ------------------------------------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        """Open the test's window. A ``trylast`` wrapper: pytest's own setup wrappers (logging, capture) and
-        every other plugin's have started (what they open around a test is theirs, not the test's), except a
-        ``trylast`` wrapper registered after this one; no fixture has. A bad marker fails the test here, before
-        its fixtures run, as a plain setup hook would: the other wrappers' halves after ``yield`` still run
-        (logging's teardown expects what its setup left in ``item.stash``)."""
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Open the test's window. A ``tryfirst`` plain implementation: every hook wrapper around the setup has
+        started (pytest's own - logging, capture - and every other plugin's: what they open around a test is
+        theirs, not the test's), and neither any other implementation nor any fixture has run. A bad marker
+        fails the test here, before its fixtures run. Plain implementations, not wrappers, for the three phases:
+        pluggy's price for a wrapper is about twice a plain one's, paid by every test."""
         last = self.current
         if last is not None and last.window:  # never expected: the last check did not run (see _judge_in_finalizer)
             self._judge(last.item, last, report=False)
@@ -332,26 +333,41 @@ class SockHygienePlugin:
                     self.unscheduled = item
             except Exception as e:  # noqa: BLE001
                 self.controller.problem(f"opening the window of {item.nodeid}", e)
-        try:
-            result = yield
-        except BaseException:
-            if self.unscheduled is item:
-                # setup failed before any fixture (a skip marker, a missing fixture): the item may not even be
-                # on pytest's setup stack, so judge now, without failing - the setup's outcome is the result
-                self.unscheduled = None
-                self._judge(item, state, report=False)
-            raise
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        """The setup passed; the test function is next. A test for which no fixture was set up (none, or only
+        cached broader ones) has no function-scoped finalizer yet, so the verdict's, registered now, still runs
+        before any broader teardown. The socket hooks are checked: a replacement found now was made by a fixture
+        (the test's code, so the window may have missed connects), or, with no fixture, by a plugin's setup hook."""
+        state = self.current
+        if state is None or state.item is not item or not state.window:
+            return
         if self.unscheduled is item:
-            # no fixture was set up for this test (none, or only cached broader ones): no function-scoped
-            # finalizer exists, so one registered now still runs before any broader teardown
             self.unscheduled = None
             self._keep_hooks(False)
             state.no_fixture_teardown = True  # no check of its own at teardown start: the verdict's is that check
             self._judge_in_finalizer(item, state)
-        elif state.window:
-            self._keep_hooks(True)  # the test's fixtures ran since the first one's setup
+        else:
+            self._keep_hooks(True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        """The teardown starts, before every other plugin's teardown hook (pytest-socket writes
+        ``socket.socket.connect`` back in its own). The socket hooks are checked: a replacement found now was made
+        by the test function. A test whose setup stopped before any fixture was set up (a ``skip`` marker, an
+        unknown fixture; or no call phase, ``--setup-only``) has no finalizer of the plugin: it is judged now,
+        without failing it - its setup's outcome is its result."""
+        state = self.current
+        if state is None or state.item is not item or not state.window:
+            return
+        if self.unscheduled is item:
+            self.unscheduled = None
+            self._judge(item, state, report=False)
+            return
+        self._keep_hooks(True)
+        if not state.no_fixture_teardown:
             self._keep_hooks_at_teardown(item)
-        return result
 
     def _keep_hooks(self, user_code: bool) -> None:
         recorder = self.controller.recorder
@@ -373,16 +389,6 @@ class SockHygienePlugin:
 
     def _keep_hooks_plugin_code(self) -> None:
         self._keep_hooks(False)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        """Check the socket hooks right after the test function: a replacement found now was made by the test."""
-        try:
-            return (yield)
-        finally:
-            state = self.current
-            if state is not None and state.window:
-                self._keep_hooks(True)
 
     def _judge_in_finalizer(self, item: pytest.Item, state: _ItemState) -> None:
         """Take the verdict in a finalizer of the item registered before its first fixture's.
@@ -660,7 +666,8 @@ class SockHygieneReporter:
     def _finish(self, session: pytest.Session) -> None:
         finished = self.bodies.finished if self.bodies is not None else set()
         try:
-            self.write_errors = write_outputs(self.outputs, self.results.document, self.results.records, finished)
+            self.write_errors = write_outputs(self.outputs, self.results.document,
+                                             lambda: self.results.records, finished)
         except Exception as e:  # noqa: BLE001  (an OSError is in write_errors: this is a fault of the plugin)
             self.results.problems.append(f"writing sockhygiene output: {e!r}")
         html = self.config.stash[_CI_KEY].html
