@@ -136,10 +136,11 @@ class ThreadStarts:
     def logs(self) -> bool:
         """Every thread start goes through the wrapper: it is the one on ``threading.Thread`` (or under a wrapper
         that must call it: then not provably, and the caller compares snapshots instead)."""
-        return self._fn is not None and threading.Thread.__dict__.get("start") is self._fn
+        return self._fn is not None and threading.Thread.start is self._fn
 
     def begin_log(self) -> None:
-        self.log = []
+        if self.log:  # left by a window whose check failed half-way
+            self.log = []
         self.logging = True
 
     def end_log(self) -> list[threading.Thread]:
@@ -585,9 +586,15 @@ class Recorder:
         copy at the next check. Raises if a wrapper cannot be put back."""
         if not self._installed:
             return []
+        get, fns = self._expected
+        # the methods whose attribute is not our wrapper, found as ``in_place`` looks (one C call), so that only
+        # those are read from the class's namespace: the check before this one already paid for the look
+        names = [name for name, now, fn in zip(self._installed, get(SOCKET_CLASS), fns) if now is not fn]
+        if len(self._installed) != len(_PATCHED):  # an install that stopped half-way: wrap the rest now
+            names += [name for name in _PATCHED if name not in self._installed]
         d = SOCKET_CLASS.__dict__
         replaced = []
-        for name in _PATCHED:
+        for name in names:
             current = d.get(name, _MISSING)
             installed = self._installed.get(name)
             if current is installed:

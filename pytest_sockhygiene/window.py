@@ -123,7 +123,7 @@ class Window(EventSink):
         """``before``: the first look, already taken (the last window's final one, no socket call since). Else
         ``since``: that final look, which the socket calls made since (``Recorder.touched_fds``) may be enough
         to bring up to date (``SocketTable.rescan``); else a full scan."""
-        super().__init__()
+        self.events = []  # EventSink's one attribute, set here: a window is made per test
         self.table = table
         self.recorder = recorder
         self.client_probe = client_probe
