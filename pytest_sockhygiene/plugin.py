@@ -328,7 +328,7 @@ class SockHygienePlugin:
         state = self.current = _ItemState(item, limits)
         if limits.enabled:
             try:
-                if self.controller.open_window(item.nodeid) is not None:
+                if self.controller.open_window(item) is not None:
                     state.window = True
                     self.unscheduled = item
             except Exception as e:  # noqa: BLE001
@@ -478,7 +478,7 @@ class SockHygienePlugin:
         if self.junit:  # pytest keeps every item for the whole run: only pay for properties someone reads
             item.user_properties.extend((f"sockhygiene_{k}", int(verdict.counts[k])) for k in KINDS
                                         if verdict.counts[k] is not None)  # unmeasured: no property
-        if (verdict.clean and not grown) or not report:
+        if verdict is CLEAN or (verdict.clean and not grown) or not report:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
         if self.enforce:

@@ -96,7 +96,9 @@ class Controller:
         """Why the socket hooks could not be put back, once that happened."""
         self._threads_at_open: dict[Any, Any] | None = None
         self._clients_at_open = 0
-        self._window_test: str | None = None
+        self._window_test: Any = None
+        """The open window's test: its node id, or the pytest item (whose node id pytest 9.2 builds at each read:
+        read only for a thread the test leaves running)."""
         self._test_threads: dict[int, tuple[threading.Thread, str]] = {}
         """Threads tests left running (ident -> thread, owner label): pruned once they end (idents are reused)."""
 
@@ -256,7 +258,7 @@ class Controller:
 
     # -- windows -----------------------------------------------------------------------------------------------
 
-    def open_window(self, test: str | None = None) -> Window | None:
+    def open_window(self, test: Any = None) -> Window | None:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
             return None
         assert self.table is not None and self.recorder is not None
@@ -349,7 +351,7 @@ class Controller:
         left = [t for t in new if t.is_alive() and t.ident is not None]
         if not left:
             return verdict
-        test = self._window_test or "the test"
+        test = str(getattr(self._window_test, "nodeid", self._window_test) or "the test")
         lines = []
         for t in left:
             label = f"thread '{t.name}' left running by {test}"
