@@ -295,6 +295,8 @@ class Recorder:
         """(method, id of what was wrapped) -> (that object, our wrapper of it): pytest-socket writes the same saved
         method back at every test's teardown, and wrapping it again reuses the wrapper made the first time instead
         of building (and keeping) a new one per test. Bounded: cleared when it grows past a few entries."""
+        self._rebound: list[tuple[types.ModuleType, str, Any, Any]] = []
+        """Module globals that held an original method and now hold our wrapper of it (``_rebind_saved_copy``)."""
         self._rewritten: dict[str, tuple[Any, Any, str]] = {}
         """method -> (what other code wrote over our wrapper, the wrapper of it we put back, who did it): the one
         replacement ``reinstall`` meets at every test, undone without a new description or wrapper lookup."""
@@ -616,7 +618,24 @@ class Recorder:
             replaced.append(text)
             self._wrap(name)
             self._rewritten[name] = (current, self._installed[name], text)
+            if current is _C_METHODS.get(name):
+                self._rebind_saved_copy(current, self._installed[name])
         return replaced
+
+    def _rebind_saved_copy(self, original: Any, wrapper: Any) -> None:
+        """The original C method was written back over our wrapper from a module global that saved it at import
+        (pytest-socket's ``_true_connect``, written back at every test's teardown): that global now holds our
+        wrapper of the original, which calls it, so the next write-back puts our hook back itself, and the copy
+        the other code calls through (pytest-socket's guard) records as the method does. Undone at uninstall."""
+        slot = _holder_slot(original)
+        if slot is None:
+            return
+        module, key = slot
+        try:
+            setattr(module, key, wrapper)
+        except Exception:  # noqa: BLE001, S110 - a module that refuses: we wrap again at each write-back instead
+            return
+        self._rebound.append((module, key, original, wrapper))
 
     def uninstall(self) -> None:
         cls = SOCKET_CLASS
@@ -628,6 +647,10 @@ class Recorder:
                 delattr(cls, name)
             else:
                 setattr(cls, name, saved)
+        for module, key, original, wrapper in self._rebound:
+            if getattr(module, key, None) is wrapper:
+                setattr(module, key, original)
+        self._rebound.clear()
         self._installed.clear()
         self._expected = (_nothing, ())
         self._saved.clear()
@@ -725,8 +748,14 @@ _C_METHODS = {name: getattr(_socket.socket, name, None) for name in _PATCHED}
 
 
 def _holder_of(obj: Any) -> str | None:
-    """``module.name`` of a module-level global that holds ``obj`` (where a restored copy was saved), if any.
-    Walks every loaded module once: run only when a replacement is first described.
+    """``module.name`` of a module-level global that holds ``obj`` (where a restored copy was saved), if any."""
+    slot = _holder_slot(obj)
+    return f"{slot[0].__name__}.{slot[1]}" if slot is not None else None
+
+
+def _holder_slot(obj: Any) -> tuple[types.ModuleType, str] | None:
+    """The module and global name that hold ``obj``, if a module-level global does. Walks every loaded module:
+    run only when a replacement is first met.
 
     Only plain modules are read: a module subclass may compute its ``__dict__`` (the ``py`` library's lazy
     ``apipkg`` modules import every submodule on that access), and a description must have no side effects -
@@ -738,7 +767,7 @@ def _holder_of(obj: Any) -> str | None:
         try:
             for key, value in list(mod.__dict__.items()):
                 if value is obj and not key.startswith("__"):
-                    return f"{modname}.{key}"
+                    return mod, key
         except Exception:  # noqa: BLE001, S112 - a module with an odd namespace: skip it
             continue
     return None

@@ -157,6 +157,42 @@ def test_allow_hosts_guard_still_blocks_and_its_restore_still_works(pytester, ru
     result.assert_outcomes(passed=2)
 
 
+def test_the_saved_copy_pytest_socket_writes_back_holds_the_plugins_wrapper_until_the_session_ends(pytester, run):
+    """After the first write-back, pytest-socket's saved ``_true_connect`` holds the plugin's wrapper of the original
+    (so each later teardown writes the hook back itself, and nothing is wrapped again per test); the session's end
+    gives the saved copy its original back. Runs in this process, so the copy read afterwards is the real one."""
+    import _socket
+
+    import pytest_socket
+
+    original = pytest_socket._true_connect
+    assert original is _socket.socket.connect
+    pytester.makepyfile(test_h=dedent('''
+        import socket
+        import pytest_socket
+
+        def test_1(server):
+            socket.create_connection((server.host, server.port)).close()
+
+        def test_2(server):
+            # written back over the plugin's hook at test_1's teardown, and wrapped there
+            assert pytest_socket._true_connect is not socket.socket.__base__.connect
+            assert pytest_socket._true_connect.__module__ == "pytest_sockhygiene.events"
+            socket.create_connection((server.host, server.port)).close()
+
+        def test_3(sockhygiene, server):
+            with sockhygiene.measure(connections=None) as m:
+                socket.create_connection((server.host, server.port)).close()
+            assert m.connections == 1
+    '''))
+    result = run("--sockhygiene-report=r.json")
+    result.assert_outcomes(passed=3)
+    assert pytest_socket._true_connect is original
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["session"]["connections_opened"] == 3
+    assert [n for n in report["session"]["notices"] if "_true_connect" in n]
+
+
 def test_a_replacement_made_by_the_test_itself_makes_its_counts_unknown_not_zero(pytester, run):
     """A test that puts the C method back on ``socket.socket.connect`` and leaves it there: connects after that
     are unseen until the next check. That test's connection and TIME_WAIT counts are null in the report, never 0;
