@@ -133,15 +133,16 @@ class ThreadStarts:
         self.log: list[threading.Thread] = []
         """The threads started since ``begin_log`` (list.append is atomic: any thread may start one)."""
 
-    def logs(self) -> bool:
-        """Every thread start goes through the wrapper: it is the one on ``threading.Thread`` (or under a wrapper
-        that must call it: then not provably, and the caller compares snapshots instead)."""
-        return self._fn is not None and threading.Thread.start is self._fn
-
-    def begin_log(self) -> None:
+    def begin_log(self) -> bool:
+        """Log the threads started from now on, if every thread start goes through the wrapper: it is the one on
+        ``threading.Thread`` (under another wrapper that must call it, not provably: False, and the caller
+        compares snapshots instead)."""
+        if self._fn is None or threading.Thread.start is not self._fn:
+            return False
         if self.log:  # left by a window whose check failed half-way
             self.log = []
         self.logging = True
+        return True
 
     def end_log(self) -> list[threading.Thread]:
         """The threads started since ``begin_log``; logging stops."""

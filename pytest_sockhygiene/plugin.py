@@ -12,11 +12,10 @@ kept to a few attribute reads and one quick look at the fd table (see docs/perfo
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -43,7 +42,7 @@ class _ItemState:
     """What the plugin keeps for the test being run (held by the plugin, not in ``item.stash``: pytest keeps every
     item for the whole run, and nothing of this is needed once the test is judged)."""
 
-    __slots__ = ("item", "limits", "no_fixture_teardown", "record", "window")
+    __slots__ = ("item", "judge", "limits", "no_fixture_teardown", "record", "window")
 
     def __init__(self, item: pytest.Item, limits: Limits | None) -> None:
         self.item = item
@@ -53,6 +52,13 @@ class _ItemState:
         self.no_fixture_teardown = False
         """No function-scoped fixture was set up: the verdict's finalizer is the first of the teardown, so it
         checks the socket hooks itself as the start of the teardown (only plugins' teardown hooks ran since)."""
+        self.judge: Callable[[pytest.Item, _ItemState, bool], None] | None = None
+
+    def __call__(self) -> None:
+        """The test's finalizer (see ``SockHygienePlugin._judge_in_finalizer``): the state is its own finalizer, so
+        scheduling a verdict builds no ``functools.partial`` per test."""
+        if self.judge is not None:
+            self.judge(self.item, self, True)
 
 MARKER_DOC = (
     "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
@@ -400,7 +406,8 @@ class SockHygienePlugin:
         end) judges the window without failing anything.
         """
         try:
-            item.addfinalizer(functools.partial(self._judge, item, state, True))
+            state.judge = self._judge
+            item.addfinalizer(state)
         except Exception as e:  # noqa: BLE001
             self.controller.problem(f"scheduling the check of {item.nodeid}", e)
 

@@ -267,8 +267,7 @@ class Controller:
         if self._test_threads:
             self._prune_test_threads()
         starts = self.recorder.thread_starts
-        if starts.logs():  # the threads started in the window are logged as they start: no snapshot needed
-            starts.begin_log()
+        if starts.begin_log():  # the threads started in the window are logged as they start: no snapshot needed
             self._threads_at_open = _LOGGED
         else:
             self._threads_at_open = thread_snapshot()
@@ -277,7 +276,7 @@ class Controller:
         # the last window's final look is this one's first, if no socket call happened in between
         last = self._last_scan
         before = last if not self.recorder.touched else None
-        self.window = Window(self.table, self.recorder, self.client_probe, before, since=last)
+        self.window = Window(self.table, self.recorder, self.client_probe, before, last)
         if self.hooks_lost is not None and not self.recorder.in_place():
             self.window.blind = True
             self.blind_windows += 1
