@@ -102,7 +102,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suites", default="trivial",
-                    help="any of trivial,http,violations (default trivial; violations: warn vs -p no:sockhygiene)")
+                    help="any of trivial,http,http-client,violations (default trivial; violations: warn vs "
+                         "-p no:sockhygiene)")
     ap.add_argument("--violation-tests", type=int, default=130, help="violation-cost tests in the large run (130)")
     ap.add_argument("--pytest-args", default="", metavar="ARGS", help="extra pytest arguments for every run")
     ap.add_argument("--tests", type=int, default=1000, help="trivial tests in the large run (default 1000)")
@@ -116,8 +117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--json", metavar="PATH", help="also write the counts to PATH as JSON")
     args = ap.parse_args(argv)
     args.suite_list = [s.strip() for s in args.suites.split(",") if s.strip()]
-    if not set(args.suite_list) <= {"trivial", "http", "violations"}:
-        ap.error("--suites takes trivial, http and/or violations")
+    if not set(args.suite_list) <= {"trivial", "http", "http-client", "violations"}:
+        ap.error("--suites takes trivial, http, http-client and/or violations")
     bench.EXTRA_ARGS[:] = args.pytest_args.split()
     return args
 
@@ -139,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"plugin from {where}; callgrind, {args.jobs} runs at once", flush=True)
         sizes: list[tuple[str, int, int]] = []
         for kind in args.suite_list:
-            large = {"trivial": args.tests, "http": args.http_tests, "violations": args.violation_tests}[kind]
+            large = {"trivial": args.tests, "http": args.http_tests, "http-client": args.http_tests,
+                     "violations": args.violation_tests}[kind]
             sizes.append((kind, max(1, large // 5), large))
         results = []
         for kind, small, large in sizes:
