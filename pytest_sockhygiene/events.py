@@ -754,13 +754,21 @@ def _holder_of(obj: Any) -> str | None:
     return f"{slot[0].__name__}.{slot[1]}" if slot is not None else None
 
 
+_slots: dict[int, tuple[types.ModuleType, str]] = {}
+"""id of an object -> the global last found holding it: a description and the rebinding that follows it
+(``Recorder._rebind_saved_copy``) walk the modules once between them. Used only while it still holds the object."""
+
+
 def _holder_slot(obj: Any) -> tuple[types.ModuleType, str] | None:
-    """The module and global name that hold ``obj``, if a module-level global does. Walks every loaded module:
-    run only when a replacement is first met.
+    """The module and global name that hold ``obj``, if a module-level global does. Walks every loaded module
+    (unless the global found last time still holds it): run only when a replacement is first met.
 
     Only plain modules are read: a module subclass may compute its ``__dict__`` (the ``py`` library's lazy
     ``apipkg`` modules import every submodule on that access), and a description must have no side effects -
     it runs in the test's process, maybe with no file descriptor left to import with."""
+    found = _slots.get(id(obj))
+    if found is not None and found[0].__dict__.get(found[1]) is obj:
+        return found
     for modname, mod in list(sys.modules.items()):
         if type(mod) is not types.ModuleType or modname in ("socket", "_socket") or modname.startswith(
                 "pytest_sockhygiene"):
@@ -768,6 +776,7 @@ def _holder_slot(obj: Any) -> tuple[types.ModuleType, str] | None:
         try:
             for key, value in list(mod.__dict__.items()):
                 if value is obj and not key.startswith("__"):
+                    _slots[id(obj)] = (mod, key)
                     return mod, key
         except Exception:  # noqa: BLE001, S112 - a module with an odd namespace: skip it
             continue

@@ -293,11 +293,6 @@ class Controller:
         clients = self.clients
         if (clients is None or not clients.held or clients.recorded == self._clients_at_open) and window.close_quiet():
             self._last_scan = window.after_scan  # the same fds as the window's first look: no new fd peak
-            starts = self.recorder.thread_starts if self.recorder is not None else None
-            if starts is not None and self._threads_at_open is _LOGGED and not starts.log and not window.blind:
-                starts.logging = False  # the clean path of _with_threads, inline: no thread started, hooks kept
-                self._threads_at_open = None
-                return CLEAN
             return self._with_threads(CLEAN, window, limits)
         try:
             verdict = window.close(limits)
