@@ -188,15 +188,12 @@ def _register_pytest_html(config: pytest.Config, plugin: SockHygienePlugin) -> N
 
 
 def _location(item: pytest.Item) -> tuple[str, int]:
-    """Where a warn-mode warning points: the test function, not this plugin.
+    """Where a warn-mode warning points: the test function, not this plugin; ``_test_location`` made absolute.
 
-    Read from ``item.location``, which pytest computed (and cached) when the test started: ``reportinfo()``
-    asked again walks the function's source lines, a tenth of a warn-mode verdict's time."""
-    try:
-        rel, lineno, _ = item.location
-        return os.path.normpath(os.path.join(str(item.config.rootpath), rel)), (lineno or 0) + 1
-    except Exception:  # noqa: BLE001
-        return str(getattr(item, "path", item.nodeid)), 1
+    From ``item.location``, which pytest computed (and cached) when the test started: ``reportinfo()`` asked
+    again walks the function's source lines, a tenth of a warn-mode verdict's time."""
+    rel, lineno = _test_location(item)
+    return os.path.normpath(os.path.join(str(item.config.rootpath), rel)), lineno
 
 
 def _test_location(item: pytest.Item) -> tuple[str, int]:
