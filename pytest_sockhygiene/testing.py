@@ -30,12 +30,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.connection.settimeout(self.server.keep_alive)
         self.server._track(self.connection, True)
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server._track(self.connection, False)
-
     def do_GET(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
@@ -83,6 +77,15 @@ class LoopbackHTTPServer(http.server.ThreadingHTTPServer):
                 self._conns.add(conn)
             else:
                 self._conns.discard(conn)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Count a connection as gone only once its socket is closed (its FIN sent), not when the handler
+        finishes: a client told "the server dropped it" must be able to see the EOF on its pooled socket, or it
+        reuses the connection and gets "Server disconnected without sending a response"."""
+        try:
+            super().shutdown_request(request)
+        finally:
+            self._track(request, False)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that vanished mid-request is normal here
