@@ -255,7 +255,7 @@ class Recorder:
     """Installs the socket wrappers once and fans events out to the open sinks."""
 
     def __init__(self, identity_of: Callable[[int, Endpoint | None, Endpoint | None], Hashable | None],
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[BaseException], None], early_identity: bool = False) -> None:
         self.sinks: tuple[EventSink, ...] = ()
         self.touched = True
         """A socket call happened since the last scan was taken: a window must look afresh, not reuse it.
@@ -284,6 +284,10 @@ class Recorder:
         there). Whatever later closes them - the garbage collector, another test - it is not a later test's
         connection, so it never counts towards that test's ``time_wait``. Pruned as they disappear."""
         self._identity_of = identity_of
+        self._early_identity = early_identity
+        """``identity_of`` needs the fd alone (``SocketTable.identity_from_fd``): the connect hook asks it before
+        the real connect(). After it, the peer's thread is runnable (an in-process server's accept() returns), and
+        the system call (``fstat``) hands it the GIL that the test's thread then waits to get back."""
         self._on_error = on_error
         self._saved: dict[str, Any] = {}
         self._installed: dict[str, Any] = {}
@@ -316,7 +320,9 @@ class Recorder:
         self.sinks = () if len(sinks) == 1 and sinks[0] is sink else tuple(s for s in sinks if s is not sink)
 
     def _emit(self, kind: str, sock: socket.socket, local: Endpoint | None, remote: Endpoint | None,
-              with_origin: bool, listener: socket.socket | None = None, known: Any = None) -> None:
+              with_origin: bool, listener: socket.socket | None = None, identity: Hashable | None = None) -> None:
+        """Record one socket call for the open sinks. ``identity``: the socket's, if the caller knows it already
+        (taken before connect(), or remembered from the connect or accept at its close); else asked here."""
         self.touched = True
         fd = sock.fileno()
         self.touched_fds.add(fd)
@@ -327,7 +333,8 @@ class Recorder:
         client = origin_mod.request_client.get() if kind == "connect" else None
         if client is not None:
             client.connections += 1  # the client opened a real connection (see origin.request_client)
-        identity = known[1] if known is not None else self._identity_of(fd, local, remote)
+        if identity is None:
+            identity = self._identity_of(fd, local, remote)
         if kind == "connect" or kind == "accept":
             self._remember(sock, (fd, identity, local, remote))
         origin: origin_mod.Origin | None = None
@@ -374,14 +381,25 @@ class Recorder:
 
     # -- the wrappers' bodies: never let a plugin fault reach the user's socket call ---------------------------
 
-    def _on_connect(self, sock: socket.socket, address: Any) -> None:
+    def _identity_before_connect(self, fd: int) -> Hashable | None:
+        """The socket's identity, if it can be known before connect() (``_early_identity``); else None, and the
+        event asks after it."""
+        if not self._early_identity or fd < 0:
+            return None
+        try:
+            return self._identity_of(fd, None, None)
+        except Exception as e:  # noqa: BLE001 - never let a plugin fault reach the user's connect
+            self._on_error(e)
+            return None
+
+    def _on_connect(self, sock: socket.socket, address: Any, identity: Hashable | None = None) -> None:
         try:
             if not _is_tcp_inet(sock):
                 return
             # an address given as an IP literal (create_connection resolves first) is the peer's: no getpeername
             remote = (endpoint_from_sockaddr(address) if _ip_literal(address) else None) or peer_endpoint(sock) \
                 or endpoint_from_sockaddr(address)
-            self._emit("connect", sock, local_endpoint(sock), remote, with_origin=True)
+            self._emit("connect", sock, local_endpoint(sock), remote, with_origin=True, identity=identity)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -436,7 +454,7 @@ class Recorder:
                 return
             known = self._known.pop(sock, None)
             if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
-                self._emit("close", sock, known[2], known[3], with_origin=False, known=known)
+                self._emit("close", sock, known[2], known[3], with_origin=False, identity=known[1])
                 return
             if not _is_tcp_inet(sock):
                 return
@@ -465,15 +483,16 @@ class Recorder:
                 active.on = True
                 fd = self.fileno()
                 rec.connecting[fd] = threading.get_ident()
+                early = rec._identity_before_connect(fd)
                 try:
                     try:
                         orig(self, address)
                     except (BlockingIOError, InterruptedError):
-                        rec._on_connect(self, address)  # non-blocking connect under way: asyncio, anyio, trio
+                        rec._on_connect(self, address, early)  # non-blocking connect under way: asyncio, anyio
                         raise
                     finally:
                         active.on = False
-                    rec._on_connect(self, address)
+                    rec._on_connect(self, address, early)
                 finally:
                     rec.connecting.pop(fd, None)
         elif name == "connect_ex":
@@ -487,13 +506,14 @@ class Recorder:
                 active.on = True
                 fd = self.fileno()
                 rec.connecting[fd] = threading.get_ident()
+                early = rec._identity_before_connect(fd)
                 try:
                     try:
                         result = orig(self, address)
                     finally:
                         active.on = False
                     if result in _IN_PROGRESS:
-                        rec._on_connect(self, address)
+                        rec._on_connect(self, address, early)
                     return result
                 finally:
                     rec.connecting.pop(fd, None)

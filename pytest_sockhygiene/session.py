@@ -126,7 +126,7 @@ class Controller:
             self.unavailable = "a plugin problem (see the summary)"
             self.problem("selecting the socket table backend", e)
             return False
-        self.recorder = Recorder(self.table.identity_of, self._hook_error)
+        self.recorder = Recorder(self.table.identity_of, self._hook_error, early_identity=self.table.identity_from_fd)
         self.recorder.install()
         if self.hook is not None:
             self._start_client_tracking()

@@ -99,6 +99,9 @@ class SocketTable:
     """Interface of a backend. ``ids`` is cheap and called twice per test; the rest only when something changed."""
 
     name = "abstract"
+    identity_from_fd = False
+    """``identity_of`` needs the fd alone, not the addresses: the connect hook may then ask before the real
+    connect(), while no other thread of the process is woken by it yet (see ``events.Recorder``)."""
 
     def scan(self) -> Scan:
         return Scan(self.ids())

@@ -148,6 +148,7 @@ def _listed_same(names: list[str], fds: frozenset[int]) -> bool:
 
 class LinuxTable(SocketTable):
     name = "linux"
+    identity_from_fd = True  # the socket's inode: fixed when the socket is created
 
     def __init__(self) -> None:
         self._fd_count: int | None = None
