@@ -102,6 +102,7 @@ def test_accepted_sockets_and_library_code_say_what_is_known(pytester, run):
     lines = result.outlines
     lib = [line for line in lines if "ESTABLISHED" in line and "with no line of the test's own code" in line]
     assert len(lib) == 1, lines
+    assert "concurrent/futures/thread.py:" in lib[0], lib  # the first standard-library frame (docs/ownership.md)
     c_code = [line for line in lines if "ESTABLISHED" in line
               and "origin unknown (opened by library or C code outside Python's socket module)" in line]
     assert len(c_code) == 1, lines
