@@ -88,7 +88,10 @@ def _mark_collected(record: ClientRecord) -> None:
     record.collected = True
 
 
-_FINALIZER_DEPTH = 40  # close() -> the tracker's wrapper -> closed(): a __del__ is a few frames up, not 40
+_FINALIZER_DEPTH = 12
+"""Frames looked at above the tracker's close wrapper. A finalizer that closes a client calls close() itself or
+through a method or two of its own (``__del__`` -> ``self.close()`` -> ``self._client.close()``): a few frames,
+never a dozen. Each close walks them all when no ``__del__`` is there (a test's stack is 40 deep in pytest)."""
 
 
 def _in_finalizer() -> bool:
