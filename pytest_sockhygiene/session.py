@@ -246,8 +246,8 @@ class Controller:
         # no count of replacements: each xdist worker's notice must read the same to be shown once
         who = "; ".join(sorted(t for t in self.replacements if not t.startswith("(")))
         text = (f"other code replaced the plugin's socket hooks ({who or 'unknown'}); they were "
-                "wrapped again around the replacement each time, at the next window open or test phase, so the "
-                "other code's function still runs")
+                "wrapped again around the replacement whenever it happened, at the next window open or test "
+                "phase, so the other code's function still runs")
         if self.hooks_lost is not None:
             text += (f"; from some point on they could not be put back ({self.hooks_lost}): connection and "
                      "TIME_WAIT counts of the tests run since are unknown")
