@@ -368,3 +368,30 @@ def test_unused_clients_limit_from_marker_fixture_and_ini(pytester, run):
     assert errors_of(result) == ["test_lim.py::test_marker"]  # the marker's 0 wins over the ini's 1
     result = run("-o", "sockhygiene_unused_clients=-1", "-k", "marker")
     result.stderr.fnmatch_lines(["*sockhygiene_unused_clients*non-negative integer or 'unlimited'*"])
+
+
+def test_the_finalizer_rule_finds_a_del_a_few_frames_up():
+    """``clients._in_finalizer`` (a plain function, no pytester): a ``__del__`` that closes a client through a
+    method of its own is found within the frames it looks at (12, no longer the 40 of pytest's whole stack at
+    every close: docs/performance.md); a close from the test's own code is not a finalizer's."""
+    from pytest_sockhygiene import clients
+
+    seen: list[bool] = []
+
+    def closed() -> None:  # stands in for ClientRegistry.closed
+        seen.append(clients._in_finalizer())
+
+    def close_wrapper() -> None:  # stands in for the tracker's wrapper of close()
+        closed()
+
+    class Holder:
+        def shutdown(self) -> None:
+            close_wrapper()
+
+        def __del__(self) -> None:
+            self.shutdown()
+
+    close_wrapper()
+    Holder()  # freed at once by reference counting: __del__ -> shutdown -> close_wrapper
+    assert seen == [False, True]
+    assert clients._FINALIZER_DEPTH < 20  # not pytest's whole stack
