@@ -381,10 +381,10 @@ class Recorder:
 
     # -- the wrappers' bodies: never let a plugin fault reach the user's socket call ---------------------------
 
-    def _identity_before_connect(self, fd: int) -> Hashable | None:
+    def _identity_before_connect(self, sock: socket.socket, fd: int) -> Hashable | None:
         """The socket's identity, if it can be known before connect() (``_early_identity``); else None, and the
-        event asks after it."""
-        if not self._early_identity or fd < 0:
+        event asks after it. Only for TCP over IP: the others (Unix sockets, UDP) are never recorded."""
+        if not self._early_identity or fd < 0 or not _is_tcp_inet(sock):
             return None
         try:
             return self._identity_of(fd, None, None)
@@ -483,7 +483,7 @@ class Recorder:
                 active.on = True
                 fd = self.fileno()
                 rec.connecting[fd] = threading.get_ident()
-                early = rec._identity_before_connect(fd)
+                early = rec._identity_before_connect(self, fd)
                 try:
                     try:
                         orig(self, address)
@@ -506,7 +506,7 @@ class Recorder:
                 active.on = True
                 fd = self.fileno()
                 rec.connecting[fd] = threading.get_ident()
-                early = rec._identity_before_connect(fd)
+                early = rec._identity_before_connect(self, fd)
                 try:
                     try:
                         result = orig(self, address)

@@ -7,6 +7,7 @@ import os
 import select
 import socket
 import sys
+import threading
 
 import pytest
 
@@ -297,3 +298,50 @@ def test_a_watch_dropped_without_close_releases_its_fd() -> None:
     gc.collect()
     with pytest.raises(OSError):
         os.fstat(dirfd)
+
+
+def test_the_connect_hook_takes_a_tcp_sockets_identity_before_connect_and_asks_nothing_for_others(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On Linux the identity (the inode) is fixed when the socket is created, so the connect hook asks for it
+    before the real connect(), with no addresses, while no in-process server thread is woken yet
+    (``SocketTable.identity_from_fd``); the event carries it. A Unix socket's connect asks nothing."""
+    from pytest_sockhygiene.events import EventSink, Recorder
+    from pytest_sockhygiene.table.linux import LinuxTable
+
+    table = LinuxTable()
+    assert table.identity_from_fd
+    asked: list[tuple[object, object]] = []
+    errors: list[BaseException] = []
+
+    def identity_of(fd: int, local: object, remote: object) -> object:
+        if threading.get_ident() == main:  # this thread's asks only: no other thread's socket is in this test
+            asked.append((local, remote))
+        return table.identity_of(fd, local, remote)  # type: ignore[arg-type]
+
+    main = threading.get_ident()
+    recorder = Recorder(identity_of, errors.append, early_identity=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    unix_listener = socket.socket(socket.AF_UNIX)
+    unix_listener.bind(str(tmp_path / "sock"))
+    unix_listener.listen()
+    recorder.install()
+    sink = EventSink()
+    recorder.add_sink(sink)
+    try:
+        asked.clear()  # listen() above ran before install: nothing asked yet in any case
+        client = socket.create_connection(listener.getsockname())
+        unix_client = socket.socket(socket.AF_UNIX)
+        unix_client.connect(str(tmp_path / "sock"))
+    finally:
+        recorder.remove_sink(sink)
+        recorder.uninstall()
+    try:
+        connects = [ev for ev in sink.events if ev.kind == "connect"]
+        assert [ev.identity for ev in connects] == [os.fstat(client.fileno()).st_ino]
+        assert asked == [(None, None)]  # once, before the connect: no addresses yet, none asked after
+        assert not errors
+    finally:
+        for s in (client, unix_client, unix_listener, listener):
+            s.close()
