@@ -91,9 +91,8 @@ def _mark_collected(record: ClientRecord) -> None:
 _FINALIZER_DEPTH = 12
 """Frames looked at above the tracker's close wrapper. A finalizer that closes a client calls close() itself or
 through a method or two of its own (``__del__`` -> ``self.close()`` -> ``self._client.close()``): a few frames,
-never a dozen. Each close walks them all when no ``__del__`` is there, and on Python 3.11+ every frame walked
-becomes a frame object: at 40 (pytest's whole stack) the violation benchmark spent ~120M instructions more per
-130 tests, ~23 % of the plugin's share (docs/performance.md)."""
+never a dozen. Each close walks them all when no ``__del__`` is there: at 40 that was pytest's whole stack, at
+every close."""
 
 
 def _in_finalizer() -> bool:

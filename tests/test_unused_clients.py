@@ -373,7 +373,7 @@ def test_unused_clients_limit_from_marker_fixture_and_ini(pytester, run):
 def test_the_finalizer_rule_finds_a_del_a_few_frames_up():
     """``clients._in_finalizer`` (a plain function, no pytester): a ``__del__`` that closes a client through a
     method of its own is found within the frames it looks at (12, no longer the 40 of pytest's whole stack at
-    every close: docs/performance.md); a close from the test's own code is not a finalizer's."""
+    every close); a close from the test's own code is not a finalizer's."""
     from pytest_sockhygiene import clients
 
     seen: list[bool] = []
