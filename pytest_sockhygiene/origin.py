@@ -219,9 +219,7 @@ def capture_library(skip: int = 1) -> Origin | None:
     first: Origin | None = None  # failing a library's frame: the first one outside the socket module
     while frame is not None:
         code = frame.f_code
-        kind = _library_frame_kinds.get(code.co_filename)
-        if kind is None:
-            kind = _library_frame_kind(code.co_filename)
+        kind = _library_frame_kind(code.co_filename)
         if kind == _LIBRARY_FRAME:
             return (code.co_filename, frame.f_lineno, code.co_name, LIBRARY)
         if kind == _STDLIB_FRAME and first is None:
@@ -237,6 +235,9 @@ _library_frame_kinds: dict[str, int] = {}
 
 
 def _library_frame_kind(filename: str) -> int:
+    cached = _library_frame_kinds.get(filename)
+    if cached is not None:
+        return cached
     _ensure_init()
     own = _package_dir("pytest_sockhygiene") or ""
     path = os.path.normcase(os.path.abspath(filename))
