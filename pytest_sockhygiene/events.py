@@ -320,62 +320,53 @@ class Recorder:
         self.sinks = () if len(sinks) == 1 and sinks[0] is sink else tuple(s for s in sinks if s is not sink)
 
     def _emit(self, kind: str, sock: socket.socket, local: Endpoint | None, remote: Endpoint | None,
-              with_origin: bool, listener: socket.socket | None = None, identity: Hashable | None = None) -> None:
-        """Record one socket call for the open sinks. ``identity``: the socket's, if the caller knows it already
-        (taken before connect(), or remembered from the connect or accept at its close); else asked here."""
+              identity: Hashable | None = None) -> None:
+        """Record a connect or a listen for the open sinks, with the user's line that made it. ``identity``: the
+        socket's, if the caller knows it already (taken before connect()); else asked here. (An accept and a
+        close have paths of their own, ``_on_accept`` and ``_emit_close``: they run on a server's threads too,
+        at every connection, and need none of this.)"""
         self.touched = True
         fd = sock.fileno()
         self.touched_fds.add(fd)
-        listener_identity = None
-        listener_local = None
-        if listener is not None:
-            listener_identity, listener_local = self._listener(listener)
-        client = origin_mod.request_client.get() if kind == "connect" else None
+        connect = kind == "connect"
+        client = origin_mod.request_client.get() if connect else None
         if client is not None:
             client.connections += 1  # the client opened a real connection (see origin.request_client)
         if identity is None:
             identity = self._identity_of(fd, local, remote)
-        if kind == "connect" or kind == "accept":
+        if connect:
             self._remember(sock, (fd, identity, local, remote))
-        origin: origin_mod.Origin | None = None
         api: str | None = None
         fixture: str | None = None
-        if with_origin:
-            origin = origin_mod.request_origin_now()
-            if origin is None:
-                if kind == "connect":
-                    origin, api = origin_mod.capture_call(skip=3)
-                else:
-                    origin = origin_mod.capture(skip=3)
-                if origin is None:  # no line of the user's on the stack: the library's that made the call
-                    origin = origin_mod.capture_library(skip=3)
-        elif kind == "accept":
-            origin = origin_mod.accepted_origin(listener_local, self.listener_origins.get(listener_identity))
+        origin = origin_mod.request_origin_now()
+        if origin is None:
+            if connect:
+                origin, api = origin_mod.capture_call(skip=3)
+            else:
+                origin = origin_mod.capture(skip=3)
+            if origin is None:  # no line of the user's on the stack: the library's that made the call
+                origin = origin_mod.capture_library(skip=3)
         thread = threading.get_ident()
-        if (kind == "connect" and self.ownership.function_fixture is not None
-                and thread == self.ownership.fixture_thread):
-            fixture = self.ownership.function_fixture
-        event = SocketEvent(
-            kind=kind,
-            identity=identity,
-            fd=fd,
-            local=local,
-            remote=remote,
-            origin=origin,
-            thread=thread,
-            owner=self.ownership.current(),
-            listener=listener_identity,
-            listener_local=listener_local,
-            client=client,
-            api=api,
-            fixture=fixture,
-        )
-        if (kind in ("connect", "accept") and event.owner is None and event.identity is not None
-                and event.four_tuple is not None):
+        ownership = self.ownership
+        if connect and ownership.function_fixture is not None and thread == ownership.fixture_thread:
+            fixture = ownership.function_fixture
+        owner = ownership.current()
+        event = SocketEvent(kind, identity, fd, local, remote, origin, thread, owner, None, None, client, api, fixture)
+        if connect and owner is None and identity is not None and event.four_tuple is not None:
             # only the test's own: a fixture's server accepting a neighbour process's connections must never
             # have them looked up as the test's when they vanish (a neighbour reuses its ports, and an older
             # TIME_WAIT row of the same 4-tuple would be blamed on the test)
-            self.tuples[event.identity] = event.four_tuple
+            self.tuples[identity] = event.four_tuple
+        for sink in self.sinks:
+            sink.add(event)
+
+    def _emit_close(self, fd: int, identity: Hashable | None, local: Endpoint | None,
+                    remote: Endpoint | None) -> None:
+        """Record a close: no origin, no client, no listener (what the verdict reads of a close is its socket,
+        addresses and owner)."""
+        self.touched = True
+        self.touched_fds.add(fd)
+        event = SocketEvent("close", identity, fd, local, remote, None, threading.get_ident(), self.ownership.current())
         for sink in self.sinks:
             sink.add(event)
 
@@ -399,7 +390,7 @@ class Recorder:
             # an address given as an IP literal (create_connection resolves first) is the peer's: no getpeername
             remote = (endpoint_from_sockaddr(address) if _ip_literal(address) else None) or peer_endpoint(sock) \
                 or endpoint_from_sockaddr(address)
-            self._emit("connect", sock, local_endpoint(sock), remote, with_origin=True, identity=identity)
+            self._emit("connect", sock, local_endpoint(sock), remote, identity)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -408,10 +399,22 @@ class Recorder:
             if not _is_tcp_inet(conn):
                 return
             # the peer is what accept() returned; the local side is the listener's, unless it listens on a wildcard
-            _, listening = self._listener(listener)
+            listener_identity, listening = self._listener(listener)
             local = listening if listening is not None and listening[0] not in _WILDCARDS else local_endpoint(conn)
             remote = endpoint_from_sockaddr(address) or peer_endpoint(conn)
-            self._emit("accept", conn, local, remote, with_origin=False, listener=listener)
+            self.touched = True
+            fd = conn.fileno()
+            self.touched_fds.add(fd)
+            identity = self._identity_of(fd, local, remote)
+            self._remember(conn, (fd, identity, local, remote))
+            origin = origin_mod.accepted_origin(listening, self.listener_origins.get(listener_identity))
+            owner = self.ownership.current()
+            event = SocketEvent("accept", identity, fd, local, remote, origin, threading.get_ident(), owner,
+                                listener_identity, listening)
+            if owner is None and identity is not None and event.four_tuple is not None:
+                self.tuples[identity] = event.four_tuple  # the test's own (see _emit)
+            for sink in self.sinks:
+                sink.add(event)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -437,7 +440,7 @@ class Recorder:
                     self.listener_origins[identity] = (origin_mod.request_origin_now() or origin_mod.capture(skip=2)
                                                        or origin_mod.capture_library(skip=2))
             if self.sinks:
-                self._emit("listen", sock, local, None, with_origin=True)
+                self._emit("listen", sock, local, None)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -454,11 +457,12 @@ class Recorder:
                 return
             known = self._known.pop(sock, None)
             if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
-                self._emit("close", sock, known[2], known[3], with_origin=False, identity=known[1])
+                self._emit_close(fd, known[1], known[2], known[3])
                 return
             if not _is_tcp_inet(sock):
                 return
-            self._emit("close", sock, local_endpoint(sock), peer_endpoint(sock), with_origin=False)
+            local, remote = local_endpoint(sock), peer_endpoint(sock)
+            self._emit_close(fd, self._identity_of(fd, local, remote), local, remote)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 

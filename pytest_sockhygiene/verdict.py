@@ -177,13 +177,17 @@ def test_connects(obs: Observation, limits: Limits) -> list[SocketEvent]:
     return out
 
 
-def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collection[FourTuple]) -> set[FourTuple]:
+def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collection[FourTuple],
+                         connects: Sequence[SocketEvent] | None = None) -> set[FourTuple]:
     """4-tuples (this process's side) of the test's connections whose TIME_WAIT rows would be the test's.
 
     ``still_open``: sides still held by anyone in this process (not lingering, whatever the kernel says).
     A connection the test initiated and still holds is a leak counted elsewhere: neither of its ends counts.
+    ``connects``: ``test_connects(obs, limits)``, if the caller has it already (a look computes it once for
+    this and for ``judge``).
     """
-    connects = test_connects(obs, limits)
+    if connects is None:
+        connects = test_connects(obs, limits)
     initiated = {ev.four_tuple for ev in connects if ev.four_tuple}
     connect_ids = {ev.identity for ev in connects if ev.identity is not None}
     held_by_test = {e.four_tuple for e in obs.new_entries
@@ -381,13 +385,24 @@ def owned_ids(obs: Observation) -> dict[Hashable, str]:
     return owned
 
 
-def judge(obs: Observation, limits: Limits) -> Verdict:
-    """Counts and violations for one window."""
+def _held_by_test(obs: Observation, limits: Limits) -> list[SocketEntry]:
+    """The new sockets held at the end that are the test's: not a fixture's or another client's, not ignored."""
+    if not obs.new_entries:
+        return []
     owned = owned_ids(obs)
+    return [e for e in obs.new_entries
+            if e.key not in owned and not (limits.ignore and _ignored(limits, e.local, e.remote))]
+
+
+def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | None = None) -> Verdict:
+    """Counts and violations for one window. ``connects``: ``test_connects(obs, limits)``, if known already."""
+    mine = _held_by_test(obs, limits)
     origins: dict[Hashable, Origin | None] = {}
     accepted: dict[Hashable, Hashable | None] = {}  # accepted socket (identity or 4-tuple) -> its listener
     peers: dict[Hashable, Endpoint | None] = {}
-    for ev in obs.events:
+    # what the events say about the sockets the test still holds (their origin, peer, listener): nothing to
+    # read when it holds none new - the usual case, a test whose connections were all closed
+    for ev in obs.events if mine else ():
         if ev.kind in ("connect", "accept"):
             # (fd, local) too: under psutil a reset socket loses its peer address, and with it its identity
             for key in (ev.identity, (ev.fd, ev.local)):
@@ -410,8 +425,6 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
                 return origins[key]
         return None
 
-    mine = [e for e in obs.new_entries
-            if e.key not in owned and not (limits.ignore and _ignored(limits, e.local, e.remote))]
     test_listeners = {e.local: e for e in mine if e.state == TcpState.LISTEN and e.local is not None}
     listeners: dict[Endpoint, Hashable | None] = dict(obs.listeners)
     listeners.update({ep: e.key for ep, e in test_listeners.items()})
@@ -460,7 +473,8 @@ def judge(obs: Observation, limits: Limits) -> Verdict:
         note = f"with {n} accepted connection(s) still open" if n else ""
         listen_items.append(Item(state="LISTEN", local=e.local, remote=None, fd=e.fd, origin=origin_of(e), note=note))
 
-    connects = test_connects(obs, limits)
+    if connects is None:
+        connects = test_connects(obs, limits)
     tw_items = time_wait_items(obs, connects)
     grouped: dict[str, list[Item]] = {
         "established": established,

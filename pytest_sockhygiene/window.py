@@ -22,7 +22,7 @@ from .endpoints import Endpoint, FourTuple
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
-from .verdict import CLEAN, Item, Observation, Verdict, judge, time_wait_candidates
+from .verdict import CLEAN, Item, Observation, Verdict, judge, test_connects, time_wait_candidates
 
 ClientProbe = Callable[["Window", bool],
                       tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]]]
@@ -208,10 +208,11 @@ class Window(EventSink):
         still_open = {e.four_tuple for e in entries if e.four_tuple is not None}
         still_open.update(ev.four_tuple for ev in obs.events
                           if ev.identity is not None and ev.identity in after and ev.four_tuple is not None)
-        candidates = time_wait_candidates(obs, limits, still_open)
+        connects = test_connects(obs, limits)  # once, for both
+        candidates = time_wait_candidates(obs, limits, still_open, connects)
         if candidates:  # measured whatever the limit: the report and the baseline need the count
             obs.lingering = self._look_up(candidates)
-        return judge(obs, limits)
+        return judge(obs, limits, connects)
 
     def _look_up(self, candidates: set[FourTuple]) -> set[FourTuple]:
         """The lingering candidates, asking about the second end of an in-process connection only when its first
