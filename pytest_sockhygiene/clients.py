@@ -2,7 +2,7 @@
 
 Trackers (``hookspecs.py``) report creation and closing; this registry keeps one small record per client,
 *weakly*: it never keeps a user's client alive, and it notices a client that was garbage-collected without
-being closed (``weakref.finalize`` fires with the record, not the client). httpx removed its own unclosed-client
+being closed (a weak reference's callback fires with the record, not the client). httpx removed its own unclosed-client
 warning because ``__del__`` could not tell reliably; a record that knows whether ``close()`` ran can.
 
 A client created inside another tracked client's constructor (the urllib3 PoolManager inside a
@@ -88,6 +88,13 @@ def _mark_collected(record: ClientRecord) -> None:
     record.collected = True
 
 
+def _watched(client: Any, record: ClientRecord) -> weakref.ref[Any]:
+    """A weak reference to ``client`` that marks ``record`` collected when the client goes. The record holds it
+    (``record.ref``) for as long as the registry holds the record, which is what keeps the callback armed: a
+    ``weakref.finalize`` would do the same through a registry of its own, at three times the cost per client."""
+    return weakref.ref(client, lambda _ref: _mark_collected(record))
+
+
 _FINALIZER_DEPTH = 12
 """Frames looked at above the tracker's close wrapper. A finalizer that closes a client calls close() itself or
 through a method or two of its own (``__del__`` -> ``self.close()`` -> ``self._client.close()``): a few frames,
@@ -146,8 +153,7 @@ class ClientRegistry:
         record = ClientRecord(kind or type(client).__qualname__, origin_mod.capture(skip=2), self._current_owner(),
                               self._current_sinks(), networked)
         try:
-            record.ref = weakref.ref(client)
-            weakref.finalize(client, _mark_collected, record)
+            record.ref = _watched(client, record)
         except TypeError:
             record.ref = None  # not weak-referenceable: it will be judged by its close() alone
         with self._lock:
@@ -161,8 +167,7 @@ class ClientRegistry:
         record = ClientRecord(kind, None, owner, (), networked=True)
         record.shared = True
         try:
-            record.ref = weakref.ref(client)
-            weakref.finalize(client, _mark_collected, record)
+            record.ref = _watched(client, record)
         except TypeError:
             return
         with self._lock:

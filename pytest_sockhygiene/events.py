@@ -274,11 +274,18 @@ class Recorder:
         self.tuples: dict[Hashable, FourTuple] = {}
         """Identity -> 4-tuple of every connection seen held or connected: when such a socket later vanishes
         without a Python close() (garbage collection, C code), its TIME_WAIT row can still be found."""
-        self._known: weakref.WeakKeyDictionary[Any, tuple[int, Hashable | None, Endpoint | None, Endpoint | None]] = \
-            weakref.WeakKeyDictionary()
+        self._known: dict[weakref.ref[Any], tuple[int, Hashable | None, Endpoint | None, Endpoint | None]] = {}
         """A socket connected or accepted in a window -> (fd, identity, local, remote) as that event recorded them;
         a listener -> the same, remote None. Its close (and each accept, for a listener) reuses them instead of
-        asking again: three system calls fewer per event. An entry goes with its socket."""
+        asking again: three system calls fewer per event. Keyed by a weak reference whose callback drops the entry
+        when the socket goes: a ``WeakKeyDictionary`` by hand, without its Python-level method calls on every
+        connect, accept and close (a weak reference to a live socket equals any other one to it)."""
+        known = self._known
+
+        def forget_known(ref: weakref.ref[Any]) -> None:
+            known.pop(ref, None)
+
+        self._forget_known = forget_known
         self.left_by_tests: set[Hashable] = set()
         """Sockets new in a test's window and still held when it closed: what that test left behind (reported
         there). Whatever later closes them - the garbage collector, another test - it is not a later test's
@@ -420,7 +427,7 @@ class Recorder:
 
     def _listener(self, listener: socket.socket) -> tuple[Hashable | None, Endpoint | None]:
         """A listening socket's (identity, local address), asked once per listener (``_known``)."""
-        seen = self._known.get(listener)
+        seen = self._known.get(weakref.ref(listener))
         lfd = listener.fileno()
         if seen is not None and seen[0] == lfd:
             return seen[1], seen[2]
@@ -446,7 +453,7 @@ class Recorder:
 
     def _remember(self, sock: Any, what: tuple[int, Hashable | None, Endpoint | None, Endpoint | None]) -> None:
         try:  # noqa: SIM105 - on every connect and accept: no context manager's cost
-            self._known[sock] = what
+            self._known[weakref.ref(sock, self._forget_known)] = what
         except TypeError:  # an object that cannot be weakly referenced: asked again at its close
             pass
 
@@ -455,7 +462,7 @@ class Recorder:
             fd = sock.fileno()
             if fd < 0:
                 return
-            known = self._known.pop(sock, None)
+            known = self._known.pop(weakref.ref(sock), None)
             if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
                 self._emit_close(fd, known[1], known[2], known[3])
                 return

@@ -164,8 +164,9 @@ def test_connects(obs: Observation, limits: Limits) -> list[SocketEvent]:
     """Connects the test initiated (not a fixture's, not to an ignored endpoint), one per socket."""
     seen: set[Hashable] = set()
     out = []
-    for ev in obs.events:
-        if ev.kind != "connect" or ev.owner is not None or (ev.identity is not None and ev.identity in obs.owned):
+    owned = obs.owned
+    for ev in [ev for ev in obs.events if ev.kind == "connect" and ev.owner is None]:
+        if ev.identity is not None and ev.identity in owned:
             continue
         if limits.ignore and _ignored(limits, ev.local, ev.remote):
             continue

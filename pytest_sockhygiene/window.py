@@ -74,6 +74,16 @@ def _unexplained(entries: list[SocketEntry], events: list[SocketEvent],
                and e.local[1] not in ports for e in entries)
 
 
+def _maybe_open(events: list[SocketEvent]) -> set[int]:
+    """The fd numbers of ``events`` whose last event is not a close: the only ones a look need ``fstat``. A
+    close is recorded before the fd is released, and whatever reuses the number later is recorded after it, so
+    an fd whose last event is a close was closed - or reopened where no hook saw it, which the look's fd count
+    then catches (``SocketTable.rescan`` falls back to a full scan). A burst of connections that were all
+    closed costs no ``fstat`` at all, and none of the GIL hand-offs to a server thread that each would invite."""
+    last = {ev.fd: ev.kind for ev in events}  # the last one wins
+    return {fd for fd, kind in last.items() if kind != "close"}
+
+
 def discover_listeners(table: SocketTable, held: dict[Hashable, int], recorder: Recorder) -> None:
     """Describe held sockets not described before and remember the listening ones. Each socket is described
     at most once per session, and only on this (dirty) path."""
@@ -163,7 +173,7 @@ class Window(EventSink):
         if quiet:
             scan = self.table.unchanged(self.before_scan)
         else:  # the hooks saw sockets used: only their fd numbers need a new look, if the same numbers are open
-            scan = self.table.rescan(self.before_scan, {ev.fd for ev in self.events})
+            scan = self.table.rescan(self.before_scan, _maybe_open(self.events))
         scan = scan or self.table.scan()
         self.after_scan = scan
         after = scan.ids
@@ -297,16 +307,12 @@ class Window(EventSink):
         if limits.settle <= 0 or limits.ignore or limits.limit("established") != 0 \
                 or limits.limit("close_wait") != 0:
             return False
-        closed: set[Hashable] | None = None
-        for ev in self.events:
-            client = ev.client  # (``SocketEvent.client``: the client's record)
-            if client is None or client.closed or ev.kind != "connect":
-                continue
-            if closed is None:
-                closed = {e.identity for e in self.events if e.kind == "close"}
-            if ev.identity not in closed:
-                return True
-        return False
+        # (only a connect has a client: ``SocketEvent.client``, the client's record)
+        opened = [ev.identity for ev in self.events if ev.client is not None and not ev.client.closed]
+        if not opened:
+            return False
+        closed = {ev.identity for ev in self.events if ev.kind == "close"}
+        return any(identity not in closed for identity in opened)
 
     def close(self, limits: Limits) -> Verdict:
         """Judge; re-check a violation while waiting can still change it (``_may_settle``), for at most
