@@ -344,3 +344,52 @@ def test_the_connect_hook_takes_a_tcp_sockets_identity_before_connect_and_asks_n
     finally:
         for s in (client, unix_client, unix_listener, listener):
             s.close()
+
+
+def test_a_look_fstats_no_closed_fd_and_still_sees_a_socket_that_took_its_number_unhooked() -> None:
+    """A look ``fstat``s only the fds whose last recorded event is not a close (``window._maybe_open``): a burst
+    of connections that were all closed costs no ``fstat``. A socket that then takes a closed number where no hook
+    sees it (``_socket.socket``, as C code would) must still be found: the fd count no longer adds up, and the
+    look lists the table."""
+    import _socket
+
+    from pytest_sockhygiene.events import Recorder
+    from pytest_sockhygiene.limits import Limits
+    from pytest_sockhygiene.table.linux import LinuxTable
+    from pytest_sockhygiene.window import Window, _maybe_open
+
+    table = LinuxTable()
+    errors: list[BaseException] = []
+    recorder = Recorder(table.identity_of, errors.append, early_identity=True)
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    recorder.install()
+    raw = None
+    try:
+        window = Window(table, recorder)
+        for _ in range(3):
+            client = socket.create_connection(listener.getsockname())
+            accepted.append(listener.accept()[0])
+            number = client.fileno()
+            client.close()
+        assert number not in _maybe_open(window.events)
+        assert {ev.fd for ev in window.events if ev.kind == "accept"} <= _maybe_open(window.events)
+        raw = _socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.connect(listener.getsockname())
+        if raw.fileno() != number:  # (another thread took it first: put the socket there)
+            os.dup2(raw.fileno(), number)
+            os.close(raw.detach())
+            raw = _socket.socket(fileno=number)
+        unhooked = os.fstat(number).st_ino
+        verdict = window.close(Limits(settle=0.0))
+        assert window.after_scan is not None and unhooked in window.after_scan.ids
+        held = [item for v in verdict.violations if v.kind == "established" for item in v.items]
+        assert any(item.fd == number for item in held), verdict
+        assert not errors
+    finally:
+        recorder.uninstall()
+        for s in (*accepted, listener):
+            s.close()
+        if raw is not None:
+            raw.close()
+        table.close()
