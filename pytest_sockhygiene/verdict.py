@@ -151,6 +151,12 @@ def _same_host(a: str, b: str) -> bool:
     return a == b or a in ("0.0.0.0", "::") or b in ("0.0.0.0", "::")
 
 
+def _ports(listeners: Mapping[Endpoint, Hashable | None]) -> set[int]:
+    """The ports of ``listeners``: a local endpoint on none of them has no listener (``_listener_for``), and an
+    ephemeral port - the local side of nearly every connection a test makes - is on none of them."""
+    return {ep[1] for ep in list(listeners)}  # list(): one step; a server thread's listen() may add to it
+
+
 def _listener_for(local: Endpoint | None, listeners: Mapping[Endpoint, Hashable | None]) -> Endpoint | None:
     if local is None:
         return None
@@ -190,23 +196,28 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
     if connects is None:
         connects = test_connects(obs, limits)
     initiated = {ev.four_tuple for ev in connects if ev.four_tuple}
-    connect_ids = {ev.identity for ev in connects if ev.identity is not None}
-    held_by_test = {e.four_tuple for e in obs.new_entries
-                    if e.four_tuple is not None and (e.key in connect_ids or e.four_tuple in initiated)}
+    if obs.new_entries:
+        connect_ids = {ev.identity for ev in connects if ev.identity is not None}
+        held_by_test = {e.four_tuple for e in obs.new_entries
+                        if e.four_tuple is not None and (e.key in connect_ids or e.four_tuple in initiated)}
+    else:
+        held_by_test = set()
     reversed_initiated = {(b, a) for (a, b) in initiated}
     test_listeners = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.owner is None
                       and ev.identity is not None and ev.identity not in obs.owned}
+    listening_ports = _ports(obs.listeners)
     out = set(initiated) | set(obs.vanished)
     for ev in obs.events:
         t = ev.four_tuple
-        if t is None or (limits.ignore and _ignored(limits, ev.local, ev.remote)):
-            continue
+        if t is None or t in out or (limits.ignore and _ignored(limits, ev.local, ev.remote)):
+            continue  # (a close of the test's own connect: counted already)
         if ev.kind == "accept" and (t in reversed_initiated
                                     or (ev.listener is not None and ev.listener in test_listeners)):
             out.add(t)  # the in-process server side of the test's own connection, or of the test's own server
         elif (ev.kind == "close" and ev.owner is None
               and not (ev.identity is not None and (ev.identity in obs.owned or ev.identity in obs.earlier))
-              and ev.remote is not None and _listener_for(ev.local, obs.listeners) is None):
+              and ev.remote is not None
+              and (t[0][1] not in listening_ports or _listener_for(ev.local, obs.listeners) is None)):
             # a connecting socket the test closed, opened before the window - but not by an earlier test:
             # that test left it open and is reported for it, whoever closes it later (docs/ownership.md)
             out.add(t)
@@ -521,13 +532,15 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
             origin_by_conn.setdefault(_connection_key(ev.four_tuple), ev.origin)
     seen: set[frozenset[Endpoint]] = set()
     groups: dict[tuple[Endpoint | None, Origin | None], list[FourTuple]] = collections.defaultdict(list)
+    listening_ports = _ports(obs.listeners)
     for local, remote in sorted(obs.lingering):
         key = _connection_key((local, remote))
         if key in seen:
             continue  # both sides of one in-process connection: one connection
         seen.add(key)
         # name the group by the server's address: the side that is not our ephemeral port
-        server_side = (remote, local) in initiated or _listener_for(local, obs.listeners) is not None
+        server_side = (remote, local) in initiated or (local[1] in listening_ports
+                                                       and _listener_for(local, obs.listeners) is not None)
         server = local if server_side else remote
         groups[(server, origin_by_conn.get(key))].append((local, remote))
     return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows))
