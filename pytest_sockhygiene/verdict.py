@@ -315,7 +315,7 @@ def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketE
             key_of[ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)] = (ev.client, ev.remote)
     if not key_of:
         return set()
-    opened: dict[tuple[Hashable, Endpoint | None], int] = collections.Counter()
+    opened: dict[tuple[Hashable, Endpoint | None], int] = collections.defaultdict(int)
     open_now: dict[tuple[Hashable, Endpoint | None], set[Hashable]] = collections.defaultdict(set)
     overlapped: set[tuple[Hashable, Endpoint | None]] = set()
     for ev in events:
@@ -350,15 +350,18 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     """
     reconnecting = _one_after_another(connects, events)
     ranked: list[tuple[int, Item]] = []
-    fixtures: dict[tuple[str, Origin | None], int] = collections.Counter()
-    apis: dict[tuple[str, Origin | None], int] = collections.Counter()
+    # (defaultdict(int) where Counter's extras are not needed: a Counter costs a Python-level __init__ each)
+    fixtures: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
+    apis: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
     clients: dict[tuple[str, Origin | None], dict[Hashable, dict[Endpoint | None, int]]] = {}
     for ev in connects:
         if ev.fixture is not None:
             fixtures[(ev.fixture, ev.origin)] += 1
         elif ev.client is not None:
             per_client = clients.setdefault((ev.client.kind, ev.client.origin), {})
-            remotes = per_client.setdefault(ev.client, collections.Counter())
+            remotes = per_client.get(ev.client)
+            if remotes is None:
+                remotes = per_client[ev.client] = collections.defaultdict(int)
             remotes[ev.remote] += 1
         elif ev.origin is not None:  # no user line at all: the item's own origin says so already
             apis[(ev.api or "socket.socket.connect", ev.origin)] += 1
@@ -440,7 +443,7 @@ def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | No
     test_listeners = {e.local: e for e in mine if e.state == TcpState.LISTEN and e.local is not None}
     listeners: dict[Endpoint, Hashable | None] = dict(obs.listeners)
     listeners.update({ep: e.key for ep, e in test_listeners.items()})
-    accepted_counts: dict[Endpoint, int] = collections.Counter()
+    accepted_counts: dict[Endpoint, int] = collections.defaultdict(int)
     established: list[Item] = []
     close_wait: list[Item] = []
     for e in mine:
@@ -497,7 +500,7 @@ def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | No
         "connections": connection_items(connects),
         "unused_clients": list(obs.unused_clients),
     }
-    counts = {kind: sum(i.count for i in items) for kind, items in grouped.items()}
+    counts = {kind: sum(i.count for i in items) if items else 0 for kind, items in grouped.items()}
     violations = []
     for kind in KINDS:
         limit = limits.limit(kind)
@@ -548,7 +551,7 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
 
 
 def connection_items(connects: Iterable[SocketEvent]) -> list[Item]:
-    groups: dict[tuple[Endpoint | None, Origin | None], int] = collections.Counter()
+    groups: dict[tuple[Endpoint | None, Origin | None], int] = collections.defaultdict(int)
     for ev in connects:
         groups[(ev.remote, ev.origin)] += 1
     return [Item(state="CONNECT", local=None, remote=r, origin=o, count=n)

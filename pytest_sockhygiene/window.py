@@ -26,7 +26,8 @@ from .verdict import CLEAN, Item, Observation, Verdict, judge, test_connects, ti
 
 ClientProbe = Callable[["Window", bool],
                       tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]]]
-"""Asked at close, with whether sockets changed: (unclosed clients of this window that opened a connection,
+"""Asked at close, with whether the pools of clients from outside the window must be read (new sockets are held, or
+a connect was not made by the window's own clients): (unclosed clients of this window that opened a connection,
 sockets owned by clients created outside it, notes on sockets of this window's clients, clients this window
 created, unclosed clients of this window that never opened a connection)."""
 
@@ -185,7 +186,8 @@ class Window(EventSink):
         created: list[Item] = []
         unused: list[Item] = []
         if self.client_probe is not None:
-            clients, client_owned, notes, created, unused = self.client_probe(self, bool(new_ids or self.events))
+            clients, client_owned, notes, created, unused = self.client_probe(
+                self, bool(new_ids) or self._connects_outside_own_clients())
         vanished = self._vanished(after)
         if not new_ids and not self.events and not clients and not unused and not vanished:
             return CLEAN
@@ -294,6 +296,19 @@ class Window(EventSink):
         if left and self.after_scan is not None:
             held = self.after_scan.ids
             left.difference_update([k for k in left if k not in held])
+
+    def _connects_outside_own_clients(self) -> bool:
+        """A connect in this window that no client created in it made (raw sockets, an untracked library, a
+        fixture's or a session client's pool): the pools of clients from outside the window must then be read,
+        since such a connection may sit in one of them (``owned``: not the test's). When every connect was made by
+        the window's own clients and no new socket is held, the other clients' pools cannot hold anything of
+        this window's: a session's shared clients are not asked about at every look."""
+        for ev in self.events:
+            if ev.kind == "connect":
+                client = ev.client  # (``SocketEvent.client``: the client's record)
+                if client is None or client.owner is not None or self not in client.windows:
+                    return True
+        return False
 
     def _collect_first(self, limits: Limits) -> bool:
         """Whether to collect the young generation before the first look, not after it: when that look would
