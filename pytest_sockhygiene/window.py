@@ -314,16 +314,18 @@ class Window(EventSink):
         """Whether to collect the young generation before the first look, not after it: when that look would
         find a violation that makes ``close`` collect anyway, and a look less is all that changes.
 
-        The case: a connection a client opened in this window has no close, and the client was not closed - most
-        often a client the test dropped unclosed, whose pool's socket is young garbage in a reference cycle. While
-        that socket is held it is an ESTABLISHED or CLOSE_WAIT socket of the test's, a violation under limits of
-        0 for both (the defaults) that waiting can change: ``close`` would collect and look again. Under any
-        other limits the first look stands as it always did (a test allowed a socket must see it counted)."""
+        The case: a connection a client of the test's opened in this window has no close, and the client was not
+        closed - most often a client the test dropped unclosed, whose pool's socket is young garbage in a
+        reference cycle. While that socket is held it is an ESTABLISHED or CLOSE_WAIT socket of the test's, a
+        violation under limits of 0 for both (the defaults) that waiting can change: ``close`` would collect and
+        look again. Under any other limits the first look stands as it always did (a test allowed a socket must
+        see it counted). A session client's new connection is not the case: its socket is the client's owner's."""
         if limits.settle <= 0 or limits.ignore or limits.limit("established") != 0 \
                 or limits.limit("close_wait") != 0:
             return False
         # (only a connect has a client: ``SocketEvent.client``, the client's record)
-        opened = [ev.identity for ev in self.events if ev.client is not None and not ev.client.closed]
+        opened = [ev.identity for ev in self.events if ev.client is not None and not ev.client.closed
+                  and ev.client.owner is None and self in ev.client.windows]  # the test's own clients only
         if not opened:
             return False
         closed = {ev.identity for ev in self.events if ev.kind == "close"}
