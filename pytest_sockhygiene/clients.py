@@ -71,6 +71,10 @@ class ClientRecord:
         self.ref: Callable[[], Any] | None = None
         self.shared = False  # adopted process-wide client: never counted, never a session-level leak
 
+    def created_in(self, window: Any) -> bool:
+        """The client is ``window``'s own: created while it was open, by no broader-scoped fixture."""
+        return self.owner is None and window in self.windows
+
     @property
     def used(self) -> bool:
         """It opened a real connection at some point of its life (attributed connect, or a socket in its pool)."""
@@ -237,7 +241,7 @@ class ClientRegistry:
         notes: dict[Hashable, str] = {}
         created_here: list[ClientRecord] = []
         for record in self.records():
-            mine = window in record.windows and record.owner is None
+            mine = record.created_in(window)
             if mine:
                 created_here.append(record)
             elif not need_sockets:

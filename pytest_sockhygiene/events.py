@@ -357,13 +357,17 @@ class Recorder:
         ownership = self.ownership
         if connect and ownership.function_fixture is not None and thread == ownership.fixture_thread:
             fixture = ownership.function_fixture
-        owner = ownership.current()
-        event = SocketEvent(kind, identity, fd, local, remote, origin, thread, owner, None, None, client, api, fixture)
-        if connect and owner is None and identity is not None and event.four_tuple is not None:
-            # only the test's own: a fixture's server accepting a neighbour process's connections must never
-            # have them looked up as the test's when they vanish (a neighbour reuses its ports, and an older
-            # TIME_WAIT row of the same 4-tuple would be blamed on the test)
-            self.tuples[identity] = event.four_tuple
+        self._deliver(SocketEvent(kind, identity, fd, local, remote, origin, thread, ownership.current(), None, None,
+                                  client, api, fixture), connect)
+
+    def _deliver(self, event: SocketEvent, connection: bool) -> None:
+        """Hand ``event`` to the open sinks. ``connection`` (a connect or an accept): a connection of the test's
+        own keeps its 4-tuple in ``tuples``, so that its TIME_WAIT row can be found if it vanishes unclosed. Only
+        the test's own: a fixture's server accepting a neighbour process's connections must never have them
+        looked up as the test's when they vanish (a neighbour reuses its ports, and an older TIME_WAIT row of the
+        same 4-tuple would be blamed on the test)."""
+        if connection and event.owner is None and event.identity is not None and event.four_tuple is not None:
+            self.tuples[event.identity] = event.four_tuple
         for sink in self.sinks:
             sink.add(event)
 
@@ -373,9 +377,8 @@ class Recorder:
         addresses and owner)."""
         self.touched = True
         self.touched_fds.add(fd)
-        event = SocketEvent("close", identity, fd, local, remote, None, threading.get_ident(), self.ownership.current())
-        for sink in self.sinks:
-            sink.add(event)
+        self._deliver(SocketEvent("close", identity, fd, local, remote, None, threading.get_ident(),
+                                  self.ownership.current()), False)
 
     # -- the wrappers' bodies: never let a plugin fault reach the user's socket call ---------------------------
 
@@ -415,13 +418,8 @@ class Recorder:
             identity = self._identity_of(fd, local, remote)
             self._remember(conn, (fd, identity, local, remote))
             origin = origin_mod.accepted_origin(listening, self.listener_origins.get(listener_identity))
-            owner = self.ownership.current()
-            event = SocketEvent("accept", identity, fd, local, remote, origin, threading.get_ident(), owner,
-                                listener_identity, listening)
-            if owner is None and identity is not None and event.four_tuple is not None:
-                self.tuples[identity] = event.four_tuple  # the test's own (see _emit)
-            for sink in self.sinks:
-                sink.add(event)
+            self._deliver(SocketEvent("accept", identity, fd, local, remote, origin, threading.get_ident(),
+                                      self.ownership.current(), listener_identity, listening), True)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 

@@ -151,14 +151,17 @@ def _same_host(a: str, b: str) -> bool:
     return a == b or a in ("0.0.0.0", "::") or b in ("0.0.0.0", "::")
 
 
-def _ports(listeners: Mapping[Endpoint, Hashable | None]) -> set[int]:
+def listening_ports(listeners: Mapping[Endpoint, Hashable | None]) -> set[int]:
     """The ports of ``listeners``: a local endpoint on none of them has no listener (``_listener_for``), and an
     ephemeral port - the local side of nearly every connection a test makes - is on none of them."""
     return {ep[1] for ep in list(listeners)}  # list(): one step; a server thread's listen() may add to it
 
 
-def _listener_for(local: Endpoint | None, listeners: Mapping[Endpoint, Hashable | None]) -> Endpoint | None:
-    if local is None:
+def _listener_for(local: Endpoint | None, listeners: Mapping[Endpoint, Hashable | None],
+                  ports: Collection[int] | None = None) -> Endpoint | None:
+    """The listener ``local`` belongs to, if any. ``ports``: ``listening_ports(listeners)``, when the caller asks
+    about many endpoints: one set lookup answers for those on no listening port, without the loop."""
+    if local is None or (ports is not None and local[1] not in ports):
         return None
     for ep in listeners:
         if ep[1] == local[1] and _same_host(ep[0], local[0]):
@@ -205,7 +208,7 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
     reversed_initiated = {(b, a) for (a, b) in initiated}
     test_listeners = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.owner is None
                       and ev.identity is not None and ev.identity not in obs.owned}
-    listening_ports = _ports(obs.listeners)
+    ports = listening_ports(obs.listeners)
     out = set(initiated) | set(obs.vanished)
     for ev in obs.events:
         t = ev.four_tuple
@@ -216,8 +219,7 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
             out.add(t)  # the in-process server side of the test's own connection, or of the test's own server
         elif (ev.kind == "close" and ev.owner is None
               and not (ev.identity is not None and (ev.identity in obs.owned or ev.identity in obs.earlier))
-              and ev.remote is not None
-              and (t[0][1] not in listening_ports or _listener_for(ev.local, obs.listeners) is None)):
+              and ev.remote is not None and _listener_for(ev.local, obs.listeners, ports) is None):
             # a connecting socket the test closed, opened before the window - but not by an earlier test:
             # that test left it open and is reported for it, whoever closes it later (docs/ownership.md)
             out.add(t)
@@ -535,15 +537,14 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
             origin_by_conn.setdefault(_connection_key(ev.four_tuple), ev.origin)
     seen: set[frozenset[Endpoint]] = set()
     groups: dict[tuple[Endpoint | None, Origin | None], list[FourTuple]] = collections.defaultdict(list)
-    listening_ports = _ports(obs.listeners)
+    ports = listening_ports(obs.listeners)
     for local, remote in sorted(obs.lingering):
         key = _connection_key((local, remote))
         if key in seen:
             continue  # both sides of one in-process connection: one connection
         seen.add(key)
         # name the group by the server's address: the side that is not our ephemeral port
-        server_side = (remote, local) in initiated or (local[1] in listening_ports
-                                                       and _listener_for(local, obs.listeners) is not None)
+        server_side = (remote, local) in initiated or _listener_for(local, obs.listeners, ports) is not None
         server = local if server_side else remote
         groups[(server, origin_by_conn.get(key))].append((local, remote))
     return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows))

@@ -22,7 +22,7 @@ from .endpoints import Endpoint, FourTuple
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
-from .verdict import CLEAN, Item, Observation, Verdict, judge, test_connects, time_wait_candidates
+from .verdict import CLEAN, Item, Observation, Verdict, judge, listening_ports, test_connects, time_wait_candidates
 
 ClientProbe = Callable[["Window", bool],
                       tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]]]
@@ -70,7 +70,7 @@ def _unexplained(entries: list[SocketEntry], events: list[SocketEvent],
     """A connected socket that no connect or accept explains and whose port is no known listener's: it may be
     the server side of a listener this process opened before the hooks were installed."""
     explained = {ev.identity for ev in events if ev.kind in ("connect", "accept")}
-    ports = {ep[1] for ep in list(listeners)}  # list(): one step; a server thread's listen() may add to it
+    ports = listening_ports(listeners)
     return any(e.state != TcpState.LISTEN and e.local is not None and e.key not in explained
                and e.local[1] not in ports for e in entries)
 
@@ -306,7 +306,7 @@ class Window(EventSink):
         for ev in self.events:
             if ev.kind == "connect":
                 client = ev.client  # (``SocketEvent.client``: the client's record)
-                if client is None or client.owner is not None or self not in client.windows:
+                if client is None or not client.created_in(self):
                     return True
         return False
 
@@ -324,8 +324,8 @@ class Window(EventSink):
                 or limits.limit("close_wait") != 0:
             return False
         # (only a connect has a client: ``SocketEvent.client``, the client's record)
-        opened = [ev.identity for ev in self.events if ev.client is not None and not ev.client.closed
-                  and ev.client.owner is None and self in ev.client.windows]  # the test's own clients only
+        opened = [ev.identity for ev in self.events
+                  if ev.client is not None and not ev.client.closed and ev.client.created_in(self)]
         if not opened:
             return False
         closed = {ev.identity for ev in self.events if ev.kind == "close"}
