@@ -33,9 +33,14 @@ from .table import OPEN_STATES, SocketEntry, TcpState
 KINDS = LIMIT_KEYS
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Item:
-    """One offending socket, connection group or client, ready to print or to serialise."""
+    """One offending socket, connection group or client, ready to print or to serialise.
+
+    Frozen, with an ``__init__`` of its own: a frozen dataclass's generated one sets each field through
+    ``object.__setattr__``, a call per field, and a verdict makes several of these per violating test (~3 us each
+    where this takes ~1). The fields and their defaults are the ones declared below
+    (``tests/test_verdict_unit.py`` checks that the two agree)."""
 
     state: str
     local: Endpoint | None
@@ -53,6 +58,21 @@ class Item:
     """A live client not closed yet: another thread or task may still close it, so the verdict waits for it
     (window.py ``_may_settle``). Not part of the report."""
 
+    def __init__(self, state: str, local: Endpoint | None, remote: Endpoint | None, fd: int | None = None,
+                 origin: Origin | None = None, count: int = 1, note: str = "", server_side: bool = False,
+                 tuples: tuple[FourTuple, ...] = (), pending: bool = False) -> None:
+        d = self.__dict__
+        d["state"] = state
+        d["local"] = local
+        d["remote"] = remote
+        d["fd"] = fd
+        d["origin"] = origin
+        d["count"] = count
+        d["note"] = note
+        d["server_side"] = server_side
+        d["tuples"] = tuples
+        d["pending"] = pending
+
     def as_dict(self, fmt_origin: Callable[[Origin | None], str]) -> dict[str, object]:
         out: dict[str, object] = {
             "state": self.state,
@@ -68,8 +88,10 @@ class Item:
         return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Violation:
+    """One kind over its limit. Frozen, with an ``__init__`` of its own, as ``Item``."""
+
     kind: str
     count: int
     limit: int
@@ -77,13 +99,31 @@ class Violation:
     context: tuple[Item, ...] = ()
     """What explains the count: for time_wait, the clients the test created (a client per request?)."""
 
+    def __init__(self, kind: str, count: int, limit: int, items: tuple[Item, ...],
+                 context: tuple[Item, ...] = ()) -> None:
+        d = self.__dict__
+        d["kind"] = kind
+        d["count"] = count
+        d["limit"] = limit
+        d["items"] = items
+        d["context"] = context
 
-@dataclasses.dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True, init=False)
 class Verdict:
+    """A window's counts and violations. Frozen, with an ``__init__`` of its own, as ``Item``: one per look."""
+
     counts: Mapping[str, int]
     violations: tuple[Violation, ...]
     threads: tuple[str, ...] = ()
     """Threads the test started and left running, described (not a limit: reported, never failing)."""
+
+    def __init__(self, counts: Mapping[str, int], violations: tuple[Violation, ...],
+                 threads: tuple[str, ...] = ()) -> None:
+        d = self.__dict__
+        d["counts"] = counts
+        d["violations"] = violations
+        d["threads"] = threads
 
     @property
     def clean(self) -> bool:
