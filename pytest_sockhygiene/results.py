@@ -188,9 +188,9 @@ class SessionResults:
     def dirty(self) -> list[Record]:
         return [r for r in self._stored if isinstance(r, dict) and not r["clean"]]
 
-    def violations_by_kind(self) -> dict[str, int]:
+    def violations_by_kind(self, dirty: Sequence[Record] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
-        for r in self.dirty:
+        for r in self.dirty if dirty is None else dirty:
             for kind in {v["kind"] for v in r["violations"]}:
                 out[kind] = out.get(kind, 0) + 1
         return out
@@ -199,18 +199,26 @@ class SessionResults:
         """(node id, thread description) of every thread a test left running."""
         return [(r["nodeid"], t) for r in self._stored if isinstance(r, dict) for t in r.get("threads", ())]
 
-    def worst(self, kind: str, n: int = 5) -> list[Record]:
-        ranked = sorted((r for r in self.measured() if (r["counts"].get(kind) or 0) > 0),
+    def worst(self, kind: str, n: int = 5, records: Sequence[Record] | None = None) -> list[Record]:
+        """The ``n`` tests with the highest count of ``kind``. ``records``: ``measured()``, if the caller has it
+        (the summary asks for several rankings and the session's figures: one expansion of the records, not one
+        each)."""
+        if records is None:
+            records = self.measured()
+        ranked = sorted((r for r in records if (r["counts"].get(kind) or 0) > 0),
                         key=lambda r: (-r["counts"][kind], r["nodeid"]))
         return ranked[:n]
 
-    def session(self) -> dict[str, Any]:
-        records = self.measured()
+    def session(self, records: Sequence[Record] | None = None) -> dict[str, Any]:
+        """The session's figures. ``records``: ``measured()``, if the caller has it (see ``worst``)."""
+        if records is None:
+            records = self.measured()
         peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"] or 0) for r in records)
+        dirty = self.dirty
         return {
             "tests_checked": len(self._stored),
-            "tests_with_violations": len(self.dirty),
-            "violations_by_kind": self.violations_by_kind(),
+            "tests_with_violations": len(dirty),
+            "violations_by_kind": self.violations_by_kind(dirty),
             "connections_opened": sum(r["counts"]["connections"] or 0 for r in records),  # the measured ones
             "peak_time_wait": peak_tw,
             "ephemeral_ports": self.ports,

@@ -32,7 +32,8 @@ def over_limit_mark(record: dict[str, Any], kind: str) -> str:
 
 
 def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
-    s = results.session()
+    records = results.measured()  # expanded once for every figure below
+    s = results.session(records)
     checked, dirty = s["tests_checked"], s["tests_with_violations"]
     lines: list[str] = []
     clean = not dirty and not s["session_leaks"]
@@ -42,7 +43,7 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s["violations_by_kind"].items()))
         lines.append(f"{plural(checked, 'test')} checked, {dirty} with violations" + (f" ({kinds})" if kinds else ""))
         for kind, title in (("time_wait", "most TIME_WAIT"), ("connections", "most connections")):
-            worst = results.worst(kind)
+            worst = results.worst(kind, records=records)
             if worst:
                 lines.append(f"{title}:")
                 for r in worst:
@@ -54,7 +55,7 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
             f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports; peak open file descriptors "
             f"{_ratio(s['peak_open_fds'], s['fd_limit'])}"
         )
-    unused = [r["counts"].get("unused_clients", 0) for r in results.measured()]
+    unused = [r["counts"].get("unused_clients", 0) for r in records]
     if sum(unused):
         # counted, never failing by default: said once, so that a suite can see them without a limit set
         lines.append(f"unused clients: {sum(unused)} left unclosed by {plural(sum(1 for n in unused if n), 'test')} "
