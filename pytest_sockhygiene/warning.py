@@ -53,6 +53,11 @@ def action_for(text: str, module: str, lineno: int) -> str:
     return "default" if default == "error" else default
 
 
+_SHOWN = frozenset({"default", "always", "module"})
+"""Actions under which ``warn_explicit`` with no registry shows the warning every time: shown directly. ``error``
+(named), ``once`` (a process-wide registry) and anything unexpected go through ``warn_explicit`` itself."""
+
+
 def warn_without_failing(text: str, filename: str, lineno: int) -> None:
     """Emit a :class:`SockHygieneWarning` at ``filename:lineno`` with the action :func:`action_for` chose. Called
     inside pytest's per-test ``catch_warnings``: a shown warning lands in the warnings summary, and the temporary
@@ -61,6 +66,15 @@ def warn_without_failing(text: str, filename: str, lineno: int) -> None:
     action = action_for(text, module, lineno)
     if action == "ignore":
         return
+    message = SockHygieneWarning(text)
+    show = getattr(warnings, "_showwarnmsg", None)
+    if action in _SHOWN and show is not None:
+        # what warn_explicit does for these actions when given no registry (each text names its test): hand the
+        # warning to whoever shows or records it (pytest's per-test catch_warnings). Without the temporary filter
+        # and the catch_warnings block around it, which also invalidate every module's warning registry: a
+        # violating test pays for one call, not for two filter-list copies and a filter lookup
+        show(warnings.WarningMessage(message, SockHygieneWarning, filename, lineno))
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings(action, category=SockHygieneWarning)  # type: ignore[arg-type]
-        warnings.warn_explicit(SockHygieneWarning(text), SockHygieneWarning, filename, lineno)
+        warnings.warn_explicit(message, SockHygieneWarning, filename, lineno)

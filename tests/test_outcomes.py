@@ -103,6 +103,28 @@ def test_warn_mode_ignored_warning_is_still_in_the_summary(pytester, run):
     result.stdout.fnmatch_lines(["4 tests checked, 2 with violations (established: 2)"])
 
 
+@pytest.mark.parametrize("how", ["once", "always", "module", "default"])
+def test_warn_mode_shows_the_warning_under_each_showing_action(pytester, run, how):
+    """Every action that shows a warning shows each violation's (each text names its test, so ``once`` and
+    ``module`` show both), whether the warning goes through ``warn_explicit`` (``once``) or is handed to the
+    display directly (the others)."""
+    pytester.makepyfile(test_w=LEAKY_SUITE.replace('@pytest.mark.filterwarnings("error")\n', ""))
+    result = run(*NO_ASYNCIO, "-W", f"{how}::pytest_sockhygiene.SockHygieneWarning", mode="warn", subprocess=True)
+    result.assert_outcomes(passed=4, warnings=2)
+    result.stdout.fnmatch_lines([f"*SockHygieneWarning: sockhygiene: {nodeid} broke its socket limits*"
+                                 for nodeid in LEAKERS])
+
+
+def test_warn_mode_without_pytests_warnings_plugin_prints_the_warning(pytester, run):
+    """With ``-p no:warnings`` nothing records warnings per test: Python's own display prints each one to stderr
+    (``-s``: else into the test's captured output, as any warning is then), and the run still passes."""
+    pytester.makepyfile(test_w=LEAKY_SUITE)
+    result = run(*NO_ASYNCIO, "-p", "no:warnings", "-s", mode="warn", subprocess=True)
+    result.assert_outcomes(passed=4)
+    result.stderr.fnmatch_lines([f"*SockHygieneWarning: sockhygiene: {nodeid} broke its socket limits*"
+                                 for nodeid in LEAKERS])
+
+
 XFAIL_SUITE = dedent("""
     import socket
     import pytest
