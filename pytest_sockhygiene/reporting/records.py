@@ -106,7 +106,7 @@ class ReportResults(SessionResults):
             self.add({**t, "counts": counts, "stop": sample.get("time") or 0.0, "fds": sample.get("fds"),
                       "origins": origins_of(t)})
 
-    def session(self) -> dict[str, Any]:
+    def session(self, records: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
         return dict(self._session)
 
 
