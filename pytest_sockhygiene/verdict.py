@@ -355,8 +355,8 @@ def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketE
     for ev in connects:
         if ev.client is not None:
             key_of[ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)] = (ev.client, ev.remote)
-    if not key_of:
-        return set()
+    if len(set(key_of.values())) == len(key_of):
+        return set()  # no client connected twice to one host (a new client per request): nothing to follow
     opened: dict[tuple[Hashable, Endpoint | None], int] = collections.defaultdict(int)
     open_now: dict[tuple[Hashable, Endpoint | None], set[Hashable]] = collections.defaultdict(set)
     overlapped: set[tuple[Hashable, Endpoint | None]] = set()
