@@ -35,9 +35,13 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 _IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False)
 class SocketEvent:
-    """One thing done to a TCP/IP socket. ``owner`` is None when the test did it, else a fixture's label."""
+    """One thing done to a TCP/IP socket. ``owner`` is None when the test did it, else a fixture's label.
+
+    With an ``__init__`` of its own that also computes ``four_tuple`` (no ``__post_init__`` call): one is made for
+    every connect, accept and close of a window. Its parameters are the fields declared below, in order
+    (``tests/test_verdict_unit.py`` checks that the two agree)."""
 
     kind: str  # "connect" | "accept" | "listen" | "close"
     identity: Hashable | None
@@ -67,8 +71,24 @@ class SocketEvent:
     """``(local, remote)``, None unless both are known. Computed once, at creation: the verdict asks each event for
     it dozens of times."""
 
-    def __post_init__(self) -> None:
-        self.four_tuple = None if self.local is None or self.remote is None else (self.local, self.remote)
+    def __init__(self, kind: str, identity: Hashable | None, fd: int, local: Endpoint | None,
+                 remote: Endpoint | None, origin: origin_mod.Origin | None, thread: int, owner: str | None,
+                 listener: Hashable | None = None, listener_local: Endpoint | None = None, client: Any = None,
+                 api: str | None = None, fixture: str | None = None) -> None:
+        self.kind = kind
+        self.identity = identity
+        self.fd = fd
+        self.local = local
+        self.remote = remote
+        self.origin = origin
+        self.thread = thread
+        self.owner = owner
+        self.listener = listener
+        self.listener_local = listener_local
+        self.client = client
+        self.api = api
+        self.fixture = fixture
+        self.four_tuple = None if local is None or remote is None else (local, remote)
 
 
 class EventSink:
@@ -160,13 +180,17 @@ class ThreadStarts:
 
         def start(self: threading.Thread) -> None:
             owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited else None
+            owned = False
             if owner is not None:
                 try:
                     setattr(self, _OWNER_ATTR, owner)
                     own.inherited = True
+                    owned = True
                 except Exception:  # noqa: BLE001 - a Thread subclass with __slots__: not passed on
                     pass
-            if starts.logging:  # before it runs: a thread that ends at once is still one the window saw start
+            if starts.logging and not owned:
+                # before it runs: a thread that ends at once is still one the window saw start. A thread given an
+                # owner (a fixture's server's handler per connection) is never the test's: not logged
                 starts.log.append(self)
             return orig(self)
 

@@ -140,9 +140,10 @@ def test_held_server_side_of_a_fixture_does_not_hide_the_tests_time_wait():
 
 
 def test_hand_written_inits_take_the_declared_fields_and_defaults():
-    """Item, Violation and Verdict set their fields in an ``__init__`` of their own (a frozen dataclass's is
-    three times slower): it must take exactly the declared fields, in order, with the declared defaults, and the
-    values must stay frozen."""
+    """Item, Violation, Verdict and SocketEvent set their fields in an ``__init__`` of their own (a frozen
+    dataclass's is three times slower; SocketEvent's computes ``four_tuple`` without a ``__post_init__`` call): it
+    must take exactly the declared fields, in order, with the declared defaults, and the verdict's values must stay
+    frozen."""
     import dataclasses
     import inspect
 
@@ -150,9 +151,9 @@ def test_hand_written_inits_take_the_declared_fields_and_defaults():
 
     from pytest_sockhygiene.verdict import Item, Verdict, Violation
 
-    for cls in (Item, Violation, Verdict):
+    for cls in (Item, Violation, Verdict, SocketEvent):
         params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        fields = dataclasses.fields(cls)
+        fields = [f for f in dataclasses.fields(cls) if f.init]
         assert [p.name for p in params] == [f.name for f in fields], cls
         for p, f in zip(params, fields):
             expected = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
@@ -164,3 +165,6 @@ def test_hand_written_inits_take_the_declared_fields_and_defaults():
         item.count = 4  # type: ignore[misc]
     verdict = Verdict(counts={}, violations=(Violation("time_wait", 7, 5, (item,)),))
     assert verdict.violation("time_wait").context == () and not verdict.clean
+    ev = SocketEvent("close", 1, 3, ("127.0.0.1", 50000), SERVER, None, 1, None)
+    assert ev.four_tuple == (("127.0.0.1", 50000), SERVER) and ev.listener is None
+    assert SocketEvent("listen", 1, 3, SERVER, None, None, 1, None).four_tuple is None
