@@ -246,7 +246,10 @@ class ClientRegistry:
                 created_here.append(record)
             elif not need_sockets:
                 continue  # the clean path: nothing to ask a tracker about others' clients
-            closed = self.is_closed(record)
+            # another's client is not asked whether it is closed (a hook call per client at every look of a test
+            # that connected outside its own clients): a closed client's pool holds no socket, so asking it for
+            # its sockets answers the same
+            closed = self.is_closed(record) if mine else record.closed
             if closed and not mine:
                 continue
             client = record.ref() if record.ref is not None and not record.collected else None
