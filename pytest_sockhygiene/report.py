@@ -88,7 +88,7 @@ def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
                  grown: Sequence[tuple[str, int, int]] = ()) -> str:
     lines = [f"sockhygiene: {nodeid} broke its socket limits"]
     for v in verdict.violations:
-        lines.extend("  " + line for line in violation_lines(v, fmt))
+        lines.extend(["  " + line for line in violation_lines(v, fmt)])
     if len(verdict.violations) > 1:
         lines.append("  to allow all of it: " + allow_marker({v.kind: v.count for v in verdict.violations}))
     for thread in verdict.threads:
