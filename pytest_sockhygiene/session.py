@@ -58,6 +58,20 @@ def marker_limits(base: Limits, nodeid: str, markers: Sequence[tuple[Sequence[An
         raise ConfigError(f"sockhygiene marker on {nodeid}: {e}") from None
 
 
+def _markers_key(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> Hashable | None:
+    """What a test's markers ask for, as a key (``Controller.limits_for``: a suite marks many tests alike, and
+    validating and merging them is most of a marked test's setup cost), or None when a value cannot be hashed.
+    Each value's type is part of it: ``connections=True`` is refused where ``connections=1`` is not, and the two
+    are equal as keys otherwise."""
+    try:
+        key = tuple((tuple((type(a), a) for a in args), tuple((k, type(v), v) for k, v in kwargs.items()))
+                    for args, kwargs in markers)
+        hash(key)
+    except TypeError:  # a list value (ignore=[...]): parsed every time, as it always was
+        return None
+    return key
+
+
 def _nearer_limit(fds: int, limit: int | None, peak: int | None, peak_limit: int | None) -> bool:
     """Whether ``fds`` of ``limit`` came closer to running out than the peak so far: the session health shows
     the closest approach, with the limit in force then (the largest count, where a limit is unknown)."""
@@ -73,6 +87,8 @@ class Controller:
         self.settings = settings
         self.rootdir = rootdir
         self.hook = hook
+        self._marker_limits: dict[Hashable, Limits] = {}
+        """``limits_for``'s answers by ``_markers_key``: the session's limits never change, so neither do these."""
         self.clients: ClientRegistry | None = None
         self.table: SocketTable | None = None
         self.recorder: Recorder | None = None
@@ -485,7 +501,17 @@ class Controller:
     def limits_for(self, nodeid: str, markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
         if not markers:  # most tests: the session's limits, a frozen value shared by all of them
             return self.settings.limits
-        return marker_limits(self.settings.limits, nodeid, markers)
+        key = _markers_key(markers)
+        if key is not None:
+            known = self._marker_limits.get(key)
+            if known is not None:
+                return known
+        limits = marker_limits(self.settings.limits, nodeid, markers)  # raises for a bad marker: never cached
+        if key is not None:
+            if len(self._marker_limits) >= 256:
+                self._marker_limits.clear()
+            self._marker_limits[key] = limits
+        return limits
 
     @staticmethod
     def runtime_limits(current: Limits, nodeid: str, kwargs: Mapping[str, Any]) -> Limits:

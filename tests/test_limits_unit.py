@@ -103,3 +103,23 @@ def test_host_names_are_refused_except_localhost():
         IgnorePattern("db.internal:5432")
     local = IgnorePattern("localhost:5432")
     assert local.matches(("127.0.0.1", 5432)) and local.matches(("::1", 5432)) and not local.matches(("10.0.0.1", 5432))
+
+
+def test_marker_limits_are_reused_only_for_the_same_values_of_the_same_types():
+    """A controller parses a marker once per distinct set of values (a suite marks many tests alike); a value
+    equal as a key but refused (``True`` for ``1``), a bad marker after a good one, and an unhashable value (a
+    list of globs) are each parsed on their own, with the test's own name in the message."""
+    from pytest_sockhygiene.session import Controller
+    from pytest_sockhygiene.settings import Settings
+
+    controller = Controller(Settings(mode="warn", backend="auto", limits=Limits()), rootdir=None)
+    first = controller.limits_for("t.py::a", [((), {"connections": 1})])
+    assert first.connections == 1
+    assert controller.limits_for("t.py::b", [((), {"connections": 1})]) is first
+    with pytest.raises(ConfigError, match=r"^sockhygiene marker on t.py::c: .*connections.*True"):
+        controller.limits_for("t.py::c", [((), {"connections": True})])
+    with pytest.raises(ConfigError, match=r"^sockhygiene marker on t.py::d: .*connections.*1.0"):
+        controller.limits_for("t.py::d", [((), {"connections": 1.0})])
+    globs = [((), {"ignore": ["*:6379"]})]
+    assert [p.text for p in controller.limits_for("t.py::e", globs).ignore] == ["*:6379"]
+    assert controller.limits_for("t.py::f", [((), {"connections": 2}), ((), {"connections": 1})]).connections == 2
