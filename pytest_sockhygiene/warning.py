@@ -42,8 +42,9 @@ def action_for(text: str, module: str, lineno: int) -> str:
     for entry in list(warnings.filters):
         try:
             action, message, category, mod, ln = entry
-            if not (_matches(message, text) and issubclass(SockHygieneWarning, category) and _matches(mod, module)
-                    and (ln == 0 or ln == lineno)):
+            # (None - most filters - checked inline: a call less per filter and field)
+            if not ((message is None or _matches(message, text)) and issubclass(SockHygieneWarning, category)
+                    and (mod is None or _matches(mod, module)) and (ln == 0 or ln == lineno)):
                 continue
         except (TypeError, ValueError):  # a malformed entry: not ours to judge
             continue
