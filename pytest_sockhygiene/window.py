@@ -179,7 +179,7 @@ class Window(EventSink):
         self.after_scan = scan
         after = scan.ids
         same = scan is self.before_scan  # the same sockets as at the start, provably (see SocketTable.unchanged)
-        new_ids = _NOTHING_NEW if same else frozenset(k for k in after if k not in self.before)
+        new_ids = _NOTHING_NEW if same else after.keys() - self.before.keys()  # (set operations: in C)
         clients: list[Item] = []
         client_owned: dict[Hashable, str] = {}
         notes: dict[Hashable, str] = {}
@@ -263,7 +263,7 @@ class Window(EventSink):
         tuples = self.recorder.tuples
         if not tuples:
             return set()
-        gone = [k for k in self.before if k not in after and k in tuples]
+        gone = (self.before.keys() - after.keys()) & tuples.keys()
         if not gone:
             return set()
         closed = {ev.identity for ev in self.events if ev.kind == "close"}
@@ -279,7 +279,7 @@ class Window(EventSink):
             return
         before = self.before
         owned = self.recorder.ownership.socket_owner
-        self.recorder.left_by_tests.update(k for k in scan.ids if k not in before and k not in owned)
+        self.recorder.left_by_tests.update(scan.ids.keys() - before.keys() - owned.keys())
 
     def _final(self, verdict: Verdict) -> Verdict:
         return _with_fd_exhaustion(verdict, self.table) if verdict.violations else verdict
@@ -289,13 +289,13 @@ class Window(EventSink):
         tuples = self.recorder.tuples
         if tuples and self.after_scan is not None:
             held = self.after_scan.ids
-            # list(): a copy made in one step; socket hooks in other threads (a server accepting) add entries
-            for k in [k for k in list(tuples) if k not in held]:
+            # a set difference: made in one step (in C), while socket hooks in other threads (a server
+            # accepting) may add entries
+            for k in tuples.keys() - held.keys():
                 tuples.pop(k, None)
         left = self.recorder.left_by_tests
         if left and self.after_scan is not None:
-            held = self.after_scan.ids
-            left.difference_update([k for k in left if k not in held])
+            left.intersection_update(self.after_scan.ids.keys())
 
     def _connects_outside_own_clients(self) -> bool:
         """A connect in this window that no client created in it made (raw sockets, an untracked library, a
