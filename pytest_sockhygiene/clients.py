@@ -109,15 +109,13 @@ every close."""
 def _in_finalizer() -> bool:
     """Whether a ``__del__`` is running on this thread's stack: the close under way is the collector's doing."""
     try:
-        frame: Any | None = sys._getframe(2)
-    except ValueError:  # called from the top of a stack (a tracker calling closed() from a bare thread)
+        frame: Any = sys._getframe(2)
+        for _ in range(_FINALIZER_DEPTH):
+            if frame.f_code.co_name == "__del__":
+                return True
+            frame = frame.f_back
+    except (ValueError, AttributeError):  # the top of the stack: at _getframe (a bare thread), or f_back None
         return False
-    for _ in range(_FINALIZER_DEPTH):
-        if frame is None:
-            return False
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
     return False
 
 
