@@ -42,9 +42,8 @@ def action_for(text: str, module: str, lineno: int) -> str:
     for entry in list(warnings.filters):
         try:
             action, message, category, mod, ln = entry
-            # (None - most filters - checked inline: a call less per filter and field)
-            if not ((message is None or _matches(message, text)) and issubclass(SockHygieneWarning, category)
-                    and (mod is None or _matches(mod, module)) and (ln == 0 or ln == lineno)):
+            if not (_matches(message, text) and issubclass(SockHygieneWarning, category) and _matches(mod, module)
+                    and (ln == 0 or ln == lineno)):
                 continue
         except (TypeError, ValueError):  # a malformed entry: not ours to judge
             continue
@@ -61,8 +60,9 @@ _SHOWN = frozenset({"default", "always", "module"})
 
 def warn_without_failing(text: str, filename: str, lineno: int) -> None:
     """Emit a :class:`SockHygieneWarning` at ``filename:lineno`` with the action :func:`action_for` chose. Called
-    inside pytest's per-test ``catch_warnings``: a shown warning lands in the warnings summary, and the temporary
-    filter set here is gone with the block."""
+    inside pytest's per-test ``catch_warnings``: a shown warning lands in the warnings summary. A warning that is
+    simply shown goes to the display directly; any other action (``once``, a named ``error``) through
+    ``warn_explicit`` under a temporary filter, gone with its block."""
     module = filename[:-3] if filename.lower().endswith(".py") else filename  # what warn_explicit matches on
     action = action_for(text, module, lineno)
     if action == "ignore":
