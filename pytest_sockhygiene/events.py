@@ -120,11 +120,6 @@ class Ownership:
         self.inherited = False
         """Some thread carries an owner passed on at its start (kept on the thread object, not by ident: idents
         of ended threads are reused, and a server starts a short-lived thread per connection)."""
-        self._started_by = threading.local()
-        """Per thread: the owner its thread object carried when first asked (None: none). Set before the thread
-        starts and never changed after (a thread a test leaves running is given one later, but by ident in
-        ``thread_owner`` too, which is asked first): read once per thread, not through ``current_thread()``
-        at every socket event of a server's handler."""
 
     def current(self) -> str | None:
         ident = threading.get_ident()
@@ -134,12 +129,7 @@ class Ownership:
         if self.fixture_stack and ident == self.fixture_thread:
             return self.fixture_stack[-1]
         if self.inherited:  # a thread started by an owned thread (see ThreadStarts)
-            started_by = self._started_by
-            try:
-                return started_by.owner  # type: ignore[no-any-return]
-            except AttributeError:
-                owner = started_by.owner = getattr(threading.current_thread(), _OWNER_ATTR, None)
-                return owner
+            return getattr(threading.current_thread(), _OWNER_ATTR, None)
         return None
 
 
