@@ -113,6 +113,11 @@ class HttpxTracker(ClassTracker):
 
     @staticmethod
     def _networked(client: Any) -> bool:
+        """Whether a transport of the client has a pool. Asked at every client's creation: the usual client's
+        own transport answers it, without the generators of ``_transports``."""
+        transport = getattr(client, "_transport", None)
+        if transport is not None and _pool(transport) is not None:
+            return True
         return any(_pool(t) is not None for t in _transports(client))
 
     def sockets(self, client: Any) -> list[Any]:
