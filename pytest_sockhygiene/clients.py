@@ -119,6 +119,35 @@ def _in_finalizer() -> bool:
     return False
 
 
+class FirstAnswer:
+    """Asks a ``firstresult`` hook about one client the way pluggy does when no implementation is a wrapper: the
+    most recently registered (and ``tryfirst``) first, the first answer that is not None wins. Without pluggy's
+    call machinery, which costs more than a built-in tracker's answer, and the registry asks at every look of a
+    test for each client it created. The implementations are read again at every call (a conftest registered
+    since is asked too); any wrapper among them and the hook is called as usual."""
+
+    __slots__ = ("_caller", "_impls", "_plain")
+
+    def __init__(self, caller: Any) -> None:
+        self._caller = caller
+        self._impls: Any = None
+        self._plain: list[tuple[Callable[..., Any], bool]] | None = None
+
+    def __call__(self, client: Any) -> Any:
+        impls = self._caller.get_hookimpls()
+        if impls != self._impls:  # (HookImpl compares by identity: a new list of the same ones is equal)
+            self._impls = impls
+            plain = not any(getattr(i, "hookwrapper", False) or getattr(i, "wrapper", False) for i in impls)
+            self._plain = [(i.function, bool(i.argnames)) for i in reversed(impls)] if plain else None
+        if self._plain is None:
+            return self._caller(client=client)
+        for function, takes_client in self._plain:
+            answer = function(client) if takes_client else function()
+            if answer is not None:
+                return answer
+        return None
+
+
 class ClientRegistry:
     """Records of clients; the trackers' side of the interface is :meth:`created`, :meth:`closed`,
     :meth:`request`, :meth:`constructing`, :meth:`adopt` and :meth:`when_imported`."""
@@ -128,6 +157,13 @@ class ClientRegistry:
         self._current_owner = current_owner
         self._current_sinks = current_sinks
         self.hook = hook
+        self._sockets: FirstAnswer | None = None
+        self._closed: FirstAnswer | None = None
+        self._keepalive: FirstAnswer | None = None
+        if hook is not None:
+            self._sockets = FirstAnswer(hook.pytest_sockhygiene_client_sockets)
+            self._closed = FirstAnswer(hook.pytest_sockhygiene_client_is_closed)
+            self._keepalive = FirstAnswer(hook.pytest_sockhygiene_client_keepalive)
         self._by_id: dict[int, ClientRecord] = {}  # live clients, to find a record from close() / send()
         self.held: list[ClientRecord] = []
         """Every record not yet forgotten (ids are reused after collection). Empty on the clean path of a suite
@@ -217,15 +253,15 @@ class ClientRegistry:
         if record.closed:
             return True
         client = record.ref() if record.ref is not None else None
-        if client is None or self.hook is None:
+        if client is None or self._closed is None:
             return False
-        return bool(self.hook.pytest_sockhygiene_client_is_closed(client=client))
+        return bool(self._closed(client))
 
     def sockets_of(self, client: Any) -> list[Any]:
-        if self.hook is None:
+        if self._sockets is None:
             return []
         try:
-            return list(self.hook.pytest_sockhygiene_client_sockets(client=client) or ())
+            return list(self._sockets(client) or ())
         except Exception:  # noqa: BLE001 - a tracker that cannot read a pool must not break the verdict
             return []
 
@@ -283,10 +319,10 @@ class ClientRegistry:
         return record.used
 
     def _keepalive_note(self, client: Any) -> str:
-        if self.hook is None:
+        if self._keepalive is None:
             return ""
         try:
-            expiry = self.hook.pytest_sockhygiene_client_keepalive(client=client)
+            expiry = self._keepalive(client)
         except Exception:  # noqa: BLE001
             return ""
         return f", keepalive_expiry={expiry:g}s" if expiry is not None else ""
