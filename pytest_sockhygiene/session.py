@@ -87,9 +87,6 @@ class Controller:
         self.settings = settings
         self.rootdir = rootdir
         self.hook = hook
-        self._formatted: dict[Hashable, str] = {}
-        """``format_origin``'s answers: a violating test's record, its failure text and the summary format the
-        same few origins several times each."""
         self._marker_limits: dict[Hashable, Limits] = {}
         """``limits_for``'s answers by ``_markers_key``: the session's limits never change, so neither do these."""
         self.clients: ClientRegistry | None = None
@@ -212,16 +209,7 @@ class Controller:
         self.problem(f"socket hook in thread {threading.current_thread().name}", exc)
 
     def format_origin(self, origin: origin_mod.Origin | None) -> str:
-        try:
-            return self._formatted[origin]
-        except KeyError:
-            pass
-        except TypeError:  # an origin that cannot be hashed: formatted every time
-            return origin_mod.format_origin(origin, self.rootdir)
-        if len(self._formatted) >= 4096:  # bounded: a long run's origins are many, each asked about a few times
-            self._formatted.clear()
-        text = self._formatted[origin] = origin_mod.format_origin(origin, self.rootdir)
-        return text
+        return origin_mod.format_origin(origin, self.rootdir)
 
     def locate_origin(self, origin: origin_mod.Origin | None) -> tuple[str, int] | None:
         """``(path relative to the rootdir, line)`` of an origin: where a CI annotation points."""
