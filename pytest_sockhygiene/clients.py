@@ -157,13 +157,8 @@ class ClientRegistry:
         self._current_owner = current_owner
         self._current_sinks = current_sinks
         self.hook = hook
-        self._sockets: FirstAnswer | None = None
-        self._closed: FirstAnswer | None = None
-        self._keepalive: FirstAnswer | None = None
-        if hook is not None:
-            self._sockets = FirstAnswer(hook.pytest_sockhygiene_client_sockets)
-            self._closed = FirstAnswer(hook.pytest_sockhygiene_client_is_closed)
-            self._keepalive = FirstAnswer(hook.pytest_sockhygiene_client_keepalive)
+        self._answers: dict[str, FirstAnswer] = {}
+        """The client hooks' ``FirstAnswer``s by name, each made when first asked (``_ask``)."""
         self._by_id: dict[int, ClientRecord] = {}  # live clients, to find a record from close() / send()
         self.held: list[ClientRecord] = []
         """Every record not yet forgotten (ids are reused after collection). Empty on the clean path of a suite
@@ -253,15 +248,21 @@ class ClientRegistry:
         if record.closed:
             return True
         client = record.ref() if record.ref is not None else None
-        if client is None or self._closed is None:
+        if client is None or self.hook is None:
             return False
-        return bool(self._closed(client))
+        return bool(self._ask("pytest_sockhygiene_client_is_closed", client))
+
+    def _ask(self, hook_name: str, client: Any) -> Any:
+        ask = self._answers.get(hook_name)
+        if ask is None:
+            ask = self._answers[hook_name] = FirstAnswer(getattr(self.hook, hook_name))
+        return ask(client)
 
     def sockets_of(self, client: Any) -> list[Any]:
-        if self._sockets is None:
+        if self.hook is None:
             return []
         try:
-            return list(self._sockets(client) or ())
+            return list(self._ask("pytest_sockhygiene_client_sockets", client) or ())
         except Exception:  # noqa: BLE001 - a tracker that cannot read a pool must not break the verdict
             return []
 
@@ -319,10 +320,10 @@ class ClientRegistry:
         return record.used
 
     def _keepalive_note(self, client: Any) -> str:
-        if self._keepalive is None:
+        if self.hook is None:
             return ""
         try:
-            expiry = self._keepalive(client)
+            expiry = self._ask("pytest_sockhygiene_client_keepalive", client)
         except Exception:  # noqa: BLE001
             return ""
         return f", keepalive_expiry={expiry:g}s" if expiry is not None else ""
