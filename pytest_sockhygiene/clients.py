@@ -124,7 +124,9 @@ class FirstAnswer:
     most recently registered (and ``tryfirst``) first, the first answer that is not None wins. Without pluggy's
     call machinery, which costs more than a built-in tracker's answer, and the registry asks at every look of a
     test for each client it created. The implementations are read again at every call (a conftest registered
-    since is asked too); any wrapper among them and the hook is called as usual."""
+    since is asked too); any wrapper among them and the hook is called as usual. Hook-call monitoring (pytester's
+    recorder, ``pytest --debug``) does not see these calls, as it does not see ``patching._leave_request``'s
+    direct question to a tracker; and a recorder then keeps no client alive through a recorded call."""
 
     __slots__ = ("_caller", "_impls", "_plain")
 
