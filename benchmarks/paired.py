@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import SHARED_TLS, VIOLATION_MIX, VIOLATION_TESTS, VIOLATIONS_CONFTEST  # noqa: E402
+from run import SHARED_TLS, VIOLATION_MIX, VIOLATION_TESTS, VIOLATIONS_CONFTEST, violations_summary  # noqa: E402
 
 TIMING_CONFTEST = textwrap.dedent('''
     import json as _json
@@ -85,19 +85,13 @@ def generate(where: Path, pairs: int) -> Path:
     return where
 
 
-def expected_summary(pairs: int) -> str:
-    dirty = 3 * pairs  # every burst, budget and dropped test violates; clean ones do not
-    return (f"{4 * pairs} tests checked, {dirty} with violations (clients: {pairs}, connections: {pairs}, "
-            f"time_wait: {pairs})")
-
-
-def run_session(python: str, where: Path) -> dict[str, list[float]]:
+def run_session(python: str, where: Path, pairs: int) -> dict[str, list[float]]:
     out = where / "times.json"
     env = dict(os.environ, SOCKHYGIENE_PAIRED_OUT=str(out), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--sockhygiene=warn"],
                           cwd=where, env=env, capture_output=True, text=True, timeout=600)
     summary = next((line for line in proc.stdout.splitlines() if "tests checked" in line), "")
-    if proc.returncode != 0 or expected_summary(_pairs_of(where)) not in summary:
+    if proc.returncode != 0 or violations_summary({kind: pairs for kind, _ in VIOLATION_MIX}) not in summary:
         raise SystemExit(f"the session did not end as expected (exit {proc.returncode}):\n{proc.stdout[-3000:]}"
                          f"\n{proc.stderr[-2000:]}")
     times = json.loads(out.read_text())[1:-1]  # one-time costs: the first test, the last (session teardown)
@@ -106,10 +100,6 @@ def run_session(python: str, where: Path) -> dict[str, list[float]]:
         kind, condition, _ = name[len("test_"):].rsplit("_", 2)
         by.setdefault(f"{kind} {condition}", []).append(seconds)
     return by
-
-
-def _pairs_of(where: Path) -> int:
-    return (where / "test_paired.py").read_text().count("def test_clean_checked_")
 
 
 def main() -> None:
@@ -124,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sockhygiene-paired-") as tmp:
         where = generate(Path(tmp), args.pairs)
         for i in range(args.sessions):
-            by = run_session(args.python, where)
+            by = run_session(args.python, where, args.pairs)
             medians = {k: statistics.median(v) * 1e6 for k, v in by.items()}
             rows.append(medians)
             added = {k: medians[f"{k} checked"] - medians[f"{k} unchecked"] for k in weights}
