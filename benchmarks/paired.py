@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,8 @@ TIMING_CONFTEST = textwrap.dedent('''
 ''')
 
 UNCHECKED = "@pytest.mark.sockhygiene(enabled=False)\n"
+LIMITS_MARKER = re.compile(r"^@pytest\.mark\.sockhygiene\(.*\)\n", re.MULTILINE)
+"""A test's own limits (the budget tests' ``connections=1``): left off its unchecked copy."""
 
 
 def copies(kind: str, n: int) -> tuple[str, str]:
@@ -68,7 +71,7 @@ def copies(kind: str, n: int) -> tuple[str, str]:
     marker the test has: nothing is checked, so no limit matters)."""
     body = VIOLATION_TESTS[kind]
     checked = body.replace(f"def test_{kind}_{{n}}", f"def test_{kind}_checked_{n}").format(n=n)
-    plain = body.replace("@pytest.mark.sockhygiene(connections=1)\n", "")
+    plain = LIMITS_MARKER.sub("", body)
     unchecked = plain.replace(f"def test_{kind}_{{n}}", UNCHECKED + f"def test_{kind}_unchecked_{n}").format(n=n)
     return checked, unchecked
 
@@ -83,6 +86,14 @@ def generate(where: Path, pairs: int) -> Path:
             parts += [checked, unchecked] if n % 2 == 0 else [unchecked, checked]
     (where / "test_paired.py").write_text("".join(parts))
     return where
+
+
+def weighted(medians: dict[str, float]) -> tuple[float, float]:
+    """The violation suite's mix (``VIOLATION_MIX``) applied to per-kind medians: (unchecked, added) per test."""
+    n = sum(w for _, w in VIOLATION_MIX)
+    base = sum(w * medians[f"{k} unchecked"] for k, w in VIOLATION_MIX) / n
+    added = sum(w * (medians[f"{k} checked"] - medians[f"{k} unchecked"]) for k, w in VIOLATION_MIX) / n
+    return base, added
 
 
 def run_session(python: str, where: Path, pairs: int) -> dict[str, list[float]]:
@@ -109,7 +120,7 @@ def main() -> None:
     ap.add_argument("--python", default=sys.executable, help="interpreter with pytest, httpx and the plugin")
     ap.add_argument("--json", metavar="PATH", help="also write every session's medians to PATH")
     args = ap.parse_args()
-    weights = dict(VIOLATION_MIX)
+    kinds = [kind for kind, _ in VIOLATION_MIX]
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="sockhygiene-paired-") as tmp:
         where = generate(Path(tmp), args.pairs)
@@ -117,23 +128,20 @@ def main() -> None:
             by = run_session(args.python, where, args.pairs)
             medians = {k: statistics.median(v) * 1e6 for k, v in by.items()}
             rows.append(medians)
-            added = {k: medians[f"{k} checked"] - medians[f"{k} unchecked"] for k in weights}
-            base = sum(weights[k] * medians[f"{k} unchecked"] for k in weights) / sum(weights.values())
-            weighted = sum(weights[k] * added[k] for k in weights) / sum(weights.values())
-            print(f"session {i + 1}: " + ", ".join(f"{k} {added[k]:+.0f} us" for k in weights)
-                  + f"; weighted {weighted:+.0f} us on {base:.0f} us ({1 + weighted / base:.3f}x)", flush=True)
+            base, added = weighted(medians)
+            print(f"session {i + 1}: " + ", ".join(f"{k} {medians[f'{k} checked'] - medians[f'{k} unchecked']:+.0f} us"
+                                                   for k in kinds)
+                  + f"; weighted {added:+.0f} us on {base:.0f} us ({1 + added / base:.3f}x)", flush=True)
     print(f"\nmedians over {args.sessions} sessions of {args.pairs} pairs per kind (us per test):")
     print(f"{'kind':10s} {'unchecked':>10s} {'checked':>10s} {'added':>8s} {'ratio':>7s}")
-    total_base = total_added = 0.0
-    for kind, weight in VIOLATION_MIX:
-        off = statistics.median(r[f"{kind} unchecked"] for r in rows)
-        on = statistics.median(r[f"{kind} checked"] for r in rows)
-        total_base += weight * off
-        total_added += weight * (on - off)
+    overall = {f"{k} {c}": statistics.median(r[f"{k} {c}"] for r in rows) for k in kinds
+               for c in ("checked", "unchecked")}
+    for kind in kinds:
+        off, on = overall[f"{kind} unchecked"], overall[f"{kind} checked"]
         print(f"{kind:10s} {off:10.0f} {on:10.0f} {on - off:+8.0f} {on / off:7.3f}x")
-    n = sum(weights.values())
-    print(f"{'weighted':10s} {total_base / n:10.0f} {(total_base + total_added) / n:10.0f} "
-          f"{total_added / n:+8.0f} {1 + total_added / total_base:7.3f}x   (the violation suite's mix)")
+    base, added = weighted(overall)
+    print(f"{'weighted':10s} {base:10.0f} {base + added:10.0f} {added:+8.0f} {1 + added / base:7.3f}x   "
+          "(the violation suite's mix)")
     if args.json:
         Path(args.json).write_text(json.dumps({"pairs": args.pairs, "sessions": rows}, indent=1))
 
