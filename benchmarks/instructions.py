@@ -68,7 +68,7 @@ def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir
     suites = {n: bench.generate_suite(bench.SuiteSpec(kind, n, requests=args.requests), workdir)
               for n in (small, large)}
     # the violation-cost suite runs in warn mode (issue 12), against the suite without the plugin
-    base, mode = ("absent", "warn") if kind == "violations" else ("off", args.mode)
+    base, mode = ("absent", "warn") if kind in ("violations", "sdk") else ("off", args.mode)
     jobs = [(cond, n) for cond in (base, mode) for n in (small, large)]
     for cond, n in jobs:  # natively first: bytecode compiled and cached, so no counted run pays for compiling
         subprocess.run([args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *bench.CONDITIONS[cond],
@@ -102,9 +102,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suites", default="trivial",
-                    help="any of trivial,http,http-client,violations (default trivial; violations: warn vs "
+                    help="any of trivial,http,http-client,violations,sdk (default trivial; violations and sdk: warn vs "
                          "-p no:sockhygiene)")
     ap.add_argument("--violation-tests", type=int, default=130, help="violation-cost tests in the large run (130)")
+    ap.add_argument("--sdk-tests", type=int, default=200, help="SDK-shaped tests in the large run (200)")
     ap.add_argument("--pytest-args", default="", metavar="ARGS", help="extra pytest arguments for every run")
     ap.add_argument("--tests", type=int, default=1000, help="trivial tests in the large run (default 1000)")
     ap.add_argument("--http-tests", type=int, default=200, help="HTTP tests in the large run (default 200)")
@@ -117,8 +118,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--json", metavar="PATH", help="also write the counts to PATH as JSON")
     args = ap.parse_args(argv)
     args.suite_list = [s.strip() for s in args.suites.split(",") if s.strip()]
-    if not set(args.suite_list) <= {"trivial", "http", "http-client", "violations"}:
-        ap.error("--suites takes trivial, http, http-client and/or violations")
+    if not set(args.suite_list) <= {"trivial", "http", "http-client", "violations", "sdk"}:
+        ap.error("--suites takes trivial, http, http-client, violations and/or sdk")
     bench.EXTRA_ARGS[:] = args.pytest_args.split()
     return args
 
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes: list[tuple[str, int, int]] = []
         for kind in args.suite_list:
             large = {"trivial": args.tests, "http": args.http_tests, "http-client": args.http_tests,
-                     "violations": args.violation_tests}[kind]
+                     "violations": args.violation_tests, "sdk": args.sdk_tests}[kind]
             sizes.append((kind, max(1, large // 5), large))
         results = []
         for kind, small, large in sizes:
