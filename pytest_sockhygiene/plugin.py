@@ -698,7 +698,9 @@ class SockHygieneReporter:
         r = self.results
         if not (r.checked or r.notices or r.problems or r.leaks or r.interrupted or self.write_errors):
             return
-        tr.section("socket hygiene")
+        # write_sep, as pytest's own summary sections: it ends the last progress line first, so the blank line
+        # falls before the section's title, not between the title and its first line
+        tr.write_sep("=", "socket hygiene")
         for line in summary_lines(r, verbose=self.config.getoption("verbose") > 0):
             tr.write_line(line)
         if self.config.stash[_CI_KEY].annotate:  # GitHub reads workflow commands from the log: the real stdout

@@ -137,6 +137,11 @@ def _expand(r: Any) -> Record:
             "fds": fds, "origins": {}}
 
 
+CHECKS_OFF = "socket checks are off for this session"
+"""How the notice of a session (or an xdist worker) whose socket table could not be read begins: the summary,
+which sees only the merged notices, then says why no test was checked instead of calling nothing "all clean"."""
+
+
 @dataclasses.dataclass
 class SessionResults:
     _stored: list[Any] = dataclasses.field(default_factory=list)

@@ -21,6 +21,7 @@ from .endpoints import ConfigError
 from .events import _OWNER_ATTR, Recorder
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
+from .results import CHECKS_OFF
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
 from .verdict import CLEAN, Item, Verdict, unmeasured
@@ -136,7 +137,7 @@ class Controller:
                                     "whole machine's TCP table)")
         except TableUnavailable as e:
             self.unavailable = str(e)
-            self.notices.append(f"socket checks are off for this session: {e}")
+            self.notices.append(f"{CHECKS_OFF}: {e}")
             return False
         except Exception as e:  # noqa: BLE001
             self.unavailable = "a plugin problem (see the summary)"
@@ -154,7 +155,7 @@ class Controller:
         if self.table is not None:
             return self.table.name
         if self.unavailable is not None:
-            return "none (socket checks are off for this session: see the notice at the end)"
+            return f"none ({CHECKS_OFF}: see the notice at the end)"
         if self.settings.backend == "auto":
             return "auto (each xdist worker picks its own)" if not self._started else "auto"
         return self.settings.backend

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .results import SessionResults
+from .results import CHECKS_OFF, SessionResults
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
@@ -37,7 +37,11 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
     checked, dirty = s["tests_checked"], s["tests_with_violations"]
     lines: list[str] = []
     clean = not dirty and not s["session_leaks"]
-    if clean and not verbose:
+    if clean and not checked:
+        # nothing was checked: not "all clean" (a session whose table could not be read says why, in its notice)
+        off = any(n.startswith(CHECKS_OFF) for n in s["notices"])
+        lines.append(f"0 tests checked ({CHECKS_OFF}: see the notice below)" if off else "0 tests checked")
+    elif clean and not verbose:
         lines.append(f"{plural(checked, 'test')} checked, all clean")
     else:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s["violations_by_kind"].items()))

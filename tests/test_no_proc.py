@@ -50,6 +50,9 @@ def test_no_proc_gives_one_notice_and_names_no_backend(pytester: pytest.Pytester
         "sockhygiene: mode=enforce, backend=none (socket checks are off for this session: see the notice at the end)",
     ])
     assert out.count("notice: socket checks are off for this session: ") == 1, out
+    # nothing was checked: the summary says so and why, never "all clean"
+    result.stdout.fnmatch_lines(["0 tests checked (socket checks are off for this session: see the notice below)"])
+    assert "all clean" not in out, out
     assert "plugin problem" not in out and "Traceback" not in out, out
     if backend in ("auto", "psutil"):
         result.stdout.fnmatch_lines(["notice: *psutil cannot read this process (psutil reads /nonexistent/proc here)*"])
