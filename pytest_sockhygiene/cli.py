@@ -21,7 +21,7 @@ from .reporting import diff as diff_mod
 from .reporting.merge import merge
 from .reporting.records import ReportResults, in_order, text_of
 from .reporting.reports import Document, ReportError, load
-from .summary import summary_lines
+from .summary import plural, summary_lines
 from .verdict import KINDS
 
 PROG = "python -m pytest_sockhygiene"
@@ -58,9 +58,14 @@ def cmd_merge(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_baseline(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     [(_, doc)] = _load_all([args.report])
-    tests = baseline_mod.updated({}, doc["tests"])
+    # a test whose body did not run to the end (skipped, failed) counts 0 or less than it would: the report says
+    # which they are (``finished``; a report of an earlier version does not, and every test is taken)
+    finished = {t["nodeid"] for t in doc["tests"] if t.get("finished", True)}
+    tests = baseline_mod.updated({}, doc["tests"], finished)
     _write("the baseline", args.output, lambda: baseline_mod.write(args.output, tests))
-    print(f"wrote the baseline of {len(tests)} tests to {args.output}", file=out)
+    left = len({t["nodeid"] for t in doc["tests"]} - finished)
+    print(f"wrote the baseline of {plural(len(tests), 'test')} to {args.output}"
+          + (f" (left out: {left} that did not run to the end, skipped or failed)" if left else ""), file=out)
     return 0
 
 

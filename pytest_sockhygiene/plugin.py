@@ -625,9 +625,11 @@ class _RecordsFromWorkers:
 
 
 class _FinishedBodies:
-    """With ``--sockhygiene-baseline-update``, in the process that reports: the tests whose call phase passed, from
-    a plain run's own reports or the ones xdist workers send. Only these update their baseline entry (see
-    ``baseline.updated``). Registered only then: other runs pay nothing per report."""
+    """With ``--sockhygiene-baseline-update`` or ``--sockhygiene-report``, in the process that reports: the tests
+    whose call phase passed, from a plain run's own reports or the ones xdist workers send. Only these update
+    their baseline entry (see ``baseline.updated``), and the report says which they are, so that a baseline
+    written from it later (``python -m pytest_sockhygiene baseline``) leaves out the skipped and failed ones too.
+    Registered only then: other runs pay nothing per report."""
 
     def __init__(self) -> None:
         self.finished: set[str] = set()
@@ -648,7 +650,7 @@ class SockHygieneReporter:
         self.config = config
         self.outputs = outputs
         self.results = SessionResults()
-        self.bodies = _FinishedBodies() if outputs.update else None
+        self.bodies = _FinishedBodies() if outputs.update or outputs.report else None
         self.write_errors: list[str] = []
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -671,10 +673,12 @@ class SockHygieneReporter:
             self._finish(session)
 
     def _finish(self, session: pytest.Session) -> None:
-        finished = self.bodies.finished if self.bodies is not None else set()
+        bodies = self.bodies
+        finished = bodies.finished if bodies is not None else set()
         try:
-            self.write_errors = write_outputs(self.outputs, self.results.document,
-                                             lambda: self.results.records, finished)
+            self.write_errors = write_outputs(
+                self.outputs, lambda: self.results.document(bodies.finished if bodies is not None else None),
+                lambda: self.results.records, finished)
         except Exception as e:  # noqa: BLE001  (an OSError is in write_errors: this is a fault of the plugin)
             self.results.problems.append(f"writing sockhygiene output: {e!r}")
         html = self.config.stash[_CI_KEY].html

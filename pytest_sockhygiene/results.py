@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from .baseline import allowed
@@ -95,9 +95,13 @@ def sampled_clean_record(nodeid: str, when: float, fds: int | None) -> Any:
     return (nodeid, _ZEROS, when, fds)
 
 
-def public_record(r: Record) -> Record:
-    """The record as the JSON report's schema has it (the transport-only keys dropped)."""
+def public_record(r: Record, finished: Container[str] | None = None) -> Record:
+    """The record as the JSON report's schema has it (the transport-only keys dropped). ``finished``: the tests
+    whose body ran to the end (their call phase passed), if known: each record then says whether it is one
+    (``python -m pytest_sockhygiene baseline`` takes only those, as ``--sockhygiene-baseline-update`` does)."""
     out = {"nodeid": r["nodeid"], "clean": r["clean"], "counts": r["counts"], "violations": r["violations"]}
+    if finished is not None:
+        out["finished"] = r["nodeid"] in finished
     if r.get("file") is not None:
         out["file"], out["line"] = r["file"], r["line"]
     if r.get("stop"):
@@ -233,5 +237,7 @@ class SessionResults:
             "notices": list(self.notices),
         }
 
-    def document(self) -> dict[str, Any]:
-        return {"version": 1, "tests": [public_record(r) for r in self.records], "session": self.session()}
+    def document(self, finished: Container[str] | None = None) -> dict[str, Any]:
+        """The JSON report. ``finished``: see ``public_record``."""
+        return {"version": 1, "tests": [public_record(r, finished) for r in self.records],
+                "session": self.session()}

@@ -186,6 +186,51 @@ def test_baseline_from_a_report_is_the_file_baseline_update_writes(suite, tmp_pa
     assert errors_of(result) == ["test_s.py::test_leak"]
 
 
+def test_baseline_from_a_report_leaves_out_skipped_and_failed_tests(pytester, tmp_path):
+    """A skipped or failed test counts 0 or less than it would: the report says which tests ran to the end, and
+    the baseline written from it leaves the others out, as ``--sockhygiene-baseline-update`` does. A report of an
+    earlier version (no ``finished``) is taken whole."""
+    from conftest import INNER_CONFTEST
+
+    pytester.makeconftest(INNER_CONFTEST)
+    pytester.makepyfile(test_b=dedent("""
+        import httpx, pytest
+
+        def test_runs(server):
+            for _ in range(2):
+                with httpx.Client() as c:
+                    c.get(server.url)
+
+        def test_skipped_midway(server):
+            pytest.skip("not here")
+
+        def test_fails_midway(server):
+            with httpx.Client() as c:
+                c.get(server.url)
+            assert False
+    """))
+    rep, base = tmp_path / "r.json", tmp_path / "b.json"
+    result = _run(pytester, f"--sockhygiene-report={rep}", f"--sockhygiene-baseline={base}",
+                  "--sockhygiene-baseline-update")
+    result.assert_outcomes(passed=1, skipped=1, failed=1)
+    doc = report(rep)
+    assert {t["nodeid"]: t["finished"] for t in doc["tests"]} == {
+        "test_b.py::test_runs": True, "test_b.py::test_skipped_midway": False, "test_b.py::test_fails_midway": False}
+    out = tmp_path / "from-report.json"
+    done = cli("baseline", "-o", str(out), str(rep))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"wrote the baseline of 1 test to {out} (left out: 2 that did not run to the end, "
+                           "skipped or failed)\n")
+    assert list(json.loads(out.read_text())["tests"]) == ["test_b.py::test_runs"]
+    assert out.read_text() == base.read_text()  # what the run itself wrote
+    for t in doc["tests"]:
+        del t["finished"]
+    rep.write_text(json.dumps(doc))
+    done = cli("baseline", "-o", str(out), str(rep))
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(out.read_text())["tests"]) == sorted(t["nodeid"] for t in doc["tests"])
+
+
 def test_diff_grew_new_and_shrank(suite, tmp_path, monkeypatch):
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     monkeypatch.setenv("SOCKHYGIENE_TEST_N", "3")

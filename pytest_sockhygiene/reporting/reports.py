@@ -88,6 +88,8 @@ def _test_problem(t: Any) -> str:
         return "'nodeid' must be a string"
     if not isinstance(t.get("clean"), bool):
         return "'clean' must be true or false"
+    if not isinstance(t.get("finished", False), bool):
+        return "'finished' must be true or false"
     counts = t.get("counts")
     if not isinstance(counts, dict) or not all(_is_int(counts.get(k)) and counts[k] >= 0 for k in counts):
         return f"'counts' must map kinds to non-negative integers, got {counts!r}"
