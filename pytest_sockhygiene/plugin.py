@@ -673,12 +673,11 @@ class SockHygieneReporter:
             self._finish(session)
 
     def _finish(self, session: pytest.Session) -> None:
-        bodies = self.bodies
-        finished = bodies.finished if bodies is not None else set()
+        # (no tracker of finished bodies: neither a report nor a baseline is written, so none is read)
+        finished = self.bodies.finished if self.bodies is not None else set()
         try:
-            self.write_errors = write_outputs(
-                self.outputs, lambda: self.results.document(bodies.finished if bodies is not None else None),
-                lambda: self.results.records, finished)
+            self.write_errors = write_outputs(self.outputs, lambda: self.results.document(finished),
+                                             lambda: self.results.records, finished)
         except Exception as e:  # noqa: BLE001  (an OSError is in write_errors: this is a fault of the plugin)
             self.results.problems.append(f"writing sockhygiene output: {e!r}")
         html = self.config.stash[_CI_KEY].html
