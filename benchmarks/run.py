@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import resource
 import shutil
@@ -695,6 +696,10 @@ class Scenario:
         a, b = self.samples(self.base, attr), self.samples(self.test, attr)
         return [y / x for x, y in zip(a, b)]
 
+    def intervals(self, attr: str = "session") -> dict[str, Any]:
+        """See :func:`ratio_intervals`."""
+        return ratio_intervals(self.samples(self.base, attr), self.samples(self.test, attr))
+
     def summary(self) -> dict[str, Any]:
         n = self.spec.tests
         out: dict[str, Any] = {
@@ -721,6 +726,7 @@ class Scenario:
                 "added_us_per_test": (mb - ma) / max(per, 1) * 1e6,
                 "pair_ratio_min": min(ratios),
                 "pair_ratio_max": max(ratios),
+                "intervals": self.intervals(attr) if attr in ("session", "steady") else None,
             }
         warnings = sorted({r.warning for r in self.results if r.warning})
         out["warnings"] = warnings
@@ -747,6 +753,60 @@ class Scenario:
                 mem["plugin_" + k] = mem[self.test][k] - mem[self.base][k]
             out["memory"] = mem
         return out
+
+
+def _bootstrap(pairs: Sequence[tuple[float, float]], statistic: Any, draws: int = 4000,
+               seed: int = 12) -> tuple[float, float] | None:
+    """A 95 % bootstrap interval of ``statistic(pairs)``: the alternated pairs drawn again with replacement, a
+    pair's two runs together (they ran side by side, so a drift of the machine hits both). A fixed seed: the same
+    runs give the same interval. None with fewer than 5 pairs."""
+    n = len(pairs)
+    if n < 5:
+        return None
+    rng = random.Random(seed)
+    values = sorted(statistic([pairs[rng.randrange(n)] for _ in range(n)]) for _ in range(draws))
+    return values[int(0.025 * draws)], values[min(draws - 1, int(0.975 * draws))]
+
+
+def _ratio_of_medians(pairs: Sequence[tuple[float, float]]) -> float:
+    a = statistics.median(p[0] for p in pairs)
+    return statistics.median(p[1] for p in pairs) / a if a else float("nan")
+
+
+def _median_pair_ratio(pairs: Sequence[tuple[float, float]]) -> float:
+    return statistics.median(b / a for a, b in pairs if a)
+
+
+def ratio_intervals(base: Sequence[float], test: Sequence[float]) -> dict[str, Any]:
+    """How far a run's ratio could move with another run of as many pairs on the same machine: the ratio of
+    medians (the tables' ``ratio``) and the median of the pair ratios, each with a 95 % bootstrap interval. On a
+    shared machine separate runs of 15 pairs have differed by more than 0.05, which a single ratio does not show;
+    the median pair ratio is the steadier of the two when the machine drifts during a run (each pair is compared
+    with itself), and the one to pool over several runs."""
+    pairs = list(zip(base, test))
+    return {
+        "ratio_of_medians": _ratio_of_medians(pairs) if pairs else None,
+        "ratio_of_medians_95": _bootstrap(pairs, _ratio_of_medians),
+        "median_pair_ratio": _median_pair_ratio(pairs) if pairs else None,
+        "median_pair_ratio_95": _bootstrap(pairs, _median_pair_ratio),
+    }
+
+
+def interval_report(summaries: list[dict[str, Any]]) -> str:
+    """The session's and the steady state's ratios, each with its 95 % bootstrap interval."""
+    header = ("suite", "condition", "pairs", "session: ratio", "95% interval", "median pair ratio", "95% interval",
+              "steady: ratio", "95% interval", "median pair ratio", "95% interval")
+    rows = []
+    fmt = lambda v: f"{v:.3f}x" if v is not None else "n/a"  # noqa: E731
+    span = lambda iv: f"{iv[0]:.3f}-{iv[1]:.3f}" if iv else "n/a"  # noqa: E731
+    for s in summaries:
+        row = [s["suite"], s["label"], str(sum(1 for r in s["runs"] if r["condition"] == s["test"]))]
+        for attr in ("session", "steady"):
+            iv = s[attr]["intervals"]
+            row += [fmt(iv["ratio_of_medians"]), span(iv["ratio_of_medians_95"]),
+                    fmt(iv["median_pair_ratio"]), span(iv["median_pair_ratio_95"])]
+        rows.append(row)
+    return fmt_table(rows, header)
 
 
 def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: dict[str, str], log: Any) -> None:
@@ -1108,6 +1168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(summaries, "session", "min"))
     print()
     print(report(summaries, "steady", "min"))
+    print("\nHow far the ratios could move: the ratio of medians (as above) and the median of the pair ratios, each "
+          "with a 95 % bootstrap interval (the pairs drawn again with replacement; 5 pairs or more):\n")
+    print(interval_report(summaries))
     print("\nThe first test alone (collection end -> end of test 1; 'added us/test' is the added time of that test):\n")
     print(report(summaries, "first_test"))
     mem = memory_report(summaries)
