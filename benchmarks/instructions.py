@@ -138,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             src, commit = bench.extract_revision(args.rev, workdir)
             env["PYTHONPATH"] = str(src) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             where = f"git revision {commit}"
-        print(f"plugin from {where}; callgrind, {args.jobs} runs at once", flush=True)
+        print(f"python {bench.python_version(args.python)} ({args.python}); plugin from {where}; callgrind, "
+              f"{args.jobs} runs at once", flush=True)
         sizes: list[tuple[str, int, int]] = []
         for kind in args.suite_list:
             large = {"trivial": args.tests, "http": args.http_tests, "http-client": args.http_tests,

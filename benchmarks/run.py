@@ -1076,6 +1076,12 @@ def extract_revision(rev: str, workdir: Path) -> tuple[Path, str]:
     return dest, commit
 
 
+def python_version(python: str) -> str:
+    """The version of ``python``, the interpreter that runs the suites (``--python``), not this script's."""
+    return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True).stdout.strip() or "(unknown version)"
+
+
 def child_env(workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
     for k in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONDONTWRITEBYTECODE"):
@@ -1125,9 +1131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      build_scenarios(args, args.neighbour_time_wait, args.held_sockets, args.memory, args.mode,
                                      args.suite_list)))
 
-    # the version of the interpreter that runs the suites (--python), not of this script's
-    version = subprocess.run([args.python, "-c", "import platform; print(platform.python_version())"],
-                             capture_output=True, text=True).stdout.strip() or "(unknown version)"
+    version = python_version(args.python)
     log(f"python {version} ({args.python}), {os.cpu_count()} cores, workdir {workdir}")
     log(f"machine before: {count_tcp_states()}")
     done: list[Scenario] = []
