@@ -51,7 +51,7 @@ def count_instructions(python: str, suite: Path, condition: str, env: dict[str, 
     """Instructions executed by one ``pytest`` run of ``suite`` under callgrind (user space, all threads)."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "pytest", "-q",
            "-p", "no:cacheprovider", *bench.CONDITIONS[condition], *bench.EXTRA_ARGS]
-    run_env = dict(env)
+    run_env = bench.condition_env(condition, env)
     run_env["PYTHONHASHSEED"] = "0"  # a random seed moves the count of the whole run by tens of millions
     run_env["SOCKHYGIENE_BENCH_OUT"] = str(suite.parent / f"timing-{condition}-{suite.name}.json")
     proc = subprocess.run(cmd, cwd=suite, env=run_env, capture_output=True, text=True, timeout=timeout)
@@ -64,29 +64,32 @@ def count_instructions(python: str, suite: Path, condition: str, env: dict[str, 
 
 
 def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir: Path,
-            env: dict[str, str]) -> dict[str, Any]:
+            env: dict[str, str]) -> list[dict[str, Any]]:
+    """The plugin's per-test count against the base's, and with ``--floor`` (violations suite) the floor's."""
     suites = {n: bench.generate_suite(bench.SuiteSpec(kind, n, requests=args.requests), workdir)
               for n in (small, large)}
     # the violation-cost suite runs in warn mode (issue 12), against the suite without the plugin
     base, mode = ("absent", "warn") if kind in ("violations", "sdk") else ("off", args.mode)
-    jobs = [(cond, n) for cond in (base, mode) for n in (small, large)]
+    tested = [mode, "floor"] if args.floor and kind == "violations" else [mode]
+    jobs = [(cond, n) for cond in (base, *tested) for n in (small, large)]
     for cond, n in jobs:  # natively first: bytecode compiled and cached, so no counted run pays for compiling
         subprocess.run([args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *bench.CONDITIONS[cond],
-                        *bench.EXTRA_ARGS], cwd=suites[n], env=env, capture_output=True, timeout=args.timeout)
+                        *bench.EXTRA_ARGS], cwd=suites[n], env=bench.condition_env(cond, env),
+                       capture_output=True, timeout=args.timeout)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {job: pool.submit(count_instructions, args.python, suites[job[1]], job[0], env, args.timeout,
                                     job[1]) for job in jobs}
         counts = {job: f.result() for job, f in futures.items()}
     per_test = {cond: (counts[(cond, large)] - counts[(cond, small)]) / (large - small)
-                for cond in (base, mode)}
-    return {
-        "suite": kind, "small": small, "large": large, "condition": f"{mode} vs {base}",
-        "instructions": {f"{c}-{n}": v for (c, n), v in counts.items()},
-        "per_test_off": per_test[base], "per_test_on": per_test[mode],
-        "ratio": per_test[mode] / per_test[base],
-        "added_per_test": per_test[mode] - per_test[base],
-        "fixed_added": counts[(mode, small)] - counts[(base, small)] - small * (per_test[mode] - per_test[base]),
-    }
+                for cond in (base, *tested)}
+    return [{
+        "suite": kind, "small": small, "large": large, "condition": f"{cond} vs {base}",
+        "instructions": {f"{c}-{n}": counts[(c, n)] for c in (base, cond) for n in (small, large)},
+        "per_test_off": per_test[base], "per_test_on": per_test[cond],
+        "ratio": per_test[cond] / per_test[base],
+        "added_per_test": per_test[cond] - per_test[base],
+        "fixed_added": counts[(cond, small)] - counts[(base, small)] - small * (per_test[cond] - per_test[base]),
+    } for cond in tested]
 
 
 def fmt(results: Sequence[dict[str, Any]]) -> str:
@@ -115,6 +118,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rev", metavar="REV", help="count the package as committed at REV, not the work tree")
     ap.add_argument("--python", default=sys.executable, help="interpreter with pytest and the plugin (default: this)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed for one run (default 1800)")
+    ap.add_argument("--floor", action="store_true",
+                    help="with the violations suite: count benchmarks/floor_plugin.py too (the least any design "
+                         "must spend: docs/performance.md)")
     ap.add_argument("--json", metavar="PATH", help="also write the counts to PATH as JSON")
     args = ap.parse_args(argv)
     args.suite_list = [s.strip() for s in args.suites.split(",") if s.strip()]
@@ -147,9 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sizes.append((kind, max(1, large // 5), large))
         results = []
         for kind, small, large in sizes:
-            r = measure(kind, small, large, args, workdir, env)
-            results.append(r)
-            print(f"  {kind}: {r['ratio']:.3f}x, +{r['added_per_test']:,.0f} instructions per test", flush=True)
+            for r in measure(kind, small, large, args, workdir, env):
+                results.append(r)
+                print(f"  {kind} ({r['condition']}): {r['ratio']:.3f}x, +{r['added_per_test']:,.0f} instructions "
+                      "per test", flush=True)
     print()
     print("Instructions per test (user space, callgrind), from the difference between two suite sizes:")
     print(fmt(results))

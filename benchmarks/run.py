@@ -547,7 +547,26 @@ CONDITIONS: dict[str, list[str]] = {
     "off": [],  # installed, mode off (the default)
     "enforce": ["--sockhygiene=enforce"],
     "warn": ["--sockhygiene=warn"],
+    "floor": ["-p", "no:sockhygiene", "-p", "floor_plugin"],  # benchmarks/floor_plugin.py: --floor
 }
+NOT_LOADED = ("absent", "floor")
+"""Conditions without the plugin itself (the floor imports pieces of it, never loads it as a plugin)."""
+
+
+def condition_env(condition: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of one run: ``env``, with this directory on ``PYTHONPATH`` for the floor's plugin
+    (after a ``--rev``'s package, which stays first: the floor uses its kernel lookup and warning)."""
+    out = dict(env)
+    if condition == "floor":
+        out["PYTHONPATH"] = (out["PYTHONPATH"] + os.pathsep if out.get("PYTHONPATH") else "") + str(HERE)
+    return out
+
+
+def floor_warnings(summary: str | None) -> int | None:
+    """How many warnings the floor must print for a suite whose plugin summary is ``summary``: one per violating
+    test (None: the floor has no verdict to check there)."""
+    m = re.search(r"(\d+) with violations", summary or "")
+    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -585,7 +604,7 @@ def run_once(python: str, suite: Path, condition: str, backend: str | None, env:
     cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CONDITIONS[condition], *EXTRA_ARGS]
     if backend and condition in ("enforce", "warn"):
         cmd.append(f"--sockhygiene-backend={backend}")
-    run_env = dict(env)
+    run_env = condition_env(condition, env)
     run_env["SOCKHYGIENE_BENCH_OUT"] = str(out)
     if memory:
         run_env["SOCKHYGIENE_BENCH_RSS"] = "1"
@@ -631,9 +650,13 @@ def run_once(python: str, suite: Path, condition: str, backend: str | None, env:
     active = condition in ("enforce", "warn")
     if bool(data.get("plugin_active")) != active:
         raise BenchError(f"plugin active={data.get('plugin_active')} in condition {condition}:\n{tail}")
-    if (condition == "absent") == bool(data.get("plugin_loaded")):
+    if (condition in NOT_LOADED) == bool(data.get("plugin_loaded")):
         raise BenchError(f"plugin loaded={data.get('plugin_loaded')} in condition {condition}:\n{tail}")
-    if active and not check_verdicts:  # --verdicts-may-differ: every test checked, whatever they found
+    if condition == "floor":  # the floor's verdicts: one warning per violating test, as the plugin's summary says
+        want = floor_warnings(expect_summary)
+        if want is None or not re.search(rf"\b{want} warnings?\b", proc.stdout.strip().splitlines()[-1]):
+            raise BenchError(f"expected the floor to print {want} warnings:\n{tail}")
+    elif active and not check_verdicts:  # --verdicts-may-differ: every test checked, whatever they found
         m = re.search(r"(\d+) tests? checked", proc.stdout)
         if not m or int(m.group(1)) != expect_items:
             raise BenchError(f"expected {expect_items} tests checked:\n{tail}")
@@ -960,6 +983,8 @@ def build_scenarios(args: argparse.Namespace, neighbour: int, held: int, memory:
             vcond = f"{vtest} vs {vbase}" + (f", backend {args.backend}" if args.backend else "")
             n = {"violations": args.violation_tests, "transient": args.transient_tests, "sdk": args.sdk_tests}[name]
             out.append(Scenario(vcond + tag, SuiteSpec(name, n), vbase, vtest))
+            if args.floor and name == "violations" and mode != "off":
+                out.append(Scenario("floor vs absent" + tag, SuiteSpec(name, n), "absent", "floor"))
         elif name == "memory":
             pass
         else:
@@ -989,6 +1014,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sdk-tests", type=int, default=200,
                     help="tests in the SDK-shaped suite (default 200: 60 unit tests, 80 mocked with respx, 40 "
                          "against a real server whose clients are never closed, 20 closed async clients)")
+    ap.add_argument("--floor", action="store_true",
+                    help="with the violations suite: also run benchmarks/floor_plugin.py against the suite without "
+                         "the plugin, right after warn mode (the least any design must spend: docs/performance.md)")
     ap.add_argument("--verdicts-may-differ", action="store_true",
                     help="check only that every test was checked, not the verdicts (for a --rev from before a "
                          "change of verdicts, e.g. the SDK suite at f4d33c8, before issue 12)")
