@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def count(python: str, suite: Path, floor: bool, env: dict[str, str], out: Path)
     (tracer_dir / "bytecodes_tracer.py").write_text(TRACER)
     condition = "floor" if floor else "warn"
     run_env = bench.condition_env(condition, env)
-    run_env["PYTHONPATH"] = str(tracer_dir) + (":" + run_env["PYTHONPATH"] if run_env.get("PYTHONPATH") else "")
+    run_env["PYTHONPATH"] = str(tracer_dir) + (os.pathsep + run_env["PYTHONPATH"] if run_env.get("PYTHONPATH") else "")
     # the floor's own module, and the plugin's parts it calls (its kernel lookup, its warning)
     run_env["SOCKHYGIENE_BYTECODES_PKG"] = "/floor_plugin.py|/pytest_sockhygiene/" if floor else "/pytest_sockhygiene/"
     run_env["SOCKHYGIENE_BYTECODES_OUT"] = str(out)

@@ -12,8 +12,9 @@ This measures the kernel work with the least Python around it:
 - per test: one young-generation collection when a client of the test's is unclosed (a dropped client is
   cyclic garbage), one exact ``sock_diag`` batch of the closed connections' tuples (the plugin's own ``SockDiag``,
   asking one end of an in-process connection), an ``fstat`` per connection still open, the counts against the
-  defaults and the ``sockhygiene`` marker's keys, and in warn mode one warning per violating test through the
-  plugin's own ``warn_without_failing`` (so pytest's per-warning cost is the same).
+  defaults and the ``sockhygiene`` marker's keys, and one warning per violating test (it has no enforce mode: it
+  stands for the plugin in warn mode) through the plugin's own ``warn_without_failing``, so pytest's per-warning
+  cost is the same.
 
 What it leaves out, which is what the plugin adds on top: the line of code that opened each connection and
 client, ownership by fixtures and their threads, LISTEN and CLOSE_WAIT, settling, records, the report, the
@@ -44,9 +45,7 @@ _conns: list[tuple[int, Any, Any, bool]] = []  # (fd, local, remote, the test's 
 _closed: list[int] = []
 _clients: list[tuple[weakref.ref[Any], list[bool]]] = []  # (the client, [closed]) per client made in the test
 _DEFAULTS = {"time_wait": 5, "established": 0, "clients": 0}
-
-
-_wrappers: dict[str, Any] = {}
+_wrappers: dict[str, Any] = {}  # method name -> the floor's wrapper of it (made once, at configure)
 
 
 def _make_socket_wrappers() -> None:
