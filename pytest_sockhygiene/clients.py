@@ -106,13 +106,29 @@ never a dozen. Each close walks them all when no ``__del__`` is there: at 40 tha
 every close."""
 
 
+_walk_ends: frozenset[Any] = frozenset()
+"""Code objects where that walk stops (``end_finalizer_walk_at``): pytest's calls into a test function or fixture.
+A finalizer's close runs above them, so it is found before them; the close of a test's own ``with`` block meets
+one two or three frames up, instead of walking all twelve."""
+
+
+def end_finalizer_walk_at(codes: Iterable[Any]) -> None:
+    """Stop the finalizer rule's walk at frames running these code objects (the plugin passes pytest's)."""
+    global _walk_ends
+    _walk_ends = frozenset(codes)
+
+
 def _in_finalizer() -> bool:
     """Whether a ``__del__`` is running on this thread's stack: the close under way is the collector's doing."""
+    ends = _walk_ends
     try:
         frame: Any = sys._getframe(2)
         for _ in range(_FINALIZER_DEPTH):
-            if frame.f_code.co_name == "__del__":
+            code = frame.f_code
+            if code.co_name == "__del__":
                 return True
+            if code in ends:
+                return False
             frame = frame.f_back
     except (ValueError, AttributeError):  # the top of the stack: at _getframe (a bare thread), or f_back None
         return False

@@ -13,6 +13,7 @@ kept to a few attribute reads and one quick look at the fd table (see docs/perfo
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Generator
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import pytest
 
 from . import baseline as baseline_mod
+from .clients import end_finalizer_walk_at
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, merge_marker_kwargs
 from .outputs import Outputs, read_outputs, write_outputs
@@ -159,6 +161,7 @@ def pytest_configure(config: pytest.Config) -> None:
             if not config.pluginmanager.has_plugin(name):
                 config.pluginmanager.register(tracker, name)
         controller = Controller(settings, str(config.rootpath), config.hook)
+        end_finalizer_walk_at(_pytest_call_codes())
         reporter = None if is_worker else SockHygieneReporter(config, outputs)
         plugin = SockHygienePlugin(config, controller, outputs, reporter)
         config.pluginmanager.register(plugin, PLUGIN_NAME)
@@ -170,6 +173,16 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             config.pluginmanager.register(_RecordCarrier(plugin), PLUGIN_NAME + "-carrier")
         _register_pytest_html(config, plugin)
+
+
+def _pytest_call_codes() -> list[Any]:
+    """The code of pytest's functions that call a test function or a fixture's teardown: where a close from a
+    test's own code is known not to be a finalizer's (``clients.end_finalizer_walk_at``). Those of them this
+    version of pytest has."""
+    names = (("_pytest.python", "pytest_pyfunc_call"), ("_pytest.fixtures", "call_fixture_func"),
+             ("_pytest.fixtures", "_teardown_yield_fixture"))
+    functions = (getattr(sys.modules.get(module), name, None) for module, name in names)
+    return [code for code in (getattr(f, "__code__", None) for f in functions) if code is not None]
 
 
 def _register_pytest_html(config: pytest.Config, plugin: SockHygienePlugin) -> None:

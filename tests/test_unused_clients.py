@@ -395,3 +395,40 @@ def test_the_finalizer_rule_finds_a_del_a_few_frames_up():
     Holder()  # freed at once by reference counting: __del__ -> shutdown -> close_wrapper
     assert seen == [False, True]
     assert clients._FINALIZER_DEPTH < 20  # not pytest's whole stack
+
+
+def test_the_finalizer_rule_stops_at_pytests_call_of_the_test():
+    """``clients._in_finalizer`` stops at a frame the plugin names as pytest's call into a test or fixture
+    (``end_finalizer_walk_at``): a close from the test's own code meets it two or three frames up instead of walking
+    all twelve. A ``__del__`` above that frame is still found; one below it is not looked for (a finalizer does
+    not call pytest's test runner)."""
+    from pytest_sockhygiene import clients
+
+    seen: list[bool] = []
+
+    def closed() -> None:  # stands in for ClientRegistry.closed
+        seen.append(clients._in_finalizer())
+
+    def close_wrapper() -> None:  # stands in for the tracker's wrapper of close()
+        closed()
+
+    def runner(body: Any) -> None:  # stands in for pytest's pytest_pyfunc_call
+        body()
+
+    class Holder:
+        def __del__(self) -> None:
+            runner(close_wrapper)
+
+    class Inner:
+        def __del__(self) -> None:
+            close_wrapper()
+
+    saved = clients._walk_ends
+    clients.end_finalizer_walk_at([runner.__code__])
+    try:
+        runner(close_wrapper)
+        runner(Inner)  # Inner() is freed inside the runner: its __del__ is above it
+        Holder()  # the __del__ is below the runner's frame: the walk ends first
+    finally:
+        clients._walk_ends = saved
+    assert seen == [False, True, False]
