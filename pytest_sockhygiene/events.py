@@ -17,8 +17,9 @@ What stays invisible: sockets opened and closed entirely by C code (libpq, some 
 from __future__ import annotations
 
 import _socket
-import dataclasses
 import errno
+import functools
+import itertools
 import operator
 import socket
 import sys
@@ -26,23 +27,18 @@ import threading
 import types
 import weakref
 from collections.abc import Hashable
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 
 _INET = (socket.AF_INET, socket.AF_INET6)
+_get_ident = threading.get_ident
+_current_thread = threading.current_thread
 _IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
 
 
-@dataclasses.dataclass(init=False)
-class SocketEvent:
-    """One thing done to a TCP/IP socket. ``owner`` is None when the test did it, else a fixture's label.
-
-    With an ``__init__`` of its own that also computes ``four_tuple`` (no ``__post_init__`` call): one is made for
-    every connect, accept and close of a window. Its parameters are the fields declared below, in order
-    (``tests/test_verdict_unit.py`` checks that the two agree)."""
-
+class _SocketEventFields(NamedTuple):
     kind: str  # "connect" | "accept" | "listen" | "close"
     identity: Hashable | None
     fd: int
@@ -66,29 +62,32 @@ class SocketEvent:
     fixture: str | None = None
     """connect: the function-scoped fixture being set up when it was made (``Ownership.function_fixture``), if
     any: such connections are the test's, but plumbing (a readiness probe), not the code under test."""
-
-    four_tuple: FourTuple | None = dataclasses.field(init=False, repr=False, compare=False)
+    four_tuple: FourTuple | None = None
     """``(local, remote)``, None unless both are known. Computed once, at creation: the verdict asks each event for
     it dozens of times."""
 
-    def __init__(self, kind: str, identity: Hashable | None, fd: int, local: Endpoint | None,
-                 remote: Endpoint | None, origin: origin_mod.Origin | None, thread: int, owner: str | None,
-                 listener: Hashable | None = None, listener_local: Endpoint | None = None, client: Any = None,
-                 api: str | None = None, fixture: str | None = None) -> None:
-        self.kind = kind
-        self.identity = identity
-        self.fd = fd
-        self.local = local
-        self.remote = remote
-        self.origin = origin
-        self.thread = thread
-        self.owner = owner
-        self.listener = listener
-        self.listener_local = listener_local
-        self.client = client
-        self.api = api
-        self.fixture = fixture
-        self.four_tuple = None if local is None or remote is None else (local, remote)
+
+class SocketEvent(_SocketEventFields):
+    """One thing done to a TCP/IP socket. ``owner`` is None when the test did it, else a fixture's label.
+
+    A named tuple, not a class with an ``__init__``: one is made for every connect, accept and close of a window,
+    and the recorder builds it in one C call (``_new_event``) instead of a Python frame that sets 14 attributes and
+    fills an instance dict. Its constructor takes the fields but ``four_tuple``, which it computes. A value: an
+    event changed after the fact is replaced (``_replace``) in the sinks that hold it."""
+
+    __slots__ = ()
+
+    def __new__(cls, kind: str, identity: Hashable | None, fd: int, local: Endpoint | None,
+                remote: Endpoint | None, origin: origin_mod.Origin | None, thread: int, owner: str | None,
+                listener: Hashable | None = None, listener_local: Endpoint | None = None, client: Any = None,
+                api: str | None = None, fixture: str | None = None) -> SocketEvent:
+        return _tuple_new(cls, (kind, identity, fd, local, remote, origin, thread, owner, listener, listener_local,
+                                client, api, fixture, None if local is None or remote is None else (local, remote)))
+
+
+_tuple_new = tuple.__new__
+_new_event: Callable[[tuple[Any, ...]], SocketEvent] = functools.partial(_tuple_new, SocketEvent)
+"""A ``SocketEvent`` from all 14 fields, ``four_tuple`` included, in one C call (the recorder's hot path)."""
 
 
 class EventSink:
@@ -122,15 +121,14 @@ class Ownership:
         of ended threads are reused, and a server starts a short-lived thread per connection)."""
 
     def current(self) -> str | None:
-        ident = threading.get_ident()
+        ident = _get_ident()
         owner = self.thread_owner.get(ident)
-        if owner is not None:
-            return owner
-        if self.fixture_stack and ident == self.fixture_thread:
-            return self.fixture_stack[-1]
-        if self.inherited:  # a thread started by an owned thread (see ThreadStarts)
-            return getattr(threading.current_thread(), _OWNER_ATTR, None)
-        return None
+        if owner is None:
+            if self.fixture_stack and ident == self.fixture_thread:
+                return self.fixture_stack[-1]
+            if self.inherited:  # a thread started by an owned thread (see ThreadStarts)
+                return getattr(_current_thread(), _OWNER_ATTR, None)
+        return owner
 
 
 _OWNER_ATTR = "_sockhygiene_owner"
@@ -237,6 +235,27 @@ def _ip_literal(address: Any) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+_literal_endpoints: dict[Any, Endpoint | None] = {}
+"""Connect address -> its endpoint if its host is an IP literal, else None: a suite connects to a few addresses,
+thousands of times each."""
+
+
+def _literal_endpoint(address: Any) -> Endpoint | None:
+    """The peer's endpoint when a connect address's host is a numeric IP (``_ip_literal``), else None. Cached."""
+    try:
+        return _literal_endpoints[address]
+    except (KeyError, TypeError):  # new, or unhashable (not a sockaddr tuple: then not a literal either)
+        pass
+    endpoint = endpoint_from_sockaddr(address) if _ip_literal(address) else None
+    try:
+        if len(_literal_endpoints) >= 1024:  # a client of many hosts: keep the table small
+            _literal_endpoints.clear()
+        _literal_endpoints[address] = endpoint
+    except TypeError:
+        pass
+    return endpoint
 
 
 _RAW_FAMILY = _socket.socket.family
@@ -381,8 +400,9 @@ class Recorder:
         ownership = self.ownership
         if connect and ownership.function_fixture is not None and thread == ownership.fixture_thread:
             fixture = ownership.function_fixture
-        self._deliver(SocketEvent(kind, identity, fd, local, remote, origin, thread, ownership.current(), None, None,
-                                  client, api, fixture), connect)
+        self._deliver(_new_event((kind, identity, fd, local, remote, origin, thread, ownership.current(), None, None,
+                                  client, api, fixture, None if local is None or remote is None else (local, remote))),
+                      connect)
 
     def _deliver(self, event: SocketEvent, connection: bool) -> None:
         """Hand ``event`` to the open sinks. ``connection`` (a connect or an accept): a connection of the test's
@@ -393,7 +413,7 @@ class Recorder:
         if connection and event.owner is None and event.identity is not None and event.four_tuple is not None:
             self.tuples[event.identity] = event.four_tuple
         for sink in self.sinks:
-            sink.add(event)
+            sink.events.append(event)  # (EventSink.add, without a call per event)
 
     def _emit_close(self, fd: int, identity: Hashable | None, local: Endpoint | None,
                     remote: Endpoint | None) -> None:
@@ -401,8 +421,8 @@ class Recorder:
         addresses and owner)."""
         self.touched = True
         self.touched_fds.add(fd)
-        self._deliver(SocketEvent("close", identity, fd, local, remote, None, threading.get_ident(),
-                                  self.ownership.current()), False)
+        self._deliver(SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current()),
+                      False)
 
     # -- the wrappers' bodies: never let a plugin fault reach the user's socket call ---------------------------
 
@@ -422,8 +442,7 @@ class Recorder:
             if not _is_tcp_inet(sock):
                 return
             # an address given as an IP literal (create_connection resolves first) is the peer's: no getpeername
-            remote = (endpoint_from_sockaddr(address) if _ip_literal(address) else None) or peer_endpoint(sock) \
-                or endpoint_from_sockaddr(address)
+            remote = _literal_endpoint(address) or peer_endpoint(sock) or endpoint_from_sockaddr(address)
             self._emit("connect", sock, local_endpoint(sock), remote, identity)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
@@ -442,8 +461,9 @@ class Recorder:
             identity = self._identity_of(fd, local, remote)
             self._remember(conn, (fd, identity, local, remote))
             origin = origin_mod.accepted_origin(listening, self.listener_origins.get(listener_identity))
-            self._deliver(SocketEvent("accept", identity, fd, local, remote, origin, threading.get_ident(),
-                                      self.ownership.current(), listener_identity, listening), True)
+            self._deliver(_new_event(("accept", identity, fd, local, remote, origin, _get_ident(),
+                                      self.ownership.current(), listener_identity, listening, None, None, None,
+                                      None if local is None or remote is None else (local, remote))), True)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -486,7 +506,15 @@ class Recorder:
                 return
             known = self._known.pop(weakref.ref(sock), None)
             if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
-                self._emit_close(fd, known[1], known[2], known[3])
+                # (``_emit_close`` inlined: this is every close of a connection made in a window)
+                self.touched = True
+                self.touched_fds.add(fd)
+                local, remote = known[2], known[3]
+                event = _new_event(("close", known[1], fd, local, remote, None, _get_ident(), self.ownership.current(),
+                                    None, None, None, None, None,
+                                    None if local is None or remote is None else (local, remote)))
+                for sink in self.sinks:
+                    sink.events.append(event)
                 return
             if not _is_tcp_inet(sock):
                 return
@@ -807,6 +835,9 @@ def _holder_of(obj: Any) -> str | None:
     return f"{slot[0].__name__}.{slot[1]}" if slot is not None else None
 
 
+_LIKELY_HOLDERS = ("pytest_", "conftest")
+"""Module names searched first for a saved copy: third-party pytest plugins and conftests (``_holder_slot``)."""
+
 _slots: dict[int, tuple[types.ModuleType, str]] = {}
 """id of an object -> the global last found holding it: a description and the rebinding that follows it
 (``Recorder._rebind_saved_copy``) walk the modules once between them. Used only while it still holds the object."""
@@ -822,7 +853,11 @@ def _holder_slot(obj: Any) -> tuple[types.ModuleType, str] | None:
     found = _slots.get(id(obj))
     if found is not None and found[0].__dict__.get(found[1]) is obj:
         return found
-    for modname, mod in list(sys.modules.items()):
+    modules = list(sys.modules.items())
+    # pytest plugins and conftests first: they are what saves a copy and writes it back (pytest-socket), and a
+    # walk of every module's globals costs ~5 ms (~25,000 of them, pytest_socket among the last 20 of ~700)
+    likely = [(name, mod) for name, mod in modules if name.startswith(_LIKELY_HOLDERS) or name.endswith("conftest")]
+    for modname, mod in itertools.chain(likely, modules):
         if type(mod) is not types.ModuleType or modname in ("socket", "_socket") or modname.startswith(
                 "pytest_sockhygiene"):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pytest_sockhygiene import events as events_mod
 from pytest_sockhygiene.endpoints import IgnorePattern
 from pytest_sockhygiene.events import SocketEvent
 from pytest_sockhygiene.limits import Limits
@@ -140,10 +141,9 @@ def test_held_server_side_of_a_fixture_does_not_hide_the_tests_time_wait():
 
 
 def test_hand_written_inits_take_the_declared_fields_and_defaults():
-    """Item, Violation, Verdict and SocketEvent set their fields in an ``__init__`` of their own (a frozen
-    dataclass's is three times slower; SocketEvent's computes ``four_tuple`` without a ``__post_init__`` call): it
-    must take exactly the declared fields, in order, with the declared defaults, and the verdict's values must stay
-    frozen."""
+    """Item, Violation and Verdict set their fields in an ``__init__`` of their own (a frozen dataclass's is three
+    times slower), SocketEvent, a named tuple, in a ``__new__`` that computes ``four_tuple``: each must take exactly
+    the declared fields, in order, with the declared defaults, and the verdict's values must stay frozen."""
     import dataclasses
     import inspect
 
@@ -151,13 +151,19 @@ def test_hand_written_inits_take_the_declared_fields_and_defaults():
 
     from pytest_sockhygiene.verdict import Item, Verdict, Violation
 
-    for cls in (Item, Violation, Verdict, SocketEvent):
+    for cls in (Item, Violation, Verdict):
         params = list(inspect.signature(cls.__init__).parameters.values())[1:]
         fields = [f for f in dataclasses.fields(cls) if f.init]
         assert [p.name for p in params] == [f.name for f in fields], cls
         for p, f in zip(params, fields):
             expected = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
             assert p.default == expected, (cls, f.name)
+    params = list(inspect.signature(SocketEvent.__new__).parameters.values())[1:]
+    assert [p.name for p in params] == [*SocketEvent._fields[:-1]] and SocketEvent._fields[-1] == "four_tuple"
+    for p in params:
+        assert p.default == SocketEvent._field_defaults.get(p.name, inspect.Parameter.empty), p.name
+    full = SocketEvent("accept", 1, 3, ("127.0.0.1", 50000), SERVER, None, 1, "f", 2, SERVER, "c", "a", "x")
+    assert events_mod._new_event((*full[:-1], full.four_tuple)) == full  # the recorder's fast path: the same value
     item = Item("CONNECT", None, SERVER, count=3, note="n")
     assert dataclasses.replace(item, note="m") == Item("CONNECT", None, SERVER, count=3, note="m")
     assert hash(item) == hash(Item("CONNECT", None, SERVER, count=3, note="n"))
