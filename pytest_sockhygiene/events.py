@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import _socket
 import errno
-import functools
 import itertools
 import operator
 import socket
@@ -27,7 +26,7 @@ import threading
 import types
 import weakref
 from collections.abc import Hashable
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
@@ -38,7 +37,19 @@ _current_thread = threading.current_thread
 _IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
 
 
-class _SocketEventFields(NamedTuple):
+class SocketEvent:
+    """One thing done to a TCP/IP socket. ``owner`` is None when the test did it, else a fixture's label.
+
+    One is made for every connect, accept and close of a window, and the verdict reads each of its fields dozens
+    of times: a class with ``__slots__`` and an ``__init__`` of its own, which also computes ``four_tuple``. Slots
+    are read as fast as an instance dict (faster than a named tuple's fields, by half) and need no dict per
+    event. Its parameters are ``FIELDS`` but ``four_tuple``, in order (``tests/test_verdict_unit.py`` checks)."""
+
+    FIELDS = ("kind", "identity", "fd", "local", "remote", "origin", "thread", "owner", "listener", "listener_local",
+              "client", "api", "fixture", "four_tuple")
+    """The fields, in order (the slots, the constructor's parameters, the repr)."""
+    __slots__ = FIELDS
+
     kind: str  # "connect" | "accept" | "listen" | "close"
     identity: Hashable | None
     fd: int
@@ -47,47 +58,47 @@ class _SocketEventFields(NamedTuple):
     origin: origin_mod.Origin | None
     thread: int
     owner: str | None
-    listener: Hashable | None = None  # accept: the listening socket's identity
-    listener_local: Endpoint | None = None  # accept: the listening socket's address
-    client: Any = None
+    listener: Hashable | None  # accept: the listening socket's identity
+    listener_local: Endpoint | None  # accept: the listening socket's address
+    client: Any
     """connect: the record (``clients.ClientRecord``) of the tracked client whose request opened this connection
     (``origin.request_client``: the innermost recorded client's request under way, the one whose pool opens
     it), None for a connection no tracked client's request made (raw sockets, ``http.client``, a client outside
     tracking, an app reached through a mock or ASGI transport). The record is
     hashable by identity and stays the same object for the client's life: group connections by it."""
-    api: str | None = None
+    api: str | None
     """connect with no tracked client's request under way: the library call the user's line made
     (``origin.capture_call``: ``urllib.request.urlopen``, ``socket.create_connection``), None if the user's line
     called ``connect`` itself or no user line is on the stack."""
-    fixture: str | None = None
+    fixture: str | None
     """connect: the function-scoped fixture being set up when it was made (``Ownership.function_fixture``), if
     any: such connections are the test's, but plumbing (a readiness probe), not the code under test."""
-    four_tuple: FourTuple | None = None
+    four_tuple: FourTuple | None
     """``(local, remote)``, None unless both are known. Computed once, at creation: the verdict asks each event for
     it dozens of times."""
 
+    def __init__(self, kind: str, identity: Hashable | None, fd: int, local: Endpoint | None,
+                 remote: Endpoint | None, origin: origin_mod.Origin | None, thread: int, owner: str | None,
+                 listener: Hashable | None = None, listener_local: Endpoint | None = None, client: Any = None,
+                 api: str | None = None, fixture: str | None = None) -> None:
+        self.kind = kind
+        self.identity = identity
+        self.fd = fd
+        self.local = local
+        self.remote = remote
+        self.origin = origin
+        self.thread = thread
+        self.owner = owner
+        self.listener = listener
+        self.listener_local = listener_local
+        self.client = client
+        self.api = api
+        self.fixture = fixture
+        self.four_tuple = None if local is None or remote is None else (local, remote)
 
-class SocketEvent(_SocketEventFields):
-    """One thing done to a TCP/IP socket. ``owner`` is None when the test did it, else a fixture's label.
-
-    A named tuple, not a class with an ``__init__``: one is made for every connect, accept and close of a window,
-    and the recorder builds it in one C call (``_new_event``) instead of a Python frame that sets 14 attributes and
-    fills an instance dict. Its constructor takes the fields but ``four_tuple``, which it computes. A value: an
-    event changed after the fact is replaced (``_replace``) in the sinks that hold it."""
-
-    __slots__ = ()
-
-    def __new__(cls, kind: str, identity: Hashable | None, fd: int, local: Endpoint | None,
-                remote: Endpoint | None, origin: origin_mod.Origin | None, thread: int, owner: str | None,
-                listener: Hashable | None = None, listener_local: Endpoint | None = None, client: Any = None,
-                api: str | None = None, fixture: str | None = None) -> SocketEvent:
-        return _tuple_new(cls, (kind, identity, fd, local, remote, origin, thread, owner, listener, listener_local,
-                                client, api, fixture, None if local is None or remote is None else (local, remote)))
-
-
-_tuple_new = tuple.__new__
-_new_event: Callable[[tuple[Any, ...]], SocketEvent] = functools.partial(_tuple_new, SocketEvent)
-"""A ``SocketEvent`` from all 14 fields, ``four_tuple`` included, in one C call (the recorder's hot path)."""
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS[:-1])
+        return f"SocketEvent({fields})"
 
 
 class EventSink:
@@ -400,9 +411,8 @@ class Recorder:
         ownership = self.ownership
         if connect and ownership.function_fixture is not None and thread == ownership.fixture_thread:
             fixture = ownership.function_fixture
-        self._deliver(_new_event((kind, identity, fd, local, remote, origin, thread, ownership.current(), None, None,
-                                  client, api, fixture, None if local is None or remote is None else (local, remote))),
-                      connect)
+        self._deliver(SocketEvent(kind, identity, fd, local, remote, origin, thread, ownership.current(), None, None,
+                                  client, api, fixture), connect)
 
     def _deliver(self, event: SocketEvent, connection: bool) -> None:
         """Hand ``event`` to the open sinks. ``connection`` (a connect or an accept): a connection of the test's
@@ -461,9 +471,8 @@ class Recorder:
             identity = self._identity_of(fd, local, remote)
             self._remember(conn, (fd, identity, local, remote))
             origin = origin_mod.accepted_origin(listening, self.listener_origins.get(listener_identity))
-            self._deliver(_new_event(("accept", identity, fd, local, remote, origin, _get_ident(),
-                                      self.ownership.current(), listener_identity, listening, None, None, None,
-                                      None if local is None or remote is None else (local, remote))), True)
+            self._deliver(SocketEvent("accept", identity, fd, local, remote, origin, _get_ident(),
+                                      self.ownership.current(), listener_identity, listening), True)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -509,10 +518,8 @@ class Recorder:
                 # (``_emit_close`` inlined: this is every close of a connection made in a window)
                 self.touched = True
                 self.touched_fds.add(fd)
-                local, remote = known[2], known[3]
-                event = _new_event(("close", known[1], fd, local, remote, None, _get_ident(), self.ownership.current(),
-                                    None, None, None, None, None,
-                                    None if local is None or remote is None else (local, remote)))
+                event = SocketEvent("close", known[1], fd, known[2], known[3], None, _get_ident(),
+                                    self.ownership.current())
                 for sink in self.sinks:
                     sink.events.append(event)
                 return

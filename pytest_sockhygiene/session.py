@@ -492,11 +492,10 @@ class Controller:
             if t not in threads_before and t.ident is not None:
                 own.thread_owner.setdefault(t.ident, label)
         # events already recorded from those threads while the fixture was being set up are the fixture's too
-        sinks = [*self.recorder.sinks, *([self.window] if self.window is not None else [])]
-        for events in {id(sink.events): sink.events for sink in sinks}.values():  # (a measure() block's too)
-            for i, ev in enumerate(events):  # (events are values: replaced, not changed)
+        if self.window is not None:
+            for ev in self.window.events:
                 if ev.owner is None and ev.thread in own.thread_owner:
-                    events[i] = ev._replace(owner=own.thread_owner[ev.thread])
+                    ev.owner = own.thread_owner[ev.thread]
 
     # -- per-test limits ---------------------------------------------------------------------------------------
 
