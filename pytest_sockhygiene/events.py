@@ -428,11 +428,12 @@ class Recorder:
     def _emit_close(self, fd: int, identity: Hashable | None, local: Endpoint | None,
                     remote: Endpoint | None) -> None:
         """Record a close: no origin, no client, no listener (what the verdict reads of a close is its socket,
-        addresses and owner)."""
+        addresses and owner). Straight to the sinks: a close is no connection, ``_deliver``'s one other step."""
         self.touched = True
         self.touched_fds.add(fd)
-        self._deliver(SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current()),
-                      False)
+        event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current())
+        for sink in self.sinks:
+            sink.events.append(event)
 
     # -- the wrappers' bodies: never let a plugin fault reach the user's socket call ---------------------------
 
@@ -515,13 +516,7 @@ class Recorder:
                 return
             known = self._known.pop(weakref.ref(sock), None)
             if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
-                # (``_emit_close`` inlined: this is every close of a connection made in a window)
-                self.touched = True
-                self.touched_fds.add(fd)
-                event = SocketEvent("close", known[1], fd, known[2], known[3], None, _get_ident(),
-                                    self.ownership.current())
-                for sink in self.sinks:
-                    sink.events.append(event)
+                self._emit_close(fd, known[1], known[2], known[3])
                 return
             if not _is_tcp_inet(sock):
                 return
@@ -860,11 +855,13 @@ def _holder_slot(obj: Any) -> tuple[types.ModuleType, str] | None:
     found = _slots.get(id(obj))
     if found is not None and found[0].__dict__.get(found[1]) is obj:
         return found
-    modules = list(sys.modules.items())
     # pytest plugins and conftests first: they are what saves a copy and writes it back (pytest-socket), and a
-    # walk of every module's globals costs ~5 ms (~25,000 of them, pytest_socket among the last 20 of ~700)
-    likely = [(name, mod) for name, mod in modules if name.startswith(_LIKELY_HOLDERS) or name.endswith("conftest")]
-    for modname, mod in itertools.chain(likely, modules):
+    # walk of every module's globals costs ~5 ms (~25,000 of them, pytest_socket among the last 15 of ~680)
+    likely: list[tuple[str, Any]] = []
+    rest: list[tuple[str, Any]] = []
+    for entry in list(sys.modules.items()):
+        (likely if entry[0].startswith(_LIKELY_HOLDERS) or entry[0].endswith("conftest") else rest).append(entry)
+    for modname, mod in itertools.chain(likely, rest):
         if type(mod) is not types.ModuleType or modname in ("socket", "_socket") or modname.startswith(
                 "pytest_sockhygiene"):
             continue
