@@ -32,8 +32,13 @@ from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 
 _INET = (socket.AF_INET, socket.AF_INET6)
+_request_client = origin_mod.request_client
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
+_threads_by_ident: dict[int, threading.Thread] | None = getattr(threading, "_active", None)
+"""threading's own ident -> Thread map (what ``current_thread`` reads, in Python): read directly where a thread's
+owner is looked up at every socket event. Private, but present in every CPython the plugin supports; None
+elsewhere, and ``current_thread`` is used."""
 _IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
 
 
@@ -130,6 +135,9 @@ class Ownership:
         self.inherited = False
         """Some thread carries an owner passed on at its start (kept on the thread object, not by ident: idents
         of ended threads are reused, and a server starts a short-lived thread per connection)."""
+        self.main_thread = threading.main_thread().ident
+        """The main thread never carries an inherited owner (no ``Thread.start`` started it), and it is where tests
+        run: its events skip the thread object's lookup."""
 
     def current(self) -> str | None:
         ident = _get_ident()
@@ -137,8 +145,9 @@ class Ownership:
         if owner is None:
             if self.fixture_stack and ident == self.fixture_thread:
                 return self.fixture_stack[-1]
-            if self.inherited:  # a thread started by an owned thread (see ThreadStarts)
-                return getattr(_current_thread(), _OWNER_ATTR, None)
+            if self.inherited and ident != self.main_thread:  # a thread started by an owned thread (ThreadStarts)
+                thread = _threads_by_ident.get(ident) if _threads_by_ident is not None else _current_thread()
+                return getattr(thread, _OWNER_ATTR, None)
         return owner
 
 
@@ -380,39 +389,19 @@ class Recorder:
         sinks = self.sinks
         self.sinks = () if len(sinks) == 1 and sinks[0] is sink else tuple(s for s in sinks if s is not sink)
 
-    def _emit(self, kind: str, sock: socket.socket, local: Endpoint | None, remote: Endpoint | None,
-              identity: Hashable | None = None) -> None:
-        """Record a connect or a listen for the open sinks, with the user's line that made it. ``identity``: the
-        socket's, if the caller knows it already (taken before connect()); else asked here. (An accept and a
-        close have paths of their own, ``_on_accept`` and ``_emit_close``: they run on a server's threads too,
-        at every connection, and need none of this.)"""
+    def _emit_listen(self, sock: socket.socket, local: Endpoint | None) -> None:
+        """Record a listen for the open sinks, with the user's line that made it. (Connects, accepts and closes
+        have paths of their own, ``_on_connect``, ``_on_accept`` and ``_emit_close``: they run at every
+        connection, some on a server's threads, and each does only what its kind needs.)"""
         self.touched = True
         fd = sock.fileno()
         self.touched_fds.add(fd)
-        connect = kind == "connect"
-        client = origin_mod.request_client.get() if connect else None
-        if client is not None:
-            client.connections += 1  # the client opened a real connection (see origin.request_client)
-        if identity is None:
-            identity = self._identity_of(fd, local, remote)
-        if connect:
-            self._remember(sock, (fd, identity, local, remote))
-        api: str | None = None
-        fixture: str | None = None
-        origin = origin_mod.request_origin_now()
-        if origin is None:
-            if connect:
-                origin, api = origin_mod.capture_call(skip=3)
-            else:
-                origin = origin_mod.capture(skip=3)
-            if origin is None:  # no line of the user's on the stack: the library's that made the call
-                origin = origin_mod.capture_library(skip=3)
-        thread = threading.get_ident()
-        ownership = self.ownership
-        if connect and ownership.function_fixture is not None and thread == ownership.fixture_thread:
-            fixture = ownership.function_fixture
-        self._deliver(SocketEvent(kind, identity, fd, local, remote, origin, thread, ownership.current(), None, None,
-                                  client, api, fixture), connect)
+        identity = self._identity_of(fd, local, None)
+        origin = origin_mod.request_origin_now() or origin_mod.capture(skip=3)
+        if origin is None:  # no line of the user's on the stack: the library's that made the call
+            origin = origin_mod.capture_library(skip=3)
+        self._deliver(SocketEvent("listen", identity, fd, local, None, origin, _get_ident(),
+                                  self.ownership.current()), False)
 
     def _deliver(self, event: SocketEvent, connection: bool) -> None:
         """Hand ``event`` to the open sinks. ``connection`` (a connect or an accept): a connection of the test's
@@ -437,10 +426,10 @@ class Recorder:
 
     # -- the wrappers' bodies: never let a plugin fault reach the user's socket call ---------------------------
 
-    def _identity_before_connect(self, sock: socket.socket, fd: int) -> Hashable | None:
-        """The socket's identity, if it can be known before connect() (``_early_identity``); else None, and the
-        event asks after it. Only for TCP over IP: the others (Unix sockets, UDP) are never recorded."""
-        if not self._early_identity or fd < 0 or not _is_tcp_inet(sock):
+    def _identity_before_connect(self, fd: int) -> Hashable | None:
+        """A TCP socket's identity, if it can be known before connect() (``_early_identity``); else None, and
+        ``_on_connect`` asks after it."""
+        if not self._early_identity or fd < 0:
             return None
         try:
             return self._identity_of(fd, None, None)
@@ -448,41 +437,82 @@ class Recorder:
             self._on_error(e)
             return None
 
-    def _on_connect(self, sock: socket.socket, address: Any, identity: Hashable | None = None) -> None:
+    def _on_connect(self, sock: socket.socket, fd: int, address: Any, identity: Hashable | None) -> None:
+        """Record a connect of a TCP socket (the wrapper checked the kind) for the open sinks, with the user's line
+        that made it and the client whose request made it. ``identity``: the socket's, taken before connect(), or
+        None to ask here. Called by the wrapper (``capture_call``'s ``skip``: this frame and the wrapper's)."""
         try:
-            if not _is_tcp_inet(sock):
-                return
             # an address given as an IP literal (create_connection resolves first) is the peer's: no getpeername
             remote = _literal_endpoint(address) or peer_endpoint(sock) or endpoint_from_sockaddr(address)
-            self._emit("connect", sock, local_endpoint(sock), remote, identity)
+            try:
+                local = endpoint_from_sockaddr(sock.getsockname())
+            except OSError:
+                local = None
+            self.touched = True
+            self.touched_fds.add(fd)
+            client = _request_client.get()
+            if client is not None:
+                client.connections += 1  # the client opened a real connection (see origin.request_client)
+            if identity is None:
+                identity = self._identity_of(fd, local, remote)
+            try:  # noqa: SIM105 - (``_remember``, inline: once per connect)
+                self._known[weakref.ref(sock, self._forget_known)] = (fd, identity, local, remote)
+            except TypeError:
+                pass
+            api: str | None = None
+            origin = origin_mod.request_origin_now()
+            if origin is None:
+                origin, api = origin_mod.capture_call(skip=2)
+                if origin is None:  # no line of the user's on the stack: the library's that made the call
+                    origin = origin_mod.capture_library(skip=2)
+            thread = _get_ident()
+            ownership = self.ownership
+            owner = ownership.current()
+            event = SocketEvent("connect", identity, fd, local, remote, origin, thread, owner, None, None, client,
+                                api, ownership.function_fixture if thread == ownership.fixture_thread else None)
+            if owner is None and identity is not None and event.four_tuple is not None:  # (``_deliver``, inline)
+                self.tuples[identity] = event.four_tuple
+            for sink in self.sinks:
+                sink.events.append(event)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
     def _on_accept(self, listener: socket.socket, conn: socket.socket, address: Any) -> None:
         try:
-            if not _is_tcp_inet(conn):
-                return
+            seen = self._known.get(weakref.ref(listener))
+            if seen is not None and seen[0] == listener.fileno():
+                # a listener an earlier accept described (``_listener``): TCP, as is what it accepts
+                listener_identity, listening = seen[1], seen[2]
+            else:
+                if not _is_tcp_inet(conn):
+                    return
+                listener_identity, listening = self._listener(listener)
             # the peer is what accept() returned; the local side is the listener's, unless it listens on a wildcard
-            listener_identity, listening = self._listener(listener)
             local = listening if listening is not None and listening[0] not in _WILDCARDS else local_endpoint(conn)
             remote = endpoint_from_sockaddr(address) or peer_endpoint(conn)
             self.touched = True
             fd = conn.fileno()
             self.touched_fds.add(fd)
             identity = self._identity_of(fd, local, remote)
-            self._remember(conn, (fd, identity, local, remote))
+            try:  # noqa: SIM105 - (``_remember``, inline: once per accept)
+                self._known[weakref.ref(conn, self._forget_known)] = (fd, identity, local, remote)
+            except TypeError:
+                pass
             origin = origin_mod.accepted_origin(listening, self.listener_origins.get(listener_identity))
-            self._deliver(SocketEvent("accept", identity, fd, local, remote, origin, _get_ident(),
-                                      self.ownership.current(), listener_identity, listening), True)
+            owner = self.ownership.current()
+            event = SocketEvent("accept", identity, fd, local, remote, origin, _get_ident(), owner, listener_identity,
+                                listening)
+            if owner is None and identity is not None and event.four_tuple is not None:  # (``_deliver``, inline)
+                self.tuples[identity] = event.four_tuple
+            for sink in self.sinks:
+                sink.events.append(event)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
     def _listener(self, listener: socket.socket) -> tuple[Hashable | None, Endpoint | None]:
-        """A listening socket's (identity, local address), asked once per listener (``_known``)."""
-        seen = self._known.get(weakref.ref(listener))
+        """A TCP listening socket's (identity, local address), asked once per listener: kept in ``_known``, where
+        ``_on_accept`` finds it at the next accept."""
         lfd = listener.fileno()
-        if seen is not None and seen[0] == lfd:
-            return seen[1], seen[2]
         local = local_endpoint(listener)
         identity = self._identity_of(lfd, local, None)
         self._remember(listener, (lfd, identity, local, None))
@@ -499,7 +529,7 @@ class Recorder:
                     self.listener_origins[identity] = (origin_mod.request_origin_now() or origin_mod.capture(skip=2)
                                                        or origin_mod.capture_library(skip=2))
             if self.sinks:
-                self._emit("listen", sock, local, None)
+                self._emit_listen(sock, local)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -541,21 +571,21 @@ class Recorder:
                     rec.touched = True
                     rec.touched_fds.add(self.fileno())
                     return orig(self, address)
-                if getattr(active, "on", False):
+                if getattr(active, "on", False) or not _is_tcp_inet(self):  # Unix sockets, UDP: never recorded
                     return orig(self, address)
                 active.on = True
                 fd = self.fileno()
-                rec.connecting[fd] = threading.get_ident()
-                early = rec._identity_before_connect(self, fd)
+                rec.connecting[fd] = _get_ident()
+                early = rec._identity_before_connect(fd)
                 try:
                     try:
                         orig(self, address)
                     except (BlockingIOError, InterruptedError):
-                        rec._on_connect(self, address, early)  # non-blocking connect under way: asyncio, anyio
+                        rec._on_connect(self, fd, address, early)  # non-blocking connect under way: asyncio, anyio
                         raise
                     finally:
                         active.on = False
-                    rec._on_connect(self, address, early)
+                    rec._on_connect(self, fd, address, early)
                 finally:
                     rec.connecting.pop(fd, None)
         elif name == "connect_ex":
@@ -564,19 +594,19 @@ class Recorder:
                     rec.touched = True
                     rec.touched_fds.add(self.fileno())
                     return orig(self, address)
-                if getattr(active, "on", False):
+                if getattr(active, "on", False) or not _is_tcp_inet(self):  # Unix sockets, UDP: never recorded
                     return orig(self, address)
                 active.on = True
                 fd = self.fileno()
-                rec.connecting[fd] = threading.get_ident()
-                early = rec._identity_before_connect(self, fd)
+                rec.connecting[fd] = _get_ident()
+                early = rec._identity_before_connect(fd)
                 try:
                     try:
                         result = orig(self, address)
                     finally:
                         active.on = False
                     if result in _IN_PROGRESS:
-                        rec._on_connect(self, address, early)
+                        rec._on_connect(self, fd, address, early)
                     return result
                 finally:
                     rec.connecting.pop(fd, None)

@@ -219,6 +219,7 @@ def capture(skip: int = 1) -> Origin | None:
 def _walk(frame: FrameType | None) -> Origin | None:
     """:func:`capture`, from ``frame`` outwards."""
     boundary = _boundary
+    known = _is_library_cache
     while frame is not None:
         code = frame.f_code
         if code is boundary:
@@ -226,8 +227,10 @@ def _walk(frame: FrameType | None) -> Origin | None:
             if started is not None:
                 return (started[0], started[1], started[2], TASK)
             # a task nobody's line started: go on, into the code that runs the loop
-        elif not is_library_file(code.co_filename):
-            return (code.co_filename, frame.f_lineno, code.co_name)
+        else:
+            library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
+            if not (library if library is not None else is_library_file(code.co_filename)):
+                return (code.co_filename, frame.f_lineno, code.co_name)
         frame = frame.f_back
     return None
 
@@ -279,14 +282,17 @@ def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
     frame: FrameType | None = sys._getframe(skip + 1)
     called: FrameType | None = None
     boundary = _boundary
+    known = _is_library_cache
     while frame is not None:
         code = frame.f_code
         if code is boundary:  # the stack of a task or callback: the line that started it, as capture() does
             started = task_origin.get()
             if started is not None:
                 return (started[0], started[1], started[2], TASK), _call_name(called)
-        elif not is_library_file(code.co_filename):
-            return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called)
+        else:
+            library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
+            if not (library if library is not None else is_library_file(code.co_filename)):
+                return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called)
         called = frame
         frame = frame.f_back
     return None, None

@@ -544,11 +544,11 @@ def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | No
     counts = {kind: sum(i.count for i in items) if items else 0 for kind, items in grouped.items()}
     # time_wait's and connections' items are groups (by server and line) of what their counts count: built only
     # for a kind over its limit, the one place they are read (most tests with connections are within both)
-    counts["time_wait"] = len({_connection_key(t) for t in obs.lingering}) if obs.lingering else 0
+    counts["time_wait"] = len({frozenset(t) for t in obs.lingering}) if obs.lingering else 0  # (_connection_key)
     counts["connections"] = len(connects)
     violations = []
     for kind in KINDS:
-        limit = limits.limit(kind)
+        limit = getattr(limits, kind)  # (``Limits.limit``, without a call per kind)
         if limit is not None and counts[kind] > limit:
             if kind == "time_wait":
                 grouped[kind] = time_wait_items(obs, connects)

@@ -112,7 +112,10 @@ def _may_settle(verdict: Verdict) -> bool:
 def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
     """A test that left sockets open while the process had no fd left: say so on each of them, with the count
     and the limit in force (the test's own errors - EMFILE - most likely came from there)."""
-    if not any(v.kind in _HELD_SOCKET_KINDS for v in verdict.violations):
+    for v in verdict.violations:  # (a loop, not any() over a generator: at every violating test)
+        if v.kind in _HELD_SOCKET_KINDS:
+            break
+    else:
         return verdict
     exhausted = table.fds_exhausted()
     if exhausted is None:
@@ -217,9 +220,10 @@ class Window(EventSink):
         for e in entries:
             if e.four_tuple is not None and e.state != TcpState.LISTEN and e.key not in fixtures:
                 tuples[e.key] = e.four_tuple
+        # (comprehensions, not generator expressions: one frame per look, not a resumed one per event)
         still_open = {e.four_tuple for e in entries if e.four_tuple is not None}
-        still_open.update(ev.four_tuple for ev in obs.events
-                          if ev.identity is not None and ev.identity in after and ev.four_tuple is not None)
+        still_open.update({ev.four_tuple for ev in obs.events
+                           if ev.identity is not None and ev.identity in after and ev.four_tuple is not None})
         connects = test_connects(obs, limits)  # once, for both
         candidates = time_wait_candidates(obs, limits, still_open, connects)
         if candidates:  # measured whatever the limit: the report and the baseline need the count
@@ -320,8 +324,7 @@ class Window(EventSink):
         violation under limits of 0 for both (the defaults) that waiting can change: ``close`` would collect and
         look again. Under any other limits the first look stands as it always did (a test allowed a socket must
         see it counted). A session client's new connection is not the case: its socket is the client's owner's."""
-        if limits.settle <= 0 or limits.ignore or limits.limit("established") != 0 \
-                or limits.limit("close_wait") != 0:
+        if limits.settle <= 0 or limits.ignore or limits.established != 0 or limits.close_wait != 0:
             return False
         # (only a connect has a client: ``SocketEvent.client``, the client's record)
         opened = [ev.identity for ev in self.events

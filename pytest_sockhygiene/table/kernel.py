@@ -175,6 +175,10 @@ def _canonical(family: int, raw: bytes) -> bytes:
 
 def _encode_request(q: _Query, seq: int) -> bytes:
     _key, family, lport, rport, src, dst = q
+    if family == _AF_INET:  # (``_wire_address``, inline for IPv4: the usual case, two calls less per lookup)
+        src_wire, dst_wire = src.ljust(16, b"\x00"), dst.ljust(16, b"\x00")
+    else:
+        src_wire, dst_wire = _wire_address(family, src), _wire_address(family, dst)
     return _REQUEST.pack(
         _REQUEST.size,
         _SOCK_DIAG_BY_FAMILY,
@@ -187,8 +191,8 @@ def _encode_request(q: _Query, seq: int) -> bytes:
         _ALL_STATES,
         _socket.htons(lport),
         _socket.htons(rport),
-        _wire_address(family, src),
-        _wire_address(family, dst),
+        src_wire,
+        dst_wire,
         0,
         _INET_DIAG_NOCOOKIE,
         _INET_DIAG_NOCOOKIE,
@@ -479,13 +483,11 @@ class SockDiag:
             family, number, _timer, _retrans, sport, dport, src, dst = _DIAG_MSG.unpack_from(data, body)
             key, _qfamily, lport, rport, qsrc, qdst = q
             state = _STATES.get(number)
-            if (
-                state is None
-                or sport != lport
-                or dport != rport
-                or _canonical(family, src) != qsrc
-                or _canonical(family, dst) != qdst
-            ):
+            if family == _AF_INET:  # (``_canonical``, inline for IPv4)
+                src, dst = src[:4], dst[:4]
+            else:
+                src, dst = _canonical(family, src), _canonical(family, dst)
+            if state is None or sport != lport or dport != rport or src != qsrc or dst != qdst:
                 missed.append(q)
                 continue
             result[key] = state

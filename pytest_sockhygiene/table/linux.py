@@ -230,7 +230,7 @@ class LinuxTable(SocketTable):
                 found[fd] = os.fstat(fd)
             except OSError:
                 continue  # not open (a socket the test opened and closed)
-        if len(kept) + sum(1 for fd in found if fd not in kept) != count:
+        if len(kept) + len(found.keys() - kept) != count:
             return None  # an fd opened where no hook saw it, or another thread raced the look: list them all
         if not closed and not found:
             return previous
