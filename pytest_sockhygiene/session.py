@@ -90,6 +90,9 @@ class Controller:
         self.hook = hook
         self._marker_limits: dict[Hashable, Limits] = {}
         """``limits_for``'s answers by ``_markers_key``: the session's limits never change, so neither do these."""
+        self._origin_texts: dict[Hashable, str] = {}
+        """``format_origin``'s answers: a suite's connections and clients come from a few lines, each formatted
+        for every record and failure text that names it."""
         self.clients: ClientRegistry | None = None
         self.table: SocketTable | None = None
         self.recorder: Recorder | None = None
@@ -210,7 +213,18 @@ class Controller:
         self.problem(f"socket hook in thread {threading.current_thread().name}", exc)
 
     def format_origin(self, origin: origin_mod.Origin | None) -> str:
-        return origin_mod.format_origin(origin, self.rootdir)
+        texts = self._origin_texts
+        try:
+            return texts[origin]
+        except KeyError:
+            pass
+        except TypeError:  # not hashable (an origin is a tuple of strings and ints: not expected)
+            return origin_mod.format_origin(origin, self.rootdir)
+        text = origin_mod.format_origin(origin, self.rootdir)
+        if len(texts) >= 4096:  # a suite of many lines: keep the table small
+            texts.clear()
+        texts[origin] = text
+        return text
 
     def locate_origin(self, origin: origin_mod.Origin | None) -> tuple[str, int] | None:
         """``(path relative to the rootdir, line)`` of an origin: where a CI annotation points."""

@@ -246,23 +246,34 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
     else:
         held_by_test = set()
     reversed_initiated = {(b, a) for (a, b) in initiated}
-    test_listeners = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.owner is None
-                      and ev.identity is not None and ev.identity not in obs.owned}
-    ports = listening_ports(obs.listeners)
-    out = set(initiated) | set(obs.vanished)
+    # the test's own listeners and the listening ports: worked out only if an event needs them (the events of a
+    # test's own connections are settled by ``initiated`` and by the accepts of its connections)
+    test_listeners: set[Hashable] | None = None
+    ports: set[int] | None = None
+    out = initiated | obs.vanished if obs.vanished else set(initiated)
     for ev in obs.events:
         t = ev.four_tuple
         if t is None or t in out or (limits.ignore and _ignored(limits, ev.local, ev.remote)):
             continue  # (a close of the test's own connect: counted already)
-        if ev.kind == "accept" and (t in reversed_initiated
-                                    or (ev.listener is not None and ev.listener in test_listeners)):
-            out.add(t)  # the in-process server side of the test's own connection, or of the test's own server
-        elif (ev.kind == "close" and ev.owner is None
+        kind = ev.kind
+        if kind == "accept":
+            if t in reversed_initiated:
+                out.add(t)  # the in-process server side of the test's own connection
+            elif ev.listener is not None:
+                if test_listeners is None:
+                    test_listeners = {e.identity for e in obs.events if e.kind == "listen" and e.owner is None
+                                      and e.identity is not None and e.identity not in obs.owned}
+                if ev.listener in test_listeners:
+                    out.add(t)  # the server side of a connection to the test's own server
+        elif (kind == "close" and ev.owner is None
               and not (ev.identity is not None and (ev.identity in obs.owned or ev.identity in obs.earlier))
-              and ev.remote is not None and _listener_for(ev.local, obs.listeners, ports) is None):
-            # a connecting socket the test closed, opened before the window - but not by an earlier test:
-            # that test left it open and is reported for it, whoever closes it later (docs/ownership.md)
-            out.add(t)
+              and ev.remote is not None):
+            if ports is None:
+                ports = listening_ports(obs.listeners)
+            if _listener_for(ev.local, obs.listeners, ports) is None:
+                # a connecting socket the test closed, opened before the window - but not by an earlier test:
+                # that test left it open and is reported for it, whoever closes it later (docs/ownership.md)
+                out.add(t)
     held = set(still_open) | held_by_test
     held.update((b, a) for (a, b) in held_by_test)  # the other end of a connection the test still holds
     return out - held
@@ -451,15 +462,13 @@ def _held_by_test(obs: Observation, limits: Limits) -> list[SocketEntry]:
             if e.key not in owned and not (limits.ignore and _ignored(limits, e.local, e.remote))]
 
 
-def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | None = None) -> Verdict:
-    """Counts and violations for one window. ``connects``: ``test_connects(obs, limits)``, if known already."""
-    mine = _held_by_test(obs, limits)
+def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], list[Item], list[Item]]:
+    """The items of the sockets the test still holds (``mine``, not empty): ESTABLISHED and the like, CLOSE_WAIT,
+    and the test's own listeners, with what the events say of each (origin, peer, listener)."""
     origins: dict[Hashable, Origin | None] = {}
     accepted: dict[Hashable, Hashable | None] = {}  # accepted socket (identity or 4-tuple) -> its listener
     peers: dict[Hashable, Endpoint | None] = {}
-    # what the events say about the sockets the test still holds (their origin, peer, listener): nothing to
-    # read when it holds none new - the usual case, a test whose connections were all closed
-    for ev in obs.events if mine else ():
+    for ev in obs.events:
         if ev.kind in ("connect", "accept"):
             # (fd, local) too: under psutil a reset socket loses its peer address, and with it its identity
             for key in (ev.identity, (ev.fd, ev.local)):
@@ -524,12 +533,20 @@ def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | No
                     server_side=server_side)
         (close_wait if e.state == TcpState.CLOSE_WAIT else established).append(item)
 
-    listen_items = []
+    listen_items: list[Item] = []
     for ep, e in test_listeners.items():
         n = accepted_counts.get(ep, 0)
         note = f"with {n} accepted connection(s) still open" if n else ""
         listen_items.append(Item(state="LISTEN", local=e.local, remote=None, fd=e.fd, origin=origin_of(e), note=note))
+    return established, close_wait, listen_items
 
+
+def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | None = None) -> Verdict:
+    """Counts and violations for one window. ``connects``: ``test_connects(obs, limits)``, if known already."""
+    mine = _held_by_test(obs, limits)
+    # what the events say about the sockets the test still holds: nothing to read when it holds none new - the
+    # usual case, a test whose connections were all closed
+    established, close_wait, listen_items = _held_items(obs, mine) if mine else ([], [], [])
     if connects is None:
         connects = test_connects(obs, limits)
     grouped: dict[str, list[Item]] = {
@@ -544,7 +561,8 @@ def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | No
     counts = {kind: sum(i.count for i in items) if items else 0 for kind, items in grouped.items()}
     # time_wait's and connections' items are groups (by server and line) of what their counts count: built only
     # for a kind over its limit, the one place they are read (most tests with connections are within both)
-    counts["time_wait"] = len({frozenset(t) for t in obs.lingering}) if obs.lingering else 0  # (_connection_key)
+    # a connection's key is ``frozenset(four_tuple)``: both ends of an in-process connection have the same one
+    counts["time_wait"] = len({frozenset(t) for t in obs.lingering}) if obs.lingering else 0
     counts["connections"] = len(connects)
     violations = []
     for kind in KINDS:
@@ -558,35 +576,32 @@ def judge(obs: Observation, limits: Limits, connects: Sequence[SocketEvent] | No
             if kind == "connections":
                 context = tuple(connection_sources(connects, obs.events, obs.created_clients))
             elif kind == "time_wait":
-                lingering = {_connection_key(t) for t in obs.lingering}
+                lingering = {frozenset(t) for t in obs.lingering}
                 closed = [ev for ev in connects if ev.four_tuple is not None
-                          and _connection_key(ev.four_tuple) in lingering]
+                          and frozenset(ev.four_tuple) in lingering]
                 context = tuple(connection_sources(closed, obs.events, obs.created_clients))
             violations.append(Violation(kind=kind, count=counts[kind], limit=limit, items=tuple(grouped[kind]),
                                         context=context))
     return Verdict(counts=counts, violations=tuple(violations))
 
 
-def _connection_key(t: FourTuple) -> frozenset[Endpoint]:
-    return frozenset(t)
-
-
 def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[Item]:
     """Lingering connections grouped by server endpoint and origin: the shape of a burst, not 30 lines."""
     origin_by_conn: dict[frozenset[Endpoint], Origin | None] = {}
     initiated: set[FourTuple] = set()
+    # keyed by connection, ``frozenset(four_tuple)``: both ends of an in-process connection are one
     for ev in connects:
         if ev.four_tuple is not None:
-            origin_by_conn[_connection_key(ev.four_tuple)] = ev.origin
+            origin_by_conn[frozenset(ev.four_tuple)] = ev.origin
             initiated.add(ev.four_tuple)
     for ev in obs.events:  # the server side of a connection no connect of the test explains: its listener's line
         if ev.kind == "accept" and ev.four_tuple is not None:
-            origin_by_conn.setdefault(_connection_key(ev.four_tuple), ev.origin)
+            origin_by_conn.setdefault(frozenset(ev.four_tuple), ev.origin)
     seen: set[frozenset[Endpoint]] = set()
     groups: dict[tuple[Endpoint | None, Origin | None], list[FourTuple]] = collections.defaultdict(list)
     ports = listening_ports(obs.listeners)
     for local, remote in sorted(obs.lingering):
-        key = _connection_key((local, remote))
+        key = frozenset((local, remote))
         if key in seen:
             continue  # both sides of one in-process connection: one connection
         seen.add(key)
