@@ -606,7 +606,8 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
             continue  # both sides of one in-process connection: one connection
         seen.add(key)
         # name the group by the server's address: the side that is not our ephemeral port
-        server_side = (remote, local) in initiated or _listener_for(local, obs.listeners, ports) is not None
+        server_side = (remote, local) in initiated or (local[1] in ports  # (no call for an ephemeral port)
+                                                       and _listener_for(local, obs.listeners, ports) is not None)
         server = local if server_side else remote
         groups[(server, origin_by_conn.get(key))].append((local, remote))
     return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows))

@@ -196,11 +196,13 @@ class Window(EventSink):
             return CLEAN
         owned = dict(self.recorder.ownership.socket_owner)
         owned.update(client_owned)
-        fixtures = {ev.identity for ev in self.events if ev.owner is not None}  # a fixture's thread's (events.py)
-        # neither is the test's (verdict.owned_ids): not described, which costs a handful of system calls each
-        # (a session server's thread still closing the side it accepted, at every test)
-        entries = self.table.describe({k: after[k] for k in new_ids if k not in owned and k not in fixtures
-                                       and not self._owned_in_flight(after[k])}) if new_ids else []
+        entries: list[SocketEntry] = []
+        if new_ids:
+            fixtures = {ev.identity for ev in self.events if ev.owner is not None}  # a fixture's thread's (events.py)
+            # neither is the test's (verdict.owned_ids): not described, which costs a handful of system calls each
+            # (a session server's thread still closing the side it accepted, at every test)
+            entries = self.table.describe({k: after[k] for k in new_ids if k not in owned and k not in fixtures
+                                           and not self._owned_in_flight(after[k])})
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
         obs = Observation(
@@ -217,8 +219,8 @@ class Window(EventSink):
             unused_clients=unused,
         )
         tuples = self.recorder.tuples
-        for e in entries:
-            if e.four_tuple is not None and e.state != TcpState.LISTEN and e.key not in fixtures:
+        for e in entries:  # (described: not a fixture's thread's socket)
+            if e.four_tuple is not None and e.state != TcpState.LISTEN:
                 tuples[e.key] = e.four_tuple
         # (comprehensions, not generator expressions: one frame per look, not a resumed one per event)
         still_open = {e.four_tuple for e in entries if e.four_tuple is not None}
