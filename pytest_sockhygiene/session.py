@@ -18,7 +18,7 @@ from typing import Any
 from . import origin as origin_mod
 from .clients import ClientRegistry, client_items, created_items, socket_identity
 from .endpoints import ConfigError
-from .events import _OWNER_ATTR, Recorder
+from .events import _OWNER_ATTR, Recorder, _threads_by_ident
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .results import CHECKS_OFF
@@ -121,6 +121,10 @@ class Controller:
         read only for a thread the test leaves running)."""
         self._test_threads: dict[int, tuple[threading.Thread, str]] = {}
         """Threads tests left running (ident -> thread, owner label): pruned once they end (idents are reused)."""
+        self._fixture_threads: dict[int, tuple[threading.Thread, str]] = {}
+        """Threads fixtures of broader scope started (ident -> thread, owner label): forgotten once they end, so that
+        a new thread given the same ident (Linux reuses a joined thread's stack, and the ident with it) is not
+        taken for the fixture's."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -297,6 +301,8 @@ class Controller:
         self.keep_hooks(False)
         if self._test_threads:
             self._prune_test_threads()
+        if self._fixture_threads:
+            self._prune_fixture_threads()
         starts = self.recorder.thread_starts
         if starts.begin_log():  # the threads started in the window are logged as they start: no snapshot needed
             self._threads_at_open = _LOGGED
@@ -421,6 +427,23 @@ class Controller:
                 if own is not None and own.thread_owner.get(ident) == label:
                     del own.thread_owner[ident]
 
+    def _prune_fixture_threads(self) -> None:
+        """Forget fixture threads that have ended (at every window's open, where a session's server thread is
+        usually the only one: a lookup in threading's own map each, no call, until one has ended)."""
+        threads = self._fixture_threads
+        active = _threads_by_ident
+        if active is not None:
+            if all(active.get(ident) is t for ident, (t, _label) in threads.items()):
+                return
+            ended = [ident for ident, (t, _label) in threads.items() if active.get(ident) is not t]
+        else:
+            ended = [ident for ident, (t, _label) in threads.items() if not t.is_alive()]
+        own = self.recorder.ownership if self.recorder is not None else None
+        for ident in ended:
+            _t, label = threads.pop(ident)
+            if own is not None and own.thread_owner.get(ident) == label:
+                del own.thread_owner[ident]
+
     # -- the session's end ---------------------------------------------------------------------------------------
 
     def session_leaks(self) -> list[dict[str, str]]:
@@ -503,8 +526,9 @@ class Controller:
             if key not in ids_before:
                 own.socket_owner.setdefault(key, label)
         for t in threading.enumerate():
-            if t not in threads_before and t.ident is not None:
-                own.thread_owner.setdefault(t.ident, label)
+            if t not in threads_before and t.ident is not None and t.ident not in own.thread_owner:
+                own.thread_owner[t.ident] = label
+                self._fixture_threads[t.ident] = (t, label)
         # events already recorded from those threads while the fixture was being set up are the fixture's too
         if self.window is not None:
             for ev in self.window.events:

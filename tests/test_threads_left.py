@@ -151,3 +151,63 @@ def test_a_connect_under_way_in_an_earlier_tests_thread_is_not_the_current_tests
     result = run("-p", "no:socket", subprocess=True)
     assert errors_of(result) == [], result.stdout.str()
     result.assert_outcomes(passed=3)
+
+
+def test_a_thread_that_reuses_an_ended_fixture_threads_ident_is_not_that_fixtures(pytester, run):
+    """A module-scoped fixture's thread owns what it does while it runs; once it has ended, its ident may be given
+    to a new thread (Linux reuses a joined thread's stack, and the ident with it), and that thread - here one a
+    later test starts, which leaves a connection open - is not the fixture's."""
+    pytester.makepyfile(test_a=dedent('''
+        import threading
+
+        import pytest
+
+        ENDED = []
+
+        @pytest.fixture(scope="module")
+        def worker():
+            stop = threading.Event()
+            t = threading.Thread(target=stop.wait, name="fixture-worker")
+            t.start()
+            yield
+            stop.set()
+            t.join()
+            ENDED.append(t.ident)
+
+        def test_uses_the_worker(server, worker):  # (the session's server is set up first: its thread is older)
+            pass
+    '''), test_b=dedent('''
+        import socket
+        import threading
+
+        import pytest
+
+        from test_a import ENDED
+
+        KEPT = []
+
+        def test_a_new_thread_leaves_a_connection(server):
+            """Threads are started (and joined) until one has the ended fixture thread's ident; that one connects
+            and keeps the socket."""
+            assert ENDED
+            wanted = ENDED[0]
+
+            def work():
+                if threading.get_ident() == wanted:
+                    KEPT.append(socket.create_connection((server.host, server.port)))
+
+            for _ in range(50):
+                t = threading.Thread(target=work)
+                t.start()
+                t.join()
+                if KEPT:
+                    break
+            if not KEPT:
+                pytest.skip("no new thread got the ended thread's ident on this platform")
+    '''))
+    result = run("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)  # the leak: an error at test_b's teardown
+    result.stdout.fnmatch_lines([
+        "sockhygiene: test_b.py::test_a_new_thread_leaves_a_connection broke its socket limits",
+        "  established: 1 > limit 0 - open connection(s) left behind",
+    ])

@@ -1,0 +1,80 @@
+"""``events.Ownership.current``: whose is a socket event, by the thread it happens on (no pytest run needed)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pytest_sockhygiene import events
+from pytest_sockhygiene.events import Ownership, ThreadStarts
+
+
+def _started_owned(own: Ownership) -> list[str | None]:
+    """Start a thread that a fixture owns (recorded by ident, as ``fixture_setup_end`` does) before it starts one
+    of its own (a server's handler per connection); what ``current`` says in each."""
+    seen: list[str | None] = []
+    ready = threading.Event()
+    go = threading.Event()
+    starts = ThreadStarts(own)
+    starts.install()
+    try:
+        def handler() -> None:
+            seen.append(own.current())
+
+        def server() -> None:
+            ready.set()
+            go.wait(5)
+            seen.append(own.current())
+            h = threading.Thread(target=handler)
+            h.start()
+            h.join()
+
+        t = threading.Thread(target=server)
+        t.start()
+        assert ready.wait(5) and t.ident is not None
+        own.thread_owner[t.ident] = "session-scoped fixture 'server'"
+        go.set()
+        t.join()
+    finally:
+        starts.uninstall()
+    return seen
+
+
+@pytest.mark.parametrize("thread_map", ["threading's own map", "current_thread()"])
+def test_a_thread_started_by_an_owned_thread_has_its_owner(monkeypatch: pytest.MonkeyPatch, thread_map: str) -> None:
+    """The handler thread inherits the owner through an attribute its start set; read from threading's
+    ident -> Thread map, or through ``current_thread()`` where that map is missing (another interpreter)."""
+    if thread_map == "current_thread()":
+        monkeypatch.setattr(events, "_threads_by_ident", None)
+    own = Ownership()
+    assert _started_owned(own) == ["session-scoped fixture 'server'", "session-scoped fixture 'server'"]
+    assert own.inherited
+
+
+def test_the_main_thread_never_inherits_an_owner() -> None:
+    """Once some thread carries an inherited owner, the main thread's events still belong to the test (none of
+    its own), and a fixture set up on it still owns what its setup does there."""
+    own = Ownership()
+    _started_owned(own)
+    assert own.inherited
+    assert threading.current_thread() is threading.main_thread()
+    assert own.current() is None
+    own.fixture_stack.append("module-scoped fixture 'db'")
+    own.fixture_thread = threading.get_ident()
+    assert own.current() == "module-scoped fixture 'db'"
+
+
+def test_a_thread_no_owned_thread_started_has_no_owner() -> None:
+    """Looked up in threading's map like an inheriting one (some thread inherited an owner): no attribute, no
+    owner. (The ended server thread's ident is forgotten first, as the session does at the next window's open:
+    the new thread may be given it.)"""
+    own = Ownership()
+    _started_owned(own)
+    own.thread_owner.clear()
+    assert own.inherited
+    seen: list[str | None] = []
+    t = threading.Thread(target=lambda: seen.append(own.current()))
+    t.start()
+    t.join()
+    assert seen == [None]
