@@ -21,13 +21,19 @@ def ephemeral_port_count() -> int | None:
     return high - low + 1
 
 
+try:
+    import resource as _resource
+except ImportError:  # Windows
+    _resource = None  # type: ignore[assignment]
+
+
 def fd_limit() -> int | None:
-    try:
-        import resource
-    except ImportError:  # Windows
+    """The soft RLIMIT_NOFILE in force now (a test may lower it), None if unlimited or unknown. Asked after every
+    test that used a socket: the module is imported once, here, not at each call."""
+    if _resource is None:
         return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return None if soft == resource.RLIM_INFINITY else int(soft)
+    soft, _ = _resource.getrlimit(_resource.RLIMIT_NOFILE)
+    return None if soft == _resource.RLIM_INFINITY else int(soft)
 
 
 def open_fd_count() -> int | None:
