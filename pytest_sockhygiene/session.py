@@ -433,7 +433,10 @@ class Controller:
         threads = self._fixture_threads
         active = _threads_by_ident
         if active is not None:
-            if all(active.get(ident) is t for ident, (t, _label) in threads.items()):
+            for ident, (t, _label) in threads.items():  # (a loop, not all() over a generator: at every test)
+                if active.get(ident) is not t:
+                    break
+            else:
                 return
             ended = [ident for ident, (t, _label) in threads.items() if active.get(ident) is not t]
         else:
