@@ -28,7 +28,7 @@ from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
 from .reporting.annotations import workflow_commands
 from .reporting.options import CiOptions, read_ci_options
-from .results import SessionResults, clean_record, sampled_clean_record, test_record
+from .results import SessionResults, clean_record, full_record, sampled_clean_record, test_record
 from .session import Controller
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
@@ -194,7 +194,7 @@ def _register_pytest_html(config: pytest.Config, plugin: SockHygienePlugin) -> N
 
     def record_of(item: pytest.Item) -> Any:
         state = plugin.current
-        return state.record if state is not None and state.item is item else None
+        return full_record(state.record) if state is not None and state.item is item else None
 
     rows = PytestHtmlRows(record_of, reporting=plugin.reporter is not None)
     config.pluginmanager.register(rows, PLUGIN_NAME + "-pytest-html")
@@ -618,7 +618,7 @@ class _RecordCarrier:
             state = self.plugin.current
             if state is not None and state.item is item and state.record is not None:
                 # pytest keeps every item for the whole run: hand the record on instead of keeping it
-                report.sockhygiene, state.record = state.record, None
+                report.sockhygiene, state.record = full_record(state.record), None
         return report
 
 

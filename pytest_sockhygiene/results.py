@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 from .baseline import allowed
 from .health import peak_time_wait
 from .origin import Origin
-from .verdict import KINDS, Item, Verdict
+from .verdict import KINDS, Item, Verdict, Violation
 
 Record = dict[str, Any]
 
@@ -32,10 +32,46 @@ def _item_dict(item: Item, fmt: Callable[[Origin | None], str], locate: Locate |
     return d
 
 
+_Pending = tuple[list[tuple[dict[str, Any], Violation]], Callable[[Optional[Origin]], str], Optional[Locate]]
+
+
+class Deferred:
+    """A violating test's record whose violations' items are made into dicts only when something reads them: the
+    JSON report, the baseline, CI annotations, the HTML page, pytest-html, an xdist worker's report (``full``).
+    The terminal summary reads only ``head`` - counts, origins, each violation's kind and limit - so a run that
+    writes no report never formats its violations' items and contexts (issue 12: a tenth of a violating test's
+    check in warn mode). ``full`` fills ``head`` in place, once: the result is the record ``test_record`` made
+    before, key for key."""
+
+    __slots__ = ("_pending", "head")
+
+    def __init__(self, head: Record, pending: list[tuple[dict[str, Any], Violation]],
+                 fmt: Callable[[Origin | None], str], locate: Locate | None) -> None:
+        self.head = head
+        self._pending: _Pending | None = (pending, fmt, locate)
+
+    def full(self) -> Record:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            entries, fmt, locate = pending
+            for d, v in entries:
+                d["items"] = [_item_dict(i, fmt, locate) for i in v.items]
+                if v.context:
+                    d["context"] = [_item_dict(i, fmt, locate) for i in v.context]
+        return self.head
+
+
+def full_record(record: Any) -> Any:
+    """A record as ``test_record`` or ``clean_record`` made it, with a ``Deferred`` one made whole."""
+    return record.full() if type(record) is Deferred else record
+
+
 def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, int]],
                 fmt: Callable[[Origin | None], str], when: float, fds: int | None,
                 locate: Locate | None = None, location: tuple[str, int] | None = None) -> Any:
-    """A dirty test's full record (a dict), or a clean test's compact one (a tuple, see ``_Compact``).
+    """A dirty test's full record (a dict; a ``Deferred`` one where the verdict has violations, whose items are made
+    when read), or a clean test's compact one (a tuple, see ``_Compact``).
 
     ``locate`` gives each item's origin as (file relative to the rootdir, line); ``location`` is the test
     function's (file, line), where an annotation points when no origin is known."""
@@ -43,12 +79,11 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, i
         # a verdict's counts are ints, or None where unmeasured (``verdict.unmeasured``): as recorded
         return (nodeid, _IN_ORDER(verdict.counts), when, fds)
     violations: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], Violation]] = []
     for v in verdict.violations:
-        violations.append({
-            "kind": v.kind, "count": v.count, "limit": v.limit,
-            "items": [_item_dict(i, fmt, locate) for i in v.items],
-            **({"context": [_item_dict(i, fmt, locate) for i in v.context]} if v.context else {}),
-        })
+        d: dict[str, Any] = {"kind": v.kind, "count": v.count, "limit": v.limit}  # + items, context: Deferred.full
+        violations.append(d)
+        pending.append((d, v))
     for kind, count, base in grown:
         violations.append({"kind": "baseline", "count": count, "limit": allowed(base),
                            "items": [{"state": kind, "local": None, "remote": None, "origin": None,
@@ -71,7 +106,7 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, i
         record["threads"] = list(verdict.threads)
     if location is not None:
         record["file"], record["line"] = location
-    return record
+    return Deferred(record, pending, fmt, locate) if pending else record
 
 
 _ZEROS = (0,) * len(KINDS)
@@ -131,6 +166,8 @@ def _compact(r: Any) -> Any:
 def _expand(r: Any) -> Record:
     if isinstance(r, dict):
         return r
+    if type(r) is Deferred:
+        return r.full()
     fds = None
     if isinstance(r, tuple):
         nodeid, counts, stop = r[:3]
@@ -173,8 +210,10 @@ class SessionResults:
 
     def measured(self) -> list[Record]:
         """The records that can have a count above zero: not those ``clean_record`` made (a test whose window saw
-        nothing), which the summary would otherwise expand into a dict each, for every test of the run."""
-        return [_expand(r) for r in self._stored if isinstance(r, (dict, tuple, list))]
+        nothing), which the summary would otherwise expand into a dict each, for every test of the run. A
+        ``Deferred`` record as its ``head``: what the summary reads (counts, origins, violations' kinds and limits)."""
+        return [r.head if type(r) is Deferred else _expand(r) for r in self._stored
+                if isinstance(r, (dict, tuple, list, Deferred))]
 
     @property
     def checked(self) -> int:
@@ -194,7 +233,14 @@ class SessionResults:
 
     @property
     def dirty(self) -> list[Record]:
-        return [r for r in self._stored if isinstance(r, dict) and not r["clean"]]
+        """The records of tests with violations, whole (CI annotations read their items)."""
+        return [full_record(r) for r in self._stored
+                if type(r) is Deferred or (isinstance(r, dict) and not r["clean"])]
+
+    def _dirty_heads(self) -> list[Record]:
+        """``dirty``, with ``Deferred`` records as their ``head``: enough for counting violations by kind."""
+        return [r.head if isinstance(r, Deferred) else r for r in self._stored
+                if isinstance(r, Deferred) or (isinstance(r, dict) and not r["clean"])]
 
     def violations_by_kind(self, dirty: Sequence[Record] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -205,7 +251,8 @@ class SessionResults:
 
     def threads_left(self) -> list[tuple[str, str]]:
         """(node id, thread description) of every thread a test left running."""
-        return [(r["nodeid"], t) for r in self._stored if isinstance(r, dict) for t in r.get("threads", ())]
+        return [(r["nodeid"], t) for r in (x.head if type(x) is Deferred else x for x in self._stored)
+                if isinstance(r, dict) for t in r.get("threads", ())]
 
     def worst(self, kind: str, n: int = 5, records: Sequence[Record] | None = None) -> list[Record]:
         """The ``n`` tests with the highest count of ``kind``. ``records``: ``measured()``, if the caller has it
@@ -222,7 +269,7 @@ class SessionResults:
         if records is None:
             records = self.measured()
         peak_tw = peak_time_wait((r["stop"], r["counts"]["time_wait"] or 0) for r in records)
-        dirty = self.dirty
+        dirty = self._dirty_heads()
         return {
             "tests_checked": len(self._stored),
             "tests_with_violations": len(dirty),
