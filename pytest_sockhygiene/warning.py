@@ -42,7 +42,9 @@ def action_for(text: str, module: str, lineno: int) -> str:
     for entry in list(warnings.filters):
         try:
             action, message, category, mod, ln = entry
-            if not (_matches(message, text) and issubclass(SockHygieneWarning, category) and _matches(mod, module)
+            # the category first: most filters are for other warnings (DeprecationWarning, ResourceWarning, ...),
+            # and a failed issubclass skips them without the two pattern matches
+            if not (issubclass(SockHygieneWarning, category) and _matches(message, text) and _matches(mod, module)
                     and (ln == 0 or ln == lineno)):
                 continue
         except (TypeError, ValueError):  # a malformed entry: not ours to judge
