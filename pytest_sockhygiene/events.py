@@ -401,15 +401,16 @@ class Recorder:
         if origin is None:  # no line of the user's on the stack: the library's that made the call
             origin = origin_mod.capture_library(skip=3)
         self._deliver(SocketEvent("listen", identity, fd, local, None, origin, _get_ident(),
-                                  self.ownership.current()), False)
+                                  self.ownership.current()))
 
-    def _deliver(self, event: SocketEvent, connection: bool) -> None:
-        """Hand ``event`` to the open sinks. ``connection`` (a connect or an accept): a connection of the test's
-        own keeps its 4-tuple in ``tuples``, so that its TIME_WAIT row can be found if it vanishes unclosed. Only
-        the test's own: a fixture's server accepting a neighbour process's connections must never have them
-        looked up as the test's when they vanish (a neighbour reuses its ports, and an older TIME_WAIT row of the
-        same 4-tuple would be blamed on the test)."""
-        if connection and event.owner is None and event.identity is not None and event.four_tuple is not None:
+    def _deliver(self, event: SocketEvent) -> None:
+        """Hand a connect, accept or listen ``event`` to the open sinks. A connection of the test's own keeps its
+        4-tuple in ``tuples``, so that its TIME_WAIT row can be found if it vanishes unclosed (a listen has no
+        4-tuple). Only the test's own: a fixture's server accepting a neighbour process's connections must never
+        have them looked up as the test's when they vanish (a neighbour reuses its ports, and an older TIME_WAIT
+        row of the same 4-tuple would be blamed on the test). A close never comes here (``_emit_close``): it is
+        no connection."""
+        if event.owner is None and event.identity is not None and event.four_tuple is not None:
             self.tuples[event.identity] = event.four_tuple
         for sink in self.sinks:
             sink.events.append(event)  # (EventSink.add, without a call per event)
@@ -417,7 +418,7 @@ class Recorder:
     def _emit_close(self, fd: int, identity: Hashable | None, local: Endpoint | None,
                     remote: Endpoint | None) -> None:
         """Record a close: no origin, no client, no listener (what the verdict reads of a close is its socket,
-        addresses and owner). Straight to the sinks: a close is no connection, ``_deliver``'s one other step."""
+        addresses and owner). Straight to the sinks: ``_deliver``'s 4-tuple rule is for connections."""
         self.touched = True
         self.touched_fds.add(fd)
         event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current())
@@ -467,13 +468,9 @@ class Recorder:
                     origin = origin_mod.capture_library(skip=2)
             thread = _get_ident()
             ownership = self.ownership
-            owner = ownership.current()
-            event = SocketEvent("connect", identity, fd, local, remote, origin, thread, owner, None, None, client,
-                                api, ownership.function_fixture if thread == ownership.fixture_thread else None)
-            if owner is None and identity is not None and event.four_tuple is not None:  # (``_deliver``, inline)
-                self.tuples[identity] = event.four_tuple
-            for sink in self.sinks:
-                sink.events.append(event)
+            self._deliver(SocketEvent("connect", identity, fd, local, remote, origin, thread, ownership.current(),
+                                      None, None, client, api,
+                                      ownership.function_fixture if thread == ownership.fixture_thread else None))
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -499,13 +496,8 @@ class Recorder:
             except TypeError:
                 pass
             origin = origin_mod.accepted_origin(listening, self.listener_origins.get(listener_identity))
-            owner = self.ownership.current()
-            event = SocketEvent("accept", identity, fd, local, remote, origin, _get_ident(), owner, listener_identity,
-                                listening)
-            if owner is None and identity is not None and event.four_tuple is not None:  # (``_deliver``, inline)
-                self.tuples[identity] = event.four_tuple
-            for sink in self.sinks:
-                sink.events.append(event)
+            self._deliver(SocketEvent("accept", identity, fd, local, remote, origin, _get_ident(),
+                                      self.ownership.current(), listener_identity, listening))
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
