@@ -119,12 +119,11 @@ class Controller:
         self._window_test: Any = None
         """The open window's test: its node id, or the pytest item (whose node id pytest 9.2 builds at each read:
         read only for a thread the test leaves running)."""
-        self._test_threads: dict[int, tuple[threading.Thread, str]] = {}
-        """Threads tests left running (ident -> thread, owner label): pruned once they end (idents are reused)."""
-        self._fixture_threads: dict[int, tuple[threading.Thread, str]] = {}
-        """Threads fixtures of broader scope started (ident -> thread, owner label): forgotten once they end, so that
-        a new thread given the same ident (Linux reuses a joined thread's stack, and the ident with it) is not
-        taken for the fixture's."""
+        self._owned_threads: dict[int, tuple[threading.Thread, str]] = {}
+        """Threads given an owner by ident (``Ownership.thread_owner``) - those fixtures of broader scope started and
+        those tests left running - as ident -> (thread, owner label): forgotten once they end, so that a new thread
+        given the same ident (Linux reuses a joined thread's stack, and the ident with it) is not taken for
+        theirs."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -299,10 +298,8 @@ class Controller:
         assert self.table is not None and self.recorder is not None
         self.recorder.ownership.fixture_thread = threading.get_ident()
         self.keep_hooks(False)
-        if self._test_threads:
-            self._prune_test_threads()
-        if self._fixture_threads:
-            self._prune_fixture_threads()
+        if self._owned_threads:
+            self._prune_owned_threads()
         starts = self.recorder.thread_starts
         if starts.begin_log():  # the threads started in the window are logged as they start: no snapshot needed
             self._threads_at_open = _LOGGED
@@ -392,7 +389,7 @@ class Controller:
                 own.inherited = True
             except Exception:  # noqa: BLE001
                 pass
-            self._test_threads[t.ident] = (t, label)
+            self._owned_threads[t.ident] = (t, label)
             lines.append(self.describe_thread(t, window))
         return dataclasses.replace(verdict, threads=verdict.threads + tuple(lines))
 
@@ -418,19 +415,11 @@ class Controller:
         return (f"thread '{t.name}'{running} started by this test is still running, holding {holding}; what it "
                 "does from now on is its own, never a later test's")
 
-    def _prune_test_threads(self) -> None:
-        """Forget test threads that have ended: their idents may be given to new threads."""
-        own = self.recorder.ownership if self.recorder is not None else None
-        for ident, (t, label) in list(self._test_threads.items()):
-            if not t.is_alive():
-                del self._test_threads[ident]
-                if own is not None and own.thread_owner.get(ident) == label:
-                    del own.thread_owner[ident]
-
-    def _prune_fixture_threads(self) -> None:
-        """Forget fixture threads that have ended (at every window's open, where a session's server thread is
-        usually the only one: a lookup in threading's own map each, no call, until one has ended)."""
-        threads = self._fixture_threads
+    def _prune_owned_threads(self) -> None:
+        """Forget owned threads that have ended: their idents may be given to new threads. Run at every window's
+        open, where a session's server thread is usually the only one: a lookup in threading's own map each (a
+        thread leaves it as it ends), no call, until one has ended."""
+        threads = self._owned_threads
         active = _threads_by_ident
         if active is not None:
             for ident, (t, _label) in threads.items():  # (a loop, not all() over a generator: at every test)
@@ -531,7 +520,7 @@ class Controller:
         for t in threading.enumerate():
             if t not in threads_before and t.ident is not None and t.ident not in own.thread_owner:
                 own.thread_owner[t.ident] = label
-                self._fixture_threads[t.ident] = (t, label)
+                self._owned_threads[t.ident] = (t, label)
         # events already recorded from those threads while the fixture was being set up are the fixture's too
         if self.window is not None:
             for ev in self.window.events:
