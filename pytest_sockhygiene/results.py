@@ -67,6 +67,16 @@ def full_record(record: Any) -> Any:
     return record.full() if type(record) is Deferred else record
 
 
+def _head(record: Any) -> Any:
+    """A record as stored, with a ``Deferred`` one as its ``head`` (what the summary reads)."""
+    return record.head if type(record) is Deferred else record
+
+
+def _dirty(record: Any) -> bool:
+    """A stored record of a test with violations (growth beyond its baseline is one too)."""
+    return type(record) is Deferred or (isinstance(record, dict) and not record["clean"])
+
+
 def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, int]],
                 fmt: Callable[[Origin | None], str], when: float, fds: int | None,
                 locate: Locate | None = None, location: tuple[str, int] | None = None) -> Any:
@@ -212,8 +222,7 @@ class SessionResults:
         """The records that can have a count above zero: not those ``clean_record`` made (a test whose window saw
         nothing), which the summary would otherwise expand into a dict each, for every test of the run. A
         ``Deferred`` record as its ``head``: what the summary reads (counts, origins, violations' kinds and limits)."""
-        return [r.head if type(r) is Deferred else _expand(r) for r in self._stored
-                if isinstance(r, (dict, tuple, list, Deferred))]
+        return [_expand(_head(r)) for r in self._stored if isinstance(r, (dict, tuple, list, Deferred))]
 
     @property
     def checked(self) -> int:
@@ -234,13 +243,11 @@ class SessionResults:
     @property
     def dirty(self) -> list[Record]:
         """The records of tests with violations, whole (CI annotations read their items)."""
-        return [full_record(r) for r in self._stored
-                if type(r) is Deferred or (isinstance(r, dict) and not r["clean"])]
+        return [full_record(r) for r in self._stored if _dirty(r)]
 
     def _dirty_heads(self) -> list[Record]:
         """``dirty``, with ``Deferred`` records as their ``head``: enough for counting violations by kind."""
-        return [r.head if isinstance(r, Deferred) else r for r in self._stored
-                if isinstance(r, Deferred) or (isinstance(r, dict) and not r["clean"])]
+        return [_head(r) for r in self._stored if _dirty(r)]
 
     def violations_by_kind(self, dirty: Sequence[Record] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -251,8 +258,7 @@ class SessionResults:
 
     def threads_left(self) -> list[tuple[str, str]]:
         """(node id, thread description) of every thread a test left running."""
-        return [(r["nodeid"], t) for r in (x.head if type(x) is Deferred else x for x in self._stored)
-                if isinstance(r, dict) for t in r.get("threads", ())]
+        return [(r["nodeid"], t) for r in map(_head, self._stored) if isinstance(r, dict) for t in r.get("threads", ())]
 
     def worst(self, kind: str, n: int = 5, records: Sequence[Record] | None = None) -> list[Record]:
         """The ``n`` tests with the highest count of ``kind``. ``records``: ``measured()``, if the caller has it
