@@ -1,8 +1,8 @@
-"""``python -m pytest_sockhygiene merge|baseline|diff|show``: work with the JSON reports of finished runs.
+"""``python -m pytest_sockhygiene merge|baseline|diff|show|html``: work with the JSON reports of finished runs.
 
 For CI: merge the reports of a sharded suite into one, keep one baseline ratchet for all shards, show a pull
-request what moved, and print a report the way the terminal summary did. It reads files only: it never imports
-the pytest hooks, and runs without pytest being configured.
+request what moved, print a report the way the terminal summary did, and draw the shards as one HTML page. It
+reads files only: it never imports the pytest hooks, and runs without pytest being configured.
 
 Exit status: 0 done; 1 ``diff`` found a count that grew; 2 bad usage or bad input (nothing is written then).
 """
@@ -18,7 +18,8 @@ from . import baseline as baseline_mod
 from .endpoints import ConfigError
 from .outputs import write_json
 from .reporting import diff as diff_mod
-from .reporting.merge import merge
+from .reporting.html import write_page
+from .reporting.merge import merge, sources
 from .reporting.records import ReportResults, in_order, text_of
 from .reporting.reports import Document, ReportError, load
 from .summary import plural, summary_lines
@@ -118,6 +119,19 @@ def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_html(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    documents = _load_all(args.reports)
+    if len(documents) == 1:
+        doc, runs = documents[0][1], None
+    else:  # the shards' page: their merged report, TIME_WAIT in flight counted report by report
+        doc = merge(documents, lambda msg: print(f"{PROG} html: warning: {msg}", file=err))
+        runs = sources(documents, doc)
+    _write("the page", args.output, lambda: write_page(args.output, doc, args.title, runs=runs))
+    what = f"{len(documents)} reports" if len(documents) > 1 else "the report"
+    print(f"wrote the page of {what} ({plural(len(doc['tests']), 'test')}) to {args.output}", file=out)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Work with pytest-sockhygiene's JSON reports "
                                 "(--sockhygiene-report): merge shards, write a baseline, diff two runs, show one.")
@@ -141,6 +155,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("report", metavar="REPORT")
     s.add_argument("-v", "--verbose", action="store_true", help="the details even when every test is clean")
     s.set_defaults(run=cmd_show)
+    h = sub.add_parser("html", help="the page --sockhygiene-html writes, from one report or several (shards)")
+    h.add_argument("-o", "--output", required=True, metavar="PAGE", help="the HTML file to write")
+    h.add_argument("--title", default="pytest-sockhygiene", help="the page's title (default: %(default)s)")
+    h.add_argument("reports", nargs="+", metavar="REPORT",
+                   help="reports; several are merged as by merge (a test in several: the last one wins)")
+    h.set_defaults(run=cmd_html)
     return p
 
 

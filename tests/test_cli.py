@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 from typing import Any
@@ -160,7 +161,8 @@ def test_bad_input_is_a_clear_error_and_nothing_is_written(tmp_path):
     for path, message in _bad_inputs(tmp_path / "in"):
         out = tmp_path / "out.json"
         for args in (["merge", "-o", str(out), str(good), str(path)], ["baseline", "-o", str(out), str(path)],
-                     ["show", str(path)], ["diff", str(good), str(path)]):
+                     ["show", str(path)], ["diff", str(good), str(path)], ["html", "-o", str(out), str(path)],
+                     ["html", "-o", str(out), str(good), str(path)]):
             done = cli(*args)
             assert done.returncode == 2, (args, done.stdout, done.stderr)
             assert done.stderr == f"python -m pytest_sockhygiene {args[0]}: error: {path}: {message}" + \
@@ -172,6 +174,10 @@ def test_bad_input_is_a_clear_error_and_nothing_is_written(tmp_path):
     assert done.returncode == 2
     assert "error: cannot write the merged report" in done.stderr and "No such file or directory" in done.stderr
     assert cli("merge", "-o", str(tmp_path / "m.json")).returncode == 2  # argparse: a report is required
+    done = cli("html", "-o", str(tmp_path), str(good))  # a directory where the page should go
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"python -m pytest_sockhygiene html: error: cannot write the page {str(tmp_path)!r}")
+    assert not list(tmp_path.glob("*.tmp*"))
 
 
 def test_baseline_from_a_report_is_the_file_baseline_update_writes(suite, tmp_path):
@@ -281,6 +287,55 @@ def test_diff_against_a_baseline_file(suite, tmp_path, monkeypatch):
     assert done.returncode == 1
     assert "  test_s.py::test_burst  connections 2 -> 4 (at most 3), time_wait 2 -> 4 (at most 3)" in \
         done.stdout.splitlines()
+
+
+def _page_without_date(path: pathlib.Path) -> str:
+    return re.sub(r" - written \d{4}-\d\d-\d\d \d\d:\d\d:\d\d</p>", "</p>", path.read_text())
+
+
+def test_html_of_a_report_is_the_page_the_run_wrote(suite, tmp_path):
+    rep, written, drawn = tmp_path / "r.json", tmp_path / "run.html", tmp_path / "cli.html"
+    _run(suite, f"--sockhygiene-report={rep}", f"--sockhygiene-html={written}")
+    done = cli("html", "-o", str(drawn), str(rep))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"wrote the page of the report (5 tests) to {drawn}\n"
+    assert _page_without_date(drawn) == _page_without_date(written)
+    assert "socket hygiene of a pytest session - 5 tests" in drawn.read_text()
+
+
+def test_html_of_shards_draws_their_merged_report_and_counts_time_wait_per_shard(suite, tmp_path):
+    a, b, merged = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "merged.json"
+    _run(suite, f"--sockhygiene-report={a}", "-k", "clean or burst or stub")
+    _run(suite, f"--sockhygiene-report={b}", "-k", "not (clean or burst or stub)")
+    assert cli("merge", "-o", str(merged), str(a), str(b)).returncode == 0
+    page = tmp_path / "shards" / "page.html"  # missing folders are made, as for --sockhygiene-html
+    done = cli("html", "--title", "shop <shards>", "-o", str(page), str(a), str(b))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == f"wrote the page of 2 reports (5 tests) to {page}\n"
+    text = page.read_text()
+    assert "<title>shop &lt;shards&gt;</title>" in text
+    assert "socket hygiene of 2 reports merged - 5 tests" in text
+    assert "TIME_WAIT entries in flight (each report&#x27;s own, 60 s each)" in text
+    # the page of the merged report, but for how TIME_WAIT in flight adds up: not across shards
+    from pytest_sockhygiene.reporting.html import in_flight, in_flight_by_run, render
+
+    doc = report(merged)
+    one_run = render(doc, "shop <shards>")
+    offenders = [t["nodeid"] for t in doc["tests"] if not t["clean"]]
+    assert offenders == ["test_s.py::test_leak"]
+    for page_text in (text, one_run):
+        assert re.findall(r'<a class="mark" href="#t\d+"><title>(.*?): [a-z_, ]+</title>', page_text) == offenders
+        assert "5 tests checked, 1 with violations (established: 1)" in page_text
+    # shard b's steady test ran after shard a's burst, within 60 s: one run's count would add a's entries to b's
+    times = [t["sample"]["time"] for t in doc["tests"]]
+    counts = [t["counts"]["time_wait"] for t in doc["tests"]]
+    runs = [0] * len(report(a)["tests"]) + [1] * len(report(b)["tests"])
+    assert counts[runs.index(1)] > 0 and max(counts[:runs.index(1)]) > 0, counts
+    assert in_flight_by_run(times, counts, runs) == in_flight(times[:3], counts[:3]) + in_flight(times[3:], counts[3:])
+    assert in_flight_by_run(times, counts, runs) != in_flight(times, counts)
+    polygon = re.compile(r'<polygon class="tw" points="([^"]+)"')
+    assert polygon.findall(text) != polygon.findall(one_run)
 
 
 def _section(lines: list[str], title: str) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_sockhygiene.reporting.html import MAX_COLUMNS, in_flight, render
+from pytest_sockhygiene.reporting.html import MAX_COLUMNS, in_flight, in_flight_by_run, render
 
 from conftest import dedent, errors_of
 
@@ -67,6 +67,16 @@ def test_time_wait_in_flight_counts_the_last_60_seconds():
     counts = [5, 3, 2, 1, 9, 4]
     # at 165: the entries of 110, 150, 165 (100's expired at 160); at 230: 4 alone (65 s after 165)
     assert in_flight(times, counts) == [5, 8, 10, 6, None, 4]
+
+
+def test_time_wait_in_flight_of_several_runs_is_each_runs_own():
+    """Shards run on other machines or in other processes: their entries never hold one another's ports."""
+    times = [100.0, 101.0, 102.0, 103.0, 170.0]
+    counts = [5, 7, 1, 2, 4]
+    runs = [0, 1, 0, 1, 0]
+    assert in_flight(times, counts) == [5, 12, 13, 15, 4]
+    assert in_flight_by_run(times, counts, runs) == [5, 7, 6, 9, 4]
+    assert in_flight_by_run(times, counts, [3] * 5) == in_flight_by_run(times, counts) == in_flight(times, counts)
 
 
 def test_the_page_is_self_contained_and_escapes_what_it_shows():

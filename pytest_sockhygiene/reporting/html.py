@@ -8,7 +8,8 @@ descriptors at the end of each test, and the connections each test opened. A tes
 across the bands and links to its details below, which are the failure text the terminal showed.
 
 It is made from the JSON report's document (``SessionResults.document()``), so the page and the report always
-agree.
+agree; ``python -m pytest_sockhygiene html`` makes the same page from reports on disk, one run's or the shards' of
+a suite (merged as ``merge`` merges them, TIME_WAIT in flight counted report by report).
 """
 
 from __future__ import annotations
@@ -79,6 +80,23 @@ def in_flight(times: Sequence[float | None], counts: Sequence[int],
     return out
 
 
+def in_flight_by_run(times: Sequence[float | None], counts: Sequence[int],
+                     runs: Sequence[int] | None = None) -> list[int | None]:
+    """``in_flight``, each run on its own. ``runs``: the run (the report, for a page of several) each test came
+    from; None for one run. The shards of a suite run on other machines or in other processes: their TIME_WAIT
+    entries hold no port of one another's, so a test's in-flight count is its own run's alone."""
+    if runs is None or len(set(runs)) < 2:
+        return in_flight(times, counts)
+    out: list[int | None] = [None] * len(times)
+    groups: dict[int, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(run, []).append(i)
+    for indexes in groups.values():
+        for i, value in zip(indexes, in_flight([times[i] for i in indexes], [counts[i] for i in indexes])):
+            out[i] = value
+    return out
+
+
 def _columns(values: Sequence[int | None], per: int) -> list[int | None]:
     out: list[int | None] = []
     for i in range(0, len(values), per):
@@ -138,8 +156,9 @@ def _polyline(band: _Band, xs: Sequence[float], values: Sequence[int | None], cs
     return out
 
 
-def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> str:
-    """The SVG: tests in run order on x; TIME_WAIT in flight, open fds and connections opened in three bands."""
+def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str], runs: Sequence[int] | None = None) -> str:
+    """The SVG: tests in run order on x; TIME_WAIT in flight, open fds and connections opened in three bands.
+    ``runs``: the run each test came from, for a page of several reports (``in_flight_by_run``)."""
     n = len(tests)
     if not n:
         return '<p class="sub">No test was checked.</p>'
@@ -148,7 +167,9 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> 
     plot_w = WIDTH - LEFT - RIGHT
     xs = [LEFT + (c + 0.5) * plot_w / cols for c in range(cols)]
     samples = [t.get("sample") or {} for t in tests]
-    tw = _columns(in_flight([s.get("time") for s in samples], [t["counts"].get("time_wait") or 0 for t in tests]), per)
+    several = runs is not None and len(set(runs)) > 1
+    tw = _columns(in_flight_by_run([s.get("time") for s in samples],
+                                   [t["counts"].get("time_wait") or 0 for t in tests], runs), per)
     fds = _columns([s.get("fds") for s in samples], per)
     conns = _columns([t["counts"].get("connections") or 0 for t in tests], per)  # null: unmeasured
     shared = f" - per column of {per} tests, the most" if per > 1 else ""
@@ -157,7 +178,8 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> 
         return _nice_max(max((v for v in values if v is not None), default=0))
 
     bands = [
-        _Band(0, f"TIME_WAIT entries in flight (this run's, 60 s each){shared}", top(tw)),
+        _Band(0, f"TIME_WAIT entries in flight ({'each report' if several else 'this run'}'s own, 60 s each)"
+                 f"{shared}", top(tw)),
         _Band(1, f"open file descriptors at the end of each test{shared}", top(fds)),
         _Band(2, f"connections each test opened{shared}", top(conns)),
     ]
@@ -187,7 +209,7 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str]) -> 
         parts.append(f'<text class="lbl" x="{xs[i // per]:.1f}" y="{y_bottom + 16:.1f}" text-anchor="middle">'
                      f'{i + 1}</text>')
     parts.append(f'<text class="lbl" x="{LEFT + plot_w:.1f}" y="{y_bottom + 28:.1f}" text-anchor="end">'
-                 f'tests, in the order their results arrived</text>')
+                 f'tests, {"report by report, " if several else ""}in the order their results arrived</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -203,8 +225,10 @@ def _of(value: int | None, limit: int | None) -> str:
 
 
 def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts: Mapping[str, str] | None = None,
-           generated: datetime.datetime | None = None) -> str:
-    """The page for a report document. ``texts``: node id -> failure text (rebuilt from the record if absent)."""
+           generated: datetime.datetime | None = None, runs: Sequence[int] | None = None) -> str:
+    """The page for a report document. ``texts``: node id -> failure text (rebuilt from the record if absent).
+    ``runs``: for a document merged from several reports, the index of the report each test came from (the
+    command line's ``html``): TIME_WAIT in flight is then counted report by report."""
     tests: list[Mapping[str, Any]] = list(document["tests"])
     s = document["session"]
     texts = dict(texts or {})
@@ -212,6 +236,8 @@ def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts
     dirty = s["tests_with_violations"]
     leaks = s.get("session_leaks", [])
     when = (generated or datetime.datetime.now()).strftime("%Y-%m-%d %H:%M:%S")
+    reports = len(set(runs)) if runs else 1
+    what = f"{reports} reports merged" if reports > 1 else "a pytest session"
     cards = [
         _card(s["tests_checked"], "tests checked"),
         _card(dirty, "with violations", "bad" if dirty else "ok"),
@@ -223,14 +249,14 @@ def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts
     summary = "\n".join(summary_lines(ReportResults(document), verbose=True))
     body = [
         f"<h1>{_esc(title)}</h1>",
-        f'<p class="sub">socket hygiene of a pytest session - {_esc(len(tests))} tests - written {_esc(when)}</p>',
+        f'<p class="sub">socket hygiene of {_esc(what)} - {_esc(len(tests))} tests - written {_esc(when)}</p>',
         '<div class="cards">', *cards, "</div>",
         "<h2>Timeline</h2>",
         '<p class="sub"><span class="key" style="background:#bf8700"></span>TIME_WAIT in flight'
         '<span class="key" style="background:#0969da"></span>open file descriptors'
         '<span class="key" style="background:#8250df"></span>connections opened'
         '<span class="key" style="background:#cf222e"></span>a test that broke a limit (click for its details)</p>',
-        timeline(tests, anchors),
+        timeline(tests, anchors, runs),
     ]
     if anchors:
         body.append("<h2>Tests that broke a limit</h2>")
@@ -251,10 +277,12 @@ def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts
             f"<style>{CSS}</style></head><body><main>\n" + "\n".join(body) + "\n</main></body></html>\n")
 
 
-def write_page(path: str, document: Mapping[str, Any], title: str = "pytest-sockhygiene") -> None:
+def write_page(path: str, document: Mapping[str, Any], title: str = "pytest-sockhygiene",
+               runs: Sequence[int] | None = None) -> None:
     """Through a temporary file and a rename, making missing folders, as the JSON report is written."""
+    page = render(document, title, runs=runs)  # (made first: a fault in it leaves no file behind)
     make_folders(path)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(render(document, title))
+        f.write(page)
     os.replace(tmp, path)

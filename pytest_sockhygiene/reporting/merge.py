@@ -48,6 +48,13 @@ def violations_by_kind(tests: Sequence[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def sources(documents: Sequence[tuple[str, Document]], merged: Document) -> list[int]:
+    """For each test of ``merged`` (``merge(documents)``), the index of the document whose record it kept: the
+    last one that has the test."""
+    last = {t["nodeid"]: i for i, (_, doc) in enumerate(documents) for t in doc["tests"]}
+    return [last[t["nodeid"]] for t in merged["tests"]]
+
+
 def merge(documents: Sequence[tuple[str, Document]], warn: Callable[[str], None]) -> Document:
     """``documents``: (name, report) in the order given. ``warn`` is told of each test found more than once."""
     tests: dict[str, dict[str, Any]] = {}
