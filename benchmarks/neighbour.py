@@ -41,7 +41,7 @@ def count_time_wait(port: int) -> int:
     return n
 
 
-def one_connection(listener: socket.socket, addr: tuple) -> None:
+def one_connection(listener: socket.socket, addr: tuple[str, int]) -> None:
     c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         c.settimeout(2.0)

@@ -313,7 +313,7 @@ def run_view(view: str, suite: Path, env: dict[str, str], on: bool, python: str,
     proc = subprocess.run(cmd, cwd=suite, env=e, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    data = json.loads(Path(out).read_text())
+    data: dict[str, Any] = json.loads(Path(out).read_text())
     data["_prof"] = out + ".prof"
     os.unlink(out)
     return data

@@ -760,14 +760,17 @@ class Scenario:
         if self.memory:
             mem: dict[str, Any] = {}
             for cond in (self.base, self.test):
-                rs = [r for r in self.results if r.condition == cond and r.rss_end is not None]
+                # (start, collected, first test done, end) of the runs that measured all four
+                rs = [(r.rss_start, r.rss_collected, r.rss_first_done, r.rss_end) for r in self.results
+                      if r.condition == cond and r.rss_start is not None and r.rss_collected is not None
+                      and r.rss_first_done is not None and r.rss_end is not None]
                 mem[cond] = {
-                    "session_growth_mb": statistics.median((r.rss_end - r.rss_start) / 2**20 for r in rs),
-                    "loop_growth_mb": statistics.median((r.rss_end - r.rss_collected) / 2**20 for r in rs),
+                    "session_growth_mb": statistics.median((end - start) / 2**20 for start, _, _, end in rs),
+                    "loop_growth_mb": statistics.median((end - collected) / 2**20 for _, collected, _, end in rs),
                     "first_test_growth_mb": statistics.median(
-                        (r.rss_first_done - r.rss_collected) / 2**20 for r in rs),
-                    "steady_growth_mb": statistics.median((r.rss_end - r.rss_first_done) / 2**20 for r in rs),
-                    "rss_end_mb": statistics.median(r.rss_end / 2**20 for r in rs),
+                        (first - collected) / 2**20 for _, collected, first, _ in rs),
+                    "steady_growth_mb": statistics.median((end - first) / 2**20 for _, _, first, end in rs),
+                    "rss_end_mb": statistics.median(end / 2**20 for _, _, _, end in rs),
                 }
             mem["plugin_session_growth_mb"] = mem[self.test]["session_growth_mb"] - mem[self.base]["session_growth_mb"]
             mem["plugin_loop_growth_mb"] = mem[self.test]["loop_growth_mb"] - mem[self.base]["loop_growth_mb"]
@@ -820,8 +823,13 @@ def interval_report(summaries: list[dict[str, Any]]) -> str:
     header = ("suite", "condition", "pairs", "session: ratio", "95% interval", "median pair ratio", "95% interval",
               "steady: ratio", "95% interval", "median pair ratio", "95% interval")
     rows = []
-    fmt = lambda v: f"{v:.3f}x" if v is not None else "n/a"  # noqa: E731
-    span = lambda iv: f"{iv[0]:.3f}-{iv[1]:.3f}" if iv else "n/a"  # noqa: E731
+
+    def fmt(v: float | None) -> str:
+        return f"{v:.3f}x" if v is not None else "n/a"
+
+    def span(iv: Sequence[float] | None) -> str:
+        return f"{iv[0]:.3f}-{iv[1]:.3f}" if iv else "n/a"
+
     for s in summaries:
         row = [s["suite"], s["label"], str(sum(1 for r in s["runs"] if r["condition"] == s["test"]))]
         for attr in ("session", "steady"):
@@ -836,17 +844,18 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: dic
     suite = generate_suite(sc.spec, workdir)
     order_pairs: list[tuple[str, str]] = []
     repeats = min(args.repeats, args.memory_repeats) if sc.memory else args.repeats
-    for r in range(repeats):
+    for n in range(repeats):
         ab = (sc.base, sc.test)
-        order_pairs.append(ab if (args.order == "abab" or r % 2 == 0) else ab[::-1])
+        order_pairs.append(ab if (args.order == "abab" or n % 2 == 0) else ab[::-1])
     log(f"\n== {sc.label}: {sc.spec.name} ({sc.spec.tests} tests), {sc.base} vs {sc.test}, "
         f"{repeats} repeats ({args.order}) ==")
-    kw = dict(python=args.python, suite=suite, backend=args.backend, env=env, timeout=args.timeout,
-              memory=sc.memory, expect_items=sc.spec.tests, expect_summary=expected_violations(sc.spec),
-              check_verdicts=not args.verdicts_may_differ)
+    def run(condition: str) -> RunResult:
+        return run_once(args.python, suite, condition, args.backend, env, args.timeout, sc.memory, sc.spec.tests,
+                        expected_violations(sc.spec), check_verdicts=not args.verdicts_may_differ)
+
     if not args.no_warmup:
         for cond in (sc.base, sc.test):
-            r = run_once(condition=cond, **kw)  # type: ignore[arg-type]
+            r = run(cond)
             log(f"   warm-up {cond:8s} session {r.session:7.3f}s (discarded)")
     for i, pair in enumerate(order_pairs):
         for cond in pair:
@@ -854,10 +863,10 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path, env: dic
                 _load, waited = wait_for_quiet(args.quiet_load, args.quiet_wait)
                 sc.waited += waited
             sc.tcp_states.append(count_tcp_states())
-            r = run_once(condition=cond, **kw)  # type: ignore[arg-type]
+            r = run(cond)
             sc.results.append(r)
             extra = ""
-            if sc.memory and r.rss_end is not None:
+            if sc.memory and r.rss_end is not None and r.rss_start is not None:
                 extra = f"  rss +{(r.rss_end - r.rss_start) / 2**20:6.1f} MB"
             bg = f"{r.background:4.2f}" if r.background is not None else " n/a"
             log(f"   [{i + 1}/{len(order_pairs)}] {cond:8s} session {r.session:7.3f}s  loop {r.loop:7.3f}s  "
@@ -909,7 +918,10 @@ class Neighbour:
 
 def fmt_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(x).ljust(w) if i < 2 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def line(r: Sequence[str]) -> str:
+        return "  ".join(str(x).ljust(w) if i < 2 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths)))
+
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), sep] + [line(r) for r in rows])
 
