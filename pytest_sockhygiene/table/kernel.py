@@ -84,6 +84,23 @@ _TIMEOUT = 2.0
 """Seconds to wait for the kernel's answers. Linux answers inside ``sendto`` itself, so this only bounds the
 wait where it does not (an emulated netlink) or a reply is lost: a lookup must never hang a test run."""
 
+_forks = 0
+"""Forks this process has come from (``os.register_at_fork``, counted in the child): a ``SockDiag`` opened
+before the last one holds the parent's netlink port. Compared at every lookup instead of ``os.getpid()``, which
+is a system call each time (glibc no longer caches it) and one of the check's few per test."""
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+    _fork_count_known = True
+else:  # (no fork either: kept for a platform without the hook, where getpid is asked as before)
+    _fork_count_known = False
+
 _Query = tuple[FourTuple, int, int, int, bytes, bytes]
 """(key, family to ask in, local port, remote port, local address, remote address).
 
@@ -265,6 +282,7 @@ class SockDiag:
         self._lock = threading.Lock()
         self._sock: _socket.socket | None = None
         self._pid = -1
+        self._forks = -1
         self._chunk = _MIN_CHUNK
         self._seq = itertools.count(1)
         self._buf = bytearray(_RECV_BUFFER)
@@ -307,12 +325,13 @@ class SockDiag:
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
         self._sock = sock
-        self._pid = os.getpid()
+        self._forks = _forks
+        self._pid = -1 if _fork_count_known else os.getpid()
 
     def _socket_for_this_process(self) -> _socket.socket:
         if self._sock is None:
             raise NetlinkUnavailable("SockDiag is closed")
-        if self._pid != os.getpid():
+        if self._forks != _forks or (not _fork_count_known and self._pid != os.getpid()):
             # Forked: the parent owns the shared netlink port; close our copy of the fd and open our own.
             self._sock.close()
             self._sock = None
