@@ -95,11 +95,8 @@ def _forked() -> None:
     _forks += 1
 
 
-if hasattr(os, "register_at_fork"):
+if hasattr(os, "register_at_fork"):  # (every platform with os.fork has it: where it is missing, nothing forks)
     os.register_at_fork(after_in_child=_forked)
-    _fork_count_known = True
-else:  # (no fork either: kept for a platform without the hook, where getpid is asked as before)
-    _fork_count_known = False
 
 _Query = tuple[FourTuple, int, int, int, bytes, bytes]
 """(key, family to ask in, local port, remote port, local address, remote address).
@@ -281,7 +278,6 @@ class SockDiag:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sock: _socket.socket | None = None
-        self._pid = -1
         self._forks = -1
         self._chunk = _MIN_CHUNK
         self._seq = itertools.count(1)
@@ -326,12 +322,11 @@ class SockDiag:
         self._poll.register(sock.fileno(), select.POLLIN)
         self._sock = sock
         self._forks = _forks
-        self._pid = -1 if _fork_count_known else os.getpid()
 
     def _socket_for_this_process(self) -> _socket.socket:
         if self._sock is None:
             raise NetlinkUnavailable("SockDiag is closed")
-        if self._forks != _forks or (not _fork_count_known and self._pid != os.getpid()):
+        if self._forks != _forks:
             # Forked: the parent owns the shared netlink port; close our copy of the fd and open our own.
             self._sock.close()
             self._sock = None
