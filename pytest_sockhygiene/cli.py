@@ -126,7 +126,8 @@ def cmd_html(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:  # the shards' page: their merged report, TIME_WAIT in flight counted report by report
         doc = merge(documents, lambda msg: print(f"{PROG} html: warning: {msg}", file=err))
         runs = sources(documents, doc)
-    _write("the page", args.output, lambda: write_page(args.output, doc, args.title, runs=runs))
+    _write("the page", args.output, lambda: write_page(args.output, doc, args.title, runs=runs,
+                                                                  reports=len(documents)))
     what = f"{len(documents)} reports" if len(documents) > 1 else "the report"
     print(f"wrote the page of {what} ({plural(len(doc['tests']), 'test')}) to {args.output}", file=out)
     return 0

@@ -338,6 +338,20 @@ def test_html_of_shards_draws_their_merged_report_and_counts_time_wait_per_shard
     assert polygon.findall(text) != polygon.findall(one_run)
 
 
+def test_html_subtitle_counts_every_report_given_also_one_without_tests(suite, tmp_path):
+    a, empty, page = tmp_path / "a.json", tmp_path / "empty.json", tmp_path / "page.html"
+    _run(suite, f"--sockhygiene-report={a}", "-k", "clean or burst or stub")
+    _run(suite, f"--sockhygiene-report={empty}", "-k", "no_such_test")
+    assert report(empty)["tests"] == []
+    done = cli("html", "-o", str(page), str(a), str(empty))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"wrote the page of 2 reports (3 tests) to {page}\n"
+    text = page.read_text()
+    assert "socket hygiene of 2 reports merged - 3 tests" in text
+    # the tests all came from one run: TIME_WAIT in flight is that run's, labelled as one run's
+    assert "TIME_WAIT entries in flight (this run&#x27;s own, 60 s each)" in text
+
+
 def _section(lines: list[str], title: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip("= ") == title and line.startswith("="))
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("====")), len(lines))

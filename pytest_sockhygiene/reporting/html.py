@@ -80,12 +80,18 @@ def in_flight(times: Sequence[float | None], counts: Sequence[int],
     return out
 
 
+def several_runs(runs: Sequence[int] | None) -> bool:
+    """Whether the tests of ``runs`` (the run each came from, or None for one run) came from more than one run:
+    what decides how TIME_WAIT in flight is counted and how the timeline is labelled."""
+    return runs is not None and len(set(runs)) > 1
+
+
 def in_flight_by_run(times: Sequence[float | None], counts: Sequence[int],
                      runs: Sequence[int] | None = None) -> list[int | None]:
     """``in_flight``, each run on its own. ``runs``: the run (the report, for a page of several) each test came
     from; None for one run. The shards of a suite run on other machines or in other processes: their TIME_WAIT
     entries hold no port of one another's, so a test's in-flight count is its own run's alone."""
-    if runs is None or len(set(runs)) < 2:
+    if runs is None or not several_runs(runs):
         return in_flight(times, counts)
     out: list[int | None] = [None] * len(times)
     groups: dict[int, list[int]] = {}
@@ -167,7 +173,7 @@ def timeline(tests: Sequence[Mapping[str, Any]], anchors: Mapping[int, str], run
     plot_w = WIDTH - LEFT - RIGHT
     xs = [LEFT + (c + 0.5) * plot_w / cols for c in range(cols)]
     samples = [t.get("sample") or {} for t in tests]
-    several = runs is not None and len(set(runs)) > 1
+    several = several_runs(runs)
     tw = _columns(in_flight_by_run([s.get("time") for s in samples],
                                    [t["counts"].get("time_wait") or 0 for t in tests], runs), per)
     fds = _columns([s.get("fds") for s in samples], per)
@@ -225,10 +231,13 @@ def _of(value: int | None, limit: int | None) -> str:
 
 
 def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts: Mapping[str, str] | None = None,
-           generated: datetime.datetime | None = None, runs: Sequence[int] | None = None) -> str:
+           generated: datetime.datetime | None = None, runs: Sequence[int] | None = None,
+           reports: int = 1) -> str:
     """The page for a report document. ``texts``: node id -> failure text (rebuilt from the record if absent).
     ``runs``: for a document merged from several reports, the index of the report each test came from (the
-    command line's ``html``): TIME_WAIT in flight is then counted report by report."""
+    command line's ``html``): TIME_WAIT in flight is then counted report by report. ``reports``: how many
+    reports the document was merged from - the subtitle's count, which ``runs`` cannot give (a report with no
+    test contributes none)."""
     tests: list[Mapping[str, Any]] = list(document["tests"])
     s = document["session"]
     texts = dict(texts or {})
@@ -236,7 +245,6 @@ def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts
     dirty = s["tests_with_violations"]
     leaks = s.get("session_leaks", [])
     when = (generated or datetime.datetime.now()).strftime("%Y-%m-%d %H:%M:%S")
-    reports = len(set(runs)) if runs else 1
     what = f"{reports} reports merged" if reports > 1 else "a pytest session"
     cards = [
         _card(s["tests_checked"], "tests checked"),
@@ -278,9 +286,9 @@ def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts
 
 
 def write_page(path: str, document: Mapping[str, Any], title: str = "pytest-sockhygiene",
-               runs: Sequence[int] | None = None) -> None:
+               runs: Sequence[int] | None = None, reports: int = 1) -> None:
     """Through a temporary file and a rename, making missing folders, as the JSON report is written."""
-    page = render(document, title, runs=runs)  # (made first: a fault in it leaves no file behind)
+    page = render(document, title, runs=runs, reports=reports)  # (made first: a fault in it leaves no file behind)
     make_folders(path)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
