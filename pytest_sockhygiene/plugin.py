@@ -689,6 +689,10 @@ class SockHygieneReporter:
         # (no tracker of finished bodies: neither a report nor a baseline is written, so none is read)
         finished = self.bodies.finished if self.bodies is not None else set()
         try:
+            self.results.keep_last_attempts()  # pytest-rerunfailures: a test's last attempt is the test's
+        except Exception as e:  # noqa: BLE001
+            self.results.problems.append(f"keeping each test's last attempt: {e!r}")
+        try:
             self.write_errors = write_outputs(self.outputs, lambda: self.results.document(finished),
                                              lambda: self.results.records, finished)
         except Exception as e:  # noqa: BLE001  (an OSError is in write_errors: this is a fault of the plugin)

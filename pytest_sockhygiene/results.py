@@ -173,6 +173,19 @@ def _compact(r: Any) -> Any:
     return r
 
 
+def _nodeid(r: Any) -> str:
+    """The node id of a stored record, whatever its form (``_compact``, ``clean_record``, a dict, ``Deferred``)."""
+    if isinstance(r, str):
+        return r
+    if type(r) is Deferred:
+        return str(r.head["nodeid"])
+    if isinstance(r, dict):
+        return str(r["nodeid"])
+    if isinstance(r, (tuple, list)):
+        return str(r[0])
+    return str(r.nodeid)  # clean_record's pytest item
+
+
 def _expand(r: Any) -> Record:
     if isinstance(r, dict):
         return r
@@ -213,6 +226,20 @@ class SessionResults:
     def add_local(self, record: Any) -> None:
         """A record made in this process by ``test_record`` or ``clean_record`` (kept as it is)."""
         self._stored.append(_compact(record) if type(record) is dict else record)
+
+    def keep_last_attempts(self) -> int:
+        """Keep one record per test: its last. pytest-rerunfailures runs a failing test again under the same node
+        id (each attempt is checked, and a leak in enforce mode is itself a failure it retries); only the attempt
+        whose outcome stands is the test's, as in ``merge`` of reports that share a test. Called once, before the
+        summary and the report are made; one pass over node ids, nothing kept per test while the suite runs.
+        Returns how many earlier attempts were dropped."""
+        stored = self._stored
+        ids = [_nodeid(r) for r in stored]
+        if len(set(ids)) == len(ids):
+            return 0
+        last = {nodeid: i for i, nodeid in enumerate(ids)}
+        self._stored = [r for i, r in enumerate(stored) if last[ids[i]] == i]
+        return len(stored) - len(self._stored)
 
     @property
     def records(self) -> list[Record]:

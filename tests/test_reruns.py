@@ -1,0 +1,62 @@
+"""End to end, beside the real pytest-rerunfailures: a test run again under the same node id is one test, and its
+record is its last attempt's - in the summary, the JSON report and its rankings, with and without xdist."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import dedent
+
+pytest.importorskip("pytest_rerunfailures")
+
+SUITE = dedent("""
+    import socket
+    import httpx
+
+    KEEP = []
+    ATTEMPTS = {"flaky": 0}
+
+    def test_always_leaks(server):
+        client = httpx.Client()
+        client.get(server.url)
+        KEEP.append(client)
+
+    def test_leaks_only_at_first(server):
+        ATTEMPTS["flaky"] += 1
+        if ATTEMPTS["flaky"] == 1:
+            KEEP.append(socket.create_connection((server.host, server.port)))
+
+    def test_clean(server):
+        with httpx.Client() as client:
+            client.get(server.url)
+""")
+
+
+@pytest.mark.parametrize("workers", [None, "1"])
+def test_a_rerun_test_is_checked_once_with_its_last_attempt(pytester, run, tmp_path, workers):
+    pytester.makepyfile(test_r=SUITE)
+    path = tmp_path / "r.json"
+    args = ["--reruns", "2", f"--sockhygiene-report={path}"]
+    if workers:
+        args += ["-n", workers]
+    result = run(*args, subprocess=bool(workers))
+    # every attempt of test_always_leaks fails on its leak, so it is run three times; the flaky one twice (each
+    # attempt's call passed: pytest-rerunfailures counts it, and the teardown error that made it run again)
+    outcomes = result.parseoutcomes()
+    assert (outcomes.get("passed"), outcomes.get("error", outcomes.get("errors")), outcomes.get("rerun")) == (6, 1, 3)
+    result.stdout.fnmatch_lines(["3 tests checked, 1 with violations (clients: 1, established: 1)"])
+    report = json.loads(path.read_text())
+    tests = {t["nodeid"]: t for t in report["tests"]}
+    assert [t["nodeid"] for t in report["tests"]].count("test_r.py::test_always_leaks") == 1
+    assert sorted(tests) == ["test_r.py::test_always_leaks", "test_r.py::test_clean",
+                             "test_r.py::test_leaks_only_at_first"]
+    assert report["session"]["tests_checked"] == 3
+    assert report["session"]["tests_with_violations"] == 1
+    assert tests["test_r.py::test_always_leaks"]["counts"]["established"] == 1
+    # the attempt whose outcome stands (the second, which passed) is the test's record: clean
+    assert tests["test_r.py::test_leaks_only_at_first"]["clean"] is True
+    assert tests["test_r.py::test_leaks_only_at_first"]["counts"]["established"] == 0
+    # one connection per test in the session's figure: the last attempts', not every attempt's
+    assert report["session"]["connections_opened"] == 2
