@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import stat
 from collections.abc import Container, Iterable, Mapping
 from typing import Any, Callable
 
@@ -37,11 +38,14 @@ def _names_a_directory(path: str) -> bool:
     return path.endswith(tuple(s for s in (os.sep, os.altsep, "/") if s)) or os.path.isdir(path)
 
 
-def check_output_path(option: str, path: str) -> None:
-    """Refuse at start-up a path that cannot become the file: one that names a directory, one below a file, one
-    in a folder that cannot be written. Missing folders are fine: they are created when the file is written."""
+def check_output_path(option: str, path: str, example: str = "sockhygiene.json") -> None:
+    """Refuse at start-up a path that cannot become the file: an empty one, one that names a directory, one below
+    a file, one in a folder that cannot be written. Missing folders are fine: they are created when the file is
+    written. ``example``: a file name of the option's kind, for the message."""
+    if not path:
+        raise ConfigError(f"{option}: the path is empty; give a file path such as {example!r}")
     if _names_a_directory(path):
-        example = os.path.join(path, "sockhygiene.json")
+        example = os.path.join(path, example)
         raise ConfigError(f"{option}: {path!r} names a directory; give a file path such as {example!r}")
     existing = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(existing):  # the nearest folder that exists is where the missing ones are made
@@ -54,8 +58,11 @@ def check_output_path(option: str, path: str) -> None:
 
 def read_outputs(report: str | None, baseline_path: str | None, update: bool, check_writable: bool) -> Outputs:
     """Raises ConfigError naming the option. Workers of xdist read the baseline but never write anything."""
-    if report and check_writable:
+    if report is not None and check_writable:
         check_output_path("--sockhygiene-report", report)
+    if baseline_path == "":
+        raise ConfigError("--sockhygiene-baseline: the path is empty; give a file path such as "
+                          "'.sockhygiene-baseline.json'")
     if update and not baseline_path:
         raise ConfigError("--sockhygiene-baseline-update needs --sockhygiene-baseline=PATH")
     baseline = None
@@ -77,13 +84,32 @@ def make_folders(path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
+def _replaceable(path: str) -> str | None:
+    """Where a temporary file can be renamed to become ``path``'s content: the regular file it names, at the end of
+    any symbolic links (so a link stays a link and its target is what changes), or a file that does not exist
+    yet. None for anything else that exists - a FIFO, a device, ``/dev/stdout`` - which is written to, as
+    ``--junitxml`` writes: renaming over it would replace the node itself."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return os.path.realpath(path)  # (through a dangling link: its target is made)
+    return os.path.realpath(path) if stat.S_ISREG(st.st_mode) else None
+
+
 def write_text(path: str, text: str) -> None:
-    """Write through a temporary file and a rename, so a reader never sees half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
+    """Write through a temporary file and a rename, so a reader never sees half a file; into ``path`` itself
+    where it is not a regular file (``_replaceable``). An error of the write - a full disk, ``/dev/full`` -
+    is raised, never taken for success."""
+    target = _replaceable(path)
+    if target is None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    tmp = f"{target}.tmp{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -42,6 +42,49 @@ def test_report_folders_are_made_and_a_directory_is_refused_at_start(pytester, r
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
+def test_an_empty_output_path_is_refused_naming_the_option(pytester, run):
+    pytester.makepyfile(test_ok="def test_a(): pass")
+    for option, example in (("--sockhygiene-report", "sockhygiene.json"), ("--sockhygiene-html", "sockhygiene.html"),
+                            ("--sockhygiene-baseline", ".sockhygiene-baseline.json")):
+        result = run(f"{option}=")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, option
+        result.stderr.fnmatch_lines([f"ERROR: sockhygiene: {option}: the path is empty; give a file path such as "
+                                     f"'{example}'"])
+
+
+def test_outputs_are_written_through_a_symlink_and_into_a_fifo(pytester, run, tmp_path):
+    """A report path that is a symbolic link keeps being one (its target gets the report), and a FIFO is written
+    to, not replaced by a regular file: as --junitxml writes. (A device node is the same case as the FIFO; it is not
+    used here, since a regression would replace the machine's device when run as root.)"""
+    import os
+    import stat
+    import threading
+
+    pytester.makepyfile(test_ok="def test_a(): pass")
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    page_target, page_link = tmp_path / "page-target.html", tmp_path / "page.html"
+    target.write_text("{}")
+    link.symlink_to(target)
+    page_link.symlink_to(page_target)  # dangling: the page is made at its target
+    result = run(f"--sockhygiene-report={link}", f"--sockhygiene-html={page_link}")
+    assert result.ret == pytest.ExitCode.OK
+    assert link.is_symlink() and page_link.is_symlink()
+    assert json.loads(target.read_text())["session"]["tests_checked"] == 1
+    assert page_target.read_text().startswith("<!DOCTYPE html>")
+
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run(f"--sockhygiene-report={fifo}")
+    reader.join(30)
+    assert result.ret == pytest.ExitCode.OK
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert json.loads(received[0])["session"]["tests_checked"] == 1
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
 @pytest.mark.parametrize("mode", ["enforce", "warn"])
 def test_a_report_that_cannot_be_written_at_the_end_fails_the_run(pytester, run, tmp_path, mode):
     # a real fault: the path is fine at start, and a test makes it a directory before the end of the run

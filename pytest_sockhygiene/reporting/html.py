@@ -17,12 +17,11 @@ from __future__ import annotations
 import bisect
 import datetime
 import html
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..health import TIME_WAIT_SECONDS
-from ..outputs import make_folders
+from ..outputs import make_folders, write_text
 from ..summary import summary_lines
 from .records import ReportResults, text_of
 
@@ -290,7 +289,4 @@ def write_page(path: str, document: Mapping[str, Any], title: str = "pytest-sock
     """Through a temporary file and a rename, making missing folders, as the JSON report is written."""
     page = render(document, title, runs=runs, reports=reports)  # (made first: a fault in it leaves no file behind)
     make_folders(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    write_text(path, page)
