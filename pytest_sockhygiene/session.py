@@ -21,6 +21,7 @@ from .endpoints import ConfigError
 from .events import _OWNER_ATTR, Recorder, _threads_by_ident
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
+from .pools import is_pool_worker
 from .results import CHECKS_OFF
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
@@ -371,7 +372,8 @@ class Controller:
         own = self.recorder.ownership
         new = [t for ident, t in candidates if ident not in own.thread_owner
                and getattr(t, _OWNER_ATTR, None) is None  # a thread an owned thread started is that owner's
-               and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()]
+               and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()
+               and not is_pool_worker(t)]  # a pool's worker works for every test that hands it a job (pools.py)
         # a thread that is finishing (a Timer that just fired, an executor shutting down) is given a moment
         deadline = time.monotonic() + min(0.05, limits.settle)
         for t in new:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+import pytest
+
 from conftest import dedent, errors_of
 
 
@@ -211,3 +213,54 @@ def test_a_thread_that_reuses_an_ended_fixture_threads_ident_is_not_that_fixture
         "sockhygiene: test_b.py::test_a_new_thread_leaves_a_connection broke its socket limits",
         "  established: 1 > limit 0 - open connection(s) left behind",
     ])
+
+
+POOLS = dedent('''
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anyio
+    import pytest
+
+    POOL = ThreadPoolExecutor(max_workers=1)
+    KEEP = []
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(request):
+        return request.param
+
+    def test_warms_the_pool():
+        POOL.submit(lambda: None).result()
+
+    def test_leaks_through_the_pool(server):
+        KEEP.append(POOL.submit(socket.create_connection, (server.host, server.port)).result())
+
+    @pytest.mark.anyio
+    async def test_warms_the_workers():
+        await anyio.to_thread.run_sync(lambda: None)
+
+    @pytest.mark.anyio
+    async def test_leaks_through_the_workers(server):
+        KEEP.append(await anyio.to_thread.run_sync(socket.create_connection, (server.host, server.port)))
+''')
+
+
+def test_a_pool_worker_works_for_every_test_that_hands_it_a_job(pytester, run, tmp_path):
+    """A pool's worker started by one test and reused by the next (a module-level ThreadPoolExecutor, trio's
+    thread cache behind anyio.to_thread) is no test's: a socket a later test leaks through it is that test's leak,
+    whatever ran first, and the worker is not reported as a thread left running (pools.py)."""
+    pytest.importorskip("trio")
+    pytester.makepyfile(test_pools=POOLS)
+    path = tmp_path / "r.json"
+    result = run("-p", "no:randomly", f"--sockhygiene-report={path}")
+    leakers = ["test_pools.py::test_leaks_through_the_pool", "test_pools.py::test_leaks_through_the_workers[asyncio]",
+               "test_pools.py::test_leaks_through_the_workers[trio]"]
+    assert sorted(errors_of(result)) == leakers
+    report = json.loads(path.read_text())
+    for t in report["tests"]:
+        assert t["counts"]["established"] == (1 if t["nodeid"] in leakers else 0), t
+        assert not t.get("threads"), t  # a pool's worker is no thread left running
+    assert "threads left running" not in result.stdout.str()
+    # each leak is found in its own run too: the verdict no longer depends on which test warmed the pool
+    alone = run("-p", "no:randomly", "-k", "leaks")
+    assert sorted(errors_of(alone)) == leakers

@@ -1,0 +1,45 @@
+"""Worker threads of thread pools: started by one test, then working for every test that hands them a job.
+
+A thread a test starts and leaves running is that test's from then on (docs/ownership.md): a poller or a server it
+forgot keeps doing the test's work, and nothing it does later may be blamed on another test. A pool's worker is
+the opposite case. The first test that submits a job starts it; it then waits for jobs, and the next one may come
+from any later test: ``ThreadPoolExecutor.submit``, ``loop.run_in_executor`` and ``asyncio.to_thread`` (the
+loop's default executor is such a pool), ``anyio.to_thread.run_sync`` (anyio's worker threads on asyncio, trio's
+thread cache on trio), ``multiprocessing.pool.ThreadPool``. Were it the first test's, a socket a later test leaks
+through the pool would be nobody's: the first test's window is closed, and the later test's would pass it by -
+a verdict that changes with test order.
+
+So a pool's worker is never claimed by the test that started it: what it does in a test's window is that test's,
+as if the test's own thread had done it. (A pool a fixture of broader scope starts - a server handling requests on
+an executor - stays the fixture's: its workers inherit the fixture as any thread its threads start does.)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+POOL_WORKERS: frozenset[tuple[str, str]] = frozenset({
+    ("concurrent.futures.thread", "_worker"),  # ThreadPoolExecutor, hence asyncio's default executor
+    ("multiprocessing.pool", "worker"),  # ThreadPool's workers
+    ("trio._core._thread_cache", "WorkerThread._work"),  # trio.to_thread, anyio.to_thread on trio
+    ("anyio._backends._asyncio", "WorkerThread.run"),  # anyio.to_thread on asyncio (a Thread subclass)
+})
+"""(module, qualified name) of the function a pool's worker thread runs."""
+
+
+def _runs(thread: threading.Thread) -> tuple[str, str] | None:
+    """(module, qualified name) of what ``thread`` runs: its ``target``, or its class's ``run``."""
+    target: Any = getattr(thread, "_target", None)
+    if target is None:
+        target = getattr(type(thread), "run", None)
+    target = getattr(target, "__func__", target)  # a bound method: the function
+    module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(name, str):
+        return None
+    return module, name
+
+
+def is_pool_worker(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is a worker of a known thread pool (``POOL_WORKERS``), which no test owns."""
+    return _runs(thread) in POOL_WORKERS
