@@ -172,6 +172,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.pluginmanager.register(reporter.bodies, PLUGIN_NAME + "-finished-bodies")
         else:
             config.pluginmanager.register(_RecordCarrier(plugin), PLUGIN_NAME + "-carrier")
+        if reporter is not None and config.pluginmanager.has_plugin("pytest_forked"):
+            config.pluginmanager.register(_ForkedChildren(plugin, reporter.results, str(config.rootpath)),
+                                          PLUGIN_NAME + "-forked")
         _register_pytest_html(config, plugin)
 
 
@@ -620,6 +623,46 @@ class _RecordCarrier:
                 # pytest keeps every item for the whole run: hand the record on instead of keeping it
                 report.sockhygiene, state.record = full_record(state.record), None
         return report
+
+
+class _ForkedChildren:
+    """With pytest-forked, a test (``--forked``, or marked ``forked``) runs in a child process, and its record would
+    die with the child: the child puts it on its teardown report, which pytest-forked sends to this process as
+    plain values, and here it is taken off and kept. In warn mode the warning is made here too: the child's went to
+    the child's output, which nobody sees. (Enforce mode's failure travels on the report itself.) Registered only
+    where pytest-forked is, in the process that reports; on an xdist worker ``_RecordCarrier`` carries the record
+    from the child on, as from any test."""
+
+    def __init__(self, plugin: SockHygienePlugin, results: SessionResults, rootdir: str) -> None:
+        self.plugin = plugin
+        self.results = results
+        self.rootdir = rootdir
+        self.pid = os.getpid()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+        report = yield
+        if call.when == "teardown" and os.getpid() != self.pid:  # in a forked child
+            state = self.plugin.current
+            if state is not None and state.item is item and state.record is not None:
+                record = full_record(state.record)
+                # (a plain run keeps a clean test's record as its item: the child sends its node id)
+                report.sockhygiene_forked = record if isinstance(record, (dict, tuple, list, str)) else item.nodeid
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown" or os.getpid() != self.pid:
+            return
+        record = report.__dict__.pop("sockhygiene_forked", None)
+        if not isinstance(record, (dict, tuple, list, str)):
+            return
+        self.results.add(record)
+        if isinstance(record, dict) and not record.get("clean", True) and not self.plugin.enforce:
+            from .reporting.records import text_of
+
+            path, lineno, _ = report.location
+            warn_without_failing(text_of(record), os.path.normpath(os.path.join(self.rootdir, str(path))),
+                                 (lineno or 0) + 1)
 
 
 class _RecordsFromWorkers:

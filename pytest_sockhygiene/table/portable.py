@@ -18,6 +18,7 @@ from __future__ import annotations
 import _socket
 import dataclasses
 import errno
+import os
 import socket
 import sys
 from collections.abc import Collection, Hashable
@@ -123,6 +124,10 @@ class PsutilTable(SocketTable):
             raise TableUnavailable(f"psutil cannot list this process's connections: {e!r}") from e
 
     def _connections(self) -> list[Any]:
+        if self._process.pid != os.getpid():
+            # a forked child (pytest-forked, multiprocessing): psutil.Process() kept the parent's pid. (One
+            # system call per look, beside the whole table this backend reads at each.)
+            self._process = self._psutil.Process()
         get = getattr(self._process, "net_connections", None) or self._process.connections
         return list(get(kind="tcp"))
 
