@@ -29,6 +29,11 @@ from .verdict import CLEAN, Item, Verdict, unmeasured
 from .window import ClientProbe, Window, backoff
 
 
+_RESERVED_MARGIN = 16
+"""How near the fd limit the peak asks the kernel's count (``SocketTable.fds_in_use``), which counts the numbers
+that threads blocked in ``accept()`` have reserved: a system call only a test near the limit pays for."""
+
+
 def thread_snapshot() -> dict[Any, Any]:
     """The running threads by ident: a copy of ``threading._active`` (one small dict copy per window), or built
     from ``threading.enumerate()`` where that private dict is missing."""
@@ -341,6 +346,8 @@ class Controller:
                 fds = self.table.fd_count()
                 if fds is not None:
                     limit = fd_limit()
+                    if limit is not None and fds >= limit - _RESERVED_MARGIN:
+                        fds = self.table.fds_in_use() or fds  # near the limit: numbers reserved count too
                     if _nearer_limit(fds, limit, self.peak_fds, self.peak_fd_limit):
                         self.peak_fds, self.peak_fd_limit = fds, limit
 

@@ -283,8 +283,9 @@ CAUSE_ADVICE: dict[str, str] = {
     "server_closes": "the client is reused, but every connection of its pool was ended after a request: turn "
                      "keep-alive on where that happens - the server (HTTP/1.1 without `Connection: close`), or the "
                      "proxy or middleware in between.",
-    "api": "an API without a connection pool opens a new connection per call: send the requests through one "
-           "pooled client (requests.Session, httpx.Client, urllib3.PoolManager), or keep one connection open.",
+    "api": "an API without a connection pool opens a new connection per call: keep one connection open for many "
+           "calls (one websocket session, one database connection), or for HTTP send the requests through one "
+           "pooled client (requests.Session, httpx.Client, urllib3.PoolManager).",
     "fixture": "these connections come from a function-scoped fixture, not from the code under test: give the "
                "fixture a broader scope so that it runs once, or make it connect less (wait on a signal instead "
                "of polling a port).",
@@ -602,6 +603,7 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
                 origin_by_conn.setdefault(frozenset(ev.four_tuple), ev.origin)
     seen: set[frozenset[Endpoint]] = set()
     groups: dict[tuple[Endpoint | None, Origin | None], list[FourTuple]] = collections.defaultdict(list)
+    servers_first: dict[tuple[Endpoint | None, Origin | None], int] = collections.defaultdict(int)
     ports = listening_ports(obs.listeners)
     for local, remote in sorted(obs.lingering):
         key = frozenset((local, remote))
@@ -612,9 +614,24 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
         server_side = (remote, local) in initiated or (local[1] in ports  # (no call for an ephemeral port)
                                                        and _listener_for(local, obs.listeners, ports) is not None)
         server = local if server_side else remote
-        groups[(server, origin_by_conn.get(key))].append((local, remote))
-    return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows))
+        group = (server, origin_by_conn.get(key))
+        groups[group].append((local, remote))
+        if server_side:
+            servers_first[group] += 1
+    return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows),
+                 note=_server_first_note(servers_first.get((server, o), 0), len(rows)))
             for (server, o), rows in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+
+
+def _server_first_note(server_side: int, rows: int) -> str:
+    """Where the entries are the in-process server's side, the server closed those connections first (a
+    websocket server does, by the protocol; an HTTP server with ``Connection: close``): the reader should know
+    that the churn is the connections, not the client's way of closing them."""
+    if not server_side:
+        return ""
+    if server_side == rows:
+        return "each entry is the in-process server's side: the server closed each connection first"
+    return f"{server_side} of the entries are the in-process server's side: it closed those connections first"
 
 
 def connection_items(connects: Iterable[SocketEvent]) -> list[Item]:

@@ -33,7 +33,22 @@ EXHAUST = dedent("""
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
-    def test_runs_out_of_fds(restores_the_limit):
+    @pytest.fixture(scope="module")
+    def waiting_server():
+        # a server thread blocked in accept(): the kernel reserves the fd number accept() will return, so it is
+        # taken (EMFILE) yet no listing of /proc/self/fd shows it - "in use" must count it
+        import threading
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        t = threading.Thread(target=lambda: srv.accept()[0].close(), daemon=True)
+        t.start()
+        yield
+        socket.create_connection(srv.getsockname()).close()
+        t.join(5)
+        srv.close()
+
+    def test_runs_out_of_fds(waiting_server, restores_the_limit):
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -71,16 +86,20 @@ def test_a_test_that_runs_out_of_fds_is_judged(pytester, run):
     result.assert_outcomes(passed=3, errors=2)
     block = out[out.index("test_fds.py::test_runs_out_of_fds broke"):]
     block = block[:block.index("test_later.py::test_later_leak broke")]
-    note = "the process ran out of file descriptors (64 in use of a limit of 64)"
+    # in use: at least the limit (fds opened before the limit was lowered - by pytest, by other plugins such as
+    # pytest-rerunfailures' status server - stay open above it)
+    note = re.compile(r"the process ran out of file descriptors \((\d+) in use of a limit of 64\)")
     established = block[block.index("established: "):block.index("listen: 1 > limit 0")]
-    assert established.count(note) == 20, established  # the first 20 items are shown
+    in_use = [int(n) for n in note.findall(established)]
+    assert len(in_use) == 20 and min(in_use) >= 64, established  # the first 20 items are shown
     assert re.search(r"ESTABLISHED 127.0.0.1:\d+ -> 127.0.0.1:\d+ fd=\d+, opened at test_fds.py:\d+ in "
-                     r"test_runs_out_of_fds \(" + re.escape(note) + r"\)", established), established
+                     r"test_runs_out_of_fds \(" + note.pattern + r"\)", established), established
     listen = block[block.index("listen: 1 > limit 0"):]
-    assert "LISTEN 127.0.0.1:" in listen and note in listen, listen
+    assert "LISTEN 127.0.0.1:" in listen and note.search(listen), listen
     # the checks after it run as before
     result.stdout.fnmatch_lines(["*test_later_leak broke*", "*listen: 1 > limit 0*"])
-    result.stdout.fnmatch_lines(["*session health:*peak open file descriptors 64 of 64 (100.0%)*"])
+    peak = re.search(r"session health:.*peak open file descriptors (\d+) of 64 \(\d+\.\d%\)", out)
+    assert peak and int(peak.group(1)) >= 64, out
     later = out[out.index("test_later.py::test_later_leak broke"):]
     assert "ran out of file descriptors" not in later.split("fix:")[0]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import sys
 from collections.abc import Collection, Hashable, Iterable
 
@@ -146,13 +147,26 @@ class SocketTable:
 
         return open_fd_count()
 
+    def fds_in_use(self) -> int | None:
+        """The fd numbers taken, as ``open()`` and ``socket()`` see them when they refuse one (EMFILE): ``fd_count``,
+        or the kernel's count where it is larger. A number reserved by a call still in progress in another thread
+        is taken - ``accept()`` takes its fd number before it blocks, so a server thread waiting for a connection
+        holds one - yet no listing shows it. The kernel's count is the size of ``/proc/self/fd`` (Linux 6.2+; 0
+        before, and no such directory elsewhere), read by path: no fd needed."""
+        count = self.fd_count()
+        try:
+            kernel = os.stat("/proc/self/fd").st_size if sys.platform.startswith("linux") else 0
+        except OSError:
+            kernel = 0
+        return max(count, kernel) if count is not None else (kernel or None)
+
     def fds_exhausted(self) -> tuple[int, int] | None:
         """``(fds in use, soft RLIMIT_NOFILE)`` if at the last look every fd the limit allows was in use, else
         None. Asked only for a test that left sockets open: the likely cause of the errors it saw."""
         from ..health import fd_limit
 
         limit = fd_limit()
-        count = self.fd_count()
+        count = self.fds_in_use()
         if limit is None or count is None or count < limit:
             return None
         return count, limit
