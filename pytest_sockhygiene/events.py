@@ -707,9 +707,10 @@ class Recorder:
             installed = self._installed.get(name)
             if current is installed:
                 continue
-            if current in self._ours:
-                # a wrapper of ours that other code saved and has now written back: it records as well as a
-                # new one would, so adopt it
+            if current in self._ours or _calls_one_of(current, self._ours):
+                # a wrapper of ours that other code saved and has now written back, or other code's wrapper
+                # around ours (blockbuster's, a decorator's), through which every call still reaches ours: it
+                # records as well as a new one would, so adopt it - no connect is missed, nothing to re-wrap
                 self._set_installed(name, current)
                 continue
             last = self._rewritten.get(name)
@@ -746,8 +747,10 @@ class Recorder:
     def uninstall(self) -> None:
         cls = SOCKET_CLASS
         for name, fn in self._installed.items():
-            if cls.__dict__.get(name) is not fn:
-                continue  # someone patched over us; leave their wrapper (it calls ours, which is now inert)
+            if cls.__dict__.get(name) is not fn or fn not in self._ours:
+                # someone patched over us, or we adopted their wrapper of ours: leave it (it calls ours, which
+                # is now inert)
+                continue
             saved = self._saved[name]
             if saved is _MISSING:
                 delattr(cls, name)
@@ -813,7 +816,10 @@ class TaskOrigins:
             try:
                 return orig(self, coro, *args, **kwargs)
             finally:
-                var.reset(token)
+                try:
+                    var.reset(token)
+                except (LookupError, ValueError, RuntimeError):  # reset out of order: never the user's error
+                    pass
 
         create_task.__qualname__ = "BaseEventLoop.create_task"
         create_task.__doc__ = orig.__doc__
@@ -837,6 +843,40 @@ class TaskOrigins:
                 cls.create_task = self._saved
         self._cls = self._fn = None
         origin_mod.set_task_boundary(None)
+
+
+_WRAPPER_DEPTH = 4
+"""How many functions deep ``_calls_one_of`` looks: a decorator's wrapper, one around that, and so on."""
+
+
+def _calls_one_of(fn: Any, ours: set[Any]) -> bool:
+    """Whether ``fn`` is a wrapper around one of ``ours``: reached through ``__wrapped__`` (``functools.wraps``) or
+    a function its closure holds (a plain decorator's ``func``, as blockbuster's ``_wrap_blocking`` keeps it), a
+    few levels deep. Such a wrapper calls ours, as wrappers do; a replacement that merely keeps ours to restore
+    it later would keep it elsewhere (a module global, an object's attribute), which is not looked at."""
+    todo = [fn]
+    for _ in range(_WRAPPER_DEPTH):
+        found = []
+        for f in todo:
+            try:
+                if f in ours:
+                    return True
+            except TypeError:  # unhashable
+                continue
+            wrapped = getattr(f, "__wrapped__", None)
+            if wrapped is not None:
+                found.append(wrapped)
+            for cell in getattr(f, "__closure__", None) or ():
+                try:
+                    value = cell.cell_contents
+                except ValueError:  # an empty cell
+                    continue
+                if callable(value):
+                    found.append(value)
+        if not found:
+            return False
+        todo = found
+    return False
 
 
 def _true_socket_class() -> type:

@@ -59,8 +59,15 @@ _is_library_cache: dict[str, bool] = {}
 _stdlib_dirs: tuple[str, ...] = ()
 
 
+def _absolute(path: str) -> str:
+    """``os.path.abspath``, without its ``os.getcwd()`` for a path that is absolute already (a code object's file
+    nearly always is): origins are taken in socket hooks that may run inside an event loop, where a checker of
+    blocking calls (blockbuster) refuses ``abspath``."""
+    return os.path.normpath(path) if os.path.isabs(path) else os.path.abspath(path)
+
+
 def _norm(path: str) -> str:
-    return os.path.normcase(os.path.abspath(path)) + os.sep
+    return os.path.normcase(_absolute(path)) + os.sep
 
 
 _USER_DIRS: tuple[str, ...] = (_norm(os.path.join(os.path.dirname(__file__), "demo")),)
@@ -120,6 +127,12 @@ def _add_imported() -> None:
     _is_library_cache.clear()
 
 
+def prepare() -> None:
+    """Read where the standard library and the known libraries live, at the session's start: the first origin
+    taken would otherwise read it (``sysconfig``, a search of ``sys.path``) inside a socket hook."""
+    _ensure_init()
+
+
 def _ensure_init() -> None:
     global _stdlib_dirs
     if not _stdlib_dirs:
@@ -139,7 +152,7 @@ def is_library_file(filename: str) -> bool:
         # <frozen importlib._bootstrap>, <string>: not somewhere a user can fix; exec'd user code is rare
         result = filename.startswith("<frozen")
     else:
-        path = os.path.normcase(os.path.abspath(filename))
+        path = os.path.normcase(_absolute(filename))
         result = (path.startswith(_stdlib_dirs) or path.startswith(_library_dirs)) and not path.startswith(_USER_DIRS)
     _is_library_cache[filename] = result
     return result
@@ -263,8 +276,8 @@ def _library_frame_kind(filename: str) -> int:
         return cached
     _ensure_init()
     own = _package_dir("pytest_sockhygiene") or ""
-    path = os.path.normcase(os.path.abspath(filename))
-    if (own and path.startswith(own)) or path == os.path.normcase(os.path.abspath(socket.__file__)):
+    path = os.path.normcase(_absolute(filename))
+    if (own and path.startswith(own)) or path == os.path.normcase(_absolute(socket.__file__)):
         kind = _SKIPPED_FRAME
     elif filename.startswith("<") or path.startswith(_stdlib_dirs):
         kind = _STDLIB_FRAME

@@ -155,6 +155,10 @@ class Controller:
             self.unavailable = "a plugin problem (see the summary)"
             self.problem("selecting the socket table backend", e)
             return False
+        try:  # where library and standard-library code lives: read now, not in a socket hook inside an event loop
+            origin_mod.prepare()
+        except Exception as e:  # noqa: BLE001 - read again at the first origin
+            self.problem("reading where library code lives", e)
         self.recorder = Recorder(self.table.identity_of, self._hook_error, early_identity=self.table.identity_from_fd)
         self.recorder.install()
         if self.hook is not None:

@@ -223,6 +223,67 @@ def test_a_replacement_made_by_the_test_itself_makes_its_counts_unknown_not_zero
     assert len(notice) == 1 and "1 test(s) ran partly without them" in notice[0], notice
 
 
+WRAPPING_SUITE = dedent('''
+    import os
+    import socket
+
+    import httpx
+    import pytest
+
+    def wrap(func):
+        # a checker's wrapper around whatever is in place (blockbuster's _wrap_blocking has this shape): it keeps
+        # the function it wraps in its closure and calls it
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+        return wrapper
+
+    @pytest.fixture(autouse=True)
+    def checker():
+        if os.environ.get("WITH_BLOCKBUSTER"):
+            from blockbuster import BlockBuster
+            bb = BlockBuster()
+            bb.activate()
+            yield
+            bb.deactivate()
+            return
+        saved = socket.socket.connect, socket.socket.accept
+        socket.socket.connect, socket.socket.accept = wrap(saved[0]), wrap(saved[1])
+        yield
+        socket.socket.connect, socket.socket.accept = saved
+
+    def test_burst(server):
+        for _ in range(7):
+            with httpx.Client() as client:
+                client.get(server.url)
+
+    def test_one(server):
+        with httpx.Client() as client:
+            client.get(server.url)
+''')
+
+
+@pytest.mark.parametrize("checker", ["decorator", "blockbuster"])
+def test_a_wrapper_around_the_plugins_hook_is_adopted_and_nothing_is_unknown(pytester, run, monkeypatch, checker):
+    """A function fixture that wraps ``socket.socket.connect`` and ``accept`` (blockbuster does, in starlette's
+    and many async projects' conftest) keeps calling the plugin's wrapper: every count is measured, no test is
+    blind, and no notice is printed."""
+    if checker == "blockbuster":
+        pytest.importorskip("blockbuster")
+        monkeypatch.setenv("WITH_BLOCKBUSTER", "1")
+    pytester.makepyfile(test_w=WRAPPING_SUITE)
+    path = pytester.path / "report.json"
+    # (-p no:socket: pytest-socket, installed here, writes its saved connect back at every teardown and is named
+    # in a notice of its own; this run is about the checker alone)
+    result = run("-p", "no:socket", f"--sockhygiene-report={path}", "-o", "sockhygiene_time_wait=None")
+    result.assert_outcomes(passed=2)
+    tests = _tests(json.loads(path.read_text()))
+    assert tests["test_burst"]["counts"]["connections"] == 7
+    assert tests["test_burst"]["counts"]["time_wait"] == 7
+    assert tests["test_one"]["counts"]["connections"] == 1
+    assert "socket hooks" not in result.stdout.str()
+    assert "plugin problem" not in result.stdout.str()
+
+
 def test_naming_who_saved_a_copy_reads_no_computed_module_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``py`` library that pytest 7.0 installs has lazy (apipkg) modules whose ``__dict__`` imports every
     submodule: reading it while naming pytest-socket's saved copy opened files in a test that had run out of file

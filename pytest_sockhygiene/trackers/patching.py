@@ -126,9 +126,20 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any], client: Any,
                 pass
     origin_token, client_token = tokens
     if client_token is not None:
-        origin.request_client.reset(client_token)
+        _reset(origin.request_client, client_token)
     if origin_token is not None:
-        origin.request_origin.reset(origin_token)
+        _reset(origin.request_origin, origin_token)
+
+
+def _reset(var: Any, token: Any) -> None:
+    """``var.reset(token)``, never failing the user's request. A reset out of order - another reset of the same
+    variable in this context ran in between (a request ended in a finalizer, a generator resumed elsewhere) -
+    raises LookupError (the variable is already unset) or ValueError (the token belongs to another context):
+    the variable is then left as it is, which loses at most a request's origin line, never the user's call."""
+    try:
+        var.reset(token)
+    except (LookupError, ValueError, RuntimeError):
+        pass
 
 
 def counting_requests(registry: Any, sockets: Callable[[Any], list[Any]] | None = None) -> Callable[[Any], Any]:
