@@ -921,20 +921,32 @@ def _holder_slot(obj: Any) -> tuple[types.ModuleType, str] | None:
     # walk of every module's globals costs ~5 ms (~25,000 of them, pytest_socket among the last 15 of ~680)
     likely: list[tuple[str, Any]] = []
     rest: list[tuple[str, Any]] = []
-    for entry in list(sys.modules.items()):
+    for entry in _snapshot(sys.modules):
         (likely if entry[0].startswith(_LIKELY_HOLDERS) or entry[0].endswith("conftest") else rest).append(entry)
     for modname, mod in itertools.chain(likely, rest):
         if type(mod) is not types.ModuleType or modname in ("socket", "_socket") or modname.startswith(
                 "pytest_sockhygiene"):
             continue
         try:
-            for key, value in list(mod.__dict__.items()):
+            for key, value in _snapshot(mod.__dict__):
                 if value is obj and not key.startswith("__"):
                     _slots[id(obj)] = (mod, key)
                     return mod, key
         except Exception:  # noqa: BLE001, S112 - a module with an odd namespace: skip it
             continue
     return None
+
+
+def _snapshot(d: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The items of a dict that may change while they are copied: any allocation may run the garbage collector,
+    whose finalizers may warn (``warnings`` adds ``__warningregistry__`` to a module's globals) or import. A copy
+    interrupted so is tried again; after a few tries, nothing is searched (the description names no holder)."""
+    for _ in range(3):
+        try:
+            return list(d.items())
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
+    return []
 
 
 _descriptions: dict[int, str] = {}
@@ -951,7 +963,10 @@ def describe_replacement(name: str, current: Any) -> str:
     if original and key in _descriptions:
         return _descriptions[key]
     if original:
-        holder = _holder_of(current)
+        try:
+            holder = _holder_of(current)
+        except Exception:  # noqa: BLE001 - a description must never cost the hooks their re-install
+            holder = None
         text = ("the original method written back" + (f" (a copy saved as {holder})" if holder else "")
                 + ", bypassing the plugin's hook")
         _descriptions[key] = text

@@ -22,6 +22,7 @@ from .endpoints import Endpoint, FourTuple
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
+from .warning import shown_not_raised
 from .verdict import CLEAN, Item, Observation, Verdict, judge, listening_ports, test_connects, time_wait_candidates
 
 ClientProbe = Callable[["Window", bool],
@@ -127,6 +128,12 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
         if v.kind in _HELD_SOCKET_KINDS else v
         for v in verdict.violations)
     return dataclasses.replace(verdict, violations=violations)
+
+
+def collect_garbage(generation: int = 2) -> None:
+    """``gc.collect(generation)``, with the warnings of what it frees shown, never raised (``shown_not_raised``)."""
+    with shown_not_raised():
+        gc.collect(generation)
 
 
 class Window(EventSink):
@@ -349,14 +356,14 @@ class Window(EventSink):
         runs before the last look at the latest: whatever was pending then is judged after a full collection."""
         try:
             if self._collect_first(limits):
-                gc.collect(0)  # one look after it, instead of one before and one after
+                collect_garbage(0)  # one look after it, instead of one before and one after
             verdict = self.observe(limits)
             start = time.monotonic()
             if not _may_settle(verdict) or limits.settle <= 0:
                 return self._final(verdict)
             deadline = start + limits.settle
             for generation in (0, 1):
-                gc.collect(generation)
+                collect_garbage(generation)
                 verdict = self.observe(limits)
                 if not _may_settle(verdict):
                     return self._final(verdict)
@@ -366,12 +373,12 @@ class Window(EventSink):
             while _may_settle(verdict):
                 if not collected and time.monotonic() >= full_at:
                     collected = True
-                    gc.collect()
+                    collect_garbage()
                 elif not next(sleeps, False):
                     if collected:
                         break
                     collected = True
-                    gc.collect()  # the deadline came first: the last look follows a full collection all the same
+                    collect_garbage()  # the deadline came first: the last look follows a full collection all the same
                 verdict = self.observe(limits)
             return self._final(verdict)
         finally:

@@ -125,6 +125,40 @@ def test_warn_mode_without_pytests_warnings_plugin_prints_the_warning(pytester, 
                                  for nodeid in LEAKERS])
 
 
+CYCLE_SUITE = dedent("""
+    import socket
+
+    class Holder:
+        pass
+
+    def test_leaves_a_socket_in_a_cycle():
+        holder = Holder()
+        holder.me = holder  # only the garbage collector frees it, and the socket warns as it is freed
+        holder.sock = socket.socket()
+        holder.sock.bind(("127.0.0.1", 0))
+        holder.sock.listen()
+
+    def test_next():
+        pass
+""")
+
+
+@pytest.mark.parametrize("mode", ["warn", "enforce"])
+def test_the_plugins_garbage_collection_never_turns_a_resource_warning_into_an_error(pytester, run, mode):
+    """A socket left in a reference cycle warns (ResourceWarning) when a collection frees it. The check collects
+    (and re-installing the hooks after pytest-socket's write-back may set one off): under ``filterwarnings =
+    error`` that warning was an error of the test's teardown, raised by the plugin's own collection. It is shown
+    as a warning instead, as it would be by a collection anywhere else; the outcome is the run's without the
+    plugin's collection (urllib3's suite, ``test_connect_timeout``)."""
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    pytester.makepyfile(test_c=CYCLE_SUITE)
+    result = run(*NO_ASYNCIO, mode=mode, subprocess=True)
+    result.assert_outcomes(passed=2, warnings=1)
+    assert errors_of(result) == []
+    result.stdout.fnmatch_lines(["*ResourceWarning: unclosed <socket.socket*"])
+    assert "could not be put back" not in result.stdout.str()  # the hooks were re-installed throughout
+
+
 XFAIL_SUITE = dedent("""
     import socket
     import pytest
