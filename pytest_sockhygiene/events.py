@@ -816,7 +816,7 @@ class TaskOrigins:
             try:
                 return orig(self, coro, *args, **kwargs)
             finally:
-                try:
+                try:  # noqa: SIM105 - at every task created in a window: no context manager's cost
                     var.reset(token)
                 except (LookupError, ValueError, RuntimeError):  # reset out of order: never the user's error
                     pass

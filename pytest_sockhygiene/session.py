@@ -29,7 +29,6 @@ from .verdict import CLEAN, Item, Verdict, unmeasured
 from .warning import shown_not_raised
 from .window import ClientProbe, Window, backoff
 
-
 _RESERVED_MARGIN = 16
 """How near the fd limit the peak asks the kernel's count (``SocketTable.fds_in_use``), which counts the numbers
 that threads blocked in ``accept()`` have reserved: a system call only a test near the limit pays for."""

@@ -22,8 +22,8 @@ from .endpoints import Endpoint, FourTuple
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
-from .warning import shown_not_raised
 from .verdict import CLEAN, Item, Observation, Verdict, judge, listening_ports, test_connects, time_wait_candidates
+from .warning import shown_not_raised
 
 ClientProbe = Callable[["Window", bool],
                       tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]]]

@@ -136,7 +136,7 @@ def _reset(var: Any, token: Any) -> None:
     variable in this context ran in between (a request ended in a finalizer, a generator resumed elsewhere) -
     raises LookupError (the variable is already unset) or ValueError (the token belongs to another context):
     the variable is then left as it is, which loses at most a request's origin line, never the user's call."""
-    try:
+    try:  # noqa: SIM105 - at every request: no context manager's cost
         var.reset(token)
     except (LookupError, ValueError, RuntimeError):
         pass
