@@ -94,9 +94,14 @@ def shown_not_raised() -> Iterator[None]:
     socket left in a reference cycle warns (ResourceWarning) as it is freed; under ``filterwarnings = error`` that
     is an error inside a finalizer, which pytest reports as an error of the test whose phase is running - made by
     the plugin, in warn mode too. Without the plugin the collector would free it some time later, anywhere. The
-    user still sees the warning."""
+    user still sees the warning. Every other action of the filters holds: what they ignore (ResourceWarning, by
+    Python's defaults) stays ignored."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        # (catch_warnings restores the list on exit; the caches of "once" and "default" are told it changed)
+        warnings.filters = [("always", *f[1:]) if f[0] == "error" else f for f in warnings.filters]
+        mutated = getattr(warnings, "_filters_mutated", None) or getattr(warnings, "_filters_mutated_lock_held", None)
+        if mutated is not None:
+            mutated()
         yield
     show = getattr(warnings, "_showwarnmsg", None)  # what a warning that is simply shown goes through
     if show is not None:
