@@ -41,7 +41,13 @@ EXHAUST = dedent("""
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen()
-        t = threading.Thread(target=lambda: srv.accept()[0].close(), daemon=True)
+        def wait():
+            try:
+                srv.accept()[0].close()
+            except OSError:  # an accept retried (EINTR) while no fd is free: EMFILE, nothing reserved any more
+                pass
+
+        t = threading.Thread(target=wait, daemon=True)
         t.start()
         yield
         socket.create_connection(srv.getsockname()).close()
