@@ -40,7 +40,9 @@ def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
     elif kind == "connections":
         line = f"{item.count} connection(s) to {format_endpoint(item.remote)}, {_at('at', where)}"
     elif kind in ("clients", "unused_clients"):
-        line = f"{item.state}, created at {where}"
+        # clients of one kind created at one line are one item (a loop that leaks 30 is one line): say how many
+        many = f"{item.count} " if item.count > 1 else ""
+        line = f"{many}{item.state}, created at {where}"
     elif item.state == "LISTEN":
         line = f"LISTEN {format_endpoint(item.local)} fd={item.fd}, {_at('opened at', where)}"
     else:

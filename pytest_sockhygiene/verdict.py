@@ -428,7 +428,9 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     for (kind, origin), per_client in clients.items():
         n_conns = sum(sum(r.values()) for r in per_client.values())
         note = _requests_each([getattr(c, "requests", 0) for c in per_client])
-        again = [c for c in per_client if c in reconnecting]
+        # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the
+        # connection (requests' digest auth answers a 401 outside Session.send) opens a second one for it
+        again = [c for c in per_client if c in reconnecting and getattr(c, "requests", 0) >= 2]
         if again:
             again_remotes: dict[Endpoint | None, int] = collections.Counter()
             for c in again:

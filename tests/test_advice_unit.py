@@ -53,6 +53,29 @@ def test_one_client_reconnecting_one_after_another():
     assert cause_of([item]) == "server_closes"
 
 
+def test_a_client_of_one_request_whose_pool_connected_twice_is_not_reused():
+    """requests' digest auth answers a 401 on the connection, outside ``Session.send``: one request counted, two
+    connections one after another. Three such sessions are a new client per request, not a reused client whose
+    server ends each connection."""
+    events: list[SocketEvent] = []
+    for n in range(3):
+        session = Record("requests.Session", requests=1)
+        for i in range(2):
+            port = 40000 + 10 * n + i
+            events += [connect(port, session), close(port)]
+    (item,) = connection_sources([e for e in events if e.kind == "connect"], events)
+    assert (item.count, item.note) == (3, "1 request each")
+    assert cause_of([item]) is None  # the default advice: one client, reused
+
+
+def test_a_clients_line_says_how_many_clients_it_stands_for():
+    many = Item(state="requests.Session", local=None, remote=None, origin=LINE, count=3, note="still open")
+    one = Item(state="httpx.Client", local=None, remote=None, origin=LINE, count=1, note="still open")
+    lines = violation_lines(Violation(kind="clients", count=4, limit=0, items=(many, one)), fmt)
+    assert lines[1:3] == ["    3 requests.Session, created at test_x.py:7 in test_x (still open)",
+                          "    httpx.Client, created at test_x.py:7 in test_x (still open)"]
+
+
 def test_concurrent_connections_of_one_client_are_not_reconnects():
     client = Record(requests=4)
     events = [connect(40000 + i, client) for i in range(4)] + [close(40000 + i) for i in range(4)]

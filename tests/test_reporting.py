@@ -47,11 +47,16 @@ def _report(path: pathlib.Path) -> dict:
     return doc
 
 
-def test_summary_quiet_when_clean(pytester, run):
+def test_summary_quiet_when_clean(pytester, run, tmp_path):
     pytester.makepyfile(test_ok="def test_a(): pass\ndef test_b(): pass\n")
-    result = run()
+    path = tmp_path / "r.json"
+    result = run(f"--sockhygiene-report={path}")
     result.stdout.fnmatch_lines(["*= socket hygiene =*", "2 tests checked, all clean"])
     assert "session health" not in result.stdout.str()
+    # no test changed the process's fds (the peak is taken when one does): the count every look saw, not unknown
+    session = json.loads(path.read_text())["session"]
+    assert isinstance(session["peak_open_fds"], int) and session["peak_open_fds"] > 2, session
+    assert session["fd_limit"] is None or session["fd_limit"] >= session["peak_open_fds"]
 
 
 def test_summary_details_when_dirty(pytester, run):
