@@ -88,6 +88,36 @@ class ClientRecord:
         return f"{self.kind} created at {where}{owner}"
 
 
+_PART_DEPTH = 8
+"""Frames above a client's creation searched for a part of the client whose request is under way."""
+
+
+def _made_by_a_part_of(outer: ClientRecord, frame: Any) -> bool:
+    """Whether a frame near ``frame`` (a client's creation) runs a method of an object ``outer``'s client holds as
+    an attribute, directly or in a dict attribute (httpx's ``_transport`` and ``_mounts``, a requests.Session's
+    ``adapters``): the client's own machinery, not the code its request reached (an app behind an ASGI
+    transport, whose clients are the test's as any others)."""
+    client = outer.ref() if outer.ref is not None else None
+    if client is None:
+        return False
+    try:
+        attributes = list(vars(client).values())
+    except TypeError:  # no __dict__
+        return False
+    parts = {id(v) for v in attributes}
+    for v in attributes:
+        if isinstance(v, dict):
+            parts.update(id(w) for w in list(v.values()))
+    for _ in range(_PART_DEPTH):
+        if frame is None:
+            return False
+        owner = frame.f_locals.get("self") if "self" in frame.f_code.co_varnames else None
+        if owner is not None and owner is not client and id(owner) in parts:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _mark_collected(record: ClientRecord) -> None:
     record.collected = True
 
@@ -201,8 +231,16 @@ class ClientRegistry:
         existing = self._by_id.get(key)
         if existing is not None and not existing.collected:
             return  # recorded already (a subclass's constructor calling the base class's)
-        record = ClientRecord(kind or type(client).__qualname__, origin_mod.capture(skip=2), self._current_owner(),
-                              self._current_sinks(), networked)
+        outer = origin_mod.requesting.get()
+        if outer is not None and _made_by_a_part_of(outer, sys._getframe(2)):
+            # made by the transport of a client during its request (a transport that makes its aiohttp session on
+            # first use): part of that client, whoever's request it was - a session fixture's client's first
+            # request in a test must not make the test the owner of its lazily made pool
+            owner, windows = outer.owner, outer.windows
+        else:
+            owner, windows = self._current_owner(), self._current_sinks()
+        record = ClientRecord(kind or type(client).__qualname__, origin_mod.capture(skip=2), owner, windows,
+                              networked)
         try:
             record.ref = _watched(client, record)
         except TypeError:

@@ -209,6 +209,11 @@ def request_origin_now() -> Origin | None:
         return value
     return _walk(value)
 
+requesting: contextvars.ContextVar[Any | None] = contextvars.ContextVar("sockhygiene_requesting", default=None)
+"""The record of the innermost recorded client whose request is under way, pool or none (``request_client`` is
+None inside a client with no pool of its own): a client created by that client's transport during the request - a
+transport that makes its aiohttp session on first use - is part of it (``ClientRegistry.created``)."""
+
 request_client: contextvars.ContextVar[Any | None] = contextvars.ContextVar(
     "sockhygiene_request_client", default=None)
 """The record (``clients.ClientRecord``) of the tracked client whose request is under way, set beside

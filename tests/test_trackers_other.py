@@ -163,6 +163,67 @@ URLLIB3_SUITE = dedent('''
 ''')
 
 
+LAZY_POOL = dedent('''
+    import pytest
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
+
+    class LazyAdapter(HTTPAdapter):
+        """Makes its own pool on its first send, as httpx-aiohttp's transport (vendored by the openai and anthropic
+        SDKs) makes its aiohttp.ClientSession on its first request."""
+
+        def __init__(self):
+            super().__init__()
+            self.lazy = None
+
+        def send(self, request, **kwargs):
+            if self.lazy is None:
+                self.lazy = urllib3.PoolManager()
+            answer = self.lazy.request(request.method, request.url)
+            response = requests.Response()
+            response.status_code, response._content, response.request = answer.status, answer.data, request
+            return response
+
+        def close(self):
+            if self.lazy is not None:
+                self.lazy.clear()
+            super().close()
+
+    @pytest.fixture(scope="session")
+    def api(server):
+        with requests.Session() as session:
+            session.mount("http://", LazyAdapter())
+            yield session  # closed, with the adapter's pool, at the session's end
+
+    def test_first_use(api, server):
+        assert api.get(server.url).status_code == 200
+
+    def test_second_use(api, server):
+        assert api.get(server.url).status_code == 200
+
+    def test_own_lazy_session_leaks(server):
+        session = requests.Session()
+        session.mount("http://", LazyAdapter())
+        assert session.get(server.url).status_code == 200
+        test_own_lazy_session_leaks.kept = session  # never closed: the test's, with the pool its adapter made
+''')
+
+
+def test_a_client_made_by_a_clients_transport_during_its_request_is_part_of_it(pytester, run):
+    """A session fixture's client whose transport makes its pool (a tracked client) on its first request: that
+    pool is the session client's, not the test that happened to send the first request. The same shape made by a
+    test's own client is the test's."""
+    pytester.makepyfile(test_lazy=LAZY_POOL)
+    result = run()
+    assert errors_of(result) == ["test_lazy.py::test_own_lazy_session_leaks"]
+    block = failure_block(result, "test_lazy.py::test_own_lazy_session_leaks")
+    # (the session itself opened no connection of its own pool: an unused client, counted, not failing)
+    assert "urllib3.PoolManager, created at test_lazy.py:16 in send (still open)" in block
+    assert "(in the pool of urllib3.PoolManager created at test_lazy.py:16 in send)" in block
+    result.assert_outcomes(passed=3, errors=1)
+
+
 def test_urllib3_pool_manager(pytester, run):
     _requires("urllib3")
     pytester.makepyfile(test_u3=URLLIB3_SUITE)

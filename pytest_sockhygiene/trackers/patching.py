@@ -83,7 +83,7 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
-def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any]:
+def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any, Any]:
     """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
     the user's line), and ``origin.request_client`` to this client's record (the innermost recorded client wins:
     the connection is opened in *its* pool). Returns the tokens to reset, None for a variable left alone.
@@ -97,15 +97,17 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     record = registry.request(client)
     origin_token = None
     client_token = None
+    requesting_token = None
     if origin.request_origin.get() is None:
         # sync: the sender's frame, walked only if a connect needs its line (origin.request_origin_now)
         origin_token = origin.request_origin.set(sys._getframe(2) if sync else origin.capture(skip=2))
     if record is not None:
         client_token = origin.request_client.set(record if record.networked else None)
-    return origin_token, client_token
+        requesting_token = origin.requesting.set(record)
+    return origin_token, client_token, requesting_token
 
 
-def _leave_request(registry: Any, tokens: tuple[Any, Any], client: Any,
+def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
                    sockets: Callable[[Any], list[Any]] | None) -> None:
     """Reset the variables; and, for a client not yet known to have opened a connection, look into its pool once
     the request is done: a connect the socket recorder could not see (made by C code such as uvloop, or while
@@ -124,7 +126,9 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any], client: Any,
                     record.pooled = True
             except Exception:  # noqa: BLE001 - a pool that cannot be read must not break the user's request
                 pass
-    origin_token, client_token = tokens
+    origin_token, client_token, requesting_token = tokens
+    if requesting_token is not None:
+        _reset(origin.requesting, requesting_token)
     if client_token is not None:
         _reset(origin.request_client, client_token)
     if origin_token is not None:
