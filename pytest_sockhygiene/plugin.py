@@ -173,8 +173,11 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             config.pluginmanager.register(_RecordCarrier(plugin), PLUGIN_NAME + "-carrier")
         if reporter is not None and config.pluginmanager.has_plugin("pytest_forked"):
-            config.pluginmanager.register(_ForkedChildren(plugin, reporter.results, str(config.rootpath)),
-                                          PLUGIN_NAME + "-forked")
+            forked = _ForkedChildren(plugin, reporter.results, str(config.rootpath))
+            if config.getoption("forked", False):
+                config.pluginmanager.register(forked, PLUGIN_NAME + "-forked")
+            else:  # installed, not asked for: only a test marked ``forked`` forks, and only then is it needed
+                config.pluginmanager.register(_ForkedMarked(forked), PLUGIN_NAME + "-forked-marked")
         _register_pytest_html(config, plugin)
 
 
@@ -663,6 +666,18 @@ class _ForkedChildren:
             path, lineno, _ = report.location
             warn_without_failing(text_of(record), os.path.normpath(os.path.join(self.rootdir, str(path))),
                                  (lineno or 0) + 1)
+
+
+class _ForkedMarked:
+    """pytest-forked installed without ``--forked``: ``_ForkedChildren`` is registered once collection shows a test
+    marked ``forked`` (its hooks run at every test: a run that forks none pays nothing)."""
+
+    def __init__(self, forked: _ForkedChildren) -> None:
+        self.forked = forked
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if any(item.get_closest_marker("forked") is not None for item in session.items):
+            session.config.pluginmanager.register(self.forked, PLUGIN_NAME + "-forked")
 
 
 class _RecordsFromWorkers:

@@ -61,3 +61,13 @@ def test_forked_tests_are_checked_and_reported(pytester, run, tmp_path, mode, fo
     else:
         result.assert_outcomes(passed=3, errors=1)
         assert errors_of(result) == ["test_f.py::test_leak"]
+
+
+def test_a_test_marked_forked_is_checked_and_reported_without_the_option(pytester, run, tmp_path, forked_works):
+    pytester.makepyfile(test_f=SUITE.replace("def test_leak(server):", "@pytest.mark.forked\ndef test_leak(server):"))
+    path = tmp_path / "r.json"
+    result = run(f"--sockhygiene-report={path}", mode="warn", subprocess=True)
+    result.assert_outcomes(passed=3, warnings=1)
+    tests = {t["nodeid"]: t for t in json.loads(path.read_text())["tests"]}
+    assert tests["test_f.py::test_leak"]["counts"]["established"] == 1
+    assert len(tests) == 3  # the forked one once, the others from this process
