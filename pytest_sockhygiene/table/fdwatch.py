@@ -19,6 +19,16 @@ on its own with ``fcntl(F_GETFD)``, which touches nothing.
 
 Whenever the watch cannot answer for sure (another thread is polling the same set, the count is off, ``poll``
 refuses more fds than ``RLIMIT_NOFILE``) it says so, and the caller lists the directory instead.
+
+The kernel's count also holds the numbers *reserved* by calls still in progress: ``accept()`` takes the number of
+the fd it will return before it blocks, so a thread waiting in it (a server's accept loop; pytest-rerunfailures'
+status server, in every run where pytest-xdist is installed) holds one for as long as it waits, which no listing
+shows. A count that stays above the listing's by the same few numbers is such a reservation: the watch keeps it
+(``_reserved``) and compares counts net of it. Where it changes, the counts disagree, the caller lists, and the
+watch measures it again (``recalibrate``; a few times per session at most). What a reservation could hide is an fd
+installed in the number it held while another reservation ends in the same instant: only a thread in ``accept()``
+or ``open()`` does either, and a socket ``accept()`` makes goes through the socket hooks, which send the next look
+past this watch.
 """
 
 from __future__ import annotations
@@ -109,6 +119,25 @@ def filesystem_of(path: str, mounts: list[tuple[str, str]]) -> str | None:
 _KEPT_SETS = 8
 """Poll sets kept by ``FdWatch`` at most (see ``FdWatch._sets``)."""
 
+_MAX_RESERVED = 8
+"""Reserved numbers a watch accepts as lasting (threads blocked in ``accept()``); more, and it is not used."""
+
+_RECALIBRATIONS = 20
+"""Times a watch measures the reservation again after the counts disagreed; then the listing takes over."""
+
+
+def _reserved(dirfd: int, open_fds: Callable[[], frozenset[int]]) -> int | None:
+    """The numbers the kernel counts and a listing does not show (see the module's docstring), read twice around
+    one listing and the same both times; None if the count is not the fd count here (0: Linux before 6.2), moved
+    meanwhile, or is more than a few numbers above the listing."""
+    before = os.fstat(dirfd).st_size
+    listed = len(open_fds())
+    after = os.fstat(dirfd).st_size
+    if before != after or before <= 0:
+        return None
+    extra = before - listed
+    return extra if 0 <= extra <= _MAX_RESERVED else None
+
 
 class FdWatch:
     """A directory fd on ``/proc/self/fd`` and a poll set over the fds of the last scan."""
@@ -129,6 +158,11 @@ class FdWatch:
         self._pure: dict[tuple[int, int, int], bool] = {}
         """Per file (dev, inode, mode): whether its poll is a pure read; kept across scans."""
         self._mounts: list[tuple[str, str]] | None = None
+        self._reserved = 0
+        """Numbers the kernel's count holds and no listing shows (the module's docstring)."""
+        self.mismatched = False
+        """The last count disagreed with the fds asked about: the caller lists, then may ``recalibrate``."""
+        self._recalibrations = _RECALIBRATIONS
 
     @classmethod
     def open(cls, open_fds: Callable[[], frozenset[int]]) -> FdWatch | None:
@@ -145,7 +179,8 @@ class FdWatch:
             return None
         try:
             for _ in range(3):
-                if os.fstat(dirfd).st_size == len(open_fds()):
+                reserved = _reserved(dirfd, open_fds)
+                if reserved is not None:
                     break
             else:
                 os.close(dirfd)
@@ -154,6 +189,7 @@ class FdWatch:
             os.close(dirfd)
             return None
         watch = cls(dirfd)
+        watch._reserved = reserved
         _live.add(watch)
         if not _fork_hook_installed and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_reopen_after_fork)
@@ -180,9 +216,10 @@ class FdWatch:
         if (st.st_dev, st.st_ino) != self._identity:
             self._dirfd = None  # the number is another file's now: never touch it again
             return None
-        if st.st_size != len(fds):
-            # more fds, or fewer; or the kernel counts a number reserved by an open() still in progress in
-            # another thread, which a listing does not show: let the listing decide
+        if st.st_size != len(fds) + self._reserved:
+            # more fds, or fewer; or a reservation began or ended (a thread entered or left accept() or open(),
+            # see the module's docstring): let the listing decide
+            self.mismatched = True
             return None
         try:
             ready = watched[1].poll(0)
@@ -219,7 +256,8 @@ class FdWatch:
         return frozenset(closed)
 
     def count(self) -> int | None:
-        """The number of fds open now, from the kept directory fd (no new fd needed), or None."""
+        """The number of fds open now, from the kept directory fd (no new fd needed), net of the numbers
+        reserved (the module's docstring), or None."""
         dirfd = self._dirfd
         if dirfd is None:
             return None
@@ -227,7 +265,22 @@ class FdWatch:
             st = os.fstat(dirfd)
         except OSError:
             return None
-        return st.st_size if (st.st_dev, st.st_ino) == self._identity else None
+        return st.st_size - self._reserved if (st.st_dev, st.st_ino) == self._identity else None
+
+    def recalibrate(self, open_fds: Callable[[], frozenset[int]]) -> None:
+        """After counts disagreed and the caller listed: measure the reservation again, a few times per session
+        at most (a thread that keeps entering and leaving ``accept()`` would make every look pay for it)."""
+        self.mismatched = False
+        dirfd = self._dirfd
+        if dirfd is None or self._recalibrations <= 0:
+            return
+        self._recalibrations -= 1
+        try:
+            reserved = _reserved(dirfd, open_fds)
+        except OSError:
+            return
+        if reserved is not None:
+            self._reserved = reserved
 
     def _watch(self, fds: frozenset[int]) -> tuple[frozenset[int], select.poll, list[int]]:
         """Split the fds into those polled at once and those checked one by one."""

@@ -183,6 +183,9 @@ class LinuxTable(SocketTable):
             watch = self._watch
             ids, fds = probe_fds(watch.count() if watch is not None else None)
         self._fd_count = len(fds)
+        watch = self._watch
+        if watch is not None and watch.mismatched:
+            watch.recalibrate(lambda: open_fds(os.listdir(self._dir))[1])
         return Scan(ids, fds)  # type: ignore[arg-type]
 
     def unchanged(self, previous: Scan) -> Scan | None:
@@ -201,6 +204,8 @@ class LinuxTable(SocketTable):
                 if not out_of_fds(e):
                     raise
                 return None  # the caller scans, and the scan copes
+        if watch is not None and watch.mismatched:
+            watch.recalibrate(lambda: open_fds(os.listdir(self._dir))[1])
         return previous if same else None
 
     def rescan(self, previous: Scan, touched: Collection[int]) -> Scan | None:
@@ -231,7 +236,10 @@ class LinuxTable(SocketTable):
             except OSError:
                 continue  # not open (a socket the test opened and closed)
         if len(kept) + len(found.keys() - kept) != count:
-            return None  # an fd opened where no hook saw it, or another thread raced the look: list them all
+            # an fd opened where no hook saw it, another thread raced the look, or a reservation began or ended
+            # (fdwatch.py): list them all, and measure the reservation again there
+            watch.mismatched = True
+            return None
         if not closed and not found:
             return previous
         ids = {key: fd for key, fd in previous.ids.items() if fd in kept and fd not in found}
