@@ -55,7 +55,7 @@ class SocketEvent:
     """The fields, in order (the slots, the constructor's parameters, the repr)."""
     __slots__ = FIELDS
 
-    kind: str  # "connect" | "accept" | "listen" | "close"
+    kind: str  # "connect" | "accept" | "listen" | "close"; FAILED_CONNECT once a non-blocking connect is known failed
     identity: Hashable | None
     fd: int
     local: Endpoint | None
@@ -349,6 +349,16 @@ class Recorder:
             known.pop(ref, None)
 
         self._forget_known = forget_known
+        self._pending: dict[weakref.ref[Any], SocketEvent] = {}
+        """A non-blocking connect's event (asyncio, anyio, trio: connect() answered EINPROGRESS), until its socket is
+        closed: a connect refused later is then told from one that connected (``_never_connected``), and stops
+        counting as a connection. Keyed like ``_known``."""
+        pending = self._pending
+
+        def forget_pending(ref: weakref.ref[Any]) -> None:
+            pending.pop(ref, None)
+
+        self._forget_pending = forget_pending
         self.left_by_tests: set[Hashable] = set()
         """Sockets new in a test's window and still held when it closed: what that test left behind (reported
         there). Whatever later closes them - the garbage collector, another test - it is not a later test's
@@ -438,7 +448,8 @@ class Recorder:
             self._on_error(e)
             return None
 
-    def _on_connect(self, sock: socket.socket, fd: int, address: Any, identity: Hashable | None) -> None:
+    def _on_connect(self, sock: socket.socket, fd: int, address: Any, identity: Hashable | None,
+                    pending: bool = False) -> None:
         """Record a connect of a TCP socket (the wrapper checked the kind) for the open sinks, with the user's line
         that made it and the client whose request made it. ``identity``: the socket's, taken before connect(), or
         None to ask here. Called by the wrapper (``capture_call``'s ``skip``: this frame and the wrapper's)."""
@@ -468,9 +479,15 @@ class Recorder:
                     origin = origin_mod.capture_library(skip=2)
             thread = _get_ident()
             ownership = self.ownership
-            self._deliver(SocketEvent("connect", identity, fd, local, remote, origin, thread, ownership.current(),
-                                      None, None, client, api,
-                                      ownership.function_fixture if thread == ownership.fixture_thread else None))
+            event = SocketEvent("connect", identity, fd, local, remote, origin, thread, ownership.current(),
+                                None, None, client, api,
+                                ownership.function_fixture if thread == ownership.fixture_thread else None)
+            if pending:
+                try:  # noqa: SIM105 - (once per non-blocking connect)
+                    self._pending[weakref.ref(sock, self._forget_pending)] = event
+                except TypeError:
+                    pass
+            self._deliver(event)
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
@@ -536,6 +553,14 @@ class Recorder:
             fd = sock.fileno()
             if fd < 0:
                 return
+            if self._pending:
+                event = self._pending.pop(weakref.ref(sock), None)
+                if event is not None and _never_connected(sock):
+                    # refused, unreachable or given up on: no connection was made, none is counted (as a blocking
+                    # connect that raises is never recorded), and its client opened none
+                    event.kind = FAILED_CONNECT
+                    if event.client is not None:
+                        event.client.connections -= 1
             known = self._known.pop(weakref.ref(sock), None)
             if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
                 self._emit_close(fd, known[1], known[2], known[3])
@@ -573,7 +598,8 @@ class Recorder:
                     try:
                         orig(self, address)
                     except (BlockingIOError, InterruptedError):
-                        rec._on_connect(self, fd, address, early)  # non-blocking connect under way: asyncio, anyio
+                        # non-blocking connect under way (asyncio, anyio, trio): judged at its close if it failed
+                        rec._on_connect(self, fd, address, early, pending=True)
                         raise
                     finally:
                         active.on = False
@@ -598,7 +624,7 @@ class Recorder:
                     finally:
                         active.on = False
                     if result in _IN_PROGRESS:
-                        rec._on_connect(self, fd, address, early)
+                        rec._on_connect(self, fd, address, early, pending=result != 0)
                     return result
                 finally:
                     rec.connecting.pop(fd, None)
@@ -843,6 +869,35 @@ class TaskOrigins:
                 cls.create_task = self._saved
         self._cls = self._fn = None
         origin_mod.set_task_boundary(None)
+
+
+FAILED_CONNECT = "connect-failed"
+"""The kind a non-blocking connect's event takes once its socket is closed without ever having connected."""
+
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+
+
+def _never_connected(sock: socket.socket) -> bool:
+    """Whether a socket whose non-blocking connect was recorded never completed its handshake. Connected now: no.
+    Not connected now is also a connection the peer reset, or one both sides shut down: those completed the
+    handshake, which leaves its mark in ``TCP_INFO`` (an RTT sample from the SYN-ACK, the options it agreed);
+    a refused or abandoned connect has neither. Where ``TCP_INFO`` cannot be read (not Linux), it counts, as
+    before."""
+    try:
+        sock.getpeername()
+        return False
+    except OSError:
+        pass
+    if _TCP_INFO is None:
+        return False
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 72)
+    except OSError:
+        return False
+    if len(info) < 72:
+        return False
+    options, rtt = info[5], int.from_bytes(info[68:72], sys.byteorder)
+    return options == 0 and rtt == 0
 
 
 _WRAPPER_DEPTH = 4
