@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
+from .warning import shown_not_raised
 
 _INET = (socket.AF_INET, socket.AF_INET6)
 _request_client = origin_mod.request_client
@@ -747,7 +748,8 @@ class Recorder:
                 setattr(SOCKET_CLASS, name, installed)
                 replaced.append(last[2])
                 continue
-            text = f"socket.socket.{name} by {describe_replacement(name, current)}"
+            with shown_not_raised():  # (describing a replacement walks every module: a collection may run)
+                text = f"socket.socket.{name} by {describe_replacement(name, current)}"
             replaced.append(text)
             self._wrap(name)
             self._rewritten[name] = (current, self._installed[name], text)

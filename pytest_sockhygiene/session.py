@@ -26,7 +26,6 @@ from .results import CHECKS_OFF
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
 from .verdict import CLEAN, Item, Verdict, unmeasured
-from .warning import shown_not_raised
 from .window import ClientProbe, Window, backoff
 
 _RESERVED_MARGIN = 16
@@ -269,8 +268,7 @@ class Controller:
         if recorder is None or recorder.in_place():
             return
         try:
-            with shown_not_raised():  # (describing a replacement walks every module: a collection may run)
-                replaced = recorder.reinstall()
+            replaced = recorder.reinstall()
         except Exception as e:  # noqa: BLE001 - the hooks stay off: say so, and measure nothing as 0
             if self.hooks_lost is None:
                 self.hooks_lost = f"{type(e).__name__}: {e}"
