@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from .warning import shown_not_raised
+from .unraised import shown_not_raised
 
 _INET = (socket.AF_INET, socket.AF_INET6)
 _request_client = origin_mod.request_client

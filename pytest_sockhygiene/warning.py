@@ -10,10 +10,8 @@ action of the user's filters (``ignore``, ``once``, ``default``, ...) applies as
 
 from __future__ import annotations
 
-import contextlib
 import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -84,32 +82,3 @@ def warn_without_failing(text: str, filename: str, lineno: int) -> None:
         warnings.filterwarnings(action, category=SockHygieneWarning)  # type: ignore[arg-type]
         warnings.warn_explicit(message, SockHygieneWarning, filename, lineno)
 
-
-@contextlib.contextmanager
-def shown_not_raised() -> Iterator[None]:
-    """Warnings raised inside are shown as they are, never raised, whatever the user's filters.
-
-    For the plugin's own work that may free the user's garbage: an explicit collection (``window.collect_garbage``)
-    or an automatic one set off by the plugin's allocations (re-installing the socket hooks walks every module). A
-    socket left in a reference cycle warns (ResourceWarning) as it is freed; under ``filterwarnings = error`` that
-    is an error inside a finalizer, which pytest reports as an error of the test whose phase is running - made by
-    the plugin, in warn mode too. Without the plugin the collector would free it some time later, anywhere. The
-    user still sees the warning. Every other action of the filters holds: what they ignore (ResourceWarning, by
-    Python's defaults) stays ignored. With no ``error`` filter in force (most runs) there is nothing to change."""
-    for f in warnings.filters:  # (a loop, not any() over a generator: around every collection the check makes)
-        if f[0] == "error":
-            break
-    else:
-        yield
-        return
-    with warnings.catch_warnings(record=True) as caught:
-        # (catch_warnings restores the list on exit; the caches of "once" and "default" are told it changed)
-        warnings.filters = [("always", *f[1:]) if f[0] == "error" else f for f in warnings.filters]
-        mutated = getattr(warnings, "_filters_mutated", None) or getattr(warnings, "_filters_mutated_lock_held", None)
-        if mutated is not None:
-            mutated()
-        yield
-    show = getattr(warnings, "_showwarnmsg", None)  # what a warning that is simply shown goes through
-    if show is not None:
-        for message in caught:
-            show(message)

@@ -12,7 +12,6 @@ unclosed) is reported at once: waiting for it would only make a violating test c
 from __future__ import annotations
 
 import dataclasses
-import gc
 import threading
 import time
 from collections.abc import Hashable, Iterator
@@ -22,8 +21,8 @@ from .endpoints import Endpoint, FourTuple
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
+from .unraised import collect_garbage
 from .verdict import CLEAN, Item, Observation, Verdict, judge, listening_ports, test_connects, time_wait_candidates
-from .warning import shown_not_raised
 
 ClientProbe = Callable[["Window", bool],
                       tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]]]
@@ -128,12 +127,6 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
         if v.kind in _HELD_SOCKET_KINDS else v
         for v in verdict.violations)
     return dataclasses.replace(verdict, violations=violations)
-
-
-def collect_garbage(generation: int = 2) -> None:
-    """``gc.collect(generation)``, with the warnings of what it frees shown, never raised (``shown_not_raised``)."""
-    with shown_not_raised():
-        gc.collect(generation)
 
 
 class Window(EventSink):

@@ -1,0 +1,49 @@
+"""Warnings set off by the plugin's own work are shown, never raised as errors.
+
+The check collects garbage (``collect_garbage``), and some of its work allocates enough to set off an automatic
+collection (describing who replaced a socket hook walks every module). A socket the user left in a reference cycle
+warns (ResourceWarning) as a collection frees it; under ``filterwarnings = error`` that warning is an error inside
+a finalizer, which pytest reports as an error of the test whose phase is running - made by the plugin, in warn
+mode too. Without the plugin the collector would free it some time later, anywhere. So while the plugin works,
+an ``error`` filter shows the warning instead; the user still sees it.
+
+No pytest here: the command line (``python -m pytest_sockhygiene``) reads reports without importing pytest, and
+the modules it reaches import this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import warnings
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def shown_not_raised() -> Iterator[None]:
+    """Warnings raised inside are shown as they are, never raised (the module's docstring says why). Every other
+    action of the filters holds: what they ignore (ResourceWarning, by Python's defaults) stays ignored. With no
+    ``error`` filter in force (most runs) there is nothing to change."""
+    for f in warnings.filters:  # (a loop, not any() over a generator: around every collection the check makes)
+        if f[0] == "error":
+            break
+    else:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        # (catch_warnings restores the list on exit; the caches of "once" and "default" are told it changed)
+        warnings.filters = [("always", *f[1:]) if f[0] == "error" else f for f in warnings.filters]
+        mutated = getattr(warnings, "_filters_mutated", None) or getattr(warnings, "_filters_mutated_lock_held", None)
+        if mutated is not None:
+            mutated()
+        yield
+    show = getattr(warnings, "_showwarnmsg", None)  # what a warning that is simply shown goes through
+    if show is not None:
+        for message in caught:
+            show(message)
+
+
+def collect_garbage(generation: int = 2) -> None:
+    """``gc.collect(generation)``, with the warnings of what it frees shown, never raised (``shown_not_raised``)."""
+    with shown_not_raised():
+        gc.collect(generation)
