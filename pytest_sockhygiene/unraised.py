@@ -1,11 +1,12 @@
 """Warnings set off by the plugin's own work are shown, never raised as errors.
 
-The check collects garbage (``collect_garbage``), and some of its work allocates enough to set off an automatic
-collection (describing who replaced a socket hook walks every module). A socket the user left in a reference cycle
-warns (ResourceWarning) as a collection frees it; under ``filterwarnings = error`` that warning is an error inside
-a finalizer, which pytest reports as an error of the test whose phase is running - made by the plugin, in warn
-mode too. Without the plugin the collector would free it some time later, anywhere. So while the plugin works,
-an ``error`` filter shows the warning instead; the user still sees it.
+All of the check's work allocates, which may set off an automatic garbage collection at any point of it, and it
+collects on purpose too (``collect_garbage``); describing who replaced a socket hook walks every module. A socket
+the user left in a reference cycle warns (ResourceWarning) as a collection frees it; under ``filterwarnings =
+error`` that warning is an error inside a finalizer, which pytest reports as an error of the test whose phase is
+running - made by the plugin, in warn mode too. Without the plugin the collector would free it some time later,
+anywhere. So wherever an ``error`` filter is in force, the check (plugin.py), its collections and the description
+run under ``shown_not_raised``: the warning is shown instead, and the user still sees it.
 
 No pytest here: the command line (``python -m pytest_sockhygiene``) reads reports without importing pytest, and
 the modules it reaches import this one.
@@ -19,15 +20,21 @@ import warnings
 from collections.abc import Iterator
 
 
+def error_filter_in_force() -> bool:
+    """Whether a warning filter now turns some warning into an error: the one case ``shown_not_raised`` changes
+    anything (a plain loop: asked around every test's check in a run that has one)."""
+    for f in warnings.filters:  # noqa: SIM110 - (no generator frame: asked around every test's check)
+        if f[0] == "error":
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def shown_not_raised() -> Iterator[None]:
     """Warnings raised inside are shown as they are, never raised (the module's docstring says why). Every other
     action of the filters holds: what they ignore (ResourceWarning, by Python's defaults) stays ignored. With no
     ``error`` filter in force (most runs) there is nothing to change."""
-    for f in warnings.filters:  # (a loop, not any() over a generator: around every collection the check makes)
-        if f[0] == "error":
-            break
-    else:
+    if not error_filter_in_force():
         yield
         return
     with warnings.catch_warnings(record=True) as caught:
