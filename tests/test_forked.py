@@ -56,8 +56,9 @@ def test_forked_tests_are_checked_and_reported(pytester, run, tmp_path, mode, fo
     assert tests["test_f.py::test_clean"]["clean"] and tests["test_f.py::test_clean"]["counts"]["connections"] == 1
     result.stdout.fnmatch_lines(["3 tests checked, 1 with violations (clients: 1, established: 1)"])
     if mode == "warn":
-        result.assert_outcomes(passed=3, warnings=1)
-        result.stdout.fnmatch_lines(["*SockHygieneWarning: sockhygiene: test_f.py::test_leak broke its socket limits"])
+        # (Python 3.12 also warns at each fork of a process with threads - the session's server: not counted here)
+        assert result.parseoutcomes()["passed"] == 3 and result.ret == 0
+        assert result.stdout.str().count("SockHygieneWarning: sockhygiene: test_f.py::test_leak broke") == 1
     else:
         result.assert_outcomes(passed=3, errors=1)
         assert errors_of(result) == ["test_f.py::test_leak"]
@@ -67,7 +68,8 @@ def test_a_test_marked_forked_is_checked_and_reported_without_the_option(pyteste
     pytester.makepyfile(test_f=SUITE.replace("def test_leak(server):", "@pytest.mark.forked\ndef test_leak(server):"))
     path = tmp_path / "r.json"
     result = run(f"--sockhygiene-report={path}", mode="warn", subprocess=True)
-    result.assert_outcomes(passed=3, warnings=1)
+    assert result.parseoutcomes()["passed"] == 3 and result.ret == 0
+    assert result.stdout.str().count("SockHygieneWarning: sockhygiene: test_f.py::test_leak broke") == 1
     tests = {t["nodeid"]: t for t in json.loads(path.read_text())["tests"]}
     assert tests["test_f.py::test_leak"]["counts"]["established"] == 1
     assert len(tests) == 3  # the forked one once, the others from this process
