@@ -32,7 +32,6 @@ from .results import SessionResults, clean_record, full_record, sampled_clean_re
 from .session import Controller
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
-from .unraised import error_filter_in_force, shown_not_raised
 from .verdict import CLEAN, KINDS
 from .warning import warn_without_failing
 
@@ -476,11 +475,7 @@ class SockHygienePlugin:
             self.controller.abandon_window()
             return
         try:
-            if error_filter_in_force():  # an automatic collection during the check must not fail the test
-                with shown_not_raised():
-                    verdict = self.controller.close_window(limits, user_code=not state.no_fixture_teardown)
-            else:
-                verdict = self.controller.close_window(limits, user_code=not state.no_fixture_teardown)
+            verdict = self.controller.close_window(limits, user_code=not state.no_fixture_teardown)
         except Exception as e:  # noqa: BLE001
             self.controller.abandon_window()
             self.controller.problem(f"judging {item.nodeid}", e)

@@ -1,12 +1,11 @@
 """Warnings set off by the plugin's own work are shown, never raised as errors.
 
-All of the check's work allocates, which may set off an automatic garbage collection at any point of it, and it
-collects on purpose too (``collect_garbage``); describing who replaced a socket hook walks every module. A socket
-the user left in a reference cycle warns (ResourceWarning) as a collection frees it; under ``filterwarnings =
-error`` that warning is an error inside a finalizer, which pytest reports as an error of the test whose phase is
-running - made by the plugin, in warn mode too. Without the plugin the collector would free it some time later,
-anywhere. So wherever an ``error`` filter is in force, the check (plugin.py), its collections and the description
-run under ``shown_not_raised``: the warning is shown instead, and the user still sees it.
+The check collects garbage on purpose (``Window.close``), and describing who replaced a socket hook walks every
+module, which may set off a collection. A socket the user left in a reference cycle warns (ResourceWarning) as a
+collection frees it; under ``filterwarnings = error`` that warning is an error inside a finalizer, which pytest
+reports as an error of the test whose phase is running - made by the plugin, in warn mode too. Without the plugin
+the collector would free it some time later, anywhere. So wherever an ``error`` filter is in force, the check and
+the description run under ``shown_not_raised``: the warning is shown instead, and the user still sees it.
 
 No pytest here: the command line (``python -m pytest_sockhygiene``) reads reports without importing pytest, and
 the modules it reaches import this one.
@@ -15,15 +14,14 @@ the modules it reaches import this one.
 from __future__ import annotations
 
 import contextlib
-import gc
 import warnings
 from collections.abc import Iterator
 
 
 def error_filter_in_force() -> bool:
     """Whether a warning filter now turns some warning into an error: the one case ``shown_not_raised`` changes
-    anything (a plain loop: asked around every test's check in a run that has one)."""
-    for f in warnings.filters:  # noqa: SIM110 - (no generator frame: asked around every test's check)
+    anything."""
+    for f in warnings.filters:  # noqa: SIM110 - (no generator frame: asked at every check that is not clean)
         if f[0] == "error":
             return True
     return False
@@ -49,8 +47,3 @@ def shown_not_raised() -> Iterator[None]:
         for message in caught:
             show(message)
 
-
-def collect_garbage(generation: int = 2) -> None:
-    """``gc.collect(generation)``, with the warnings of what it frees shown, never raised (``shown_not_raised``)."""
-    with shown_not_raised():
-        gc.collect(generation)

@@ -81,4 +81,3 @@ def warn_without_failing(text: str, filename: str, lineno: int) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings(action, category=SockHygieneWarning)  # type: ignore[arg-type]
         warnings.warn_explicit(message, SockHygieneWarning, filename, lineno)
-

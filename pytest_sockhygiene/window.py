@@ -12,6 +12,7 @@ unclosed) is reported at once: waiting for it would only make a violating test c
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 import time
 from collections.abc import Hashable, Iterator
@@ -21,7 +22,7 @@ from .endpoints import Endpoint, FourTuple
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
-from .unraised import collect_garbage
+from .unraised import shown_not_raised
 from .verdict import CLEAN, Item, Observation, Verdict, judge, listening_ports, test_connects, time_wait_candidates
 
 ClientProbe = Callable[["Window", bool],
@@ -346,17 +347,24 @@ class Window(EventSink):
         microseconds, and that is where a test's own garbage nearly always is. A full collection costs tens to
         hundreds of milliseconds on a test run's heap, so it waits until half the settle has passed with
         something still pending (a socket a server thread closes a few milliseconds late never pays for it), and
-        runs before the last look at the latest: whatever was pending then is judged after a full collection."""
+        runs before the last look at the latest: whatever was pending then is judged after a full collection.
+
+        All of it runs with warnings shown, not raised (``unraised.py``): a socket the user left in a cycle warns
+        as a collection frees it, and under ``filterwarnings = error`` that would be an error of the test."""
+        with shown_not_raised():
+            return self._close(limits)
+
+    def _close(self, limits: Limits) -> Verdict:
         try:
             if self._collect_first(limits):
-                collect_garbage(0)  # one look after it, instead of one before and one after
+                gc.collect(0)  # one look after it, instead of one before and one after
             verdict = self.observe(limits)
             start = time.monotonic()
             if not _may_settle(verdict) or limits.settle <= 0:
                 return self._final(verdict)
             deadline = start + limits.settle
             for generation in (0, 1):
-                collect_garbage(generation)
+                gc.collect(generation)
                 verdict = self.observe(limits)
                 if not _may_settle(verdict):
                     return self._final(verdict)
@@ -366,12 +374,12 @@ class Window(EventSink):
             while _may_settle(verdict):
                 if not collected and time.monotonic() >= full_at:
                     collected = True
-                    collect_garbage()
+                    gc.collect()
                 elif not next(sleeps, False):
                     if collected:
                         break
                     collected = True
-                    collect_garbage()  # the deadline came first: the last look follows a full collection all the same
+                    gc.collect()  # the deadline came first: the last look follows a full collection all the same
                 verdict = self.observe(limits)
             return self._final(verdict)
         finally:
