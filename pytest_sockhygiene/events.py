@@ -844,10 +844,7 @@ class TaskOrigins:
             try:
                 return orig(self, coro, *args, **kwargs)
             finally:
-                try:  # noqa: SIM105 - at every task created in a window: no context manager's cost
-                    var.reset(token)
-                except (LookupError, ValueError, RuntimeError):  # reset out of order: never the user's error
-                    pass
+                origin_mod.reset_quietly(var, token)
 
         create_task.__qualname__ = "BaseEventLoop.create_task"
         create_task.__doc__ = orig.__doc__

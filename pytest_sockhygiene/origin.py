@@ -209,6 +209,18 @@ def request_origin_now() -> Origin | None:
         return value
     return _walk(value)
 
+def reset_quietly(var: contextvars.ContextVar[Any], token: Any) -> None:
+    """``var.reset(token)``, never failing the user's call that the plugin's wrapper surrounds (a request, a task's
+    creation). A reset out of order - another reset of the same variable in this context ran in between (a request
+    ended in a finalizer, a generator resumed elsewhere) - raises LookupError (the variable is already unset) or
+    ValueError (the token belongs to another context): the variable is then left as it is, which loses at most an
+    origin line."""
+    try:  # noqa: SIM105 - at every request and task: no context manager's cost
+        var.reset(token)
+    except (LookupError, ValueError, RuntimeError):
+        pass
+
+
 requesting: contextvars.ContextVar[Any | None] = contextvars.ContextVar("sockhygiene_requesting", default=None)
 """The record of the innermost recorded client whose request is under way, pool or none (``request_client`` is
 None inside a client with no pool of its own): a client created by that client's transport during the request - a

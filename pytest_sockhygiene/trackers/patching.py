@@ -128,22 +128,11 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
                 pass
     origin_token, client_token, requesting_token = tokens
     if requesting_token is not None:
-        _reset(origin.requesting, requesting_token)
+        origin.reset_quietly(origin.requesting, requesting_token)
     if client_token is not None:
-        _reset(origin.request_client, client_token)
+        origin.reset_quietly(origin.request_client, client_token)
     if origin_token is not None:
-        _reset(origin.request_origin, origin_token)
-
-
-def _reset(var: Any, token: Any) -> None:
-    """``var.reset(token)``, never failing the user's request. A reset out of order - another reset of the same
-    variable in this context ran in between (a request ended in a finalizer, a generator resumed elsewhere) -
-    raises LookupError (the variable is already unset) or ValueError (the token belongs to another context):
-    the variable is then left as it is, which loses at most a request's origin line, never the user's call."""
-    try:  # noqa: SIM105 - at every request: no context manager's cost
-        var.reset(token)
-    except (LookupError, ValueError, RuntimeError):
-        pass
+        origin.reset_quietly(origin.request_origin, origin_token)
 
 
 def counting_requests(registry: Any, sockets: Callable[[Any], list[Any]] | None = None) -> Callable[[Any], Any]:
