@@ -219,10 +219,15 @@ def _test_location(item: pytest.Item) -> tuple[str, int]:
     """The test function's file (relative to the rootdir, as pytest prints it) and line: where an annotation points
     when no origin is known."""
     try:
-        path, lineno, _ = item.location
-        return str(path), (lineno or 0) + 1
+        return _file_and_line(item.location)
     except Exception:  # noqa: BLE001
         return item.nodeid.split("::", 1)[0], 1
+
+
+def _file_and_line(location: tuple[Any, ...]) -> tuple[str, int]:
+    """A pytest location (an item's, a report's: file, 0-based line, name) as a file and a 1-based line."""
+    path, lineno, _ = location
+    return str(path), (lineno or 0) + 1
 
 
 def _markers(item: pytest.Item) -> list[Any]:
@@ -663,9 +668,8 @@ class _ForkedChildren:
         if isinstance(record, dict) and not record.get("clean", True) and not self.plugin.enforce:
             from .reporting.records import text_of
 
-            path, lineno, _ = report.location
-            warn_without_failing(text_of(record), os.path.normpath(os.path.join(self.rootdir, str(path))),
-                                 (lineno or 0) + 1)
+            rel, lineno = _file_and_line(report.location)
+            warn_without_failing(text_of(record), os.path.normpath(os.path.join(self.rootdir, rel)), lineno)
 
 
 class _ForkedMarked:
