@@ -100,10 +100,7 @@ MATRIX = [
         "floor", "3.9",
         pins=("pytest==7.0.*", "pluggy==1.2.*", "psutil==5.9.0", "httpx==0.23.*",
               "pytest-httpx==0.21.*", "pytest-asyncio==0.23.*", "respx==0.21.*", "pytest-socket==0.7.*"),
-        # pytest-rerunfailures 13 (the newest for pytest 7.0) starts a status server - a listening socket and a
-        # thread - in every session and never stops it: the suite's hundreds of in-process pytester runs pile them
-        # up in one process, and the run takes 13 minutes instead of 3. Its tests run in the other sessions.
-        without=("httpx2", "pytest-rerunfailures"),
+        without=("httpx2",),
         pytest_args=(),
     ),
     Combo(

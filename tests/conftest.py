@@ -6,6 +6,8 @@ GOOD pattern a real suite uses) unless a test writes its own.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import socket
 import sys
@@ -52,6 +54,26 @@ for every test; a test about CI behaviour sets them itself."""
 def _outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in CI_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
+
+
+INNER_ADDOPTS = "-p no:rerunfailures"
+"""For every inner run: pytest-rerunfailures (in the test extra, for tests/test_reruns.py) starts a status server - a
+listening socket and a thread blocked in ``accept()`` - in every session where pytest-xdist is installed, and never
+stops it. In-process inner runs would pile them up in this process (75 in one xdist worker of a whole run): each
+holds an fd number the kernel reserves, which turns the fd watch off for the linux-table tests that need it, and
+version 13 (pytest 7.0's) slows every later check. The tests about reruns turn it back on (``with_rerunfailures``)."""
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_without_rerunfailures(monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("pytest_rerunfailures") is not None:
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {INNER_ADDOPTS}".strip())
+
+
+def with_rerunfailures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner runs of the calling test load pytest-rerunfailures again (see ``INNER_ADDOPTS``)."""
+    addopts = os.environ.get("PYTEST_ADDOPTS", "").replace(INNER_ADDOPTS, "").strip()
+    monkeypatch.setenv("PYTEST_ADDOPTS", addopts)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import dedent
+from conftest import dedent, with_rerunfailures
 
 pytest.importorskip("pytest_rerunfailures")
 
@@ -35,7 +35,8 @@ SUITE = dedent("""
 
 
 @pytest.mark.parametrize("workers", [None, "1"])
-def test_a_rerun_test_is_checked_once_with_its_last_attempt(pytester, run, tmp_path, workers):
+def test_a_rerun_test_is_checked_once_with_its_last_attempt(pytester, run, tmp_path, workers, monkeypatch):
+    with_rerunfailures(monkeypatch)
     pytester.makepyfile(test_r=SUITE)
     path = tmp_path / "r.json"
     args = ["--reruns", "2", f"--sockhygiene-report={path}"]
