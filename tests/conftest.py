@@ -60,8 +60,8 @@ INNER_ADDOPTS = "-p no:rerunfailures"
 """For every inner run: pytest-rerunfailures (in the test extra, for tests/test_reruns.py) starts a status server - a
 listening socket and a thread blocked in ``accept()`` - in every session where pytest-xdist is installed, and never
 stops it. In-process inner runs would pile them up in this process (75 in one xdist worker of a whole run): each
-holds an fd number the kernel reserves, which turns the fd watch off for the linux-table tests that need it, and
-version 13 (pytest 7.0's) slows every later check. The tests about reruns turn it back on (``with_rerunfailures``)."""
+holds an fd number the kernel reserves, which turned the fd watch off for the linux-table tests that need it (9
+skips in a whole run). The tests about reruns turn it back on (``with_rerunfailures``)."""
 
 
 @pytest.fixture(autouse=True)
