@@ -65,8 +65,10 @@ skips in a whole run). The tests about reruns turn it back on (``with_rerunfailu
 
 
 @pytest.fixture(autouse=True)
-def _inner_runs_without_rerunfailures(monkeypatch: pytest.MonkeyPatch) -> None:
+def _inner_runs_without_rerunfailures(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if importlib.util.find_spec("pytest_rerunfailures") is not None:
+        if "pytester" in request.fixturenames:
+            request.getfixturevalue("pytester")  # first: setting it up drops PYTEST_ADDOPTS ("discard outer options")
         monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {INNER_ADDOPTS}".strip())
 
 
