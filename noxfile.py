@@ -100,10 +100,7 @@ MATRIX = [
         "floor", "3.9",
         pins=("pytest==7.0.*", "pluggy==1.2.*", "psutil==5.9.0", "httpx==0.23.*",
               "pytest-httpx==0.21.*", "pytest-asyncio==0.23.*", "respx==0.21.*", "pytest-socket==0.7.*"),
-        # pytest-rerunfailures 13 (the newest for pytest 7.0) makes this session's whole run four times slower
-        # (12m51s against 2m47s without it, measured), also with the inner runs going without it (conftest.py's
-        # INNER_ADDOPTS): the cause was not found. Its tests run in the other three sessions.
-        without=("httpx2", "pytest-rerunfailures"),
+        without=("httpx2",),
         pytest_args=(),
     ),
     Combo(

@@ -61,7 +61,8 @@ INNER_ADDOPTS = "-p no:rerunfailures"
 listening socket and a thread blocked in ``accept()`` - in every session where pytest-xdist is installed, and never
 stops it. In-process inner runs would pile them up in this process (75 in one xdist worker of a whole run): each
 holds an fd number the kernel reserves, which turned the fd watch off for the linux-table tests that need it (9
-skips in a whole run). The tests about reruns turn it back on (``with_rerunfailures``)."""
+skips in a whole run), and with pytest-rerunfailures 13 (the newest for pytest 7.0) every later check slowed: the
+floor session's run took 13 minutes instead of 3. The tests about reruns turn it back on (``with_rerunfailures``)."""
 
 
 @pytest.fixture(autouse=True)
