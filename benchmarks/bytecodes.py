@@ -15,7 +15,7 @@ and on the violation suite one bytecode is ~100 instructions of the plugin's (``
 Why: callgrind (``instructions.py``) gives the plugin's whole cost in instructions but names only C functions on
 Python 3.11, and Python-level profilers (cProfile) inflate what makes many calls. This names the plugin's
 functions with counts that add up. Excluded from the totals: ``testing.py`` (the suite's own loopback server,
-which runs without the plugin too) and ``events._holder_slot`` (a walk of the modules' globals made once or twice
+which runs without the plugin too) and ``replacements.holder_slot`` (a walk of the modules' globals made once or twice
 a session when pytest-socket writes its method back, not per test). Results: docs/performance.md ("thirteenth
 pass").
 """
@@ -76,7 +76,7 @@ TRACER = textwrap.dedent('''
             json.dump({"tests": session.testscollected, "rows": rows}, f)
 ''')
 
-EXCLUDED = (("testing.py", None), ("events.py", "_holder_slot"))
+EXCLUDED = (("testing.py", None), ("replacements.py", "holder_slot"))
 """(file, function or None for all): not the plugin's per-test cost (see the module docstring)."""
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import _socket
 import errno
-import itertools
 import operator
 import socket
 import sys
@@ -30,6 +29,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
+from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .unraised import shown_not_raised
 
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -215,7 +215,7 @@ class ThreadStarts:
 
         start.__qualname__ = "Thread.start"
         start.__doc__ = orig.__doc__
-        self._saved, self._fn = cls.__dict__.get("start", _MISSING), start
+        self._saved, self._fn = cls.__dict__.get("start", MISSING), start
         cls.start = start  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
@@ -295,9 +295,6 @@ def _is_tcp_inet(sock: socket.socket) -> bool:
             return False
     except OSError:
         return False
-
-
-_PATCHED = ("connect", "connect_ex", "accept", "listen", "_real_close")
 
 
 def _nothing(obj: Any) -> tuple[Any, ...]:
@@ -689,14 +686,14 @@ class Recorder:
             if len(self._wrappers) >= 32:  # a patcher making a new function per test: keep the newest only
                 self._wrappers.clear()
             self._wrappers[key] = (orig, fn)
-        self._saved[name] = cls.__dict__.get(name, _MISSING)
+        self._saved[name] = cls.__dict__.get(name, MISSING)
         setattr(cls, name, fn)
         self._set_installed(name, fn)
 
     def install(self) -> None:
         if self._installed:
             return
-        for name in _PATCHED:
+        for name in PATCHED:
             self._wrap(name)
         self.tasks.install()
         self.thread_starts.install()
@@ -725,16 +722,16 @@ class Recorder:
         # the methods whose attribute is not our wrapper, found as ``in_place`` looks (one C call), so that only
         # those are read from the class's namespace: the check before this one already paid for the look
         names = [name for name, now, fn in zip(self._installed, get(SOCKET_CLASS), fns) if now is not fn]
-        if len(self._installed) != len(_PATCHED):  # an install that stopped half-way: wrap the rest now
-            names += [name for name in _PATCHED if name not in self._installed]
+        if len(self._installed) != len(PATCHED):  # an install that stopped half-way: wrap the rest now
+            names += [name for name in PATCHED if name not in self._installed]
         d = SOCKET_CLASS.__dict__
         replaced = []
         for name in names:
-            current = d.get(name, _MISSING)
+            current = d.get(name, MISSING)
             installed = self._installed.get(name)
             if current is installed:
                 continue
-            if current in self._ours or _calls_one_of(current, self._ours):
+            if current in self._ours or calls_one_of(current, self._ours):
                 # a wrapper of ours that other code saved and has now written back, or other code's wrapper
                 # around ours (blockbuster's, a decorator's), through which every call still reaches ours: it
                 # records as well as a new one would, so adopt it - no connect is missed, nothing to re-wrap
@@ -753,7 +750,7 @@ class Recorder:
             replaced.append(text)
             self._wrap(name)
             self._rewritten[name] = (current, self._installed[name], text)
-            if current is _C_METHODS.get(name):
+            if current is C_METHODS.get(name):
                 self._rebind_saved_copy(current, self._installed[name])
         return replaced
 
@@ -762,7 +759,7 @@ class Recorder:
         (pytest-socket's ``_true_connect``, written back at every test's teardown): that global now holds our
         wrapper of the original, which calls it, so the next write-back puts our hook back itself, and the copy
         the other code calls through (pytest-socket's guard) records as the method does. Undone at uninstall."""
-        slot = _holder_slot(original)
+        slot = holder_slot(original)
         if slot is None:
             return
         module, key = slot
@@ -780,7 +777,7 @@ class Recorder:
                 # is now inert)
                 continue
             saved = self._saved[name]
-            if saved is _MISSING:
+            if saved is MISSING:
                 delattr(cls, name)
             else:
                 setattr(cls, name, saved)
@@ -806,7 +803,7 @@ class TaskOrigins:
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
         self._cls: Any = None
-        self._saved: Any = _MISSING
+        self._saved: Any = MISSING
         self._fn: Any = None
         self._wanted = False
 
@@ -848,7 +845,7 @@ class TaskOrigins:
 
         create_task.__qualname__ = "BaseEventLoop.create_task"
         create_task.__doc__ = orig.__doc__
-        self._cls, self._saved, self._fn = cls, cls.__dict__.get("create_task", _MISSING), create_task
+        self._cls, self._saved, self._fn = cls, cls.__dict__.get("create_task", MISSING), create_task
         cls.create_task = create_task
         events_mod = sys.modules.get("asyncio.events")
         handle = getattr(events_mod, "Handle", None)
@@ -862,7 +859,7 @@ class TaskOrigins:
         if cls is None:
             return
         if cls.__dict__.get("create_task") is fn:
-            if self._saved is _MISSING:
+            if self._saved is MISSING:
                 delattr(cls, "create_task")
             else:
                 cls.create_task = self._saved
@@ -897,138 +894,3 @@ def _never_connected(sock: socket.socket) -> bool:
         return False
     options, rtt = info[5], int.from_bytes(info[68:72], sys.byteorder)
     return options == 0 and rtt == 0
-
-
-_WRAPPER_DEPTH = 4
-"""How many functions deep ``_calls_one_of`` looks: a decorator's wrapper, one around that, and so on."""
-
-
-def _calls_one_of(fn: Any, ours: set[Any]) -> bool:
-    """Whether ``fn`` is a wrapper around one of ``ours``: reached through ``__wrapped__`` (``functools.wraps``) or
-    a function its closure holds (a plain decorator's ``func``, as blockbuster's ``_wrap_blocking`` keeps it), a
-    few levels deep. Such a wrapper calls ours, as wrappers do; a replacement that merely keeps ours to restore
-    it later would keep it elsewhere (a module global, an object's attribute), which is not looked at."""
-    todo = [fn]
-    for _ in range(_WRAPPER_DEPTH):
-        found = []
-        for f in todo:
-            try:
-                if f in ours:
-                    return True
-            except TypeError:  # unhashable
-                continue
-            wrapped = getattr(f, "__wrapped__", None)
-            if wrapped is not None:
-                found.append(wrapped)
-            for cell in getattr(f, "__closure__", None) or ():
-                try:
-                    value = cell.cell_contents
-                except ValueError:  # an empty cell
-                    continue
-                if callable(value):
-                    found.append(value)
-        if not found:
-            return False
-        todo = found
-    return False
-
-
-def _true_socket_class() -> type:
-    """``socket.socket`` as the socket module defines it, even if other code has put a subclass in its place
-    (pytest-socket's ``--disable-socket`` does, for the span of a test): the class every socket inherits from."""
-    mro: tuple[type, ...] = getattr(socket.socket, "__mro__", ())
-    for cls in mro:
-        if cls.__module__ == "socket" and cls.__name__ == "socket":
-            return cls
-    return socket.socket
-
-
-SOCKET_CLASS = _true_socket_class()
-_C_METHODS = {name: getattr(_socket.socket, name, None) for name in _PATCHED}
-
-
-def _holder_of(obj: Any) -> str | None:
-    """``module.name`` of a module-level global that holds ``obj`` (where a restored copy was saved), if any."""
-    slot = _holder_slot(obj)
-    return f"{slot[0].__name__}.{slot[1]}" if slot is not None else None
-
-
-_LIKELY_HOLDERS = ("pytest_", "conftest")
-"""Module names searched first for a saved copy: third-party pytest plugins and conftests (``_holder_slot``)."""
-
-_slots: dict[int, tuple[types.ModuleType, str]] = {}
-"""id of an object -> the global last found holding it: a description and the rebinding that follows it
-(``Recorder._rebind_saved_copy``) walk the modules once between them. Used only while it still holds the object."""
-
-
-def _holder_slot(obj: Any) -> tuple[types.ModuleType, str] | None:
-    """The module and global name that hold ``obj``, if a module-level global does. Walks every loaded module
-    (unless the global found last time still holds it): run only when a replacement is first met.
-
-    Only plain modules are read: a module subclass may compute its ``__dict__`` (the ``py`` library's lazy
-    ``apipkg`` modules import every submodule on that access), and a description must have no side effects -
-    it runs in the test's process, maybe with no file descriptor left to import with."""
-    found = _slots.get(id(obj))
-    if found is not None and found[0].__dict__.get(found[1]) is obj:
-        return found
-    # pytest plugins and conftests first: they are what saves a copy and writes it back (pytest-socket), and a
-    # walk of every module's globals costs ~5 ms (~25,000 of them, pytest_socket among the last 15 of ~680)
-    likely: list[tuple[str, Any]] = []
-    rest: list[tuple[str, Any]] = []
-    for entry in _snapshot(sys.modules):
-        (likely if entry[0].startswith(_LIKELY_HOLDERS) or entry[0].endswith("conftest") else rest).append(entry)
-    for modname, mod in itertools.chain(likely, rest):
-        if type(mod) is not types.ModuleType or modname in ("socket", "_socket") or modname.startswith(
-                "pytest_sockhygiene"):
-            continue
-        try:
-            for key, value in _snapshot(mod.__dict__):
-                if value is obj and not key.startswith("__"):
-                    _slots[id(obj)] = (mod, key)
-                    return mod, key
-        except Exception:  # noqa: BLE001, S112 - a module with an odd namespace: skip it
-            continue
-    return None
-
-
-def _snapshot(d: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The items of a dict that may change while they are copied: any allocation may run the garbage collector,
-    whose finalizers may warn (``warnings`` adds ``__warningregistry__`` to a module's globals) or import. A copy
-    interrupted so is tried again; after a few tries, nothing is searched (the description names no holder)."""
-    for _ in range(3):
-        try:
-            return list(d.items())
-        except RuntimeError:  # dictionary changed size during iteration
-            continue
-    return []
-
-
-_descriptions: dict[int, str] = {}
-
-
-def describe_replacement(name: str, current: Any) -> str:
-    """Who put ``current`` on ``socket.socket.<name>``: a function's ``module.qualname``, or for the original C
-    method written back, the global that kept the saved copy (pytest-socket's ``_true_connect``)."""
-    if current is _MISSING:
-        return "deleting it"
-    original = current is _C_METHODS.get(name) or (getattr(current, "__module__", None) == "socket"
-                                                    and getattr(current, "__qualname__", None) == f"socket.{name}")
-    key = id(current)
-    if original and key in _descriptions:
-        return _descriptions[key]
-    if original:
-        try:
-            holder = _holder_of(current)
-        except Exception:  # noqa: BLE001 - a description must never cost the hooks their re-install
-            holder = None
-        text = ("the original method written back" + (f" (a copy saved as {holder})" if holder else "")
-                + ", bypassing the plugin's hook")
-        _descriptions[key] = text
-        return text
-    module = getattr(current, "__module__", None)
-    qualname = getattr(current, "__qualname__", None) or getattr(type(current), "__qualname__", "an object")
-    return f"{module}.{qualname}" if module else str(qualname)
-
-
-_MISSING: Any = object()
-

@@ -293,7 +293,7 @@ def test_naming_who_saved_a_copy_reads_no_computed_module_namespace(monkeypatch:
     import sys
     import types
 
-    from pytest_sockhygiene import events
+    from pytest_sockhygiene import replacements
 
     class LazyModule(types.ModuleType):
         @property  # type: ignore[misc]
@@ -304,9 +304,9 @@ def test_naming_who_saved_a_copy_reads_no_computed_module_namespace(monkeypatch:
     holder = types.ModuleType("saved_copy_holder")
     holder.kept_connect = copy  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "lazy_namespace_module", LazyModule("lazy_namespace_module"))
-    assert events._holder_of(copy) is None
+    assert replacements.holder_of(copy) is None
     monkeypatch.setitem(sys.modules, "saved_copy_holder", holder)  # after the lazy one
-    assert events._holder_of(copy) == "saved_copy_holder.kept_connect"
+    assert replacements.holder_of(copy) == "saved_copy_holder.kept_connect"
 
 
 def test_naming_who_saved_a_copy_looks_at_pytest_plugins_and_conftests_first(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,7 +317,7 @@ def test_naming_who_saved_a_copy_looks_at_pytest_plugins_and_conftests_first(mon
     import sys
     import types
 
-    from pytest_sockhygiene import events
+    from pytest_sockhygiene import replacements
 
     copy = object()
     other = types.ModuleType("an_app_module")
@@ -325,7 +325,7 @@ def test_naming_who_saved_a_copy_looks_at_pytest_plugins_and_conftests_first(mon
     plugin = types.ModuleType("pytest_saving_plugin")
     plugin._true_connect = copy  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "an_app_module", other)
-    assert events._holder_of(copy) == "an_app_module.connect_copy"  # the only holder: found by the full walk
+    assert replacements.holder_of(copy) == "an_app_module.connect_copy"  # the only holder: found by the full walk
     monkeypatch.setitem(sys.modules, "pytest_saving_plugin", plugin)  # after the other one
-    events._slots.pop(id(copy), None)
-    assert events._holder_of(copy) == "pytest_saving_plugin._true_connect"
+    replacements._slots.pop(id(copy), None)
+    assert replacements.holder_of(copy) == "pytest_saving_plugin._true_connect"
