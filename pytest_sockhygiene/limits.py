@@ -129,6 +129,21 @@ def merge_marker_kwargs(markers_closest_first: Iterable[tuple[Sequence[Any], Map
     return merged
 
 
+def marker_problems(
+    places: Iterable[tuple[str | None, Sequence[Any], Mapping[str, Any]]],
+) -> list[tuple[str | None, str]]:
+    """Every bad ``sockhygiene`` marker of one test, closest first: (where it was set, None for the test's own;
+    what is wrong). Each marker is read on its own, so a module's ``pytestmark`` typo does not hide the test's own
+    (``merge_marker_kwargs`` stops at the first). Only called once merging has failed: the error path."""
+    out: list[tuple[str | None, str]] = []
+    for where, args, kwargs in places:
+        try:
+            merge_marker_kwargs([(args, kwargs)])
+        except ConfigError as e:
+            out.append((where, str(e)))
+    return out
+
+
 # -- ini ------------------------------------------------------------------------------------------------------
 
 

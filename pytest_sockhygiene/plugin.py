@@ -23,13 +23,13 @@ import pytest
 from . import baseline as baseline_mod
 from .clients import end_finalizer_walk_at
 from .endpoints import ConfigError
-from .limits import LIMIT_KEYS, Limits, merge_marker_kwargs
+from .limits import LIMIT_KEYS, Limits, marker_problems, merge_marker_kwargs
 from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
 from .reporting.annotations import workflow_commands
 from .reporting.options import CiOptions, read_ci_options
 from .results import SessionResults, clean_record, full_record, sampled_clean_record, test_record
-from .session import Controller
+from .session import Controller, bad_marker_message
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
 from .verdict import CLEAN, KINDS
@@ -235,6 +235,29 @@ def _markers(item: pytest.Item) -> list[Any]:
     return [(m.args, m.kwargs) for m in item.iter_markers("sockhygiene")]
 
 
+def _node_label(node: Any) -> str:
+    """How a marker's collector is named in an error: "the module test_x.py", "the class test_x.py::TestY"."""
+    if isinstance(node, pytest.Package):  # (a Module subclass in pytest 7)
+        kind = "package"
+    elif isinstance(node, pytest.Module):
+        kind = "module"
+    elif isinstance(node, pytest.Class):
+        kind = "class"
+    else:
+        kind = type(node).__name__.lower()
+    return f"the {kind} {node.nodeid or node.name}"
+
+
+def _bad_marker_text(item: pytest.Item, error: ConfigError) -> str:
+    """The setup error of a test whose ``sockhygiene`` markers are wrong: every bad one, and where each is set."""
+    try:
+        places = [(None if node is item else _node_label(node), mark.args, mark.kwargs)
+                  for node, mark in item.iter_markers_with_node("sockhygiene")]
+        return bad_marker_message(item.nodeid, marker_problems(places), str(error))
+    except Exception:  # noqa: BLE001 - a node of an unusual kind: the merged error still names the test and key
+        return str(error)
+
+
 class _MarkerWalk:
     """``_markers`` for every test, cheaply: the test's own markers, then its collectors' (module, class, package),
     which are walked once per collector and kept. Collectors get their markers at collection; the one thing this
@@ -270,7 +293,7 @@ class _OffMode:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         walk = _MarkerWalk()
         bad: dict[pytest.Item, str] = {}
-        seen: dict[int, tuple[Any, str | None]] = {}  # id(kwargs) -> (kwargs, its error): one parse per marker
+        seen: dict[int, tuple[Any, ConfigError | None]] = {}  # id(kwargs) -> (kwargs, its error): one parse per marker
         for item in session.items:
             # in the order enforce mode parses them (farthest first), so the message is the one it would give
             for args, kwargs in reversed(walk(item)):
@@ -279,12 +302,12 @@ class _OffMode:
                     try:
                         merge_marker_kwargs([(args, kwargs)])
                     except ConfigError as e:
-                        known = (kwargs, str(e))
+                        known = (kwargs, e)
                     else:
                         known = (kwargs, None)
                     seen[id(kwargs)] = known
-                if known[1] is not None:
-                    bad[item] = f"sockhygiene marker on {item.nodeid}: {known[1]}"  # as session.marker_limits says
+                if known[1] is not None:  # the message enforce mode gives
+                    bad[item] = _bad_marker_text(item, ConfigError(f"sockhygiene marker on {item.nodeid}: {known[1]}"))
                     break
         if bad:
             session.config.pluginmanager.register(_BadMarkers(bad), PLUGIN_NAME + "-bad-markers")
@@ -350,7 +373,7 @@ class SockHygienePlugin:
                 limits = self.controller.limits_for(item.nodeid, markers)
             except ConfigError as e:
                 self.current = _ItemState(item, None)
-                bad: str | None = str(e)
+                bad: str | None = _bad_marker_text(item, e)
             else:
                 bad = None
             if bad is not None:  # failed outside the except block: the message is shown once, not twice

@@ -64,6 +64,16 @@ def marker_limits(base: Limits, nodeid: str, markers: Sequence[tuple[Sequence[An
         raise ConfigError(f"sockhygiene marker on {nodeid}: {e}") from None
 
 
+def bad_marker_message(nodeid: str, problems: Sequence[tuple[str | None, str]], fallback: str) -> str:
+    """One line per bad marker (``limits.marker_problems``), each naming the test, the key and, for a marker the
+    test inherits, the module or class that sets it: a ``pytestmark`` typo errors every test of its module, and
+    the line says where to fix it once. ``fallback`` (the merged error) when no single marker is wrong."""
+    if not problems:
+        return fallback
+    return "\n".join(f"sockhygiene marker on {nodeid}" + (f" (set on {where})" if where else "") + f": {what}"
+                     for where, what in problems)
+
+
 def _markers_key(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> Hashable | None:
     """What a test's markers ask for, as a key (``Controller.limits_for``: a suite marks many tests alike, and
     validating and merging them is most of a marked test's setup cost), or None when a value cannot be hashed.

@@ -186,6 +186,41 @@ def test_bad_marker_input_names_test_and_key(pytester, run, marker, message):
     result.stdout.no_fnmatch_line("*During handling of the above exception*")  # the message once, not twice
 
 
+@pytest.mark.parametrize("mode", ["enforce", "off"])
+def test_each_bad_marker_is_named_with_where_it_is_set(pytester, run, mode):
+    """A typo in a module's ``pytestmark`` errors every test of the module: each error says the marker is set on
+    the module (fix it once, there), and a test's own bad marker is not hidden behind it. Mode ``off`` validates
+    markers too, with the same message."""
+    pytester.makepyfile(test_m=dedent("""
+        import pytest
+        pytestmark = pytest.mark.sockhygiene(establshed=1)
+
+        def test_a():
+            pass
+
+        @pytest.mark.sockhygiene(conections=2)
+        def test_b():
+            pass
+
+        class TestC:
+            pytestmark = pytest.mark.sockhygiene(time_wait=-1)
+
+            def test_c(self):
+                pass
+    """))
+    result = run("-p", "no:randomly", mode=mode)
+    result.assert_outcomes(errors=3)
+    module = "(set on the module test_m.py): unknown limit 'establshed' (did you mean 'established'?)"
+    result.stdout.fnmatch_lines([
+        f"sockhygiene marker on test_m.py::test_a {module}",
+        "sockhygiene marker on test_m.py::test_b: unknown limit 'conections' (did you mean 'connections'?)",
+        f"sockhygiene marker on test_m.py::test_b {module}",
+        "sockhygiene marker on test_m.py::TestC::test_c (set on the class test_m.py::TestC): limit 'time_wait' *-1",
+        f"sockhygiene marker on test_m.py::TestC::test_c {module}",
+    ])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
 @pytest.mark.parametrize(
     "ini, message",
     [
