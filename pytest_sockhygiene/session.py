@@ -433,9 +433,11 @@ class Controller:
                 seen.add(ev.identity)
                 what = "listening socket" if ev.kind == "listen" else "connection"
                 kinds[what] = kinds.get(what, 0) + 1
-        holding = ", ".join(f"{n} {what}(s)" for what, n in kinds.items()) or "no socket it opened in this test"
-        return (f"thread '{t.name}'{running} started by this test is still running, holding {holding}; what it "
-                "does from now on is its own, never a later test's")
+        # what the thread itself opened: a reader thread serving a socket another thread opened holds "none"
+        holding = (", holding " + ", ".join(f"{n} {what}(s)" for what, n in kinds.items()) if kinds
+                   else " (no socket it opened is open)")
+        return (f"thread '{t.name}'{running} started by this test is still running{holding}; what it does from now "
+                "on is its own, never a later test's")
 
     def _prune_owned_threads(self) -> None:
         """Forget owned threads that have ended: their idents may be given to new threads. Run at every window's
