@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
+from .pools import JobOrigins
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .unraised import shown_not_raised
 
@@ -386,6 +387,7 @@ class Recorder:
         self._active = threading.local()
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
         self.tasks = TaskOrigins(self)
+        self.jobs = JobOrigins(lambda: bool(self.sinks), self._on_error)
         self.thread_starts = ThreadStarts(self.ownership)
 
     # -- sinks -----------------------------------------------------------------------------------------------
@@ -696,6 +698,7 @@ class Recorder:
         for name in PATCHED:
             self._wrap(name)
         self.tasks.install()
+        self.jobs.install()
         self.thread_starts.install()
 
     def _set_installed(self, name: str, fn: Any) -> None:
@@ -790,6 +793,7 @@ class Recorder:
         self._saved.clear()
         self._rewritten.clear()
         self.tasks.uninstall()
+        self.jobs.uninstall()
         self.thread_starts.uninstall()
         self.sinks = ()
 

@@ -12,12 +12,19 @@ a verdict that changes with test order.
 So a pool's worker is never claimed by the test that started it: what it does in a test's window is that test's,
 as if the test's own thread had done it. (A pool a fixture of broader scope starts - a server handling requests on
 an executor - stays the fixture's: its workers inherit the fixture as any thread its threads start does.)
+
+A worker's stack starts in the pool's code, so a job that is a library callable handed over as it is has no line
+of the user's on it: ``JobOrigins`` keeps the line that submitted the job for the worker running it.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import Any
+from typing import Any, Callable
+
+from . import origin as origin_mod
+from .replacements import MISSING
 
 POOL_WORKERS: frozenset[tuple[str, str]] = frozenset({
     ("concurrent.futures.thread", "_worker"),  # ThreadPoolExecutor, hence asyncio's default executor
@@ -43,3 +50,81 @@ def _runs(thread: threading.Thread) -> tuple[str, str] | None:
 def is_pool_worker(thread: threading.Thread) -> bool:
     """Whether ``thread`` is a worker of a known thread pool (``POOL_WORKERS``), which no test owns."""
     return _runs(thread) in POOL_WORKERS
+
+
+class JobOrigins:
+    """Gives every job a ``ThreadPoolExecutor`` is handed while a window is open the user's line that submitted it
+    (``origin.job_origin``), by wrapping ``ThreadPoolExecutor.submit`` - the one way in for ``submit``, ``map``,
+    ``loop.run_in_executor`` and ``asyncio.to_thread``. A socket a job opens with no line of the user's on its own
+    stack (a library callable submitted as it is: ``pool.submit(socket.create_connection, addr)``) is then
+    reported as opened in the job submitted at that line, not at ``concurrent/futures/thread.py``. Outside windows
+    a submit costs one attribute check; inside, one stack walk (submits are rare beside socket calls).
+
+    The job runs inside a small function of ours that sets the line for the worker thread and clears it after
+    (``__tracebackhide__``: pytest leaves it out of a failing job's traceback)."""
+
+    def __init__(self, is_recording: Callable[[], bool], on_error: Callable[[BaseException], None]) -> None:
+        self._is_recording = is_recording
+        self._on_error = on_error
+        self._cls: Any = None
+        self._saved: Any = MISSING
+        self._fn: Any = None
+        self._wanted = False
+
+    def install(self) -> None:
+        self._wanted = True
+        module = sys.modules.get("concurrent.futures.thread")
+        if module is not None:
+            self._patch(module)
+            return
+        from .imports import ImportWatcher
+
+        ImportWatcher(self._on_error).when_imported("concurrent.futures.thread", self._patch)
+
+    def _patch(self, module: Any) -> None:
+        if not self._wanted or self._fn is not None:
+            return
+        cls = module.ThreadPoolExecutor
+        orig = cls.submit
+        recording, on_error, capture = self._is_recording, self._on_error, origin_mod.capture
+
+        def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if not recording():
+                return orig(self, fn, *args, **kwargs)
+            try:
+                started = capture(skip=1)
+            except Exception as e:  # noqa: BLE001
+                on_error(e)
+                started = None
+            if started is None:
+                return orig(self, fn, *args, **kwargs)
+            return orig(self, _run_job, started[:3], fn, *args, **kwargs)
+
+        submit.__qualname__ = "ThreadPoolExecutor.submit"
+        submit.__doc__ = orig.__doc__
+        self._cls, self._saved, self._fn = cls, cls.__dict__.get("submit", MISSING), submit
+        cls.submit = submit
+
+    def uninstall(self) -> None:
+        self._wanted = False
+        cls, fn = self._cls, self._fn
+        if cls is None:
+            return
+        if cls.__dict__.get("submit") is fn:
+            if self._saved is MISSING:
+                delattr(cls, "submit")
+            else:
+                cls.submit = self._saved
+        self._cls = self._fn = None
+
+
+def _run_job(submitted: origin_mod.Origin, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """A submitted job, run with the line that submitted it known to this worker thread (``origin._job``)."""
+    __tracebackhide__ = True
+    job = origin_mod._job
+    previous = getattr(job, "origin", None)  # (a job run inline by another job's thread: its line comes back)
+    job.origin = submitted
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        job.origin = previous

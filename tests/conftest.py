@@ -6,6 +6,7 @@ GOOD pattern a real suite uses) unless a test writes its own.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401 - see below
 import importlib.util
 import os
 import re
@@ -17,6 +18,11 @@ from typing import Any, Callable
 import pytest
 
 pytest_plugins = ["pytester"]
+
+# ``concurrent.futures.thread`` is imported here, in the test process, not first by an inner run: pytester's
+# in-process runs remove the modules an inner run imported, and the ``concurrent.futures`` package keeps the
+# ``ThreadPoolExecutor`` it exported first - a later inner run would get the class of a module the plugin no
+# longer watches (its ``submit`` is wrapped for pool jobs' origins: pools.JobOrigins).
 
 BACKENDS = ["linux", "psutil"] if sys.platform.startswith("linux") else ["psutil"]
 

@@ -65,8 +65,9 @@ def test_a_connection_opened_in_a_child_task_names_the_line_that_started_it(pyte
 
 SERVERS = dedent('''
     import _socket
-    import concurrent.futures
+    import http.client
     import socket
+    import threading
 
     KEEP = []
 
@@ -81,8 +82,11 @@ SERVERS = dedent('''
         KEEP.append(conn)  # the server side, left in CLOSE_WAIT
 
     def test_opened_by_library_code_only(server):
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the worker's stack holds no line of this file
-            KEEP.append(pool.submit(socket.create_connection, (server.host, server.port)).result())
+        conn = http.client.HTTPConnection(server.host, server.port)
+        t = threading.Thread(target=conn.connect)  # the thread's stack holds no line of this file
+        t.start()
+        t.join()
+        KEEP.append(conn)
 
     def test_opened_by_c_code(server):
         s = _socket.socket()  # the C class: no Python socket call is made
@@ -102,7 +106,7 @@ def test_accepted_sockets_and_library_code_say_what_is_known(pytester, run):
     lines = result.outlines
     lib = [line for line in lines if "ESTABLISHED" in line and "with no line of the test's own code" in line]
     assert len(lib) == 1, lines
-    assert "concurrent/futures/thread.py:" in lib[0], lib  # the first standard-library frame (docs/ownership.md)
+    assert "http/client.py:" in lib[0], lib  # the first standard-library frame outside socket.py (docs/ownership.md)
     c_code = [line for line in lines if "ESTABLISHED" in line
               and "origin unknown (opened by library or C code outside Python's socket module)" in line]
     assert len(c_code) == 1, lines
@@ -134,3 +138,58 @@ def test_a_library_package_imported_after_the_first_origin_still_counts_as_libra
     finally:
         sys.modules.pop("late_imported_lib.pool", None)
         sys.modules.pop("late_imported_lib", None)
+
+
+JOBS = dedent('''
+    import asyncio
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    POOL = ThreadPoolExecutor(max_workers=2)
+    KEEP = []
+
+    def test_submits_a_library_callable(server):
+        KEEP.append(POOL.submit(socket.create_connection, (server.host, server.port)).result())  # submit
+
+    def test_maps_a_library_callable(server):
+        KEEP.extend(POOL.map(socket.create_connection, [(server.host, server.port)]))  # map
+
+    def test_hands_it_to_a_thread(server):
+        async def main():
+            return await asyncio.to_thread(socket.create_connection, (server.host, server.port))  # to_thread
+
+        KEEP.append(asyncio.run(main()))
+
+    def _connect(server):
+        return socket.create_connection((server.host, server.port))  # own function
+
+    def test_submits_its_own_function(server):
+        KEEP.append(POOL.submit(_connect, server).result())
+
+    def test_a_failing_job_fails_as_before():
+        def boom():
+            raise ValueError("boom in the job")
+
+        POOL.submit(boom).result()
+''')
+
+
+def test_a_pool_job_with_no_line_of_the_users_names_the_line_that_submitted_it(pytester, run):
+    """A library callable handed to a thread pool as it is (``submit``, ``map``, ``asyncio.to_thread``) opens its
+    socket on a worker whose stack starts in ``concurrent.futures``: the report names the line that submitted the
+    job. A job of the user's own names its own line, as before; a job that raises fails the test with its own
+    exception and traceback (the plugin's wrapper of the job is not in it)."""
+    pytester.makepyfile(test_j=ANYIO_BACKEND + JOBS)
+    result = run("-p", "no:randomly", "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=4, failed=1, errors=4)
+    job = "opened by library code in a thread pool's job submitted at test_j.py"
+    result.stdout.fnmatch_lines([
+        f"*ESTABLISHED * fd=*, {job}:{line_of(JOBS, 'submit')} in test_submits_a_library_callable",
+        f"*ESTABLISHED * fd=*, {job}:{line_of(JOBS, 'map')} in test_maps_a_library_callable",
+        f"*ESTABLISHED * fd=*, {job}:{line_of(JOBS, 'to_thread')} in main",
+        f"*ESTABLISHED * fd=*, opened at test_j.py:{line_of(JOBS, 'own function')} in _connect",
+    ])
+    assert "with no line of the test's own code" not in result.stdout.str()
+    failure = result.stdout.str().split("test_a_failing_job_fails_as_before", 1)[1]
+    assert "ValueError: boom in the job" in failure
+    assert "_run_job" not in failure and "pools.py" not in failure, failure
