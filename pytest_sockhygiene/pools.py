@@ -24,7 +24,7 @@ import threading
 from typing import Any, Callable
 
 from . import origin as origin_mod
-from .replacements import MISSING
+from .trackers.patching import Patches
 
 POOL_WORKERS: frozenset[tuple[str, str]] = frozenset({
     ("concurrent.futures.thread", "_worker"),  # ThreadPoolExecutor, hence asyncio's default executor
@@ -58,7 +58,7 @@ class JobOrigins:
     ``loop.run_in_executor`` and ``asyncio.to_thread``. A socket a job opens with no line of the user's on its own
     stack (a library callable submitted as it is: ``pool.submit(socket.create_connection, addr)``) is then
     reported as opened in the job submitted at that line, not at ``concurrent/futures/thread.py``. Outside windows
-    a submit costs one attribute check; inside, one stack walk (submits are rare beside socket calls).
+    a submit costs one check; inside, one stack walk (submits are rare beside socket calls).
 
     The job runs inside a small function of ours that sets the line for the worker thread and clears it after
     (``__tracebackhide__``: pytest leaves it out of a failing job's traceback)."""
@@ -66,9 +66,7 @@ class JobOrigins:
     def __init__(self, is_recording: Callable[[], bool], on_error: Callable[[BaseException], None]) -> None:
         self._is_recording = is_recording
         self._on_error = on_error
-        self._cls: Any = None
-        self._saved: Any = MISSING
-        self._fn: Any = None
+        self._patches = Patches()
         self._wanted = False
 
     def install(self) -> None:
@@ -76,16 +74,16 @@ class JobOrigins:
         module = sys.modules.get("concurrent.futures.thread")
         if module is not None:
             self._patch(module)
-            return
-        from .imports import ImportWatcher
+        else:
+            from .imports import ImportWatcher
 
-        ImportWatcher(self._on_error).when_imported("concurrent.futures.thread", self._patch)
+            ImportWatcher(self._on_error).when_imported("concurrent.futures.thread", self._patch)
 
     def _patch(self, module: Any) -> None:
-        if not self._wanted or self._fn is not None:
-            return
-        cls = module.ThreadPoolExecutor
-        orig = cls.submit
+        if self._wanted and not self._patches:
+            self._patches.wrap(module.ThreadPoolExecutor, "submit", self._submitting)
+
+    def _submitting(self, orig: Any) -> Any:
         recording, on_error, capture = self._is_recording, self._on_error, origin_mod.capture
 
         def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -100,22 +98,11 @@ class JobOrigins:
                 return orig(self, fn, *args, **kwargs)
             return orig(self, _run_job, started[:3], fn, *args, **kwargs)
 
-        submit.__qualname__ = "ThreadPoolExecutor.submit"
-        submit.__doc__ = orig.__doc__
-        self._cls, self._saved, self._fn = cls, cls.__dict__.get("submit", MISSING), submit
-        cls.submit = submit
+        return submit
 
     def uninstall(self) -> None:
         self._wanted = False
-        cls, fn = self._cls, self._fn
-        if cls is None:
-            return
-        if cls.__dict__.get("submit") is fn:
-            if self._saved is MISSING:
-                delattr(cls, "submit")
-            else:
-                cls.submit = self._saved
-        self._cls = self._fn = None
+        self._patches.undo()
 
 
 def _run_job(submitted: origin_mod.Origin, fn: Any, /, *args: Any, **kwargs: Any) -> Any:

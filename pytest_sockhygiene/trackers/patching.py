@@ -27,6 +27,10 @@ class Patches:
         setattr(cls, name, wrapper)
         self._done.append((cls, name, original, wrapper))
 
+    def __bool__(self) -> bool:
+        """Whether any wrapper is installed."""
+        return bool(self._done)
+
     def undo(self) -> None:
         while self._done:
             cls, name, original, wrapper = self._done.pop()
