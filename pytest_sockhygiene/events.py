@@ -31,6 +31,7 @@ from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .pools import JobOrigins
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
+from .trackers.patching import PatchOnImport
 from .unraised import shown_not_raised
 
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -798,59 +799,42 @@ class Recorder:
         self.sinks = ()
 
 
-class TaskOrigins:
+class TaskOrigins(PatchOnImport):
     """Gives every asyncio task created while a window is open the user's line that created it
     (``origin.task_origin``), by wrapping ``BaseEventLoop.create_task``: the one place asyncio's
     ``create_task``, ``ensure_future``, ``TaskGroup`` and anyio's task groups create tasks. Installed once asyncio
     is imported; costs one attribute check per task outside windows."""
 
+    MODULE, CLASS, METHOD = "asyncio.base_events", "BaseEventLoop", "create_task"
+
     def __init__(self, recorder: Recorder) -> None:
+        super().__init__(recorder._on_error)
         self._recorder = recorder
-        self._cls: Any = None
-        self._saved: Any = MISSING
-        self._fn: Any = None
-        self._wanted = False
 
-    def install(self) -> None:
-        self._wanted = True
-        module = sys.modules.get("asyncio.base_events")
-        if module is not None:
-            self._patch(module)
-            return
-        from .imports import ImportWatcher
-
-        watcher = ImportWatcher(self._recorder._on_error)
-        watcher.when_imported("asyncio.base_events", self._patch)
-
-    def _patch(self, module: Any) -> None:
-        if not self._wanted or self._fn is not None:
-            return
-        cls = module.BaseEventLoop
-        orig = cls.create_task
+    def wrapper(self, original: Any) -> Any:
         rec = self._recorder
         capture = origin_mod.capture
         var = origin_mod.task_origin
 
         def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
             if not rec.sinks or kwargs.get("context") is not None:
-                return orig(self, coro, *args, **kwargs)
+                return original(self, coro, *args, **kwargs)
             try:
                 started = capture(skip=1)
             except Exception as e:  # noqa: BLE001
                 rec._on_error(e)
                 started = None
             if started is None:
-                return orig(self, coro, *args, **kwargs)
+                return original(self, coro, *args, **kwargs)
             token = var.set(started[:3])  # the task copies the context now, with this in it
             try:
-                return orig(self, coro, *args, **kwargs)
+                return original(self, coro, *args, **kwargs)
             finally:
                 origin_mod.reset_quietly(var, token)
 
-        create_task.__qualname__ = "BaseEventLoop.create_task"
-        create_task.__doc__ = orig.__doc__
-        self._cls, self._saved, self._fn = cls, cls.__dict__.get("create_task", MISSING), create_task
-        cls.create_task = create_task
+        return create_task
+
+    def patched(self) -> None:
         events_mod = sys.modules.get("asyncio.events")
         handle = getattr(events_mod, "Handle", None)
         run = getattr(handle, "_run", None)
@@ -858,16 +842,7 @@ class TaskOrigins:
             origin_mod.set_task_boundary(run.__code__)
 
     def uninstall(self) -> None:
-        self._wanted = False
-        cls, fn = self._cls, self._fn
-        if cls is None:
-            return
-        if cls.__dict__.get("create_task") is fn:
-            if self._saved is MISSING:
-                delattr(cls, "create_task")
-            else:
-                cls.create_task = self._saved
-        self._cls = self._fn = None
+        super().uninstall()
         origin_mod.set_task_boundary(None)
 
 

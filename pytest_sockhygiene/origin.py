@@ -169,17 +169,12 @@ LIBRARY = "opened by library code, with no line of the test's own code on the st
 UNKNOWN = "origin unknown (opened by library or C code outside Python's socket module)"
 JOB = "opened by library code in a thread pool's job submitted at"
 
-_job = threading.local()
-"""``origin``: the user's line that submitted the thread-pool job running in this thread now (``pools.JobOrigins``),
-for a socket the job opens with no line of the user's on its own stack (``pool.submit(socket.create_connection,
-...)``, ``asyncio.to_thread(httpx.get, ...)``): the worker's stack starts in ``concurrent.futures``. Per thread,
-not a context variable: ``asyncio.to_thread`` runs the job in a copy of the submitter's context, where a
-variable the worker set would not be seen."""
-
-
-def job_origin() -> Origin | None:
-    """The user's line that submitted the pool job this thread is running, if any (see ``_job``)."""
-    return getattr(_job, "origin", None)
+pool_job = threading.local()
+"""``pool_job.origin``: the user's line that submitted the thread-pool job running in this thread now
+(``pools.JobOrigins``), for a socket the job opens with no line of the user's on its own stack
+(``pool.submit(socket.create_connection, ...)``, ``asyncio.to_thread(httpx.get, ...)``): the worker's stack starts
+in ``concurrent.futures``. Per thread, not a context variable: ``asyncio.to_thread`` runs the job in a copy of the
+submitter's context, where a variable the worker set would not be seen."""
 
 task_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
     "sockhygiene_task_origin", default=None)
@@ -282,7 +277,7 @@ def capture_library(skip: int = 1) -> Origin | None:
     """For a socket call with no user frame on its stack: in a thread pool's job, the user's line that submitted
     it; otherwise the first frame outside the standard library and this plugin (the library that made the call),
     so the report says what is known rather than "C code"."""
-    submitted = getattr(_job, "origin", None)
+    submitted = getattr(pool_job, "origin", None)
     if submitted is not None:  # a pool's job: the line that submitted it says more than the pool's own code
         return (submitted[0], submitted[1], submitted[2], JOB)
     frame: FrameType | None = sys._getframe(skip + 1)

@@ -19,12 +19,11 @@ of the user's on it: ``JobOrigins`` keeps the line that submitted the job for th
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any, Callable
 
 from . import origin as origin_mod
-from .trackers.patching import Patches
+from .trackers.patching import PatchOnImport
 
 POOL_WORKERS: frozenset[tuple[str, str]] = frozenset({
     ("concurrent.futures.thread", "_worker"),  # ThreadPoolExecutor, hence asyncio's default executor
@@ -52,9 +51,9 @@ def is_pool_worker(thread: threading.Thread) -> bool:
     return _runs(thread) in POOL_WORKERS
 
 
-class JobOrigins:
+class JobOrigins(PatchOnImport):
     """Gives every job a ``ThreadPoolExecutor`` is handed while a window is open the user's line that submitted it
-    (``origin.job_origin``), by wrapping ``ThreadPoolExecutor.submit`` - the one way in for ``submit``, ``map``,
+    (``origin.pool_job``), by wrapping ``ThreadPoolExecutor.submit`` - the one way in for ``submit``, ``map``,
     ``loop.run_in_executor`` and ``asyncio.to_thread``. A socket a job opens with no line of the user's on its own
     stack (a library callable submitted as it is: ``pool.submit(socket.create_connection, addr)``) is then
     reported as opened in the job submitted at that line, not at ``concurrent/futures/thread.py``. Outside windows
@@ -63,52 +62,34 @@ class JobOrigins:
     The job runs inside a small function of ours that sets the line for the worker thread and clears it after
     (``__tracebackhide__``: pytest leaves it out of a failing job's traceback)."""
 
+    MODULE, CLASS, METHOD = "concurrent.futures.thread", "ThreadPoolExecutor", "submit"
+
     def __init__(self, is_recording: Callable[[], bool], on_error: Callable[[BaseException], None]) -> None:
+        super().__init__(on_error)
         self._is_recording = is_recording
-        self._on_error = on_error
-        self._patches = Patches()
-        self._wanted = False
 
-    def install(self) -> None:
-        self._wanted = True
-        module = sys.modules.get("concurrent.futures.thread")
-        if module is not None:
-            self._patch(module)
-        else:
-            from .imports import ImportWatcher
-
-            ImportWatcher(self._on_error).when_imported("concurrent.futures.thread", self._patch)
-
-    def _patch(self, module: Any) -> None:
-        if self._wanted and not self._patches:
-            self._patches.wrap(module.ThreadPoolExecutor, "submit", self._submitting)
-
-    def _submitting(self, orig: Any) -> Any:
+    def wrapper(self, original: Any) -> Any:
         recording, on_error, capture = self._is_recording, self._on_error, origin_mod.capture
 
         def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
             if not recording():
-                return orig(self, fn, *args, **kwargs)
+                return original(self, fn, *args, **kwargs)
             try:
                 started = capture(skip=1)
             except Exception as e:  # noqa: BLE001
                 on_error(e)
                 started = None
             if started is None:
-                return orig(self, fn, *args, **kwargs)
-            return orig(self, _run_job, started[:3], fn, *args, **kwargs)
+                return original(self, fn, *args, **kwargs)
+            return original(self, _run_job, started[:3], fn, *args, **kwargs)
 
         return submit
 
-    def uninstall(self) -> None:
-        self._wanted = False
-        self._patches.undo()
-
 
 def _run_job(submitted: origin_mod.Origin, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-    """A submitted job, run with the line that submitted it known to this worker thread (``origin._job``)."""
+    """A submitted job, run with the line that submitted it known to this worker thread (``origin.pool_job``)."""
     __tracebackhide__ = True
-    job = origin_mod._job
+    job = origin_mod.pool_job
     previous = getattr(job, "origin", None)  # (a job run inline by another job's thread: its line comes back)
     job.origin = submitted
     try:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 def error_filter_in_force() -> bool:
     """Whether a warning filter now turns some warning into an error: the one case ``shown_not_raised`` changes
     anything."""
-    for f in warnings.filters:  # noqa: SIM110 - (no generator frame: asked at every check that is not clean)
+    for f in warnings.filters:  # noqa: SIM110 - (no generator frame: asked at every check past the quick look)
         if f[0] == "error":
             return True
     return False

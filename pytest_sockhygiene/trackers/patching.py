@@ -1,4 +1,5 @@
-"""Wrapping methods of a library's classes, and putting them back: the one mechanism every tracker uses."""
+"""Wrapping methods of a library's classes, and putting them back: the one mechanism every tracker uses, and the
+plugin's own wrappers of standard-library methods (``PatchOnImport``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from typing import Any, Callable
 
 from .. import origin
+from ..imports import ImportWatcher
 
 _MISSING: Any = object()
 
@@ -40,6 +42,44 @@ class Patches:
                 delattr(cls, name)
             else:
                 setattr(cls, name, original)
+
+
+class PatchOnImport:
+    """One method of one class wrapped as soon as its module is imported (at once, if it already is), and put back
+    at ``uninstall`` with the watch for the import: how the socket recorder wraps asyncio's ``create_task`` and
+    ``ThreadPoolExecutor.submit``. A subclass names the method (``MODULE``, ``CLASS``, ``METHOD``) and makes the
+    wrapper from the method it wraps (``wrapper``)."""
+
+    MODULE = ""
+    CLASS = ""
+    METHOD = ""
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self._on_error = on_error
+        self._patches = Patches()
+        self._watcher: ImportWatcher | None = None
+
+    def install(self) -> None:
+        if self._watcher is None:
+            self._watcher = ImportWatcher(self._on_error)
+            self._watcher.when_imported(self.MODULE, self._patch)
+
+    def _patch(self, module: Any) -> None:
+        if self._watcher is not None and not self._patches:  # (not after an uninstall, nor twice)
+            self._patches.wrap(getattr(module, self.CLASS), self.METHOD, self.wrapper)
+            self.patched()
+
+    def wrapper(self, original: Any) -> Any:
+        raise NotImplementedError
+
+    def patched(self) -> None:
+        """Called once the wrapper is in place."""
+
+    def uninstall(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()  # (a watch still waiting for the import leaves sys.meta_path with it)
+            self._watcher = None
+        self._patches.undo()
 
 
 def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable[[Any], bool]) -> Callable[[Any], Any]:
