@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from .pools import JobOrigins
+from .pools import JobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .trackers.patching import PatchOnImport
 from .unraised import shown_not_raised
@@ -388,7 +388,8 @@ class Recorder:
         self._active = threading.local()
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
         self.tasks = TaskOrigins(self)
-        self.jobs = JobOrigins(lambda: bool(self.sinks), self._on_error)
+        self.jobs = tuple(kind(self.recording, self._on_error)
+                          for kind in (JobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins))
         self.thread_starts = ThreadStarts(self.ownership)
 
     # -- sinks -----------------------------------------------------------------------------------------------
@@ -399,6 +400,10 @@ class Recorder:
     def remove_sink(self, sink: EventSink) -> None:
         sinks = self.sinks
         self.sinks = () if len(sinks) == 1 and sinks[0] is sink else tuple(s for s in sinks if s is not sink)
+
+    def recording(self) -> bool:
+        """Whether a window is open (a sink listens): what the pool-job wrappers ask before walking a stack."""
+        return bool(self.sinks)
 
     def _emit_listen(self, sock: socket.socket, local: Endpoint | None) -> None:
         """Record a listen for the open sinks, with the user's line that made it. (Connects, accepts and closes
@@ -699,7 +704,8 @@ class Recorder:
         for name in PATCHED:
             self._wrap(name)
         self.tasks.install()
-        self.jobs.install()
+        for jobs in self.jobs:
+            jobs.install()
         self.thread_starts.install()
 
     def _set_installed(self, name: str, fn: Any) -> None:
@@ -794,7 +800,8 @@ class Recorder:
         self._saved.clear()
         self._rewritten.clear()
         self.tasks.uninstall()
-        self.jobs.uninstall()
+        for jobs in self.jobs:
+            jobs.uninstall()
         self.thread_starts.uninstall()
         self.sinks = ()
 

@@ -14,11 +14,13 @@ as if the test's own thread had done it. (A pool a fixture of broader scope star
 an executor - stays the fixture's: its workers inherit the fixture as any thread its threads start does.)
 
 A worker's stack starts in the pool's code, so a job that is a library callable handed over as it is has no line
-of the user's on it: ``JobOrigins`` keeps the line that submitted the job for the worker running it.
+of the user's on it: ``JobOrigins`` (``ThreadPoolExecutor``) and ``ToThreadJobOrigins`` (anyio's and trio's
+``to_thread.run_sync``) keep the line that handed the job over for the worker running it.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any, Callable
 
@@ -84,6 +86,40 @@ class JobOrigins(PatchOnImport):
             return original(self, _run_job, started[:3], fn, *args, **kwargs)
 
         return submit
+
+
+class ToThreadJobOrigins(JobOrigins):
+    """``JobOrigins`` for ``anyio.to_thread.run_sync``: anyio's workers (its own threads on asyncio, trio's thread
+    cache on trio) take jobs from a queue, not through ``ThreadPoolExecutor.submit``, so
+    ``await anyio.to_thread.run_sync(requests.get, url)`` would read "opened by library code at" anyio's worker.
+    The module's function is wrapped (the way in for its callers, starlette's ``run_in_threadpool`` among them);
+    a caller that bound ``run_sync`` to a name of its own before the plugin started keeps the original."""
+
+    MODULE, CLASS, METHOD = "anyio.to_thread", "", "run_sync"
+
+    def wrapper(self, original: Any) -> Any:
+        recording, on_error, capture = self._is_recording, self._on_error, origin_mod.capture
+
+        async def run_sync(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # (a failing job's traceback is the job's, not ours)
+            if recording():
+                try:
+                    started = capture(skip=1)
+                except Exception as e:  # noqa: BLE001
+                    on_error(e)
+                    started = None
+                if started is not None:
+                    func = functools.partial(_run_job, started[:3], func)
+            return await original(func, *args, **kwargs)
+
+        return run_sync
+
+
+class TrioToThreadJobOrigins(ToThreadJobOrigins):
+    """``ToThreadJobOrigins`` for ``trio.to_thread.run_sync`` called by the user (anyio's trio backend bound its own
+    name for it at import, and goes through ``anyio.to_thread.run_sync`` first)."""
+
+    MODULE = "trio.to_thread"
 
 
 def _run_job(submitted: origin_mod.Origin, fn: Any, /, *args: Any, **kwargs: Any) -> Any:

@@ -193,3 +193,52 @@ def test_a_pool_job_with_no_line_of_the_users_names_the_line_that_submitted_it(p
     failure = result.stdout.str().split("test_a_failing_job_fails_as_before", 1)[1]
     assert "ValueError: boom in the job" in failure
     assert "_run_job" not in failure and "pools.py" not in failure, failure
+
+
+TO_THREAD = dedent('''
+    import socket
+
+    import anyio.to_thread
+    import trio
+    import trio.to_thread
+
+    KEEP = []
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+    async def test_hands_it_to_anyio(server, anyio_backend):
+        KEEP.append(await anyio.to_thread.run_sync(socket.create_connection, (server.host, server.port)))  # anyio
+
+    def test_hands_it_to_trio(server):
+        async def main():
+            return await trio.to_thread.run_sync(socket.create_connection, (server.host, server.port))  # trio
+
+        KEEP.append(trio.run(main))
+
+    @pytest.mark.anyio
+    async def test_a_failing_job_fails_as_before():
+        def boom():
+            raise ValueError("boom in the job")
+
+        await anyio.to_thread.run_sync(boom)
+''')
+
+
+def test_a_job_handed_to_anyio_or_trio_names_the_line_that_handed_it_over(pytester, run):
+    """anyio's ``to_thread.run_sync`` (its own worker threads on asyncio, trio's thread cache on trio) and trio's
+    take jobs from a queue, not through ``ThreadPoolExecutor.submit``: a library callable handed over as it is
+    still names the user's line that handed it over, not anyio's or trio's worker; a job that raises fails the
+    test with its own exception, the plugin's wrapper of the job left out of the traceback."""
+    pytester.makepyfile(test_t=ANYIO_BACKEND + TO_THREAD)
+    result = run("-p", "no:randomly", "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(failed=1, passed=3, errors=3)
+    job = "opened by library code in a thread pool's job submitted at test_t.py"
+    result.stdout.fnmatch_lines_random([
+        f"*ESTABLISHED * fd=*, {job}:{line_of(TO_THREAD, 'anyio')} in test_hands_it_to_anyio",
+        f"*ESTABLISHED * fd=*, {job}:{line_of(TO_THREAD, 'trio')} in main",
+    ])
+    assert result.stdout.str().count(f"{job}:{line_of(TO_THREAD, 'anyio')} in test_hands_it_to_anyio") == 2
+    assert "library code at" not in result.stdout.str()
+    failure = result.stdout.str().split("test_a_failing_job_fails_as_before", 1)[1]
+    assert "ValueError: boom in the job" in failure
+    assert "_run_job" not in failure and "pools.py" not in failure, failure

@@ -71,3 +71,26 @@ def test_an_imported_module_is_wrapped_at_once_without_a_watch_in_the_import_sys
     finally:
         patch.uninstall()
     assert thread_mod.ThreadPoolExecutor.__dict__["submit"] is before
+
+
+def test_a_modules_function_is_wrapped_and_put_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``CLASS`` empty: the module's own function (``anyio.to_thread.run_sync``) is what is wrapped."""
+
+    class _DoublingFunction(PatchOnImport):
+        MODULE, CLASS, METHOD = "late_function_module_for_patch_test", "", "value"
+
+        def wrapper(self, original: Any) -> Any:
+            return lambda: 2 * int(original())
+
+    (tmp_path / "late_function_module_for_patch_test.py").write_text("def value():\n    return 21\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "late_function_module_for_patch_test", raising=False)
+    patch = _DoublingFunction(lambda e: None)
+    patch.install()
+    import late_function_module_for_patch_test as mod
+
+    try:
+        assert mod.value() == 42
+    finally:
+        patch.uninstall()
+    assert mod.value() == 21 and mod.value.__module__ == "late_function_module_for_patch_test"

@@ -19,7 +19,8 @@ class Patches:
     def __init__(self) -> None:
         self._done: list[tuple[type, str, Any, Any]] = []
 
-    def wrap(self, cls: type, name: str, make: Callable[[Any], Any]) -> None:
+    def wrap(self, cls: Any, name: str, make: Callable[[Any], Any]) -> None:
+        """Replace ``cls.name`` (a class's method, or a module's function) with ``make(current)``."""
         original = cls.__dict__.get(name, _MISSING)
         current = getattr(cls, name)
         wrapper = make(current)
@@ -45,10 +46,11 @@ class Patches:
 
 
 class PatchOnImport:
-    """One method of one class wrapped as soon as its module is imported (at once, if it already is), and put back
-    at ``uninstall`` with the watch for the import: how the socket recorder wraps asyncio's ``create_task`` and
-    ``ThreadPoolExecutor.submit``. A subclass names the method (``MODULE``, ``CLASS``, ``METHOD``) and makes the
-    wrapper from the method it wraps (``wrapper``)."""
+    """One method of one class (or one function of a module) wrapped as soon as its module is imported (at once, if
+    it already is), and put back at ``uninstall`` with the watch for the import: how the socket recorder wraps
+    asyncio's ``create_task``, ``ThreadPoolExecutor.submit`` and the ``to_thread.run_sync`` of anyio and trio. A
+    subclass names the method (``MODULE``, ``CLASS``, ``METHOD``; ``CLASS`` empty for a module's function) and
+    makes the wrapper from the one it wraps (``wrapper``)."""
 
     MODULE = ""
     CLASS = ""
@@ -66,7 +68,7 @@ class PatchOnImport:
 
     def _patch(self, module: Any) -> None:
         if self._watcher is not None and not self._patches:  # (not after an uninstall, nor twice)
-            self._patches.wrap(getattr(module, self.CLASS), self.METHOD, self.wrapper)
+            self._patches.wrap(getattr(module, self.CLASS) if self.CLASS else module, self.METHOD, self.wrapper)
             self.patched()
 
     def wrapper(self, original: Any) -> Any:
