@@ -71,12 +71,33 @@ skips in a whole run), and with pytest-rerunfailures 13 (the newest for pytest 7
 floor session's run took 13 minutes instead of 3. The tests about reruns turn it back on (``with_rerunfailures``)."""
 
 
+def _asyncio_loop_scope_args() -> str:
+    """pytest-asyncio 0.24 and later warn in every run that leaves ``asyncio_default_fixture_loop_scope`` unset:
+    most of this suite's warnings summary, one per inner run. Inner runs ignore that one warning (a filter, not the
+    option: an inner run with ``-p no:asyncio`` would warn of an unknown option instead)."""
+    try:
+        from importlib.metadata import version
+
+        installed = tuple(int(p) for p in version("pytest-asyncio").split(".")[:2] if p.isdigit())
+    except Exception:  # noqa: BLE001 - not installed, or an unusual version string: leave the inner runs alone
+        return ""
+    unset = 'The configuration option "asyncio_default_fixture_loop_scope" is unset'
+    return f"-W 'ignore:{unset}:DeprecationWarning'" if installed >= (0, 24) else ""
+
+
+INNER_ASYNCIO_ADDOPTS = _asyncio_loop_scope_args()
+
+
 @pytest.fixture(autouse=True)
-def _inner_runs_without_rerunfailures(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if importlib.util.find_spec("pytest_rerunfailures") is not None:
+def _inner_run_options(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Options for every inner run (``INNER_ADDOPTS``, ``INNER_ASYNCIO_ADDOPTS``), through ``PYTEST_ADDOPTS`` so that
+    in-process and subprocess runs, with or without the ``run`` fixture, all get them."""
+    inner = " ".join(filter(None, [
+        INNER_ADDOPTS if importlib.util.find_spec("pytest_rerunfailures") is not None else "", INNER_ASYNCIO_ADDOPTS]))
+    if inner:
         if "pytester" in request.fixturenames:
             request.getfixturevalue("pytester")  # first: setting it up drops PYTEST_ADDOPTS ("discard outer options")
-        monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {INNER_ADDOPTS}".strip())
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {inner}".strip())
 
 
 def with_rerunfailures(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,6 +124,7 @@ INNER_WARNING_FILTERS: list[str] = (
     ["-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
     if _PYTEST_VERSION < (7, 2) else []
 )
+
 
 
 @pytest.fixture
