@@ -7,6 +7,7 @@ test, so the answer is cached per code filename and a walk costs a few dict look
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import os
@@ -57,6 +58,10 @@ _lock = threading.Lock()
 _library_dirs: tuple[str, ...] = ()
 _is_library_cache: dict[str, bool] = {}
 _stdlib_dirs: tuple[str, ...] = ()
+_site_dirs: tuple[str, ...] = ()
+"""Installed packages' directories (``_compute_site_dirs``): library code, not the standard library."""
+_script_dirs: tuple[str, ...] = ()
+"""Console scripts' directories (``_compute_script_dirs``): library code, as the standard library."""
 
 
 def _absolute(path: str) -> str:
@@ -75,10 +80,37 @@ _USER_DIRS: tuple[str, ...] = (_norm(os.path.join(os.path.dirname(__file__), "de
 
 
 def _compute_stdlib_dirs() -> tuple[str, ...]:
+    """Where the standard library lives. In a virtual environment ``platstdlib`` is ``<venv>/lib/python3.X``,
+    the parent of its site-packages, so this alone would take every installed package for the standard library:
+    ``_site_dirs`` carves them out (as it does the site-packages inside a plain install's standard library)."""
     paths = sysconfig.get_paths()
     dirs = {paths.get("stdlib"), paths.get("platstdlib"), os.path.dirname(os.__file__)}
     site_dirs = {paths.get("purelib"), paths.get("platlib")}
     return tuple(sorted(_norm(d) for d in dirs if d and d not in site_dirs))
+
+
+def _compute_site_dirs() -> tuple[str, ...]:
+    """Where installed packages live (site-packages, dist-packages, the user's site): library code, never the
+    user's line, whether or not the package is in ``LIBRARY_PACKAGES``."""
+    paths = sysconfig.get_paths()
+    dirs = {paths.get("purelib"), paths.get("platlib")}
+    try:
+        import site
+
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except Exception:  # noqa: BLE001 - an old virtualenv's site module has neither: sysconfig's are enough
+        pass
+    return tuple(sorted(_norm(d) for d in dirs if d))
+
+
+def _compute_script_dirs() -> tuple[str, ...]:
+    """Where console scripts live (``<venv>/bin``): the ``pytest`` launcher's frame sits under every test's stack,
+    and is no line of the user's."""
+    dirs = {sysconfig.get_path("scripts"), os.path.dirname(sys.executable)}
+    with contextlib.suppress(Exception):  # (an unusual install scheme: the environment's own is enough)
+        dirs.add(sysconfig.get_path("scripts", vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix}))
+    return tuple(sorted(_norm(d) for d in dirs if d))
 
 
 def _package_dir(name: str) -> str | None:
@@ -134,8 +166,10 @@ def prepare() -> None:
 
 
 def _ensure_init() -> None:
-    global _stdlib_dirs
+    global _stdlib_dirs, _site_dirs, _script_dirs
     if not _stdlib_dirs:
+        _site_dirs = _compute_site_dirs()
+        _script_dirs = _compute_script_dirs()
         _stdlib_dirs = _compute_stdlib_dirs()
         add_library_packages(LIBRARY_PACKAGES)
 
@@ -149,11 +183,13 @@ def is_library_file(filename: str) -> bool:
         with _lock:
             _add_imported()
     if filename.startswith("<"):
-        # <frozen importlib._bootstrap>, <string>: not somewhere a user can fix; exec'd user code is rare
-        result = filename.startswith("<frozen")
+        # <frozen runpy>, <string> (``python -c``, and pytest-xdist's workers: execnet's bootstrap is exec'd),
+        # <remote exec>: no file a user can open. A doctest's examples (<doctest test_x.txt[2]>) are the user's
+        result = not filename.startswith("<doctest")
     else:
         path = os.path.normcase(_absolute(filename))
-        result = (path.startswith(_stdlib_dirs) or path.startswith(_library_dirs)) and not path.startswith(_USER_DIRS)
+        result = (path.startswith(_stdlib_dirs) or path.startswith(_site_dirs) or path.startswith(_library_dirs)
+                  or path.startswith(_script_dirs)) and not path.startswith(_USER_DIRS)
     _is_library_cache[filename] = result
     return result
 
@@ -304,14 +340,17 @@ def _library_frame_kind(filename: str) -> int:
     if cached is not None:
         return cached
     _ensure_init()
-    own = _package_dir("pytest_sockhygiene") or ""
-    path = os.path.normcase(_absolute(filename))
-    if (own and path.startswith(own)) or path == os.path.normcase(_absolute(socket.__file__)):
-        kind = _SKIPPED_FRAME
-    elif filename.startswith("<") or path.startswith(_stdlib_dirs):
+    if filename.startswith("<"):  # (<frozen runpy>: no path to make absolute, which may need os.getcwd())
         kind = _STDLIB_FRAME
     else:
-        kind = _LIBRARY_FRAME
+        own = _package_dir("pytest_sockhygiene") or ""
+        path = os.path.normcase(_absolute(filename))
+        if (own and path.startswith(own)) or path == os.path.normcase(_absolute(socket.__file__)):
+            kind = _SKIPPED_FRAME
+        elif (path.startswith(_stdlib_dirs) and not path.startswith(_site_dirs)) or path.startswith(_script_dirs):
+            kind = _STDLIB_FRAME  # (the standard library, or a launcher: what a library called, not which one)
+        else:
+            kind = _LIBRARY_FRAME
     _library_frame_kinds[filename] = kind
     return kind
 
@@ -373,7 +412,7 @@ def short_path(filename: str, rootdir: str | None) -> str:
         _ensure_init()
         path = _norm(filename)[:-1]
         for d in _stdlib_dirs:
-            if path.startswith(d):
+            if path.startswith(d) and not path.startswith(_site_dirs):
                 return path[len(d):]
     return filename
 

@@ -7,6 +7,12 @@ opened it. Only a socket no Python call made keeps "opened by library or C code 
 
 from __future__ import annotations
 
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
 from conftest import ANYIO_BACKEND, dedent
 
 HEAD_LINES = ANYIO_BACKEND.count("\n")
@@ -242,3 +248,56 @@ def test_a_job_handed_to_anyio_or_trio_names_the_line_that_handed_it_over(pytest
     failure = result.stdout.str().split("test_a_failing_job_fails_as_before", 1)[1]
     assert "ValueError: boom in the job" in failure
     assert "_run_job" not in failure and "pools.py" not in failure, failure
+
+
+LIBRARY_SERVER = dedent('''
+    from aiohttp import web
+    from aiohttp.test_utils import AioHTTPTestCase
+    from blockbuster import blockbuster_ctx
+
+
+    class LeakyServerCase(AioHTTPTestCase):
+        async def get_application(self):
+            return web.Application()
+
+        def setUp(self):
+            self._blockbuster = blockbuster_ctx()  # (as aiohttp's own suite does around every test)
+            self._blockbuster.__enter__()
+            super().setUp()
+
+        def tearDown(self):
+            super().tearDown()
+            self._blockbuster.__exit__(None, None, None)
+
+        async def asyncTearDown(self):
+            pass  # the test server is never closed: a LISTEN leak
+
+        async def test_serves(self):
+            pass
+''')
+
+
+@pytest.mark.parametrize("how", ["python -m pytest", "the pytest script", "xdist"])
+def test_a_library_listener_in_a_venv_names_the_library_however_pytest_was_started(pytester, backend, how):
+    """aiohttp's test server, started by ``AioHTTPTestCase``'s set-up (no line of the user's on its stack, in a task
+    nobody's line started): the origin is aiohttp's frame. Found on aiohttp's own suite: in a virtual environment
+    every installed package was taken for the standard library (``platstdlib`` is the venv's ``lib/python3.X``) and
+    the report named asyncio's ``base_events.py``; the ``pytest`` script and xdist's exec'd bootstrap (``<string>``)
+    were taken for the user's line; and with blockbuster on, looking at ``<frozen runpy>`` was a blocking call
+    reported as a plugin problem."""
+    pytest.importorskip("aiohttp")
+    pytest.importorskip("blockbuster")
+    pytester.makepyfile(test_l=LIBRARY_SERVER)
+    args = ["-p", "no:cacheprovider", "-p", "no:randomly", f"--sockhygiene-backend={backend}", "--sockhygiene=warn",
+            "-W", "ignore::ResourceWarning", "-o", "sockhygiene_settle=0"]
+    if how == "the pytest script":
+        script = Path(sysconfig.get_path("scripts")) / ("pytest.exe" if sys.platform == "win32" else "pytest")
+        if not script.exists():
+            pytest.skip(f"no pytest script at {script}")
+        result = pytester.run(str(script), *args)
+    else:
+        result = pytester.runpytest_subprocess(*args, *(["-n", "1"] if how == "xdist" else []))
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*LISTEN * fd=*, opened by library code, with no line of the test's own code on the "
+                                 "stack, at aiohttp/web_runner.py:* in start*"])
+    assert "plugin problem" not in result.stdout.str()
