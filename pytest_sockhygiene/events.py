@@ -171,8 +171,11 @@ class ThreadStarts:
         self._fn: Any = None
         self._saved: Any = None
         self.logging = False
-        self.log: list[threading.Thread] = []
-        """The threads started since ``begin_log`` (list.append is atomic: any thread may start one)."""
+        self.log: list[Any] = []
+        """Weak references to the threads started since ``begin_log`` (list.append is atomic: any thread may start
+        one). Weak: a thread that has finished must be free to go, with what it holds, before the window closes -
+        anyio's worker holds its event loop, and a test that checks the loop is gone after ``asyncio.run`` failed
+        while a list of ours kept it."""
 
     def begin_log(self) -> bool:
         """Log the threads started from now on, if every thread start goes through the wrapper: it is the one on
@@ -186,10 +189,10 @@ class ThreadStarts:
         return True
 
     def end_log(self) -> list[threading.Thread]:
-        """The threads started since ``begin_log``; logging stops."""
+        """The threads started since ``begin_log`` that still exist; logging stops."""
         self.logging = False
         log, self.log = self.log, []
-        return log
+        return [t for t in (ref() for ref in log) if t is not None]
 
     def install(self) -> None:
         if self._fn is not None:
@@ -212,7 +215,10 @@ class ThreadStarts:
             if starts.logging and not owned:
                 # before it runs: a thread that ends at once is still one the window saw start. A thread given an
                 # owner (a fixture's server's handler per connection) is never the test's: not logged
-                starts.log.append(self)
+                try:
+                    starts.log.append(weakref.ref(self))
+                except TypeError:  # a Thread subclass with __slots__ and no __weakref__: kept until the window closes
+                    starts.log.append(lambda thread=self: thread)
             return orig(self)
 
         start.__qualname__ = "Thread.start"

@@ -268,3 +268,55 @@ def test_a_pool_worker_works_for_every_test_that_hands_it_a_job(pytester, run, t
     # each leak is found in its own run too: the verdict no longer depends on which test warmed the pool
     alone = run("-p", "no:randomly", "-k", "leaks")
     assert sorted(errors_of(alone)) == leakers
+
+
+FINISHED = dedent('''
+    import asyncio
+    import gc
+    import threading
+    import weakref
+
+    import anyio.to_thread
+
+
+    class Worker(threading.Thread):
+        def __init__(self, resource):
+            super().__init__()
+            self.resource = resource
+
+
+    class Resource:
+        pass
+
+
+    def test_a_finished_thread_lets_go_of_what_it_held():
+        resource = Resource()
+        ref = weakref.ref(resource)
+        worker = Worker(resource)
+        worker.start()
+        worker.join()
+        del worker, resource
+        gc.collect()
+        assert ref() is None
+
+
+    def test_asyncio_run_does_not_keep_its_loop_through_anyios_worker():
+        # anyio's own suite (test_to_thread.py): its worker thread holds the loop until it finishes
+        loops = []
+
+        async def main():
+            loops.append(weakref.ref(asyncio.get_running_loop()))
+            await anyio.to_thread.run_sync(lambda: None)
+
+        asyncio.run(main())
+        gc.collect()
+        assert loops[0]() is None
+''')
+
+
+def test_a_thread_that_finished_in_the_test_is_not_kept_alive_by_the_plugin(pytester, run):
+    """The threads a test starts are logged to find those it leaves running; the log must not keep a finished
+    thread, and what it holds, alive until the test ends: anyio's ``test_asyncio_run_does_not_leak_event_loop``
+    failed in warn and enforce mode because the log held anyio's worker, and the worker the loop."""
+    pytester.makepyfile(test_f=FINISHED)
+    run(mode="enforce").assert_outcomes(passed=2)
