@@ -596,6 +596,7 @@ class Recorder:
 
         if name == "connect":
             def wrapper(self: socket.socket, address: Any) -> Any:
+                __tracebackhide__ = True  # (an error of the call is the caller's: pytest shows their line)
                 if not rec.sinks:
                     rec.touched = True
                     rec.touched_fds.add(self.fileno())
@@ -620,6 +621,7 @@ class Recorder:
                     rec.connecting.pop(fd, None)
         elif name == "connect_ex":
             def wrapper(self: socket.socket, address: Any) -> Any:
+                __tracebackhide__ = True
                 if not rec.sinks:
                     rec.touched = True
                     rec.touched_fds.add(self.fileno())
@@ -642,6 +644,7 @@ class Recorder:
                     rec.connecting.pop(fd, None)
         elif name == "accept":
             def wrapper(self: socket.socket) -> Any:  # type: ignore[misc]
+                __tracebackhide__ = True
                 if not rec.sinks or getattr(active, "on", False):
                     rec.touched = True
                     accepted = orig(self)
@@ -656,6 +659,7 @@ class Recorder:
                 return conn, addr
         elif name == "listen":
             def wrapper(self: socket.socket, *args: Any) -> Any:  # type: ignore[misc]
+                __tracebackhide__ = True
                 if getattr(active, "on", False):
                     return orig(self, *args)
                 active.on = True
@@ -669,6 +673,7 @@ class Recorder:
                 rec._on_listen(self)
         else:  # _real_close
             def wrapper(self: socket.socket, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                __tracebackhide__ = True
                 if not rec.sinks:
                     rec.touched = True
                     rec.touched_fds.add(self.fileno())
@@ -830,6 +835,7 @@ class TaskOrigins(PatchOnImport):
         var = origin_mod.task_origin
 
         def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             if not rec.sinks or kwargs.get("context") is not None:
                 return original(self, coro, *args, **kwargs)
             try:

@@ -74,6 +74,7 @@ class JobOrigins(PatchOnImport):
         recording, on_error, capture = self._is_recording, self._on_error, origin_mod.capture
 
         def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             if not recording():
                 return original(self, fn, *args, **kwargs)
             try:

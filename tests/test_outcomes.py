@@ -4,6 +4,7 @@ error unless SockHygieneWarning is named), and xfail tests (a leak is its own te
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -239,3 +240,59 @@ def test_xfail_leak_under_runxfail_and_warn(pytester, run):
     assert warned_tests == {"test_x.py::test_xfail_failing", "test_x.py::test_xfail_passing",
                             "test_x.py::test_xfail_strict_passing", "test_x.py::test_xfail_raises"}, out
     assert errors_of(warned) == []
+
+
+FAILING_CALLS = dedent("""
+    import asyncio
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+
+    def test_refused():
+        with socket.socket() as s:
+            s.connect(("127.0.0.1", free_port()))
+
+
+    def test_httpx_refused():
+        with httpx.Client() as c:
+            c.get(f"http://127.0.0.1:{free_port()}/")
+
+
+    def test_not_a_coroutine():
+        async def main():
+            asyncio.get_running_loop().create_task(42)
+
+        asyncio.run(main())
+
+
+    def test_bad_client_argument():
+        httpx.Client(no_such_option=1)
+
+
+    def test_failing_submit():
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(socket.create_connection, ("127.0.0.1", free_port())).result()
+""")
+
+
+def test_an_error_in_a_wrapped_call_is_shown_at_the_users_line_not_the_plugins(pytester, run):
+    """The plugin wraps socket methods, clients' ``__init__`` and ``send``, ``create_task`` and ``submit``; an error
+    raised by the call inside (a refused connect, a bad argument) fails the test as before, and its traceback
+    ends in the user's code, not in a frame of the plugin's that a reader would take for the culprit (found on
+    aiohttp's suite)."""
+    pytester.makepyfile(test_c=FAILING_CALLS)
+    result = run("--tb=long", "-p", "no:randomly")
+    result.assert_outcomes(failed=5)
+    text = result.stdout.str()
+    for error in ("ConnectionRefusedError", "httpx.ConnectError", "TypeError: a coroutine was expected",
+                  "unexpected keyword argument 'no_such_option'"):
+        assert error in text
+    assert f"pytest_sockhygiene{os.sep}" not in text, text

@@ -90,6 +90,7 @@ def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable
 
     def make(init: Any) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it stands in for __init__
+            __tracebackhide__ = True  # (pytest shows the caller's line, not the wrapper)
             with registry.constructing():
                 init(self, *args, **kwargs)
                 try:
@@ -106,6 +107,7 @@ def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable
 def then_closed(registry: Any) -> Callable[[Any], Any]:
     def make(method: Any) -> Any:
         def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # (pytest shows the caller's line, not the wrapper)
             try:
                 return method(self, *args, **kwargs)
             finally:
@@ -119,6 +121,7 @@ def then_closed(registry: Any) -> Callable[[Any], Any]:
 def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     def make(method: Any) -> Any:
         async def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # (pytest shows the caller's line, not the wrapper)
             try:
                 return await method(self, *args, **kwargs)
             finally:
@@ -189,6 +192,7 @@ def counting_requests(registry: Any, sockets: Callable[[Any], list[Any]] | None 
 
     def make(method: Any) -> Any:
         def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # (pytest shows the caller's line, not the wrapper)
             tokens = _enter_request(registry, self, sync=True)
             try:
                 return method(self, *args, **kwargs)
@@ -204,6 +208,7 @@ def counting_requests_async(registry: Any,
                             sockets: Callable[[Any], list[Any]] | None = None) -> Callable[[Any], Any]:
     def make(method: Any) -> Any:
         async def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             tokens = _enter_request(registry, self)
             try:
                 return await method(self, *args, **kwargs)
