@@ -83,9 +83,8 @@ class ClientRecord:
     def label(self, fmt: Callable[[origin_mod.Origin | None], str]) -> str:
         if self.origin is None and self.owner:
             return f"{self.kind} ({self.owner})"
-        where = fmt(self.origin)
         owner = f", {self.owner}" if self.owner else ""
-        return f"{self.kind} created at {where}{owner}"
+        return f"{self.kind} {origin_mod.created(fmt(self.origin))}{owner}"
 
 
 _PART_DEPTH = 8
@@ -239,8 +238,9 @@ class ClientRegistry:
             owner, windows = outer.owner, outer.windows
         else:
             owner, windows = self._current_owner(), self._current_sinks()
-        record = ClientRecord(kind or type(client).__qualname__, origin_mod.capture(skip=2), owner, windows,
-                              networked)
+        # no line of the user's on the stack (``pool.map(requests.get, urls)``): what is known, as for a socket
+        where = origin_mod.capture(skip=2) or origin_mod.capture_library(skip=2)
+        record = ClientRecord(kind or type(client).__qualname__, where, owner, windows, networked)
         try:
             record.ref = _watched(client, record)
         except TypeError:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from .pools import JobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins
+from .pools import JobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .trackers.patching import PatchOnImport
 from .unraised import shown_not_raised
@@ -201,6 +201,7 @@ class ThreadStarts:
         cls = threading.Thread
         orig = cls.start
         starts = self
+        capture, STARTED_AT = origin_mod.capture, origin_mod.STARTED_AT_ATTR  # noqa: N806
 
         def start(self: threading.Thread) -> None:
             owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited else None
@@ -219,6 +220,13 @@ class ThreadStarts:
                     starts.log.append(weakref.ref(self))
                 except TypeError:  # a Thread subclass with __slots__ and no __weakref__: kept until the window closes
                     starts.log.append(lambda thread=self: thread)
+                if not is_pool_worker(self):  # (a pool's worker runs later tests' jobs: JobOrigins names those)
+                    try:
+                        started_at = capture(skip=1)
+                        if started_at is not None:
+                            setattr(self, STARTED_AT, started_at[:3])
+                    except Exception:  # noqa: BLE001 - a Thread subclass with __slots__: no line for its sockets
+                        pass
             return orig(self)
 
         start.__qualname__ = "Thread.start"

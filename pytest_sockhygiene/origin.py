@@ -204,6 +204,11 @@ TASK = "opened in a task started at"
 LIBRARY = "opened by library code, with no line of the test's own code on the stack, at"
 UNKNOWN = "origin unknown (opened by library or C code outside Python's socket module)"
 JOB = "opened by library code in a thread pool's job submitted at"
+THREAD = "opened by library code in a thread started at"
+
+STARTED_AT_ATTR = "_sockhygiene_started_at"
+"""On a thread started while a window was open (``events.ThreadStarts``): the user's line that started it, for a
+socket the thread opens with no line of the user's on its own stack (``Thread(target=requests.get, ...)``)."""
 
 pool_job = threading.local()
 """``pool_job.origin``: the user's line that submitted the thread-pool job running in this thread now
@@ -316,6 +321,9 @@ def capture_library(skip: int = 1) -> Origin | None:
     submitted = getattr(pool_job, "origin", None)
     if submitted is not None:  # a pool's job: the line that submitted it says more than the pool's own code
         return (submitted[0], submitted[1], submitted[2], JOB)
+    started = getattr(threading.current_thread(), STARTED_AT_ATTR, None)
+    if started is not None:  # a thread the test started: the line that started it says more than the library's
+        return (started[0], started[1], started[2], THREAD)
     frame: FrameType | None = sys._getframe(skip + 1)
     first: Origin | None = None  # failing a library's frame: the first one outside the socket module
     while frame is not None:
@@ -415,6 +423,17 @@ def short_path(filename: str, rootdir: str | None) -> str:
             if path.startswith(d) and not path.startswith(_site_dirs):
                 return path[len(d):]
     return filename
+
+
+def created(where: str) -> str:
+    """What a client's formatted origin reads as after its kind: ``created at test_x.py:3 in test_x``, or, for an
+    origin that says how the socket or client came to be (no line of the user's on its stack), the same words with
+    "created" for "opened": ``created by library code in a thread pool's job submitted at ...``."""
+    if where == UNKNOWN:
+        return "created by library or C code (origin unknown)"
+    if where.startswith("opened "):
+        return "created " + where[len("opened "):]
+    return f"created at {where}"
 
 
 def format_origin(origin: Origin | None, rootdir: str | None = None) -> str:

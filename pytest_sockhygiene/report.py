@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from .baseline import allowed
 from .endpoints import format_endpoint
-from .origin import Origin
+from .origin import Origin, created
 from .verdict import CAUSE_ADVICE, OPENED_BY, RECONNECTED, Item, Verdict, Violation, advice, cause_of
 
 OriginFormatter = Callable[[Optional[Origin]], str]
@@ -42,7 +42,7 @@ def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
     elif kind in ("clients", "unused_clients"):
         # clients of one kind created at one line are one item (a loop that leaks 30 is one line): say how many
         many = f"{item.count} " if item.count > 1 else ""
-        line = f"{many}{item.state}, created at {where}"
+        line = f"{many}{item.state}, {created(where)}"
     elif item.state == "LISTEN":
         line = f"LISTEN {format_endpoint(item.local)} fd={item.fd}, {_at('opened at', where)}"
     else:
@@ -61,6 +61,10 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
         lines.append(f"    ... and {len(v.items) - max_items} more")
     for source in v.context:
         lines.append("    " + _source_line(source, fmt))
+    singles = [s for s in v.context if s.note == "1 request each" and not s.state.startswith(OPENED_BY)]
+    if len(singles) > 1 and all(s.count == 1 for s in singles):  # (one line each: no line said it on its own)
+        lines.append(f"    {len(singles)} clients of 1 request each: a new client per request? Create one client and "
+                     "reuse it.")
     cause = cause_of(v.context)
     lines.append("    fix: " + (CAUSE_ADVICE[cause] if cause else advice(v)))
     lines.append("    to allow it: " + allow_marker({v.kind: v.count}))
@@ -72,7 +76,7 @@ def _source_line(source: Item, fmt: OriginFormatter) -> str:
     fixture or an API without a pool (``state`` starts with "opened by "), or a group of clients."""
     if source.state.startswith(OPENED_BY):
         return f"{source.count} connection(s) {source.state}, at {fmt(source.origin)} ({source.note})"
-    line = f"{source.count} {source.state} created at {fmt(source.origin)} ({source.note})"
+    line = f"{source.count} {source.state} {created(fmt(source.origin))} ({source.note})"
     if RECONNECTED in source.note:
         line += (": the server, or a proxy or middleware between, ended each connection (`Connection: close`, "
                  "an HTTP/1.0 server)")

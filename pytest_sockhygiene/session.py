@@ -492,7 +492,8 @@ class Controller:
                 # a client that never opened a connection holds no socket: not a leak (see clients.py)
                 if (r.owner and r.networked and not r.shared and not r.collected and not self.clients.is_closed(r)
                         and self.clients.used(r)):
-                    leaks.append({"kind": "client", "what": f"{r.kind} created at {self.format_origin(r.origin)}",
+                    created = origin_mod.created(self.format_origin(r.origin))
+                    leaks.append({"kind": "client", "what": f"{r.kind} {created}",
                                   "owner": r.owner})
         return leaks, bool(leaks)
 

@@ -62,8 +62,11 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
     unused = [r["counts"].get("unused_clients", 0) for r in records]
     if sum(unused):
         # counted, never failing by default: said once, so that a suite can see them without a limit set
+        limited = any(v.get("kind") == "unused_clients" for r in records for v in r.get("violations", ()))
+        why = ("they never opened a connection; tests over their unused_clients limit are violations, above"
+               if limited else "they never opened a connection: not leaks; sockhygiene_unused_clients=0 lists them")
         lines.append(f"unused clients: {sum(unused)} left unclosed by {plural(sum(1 for n in unused if n), 'test')} "
-                     "(they never opened a connection: not leaks; sockhygiene_unused_clients=0 lists them)")
+                     f"({why})")
     threads = results.threads_left()
     if threads:
         lines.append(f"threads left running: {len(threads)}, each the test's that started it (its sockets never "

@@ -633,6 +633,8 @@ def _server_first_note(server_side: int, rows: int) -> str:
         return ""
     if server_side == rows:
         return "each entry is the in-process server's side: the server closed each connection first"
+    if server_side == 1:
+        return "1 of the entries is the in-process server's side: it closed that connection first"
     return f"{server_side} of the entries are the in-process server's side: it closed those connections first"
 
 

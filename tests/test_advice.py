@@ -152,3 +152,40 @@ def test_marker_from_the_message_allows_what_was_seen(pytester, run):
     result = run()
     assert errors_of(result) == []
     result.assert_outcomes(passed=2)
+
+
+CLIENTS_WITHOUT_A_LOOP = dedent("""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+
+    def test_six_lines(server):
+        requests.get(server.url)
+        requests.get(server.url)
+        requests.get(server.url)
+        requests.get(server.url)
+        requests.get(server.url)
+        requests.get(server.url)
+
+
+    def test_through_a_pool(server):
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(requests.get, [server.url] * 6))  # map
+""")
+
+
+def test_a_new_client_per_request_is_named_however_the_calls_are_written(pytester, run):
+    """The hint is given when the clients of one request each come from one line (a loop) and when they come from
+    lines of their own; clients created by library code in a pool's job name the line that submitted it, in the
+    words for a client (found on pytest-httpserver's suite: "created at origin unknown (opened by ...)")."""
+    pytester.makepyfile(test_n=CLIENTS_WITHOUT_A_LOOP)
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_n.py::test_six_lines", "test_n.py::test_through_a_pool"]
+    six = failure_block(result, "test_n.py::test_six_lines")
+    assert "6 clients of 1 request each: a new client per request? Create one client and reuse it." in six, six
+    pool = failure_block(result, "test_n.py::test_through_a_pool")
+    line = next(i for i, text in enumerate(CLIENTS_WITHOUT_A_LOOP.splitlines(), 1) if text.endswith("# map"))
+    assert (f"6 requests.Session created by library code in a thread pool's job submitted at test_n.py:{line} in "
+            "test_through_a_pool (1 request each): a new client per request?") in pool, pool
+    assert "origin unknown" not in result.stdout.str()

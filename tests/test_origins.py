@@ -74,8 +74,10 @@ SERVERS = dedent('''
     import http.client
     import socket
     import threading
+    from multiprocessing.pool import ThreadPool
 
     KEEP = []
+    POOL = ThreadPool(1)  # started at import: its worker's stack never holds a line of this file
 
     def test_accepted_socket_left_open():
         listener = socket.socket()
@@ -89,8 +91,13 @@ SERVERS = dedent('''
 
     def test_opened_by_library_code_only(server):
         conn = http.client.HTTPConnection(server.host, server.port)
+        POOL.apply(conn.connect)
+        KEEP.append(conn)
+
+    def test_opened_in_a_thread_it_started(server):
+        conn = http.client.HTTPConnection(server.host, server.port)
         t = threading.Thread(target=conn.connect)  # the thread's stack holds no line of this file
-        t.start()
+        t.start()  # thread start
         t.join()
         KEEP.append(conn)
 
@@ -104,10 +111,14 @@ SERVERS = dedent('''
 def test_accepted_sockets_and_library_code_say_what_is_known(pytester, run):
     pytester.makepyfile(test_s=ANYIO_BACKEND + SERVERS)
     result = run("-W", "ignore::ResourceWarning")
-    result.assert_outcomes(passed=3, errors=3)
+    result.assert_outcomes(passed=4, errors=4)
     result.stdout.fnmatch_lines([
         "*CLOSE_WAIT 127.0.0.1:* -> 127.0.0.1:* fd=*, accepted by the listener at 127.0.0.1:* opened at "
         f"test_s.py:{line_of(SERVERS, 'listen')} in test_accepted_socket_left_open*",
+    ])
+    result.stdout.fnmatch_lines_random([  # a thread the test started: the line that started it
+        "*ESTABLISHED * fd=*, opened by library code in a thread started at "
+        f"test_s.py:{line_of(SERVERS, 'thread start')} in test_opened_in_a_thread_it_started",
     ])
     lines = result.outlines
     lib = [line for line in lines if "ESTABLISHED" in line and "with no line of the test's own code" in line]

@@ -215,6 +215,8 @@ def test_clients_that_never_connect_are_unused_clients_not_leaks(pytester, run):
         "*fix: these clients never opened a connection; close them anyway*",
     ])
     result.stdout.fnmatch_lines(["*8 tests checked, 8 with violations (unused_clients: 8)*"])
+    result.stdout.fnmatch_lines(["unused clients: 8 left unclosed by 8 tests (they never opened a connection; tests"
+                                 " over their unused_clients limit are violations, above)"])
     assert "clients: 1 > limit" not in result.stdout.str().replace("unused_clients: 1 > limit", "")
 
 
