@@ -7,6 +7,8 @@ a client of a module-scoped fixture reused by several tests is clean (its pooled
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import dedent, errors_of, failure_block, lingered
@@ -161,6 +163,42 @@ URLLIB3_SUITE = dedent('''
     def test_last(server):
         pass
 ''')
+
+
+UNPICKLED = dedent('''
+    import pickle
+
+    import requests
+
+    KEEP = []
+
+
+    def test_unpickled_session_left_open(server):
+        s = pickle.loads(pickle.dumps(requests.Session()))  # requests' own test_session_pickling does this
+        assert s.get(server.url).status_code == 200
+        KEEP.append(s)
+
+
+    def test_unpickled_session_closed(server):
+        with pickle.loads(pickle.dumps(requests.Session())) as s:
+            assert s.get(server.url).status_code == 200
+''')
+
+
+def test_an_unpickled_requests_session_is_a_client(pytester, run):
+    """An unpickled Session is built by ``__setstate__``, not ``__init__``: it is tracked all the same (its pool
+    named on the leaked connection, a ``clients`` violation if never closed, clean once closed), and the pickled
+    original, which never connected, is one unused client, not a leak (found on requests' suite)."""
+    pytester.makepyfile(test_p=UNPICKLED)
+    result = run("-p", "no:randomly", "--sockhygiene-report=r.json")
+    assert errors_of(result) == ["test_p.py::test_unpickled_session_left_open"]
+    block = failure_block(result, "test_p.py::test_unpickled_session_left_open")
+    assert "(in the pool of requests.Session created at test_p.py:9 in test_unpickled_session_left_open" in block
+    assert "clients: 1 > limit 0" in block
+    report = json.loads((pytester.path / "r.json").read_text())
+    counts = {t["nodeid"].split("::")[1]: t["counts"] for t in report["tests"]}
+    assert counts["test_unpickled_session_closed"]["clients"] == 0
+    assert counts["test_unpickled_session_closed"]["unused_clients"] == 1  # the original, pickled and dropped
 
 
 LAZY_POOL = dedent('''

@@ -78,6 +78,8 @@ class RequestsTracker(ClassTracker):
 
         p = self._patches
         p.wrap(session_cls, "__init__", after_init(registry, kind, networked))
+        if "__setstate__" in vars(session_cls):  # an unpickled copy is built without __init__: a client all the same
+            p.wrap(session_cls, "__setstate__", after_init(registry, kind, networked))
         p.wrap(session_cls, "close", then_closed(registry))  # __exit__ calls close()
         p.wrap(session_cls, "send", counting_requests(registry, self.sockets))
         # an adapter's PoolManager (built in its constructor, or rebuilt when unpickled) and its ProxyManagers
