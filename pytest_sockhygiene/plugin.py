@@ -32,7 +32,7 @@ from .results import SessionResults, clean_record, full_record, sampled_clean_re
 from .session import Controller, bad_marker_message
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
-from .verdict import CLEAN, KINDS
+from .verdict import CLEAN, KINDS, Verdict
 from .warning import warn_without_failing
 
 PLUGIN_NAME = "sockhygiene-session"
@@ -44,7 +44,7 @@ class _ItemState:
     """What the plugin keeps for the test being run (held by the plugin, not in ``item.stash``: pytest keeps every
     item for the whole run, and nothing of this is needed once the test is judged)."""
 
-    __slots__ = ("item", "judge", "limits", "no_fixture_teardown", "record", "window")
+    __slots__ = ("called", "item", "judge", "limits", "no_fixture_teardown", "record", "window")
 
     def __init__(self, item: pytest.Item, limits: Limits | None) -> None:
         self.item = item
@@ -55,12 +55,33 @@ class _ItemState:
         """No function-scoped fixture was set up: the verdict's finalizer is the first of the teardown, so it
         checks the socket hooks itself as the start of the teardown (only plugins' teardown hooks ran since)."""
         self.judge: Callable[[pytest.Item, _ItemState, bool], None] | None = None
+        self.called = False
+        """The test function was called (pytest then sets ``sys.last_value`` afresh: see ``_failed_note``)."""
 
     def __call__(self) -> None:
         """The test's finalizer (see ``SockHygienePlugin._judge_in_finalizer``): the state is its own finalizer, so
         scheduling a verdict builds no ``functools.partial`` per test."""
         if self.judge is not None:
             self.judge(self.item, self, True)
+
+_HELD_KINDS = ("established", "close_wait", "listen", "clients")
+
+
+def _failed_note(verdict: Verdict) -> str:
+    """For a test whose function raised: pytest keeps that exception's traceback (``sys.last_traceback``, for
+    post-mortem debugging) until the next test's call, and with it the test's local variables - a client closed by
+    its ``with`` whose pool frees idle connections only when collected (urllib3's), a response holding its
+    connection. What they hold is still open when the test is judged; it would not be had the test passed. Said,
+    not hidden: the failure may also have skipped a close. ``sys.last_value`` is deleted by pytest as each call
+    starts, so one there now is this test's."""
+    if getattr(sys, "last_value", None) is None:
+        return ""
+    if not any(v.kind in _HELD_KINDS for v in verdict.violations):
+        return ""
+    return ("\n  note: this test failed, and pytest keeps its failure's traceback - and with it the test's local "
+            "variables - until the next test runs, for post-mortem debugging; what its locals hold is still open. "
+            "If this goes away once the test passes, fix the failure first.")
+
 
 MARKER_DOC = (
     "sockhygiene(established=0, close_wait=0, listen=0, time_wait=5, clients=0, connections=None, "
@@ -396,6 +417,7 @@ class SockHygienePlugin:
         state = self.current
         if state is None or state.item is not item or not state.window:
             return
+        state.called = True
         if self.unscheduled is item:
             self.unscheduled = None
             self._keep_hooks(False)
@@ -414,6 +436,7 @@ class SockHygienePlugin:
         state = self.current
         if state is None or state.item is not item or not state.window:
             return
+        state.called = True
         if self.unscheduled is item:
             self.unscheduled = None
             self._judge(item, state, report=False)
@@ -535,6 +558,8 @@ class SockHygienePlugin:
         if verdict is CLEAN or (verdict.clean and not grown) or not report:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
+        if state.called:
+            text += _failed_note(verdict)
         if self.enforce:
             failure = pytest.fail.Exception(text, pytrace=False)
             self._keep_failure(item, failure)

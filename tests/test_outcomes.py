@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import dedent, errors_of
+from conftest import dedent, errors_of, failure_block
 
 LEAKY_SUITE = dedent("""
     import socket
@@ -296,3 +296,41 @@ def test_an_error_in_a_wrapped_call_is_shown_at_the_users_line_not_the_plugins(p
                   "unexpected keyword argument 'no_such_option'"):
         assert error in text
     assert f"pytest_sockhygiene{os.sep}" not in text, text
+
+
+FAILED_WITH_A_POOL = dedent("""
+    import urllib3
+
+
+    def test_fails_after_a_request(server):
+        with urllib3.PoolManager() as http:  # closed; its pool frees idle connections when collected
+            r = http.request("GET", server.url)
+            assert r.status == 500
+
+
+    def test_passes(server):
+        with urllib3.PoolManager() as http:
+            r = http.request("GET", server.url)
+            assert r.status == 200
+
+
+    KEEP = []
+
+
+    def test_passes_and_leaks(server):
+        http = urllib3.PoolManager()
+        KEEP.append(http)
+        assert http.request("GET", server.url).status == 200
+""")
+
+
+def test_a_failed_tests_held_connection_says_pytest_keeps_its_locals(pytester, run):
+    """A test whose function raised keeps its locals alive through the traceback pytest keeps for post-mortem
+    debugging (``sys.last_traceback``): what they hold is open when the test is judged. Reported, with a note that
+    says so (found on urllib3's suite: failing proxy tests that used ``with``); a passing test's leak has no note."""
+    pytester.makepyfile(test_f=FAILED_WITH_A_POOL)
+    result = run("-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=2, errors=2)
+    note = "note: this test failed, and pytest keeps its failure's traceback"
+    assert note in failure_block(result, "test_f.py::test_fails_after_a_request")
+    assert note not in failure_block(result, "test_f.py::test_passes_and_leaks")
