@@ -191,7 +191,10 @@ class ThreadStarts:
     def end_log(self) -> list[threading.Thread]:
         """The threads started since ``begin_log`` that still exist; logging stops."""
         self.logging = False
-        log, self.log = self.log, []
+        log = self.log
+        if not log:  # the clean path: no thread started
+            return log
+        self.log = []
         return [t for t in (ref() for ref in log) if t is not None]
 
     def install(self) -> None:
