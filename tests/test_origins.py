@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,6 +158,13 @@ def test_a_library_package_imported_after_the_first_origin_still_counts_as_libra
         sys.modules.pop("late_imported_lib", None)
 
 
+def assert_job_failed_with_its_own_traceback(result: Any) -> None:
+    """The inner ``test_a_failing_job_fails_as_before`` failed with the job's exception, no wrapper of ours in it."""
+    failure = result.stdout.str().split("test_a_failing_job_fails_as_before", 1)[1]
+    assert "ValueError: boom in the job" in failure
+    assert "_run_job" not in failure and "pools.py" not in failure, failure
+
+
 JOBS = dedent('''
     import asyncio
     import socket
@@ -207,9 +215,7 @@ def test_a_pool_job_with_no_line_of_the_users_names_the_line_that_submitted_it(p
         f"*ESTABLISHED * fd=*, opened at test_j.py:{line_of(JOBS, 'own function')} in _connect",
     ])
     assert "with no line of the test's own code" not in result.stdout.str()
-    failure = result.stdout.str().split("test_a_failing_job_fails_as_before", 1)[1]
-    assert "ValueError: boom in the job" in failure
-    assert "_run_job" not in failure and "pools.py" not in failure, failure
+    assert_job_failed_with_its_own_traceback(result)
 
 
 TO_THREAD = dedent('''
@@ -256,9 +262,7 @@ def test_a_job_handed_to_anyio_or_trio_names_the_line_that_handed_it_over(pytest
     ])
     assert result.stdout.str().count(f"{job}:{line_of(TO_THREAD, 'anyio')} in test_hands_it_to_anyio") == 2
     assert "library code at" not in result.stdout.str()
-    failure = result.stdout.str().split("test_a_failing_job_fails_as_before", 1)[1]
-    assert "ValueError: boom in the job" in failure
-    assert "_run_job" not in failure and "pools.py" not in failure, failure
+    assert_job_failed_with_its_own_traceback(result)
 
 
 LIBRARY_SERVER = dedent('''
