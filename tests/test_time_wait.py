@@ -247,3 +247,62 @@ def test_socket_opened_by_an_earlier_test_and_collected_inside_this_one_is_not_c
     result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception")
     assert errors_of(result) == []
     result.assert_outcomes(passed=3)
+
+
+TRIO_SERVER = dedent('''
+    import functools
+    import socket
+    import threading
+
+    import pytest
+    import trio
+
+
+    @pytest.fixture(scope="session")
+    def trio_server():
+        """A trio server in a thread of this process that answers and closes each connection first."""
+        ready = threading.Event()
+        box = {}
+
+        async def handler(stream):
+            await stream.receive_some(1024)
+            await stream.send_all(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")
+            await stream.aclose()
+
+        async def main():
+            async with trio.open_nursery() as nursery:
+                listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+                box["port"] = listeners[0].socket.getsockname()[1]
+                box["cancel"], box["token"] = nursery.cancel_scope, trio.lowlevel.current_trio_token()
+                ready.set()
+
+        t = threading.Thread(target=trio.run, args=(main,), daemon=True)
+        t.start()
+        assert ready.wait(10)
+        yield ("127.0.0.1", box["port"])
+        trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
+        t.join(10)
+
+
+    @pytest.mark.sockhygiene(time_wait=2)
+    def test_server_closes_first(trio_server):
+        for _ in range(3):
+            with socket.create_connection(trio_server) as s:
+                s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                while s.recv(1024):
+                    pass
+''')
+
+
+def test_an_in_process_trio_servers_side_counts_though_its_accepts_are_not_hooked(pytester, run):
+    """trio's sockets call the ``accept`` trio saved at import, so no accept of its server is recorded; the server
+    side of the test's own connections - here the side in TIME_WAIT, the server closing first - is found from the
+    test's connects to a listener of this process, as a stdlib server's is (found on urllib3's suite, whose proxy
+    runs on trio)."""
+    pytest.importorskip("trio")
+    pytester.makepyfile(test_trio=TRIO_SERVER)
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_trio.py::test_server_closes_first"]
+    block = failure_block(result, "test_trio.py::test_server_closes_first")
+    assert "time_wait: 3 > limit 2" in block, block
+    assert "in-process server's side" in block, block
