@@ -11,6 +11,8 @@ import pytest
 
 from conftest import dedent, errors_of, failure_block
 
+PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
+
 LEAKY_SUITE = dedent("""
     import socket
     import pytest
@@ -295,7 +297,11 @@ def test_an_error_in_a_wrapped_call_is_shown_at_the_users_line_not_the_plugins(p
     for error in ("ConnectionRefusedError", "httpx.ConnectError", "TypeError: a coroutine was expected",
                   "unexpected keyword argument 'no_such_option'"):
         assert error in text
-    assert f"pytest_sockhygiene{os.sep}" not in text, text
+    ours = [line for line in text.splitlines() if f"pytest_sockhygiene{os.sep}" in line]
+    if PYTEST_VERSION < (8, 0):  # pytest 7 still names the innermost frame in the crash line ("events.py:611:
+        # ConnectionRefusedError") even when that frame is hidden; no entry of ours is shown
+        ours = [line for line in ours if not re.search(r":\d+: [\w.]*(Error|Exception)$", line)]
+    assert not ours, text
 
 
 FAILED_WITH_A_POOL = dedent("""
