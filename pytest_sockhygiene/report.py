@@ -75,7 +75,7 @@ def _source_line(source: Item, fmt: OriginFormatter) -> str:
     """One line of what opened a violation's connections (``verdict.connection_sources``): a function-scoped
     fixture or an API without a pool (``state`` starts with "opened by "), or a group of clients."""
     if source.state.startswith(OPENED_BY):
-        return f"{source.count} connection(s) {source.state}, at {fmt(source.origin)} ({source.note})"
+        return f"{source.count} connection(s) {source.state}, {_at('at', fmt(source.origin))} ({source.note})"
     line = f"{source.count} {source.state} {created(fmt(source.origin))} ({source.note})"
     if RECONNECTED in source.note:
         line += (": the server, or a proxy or middleware between, ended each connection (`Connection: close`, "

@@ -68,6 +68,7 @@ def test_a_connection_opened_in_a_child_task_names_the_line_that_started_it(pyte
         f"*opened in a task started at test_t.py:{line_of(TASKS, 'start_soon')} in test_task_group_child*",
         f"*ESTABLISHED * fd=*, opened in a task started at test_t.py:{line_of(TASKS, 'ensure_future')} in main",
     ])
+    assert "at opened in a task" not in out  # (the line naming the API that opened them says it once)
 
 
 SERVERS = dedent('''
