@@ -842,21 +842,17 @@ class TaskOrigins(PatchOnImport):
 
     def wrapper(self, original: Any) -> Any:
         rec = self._recorder
-        capture = origin_mod.capture
+        calling_line = origin_mod.calling_line
         var = origin_mod.task_origin
 
         def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
             if not rec.sinks or kwargs.get("context") is not None:
                 return original(self, coro, *args, **kwargs)
-            try:
-                started = capture(skip=1)
-            except Exception as e:  # noqa: BLE001
-                rec._on_error(e)
-                started = None
+            started = calling_line(rec._on_error)
             if started is None:
                 return original(self, coro, *args, **kwargs)
-            token = var.set(started[:3])  # the task copies the context now, with this in it
+            token = var.set(started)  # the task copies the context now, with this in it
             try:
                 return original(self, coro, *args, **kwargs)
             finally:

@@ -17,7 +17,7 @@ import sysconfig
 import threading
 from collections.abc import Iterable
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 LIBRARY_PACKAGES: tuple[str, ...] = (
     "httpx",
@@ -94,13 +94,11 @@ def _compute_site_dirs() -> tuple[str, ...]:
     user's line, whether or not the package is in ``LIBRARY_PACKAGES``."""
     paths = sysconfig.get_paths()
     dirs = {paths.get("purelib"), paths.get("platlib")}
-    try:
+    with contextlib.suppress(Exception):  # (an old virtualenv's site module has neither: sysconfig's are enough)
         import site
 
         dirs.update(site.getsitepackages())
         dirs.add(site.getusersitepackages())
-    except Exception:  # noqa: BLE001 - an old virtualenv's site module has neither: sysconfig's are enough
-        pass
     return tuple(sorted(_norm(d) for d in dirs if d))
 
 
@@ -314,6 +312,18 @@ def _walk(frame: FrameType | None) -> Origin | None:
     return None
 
 
+def calling_line(on_error: Callable[[BaseException], None]) -> Origin | None:
+    """The user's line that called the wrapper calling this, as ``(file, line, function)`` (a task's "how" left
+    out: the line is handed on to what it starts), or None. For the plugin's wrappers of ``create_task``,
+    ``submit`` and ``run_sync``: a fault of the walk goes to ``on_error``, never into the user's call."""
+    try:
+        started = _walk(sys._getframe(2))  # (0: here, 1: the wrapper, 2: its caller - as ``capture(skip=1)`` there)
+    except Exception as e:  # noqa: BLE001
+        on_error(e)
+        return None
+    return started[:3] if started is not None else None
+
+
 def capture_library(skip: int = 1) -> Origin | None:
     """For a socket call with no user frame on its stack: in a thread pool's job, the user's line that submitted
     it; otherwise the first frame outside the standard library and this plugin (the library that made the call),
@@ -343,6 +353,12 @@ _library_frame_kinds: dict[str, int] = {}
 ~190 us for a 40-frame stack, on every connect made with no user line on the stack (a library's pool thread)."""
 
 
+def _in_stdlib(path: str) -> bool:
+    """Whether a normalised path is the standard library's: under its directories and not under an installed
+    packages' directory (a plain install's site-packages, and a venv's whole ``lib/python3.X``, are inside them)."""
+    return path.startswith(_stdlib_dirs) and not path.startswith(_site_dirs)
+
+
 def _library_frame_kind(filename: str) -> int:
     cached = _library_frame_kinds.get(filename)
     if cached is not None:
@@ -355,7 +371,7 @@ def _library_frame_kind(filename: str) -> int:
         path = os.path.normcase(_absolute(filename))
         if (own and path.startswith(own)) or path == os.path.normcase(_absolute(socket.__file__)):
             kind = _SKIPPED_FRAME
-        elif (path.startswith(_stdlib_dirs) and not path.startswith(_site_dirs)) or path.startswith(_script_dirs):
+        elif _in_stdlib(path) or path.startswith(_script_dirs):
             kind = _STDLIB_FRAME  # (the standard library, or a launcher: what a library called, not which one)
         else:
             kind = _LIBRARY_FRAME
@@ -419,9 +435,10 @@ def short_path(filename: str, rootdir: str | None) -> str:
     if os.path.isabs(filename):
         _ensure_init()
         path = _norm(filename)[:-1]
-        for d in _stdlib_dirs:
-            if path.startswith(d) and not path.startswith(_site_dirs):
-                return path[len(d):]
+        if _in_stdlib(path):
+            for d in _stdlib_dirs:
+                if path.startswith(d):
+                    return path[len(d):]
     return filename
 
 

@@ -71,20 +71,14 @@ class JobOrigins(PatchOnImport):
         self._is_recording = is_recording
 
     def wrapper(self, original: Any) -> Any:
-        recording, on_error, capture = self._is_recording, self._on_error, origin_mod.capture
+        recording, on_error, calling_line = self._is_recording, self._on_error, origin_mod.calling_line
 
         def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
-            if not recording():
-                return original(self, fn, *args, **kwargs)
-            try:
-                started = capture(skip=1)
-            except Exception as e:  # noqa: BLE001
-                on_error(e)
-                started = None
+            started = calling_line(on_error) if recording() else None
             if started is None:
                 return original(self, fn, *args, **kwargs)
-            return original(self, _run_job, started[:3], fn, *args, **kwargs)
+            return original(self, _run_job, started, fn, *args, **kwargs)
 
         return submit
 
@@ -99,18 +93,13 @@ class ToThreadJobOrigins(JobOrigins):
     MODULE, CLASS, METHOD = "anyio.to_thread", "", "run_sync"
 
     def wrapper(self, original: Any) -> Any:
-        recording, on_error, capture = self._is_recording, self._on_error, origin_mod.capture
+        recording, on_error, calling_line = self._is_recording, self._on_error, origin_mod.calling_line
 
         async def run_sync(func: Any, /, *args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True  # (a failing job's traceback is the job's, not ours)
-            if recording():
-                try:
-                    started = capture(skip=1)
-                except Exception as e:  # noqa: BLE001
-                    on_error(e)
-                    started = None
-                if started is not None:
-                    func = functools.partial(_run_job, started[:3], func)
+            started = calling_line(on_error) if recording() else None
+            if started is not None:
+                func = functools.partial(_run_job, started, func)
             return await original(func, *args, **kwargs)
 
         return run_sync
