@@ -64,6 +64,7 @@ class _ItemState:
         if self.judge is not None:
             self.judge(self.item, self, True)
 
+
 _HELD_KINDS = ("established", "close_wait", "listen", "clients")
 
 

@@ -280,7 +280,7 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
         if ports is None:
             ports = listening_ports(obs.listeners)
         for a, b in initiated:
-            if b[1] in ports and (b, a) not in out and _listener_for(b, obs.listeners, ports) is not None:
+            if _listener_for(b, obs.listeners, ports) is not None:
                 out.add((b, a))
     held = set(still_open) | held_by_test
     held.update((b, a) for (a, b) in held_by_test)  # the other end of a connection the test still holds
