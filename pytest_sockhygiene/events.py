@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from .pools import JobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
+from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .trackers.patching import PatchOnImport
 from .unraised import shown_not_raised
@@ -406,7 +406,7 @@ class Recorder:
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
         self.tasks = TaskOrigins(self)
         self.jobs = tuple(kind(self.recording, self._on_error)
-                          for kind in (JobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins))
+                          for kind in (JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins))
         self.thread_starts = ThreadStarts(self.ownership)
 
     # -- sinks -----------------------------------------------------------------------------------------------

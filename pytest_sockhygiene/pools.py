@@ -14,8 +14,9 @@ as if the test's own thread had done it. (A pool a fixture of broader scope star
 an executor - stays the fixture's: its workers inherit the fixture as any thread its threads start does.)
 
 A worker's stack starts in the pool's code, so a job that is a library callable handed over as it is has no line
-of the user's on it: ``JobOrigins`` (``ThreadPoolExecutor``) and ``ToThreadJobOrigins`` (anyio's and trio's
-``to_thread.run_sync``) keep the line that handed the job over for the worker running it.
+of the user's on it: ``JobOrigins`` (``ThreadPoolExecutor``), ``ThreadPoolJobOrigins`` (``multiprocessing``'s)
+and ``ToThreadJobOrigins`` (anyio's and trio's ``to_thread.run_sync``) keep the line that handed the job over for
+the worker running it.
 """
 
 from __future__ import annotations
@@ -81,6 +82,29 @@ class JobOrigins(PatchOnImport):
             return original(self, _run_job, started, fn, *args, **kwargs)
 
         return submit
+
+
+class ThreadPoolJobOrigins(JobOrigins):
+    """``JobOrigins`` for ``multiprocessing.pool.ThreadPool``: its jobs go through a task queue, not ``submit``.
+    Every way in passes the job's callable first through one of four methods of ``Pool`` (``apply`` and ``map``,
+    ``starmap`` and their ``_async`` forms call ``apply_async`` and ``_map_async``). Only a ``ThreadPool``'s jobs are
+    wrapped: a process ``Pool`` pickles its jobs for another process, where no window of this one is open."""
+
+    MODULE, CLASS = "multiprocessing.pool", "Pool"
+    METHODS = ("apply_async", "_map_async", "imap", "imap_unordered")
+
+    def wrapper(self, original: Any) -> Any:
+        recording, on_error, calling_line = self._is_recording, self._on_error, origin_mod.calling_line
+        from multiprocessing.pool import ThreadPool  # (imported: this wraps its module's Pool)
+
+        def handing_over(self: Any, func: Any, /, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            started = calling_line(on_error) if recording() and isinstance(self, ThreadPool) else None
+            if started is not None:
+                func = functools.partial(_run_job, started, func)
+            return original(self, func, *args, **kwargs)
+
+        return handing_over
 
 
 class ToThreadJobOrigins(JobOrigins):

@@ -50,11 +50,13 @@ class PatchOnImport:
     it already is), and put back at ``uninstall`` with the watch for the import: how the socket recorder wraps
     asyncio's ``create_task``, ``ThreadPoolExecutor.submit`` and the ``to_thread.run_sync`` of anyio and trio. A
     subclass names the method (``MODULE``, ``CLASS``, ``METHOD``; ``CLASS`` empty for a module's function) and
-    makes the wrapper from the one it wraps (``wrapper``)."""
+    makes the wrapper from the one it wraps (``wrapper``). ``METHODS`` names several methods of the class that take
+    the same wrapper (the ways into ``multiprocessing.pool.Pool``)."""
 
     MODULE = ""
     CLASS = ""
     METHOD = ""
+    METHODS: tuple[str, ...] = ()
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self._on_error = on_error
@@ -68,7 +70,9 @@ class PatchOnImport:
 
     def _patch(self, module: Any) -> None:
         if self._watcher is not None and not self._patches:  # (not after an uninstall, nor twice)
-            self._patches.wrap(getattr(module, self.CLASS) if self.CLASS else module, self.METHOD, self.wrapper)
+            owner = getattr(module, self.CLASS) if self.CLASS else module
+            for name in self.METHODS or (self.METHOD,):
+                self._patches.wrap(owner, name, self.wrapper)
             self.patched()
 
     def wrapper(self, original: Any) -> Any:
