@@ -205,6 +205,11 @@ CHECKS_OFF = "socket checks are off for this session"
 """How the notice of a session (or an xdist worker) whose socket table could not be read begins: the summary,
 which sees only the merged notices, then says why no test was checked instead of calling nothing "all clean"."""
 
+HOOKS_REWRAPPED = "socket hooks replaced by other code were wrapped again before any fixture or test code ran"
+"""How the notice begins when other code replaced the plugin's socket hooks and nothing was missed: pytest-socket
+writes its saved ``connect`` back at every test's teardown, installed and unused alike. Nothing to act on, so the
+terminal shows it only with ``-v``; the JSON report always has it."""
+
 
 @dataclasses.dataclass
 class SessionResults:

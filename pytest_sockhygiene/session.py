@@ -22,7 +22,7 @@ from .events import _OWNER_ATTR, Recorder, _threads_by_ident
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .pools import is_pool_worker
-from .results import CHECKS_OFF
+from .results import CHECKS_OFF, HOOKS_REWRAPPED
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
 from .verdict import CLEAN, Item, Verdict, unmeasured
@@ -298,6 +298,8 @@ class Controller:
             return None
         # no count of replacements: each xdist worker's notice must read the same to be shown once
         who = "; ".join(sorted(t for t in self.replacements if not t.startswith("(")))
+        if self.hooks_lost is None and not self.blind_windows:
+            return f"{HOOKS_REWRAPPED}, so no socket call was missed ({who or 'unknown'})"
         text = (f"other code replaced the plugin's socket hooks ({who or 'unknown'}); they were "
                 "wrapped again around the replacement whenever it happened, at the next window open or test "
                 "phase, so the other code's function still runs")

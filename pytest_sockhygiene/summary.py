@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .results import CHECKS_OFF, SessionResults
+from .results import CHECKS_OFF, HOOKS_REWRAPPED, SessionResults
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
@@ -83,5 +83,6 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
         for leak in s["session_leaks"][:20]:
             lines.append(f"  {leak['what']} - {leak['owner']}")
     for notice in s["notices"]:
-        lines.append(f"notice: {notice}")
+        if verbose or not notice.startswith(HOOKS_REWRAPPED):  # (nothing to act on: said with -v)
+            lines.append(f"notice: {notice}")
     return lines

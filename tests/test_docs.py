@@ -230,6 +230,7 @@ NORMALISE: list[tuple[re.Pattern[str], str]] = [
 ENVIRONMENT = [  # lines that plugins of this suite's test extra add, which the docs' runs did not have
     re.compile(r"^asyncio: mode="),  # pytest-asyncio's header line
     re.compile(r"^notice: other code replaced the plugin's socket hooks .*pytest_socket"),  # pytest-socket
+    re.compile(r"^notice: socket hooks replaced by other code .*pytest_socket"),  # pytest-socket, with -v
 ]
 
 

@@ -128,6 +128,8 @@ def test_counts_and_origins_under_pytest_socket_equal_a_run_without_it(pytester,
     assert not [n for n in without["session"]["notices"] if "socket hooks" in n]
     notices = [n for n in with_["session"]["notices"] if "socket hooks" in n]
     assert len(notices) == 1
+    assert notices[0].startswith("socket hooks replaced by other code were wrapped again before any fixture or "
+                                 "test code ran, so no socket call was missed")
     assert "socket.socket.connect by the original method written back (a copy saved as pytest_socket._true_connect)" \
         in notices[0]
     if options == ("--allow-hosts=127.0.0.1",):
@@ -191,6 +193,12 @@ def test_the_saved_copy_pytest_socket_writes_back_holds_the_plugins_wrapper_unti
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["session"]["connections_opened"] == 3
     assert [n for n in report["session"]["notices"] if "_true_connect" in n]
+    # nothing was missed, so nothing to act on: the terminal says so only with -v (every pytest-socket user's run)
+    assert "socket hooks" not in result.stdout.str()
+    verbose = run("-v")
+    verbose.assert_outcomes(passed=3)
+    verbose.stdout.fnmatch_lines(["notice: socket hooks replaced by other code were wrapped again before any "
+                                  "fixture or test code ran, so no socket call was missed (*_true_connect*)"])
 
 
 def test_a_replacement_made_by_the_test_itself_makes_its_counts_unknown_not_zero(pytester, run):
@@ -221,6 +229,7 @@ def test_a_replacement_made_by_the_test_itself_makes_its_counts_unknown_not_zero
     assert tests["test_after"]["counts"]["connections"] == 1
     notice = [n for n in doc["session"]["notices"] if "socket hooks" in n]
     assert len(notice) == 1 and "1 test(s) ran partly without them" in notice[0], notice
+    assert notice[0].startswith("other code replaced the plugin's socket hooks"), notice  # (shown without -v)
 
 
 WRAPPING_SUITE = dedent('''
