@@ -65,7 +65,7 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
     if len(singles) > 1 and all(s.count == 1 for s in singles):  # (one line each: no line said it on its own)
         lines.append(f"    {len(singles)} clients of 1 request each: a new client per request? Create one client and "
                      "reuse it.")
-    cause = cause_of(v.context)
+    cause = cause_of(v.context, v.items)
     lines.append("    fix: " + (CAUSE_ADVICE[cause] if cause else advice(v)))
     lines.append("    to allow it: " + allow_marker({v.kind: v.count}))
     return lines

@@ -63,6 +63,32 @@ SUITE = dedent("""
             httpx.get(server.url)
 
 
+    @pytest.fixture(scope="module")
+    def refusing():
+        # a server that ends every connection it accepts at once (a refused handshake, a redirect's close)
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def refuse():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                conn.close()
+
+        import threading
+        threading.Thread(target=refuse, daemon=True).start()
+        yield listener.getsockname()
+        listener.close()
+
+
+    def test_server_refuses_each_connection(refusing):
+        for i in range(12):
+            conn = socket.create_connection(refusing)
+            assert conn.recv(1) == b""  # the server ended it first
+            conn.close()
+
+
     def test_reused_client_is_clean(server):
         with httpx.Client() as client:
             for i in range(12):
@@ -80,7 +106,7 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     result = run(f"--sockhygiene-report={path}")
     assert errors_of(result) == sorted(f"test_a.py::{name}" for name in [
         "test_client_per_request", "test_server_ends_each_connection", "test_urlopen", "test_raw_sockets",
-        "test_fixture_probes", "test_http_client", "test_two_kinds"])
+        "test_fixture_probes", "test_http_client", "test_two_kinds", "test_server_refuses_each_connection"])
     per_request = failure_block(result, "test_a.py::test_client_per_request")
     n = lingered(per_request, 12, result)
     result.stdout.fnmatch_lines([
@@ -113,6 +139,16 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     raw = failure_block(result, "test_a.py::test_raw_sockets")
     n = lingered(raw, 12, result)
     assert f"{n} connection(s) opened by socket.create_connection(), at test_a.py:23 in test_raw_sockets" in raw
+    # the server ended each one first: a refusal or redirect test means them, the fix says so too
+    refused = failure_block(result, "test_a.py::test_server_refuses_each_connection")
+    n = lingered(refused, 12, result)
+    assert f"{n} connection(s) opened by socket.create_connection(), at test_a.py:" in refused
+    assert "each entry is the in-process server's side: the server closed each connection first" in refused
+    assert "fix: an API without a connection pool opens a new connection per call: keep one connection open " \
+           "for many calls" in refused
+    assert "pooled client (requests.Session, httpx.Client, urllib3.PoolManager). The server ended each " \
+           "connection: a test of redirects, refused handshakes or reconnects opens them on purpose (allow it " \
+           "for this test)." in refused
     fixture = failure_block(result, "test_a.py::test_fixture_probes")
     n = lingered(fixture, 12, result)
     assert f"{n} connection(s) opened by function-scoped fixture 'ready', at test_a.py:29 in ready (while it was " \

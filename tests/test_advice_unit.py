@@ -6,7 +6,15 @@ from typing import Any
 
 from pytest_sockhygiene.events import SocketEvent
 from pytest_sockhygiene.report import allow_marker, violation_lines
-from pytest_sockhygiene.verdict import ADVICE, CAUSE_ADVICE, Item, Violation, cause_of, connection_sources
+from pytest_sockhygiene.verdict import (
+    ADVICE,
+    CAUSE_ADVICE,
+    SERVER_CLOSED_EACH,
+    Item,
+    Violation,
+    cause_of,
+    connection_sources,
+)
 
 SERVER = ("127.0.0.1", 8080)
 LINE = ("/t/test_x.py", 7, "test_x")
@@ -96,6 +104,14 @@ def test_api_and_fixture_sources_and_their_order():
     ]
     assert cause_of(items) == "fixture"
     assert cause_of(items[1:]) == "api"
+    # every TIME_WAIT entry the in-process server's (it ended each connection): the fix adds that a redirect or
+    # refusal test opens them on purpose; one entry of the client's own and it does not
+    server_first = Item(state="TIME_WAIT", local=None, remote=SERVER, origin=LINE, count=3, note=SERVER_CLOSED_EACH)
+    assert cause_of(items[1:], [server_first]) == "api_server_first"
+    assert CAUSE_ADVICE["api_server_first"].startswith(CAUSE_ADVICE["api"] + " The server ended each connection")
+    client_first = Item(state="TIME_WAIT", local=None, remote=SERVER, origin=LINE, count=1)
+    assert cause_of(items[1:], [server_first, client_first]) == "api"
+    assert cause_of(items, [server_first]) == "fixture"
 
 
 def test_unattributed_created_clients_are_kept_but_unused_ones_are_not():
