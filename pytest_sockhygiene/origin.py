@@ -386,6 +386,7 @@ def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
     names the API that opened a connection no tracked client made (``report.py`` prints it)."""
     frame: FrameType | None = sys._getframe(skip + 1)
     called: FrameType | None = None
+    inner: FrameType | None = None  # the frame ``called`` called
     boundary = _boundary
     known = _is_library_cache
     while frame is not None:
@@ -393,19 +394,26 @@ def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
         if code is boundary:  # the stack of a task or callback: the line that started it, as capture() does
             started = task_origin.get()
             if started is not None:
-                return (started[0], started[1], started[2], TASK), _call_name(called)
+                return (started[0], started[1], started[2], TASK), _call_name(called, inner)
         else:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
-                return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called)
-        called = frame
+                return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called, inner)
+        inner, called = called, frame
         frame = frame.f_back
     return None, None
 
 
-def _call_name(frame: FrameType | None) -> str | None:
+def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str | None:
+    """``module.qualname`` of ``frame``; of ``inner`` when ``frame`` is asyncio's wrapper of an awaitable that is
+    not a coroutine (``loop.run_until_complete(connect(...))`` on an object with ``__await__``, as websockets'
+    legacy ``connect`` is): the task's coroutine is then ``asyncio.tasks._wrap_awaitable``, which the user never
+    called."""
     if frame is None:
         return None
+    if (inner is not None and frame.f_code.co_name == "_wrap_awaitable"
+            and frame.f_globals.get("__name__") == "asyncio.tasks"):
+        frame = inner
     code = frame.f_code
     module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+

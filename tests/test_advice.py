@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import dedent, errors_of, failure_block, lingered
+from conftest import INNER_CONFTEST, dedent, errors_of, failure_block, lingered
 
 SUITE = dedent("""
     import http.client, socket, urllib.request
@@ -225,3 +225,52 @@ def test_a_new_client_per_request_is_named_however_the_calls_are_written(pyteste
     assert (f"6 requests.Session created by library code in a thread pool's job submitted at test_n.py:{line} in "
             "test_through_a_pool (1 request each): a new client per request?") in pool, pool
     assert "origin unknown" not in result.stdout.str()
+
+
+AWAITABLE_LIBRARY = dedent('''
+    import asyncio
+
+
+    class Connect:
+        """An awaitable that is not a coroutine (websockets' legacy ``connect`` is one): ``__await__`` only."""
+
+        def __init__(self, host, port):
+            self.host, self.port = host, port
+
+        def __await__(self):
+            return self._open().__await__()
+
+        async def _open(self):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            return writer
+''')
+
+
+def test_an_awaitable_run_until_complete_is_named_not_asyncios_wrapper_of_it(pytester, run):
+    """``loop.run_until_complete(awaitable)`` on an object with ``__await__`` makes asyncio wrap it in a coroutine of
+    its own (``asyncio.tasks._wrap_awaitable``), the outermost frame of the task: the API named is the library's
+    awaitable, never that wrapper (found running websockets' legacy tests)."""
+    pytester.mkpydir("awaitlib").joinpath("__init__.py").write_text(AWAITABLE_LIBRARY)
+    pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
+                          "pytest_sockhygiene.origin.add_library_packages(['awaitlib'])\n")
+    pytester.makepyfile(test_w=dedent('''
+        import asyncio
+
+        import awaitlib
+
+
+        def test_connects_again_and_again(server):
+            loop = asyncio.new_event_loop()
+            try:
+                for i in range(7):
+                    writer = loop.run_until_complete(awaitlib.Connect(server.host, server.port))  # awaited
+                    writer.close()
+                    loop.run_until_complete(writer.wait_closed())
+            finally:
+                loop.close()
+    '''))
+    result = run()
+    assert errors_of(result) == ["test_w.py::test_connects_again_and_again"]
+    block = failure_block(result, "test_w.py::test_connects_again_and_again")
+    assert "connection(s) opened by awaitlib.Connect._open(), opened in a task started at test_w.py:" in block, block
+    assert "_wrap_awaitable" not in block
