@@ -406,8 +406,9 @@ def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketE
 
 def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketEvent],
                        created: Sequence[Item] = ()) -> list[Item]:
-    """What opened these connections, grouped so that the cause shows, most connections first (the first one's
-    cause picks the fix, ``cause_of``):
+    """What opened these connections, grouped so that the cause shows: the kind of source that made the most
+    connections first, and in it the group that made the most (the first group's cause picks the fix,
+    ``cause_of``):
 
     * connections a function-scoped fixture made while being set up, by fixture and line: plumbing (a readiness
       probe), not the code under test;
@@ -420,7 +421,8 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
       as the client probe grouped them), as before attribution existed.
     """
     reconnecting = _one_after_another(connects, events)
-    ranked: list[tuple[int, Item]] = []
+    # (connections made by the item's kind of source, that kind's place on a tie, the item's connections, the item)
+    ranked: list[tuple[int, int, int, Item]] = []
     # (defaultdict(int) where Counter's extras are not needed: a Counter costs a Python-level __init__ each)
     fixtures: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
     apis: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
@@ -436,12 +438,15 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             remotes[ev.remote] += 1
         elif ev.origin is not None:  # no user line at all: the item's own origin says so already
             apis[(ev.api or "socket.socket.connect", ev.origin)] += 1
+    by_fixtures, by_apis = sum(fixtures.values()), sum(apis.values())
     for (label, origin), n in fixtures.items():
-        ranked.append((n, Item(state=OPENED_BY + label, local=None, remote=None, origin=origin, count=n,
-                               note="while it was set up for this test: plumbing, not the code under test")))
+        ranked.append((by_fixtures, 2, n, Item(state=OPENED_BY + label, local=None, remote=None, origin=origin, count=n,
+                                            note="while it was set up for this test: plumbing, not the code under "
+                                                 "test")))
     for (api, origin), n in apis.items():
-        ranked.append((n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
-                               note="no tracked client: each call opened a connection of its own")))
+        ranked.append((by_apis, 0, n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
+                                        note="no tracked client: each call opened a connection of its own")))
+    by_clients = sum(sum(sum(r.values()) for r in per_client.values()) for per_client in clients.values())
     for (kind, origin), per_client in clients.items():
         n_conns = sum(sum(r.values()) for r in per_client.values())
         note = _requests_each([getattr(c, "requests", 0) for c in per_client])
@@ -455,13 +460,16 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             host = format_endpoint(max(again_remotes, key=lambda r: again_remotes[r]))
             pool = "its pool" if len(per_client) == 1 else "their pools"
             note += f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}"
-        ranked.append((n_conns, Item(state=kind, local=None, remote=None, origin=origin, count=len(per_client),
-                                     note=note)))
+        ranked.append((by_clients, 1, n_conns, Item(state=kind, local=None, remote=None, origin=origin,
+                                                 count=len(per_client), note=note)))
     for item in created:
         if (item.state, item.origin) not in clients and not item.note.startswith("0 requests"):
-            ranked.append((0, item))
-    ranked.sort(key=lambda pair: -pair[0])  # stable: fixtures, then APIs, then clients on a tie
-    return [item for _, item in ranked]
+            ranked.append((0, 3, 0, item))
+    # the kind of source that made the most connections first (its first item picks the fix): five requests on
+    # five lines outweigh one readiness probe, though each line made one; on a tie the fixture's plumbing is
+    # last, since its fix says the connections are not the code under test's
+    ranked.sort(key=lambda entry: (-entry[0], entry[1], -entry[2]))
+    return [entry[3] for entry in ranked]
 
 
 def owned_ids(obs: Observation) -> dict[Hashable, str]:

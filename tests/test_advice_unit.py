@@ -114,6 +114,25 @@ def test_api_and_fixture_sources_and_their_order():
     assert cause_of(items, [server_first]) == "fixture"
 
 
+def test_the_kind_of_source_that_made_the_most_connections_picks_the_fix():
+    """Five requests on five lines of the test (one group each) outweigh one readiness probe of a fixture: the fix
+    is the API's, not "these connections come from a function-scoped fixture" (werkzeug's test_http_proxy: 2
+    fixture connects against 4 of the test's). On a tie the fixture's plumbing goes last."""
+    lines = [("/t/test_x.py", 10 + i, "test_x") for i in range(5)]
+    probe = [connect(41000, fixture="function-scoped fixture 'ready'")]
+    events = [*probe, *(SocketEvent(kind="connect", identity=40000 + i, fd=40000 + i, local=("127.0.0.1", 40000 + i),
+                                    remote=SERVER, origin=line, thread=1, owner=None, api="urllib.request.urlopen")
+                        for i, line in enumerate(lines))]
+    items = connection_sources(events, events)
+    assert [(i.state, i.count) for i in items] == [("opened by urllib.request.urlopen()", 1)] * 5 + [
+        ("opened by function-scoped fixture 'ready'", 1)]
+    assert cause_of(items) == "api"
+    tie = [*probe, connect(40000, api="urllib.request.urlopen")]
+    assert cause_of(connection_sources(tie, tie)) == "api"
+    more = [*(connect(41000 + i, fixture="function-scoped fixture 'ready'") for i in range(2)), *tie[1:]]
+    assert cause_of(connection_sources(more, more)) == "fixture"
+
+
 def test_unattributed_created_clients_are_kept_but_unused_ones_are_not():
     created = [Item(state="aiohttp.ClientSession", local=None, remote=None, origin=LINE, count=2,
                     note="1 request each"),
