@@ -78,6 +78,9 @@ def _norm(path: str) -> str:
 _USER_DIRS: tuple[str, ...] = (_norm(os.path.join(os.path.dirname(__file__), "demo")),)
 """Inside this package but user code: the demo suite's tests are what the demo reports on."""
 
+_user_files: frozenset[str] = frozenset()
+"""Collected test files that live where libraries do (``add_user_files``): the user's code all the same."""
+
 
 def _compute_stdlib_dirs() -> tuple[str, ...]:
     """Where the standard library lives. In a virtual environment ``platstdlib`` is ``<venv>/lib/python3.X``,
@@ -157,6 +160,23 @@ def _add_imported() -> None:
     _is_library_cache.clear()
 
 
+def add_user_files(filenames: Iterable[str]) -> None:
+    """Treat these files as user code wherever they live: the test modules and conftest files of a suite that is
+    installed, run with ``pytest --pyargs tornado.test`` (a test file under site-packages would read "opened by
+    library code, with no line of the test's own code on the stack, at tornado/test/web_test.py:...")."""
+    global _user_files
+    _ensure_init()
+    new = {os.path.normcase(_absolute(f)) for f in filenames}
+    with _lock:
+        _user_files = _user_files | frozenset(new)
+        _is_library_cache.clear()
+
+
+def library_files(filenames: Iterable[str]) -> list[str]:
+    """The ones of ``filenames`` that would count as library code (``add_user_files`` needs only these)."""
+    return [f for f in filenames if is_library_file(f)]
+
+
 def prepare() -> None:
     """Read where the standard library and the known libraries live, at the session's start: the first origin
     taken would otherwise read it (``sysconfig``, a search of ``sys.path``) inside a socket hook."""
@@ -187,7 +207,7 @@ def is_library_file(filename: str) -> bool:
     else:
         path = os.path.normcase(_absolute(filename))
         result = (path.startswith(_stdlib_dirs) or path.startswith(_site_dirs) or path.startswith(_library_dirs)
-                  or path.startswith(_script_dirs)) and not path.startswith(_USER_DIRS)
+                  or path.startswith(_script_dirs)) and not path.startswith(_USER_DIRS) and path not in _user_files
     _is_library_cache[filename] = result
     return result
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import pytest
 
 from . import baseline as baseline_mod
+from . import origin as origin_mod
 from .clients import end_finalizer_walk_at
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, marker_problems, merge_marker_kwargs
@@ -579,6 +580,19 @@ class SockHygienePlugin:
             keeper.pending[item] = failure
         except Exception as e:  # noqa: BLE001 - the failure is raised all the same
             self.controller.problem(f"keeping the failure of {item.nodeid}", e)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Test files collected from where libraries live (``pytest --pyargs`` on an installed package's tests)
+        are the user's code: their lines are the origins, not "library code"."""
+        try:
+            files = {str(getattr(item, "path", None) or item.fspath) for item in session.items}
+            files.update(str(getattr(p, "__file__", "")) for p in session.config.pluginmanager.get_plugins()
+                         if str(getattr(p, "__file__", "")).endswith("conftest.py"))
+            installed = origin_mod.library_files(files)
+            if installed:
+                origin_mod.add_user_files(installed)
+        except Exception as e:  # noqa: BLE001
+            self.controller.problem("reading where the collected tests live", e)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ANYIO_BACKEND, dedent
+from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent
 
 HEAD_LINES = ANYIO_BACKEND.count("\n")
 
@@ -335,3 +335,49 @@ def test_a_library_listener_in_a_venv_names_the_library_however_pytest_was_start
     result.stdout.fnmatch_lines(["*LISTEN * fd=*, opened by library code, with no line of the test's own code on the "
                                  "stack, at aiohttp/web_runner.py:* in start*"])
     assert "plugin problem" not in result.stdout.str()
+
+
+INSTALLED_TESTS = dedent('''
+    import socket
+
+    KEEP = []
+
+
+    def test_leaks_a_connection(server):
+        KEEP.append(socket.create_connection((server.host, server.port)))  # the test's own line
+''')
+
+INSTALLED_CONFTEST = dedent('''
+    import socket
+
+    import pytest
+
+
+    @pytest.fixture
+    def connected(server):
+        return socket.create_connection((server.host, server.port))  # the fixture
+''')
+
+
+def test_tests_that_live_where_libraries_do_are_the_users_code(pytester, run):
+    """A suite shipped inside a package and run from where it is installed (``pytest --pyargs tornado.test``): its
+    test files sit where library code does, yet their lines are the origins - not "opened by library code, with
+    no line of the test's own code on the stack, at leakpkg/test_installed.py:9" (found on tornado's suite). The
+    package is made a library here with ``add_library_packages``, the path site-packages takes too."""
+    pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
+                          "pytest_sockhygiene.origin.add_library_packages(['leakpkg'])\n")
+    package = pytester.mkpydir("leakpkg")
+    (package / "test_installed.py").write_text(ANYIO_BACKEND + INSTALLED_TESTS)  # (line_of counts it in)
+    (package / "conftest.py").write_text(ANYIO_BACKEND + INSTALLED_CONFTEST)
+    (package / "test_fixture.py").write_text("def test_uses_it(connected):\n    pass\n")
+    result = run("--pyargs", "leakpkg", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=2)
+    out = result.stdout.str()
+    assert "library code" not in out, out
+    test_line = line_of(INSTALLED_TESTS, "the test's own line")
+    fixture_line = line_of(INSTALLED_CONFTEST, "the fixture")
+    result.stdout.fnmatch_lines_random([
+        f"*ESTABLISHED * fd=*, opened at leakpkg/test_installed.py:{test_line} in "
+        "test_leaks_a_connection",
+        f"*ESTABLISHED * fd=*, opened at leakpkg/conftest.py:{fixture_line} in connected",
+    ])
