@@ -22,6 +22,7 @@ from .endpoints import Endpoint, FourTuple
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
+from .timeouts import settle_within
 from .unraised import shown_not_raised
 from .verdict import CLEAN, Item, Observation, Verdict, judge, listening_ports, test_connects, time_wait_candidates
 
@@ -131,7 +132,8 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
 
 
 class Window(EventSink):
-    __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "recorder", "table")
+    __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "opened_at", "recorder",
+                 "table")
 
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: ClientProbe | None = None,
                  before: Scan | None = None, since: Scan | None = None) -> None:
@@ -152,6 +154,7 @@ class Window(EventSink):
         self.closed = False
         self.blind = False
         """The socket hooks were replaced by other code for part of the window: connects may have gone unseen."""
+        self.opened_at = time.monotonic()  # (a test timeout's time left is counted from here: timeouts.py)
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
@@ -359,16 +362,19 @@ class Window(EventSink):
             if self._collect_first(limits):
                 gc.collect(0)  # one look after it, instead of one before and one after
             verdict = self.observe(limits)
-            start = time.monotonic()
             if not _may_settle(verdict) or limits.settle <= 0:
                 return self._final(verdict)
-            deadline = start + limits.settle
+            settle = settle_within(limits.settle, self.opened_at)  # never past a running test timeout
+            if settle <= 0:
+                return self._final(verdict)
+            start = time.monotonic()
+            deadline = start + settle
             for generation in (0, 1):
                 gc.collect(generation)
                 verdict = self.observe(limits)
                 if not _may_settle(verdict):
                     return self._final(verdict)
-            full_at = start + limits.settle / 2
+            full_at = start + settle / 2
             collected = False
             sleeps = backoff(deadline)
             while _may_settle(verdict):
