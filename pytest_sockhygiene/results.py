@@ -211,6 +211,13 @@ writes its saved ``connect`` back at every test's teardown, installed and unused
 terminal shows it only with ``-v``; the JSON report always has it."""
 
 
+def _violated(record: Any) -> bool:
+    """Whether a stored record is one of a test that broke its limits (a clean record of any form is not)."""
+    if not isinstance(record, (dict, tuple, list, Deferred)):
+        return False
+    return bool(_expand(_head(record)).get("violations"))
+
+
 @dataclasses.dataclass
 class SessionResults:
     _stored: list[Any] = dataclasses.field(default_factory=list)
@@ -223,6 +230,9 @@ class SessionResults:
     notices: list[str] = dataclasses.field(default_factory=list)
     interrupted: list[str] = dataclasses.field(default_factory=list)
     """Tests the run was interrupted in (Ctrl-C): checked when the run stopped, never failed."""
+    rerun_after_violations: list[str] = dataclasses.field(default_factory=list)
+    """Tests whose earlier attempt broke its limits and that pytest-rerunfailures ran again (``keep_last_attempts``):
+    the record kept is the last attempt's, so a leak of the first would otherwise leave no trace."""
 
     def add(self, record: Any) -> None:
         """A record as received from anywhere (an xdist worker's may have turned tuples into lists)."""
@@ -243,6 +253,8 @@ class SessionResults:
         if len(set(ids)) == len(ids):
             return 0
         last = {nodeid: i for i, nodeid in enumerate(ids)}
+        violated = dict.fromkeys(ids[i] for i, r in enumerate(stored) if last[ids[i]] != i and _violated(r))
+        self.rerun_after_violations.extend(n for n in violated if n not in self.rerun_after_violations)
         self._stored = [r for i, r in enumerate(stored) if last[ids[i]] == i]
         return len(stored) - len(self._stored)
 

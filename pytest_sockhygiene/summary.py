@@ -75,6 +75,14 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
             lines.append(f"  {nodeid}: {text}")
         if len(threads) > 5:
             lines.append(f"  ... and {len(threads) - 5} more (the JSON report lists them all)")
+    rerun = getattr(results, "rerun_after_violations", ())  # (a report read back has no attempts)
+    if rerun:
+        lines.append(f"run again after breaking their limits: {plural(len(rerun), 'test')} (pytest-rerunfailures); "
+                     "the record of each is its last attempt's, and what an earlier attempt left open may still be "
+                     "open:")
+        lines.extend(f"  {nodeid}" for nodeid in rerun[:10])
+        if len(rerun) > 10:
+            lines.append(f"  ... and {len(rerun) - 10} more")
     for nodeid in results.interrupted:
         lines.append(f"interrupted in {nodeid}: its sockets were checked when the run stopped, without failing it")
     if s["session_leaks"]:
