@@ -214,6 +214,12 @@ class ClientRegistry:
         """How many records were ever made: a window during which it did not move created no client, and with no
         socket event and the same fds it is clean whatever clients other code keeps alive (a session fixture's,
         a plugin's): its check need not ask about any of them."""
+        self.unseen_connects = 0
+        """Clients found right after a request with a connection in their pool that no connect of theirs was seen
+        opening and that is no socket module's socket (``trackers.patching._leave_request``): C code opened it -
+        an event loop such as uvloop, a C library - so the connections and TIME_WAIT counts miss what it opened
+        and closed. Said in the session health. (A client that connects outside a request, in its constructor,
+        has a socket module's socket there: not counted.)"""
         self._local = threading.local()
         self._lock = threading.Lock()
         self._imports: ImportWatcher | None = None

@@ -98,6 +98,14 @@ def _nearer_limit(fds: int, limit: int | None, peak: int | None, peak_limit: int
     return fds > peak
 
 
+UNSEEN_CONNECTS = (
+    "some clients had a connection in their pool after a request that no Python socket call was seen opening "
+    "(C code opened it: an event loop such as uvloop, a C library): connections opened and closed that way are not "
+    "in the connections and TIME_WAIT counts, so those counts are low for the tests that made them; sockets still "
+    "open at a test's end are seen all the same (docs/platforms.md, What stays invisible)")
+"""The health notice when ``ClientRegistry.unseen_connects`` moved (the same text in every xdist worker)."""
+
+
 class Controller:
     def __init__(self, settings: Settings, rootdir: str | None, hook: Any = None) -> None:
         self.settings = settings
@@ -513,6 +521,8 @@ class Controller:
         degraded = self.table.degradation() if self.table is not None else None
         if degraded:
             notices.append(degraded)
+        if self.clients is not None and self.clients.unseen_connects:
+            notices.append(UNSEEN_CONNECTS)
         peak, limit = self.peak_fds, self.peak_fd_limit
         if peak is None:
             # no test changed this process's fds (the peak is taken only when a look finds them changed): every

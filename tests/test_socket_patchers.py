@@ -195,7 +195,7 @@ def test_the_saved_copy_pytest_socket_writes_back_holds_the_plugins_wrapper_unti
     assert [n for n in report["session"]["notices"] if "_true_connect" in n]
     # nothing was missed, so nothing to act on: the terminal says so only with -v (every pytest-socket user's run)
     assert "socket hooks" not in result.stdout.str()
-    verbose = run("-v")
+    verbose = run("-v", subprocess=True)  # (in its own process: nothing of it left in this one)
     verbose.assert_outcomes(passed=3)
     verbose.stdout.fnmatch_lines(["notice: socket hooks replaced by other code were wrapped again before any "
                                   "fixture or test code ran, so no socket call was missed (*_true_connect*)"])

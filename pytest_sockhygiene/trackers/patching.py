@@ -4,6 +4,7 @@ plugin's own wrappers of standard-library methods (``PatchOnImport``)."""
 from __future__ import annotations
 
 import functools
+import socket
 import sys
 from typing import Any, Callable
 
@@ -175,8 +176,13 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
             registry.used(record)
         else:
             try:
-                if sockets(client):
+                found = sockets(client)
+                if found:
                     record.pooled = True
+                    if any(not isinstance(getattr(s, "_sock", s), socket.socket) for s in found):
+                        # not a socket module's socket (asyncio's TransportSocket wraps one: ``_sock``): C code
+                        # made it and connected it - uvloop's PseudoSocket, a C library's - and no hook saw it
+                        registry.unseen_connects += 1
             except Exception:  # noqa: BLE001 - a pool that cannot be read must not break the user's request
                 pass
     origin_token, client_token, requesting_token = tokens
