@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import sys
 import threading
 import time
 from collections.abc import Hashable, Iterator
@@ -33,12 +32,6 @@ ClientProbe = Callable[["Window", bool],
 a connect was not made by the window's own clients): (unclosed clients of this window that opened a connection,
 sockets owned by clients created outside it, notes on sockets of this window's clients, clients this window
 created, unclosed clients of this window that never opened a connection)."""
-
-CHECK_SWITCH_INTERVAL = 0.0005
-"""The GIL's switch interval while a window is judged (``Window.close``). Each system call of the check releases
-the GIL; a thread that is finishing the test's connection (a server's per-connection thread: TLS shutdown, close)
-takes it, and the test's thread then waits for it back for up to the interval - 5 ms by default, several times
-what the check itself costs. Put back as it was when the check ends."""
 
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
@@ -361,13 +354,8 @@ class Window(EventSink):
 
         All of it runs with warnings shown, not raised (``unraised.py``): a socket the user left in a cycle warns
         as a collection frees it, and under ``filterwarnings = error`` that would be an error of the test."""
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(min(previous, CHECK_SWITCH_INTERVAL))
-        try:
-            with shown_not_raised():
-                return self._close(limits)
-        finally:
-            sys.setswitchinterval(previous)
+        with shown_not_raised():
+            return self._close(limits)
 
     def _close(self, limits: Limits) -> Verdict:
         try:

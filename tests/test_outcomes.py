@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 
 import pytest
 
@@ -341,31 +340,3 @@ def test_a_failed_tests_held_connection_says_pytest_keeps_its_locals(pytester, r
     note = "note: this test failed, and pytest keeps its failure's traceback"
     assert note in failure_block(result, "test_f.py::test_fails_after_a_request")
     assert note not in failure_block(result, "test_f.py::test_passes_and_leaks")
-
-
-SWITCH_INTERVAL = dedent("""
-    import socket
-    import sys
-
-    def test_sets_its_own_switch_interval():
-        sys.setswitchinterval(0.002)  # a suite's own choice, kept for the rest of the session
-
-    def test_makes_a_connection(server):
-        socket.create_connection((server.host, server.port)).close()  # a check with something to judge
-
-    def test_finds_it_as_it_was():
-        assert sys.getswitchinterval() == 0.002
-""")
-
-
-def test_the_gil_switch_interval_the_check_lowers_is_put_back(pytester, run):
-    """The check lowers the GIL's switch interval while it judges a window (a server thread finishing the test's
-    connection takes the GIL at each of its system calls, and would keep it up to 5 ms): what the suite set is
-    what the next test finds."""
-    original = sys.getswitchinterval()
-    pytester.makepyfile(test_s=SWITCH_INTERVAL)
-    try:
-        result = run("-p", "no:randomly")
-    finally:
-        sys.setswitchinterval(original)  # (the inner run is in this process)
-    result.assert_outcomes(passed=3)
