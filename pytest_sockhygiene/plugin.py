@@ -33,7 +33,7 @@ from .results import SessionResults, clean_record, full_record, sampled_clean_re
 from .session import Controller, bad_marker_message
 from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
-from .verdict import CLEAN, KINDS, Verdict
+from .verdict import CLEAN, HELD_SOCKET_KINDS, KINDS, Verdict
 from .warning import warn_without_failing
 
 PLUGIN_NAME = "sockhygiene-session"
@@ -66,7 +66,8 @@ class _ItemState:
             self.judge(self.item, self, True)
 
 
-_HELD_KINDS = ("established", "close_wait", "listen", "clients")
+_HELD_KINDS = HELD_SOCKET_KINDS | {"clients"}
+"""What a failed test's kept locals can hold: sockets, and clients not yet closed."""
 
 
 def _failed_note(verdict: Verdict) -> str:
@@ -586,8 +587,8 @@ class SockHygienePlugin:
         are the user's code: their lines are the origins, not "library code"."""
         try:
             files = {str(getattr(item, "path", None) or item.fspath) for item in session.items}
-            files.update(str(getattr(p, "__file__", "")) for p in session.config.pluginmanager.get_plugins()
-                         if str(getattr(p, "__file__", "")).endswith("conftest.py"))
+            loaded = (str(getattr(p, "__file__", "")) for p in session.config.pluginmanager.get_plugins())
+            files.update(f for f in loaded if f.endswith("conftest.py"))
             installed = origin_mod.library_files(files)
             if installed:
                 origin_mod.add_user_files(installed)

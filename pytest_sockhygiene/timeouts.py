@@ -25,7 +25,7 @@ MARGIN = 0.1
 _THREAD_TIMER_PREFIX = "pytest_timeout "
 
 
-def time_left(opened_at: float | None, now: float | None = None) -> float | None:
+def time_left(opened_at: float | None) -> float | None:
     """Seconds before a running test timeout fires, None if none is known to be running."""
     left: float | None = None
     getitimer = getattr(signal, "getitimer", None)
@@ -39,7 +39,7 @@ def time_left(opened_at: float | None, now: float | None = None) -> float | None
                 finished = getattr(thread, "finished", None)
                 if finished is not None and finished.is_set():
                     continue  # cancelled
-                elapsed = (time.monotonic() if now is None else now) - opened_at
+                elapsed = time.monotonic() - opened_at
                 remaining = float(getattr(thread, "interval", 0)) - elapsed
                 left = remaining if left is None else min(left, remaining)
     return left

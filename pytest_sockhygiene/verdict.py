@@ -31,6 +31,8 @@ from .origin import Origin
 from .table import OPEN_STATES, SocketEntry, TcpState
 
 KINDS = LIMIT_KEYS
+HELD_SOCKET_KINDS = frozenset({"established", "close_wait", "listen"})
+"""Violations made of sockets the process still holds (a pool, a server thread or a finalizer may yet close them)."""
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -446,9 +448,10 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     for (api, origin), n in apis.items():
         ranked.append((by_apis, 0, n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
                                         note="no tracked client: each call opened a connection of its own")))
-    by_clients = sum(sum(sum(r.values()) for r in per_client.values()) for per_client in clients.values())
+    conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}
+    by_clients = sum(conns_of.values())
     for (kind, origin), per_client in clients.items():
-        n_conns = sum(sum(r.values()) for r in per_client.values())
+        n_conns = conns_of[(kind, origin)]
         note = _requests_each([getattr(c, "requests", 0) for c in per_client])
         # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the
         # connection (requests' digest auth answers a 401 outside Session.send) opens a second one for it

@@ -24,7 +24,17 @@ from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
 from .unraised import shown_not_raised
-from .verdict import CLEAN, Item, Observation, Verdict, judge, listening_ports, test_connects, time_wait_candidates
+from .verdict import (
+    CLEAN,
+    HELD_SOCKET_KINDS,
+    Item,
+    Observation,
+    Verdict,
+    judge,
+    listening_ports,
+    test_connects,
+    time_wait_candidates,
+)
 
 ClientProbe = Callable[["Window", bool],
                       tuple[list[Item], dict[Hashable, str], dict[Hashable, str], list[Item], list[Item]]]
@@ -35,8 +45,6 @@ created, unclosed clients of this window that never opened a connection)."""
 
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
-_HELD_SOCKET_KINDS = frozenset({"established", "close_wait", "listen"})
-"""Violations made of sockets the process still holds: a pool, a server thread or a finalizer may close them."""
 _PENDING_CLIENT_KINDS = frozenset({"clients"})
 """Violations whose items may be live clients (``Item.pending``): another thread or task may still close them."""
 
@@ -104,7 +112,7 @@ def _may_settle(verdict: Verdict) -> bool:
     entries only expire after about 60 s, connections made are made, an unused client is a count (and any kind
     not named here is final too). A mix waits only while such a part remains."""
     for v in verdict.violations:
-        if v.kind in _HELD_SOCKET_KINDS and v.items:
+        if v.kind in HELD_SOCKET_KINDS and v.items:
             return True
         if v.kind in _PENDING_CLIENT_KINDS and any(i.pending for i in v.items):
             return True
@@ -115,7 +123,7 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
     """A test that left sockets open while the process had no fd left: say so on each of them, with the count
     and the limit in force (the test's own errors - EMFILE - most likely came from there)."""
     for v in verdict.violations:  # (a loop, not any() over a generator: at every violating test)
-        if v.kind in _HELD_SOCKET_KINDS:
+        if v.kind in HELD_SOCKET_KINDS:
             break
     else:
         return verdict
@@ -126,7 +134,7 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
     violations = tuple(
         dataclasses.replace(v, items=tuple(dataclasses.replace(i, note="; ".join(filter(None, [i.note, note])))
                                            for i in v.items))
-        if v.kind in _HELD_SOCKET_KINDS else v
+        if v.kind in HELD_SOCKET_KINDS else v
         for v in verdict.violations)
     return dataclasses.replace(verdict, violations=violations)
 
