@@ -244,11 +244,11 @@ def test_the_wait_for_a_close_ends_before_a_running_test_timeout_fires(pytester,
     leaves: the violation is reported, nothing times out, and the run goes on."""
     pytest.importorskip("pytest_timeout")
     pytester.makepyfile(test_t=TIMED_OUT)
-    result = run("--timeout=3", "-o", f"timeout_method={method}", "--durations=0", "-p", "no:randomly",
+    result = run("--timeout=5", "-o", f"timeout_method={method}", "--durations=0", "-p", "no:randomly",
                  settle=SETTLE)
     out = result.stdout.str()
     assert "Timeout" not in out and "Timeout" not in result.stderr.str(), out
     assert errors_of(result) == ["test_t.py::test_leaves_a_listener"]
     result.assert_outcomes(passed=2, errors=1)
     assert "listen: 1 > limit 0" in out
-    assert teardown_seconds(result)["test_t.py::test_leaves_a_listener"] < 3.0
+    assert teardown_seconds(result)["test_t.py::test_leaves_a_listener"] < 5.0  # (cut before the timeout)

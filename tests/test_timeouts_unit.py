@@ -20,8 +20,12 @@ def test_an_interval_timer_cuts_the_wait() -> None:
         assert left is not None and 4.0 < left <= 5.0
         assert settle_within(0.5, None) == 0.5  # plenty left: the whole settle
         assert 3.0 < settle_within(60.0, None) <= 5.0 - max(MARGIN, 0.4)  # cut, less the margin
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        assert settle_within(60.0, None) == 0.0  # nothing left past the margin: judged on the first look
+        for _ in range(20):  # (until the timer is seen still running after the call: it ran during it, too)
+            signal.setitimer(signal.ITIMER_REAL, 0.09)
+            cut = settle_within(60.0, None)
+            if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+                break
+        assert cut == 0.0  # nothing left past the margin: judged on the first look
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
