@@ -777,7 +777,9 @@ class Recorder:
                 setattr(SOCKET_CLASS, name, installed)
                 replaced.append(last[2])
                 continue
-            with shown_not_raised():  # (describing a replacement walks every module: a collection may run)
+            # (describing a replacement walks every module: a collection may run, and a socket it frees warns
+            # at the line of an open window's that opened it, not in this package)
+            with shown_not_raised(self._place_warning):
                 text = f"socket.socket.{name} by {describe_replacement(name, current)}"
             replaced.append(text)
             self._wrap(name)
@@ -785,6 +787,16 @@ class Recorder:
             if current is C_METHODS.get(name):
                 self._rebind_saved_copy(current, self._installed[name])
         return replaced
+
+    def _place_warning(self, message: Any) -> tuple[str, int] | None:
+        """Where a ResourceWarning set off by the plugin's own work is shown: the open windows' answer
+        (``Window.place_warning``: the line that opened the socket), else where it was raised."""
+        for sink in self.sinks:
+            place = getattr(sink, "place_warning", None)
+            where = place(message) if place is not None else None
+            if where is not None:
+                return where  # type: ignore[no-any-return]
+        return None
 
     def _rebind_saved_copy(self, original: Any, wrapper: Any) -> None:
         """The original C method was written back over our wrapper from a module global that saved it at import

@@ -7,6 +7,12 @@ reports as an error of the test whose phase is running - made by the plugin, in 
 the collector would free it some time later, anywhere. So wherever an ``error`` filter is in force, the check and
 the description run under ``shown_not_raised``: the warning is shown instead, and the user still sees it.
 
+A ResourceWarning such a collection sets off carries the location of the line that was running: a file of the
+plugin's (``window.py``, where the check collects). A user reading "unclosed <socket.socket ...>" at
+``pytest_sockhygiene/window.py`` blames the plugin for the socket. ``shown_not_raised(place=...)`` moves it to a
+line of the user's: the one that opened the socket, where the check knows it, else the test's. Only when such a
+warning can be shown at all (Python ignores ResourceWarning by default): otherwise nothing is recorded.
+
 No pytest here: the command line (``python -m pytest_sockhygiene``) reads reports without importing pytest, and
 the modules it reaches import this one.
 """
@@ -14,8 +20,15 @@ the modules it reaches import this one.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
+from typing import Callable, Optional
+
+Place = Callable[[warnings.WarningMessage], Optional[tuple[str, int]]]
+"""Where a ResourceWarning set off inside the plugin should point instead: (filename, line), or None to leave it."""
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def error_filter_in_force() -> bool:
@@ -27,23 +40,60 @@ def error_filter_in_force() -> bool:
     return False
 
 
+def _resource_warnings_shown() -> bool:
+    """Whether the filters in force may show a ResourceWarning (Python's defaults ignore it; ``-W default``,
+    ``-X dev`` or a suite's ``filterwarnings`` show it). In doubt (a filter with a message or module pattern), yes."""
+    for f in warnings.filters:
+        action, message, category, module = f[0], f[1], f[2], f[3]
+        if not issubclass(ResourceWarning, category):
+            continue
+        if action != "ignore":
+            return True
+        if message is None and module is None:
+            return False  # the first filter for every ResourceWarning ignores it
+    return False
+
+
+def _in_plugin(filename: str) -> bool:
+    """A file of this package's (the location a warning set off by the plugin's own work carries)."""
+    directory = os.path.dirname(os.path.abspath(filename))
+    return directory == _PACKAGE_DIR or directory.startswith(_PACKAGE_DIR + os.sep)
+
+
 @contextlib.contextmanager
-def shown_not_raised() -> Iterator[None]:
+def shown_not_raised(place: Place | None = None) -> Iterator[None]:
     """Warnings raised inside are shown as they are, never raised (the module's docstring says why). Every other
     action of the filters holds: what they ignore (ResourceWarning, by Python's defaults) stays ignored. With no
-    ``error`` filter in force (most runs) there is nothing to change."""
-    if not error_filter_in_force():
+    ``error`` filter in force (most runs) there is nothing to change.
+
+    ``place``: a ResourceWarning whose location is a file of the plugin's is shown at the line ``place`` gives
+    (``Window.close``: the user's line that opened the socket, else the test's)."""
+    error = error_filter_in_force()
+    relocate = place is not None and _resource_warnings_shown()
+    if not error and not relocate:
         yield
         return
     with warnings.catch_warnings(record=True) as caught:
         # (catch_warnings restores the list on exit; the caches of "once" and "default" are told it changed)
-        warnings.filters = [("always", *f[1:]) if f[0] == "error" else f for f in warnings.filters]
-        mutated = getattr(warnings, "_filters_mutated", None) or getattr(warnings, "_filters_mutated_lock_held", None)
-        if mutated is not None:
-            mutated()
+        if error:
+            warnings.filters = [("always", *f[1:]) if f[0] == "error" else f for f in warnings.filters]
+            mutated = (getattr(warnings, "_filters_mutated", None)
+                       or getattr(warnings, "_filters_mutated_lock_held", None))
+            if mutated is not None:
+                mutated()
         yield
     show = getattr(warnings, "_showwarnmsg", None)  # what a warning that is simply shown goes through
-    if show is not None:
-        for message in caught:
+    for message in caught:
+        if place is not None and issubclass(message.category, ResourceWarning) and _in_plugin(message.filename):
+            try:
+                where = place(message)
+            except Exception:  # noqa: BLE001 - a location must never cost the user the warning
+                where = None
+            if where is not None:
+                message.filename, message.lineno = where
+                message.line = None  # (read again from the new file when shown)
+        if show is not None:
             show(message)
-
+        else:  # (no such private function: the public display)
+            warnings.showwarning(message.message, message.category, message.filename, message.lineno,
+                                 message.file, message.line)

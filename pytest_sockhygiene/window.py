@@ -11,14 +11,17 @@ unclosed) is reported at once: waiting for it would only make a violating test c
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import gc
+import re
+import socket
 import threading
 import time
 from collections.abc import Hashable, Iterator
 from typing import Any, Callable
 
-from .endpoints import Endpoint, FourTuple
+from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
@@ -42,6 +45,20 @@ ClientProbe = Callable[["Window", bool],
 a connect was not made by the window's own clients): (unclosed clients of this window that opened a connection,
 sockets owned by clients created outside it, notes on sockets of this window's clients, clients this window
 created, unclosed clients of this window that never opened a connection)."""
+
+_REPR_ADDRESS = re.compile(r"\b(laddr|raddr)=(\([^)]*\))")
+"""A socket's addresses in its repr (``laddr=('127.0.0.1', 50658)``), which a ResourceWarning about it quotes."""
+
+
+def _repr_endpoint(text: str, which: str) -> Endpoint | None:
+    """``which`` (laddr or raddr) of the socket repr in ``text``, as an Endpoint; None if absent or unreadable."""
+    for name, value in _REPR_ADDRESS.findall(text):
+        if name == which:
+            try:
+                return endpoint_from_sockaddr(ast.literal_eval(value))
+            except (ValueError, SyntaxError):
+                return None
+    return None
 
 SETTLE_FIRST_DELAY = 0.001
 SETTLE_MAX_DELAY = 0.05
@@ -348,7 +365,7 @@ class Window(EventSink):
         closed = {ev.identity for ev in self.events if ev.kind == "close"}
         return any(identity not in closed for identity in opened)
 
-    def close(self, limits: Limits) -> Verdict:
+    def close(self, limits: Limits, test_location: Callable[[], tuple[str, int]] | None = None) -> Verdict:
         """Judge; re-check a violation while waiting can still change it (``_may_settle``), for at most
         ``limits.settle`` seconds. A test whose violations are all final is judged by its first look.
 
@@ -361,9 +378,31 @@ class Window(EventSink):
         runs before the last look at the latest: whatever was pending then is judged after a full collection.
 
         All of it runs with warnings shown, not raised (``unraised.py``): a socket the user left in a cycle warns
-        as a collection frees it, and under ``filterwarnings = error`` that would be an error of the test."""
-        with shown_not_raised():
+        as a collection frees it, and under ``filterwarnings = error`` that would be an error of the test. Such a
+        ResourceWarning is shown at the line that opened the socket (``place_warning``), else at
+        ``test_location()``, not at the collection's line in this file."""
+        def place(message: Any) -> tuple[str, int] | None:
+            return self.place_warning(message) or (test_location() if test_location is not None else None)
+
+        with shown_not_raised(place):
             return self._close(limits)
+
+    def place_warning(self, message: Any) -> tuple[str, int] | None:
+        """The user's line that opened the socket a ResourceWarning is about (``message.source``), if this window
+        saw it connect or listen. Asked once the collection is over, when the socket is closed: its addresses
+        are read from the warning's text, the repr it had while it warned
+        (``unclosed <socket.socket fd=17, ..., laddr=('127.0.0.1', 50658), raddr=('127.0.0.1', 8000)>``)."""
+        if not isinstance(message.source, socket.socket):
+            return None
+        text = str(message.message)
+        local, remote = _repr_endpoint(text, "laddr"), _repr_endpoint(text, "raddr")
+        if local is None:
+            return None
+        for ev in reversed(self.events):
+            if ev.local == local and ev.remote == remote and ev.kind in ("connect", "listen"):
+                origin = ev.origin
+                return (origin[0], origin[1]) if origin is not None and origin[0] else None
+        return None
 
     def _close(self, limits: Limits) -> Verdict:
         try:

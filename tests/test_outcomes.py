@@ -166,6 +166,61 @@ def test_the_plugins_garbage_collection_never_turns_a_resource_warning_into_an_e
     assert "could not be put back" not in result.stdout.str()  # the hooks were re-installed throughout
 
 
+PLACED_SUITE = dedent("""
+    import gc
+    import socket
+
+    gc.disable()  # no automatic collection: the plugin's own is the one that frees the cycles
+
+    class Holder:
+        pass
+
+    def hold(*socks):
+        holder = Holder()
+        holder.me = holder  # only the garbage collector frees it, and each socket warns as it is freed
+        holder.socks = socks
+
+    def test_connected_socket_in_a_cycle(server):
+        hold(socket.create_connection((server.host, server.port)))  # CONNECTED-HERE
+
+    def test_listener_in_a_cycle():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # LISTENING-HERE
+        hold(listener, socket.socket())  # the second: never connected nor listening, no line of its own
+
+    def test_next():
+        pass
+""")
+
+
+def test_a_resource_warning_the_check_sets_off_points_at_the_users_line(pytester, run):
+    """A ResourceWarning set off by the check's own collection carried the location of the plugin's line that
+    collected (``pytest_sockhygiene/window.py``): users blamed the plugin for their socket. It points at the line
+    that opened the socket when the check saw it connect, else at the test; the plugin's files appear nowhere."""
+    pytester.makeini("[pytest]\nfilterwarnings =\n    default::ResourceWarning\n")
+    pytester.makepyfile(test_p=PLACED_SUITE)
+    result = run(*NO_ASYNCIO, mode="warn", subprocess=True)
+    result.assert_outcomes(passed=3, warnings=3)
+    out = result.stdout.str()
+    lines = PLACED_SUITE.splitlines()
+
+    def line_of(text: str) -> int:
+        return next(i for i, line in enumerate(lines, 1) if text in line)
+
+    result.stdout.fnmatch_lines([
+        "test_p.py::test_connected_socket_in_a_cycle",
+        f"*test_p.py:{line_of('CONNECTED-HERE')}: ResourceWarning: unclosed <socket.socket*raddr=*",
+    ])
+    listener_warnings = [line for line in out.splitlines()
+                         if "ResourceWarning: unclosed" in line and "raddr" not in line]
+    assert len(listener_warnings) == 2, out
+    assert any(f"test_p.py:{line_of('LISTENING-HERE')}: " in line for line in listener_warnings), out
+    assert any(f"test_p.py:{line_of('def test_listener_in_a_cycle')}: " in line and "('0.0.0.0', 0)" in line
+               for line in listener_warnings), out
+    assert "pytest_sockhygiene" not in out
+
+
 XFAIL_SUITE = dedent("""
     import socket
     import pytest
