@@ -332,6 +332,7 @@ class SessionResults:
             "session_leaks": list(self.leaks),
             "plugin_problems": len(self.problems),
             "notices": list(self.notices),
+            "rerun_after_violations": list(self.rerun_after_violations),
         }
 
     def document(self, finished: Container[str] | None = None) -> dict[str, Any]:

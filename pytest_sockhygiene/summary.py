@@ -75,7 +75,7 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
             lines.append(f"  {nodeid}: {text}")
         if len(threads) > 5:
             lines.append(f"  ... and {len(threads) - 5} more (the JSON report lists them all)")
-    rerun = getattr(results, "rerun_after_violations", ())  # (a report read back has no attempts)
+    rerun = results.rerun_after_violations
     if rerun:
         lines.append(f"run again after breaking their limits: {plural(len(rerun), 'test')} (pytest-rerunfailures); "
                      "the record of each is its last attempt's, and what an earlier attempt left open may still be "

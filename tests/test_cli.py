@@ -126,6 +126,26 @@ def test_merge_a_test_in_several_reports_keeps_the_last_with_a_warning(suite, tm
     assert doc["session"]["connections_opened"] == 2 + 4
 
 
+def test_merge_unites_the_tests_run_again_after_breaking_their_limits(tmp_path):
+    """``session.rerun_after_violations`` (pytest-rerunfailures): united across shards, each node id once; a
+    report written before the key existed merges as none, and `show` of the result prints the line."""
+    session = {"tests_checked": 0, "tests_with_violations": 0, "violations_by_kind": {}, "connections_opened": 0,
+               "peak_time_wait": 0, "ephemeral_ports": None, "peak_open_fds": None, "fd_limit": None,
+               "session_leaks": [], "plugin_problems": 0, "notices": []}
+    paths = []
+    for name, rerun in (("a", ["t.py::x", "t.py::y"]), ("old", None), ("b", ["t.py::y", "t.py::z"])):
+        doc = {"version": 1, "tests": [], "session": dict(session)}
+        if rerun is not None:
+            doc["session"]["rerun_after_violations"] = rerun
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc))
+    merged = tmp_path / "merged.json"
+    assert cli("merge", "-o", str(merged), *map(str, paths)).returncode == 0
+    assert report(merged)["session"]["rerun_after_violations"] == ["t.py::x", "t.py::y", "t.py::z"]
+    shown = cli("show", str(merged))
+    assert "run again after breaking their limits: 3 tests (pytest-rerunfailures)" in shown.stdout
+
+
 def _bad_inputs(tmp_path: pathlib.Path) -> list[Any]:
     good = {"version": 1, "tests": [], "session": {
         "tests_checked": 0, "tests_with_violations": 0, "violations_by_kind": {}, "connections_opened": 0,
@@ -142,6 +162,8 @@ def _bad_inputs(tmp_path: pathlib.Path) -> list[Any]:
                           "test t.py::a: 'counts' must map kinds to non-negative integers"),
         "bad-session.json": (json.dumps({**good, "session": {**good["session"], "connections_opened": "9"}}),
                              "session.connections_opened must be an integer, got '9'"),
+        "bad-rerun.json": (json.dumps({**good, "session": {**good["session"], "rerun_after_violations": "t.py::a"}}),
+                           "session.rerun_after_violations must be a list of node ids, got 't.py::a'"),
     }
     out = []
     for name, (text, message) in cases.items():

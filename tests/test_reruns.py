@@ -4,6 +4,7 @@ record is its last attempt's - in the summary, the JSON report and its rankings,
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -69,3 +70,9 @@ def test_a_rerun_test_is_checked_once_with_its_last_attempt(pytester, run, tmp_p
     assert tests["test_r.py::test_leaks_only_at_first"]["counts"]["established"] == 0
     # one connection per test in the session's figure: the last attempts', not every attempt's
     assert report["session"]["connections_opened"] == 2
+    # the report keeps the rerun line for CI (it was terminal-only): read back by `show`, it prints it again
+    assert report["session"]["rerun_after_violations"] == ["test_r.py::test_always_leaks",
+                                                           "test_r.py::test_leaks_only_at_first"]
+    shown = pytester.run(sys.executable, "-m", "pytest_sockhygiene", "show", str(path))
+    shown.stdout.fnmatch_lines(["run again after breaking their limits: 2 tests*", "  test_r.py::test_always_leaks",
+                                "  test_r.py::test_leaks_only_at_first"])

@@ -82,5 +82,6 @@ def merge(documents: Sequence[tuple[str, Document]], warn: Callable[[str], None]
         "session_leaks": _united([s["session_leaks"] for s in sessions]),
         "plugin_problems": sum(s["plugin_problems"] for s in sessions),
         "notices": _united([s["notices"] for s in sessions]),
+        "rerun_after_violations": _united([s.get("rerun_after_violations", []) for s in sessions]),
     }
     return {"version": VERSION, "tests": merged, "session": session}

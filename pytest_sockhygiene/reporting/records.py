@@ -99,6 +99,7 @@ class ReportResults(SessionResults):
     def __init__(self, document: Mapping[str, Any]) -> None:
         super().__init__()
         self._session = dict(document["session"])
+        self.rerun_after_violations = list(self._session.get("rerun_after_violations", ()))  # (older reports: none)
         for t in document["tests"]:
             sample = t.get("sample") or {}
             # a kind an older report lacks: 0; a count the run could not measure: None, as recorded

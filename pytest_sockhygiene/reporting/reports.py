@@ -77,6 +77,9 @@ def check(data: Any, path: str) -> None:
     for key in ("session_leaks", "notices"):
         if not isinstance(session.get(key), list):
             raise ReportError(f"{path}: session.{key} must be a list, got {session.get(key)!r}")
+    rerun = session.get("rerun_after_violations", [])  # (reports written before it have none)
+    if not isinstance(rerun, list) or not all(isinstance(n, str) for n in rerun):
+        raise ReportError(f"{path}: session.rerun_after_violations must be a list of node ids, got {rerun!r}")
     if not isinstance(session.get("violations_by_kind"), dict):
         raise ReportError(f"{path}: session.violations_by_kind must be an object")
 
