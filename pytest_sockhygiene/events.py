@@ -283,12 +283,18 @@ thousands of times each."""
 
 
 def _literal_endpoint(address: Any) -> Endpoint | None:
-    """The peer's endpoint when a connect address's host is a numeric IP (``_ip_literal``), else None. Cached."""
+    """The peer's endpoint when a connect address's host is a numeric IP (``_ip_literal``), else None. Cached.
+
+    Not a wildcard address: a connect to ``0.0.0.0`` or ``::`` reaches this host (hypercorn's own tests connect
+    to ``http://0.0.0.0:1234``), and the connection's peer is ``127.0.0.1`` or ``::1``, which only
+    ``getpeername`` tells. Recorded as the wildcard, its TIME_WAIT entry would never be found."""
     try:
         return _literal_endpoints[address]
     except (KeyError, TypeError):  # new, or unhashable (not a sockaddr tuple: then not a literal either)
         pass
     endpoint = endpoint_from_sockaddr(address) if _ip_literal(address) else None
+    if endpoint is not None and endpoint[0] in _WILDCARDS:  # (normalised: "0:0::0" is "::")
+        endpoint = None
     try:
         if len(_literal_endpoints) >= 1024:  # a client of many hosts: keep the table small
             _literal_endpoints.clear()
@@ -478,11 +484,16 @@ class Recorder:
         None to ask here. Called by the wrapper (``capture_call``'s ``skip``: this frame and the wrapper's)."""
         try:
             # an address given as an IP literal (create_connection resolves first) is the peer's: no getpeername
-            remote = _literal_endpoint(address) or peer_endpoint(sock) or endpoint_from_sockaddr(address)
+            remote = _literal_endpoint(address) or peer_endpoint(sock)
             try:
                 local = endpoint_from_sockaddr(sock.getsockname())
             except OSError:
                 local = None
+            if remote is None:  # a non-blocking connect still under way: the address asked for
+                remote = endpoint_from_sockaddr(address)
+                if remote is not None and remote[0] in _WILDCARDS and local is not None:
+                    # Linux connects a wildcard to this host: to the source address it picks (``::1`` for ``::``)
+                    remote = (local[0], remote[1])
             self.touched = True
             self.touched_fds.add(fd)
             client = _request_client.get()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ANYIO_BACKEND, dedent, errors_of, failure_block, lingered
+from conftest import ANYIO_BACKEND, dedent, errors_of, failure_block, has_ipv6_loopback, lingered
 
 pytest.importorskip("httpx")
 
@@ -86,6 +86,61 @@ def test_gc_closed_sockets_still_count(pytester, run):
     result = run("-W", "ignore::ResourceWarning", "-p", "no:unraisableexception")
     assert errors_of(result) == ["test_gc.py::test_dropped_sockets"]
     lingered(failure_block(result, "test_gc.py::test_dropped_sockets"), 12, result)
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
+def test_connections_to_a_wildcard_address_are_found_lingering(pytester, run, wildcard):
+    """A connect to ``0.0.0.0`` (or ``::``) reaches this host, and the kernel's entry names the peer it really
+    reached, ``127.0.0.1`` (``::1``). Recorded as the wildcard, a burst was never found lingering: hypercorn's
+    own e2e tests (``http://0.0.0.0:1234``) read ``time_wait: 0``. Blocking connects and asyncio's
+    non-blocking ones (``open_connection``), both ways the peer is recorded."""
+    if wildcard == "::" and not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    pytester.makepyfile(test_wild=dedent(f"""
+        import asyncio
+        import socket
+
+        import pytest
+
+        WILDCARD = {wildcard!r}
+        FAMILY = socket.AF_INET6 if ":" in WILDCARD else socket.AF_INET
+
+        @pytest.fixture(scope="module")
+        def listener():
+            s = socket.create_server((WILDCARD, 0), family=FAMILY)
+            s.settimeout(5)
+            yield s
+            s.close()
+
+        def test_blocking(listener):
+            port = listener.getsockname()[1]
+            for _ in range(7):
+                c = socket.create_connection((WILDCARD, port))
+                a, _ = listener.accept()
+                c.close()
+                a.close()
+
+        def test_nonblocking(listener):
+            port = listener.getsockname()[1]
+
+            async def main():
+                for _ in range(7):
+                    reader, writer = await asyncio.open_connection(WILDCARD, port)
+                    a, _ = listener.accept()
+                    writer.close()
+                    await writer.wait_closed()
+                    a.close()
+
+            asyncio.run(main())
+    """))
+    result = run("-p", "no:asyncio")
+    assert errors_of(result) == ["test_wild.py::test_blocking", "test_wild.py::test_nonblocking"]
+    peer = "127.0.0.1" if wildcard == "0.0.0.0" else "[::1]"
+    for nodeid in errors_of(result):
+        block = failure_block(result, nodeid)
+        n = lingered(block, 7, result)
+        assert f"time_wait: {n} > limit 5" in block
+        assert f"{n} connection(s) to {peer}:" in block, block
 
 
 def test_connections_budget_counts_closed_connections(pytester, run):
