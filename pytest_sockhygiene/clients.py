@@ -31,6 +31,7 @@ from typing import Any, Callable
 from . import origin as origin_mod
 from .events import local_endpoint, peer_endpoint
 from .imports import ImportWatcher
+from .trackers.patching import holds_connection
 from .verdict import Item
 
 
@@ -321,10 +322,12 @@ class ClientRegistry:
         return ask(client)
 
     def sockets_of(self, client: Any) -> list[Any]:
+        """The sockets of the client's pooled connections, as its tracker gives them, without a mock library's
+        stand-ins (``holds_connection``)."""
         if self.hook is None:
             return []
         try:
-            return list(self._ask("pytest_sockhygiene_client_sockets", client) or ())
+            return [s for s in self._ask("pytest_sockhygiene_client_sockets", client) or () if holds_connection(s)]
         except Exception:  # noqa: BLE001 - a tracker that cannot read a pool must not break the verdict
             return []
 

@@ -4,7 +4,9 @@ plugin's own wrappers of standard-library methods (``PatchOnImport``)."""
 from __future__ import annotations
 
 import functools
+import os
 import socket
+import stat
 import sys
 from typing import Any, Callable
 
@@ -161,6 +163,21 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     return origin_token, client_token, requesting_token
 
 
+def holds_connection(sock: Any) -> bool:
+    """Whether an object a client's pool holds as its connection's socket is one: a socket module's socket (or one
+    wrapped, asyncio's TransportSocket: ``_sock``), or an object whose fd is a socket (uvloop's PseudoSocket, a C
+    library's). A mock library's stand-in is not (vcrpy's ``VCRFakeSocket`` answers ``fileno()`` with 0, stdin,
+    while it replays a cassette): its client never opened a connection. Standard streams never hold a pool's
+    connection, so fds 0-2 are refused without a system call."""
+    if isinstance(getattr(sock, "_sock", sock), socket.socket):
+        return True
+    try:
+        fd = sock.fileno()
+        return isinstance(fd, int) and fd > 2 and stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except Exception:  # noqa: BLE001 - anything that cannot say what it is holds no connection we can see
+        return False
+
+
 def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
                    sockets: Callable[[Any], list[Any]] | None) -> None:
     """Reset the variables; and, for a client not yet known to have opened a connection, look into its pool once
@@ -176,7 +193,7 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
             registry.used(record)
         else:
             try:
-                found = sockets(client)
+                found = [s for s in sockets(client) if holds_connection(s)]
                 if found:
                     record.pooled = True
                     if any(not isinstance(getattr(s, "_sock", s), socket.socket) for s in found):
