@@ -290,9 +290,10 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
 
 
 CAUSE_ADVICE: dict[str, str] = {
-    "server_closes": "the client is reused, but every connection of its pool was ended after a request: turn "
+    "server_closes": "the client is reused, but the other side ended every connection of its pool: turn "
                      "keep-alive on where that happens - the server (HTTP/1.1 without `Connection: close`), or the "
-                     "proxy or middleware in between.",
+                     "proxy or middleware in between - or, where the server closes idle connections, give it a "
+                     "keep-alive timeout longer than the pauses between requests.",
     "api": "an API without a connection pool opens a new connection per call: keep one connection open for many "
            "calls (one websocket session, one database connection), or for HTTP send the requests through one "
            "pooled client (requests.Session, httpx.Client, urllib3.PoolManager).",

@@ -127,9 +127,11 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert "1 requests.Session created at test_a.py:11 in test_server_ends_each_connection (12 requests each; " \
            f"its pool opened {n} connections to 127.0.0.1:" in server_closes
     assert "one after another): the server, or a proxy or middleware between, ended each connection " \
-           "(`Connection: close`, an HTTP/1.0 server)" in server_closes
-    assert "fix: the client is reused, but every connection of its pool was ended after a request: turn " \
+           "(`Connection: close`, an HTTP/1.0 server, or an idle timeout shorter than the pauses between " \
+           "requests)" in server_closes
+    assert "fix: the client is reused, but the other side ended every connection of its pool: turn " \
            "keep-alive on where that happens" in server_closes
+    assert "give it a keep-alive timeout longer than the pauses between requests." in server_closes
     assert "new client per request" not in server_closes
     assert server_closes.rstrip().endswith(f"to allow it: @pytest.mark.sockhygiene(time_wait={n})")
     urlopen = failure_block(result, "test_a.py::test_urlopen")
