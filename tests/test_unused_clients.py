@@ -243,23 +243,24 @@ VCR_REPLAY = dedent('''
     version: 1
     """
 
-    def test_requests_replayed_kept(tmp_path):
+    def replaying(tmp_path):
         (tmp_path / "c.yaml").write_text(CASSETTE)
-        with vcr.use_cassette(str(tmp_path / "c.yaml"), record_mode="none"):
+        return vcr.use_cassette(str(tmp_path / "c.yaml"), record_mode="none")
+
+    def test_requests_replayed_kept(tmp_path):
+        with replaying(tmp_path):
             session = requests.Session()
             assert session.get("http://api.test/users").json() == [1]
         KEEP.append(session)
 
     def test_httpx_replayed_kept(tmp_path):
-        (tmp_path / "c.yaml").write_text(CASSETTE)
-        with vcr.use_cassette(str(tmp_path / "c.yaml"), record_mode="none"):
+        with replaying(tmp_path):
             client = httpx.Client()
             assert client.get("http://api.test/users").json() == [1]
         KEEP.append(client)
 
     def test_requests_replayed_closed(tmp_path):
-        (tmp_path / "c.yaml").write_text(CASSETTE)
-        with vcr.use_cassette(str(tmp_path / "c.yaml"), record_mode="none"):
+        with replaying(tmp_path):
             with requests.Session() as session:
                 assert session.get("http://api.test/users").json() == [1]
 ''')
