@@ -88,6 +88,27 @@ class ClientRecord:
         return f"{self.kind} {origin_mod.created(fmt(self.origin))}{owner}"
 
 
+_IMPORT_DEPTH = 16
+"""Frames above a client's creation searched for the module-level code that made it (through a factory or two):
+a client made in a test is made under pytest's few dozen frames, which are not walked to the bottom."""
+
+
+def made_while_imported(frame: Any) -> bool:
+    """Whether ``frame`` (a client's creation) runs, or was called from, the top-level code of a module that is
+    being imported: the innermost module-level frame on the stack belongs to a module whose import is under way
+    (``__spec__._initializing``, set by importlib while it runs the module's code). A doctest's examples, code
+    run with ``exec`` or ``runpy`` and the test's own module-level code at collection are not such imports, or
+    are not inside a test."""
+    depth = 0
+    while frame is not None and depth < _IMPORT_DEPTH:
+        if frame.f_code.co_name == "<module>":
+            spec = frame.f_globals.get("__spec__")
+            return bool(getattr(spec, "_initializing", False))
+        frame = frame.f_back
+        depth += 1
+    return False
+
+
 _PART_DEPTH = 8
 """Frames above a client's creation searched for a part of the client whose request is under way."""
 
@@ -245,6 +266,12 @@ class ClientRegistry:
             owner, windows = outer.owner, outer.windows
         else:
             owner, windows = self._current_owner(), self._current_sinks()
+            if (owner is not None or windows) and made_while_imported(sys._getframe(2)):
+                # module-level code run as its module is imported (an app's ``_session = requests.Session()``,
+                # imported lazily by the first request in a test, or in a server fixture's thread): the module's
+                # client, as if imported at collection - never the importing test's or fixture's, whichever runs
+                # first (the verdict would otherwise depend on the order of the tests)
+                owner, windows = None, ()
         # no line of the user's on the stack (``pool.map(requests.get, urls)``): what is known, as for a socket
         where = origin_mod.capture(skip=2) or origin_mod.capture_library(skip=2)
         record = ClientRecord(kind or type(client).__qualname__, where, owner, windows, networked)

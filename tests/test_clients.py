@@ -155,6 +155,86 @@ def test_lazy_session_client_pool_is_the_fixtures_even_after_reconnect(pytester,
     result.assert_outcomes(passed=4)
 
 
+LAZY_APP = dedent("""
+    # application code: one client for the process's life, made as the module is imported (a Django views.py)
+    import requests
+
+    def _make():
+        return requests.Session()
+
+    SESSION = _make()
+
+    def fetch(url):
+        return SESSION.get(url, timeout=5).status_code
+""")
+
+LAZY_SUITE = dedent("""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import pytest
+    import requests
+
+    KEEP = []
+
+    @pytest.fixture(scope="session")
+    def app_server(server):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                import lazyapp_{which}  # imported by the first request, in the server's thread
+                body = str(lazyapp_{which}.fetch(server.url)).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{{httpd.server_port}}"
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+    def test_imports_the_app(server):
+        import lazyapp_{which}  # imported here, by the test
+        assert lazyapp_{which}.fetch(server.url) == 200
+
+    def test_through_the_app_server(app_server):
+        with requests.Session() as session:
+            assert session.get(app_server).text == "200"
+
+    def test_keeps_its_own_session(server):
+        session = requests.Session()
+        session.get(server.url)
+        KEEP.append(session)
+""")
+
+
+@pytest.mark.parametrize("first", ["test", "server thread"])
+def test_a_module_level_client_imported_at_run_time_is_the_modules(pytester, run, first):
+    """A client made by module-level code as its module is imported at run time (an app's views, imported by
+    the first request) is the module's, as one imported at collection is: not the importing test's leak, nor a
+    session-level leak of the server fixture whose thread imported it - the verdict depended on which test ran
+    first (pytest-django's live_server: every test passed and the run failed). A test's own client is still its."""
+    which = "a" if first == "test" else "b"
+    pytester.makepyfile(**{f"lazyapp_{which}": LAZY_APP, "test_lazy": LAZY_SUITE.format(which=which)})
+    order = ["test_imports_the_app", "test_through_the_app_server"]
+    if first == "server thread":
+        order.reverse()
+    result = run("-p", "no:randomly", *(f"test_lazy.py::{name}" for name in order),
+                 "test_lazy.py::test_keeps_its_own_session")
+    assert errors_of(result) == ["test_lazy.py::test_keeps_its_own_session"]
+    result.assert_outcomes(passed=3, errors=1)
+    out = result.stdout.str()
+    assert "session-level leaks" not in out
+    assert f"lazyapp_{which}.py" not in out  # neither a leak nor an unused client of any test
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the one error, not a session-level leak
+
+
 def test_pooled_close_wait_gets_the_precise_diagnosis(pytester, run):
     pytester.makepyfile(test_cw=dedent("""
         import httpx, pytest

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
 
 from pytest_sockhygiene import events
+from pytest_sockhygiene.clients import made_while_imported
 from pytest_sockhygiene.events import Ownership, ThreadStarts
+
+from conftest import dedent
 
 
 def _started_owned(own: Ownership) -> list[str | None]:
@@ -78,3 +82,26 @@ def test_a_thread_no_owned_thread_started_has_no_owner() -> None:
     t.start()
     t.join()
     assert seen == [None]
+
+
+def test_made_while_imported_tells_an_import_from_later_calls_and_exec(tmp_path, monkeypatch):
+    """``clients.made_while_imported``: true for the top-level code of a module being imported (and what it calls),
+    false for its functions called later, for code run with ``exec`` in a module's namespace, and for a test."""
+    (tmp_path / "imported_for_the_rule.py").write_text(dedent("""
+        import sys
+        from pytest_sockhygiene.clients import made_while_imported
+
+        def factory():
+            return made_while_imported(sys._getframe())
+
+        AT_IMPORT = factory()
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import imported_for_the_rule as module
+
+    assert module.AT_IMPORT is True
+    assert module.factory() is False  # called from this test, long after the import
+    namespace = dict(vars(module))
+    exec("R = factory()", namespace)  # module-level code, but no import under way (a doctest's examples too)
+    assert namespace["R"] is False
+    assert made_while_imported(sys._getframe()) is False
