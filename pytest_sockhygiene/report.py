@@ -23,12 +23,13 @@ _TITLES = {
 }
 
 
-_SAYS_HOW = ("opened in a task", "accepted by", "opened by library code")
+_SAYS_HOW = ("opened in a task", "accepted by", "opened by library code", "origin unknown")
 
 
 def _at(prefix: str, where: str) -> str:
     """``opened at test_x.py:3 in test_x``, or the origin alone when it says how the socket came to be
-    (``opened in a task started at ...``, ``accepted by the listener at ... opened at ...``)."""
+    (``opened in a task started at ...``, ``accepted by the listener at ... opened at ...``), or says it is not known
+    (``origin unknown (opened by library or C code ...)``, never "opened at origin unknown")."""
     return where if where.startswith(_SAYS_HOW) else f"{prefix} {where}"
 
 

@@ -323,6 +323,11 @@ ADVICE: dict[str, str] = {
                       "lift the limit: unused_clients=None.",
 }
 
+CAUSE_ADVICE["per_request_server_first"] = ADVICE["time_wait"] + (
+    " The server ended each connection first, so it keeps none alive (`Connection: close`, an HTTP/1.0 server, a "
+    "response with no length): one reused client would still open a connection per request, until the server "
+    "keeps them alive.")
+
 SERVER_SIDE_ADVICE: dict[str, str] = {
     "close_wait": "the client closed first and the server kept its accepted connection: close each accepted "
                   "connection when its handler is done, or stop the server with its connections, not only its "
@@ -357,7 +362,9 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     ``items``: the violation's own (TIME_WAIT groups): where the in-process server closed every connection first,
     the fix adds that a test of redirects or reconnects opens them on purpose (a websocket server ends the
     connection it redirects or refuses). Only adds: an HTTP server also closes first when the client asked it to
-    (``urlopen`` sends ``Connection: close``), and which side closes first is a race there."""
+    (``urlopen`` sends ``Connection: close``), and which side closes first is a race there. The same for new
+    clients per request: one reused client would still open a connection per request while the server ends each
+    one (Django's development server does for a response with no length), so the fix says that too."""
     if not context:
         return None
     first = context[0]
@@ -369,6 +376,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"
+    if items and all(i.note == SERVER_CLOSED_EACH for i in items):
+        return "per_request_server_first"  # new clients per request, and the server ended every connection
     return None
 
 

@@ -90,6 +90,35 @@ SUITE = dedent("""
             conn.close()
 
 
+    @pytest.fixture(scope="module")
+    def unsized():
+        # a server whose responses have no length: it ends each connection after its response, so the client's
+        # read ends only at the server's close (Django's development server without CommonMiddleware)
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def answer():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\\r\\nConnection: close\\r\\n\\r\\nhello")
+
+        import threading
+        threading.Thread(target=answer, daemon=True).start()
+        host, port = listener.getsockname()
+        yield f"http://{host}:{port}/"
+        listener.close()
+
+
+    def test_clients_per_request_server_closes(unsized):
+        for i in range(12):
+            with httpx.Client() as client:
+                assert client.get(unsized).text == "hello"
+
+
     def test_reused_client_is_clean(server):
         with httpx.Client() as client:
             for i in range(12):
@@ -107,7 +136,8 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     result = run(f"--sockhygiene-report={path}")
     assert errors_of(result) == sorted(f"test_a.py::{name}" for name in [
         "test_client_per_request", "test_server_ends_each_connection", "test_urlopen", "test_raw_sockets",
-        "test_fixture_probes", "test_http_client", "test_two_kinds", "test_server_refuses_each_connection"])
+        "test_fixture_probes", "test_http_client", "test_two_kinds", "test_server_refuses_each_connection",
+        "test_clients_per_request_server_closes"])
     per_request = failure_block(result, "test_a.py::test_client_per_request")
     n = lingered(per_request, 12, result)
     result.stdout.fnmatch_lines([
@@ -152,6 +182,18 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert "pooled client (requests.Session, httpx.Client, urllib3.PoolManager). The server ended each " \
            "connection: a test of redirects, refused handshakes or reconnects opens them on purpose (allow it " \
            "for this test)." in refused
+    # new clients per request, and the server ended every connection first: one reused client would not be
+    # enough, and the fix says so after the usual advice (found with Django's development server)
+    unsized = failure_block(result, "test_a.py::test_clients_per_request_server_closes")
+    n = lingered(unsized, 12, result)
+    assert "each entry is the in-process server's side: the server closed each connection first" in unsized
+    assert f"{n} httpx.Client created at test_a.py:" in unsized and "(1 request each): a new client per request?" \
+        in unsized
+    assert "fix: each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections - one " \
+           "client, with keep-alive, for many requests - instead of a new connection per request. The server " \
+           "ended each connection first, so it keeps none alive (`Connection: close`, an HTTP/1.0 server, a " \
+           "response with no length): one reused client would still open a connection per request, until the " \
+           "server keeps them alive." in unsized
     fixture = failure_block(result, "test_a.py::test_fixture_probes")
     n = lingered(fixture, 12, result)
     assert f"{n} connection(s) opened by function-scoped fixture 'ready', at test_a.py:29 in ready (while it was " \

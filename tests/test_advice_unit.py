@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_sockhygiene.events import SocketEvent
+from pytest_sockhygiene.origin import format_origin
 from pytest_sockhygiene.report import allow_marker, violation_lines
 from pytest_sockhygiene.verdict import (
     ADVICE,
@@ -155,3 +156,13 @@ def test_every_violation_ends_with_its_marker_and_the_fix_follows_the_cause():
                                                 "    to allow it: @pytest.mark.sockhygiene(established=2)"]
     assert allow_marker({"time_wait": 31, "connections": 40}) == \
         "@pytest.mark.sockhygiene(time_wait=31, connections=40)"
+
+
+def test_a_socket_with_no_known_origin_is_never_opened_at_origin_unknown():
+    """A connection C code opened has no line: the item says so on its own, never "opened at origin unknown"
+    (found on a pytest-django project)."""
+    v = Violation(kind="established", count=1, limit=0,
+                  items=(Item(state="ESTABLISHED", local=("127.0.0.1", 40000), remote=("127.0.0.1", 5432), fd=9),))
+    line = violation_lines(v, format_origin)[1]
+    assert line == ("    ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:5432 fd=9, origin unknown (opened by library or C "
+                    "code outside Python's socket module)")

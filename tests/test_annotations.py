@@ -182,4 +182,4 @@ def test_an_item_without_origin_points_at_the_test_function():
     [cmd] = record_annotations(record, "error")
     assert cmd.startswith("::error file=tests/test_x.py,line=12,title=sockhygiene%3A established::"
                           "tests/test_x.py::test_c%0Aestablished: 1 > limit 0 - open connection(s) left behind%0A"
-                          "    ESTABLISHED 127.0.0.1:5000 -> [::1]:80 fd=9, opened at origin unknown")
+                          "    ESTABLISHED 127.0.0.1:5000 -> [::1]:80 fd=9, origin unknown")
