@@ -32,7 +32,7 @@ from . import origin as origin_mod
 from .events import local_endpoint, peer_endpoint
 from .imports import ImportWatcher
 from .trackers.patching import holds_connection
-from .verdict import Item
+from .verdict import BUSY_NOTE, Item
 
 
 class ClientRecord:
@@ -392,15 +392,25 @@ class ClientRegistry:
                 (unclosed if record.used else unused).append(record)
             if not need_sockets:
                 continue
+            busy = self._busy_sockets(client) if mine and sockets else set()
             for sock in sockets:
                 ident = identity_of_socket(sock)
                 if ident is None:
                     continue
                 if mine:
-                    notes[ident] = f"in the pool of {record.label(fmt)}{self._keepalive_note(client)}"
+                    notes[ident] = (f"in the pool of {record.label(fmt)}{self._keepalive_note(client)}"
+                                    + (f"; {BUSY_NOTE}" if id(sock) in busy else ""))
                 else:
                     owned[ident] = f"pool of {record.label(fmt)}"
         return Probe(unclosed, owned, notes, created_here, unused)
+
+    def _busy_sockets(self, client: Any) -> set[int]:
+        """``id()`` of the pooled sockets a request or an unclosed response holds (the tracker's
+        ``client_busy_sockets``); empty when it cannot tell."""
+        try:
+            return {id(s) for s in self._ask("pytest_sockhygiene_client_busy_sockets", client) or ()}
+        except Exception:  # noqa: BLE001 - a tracker that cannot tell leaves the diagnosis as it was
+            return set()
 
     def used(self, record: ClientRecord) -> bool:
         """Whether the client opened a real connection, looking into its pool if no connect was attributed."""

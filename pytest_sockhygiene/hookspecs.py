@@ -51,6 +51,13 @@ def pytest_sockhygiene_client_is_closed(client: Any) -> bool | None:
 
 
 @hookspec(firstresult=True)
+def pytest_sockhygiene_client_busy_sockets(client: Any) -> Iterable[Any] | None:
+    """Of the sockets ``pytest_sockhygiene_client_sockets`` gives, those a request or a response not yet read to
+    the end or closed holds now (not idle in the pool); None if unknown or not yours. Tells a streamed response
+    left open from an idle connection whose keep-alive the server ended, for the CLOSE_WAIT diagnosis."""
+
+
+@hookspec(firstresult=True)
 def pytest_sockhygiene_client_keepalive(client: Any) -> float | None:
     """How long (seconds) the client keeps an idle pooled connection, for the CLOSE_WAIT diagnosis; None if
     unknown or not yours."""

@@ -309,8 +309,10 @@ CAUSE_ADVICE["api_server_first"] = CAUSE_ADVICE["api"] + (
 ADVICE: dict[str, str] = {
     "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "
                    "fixture's teardown.",
-    "close_wait": "the server closed first and your client kept the connection: close the client, or set its "
-                  "keepalive_expiry below the server's keep-alive timeout.",
+    "close_wait": "the server closed first and your client kept the connection: close the client (and a response "
+                  "you streamed, once read: `with client.stream(...)`, `with requests.get(url, stream=True) as "
+                  "r`), or set the client's idle limit (httpx: keepalive_expiry) below the server's keep-alive "
+                  "timeout.",
     "listen": "shut the server down when the test ends: close the listening socket, or stop the server in the "
               "fixture's teardown.",
     "time_wait": "each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections - one "
@@ -337,9 +339,26 @@ SERVER_SIDE_ADVICE: dict[str, str] = {
 client's pool and keepalive_expiry, which a server socket has not."""
 
 
+BUSY_NOTE = "held by a request or a response not yet read to the end or closed"
+"""A pooled connection's note when the client's tracker says it is not idle (``client_busy_sockets``)."""
+
+UNREAD_NOTE = "a response never read to the end: {n} byte(s) the server sent before it closed still wait unread"
+"""A CLOSE_WAIT item's note when data waits unread in the socket (``SocketEntry.unread``)."""
+_UNREAD_MARK = UNREAD_NOTE.split(":", 1)[0]
+
+UNREAD_ADVICE = ("the server answered and closed, and the response was never read to the end nor closed: read it "
+                 "to the end, or close it (`with client.stream(...)`, `response.close()`; requests: `with "
+                 "requests.get(url, stream=True) as r`).")
+"""The fix when every CLOSE_WAIT item has a response waiting unread in it: the pool's keep-alive is not the
+cause, and closing the client alone leaves a requests response's connection open."""
+
+
 def advice(v: Violation) -> str:
     """The fix line of a violation: the kind's, or the server side's where every item is a server socket, or
-    both where the items are mixed."""
+    both where the items are mixed; for CLOSE_WAIT where each connection still holds a response unread, closing
+    that response."""
+    if v.kind == "close_wait" and v.items and all(_UNREAD_MARK in i.note or BUSY_NOTE in i.note for i in v.items):
+        return UNREAD_ADVICE
     special = SERVER_SIDE_ADVICE.get(v.kind)
     servers = sum(1 for i in v.items if i.server_side)
     if special is None or not servers:
@@ -565,7 +584,13 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
             note = "; ".join(filter(None, [note, "server side of a connection whose listener is already closed"]))
             server_side = True
         pool_note = obs.notes.get(e.key, "")
-        if pool_note and e.state == TcpState.CLOSE_WAIT:
+        if BUSY_NOTE in pool_note:
+            pass  # a response holds it: not idle (the note says so; the fix is the response's)
+        elif e.state == TcpState.CLOSE_WAIT and e.unread and not server_side:
+            # what the server sent before it closed is still in the socket: a response nobody read to the end
+            # (a stream never consumed nor closed), not an idle connection whose keep-alive ran out
+            pool_note = "; ".join(filter(None, [pool_note, UNREAD_NOTE.format(n=e.unread)]))
+        elif pool_note and e.state == TcpState.CLOSE_WAIT:
             pool_note += ("; the server closed this idle pooled connection first (its keep-alive timeout ran out "
                           "before the client's keepalive_expiry, or it shut down), and the pool only notices on "
                           "its next request")

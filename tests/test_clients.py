@@ -265,6 +265,70 @@ def test_pooled_close_wait_gets_the_precise_diagnosis(pytester, run):
     ])
 
 
+def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester, run):
+    """The server answered and closed, and the test never read the response to the end nor closed it: the
+    client's side sits in CLOSE_WAIT, but no keep-alive ran out - the connection is not idle. httpx's pool says
+    the connection is busy (httpcore's ``is_idle()``); where no pool holds it, the bytes still waiting in the
+    socket say it. Both get the response's fix, not ``keepalive_expiry`` (found on a pytest-django project,
+    whose server closes after a streamed response)."""
+    pytester.makepyfile(test_unread=dedent("""
+        import http.client, socket, threading
+        import httpx, pytest
+        from pytest_sockhygiene.testing import wait_for
+        KEEP = []
+        BODY = b"x" * (32 * 1024)  # more than http.client reads with the headers (8 KiB), less than a receive window
+
+        @pytest.fixture(scope="module")
+        def answers_and_closes():
+            listener = socket.create_server(("127.0.0.1", 0))
+            closed = []
+
+            def serve():
+                while True:
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        return
+                    with conn:
+                        conn.recv(65536)
+                        conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n"
+                                     % len(BODY) + BODY)
+                    closed.append(1)
+
+            threading.Thread(target=serve, daemon=True).start()
+            yield listener.getsockname(), closed
+            listener.close()
+
+        def test_httpx_stream_never_read(answers_and_closes):
+            (host, port), closed = answers_and_closes
+            client = httpx.Client()
+            response = client.send(client.build_request("GET", f"http://{host}:{port}/"), stream=True)
+            KEEP.extend([client, response])
+            assert wait_for(lambda: len(closed) == 1, 5)
+
+        def test_http_client_response_never_read(answers_and_closes):
+            (host, port), closed = answers_and_closes
+            conn = http.client.HTTPConnection(host, port)
+            conn.request("GET", "/")
+            KEEP.extend([conn, conn.getresponse()])  # headers read, body left in the socket
+            assert wait_for(lambda: len(closed) == 2, 5)
+    """))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_unread.py::test_http_client_response_never_read",
+                                 "test_unread.py::test_httpx_stream_never_read"]
+    fix = ("fix: the server answered and closed, and the response was never read to the end nor closed: read it "
+           "to the end, or close it (`with client.stream(...)`, `response.close()`; requests: `with "
+           "requests.get(url, stream=True) as r`).")
+    streamed = failure_block(result, "test_unread.py::test_httpx_stream_never_read")
+    assert "keepalive_expiry=5s; held by a request or a response not yet read to the end or closed)" in streamed
+    assert "idle pooled connection" not in streamed
+    assert fix in streamed
+    unread = failure_block(result, "test_unread.py::test_http_client_response_never_read")
+    assert "a response never read to the end: " in unread and " byte(s) the server sent before it closed still " \
+        "wait unread" in unread
+    assert fix in unread
+
+
 def test_httpx2_tracked_for_real(pytester, run):
     pytest.importorskip("httpx2")
     pytester.makepyfile(test_h2=dedent("""

@@ -68,6 +68,9 @@ class SocketEntry:
     state: TcpState
     local: Endpoint | None
     remote: Endpoint | None
+    unread: int | None = None
+    """Bytes received and not yet read, for a CLOSE_WAIT socket where the platform tells (``unread_bytes``): a
+    response never read to the end, rather than an idle pooled connection the server closed."""
 
     @property
     def four_tuple(self) -> FourTuple | None:
@@ -79,6 +82,18 @@ class SocketEntry:
         if self.state == TcpState.LISTEN:
             return f"LISTEN {format_endpoint(self.local)} fd={self.fd}"
         return f"{self.state.label} {format_endpoint(self.local)} -> {format_endpoint(self.remote)} fd={self.fd}"
+
+
+def unread_bytes(fd: int) -> int | None:
+    """How many received bytes wait unread in the socket at ``fd`` (``FIONREAD``), None where that cannot be
+    asked (no ``fcntl``: Windows) or the fd is gone. Asked only of CLOSE_WAIT sockets a look describes."""
+    try:
+        import fcntl
+        import termios
+
+        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+    except (ImportError, OSError, ValueError, AttributeError):
+        return None
 
 
 class TableUnavailable(Exception):

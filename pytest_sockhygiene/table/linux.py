@@ -18,7 +18,7 @@ import stat
 from collections.abc import Collection, Hashable
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from . import LINGERING_STATES, Scan, SocketEntry, SocketTable, TableUnavailable, TcpState
+from . import LINGERING_STATES, Scan, SocketEntry, SocketTable, TableUnavailable, TcpState, unread_bytes
 from .fdwatch import FdWatch
 from .kernel import degradation as _lookup_degradation
 from .kernel import lookup_states, prepare
@@ -125,7 +125,8 @@ def describe_fd(fd: int, inode: int | None = None) -> SocketEntry | None:
                 raise
             remote = None
         return SocketEntry(key=inode if inode is not None else os.fstat(fd).st_ino, fd=fd, state=state,
-                           local=local, remote=remote)
+                           local=local, remote=remote,
+                           unread=unread_bytes(fd) if state == TcpState.CLOSE_WAIT else None)
     except OSError:
         return None
     finally:

@@ -25,7 +25,7 @@ from collections.abc import Collection, Hashable
 from typing import Any
 
 from ..endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState, dedupe
+from . import LINGERING_STATES, SocketEntry, SocketTable, TableUnavailable, TcpState, dedupe, unread_bytes
 
 if sys.platform.startswith("linux"):  # imported now: a process that ran out of fds cannot import a module
     from .linux import describe_fd, probe_fds
@@ -51,7 +51,9 @@ def _entry(conn: Any) -> SocketEntry | None:
         return None
     local = endpoint_from_sockaddr(tuple(conn.laddr)) if conn.laddr else None
     remote = endpoint_from_sockaddr(tuple(conn.raddr)) if conn.raddr else None
-    return SocketEntry(key=(conn.fd, local, remote), fd=conn.fd, state=state, local=local, remote=remote)
+    unread = unread_bytes(conn.fd) if state == TcpState.CLOSE_WAIT and conn.fd >= 0 else None
+    return SocketEntry(key=(conn.fd, local, remote), fd=conn.fd, state=state, local=local, remote=remote,
+                       unread=unread)
 
 
 def _out_of_fds(exc: BaseException) -> bool:

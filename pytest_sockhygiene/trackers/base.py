@@ -37,6 +37,10 @@ class ClassTracker:
     def keepalive(self, client: Any) -> float | None:
         return None
 
+    def busy_sockets(self, client: Any) -> list[Any] | None:
+        """The pooled sockets a request or an unclosed response holds; None if the library cannot tell."""
+        return None
+
     @pytest.hookimpl
     def pytest_sockhygiene_install_tracker(self, registry: Any) -> None:
         registry.when_imported(self.module, lambda mod: self._patch(registry, mod))
@@ -52,6 +56,10 @@ class ClassTracker:
     @pytest.hookimpl
     def pytest_sockhygiene_client_is_closed(self, client: Any) -> bool | None:
         return self.is_closed(client) if self._mine(client) else None
+
+    @pytest.hookimpl
+    def pytest_sockhygiene_client_busy_sockets(self, client: Any) -> Iterable[Any] | None:
+        return self.busy_sockets(client) if self._mine(client) else None
 
     @pytest.hookimpl
     def pytest_sockhygiene_client_keepalive(self, client: Any) -> float | None:

@@ -77,11 +77,13 @@ def _network_stream(conn: Any) -> Any:
     return None
 
 
-def _streams(pool: Any) -> Iterator[Any]:
-    for conn in _connections(pool):
-        stream = _network_stream(conn)
-        if stream is not None:
-            yield stream
+def _idle(conn: Any) -> bool:
+    """Whether a pool's connection is idle (httpcore's public ``is_idle()``, on every connection class); in doubt,
+    idle (the diagnosis then stays the idle connection's, as before it was asked)."""
+    try:
+        return bool(conn.is_idle())
+    except Exception:  # noqa: BLE001
+        return True
 
 
 class HttpxTracker(ClassTracker):
@@ -121,12 +123,25 @@ class HttpxTracker(ClassTracker):
         return any(_pool(t) is not None for t in _transports(client))
 
     def sockets(self, client: Any) -> list[Any]:
+        return self._sockets(client, busy_only=False)
+
+    def busy_sockets(self, client: Any) -> list[Any] | None:
+        """The sockets of connections that are not idle (httpcore's ``is_idle()``): a request under way, or a
+        streamed response never read to the end nor closed, holds them."""
+        return self._sockets(client, busy_only=True)
+
+    def _sockets(self, client: Any, busy_only: bool) -> list[Any]:
         out: list[Any] = []
         for transport in _transports(client):
             pool = _pool(transport)
             if pool is None:
                 continue
-            for stream in _streams(pool):
+            for conn in _connections(pool):
+                if busy_only and _idle(conn):
+                    continue
+                stream = _network_stream(conn)
+                if stream is None:
+                    continue
                 try:
                     sock = stream.get_extra_info("socket")
                 except Exception:  # noqa: BLE001
