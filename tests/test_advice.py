@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from conftest import INNER_CONFTEST, dedent, errors_of, failure_block, lingered
 
 SUITE = dedent("""
@@ -214,6 +216,34 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     (tw,) = [v for v in tests["test_a.py::test_urlopen"]["violations"] if v["kind"] == "time_wait"]
     assert tw["context"][0]["state"] == "opened by urllib.request.urlopen()"
     assert tw["context"][0]["count"] == n_urlopen
+
+
+def test_a_reused_aiohttp_session_whose_server_ends_each_connection(pytester, run):
+    """aiohttp's socket of an ended connection closes a turn of the loop after the next connect began: the reused
+    session was taken for concurrent requests and told to stop making a new client per request, where
+    requests.Session and httpx got the server's diagnosis (found running aiohttp beside the plugin)."""
+    pytest.importorskip("aiohttp")
+    pytester.makepyfile(test_aio=dedent("""
+        import asyncio
+        import aiohttp
+
+        def test_one_session(server):
+            async def main():
+                async with aiohttp.ClientSession() as session:
+                    for _ in range(8):
+                        async with session.get(server.url + "/close") as response:
+                            await response.read()
+            asyncio.run(main())
+    """))
+    result = run("-p", "no:asyncio")
+    assert errors_of(result) == ["test_aio.py::test_one_session"]
+    block = failure_block(result, "test_aio.py::test_one_session")
+    n = lingered(block, 8, result)
+    assert "1 aiohttp.ClientSession created at test_aio.py:" in block
+    assert "(8 requests each; its pool opened 8 connections to 127.0.0.1:" in block and " one after another): " \
+        "the server, or a proxy or middleware between, ended each connection" in block, (n, block)
+    assert "fix: the client is reused, but the other side ended every connection of its pool" in block
+    assert "a new client per request" not in block
 
 
 def test_marker_from_the_message_allows_what_was_seen(pytester, run):

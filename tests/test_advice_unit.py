@@ -166,3 +166,40 @@ def test_a_socket_with_no_known_origin_is_never_opened_at_origin_unknown():
     line = violation_lines(v, format_origin)[1]
     assert line == ("    ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:5432 fd=9, origin unknown (opened by library or C "
                     "code outside Python's socket module)")
+
+
+def _sources_of(events: list[SocketEvent]) -> Item:
+    (item,) = connection_sources([e for e in events if e.kind == "connect"], events)
+    return item
+
+
+def test_an_asyncio_clients_late_close_is_still_one_after_another():
+    """asyncio closes an ended connection's socket a turn of the loop after ``transport.close()``, once the next
+    request's connect has begun: a reused aiohttp session against a server that ends each connection records
+    connect A, connect B, close A, connect C, close B, ... - it was taken for concurrent requests, and told to stop
+    making a new client per request (found running aiohttp beside the plugin)."""
+    session = Record("aiohttp.ClientSession", requests=8)
+    events = [connect(40000, session)]
+    for i in range(1, 8):
+        events += [connect(40000 + i, session), close(40000 + i - 1)]
+    events.append(close(40007))
+    item = _sources_of(events)
+    assert item.note == "8 requests each; its pool opened 8 connections to 127.0.0.1:8080 one after another"
+    assert cause_of([item]) == "server_closes"
+
+
+def test_concurrent_connections_are_not_one_after_another():
+    """Two open at once with nothing after them may be two concurrent requests; three open at once are; a late
+    close that never comes before the next connect is an overlap too."""
+    pair = Record("aiohttp.ClientSession", requests=2)
+    both = [connect(40000, pair), connect(40001, pair), close(40000), close(40001)]
+    three = Record("aiohttp.ClientSession", requests=3)
+    at_once = [connect(40010, three), connect(40011, three), connect(40012, three), close(40010), close(40011),
+               close(40012)]
+    kept = Record("aiohttp.ClientSession", requests=3)
+    unresolved = [connect(40020, kept), connect(40021, kept), close(40021), connect(40022, kept), close(40020),
+                  close(40022)]
+    for events in (both, at_once, unresolved):
+        item = _sources_of(events)
+        assert "one after another" not in item.note, events
+        assert cause_of([item]) is None
