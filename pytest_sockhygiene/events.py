@@ -134,6 +134,10 @@ class Ownership:
         self.function_fixture: str | None = None
         """The function-scoped fixture whose setup is running on the fixture thread (a label, not an owner)."""
         self.thread_owner: dict[int, str] = {}
+        self.thread_objects: dict[int, threading.Thread] = {}
+        """The thread each ``thread_owner`` ident was given for: an ended thread's ident is reused by the next
+        thread started, and a fixture's short-lived threads (a server's handler per connection) end within
+        milliseconds, so an ident alone would give a test's new thread (a pool's worker) to the fixture."""
         self.socket_owner: dict[Hashable, str] = {}
         self.inherited = False
         """Some thread carries an owner passed on at its start (kept on the thread object, not by ident: idents
@@ -145,6 +149,10 @@ class Ownership:
     def current(self) -> str | None:
         ident = _get_ident()
         owner = self.thread_owner.get(ident)
+        if owner is not None and _threads_by_ident is not None:
+            given = self.thread_objects.get(ident)
+            if given is not None and _threads_by_ident.get(ident) is not given:
+                owner = None  # that thread has ended, and this new one was given its ident
         if owner is None:
             if self.fixture_stack and ident == self.fixture_thread:
                 return self.fixture_stack[-1]

@@ -418,6 +418,7 @@ class Controller:
         for t in left:
             label = f"thread '{t.name}' left running by {test}"
             own.thread_owner[t.ident] = label
+            own.thread_objects[t.ident] = t
             try:
                 setattr(t, _OWNER_ATTR, label)  # passed on to the threads it starts
                 own.inherited = True
@@ -471,6 +472,7 @@ class Controller:
             _t, label = threads.pop(ident)
             if own is not None and own.thread_owner.get(ident) == label:
                 del own.thread_owner[ident]
+                own.thread_objects.pop(ident, None)
 
     # -- the session's end ---------------------------------------------------------------------------------------
 
@@ -567,6 +569,7 @@ class Controller:
         for t in threading.enumerate():
             if t not in threads_before and t.ident is not None and t.ident not in own.thread_owner:
                 own.thread_owner[t.ident] = label
+                own.thread_objects[t.ident] = t
                 self._owned_threads[t.ident] = (t, label)
         # events already recorded from those threads while the fixture was being set up are the fixture's too
         if self.window is not None:

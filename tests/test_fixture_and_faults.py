@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import dedent, errors_of
 
 
@@ -246,3 +248,80 @@ def test_interrupted_run_reports_no_session_level_leak_for_fixtures_torn_down_at
         "interrupted in test_k.py::test_leak_then_interrupt: its sockets were checked when the run stopped, "
         "without failing it",
     ])
+
+
+def test_a_fixtures_ended_threads_do_not_own_a_tests_new_threads(pytester, run):
+    """A session fixture's server handled readiness probes on short-lived threads, alive when its setup ended, so
+    owned by the fixture by thread ident. They end at once; the first test's thread pool is then given their
+    idents, and its connections were the fixture's: 0-3 of 8 counted, the identical second test 8 (found with
+    boto3's multipart upload against moto's server). An owned ident counts only for the thread it was given for."""
+    pytester.makeconftest(dedent("""
+        import threading, time, urllib.request
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import pytest
+
+        HANDLING = []  # one entry per handler thread still running
+
+        class Handler(BaseHTTPRequestHandler):
+            def handle(self):
+                HANDLING.append(1)
+                try:
+                    super().handle()
+                finally:
+                    HANDLING.pop()
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                self.wfile.flush()
+                time.sleep(0.02)  # the handler's thread outlives its response a little
+
+            def log_message(self, *args):
+                pass
+
+        @pytest.fixture(scope="session")
+        def probed():
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            url = f"http://127.0.0.1:{server.server_port}"
+            for _ in range(4):  # readiness probes while the fixture is set up: a handler thread each
+                urllib.request.urlopen(url).read()
+            yield url, HANDLING
+            server.shutdown()
+            server.server_close()
+    """))
+    pytester.makepyfile(test_pool=dedent("""
+        import time, urllib.request
+        from concurrent.futures import ThreadPoolExecutor
+
+        def fetch(url):
+            with urllib.request.urlopen(url) as response:
+                return response.read()
+
+        def handlers_ended(handling):
+            deadline = time.monotonic() + 5
+            while handling and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert not handling
+
+        def test_first(probed):
+            url, handling = probed
+            handlers_ended(handling)  # the probes' handler threads have ended: their idents are free again
+            with ThreadPoolExecutor(4) as pool:
+                assert list(pool.map(fetch, [url] * 8)) == [b"ok"] * 8
+
+        def test_second(probed):
+            url, handling = probed
+            handlers_ended(handling)
+            with ThreadPoolExecutor(4) as pool:
+                assert list(pool.map(fetch, [url] * 8)) == [b"ok"] * 8
+    """))
+    result = run("-p", "no:randomly", "--sockhygiene-report=r.json", "-o", "sockhygiene_time_wait=unlimited",
+                 mode="warn")
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "r.json").read_text())
+    counts = {t["nodeid"]: t["counts"]["connections"] for t in report["tests"]}
+    assert counts == {"test_pool.py::test_first": 8, "test_pool.py::test_second": 8}
