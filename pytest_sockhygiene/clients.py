@@ -304,6 +304,11 @@ class ClientRegistry:
         if record is not None and not record.collected and not _in_finalizer():
             record.closed = True
 
+    def record_of(self, client: Any) -> ClientRecord | None:
+        """The live client's record, if it has one (nothing is counted)."""
+        record = self._by_id.get(id(client))
+        return record if record is not None and not record.collected else None
+
     def request(self, client: Any) -> ClientRecord | None:
         """A request starts: count it; the client's record (None for a client not recorded, such as one built
         inside another tracked client's constructor) is what the connects it makes are attributed to."""

@@ -329,6 +329,54 @@ def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester,
     assert fix in unread
 
 
+def test_requests_sent_through_a_pool_a_poolmanager_handed_out_are_its_own(pytester, run):
+    """botocore asks its urllib3 PoolManager for ``connection_from_url`` and sends through the pool's own
+    ``urlopen``: no request of the manager was seen, so a dropped boto3 client read as an unused client ("never
+    opened a connection") and a reused one as "an API without a connection pool" (found with boto3 against moto's
+    server). Such a request is the manager's now, counted once - also when the manager's own ``urlopen`` runs."""
+    pytester.makepyfile(test_pools=dedent("""
+        import pytest
+        import urllib3
+        KEEP = []
+
+        def test_kept(server):
+            manager = urllib3.PoolManager()
+            pool = manager.connection_from_url(server.url)
+            assert pool.urlopen("GET", "/").status == 200
+            KEEP.append(manager)
+
+        def test_dropped(server):
+            manager = urllib3.PoolManager()
+            assert manager.connection_from_url(server.url).urlopen("GET", "/").status == 200
+
+        def test_cleared(server):
+            manager = urllib3.PoolManager()
+            assert manager.connection_from_url(server.url).urlopen("GET", "/").status == 200
+            manager.clear()
+
+        @pytest.mark.sockhygiene(connections=1)
+        def test_requests_counted_once(server):
+            with urllib3.PoolManager() as manager:
+                pool = manager.connection_from_url(server.url + "/close")
+                for _ in range(2):
+                    assert pool.urlopen("GET", "/close").status == 200
+                    assert manager.request("GET", server.url + "/close").status == 200
+    """))
+    result = run("--sockhygiene-report=r.json", "-o", "sockhygiene_time_wait=unlimited", "-p", "no:randomly")
+    assert errors_of(result) == ["test_pools.py::test_dropped", "test_pools.py::test_kept",
+                                 "test_pools.py::test_requests_counted_once"]
+    kept = failure_block(result, "test_pools.py::test_kept")
+    assert "(in the pool of urllib3.PoolManager created at test_pools.py:" in kept
+    assert "clients: 1 > limit 0" in kept
+    dropped = failure_block(result, "test_pools.py::test_dropped")
+    assert "urllib3.PoolManager, created at test_pools.py:" in dropped and "(garbage-collected without being " \
+        "closed)" in dropped
+    counted = failure_block(result, "test_pools.py::test_requests_counted_once")
+    assert "connections: 4 > limit 1" in counted
+    assert "1 urllib3.PoolManager created at test_pools.py:" in counted and "(4 requests each; its pool opened 4 " \
+        "connections to 127.0.0.1:" in counted, counted
+
+
 def test_httpx2_tracked_for_real(pytester, run):
     pytest.importorskip("httpx2")
     pytester.makepyfile(test_h2=dedent("""

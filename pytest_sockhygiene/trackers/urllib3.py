@@ -1,7 +1,9 @@
 """urllib3 (1.26 and 2.x): ``PoolManager`` and its subclasses (``ProxyManager``, ``SOCKSProxyManager``).
 
 Created: ``PoolManager.__init__`` and ``ProxyManager.__init__``. Closed: ``clear()`` (``__exit__`` calls it).
-Requests: ``PoolManager.urlopen`` (``ProxyManager.urlopen`` calls it; a redirect hop counts as a request).
+Requests: ``PoolManager.urlopen`` (``ProxyManager.urlopen`` calls it; a redirect hop counts as a request), and
+``HTTPConnectionPool.urlopen`` of a pool the manager handed out, called directly (botocore asks its manager for
+``connection_from_url`` and sends through the pool): counted on that manager.
 Pool: ``pools`` (a ``RecentlyUsedContainer``, read under its lock without touching its LRU order) -> each
 ``HTTPConnectionPool``'s idle queue ``pool.pool.queue`` -> ``conn.sock``. A connection checked out by a response
 still being read is not in the queue and is not listed.
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any
+import weakref
+from typing import Any, Callable
 
+from .. import origin
 from .base import ClassTracker
-from .patching import after_init, counting_requests, then_closed
+from .patching import _enter_request, _leave_request, after_init, counting_requests, then_closed
 
 _LOCK_TIMEOUT = 1.0
 
@@ -78,6 +82,57 @@ def manager_sockets(manager: Any) -> list[Any]:
     return out
 
 
+_MANAGER_ATTR = "_sockhygiene_manager"
+"""On a connection pool a recorded PoolManager made: a weak reference to that manager."""
+
+
+def tagging_new_pools(registry: Any) -> Callable[[Any], Any]:
+    """``PoolManager._new_pool``: mark each pool a recorded manager makes with its manager (weakly), so that a
+    request sent through the pool itself is the manager's (``pool_requests``). Once per pool, not per request."""
+
+    def make(method: Any) -> Any:
+        def _new_pool(self: Any, *args: Any, **kwargs: Any) -> Any:
+            pool = method(self, *args, **kwargs)
+            try:
+                if registry.record_of(self) is not None:
+                    setattr(pool, _MANAGER_ATTR, weakref.ref(self))
+            except Exception:  # noqa: BLE001, S110 - an unmarked pool is what it was before: uncounted
+                pass
+            return pool
+
+        return _new_pool
+
+    return make
+
+
+def pool_requests(registry: Any, sockets: Callable[[Any], list[Any]]) -> Callable[[Any], Any]:
+    """``HTTPConnectionPool.urlopen``: a request sent through a pool its recorded manager handed out, without the
+    manager's ``urlopen`` (botocore: ``connection_from_url``, then the pool's ``urlopen``), is counted on that
+    manager and its connects are the manager's - it used the network, and a dropped one is a leak, not an unused
+    client. Inside the manager's own ``urlopen`` (which calls this one), or for a pool no recorded manager made
+    (a requests.Session's adapter's: the Session's own request is under way), nothing is added."""
+
+    def make(method: Any) -> Any:
+        def urlopen(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            ref = getattr(self, _MANAGER_ATTR, None)
+            manager = ref() if ref is not None else None
+            if manager is None:
+                return method(self, *args, **kwargs)
+            record = registry.record_of(manager)
+            if record is None or origin.requesting.get() is record:
+                return method(self, *args, **kwargs)
+            tokens = _enter_request(registry, manager, sync=True)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                _leave_request(registry, tokens, manager, sockets)
+
+        return urlopen
+
+    return make
+
+
 class Urllib3Tracker(ClassTracker):
     """Tracks ``urllib3.PoolManager`` and its subclasses."""
 
@@ -100,6 +155,10 @@ class Urllib3Tracker(ClassTracker):
         p.wrap(proxy_manager, "__init__", after_init(registry, kind, lambda c: True))
         p.wrap(pool_manager, "clear", then_closed(registry))  # __exit__ calls clear()
         p.wrap(pool_manager, "urlopen", counting_requests(registry, self.sockets))  # ProxyManager.urlopen calls it
+        if hasattr(pool_manager, "_new_pool"):  # (urllib3 1.26 and 2.x)
+            connectionpool = importlib.import_module(f"{self.module}.connectionpool")
+            p.wrap(pool_manager, "_new_pool", tagging_new_pools(registry))
+            p.wrap(connectionpool.HTTPConnectionPool, "urlopen", pool_requests(registry, self.sockets))
         default_pool = getattr(mod, "_DEFAULT_POOL", None)
         if isinstance(default_pool, pool_manager):
             # urllib3.request() uses a module-level PoolManager created at import, before these patches: a
