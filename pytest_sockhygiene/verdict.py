@@ -21,6 +21,7 @@ import collections
 import dataclasses
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from typing import (
+    Any,
     Callable,
 )
 
@@ -342,6 +343,12 @@ client's pool and keepalive_expiry, which a server socket has not."""
 BUSY_NOTE = "held by a request or a response not yet read to the end or closed"
 """A pooled connection's note when the client's tracker says it is not idle (``client_busy_sockets``)."""
 
+OUT_OF_POOL_NOTE = ("opened by a request of a {kind}, and not in its pool now: most likely held by a response not yet "
+                    "read to the end or closed")
+"""A held connection's note when a tracked client's request opened it and no pool lists it (``_held_items``)."""
+_OUT_OF_POOL_MARK = OUT_OF_POOL_NOTE.split("{", 1)[0]
+_OUT_OF_POOL_TAIL = OUT_OF_POOL_NOTE.split("}", 1)[1]
+
 UNREAD_NOTE = "a response never read to the end: {n} byte(s) the server sent before it closed still wait unread"
 """A CLOSE_WAIT item's note when data waits unread in the socket (``SocketEntry.unread``)."""
 _UNREAD_MARK = UNREAD_NOTE.split(":", 1)[0]
@@ -353,12 +360,23 @@ UNREAD_ADVICE = ("the server answered and closed, and the response was never rea
 cause, and closing the client alone leaves a requests response's connection open."""
 
 
+RESPONSE_ADVICE = ("a response still holds the connection: read it to the end, or close it (`with "
+                   "client.stream(...)`, `response.close()`; requests: `with requests.get(url, stream=True) as r`; a "
+                   "streamed body: read() or close() it), and close the client when done.")
+"""The fix when every connection left open is held by a response (``BUSY_NOTE``, ``OUT_OF_POOL_NOTE``)."""
+
+
+def _held_by_a_response(note: str) -> bool:
+    return (BUSY_NOTE in note or _UNREAD_MARK in note
+            or (note.startswith(_OUT_OF_POOL_MARK) and _OUT_OF_POOL_TAIL in note))
+
+
 def advice(v: Violation) -> str:
     """The fix line of a violation: the kind's, or the server side's where every item is a server socket, or
     both where the items are mixed; for CLOSE_WAIT where each connection still holds a response unread, closing
     that response."""
-    if v.kind == "close_wait" and v.items and all(_UNREAD_MARK in i.note or BUSY_NOTE in i.note for i in v.items):
-        return UNREAD_ADVICE
+    if v.kind in ("close_wait", "established") and v.items and all(_held_by_a_response(i.note) for i in v.items):
+        return UNREAD_ADVICE if v.kind == "close_wait" else RESPONSE_ADVICE
     special = SERVER_SIDE_ADVICE.get(v.kind)
     servers = sum(1 for i in v.items if i.server_side)
     if special is None or not servers:
@@ -544,7 +562,10 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
     origins: dict[Hashable, Origin | None] = {}
     accepted: dict[Hashable, Hashable | None] = {}  # accepted socket (identity or 4-tuple) -> its listener
     peers: dict[Hashable, Endpoint | None] = {}
+    requested: dict[Hashable, Any] = {}  # socket identity -> the record of the client whose request opened it
     for ev in obs.events:
+        if ev.client is not None and ev.identity is not None:  # (only a connect has a client)
+            requested[ev.identity] = ev.client
         if ev.kind in ("connect", "accept"):
             # (fd, local) too: under psutil a reset socket loses its peer address, and with it its identity
             for key in (ev.identity, (ev.fd, ev.local)):
@@ -600,7 +621,12 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
             note = "; ".join(filter(None, [note, "server side of a connection whose listener is already closed"]))
             server_side = True
         pool_note = obs.notes.get(e.key, "")
-        if BUSY_NOTE in pool_note:
+        client = requested.get(e.key) if not pool_note and not server_side else None
+        if client is not None:
+            # a client's request opened it, and it is in no pool now: a response checked it out (urllib3 and
+            # requests list only idle connections; a closed client's pool holds none)
+            pool_note = OUT_OF_POOL_NOTE.format(kind=client.kind)
+        elif BUSY_NOTE in pool_note:
             pass  # a response holds it: not idle (the note says so; the fix is the response's)
         elif e.state == TcpState.CLOSE_WAIT and e.unread and not server_side:
             # what the server sent before it closed is still in the socket: a response nobody read to the end

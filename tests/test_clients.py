@@ -329,6 +329,32 @@ def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester,
     assert fix in unread
 
 
+def test_a_connection_a_response_still_holds_gets_the_responses_fix(pytester, run):
+    """``requests.get(url, stream=True)`` whose response is kept and never read nor closed: its session is closed,
+    the connection is checked out of the pool by the response (urllib3 lists only idle ones), so the test holds
+    an ESTABLISHED connection no client's pool explains. The fix said "close the client or socket" - there is no
+    client left to close (found as an S3 body never read, with boto3). The note says a response holds it, and the
+    fix is the response's."""
+    pytester.makepyfile(test_held=dedent("""
+        import requests
+        KEEP = []
+
+        def test_streamed_response_kept(server):
+            KEEP.append(requests.get(server.url, stream=True))  # never read, never closed
+
+        def test_streamed_response_closed(server):
+            with requests.get(server.url, stream=True) as response:
+                assert response.status_code == 200
+    """))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_held.py::test_streamed_response_kept"]
+    block = failure_block(result, "test_held.py::test_streamed_response_kept")
+    assert "(opened by a request of a requests.Session, and not in its pool now: most likely held by a response " \
+           "not yet read to the end or closed)" in block
+    assert "fix: a response still holds the connection: read it to the end, or close it" in block
+    assert "close the client or socket when done" not in block
+
+
 def test_requests_sent_through_a_pool_a_poolmanager_handed_out_are_its_own(pytester, run):
     """botocore asks its urllib3 PoolManager for ``connection_from_url`` and sends through the pool's own
     ``urlopen``: no request of the manager was seen, so a dropped boto3 client read as an unused client ("never
