@@ -403,7 +403,7 @@ class ClientRegistry:
                 if ident is None:
                     continue
                 if mine:
-                    notes[ident] = (f"in the pool of {record.label(fmt)}{self._keepalive_note(client)}"
+                    notes[ident] = (f"in the pool of {record.label(fmt)}{self._keepalive_note(client, record.kind)}"
                                     + (f"; {BUSY_NOTE}" if id(sock) in busy else ""))
                 else:
                     owned[ident] = f"pool of {record.label(fmt)}"
@@ -426,14 +426,17 @@ class ClientRegistry:
             record.pooled = True
         return record.used
 
-    def _keepalive_note(self, client: Any) -> str:
+    def _keepalive_note(self, client: Any, kind: str = "") -> str:
+        """``, keepalive_expiry=5s``: the client's idle limit, under its library's name for it (aiohttp's is
+        ``keepalive_timeout``)."""
         if self.hook is None:
             return ""
         try:
             expiry = self._ask("pytest_sockhygiene_client_keepalive", client)
         except Exception:  # noqa: BLE001
             return ""
-        return f", keepalive_expiry={expiry:g}s" if expiry is not None else ""
+        setting = "keepalive_timeout" if "aiohttp." in kind else "keepalive_expiry"
+        return f", {setting}={expiry:g}s" if expiry is not None else ""
 
     def forget(self, window: Any) -> None:
         """After a window closed: drop records that can no longer matter (closed or collected, and judged)."""

@@ -312,8 +312,8 @@ ADVICE: dict[str, str] = {
                    "fixture's teardown.",
     "close_wait": "the server closed first and your client kept the connection: close the client (and a response "
                   "you streamed, once read: `with client.stream(...)`, `with requests.get(url, stream=True) as "
-                  "r`), or set the client's idle limit (httpx: keepalive_expiry) below the server's keep-alive "
-                  "timeout.",
+                  "r`), or set the client's idle limit (httpx: keepalive_expiry, aiohttp: keepalive_timeout) below "
+                  "the server's keep-alive timeout.",
     "listen": "shut the server down when the test ends: close the listening socket, or stop the server in the "
               "fixture's teardown.",
     "time_wait": "each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections - one "
@@ -634,7 +634,7 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
             pool_note = "; ".join(filter(None, [pool_note, UNREAD_NOTE.format(n=e.unread)]))
         elif pool_note and e.state == TcpState.CLOSE_WAIT:
             pool_note += ("; the server closed this idle pooled connection first (its keep-alive timeout ran out "
-                          "before the client's keepalive_expiry, or it shut down), and the pool only notices on "
+                          "before the client's own idle limit, or it shut down), and the pool only notices on "
                           "its next request")
         note = "; ".join(filter(None, [pool_note, note]))
         item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note,

@@ -259,10 +259,46 @@ def test_pooled_close_wait_gets_the_precise_diagnosis(pytester, run):
         "*CLOSE_WAIT 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_cw.py:12 in test_pool_outlives_server_keepalive"
         " (in the pool of httpx.Client created at test_cw.py:11 in test_pool_outlives_server_keepalive,"
         " keepalive_expiry=5s; the server closed this idle pooled connection first (its keep-alive timeout ran"
-        " out before the client's keepalive_expiry, or it shut down), and the pool only notices on its next"
+        " out before the client's own idle limit, or it shut down), and the pool only notices on its next"
         " request)*",
         "*clients: 1 > limit 0*",
     ])
+
+
+def test_an_aiohttp_pools_idle_limit_is_named_as_aiohttp_names_it(pytester, run):
+    """The idle limit of an aiohttp session's pool is its connector's ``keepalive_timeout``; the note called it
+    httpx's ``keepalive_expiry`` (found running aiohttp beside the plugin)."""
+    pytest.importorskip("aiohttp")
+    pytester.makepyfile(test_aio_cw=dedent("""
+        import asyncio
+        import aiohttp, pytest
+        from pytest_sockhygiene.testing import serve_http, wait_for
+        KEEP = []
+
+        @pytest.fixture(scope="module")
+        def impatient():
+            with serve_http(keep_alive=0.05) as s:
+                yield s
+
+        def test_pool_outlives_server_keepalive(impatient):
+            loop = asyncio.new_event_loop()
+            KEEP.append(loop)
+
+            async def main():
+                session = aiohttp.ClientSession()
+                KEEP.append(session)
+                async with session.get(impatient.url) as response:
+                    await response.read()
+
+            loop.run_until_complete(main())
+            assert wait_for(lambda: impatient.accepted == 1 and impatient.open_connections == 0, 5)
+    """))
+    result = run("-p", "no:asyncio", "-W", "ignore::ResourceWarning")
+    assert errors_of(result) == ["test_aio_cw.py::test_pool_outlives_server_keepalive"]
+    block = failure_block(result, "test_aio_cw.py::test_pool_outlives_server_keepalive")
+    assert "(in the pool of aiohttp.ClientSession created at test_aio_cw.py:" in block
+    assert ", keepalive_timeout=15s; the server closed this idle pooled connection first" in block, block
+    assert "keepalive_expiry=" not in block
 
 
 def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester, run):
