@@ -376,7 +376,7 @@ def test_aiohttp_client_session(pytester, run):
         "*sockhygiene: test_aio.py::test_leak broke its socket limits*",
         "*established: 1 > limit 0*",
         "*ESTABLISHED 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_aio.py:17 in test_leak"
-        " (in the pool of aiohttp.ClientSession created at test_aio.py:16 in test_leak, keepalive_expiry=15s)*",
+        " (in the pool of aiohttp.ClientSession created at test_aio.py:16 in test_leak, keepalive_timeout=15s)*",
         "*clients: 1 > limit 0*",
         "*aiohttp.ClientSession, created at test_aio.py:16 in test_leak (still open)*",
     ])
