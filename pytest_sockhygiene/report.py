@@ -80,7 +80,8 @@ def _source_line(source: Item, fmt: OriginFormatter) -> str:
     line = f"{source.count} {source.state} {created(fmt(source.origin))} ({source.note})"
     if RECONNECTED in source.note:
         line += (": the server, or a proxy or middleware between, ended each connection (`Connection: close`, "
-                 "an HTTP/1.0 server, or an idle timeout shorter than the pauses between requests)")
+                 "an HTTP/1.0 server, a limit on requests per connection, or an idle timeout shorter than the pauses "
+                 "between requests)")
     elif source.count > 1 and source.note == "1 request each":
         line += ": a new client per request? Create one client and reuse it."
     return line

@@ -362,7 +362,7 @@ cause, and closing the client alone leaves a requests response's connection open
 
 RESPONSE_ADVICE = ("a response still holds the connection: read it to the end, or close it (`with "
                    "client.stream(...)`, `response.close()`; requests: `with requests.get(url, stream=True) as r`; a "
-                   "streamed body: read() or close() it), and close the client when done.")
+                   "streamed body: read() or close() it).")
 """The fix when every connection left open is held by a response (``BUSY_NOTE``, ``OUT_OF_POOL_NOTE``)."""
 
 

@@ -159,8 +159,8 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     assert "1 requests.Session created at test_a.py:11 in test_server_ends_each_connection (12 requests each; " \
            f"its pool opened {n} connections to 127.0.0.1:" in server_closes
     assert "one after another): the server, or a proxy or middleware between, ended each connection " \
-           "(`Connection: close`, an HTTP/1.0 server, or an idle timeout shorter than the pauses between " \
-           "requests)" in server_closes
+           "(`Connection: close`, an HTTP/1.0 server, a limit on requests per connection, or an idle timeout " \
+           "shorter than the pauses between requests)" in server_closes
     assert "fix: the client is reused, but the other side ended every connection of its pool: turn " \
            "keep-alive on where that happens" in server_closes
     assert "give it a keep-alive timeout longer than the pauses between requests." in server_closes
