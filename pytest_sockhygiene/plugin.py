@@ -248,13 +248,6 @@ def _test_location(item: pytest.Item) -> tuple[str, int]:
         return item.nodeid.split("::", 1)[0], 1
 
 
-def _test_file_line(item: pytest.Item) -> tuple[str, int]:
-    """The test function's file (absolute, as Python's warnings name a file) and line: where a warning the check
-    set off is shown when the line that opened its socket is not known (``Window.close``)."""
-    path, lineno = _test_location(item)
-    return str(getattr(item, "path", path)), lineno
-
-
 def _file_and_line(location: tuple[Any, ...]) -> tuple[str, int]:
     """A pytest location (an item's, a report's: file, 0-based line, name) as a file and a 1-based line."""
     path, lineno, _ = location
@@ -536,8 +529,7 @@ class SockHygienePlugin:
             self.controller.abandon_window()
             return
         try:
-            verdict = self.controller.close_window(limits, user_code=not state.no_fixture_teardown,
-                                                   test_location=lambda: _test_file_line(item))
+            verdict = self.controller.close_window(limits, user_code=not state.no_fixture_teardown)
         except Exception as e:  # noqa: BLE001
             self.controller.abandon_window()
             self.controller.problem(f"judging {item.nodeid}", e)

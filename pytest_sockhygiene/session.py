@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Callable
+from typing import Any
 
 from . import origin as origin_mod
 from .clients import ClientRegistry, client_items, created_items, socket_identity
@@ -345,11 +345,19 @@ class Controller:
             self.blind_windows += 1
         return self.window
 
-    def close_window(self, limits: Limits, user_code: bool = True,
-                     test_location: Callable[[], tuple[str, int]] | None = None) -> Verdict | None:
+    def _test_location(self) -> tuple[str, int] | None:
+        """The window's test function's file (absolute, as Python's warnings name a file) and line, if the window
+        is a pytest item's: where a warning the check set off is shown when the line that opened its socket is
+        not known (``Window.close``). Asked only then."""
+        test = self._window_test
+        path, location = getattr(test, "path", None), getattr(test, "location", None)
+        if path is None or not isinstance(location, tuple) or len(location) < 2:
+            return None
+        return str(path), (location[1] or 0) + 1
+
+    def close_window(self, limits: Limits, user_code: bool = True) -> Verdict | None:
         """The open window's verdict. ``user_code``: fixture teardown code ran since the hooks were last checked
-        (see ``keep_hooks``); False when only other plugins' teardown hooks did. ``test_location``: the test's
-        file and line, asked only to place a warning the check sets off (``Window.close``)."""
+        (see ``keep_hooks``); False when only other plugins' teardown hooks did."""
         if self.window is not None and not self.window.closed:
             self.keep_hooks(user_code)
         window, self.window = self.window, None
@@ -360,7 +368,7 @@ class Controller:
             self._last_scan = window.after_scan  # the same fds as the window's first look: no new fd peak
             return self._with_threads(CLEAN, window, limits)
         try:
-            verdict = window.close(limits, test_location)
+            verdict = window.close(limits, self._test_location)
             self._last_scan = window.after_scan
             window.remember_left()
             return self._with_threads(verdict, window, limits)

@@ -365,7 +365,7 @@ class Window(EventSink):
         closed = {ev.identity for ev in self.events if ev.kind == "close"}
         return any(identity not in closed for identity in opened)
 
-    def close(self, limits: Limits, test_location: Callable[[], tuple[str, int]] | None = None) -> Verdict:
+    def close(self, limits: Limits, test_location: Callable[[], tuple[str, int] | None] | None = None) -> Verdict:
         """Judge; re-check a violation while waiting can still change it (``_may_settle``), for at most
         ``limits.settle`` seconds. A test whose violations are all final is judged by its first look.
 
