@@ -343,8 +343,9 @@ client's pool and keepalive_expiry, which a server socket has not."""
 BUSY_NOTE = "held by a request or a response not yet read to the end or closed"
 """A pooled connection's note when the client's tracker says it is not idle (``client_busy_sockets``)."""
 
-OUT_OF_POOL_NOTE = ("opened by a request of a {kind}, and not in its pool now: most likely held by a response not yet "
-                    "read to the end or closed")
+OUT_OF_POOL_NOTE = ("opened by a request of a {kind}, and in none of its pools now: held by a response not yet read "
+                    "to the end or closed, or idle in a pool the client dropped (closed or evicted) that a kept "
+                    "response still references")
 """A held connection's note when a tracked client's request opened it and no pool lists it (``_held_items``)."""
 _OUT_OF_POOL_MARK = OUT_OF_POOL_NOTE.split("{", 1)[0]
 _OUT_OF_POOL_TAIL = OUT_OF_POOL_NOTE.split("}", 1)[1]
@@ -366,9 +367,22 @@ RESPONSE_ADVICE = ("a response still holds the connection: read it to the end, o
 """The fix when every connection left open is held by a response (``BUSY_NOTE``, ``OUT_OF_POOL_NOTE``)."""
 
 
+OUT_OF_POOL_ADVICE = ("a response, or the connection pool a kept response references, holds the connection: read "
+                      "each response to the end and close it (`with requests.get(url, stream=True) as r`, "
+                      "`response.close()`; a streamed body: read() or close() it), and do not keep responses once "
+                      "their client is closed (a urllib3 response references its pool, and the pool its idle "
+                      "connections).")
+"""The fix when every connection left open was opened by a client's request and is in none of its pools:
+checked out by a response, or idle in a pool the client dropped (urllib3's ``clear()`` and eviction drop pools
+without closing them) that a response still references - the plugin cannot tell which."""
+
+
+def _out_of_pool(note: str) -> bool:
+    return note.startswith(_OUT_OF_POOL_MARK) and _OUT_OF_POOL_TAIL in note
+
+
 def _held_by_a_response(note: str) -> bool:
-    return (BUSY_NOTE in note or _UNREAD_MARK in note
-            or (note.startswith(_OUT_OF_POOL_MARK) and _OUT_OF_POOL_TAIL in note))
+    return BUSY_NOTE in note or _UNREAD_MARK in note or _out_of_pool(note)
 
 
 def advice(v: Violation) -> str:
@@ -376,6 +390,8 @@ def advice(v: Violation) -> str:
     both where the items are mixed; for CLOSE_WAIT where each connection still holds a response unread, closing
     that response."""
     if v.kind in ("close_wait", "established") and v.items and all(_held_by_a_response(i.note) for i in v.items):
+        if any(_out_of_pool(i.note) for i in v.items):
+            return OUT_OF_POOL_ADVICE
         return UNREAD_ADVICE if v.kind == "close_wait" else RESPONSE_ADVICE
     special = SERVER_SIDE_ADVICE.get(v.kind)
     servers = sum(1 for i in v.items if i.server_side)

@@ -381,13 +381,24 @@ def test_a_connection_a_response_still_holds_gets_the_responses_fix(pytester, ru
         def test_streamed_response_closed(server):
             with requests.get(server.url, stream=True) as response:
                 assert response.status_code == 200
+
+        def test_read_response_kept_after_its_session_closed(server):
+            with requests.Session() as session:
+                response = session.get(server.url)  # read to the end: its connection went back to the pool
+            KEEP.append(response)  # the closed session dropped the pool unclosed; the response references it
     """))
     result = run("-p", "no:randomly")
-    assert errors_of(result) == ["test_held.py::test_streamed_response_kept"]
+    assert errors_of(result) == ["test_held.py::test_read_response_kept_after_its_session_closed",
+                                 "test_held.py::test_streamed_response_kept"]
+    kept_pool = failure_block(result, "test_held.py::test_read_response_kept_after_its_session_closed")
+    assert "and in none of its pools now" in kept_pool and "do not keep responses once their client is closed" \
+        in kept_pool
     block = failure_block(result, "test_held.py::test_streamed_response_kept")
-    assert "(opened by a request of a requests.Session, and not in its pool now: most likely held by a response " \
-           "not yet read to the end or closed)" in block
-    assert "fix: a response still holds the connection: read it to the end, or close it" in block
+    assert "(opened by a request of a requests.Session, and in none of its pools now: held by a response not yet " \
+           "read to the end or closed, or idle in a pool the client dropped (closed or evicted) that a kept " \
+           "response still references)" in block
+    assert "fix: a response, or the connection pool a kept response references, holds the connection: read each " \
+           "response to the end and close it" in block
     assert "close the client or socket when done" not in block
 
 
