@@ -6,6 +6,10 @@ timeout is shorter than a client pool's ``keepalive_expiry`` (that is how a clie
 
     with serve_http(keep_alive=0.2) as server:
         httpx.get(server.url)
+
+Every path answers ``ok``; ``/close...`` answers with ``Connection: close`` and ends the connection; ``/unsized...``
+answers with no length and ends the connection (the client reads to the server's close, so the server closes
+first); ``?size=N`` makes the body N bytes.
 """
 
 from __future__ import annotations
@@ -35,10 +39,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)  # a body left unread would prefix the next request on this connection
         self.server.requests += 1
-        body = b"ok\n"
-        close = self.path.startswith("/close")
+        path, _, query = self.path.partition("?")
+        size = query[len("size="):] if query.startswith("size=") else ""
+        body = b"x" * int(size) if size.isdigit() else b"ok\n"  # ?size=N: a body of N bytes
+        close = path.startswith("/close")
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
+        if path.startswith("/unsized"):
+            # no length: the body ends where the server closes (what Django's development server does for a
+            # response without Content-Length), so the server ends every such connection first
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_header("Content-Length", str(len(body)))
         if close:
             self.send_header("Connection", "close")

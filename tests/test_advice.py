@@ -92,33 +92,11 @@ SUITE = dedent("""
             conn.close()
 
 
-    @pytest.fixture(scope="module")
-    def unsized():
-        # a server whose responses have no length: it ends each connection after its response, so the client's
-        # read ends only at the server's close (Django's development server without CommonMiddleware)
-        listener = socket.create_server(("127.0.0.1", 0))
-
-        def answer():
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn:
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 200 OK\\r\\nConnection: close\\r\\n\\r\\nhello")
-
-        import threading
-        threading.Thread(target=answer, daemon=True).start()
-        host, port = listener.getsockname()
-        yield f"http://{host}:{port}/"
-        listener.close()
-
-
-    def test_clients_per_request_server_closes(unsized):
+    def test_clients_per_request_server_closes(server):
+        # responses with no length: the server ends each connection (Django's development server does)
         for i in range(12):
             with httpx.Client() as client:
-                assert client.get(unsized).text == "hello"
+                assert client.get(server.url + "/unsized").text == "ok\\n"
 
 
     def test_reused_client_is_clean(server):

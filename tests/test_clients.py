@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -236,7 +237,12 @@ def test_a_module_level_client_imported_at_run_time_is_the_modules(pytester, run
 
 
 def test_pooled_close_wait_gets_the_precise_diagnosis(pytester, run):
+    """A pooled connection the server's keep-alive timeout ended while the client kept it: the note names the
+    client's idle limit under its library's name - httpx's ``keepalive_expiry``, aiohttp's connector
+    ``keepalive_timeout`` (the note called aiohttp's httpx's; found running aiohttp beside the plugin)."""
+    with_aiohttp = importlib.util.find_spec("aiohttp") is not None
     pytester.makepyfile(test_cw=dedent("""
+        import asyncio
         import httpx, pytest
         from pytest_sockhygiene.testing import serve_http, wait_for
         KEEP = []
@@ -251,54 +257,38 @@ def test_pooled_close_wait_gets_the_precise_diagnosis(pytester, run):
             client.get(impatient.url)
             KEEP.append(client)
             assert wait_for(lambda: impatient.accepted == 1 and impatient.open_connections == 0, 5)
-    """))
-    result = run()
-    assert errors_of(result) == ["test_cw.py::test_pool_outlives_server_keepalive"]
-    result.stdout.fnmatch_lines([
-        "*close_wait: 1 > limit 0*",
-        "*CLOSE_WAIT 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_cw.py:12 in test_pool_outlives_server_keepalive"
-        " (in the pool of httpx.Client created at test_cw.py:11 in test_pool_outlives_server_keepalive,"
-        " keepalive_expiry=5s; the server closed this idle pooled connection first (its keep-alive timeout ran"
-        " out before the client's own idle limit, or it shut down), and the pool only notices on its next"
-        " request)*",
-        "*clients: 1 > limit 0*",
-    ])
-
-
-def test_an_aiohttp_pools_idle_limit_is_named_as_aiohttp_names_it(pytester, run):
-    """The idle limit of an aiohttp session's pool is its connector's ``keepalive_timeout``; the note called it
-    httpx's ``keepalive_expiry`` (found running aiohttp beside the plugin)."""
-    pytest.importorskip("aiohttp")
-    pytester.makepyfile(test_aio_cw=dedent("""
-        import asyncio
-        import aiohttp, pytest
-        from pytest_sockhygiene.testing import serve_http, wait_for
-        KEEP = []
-
-        @pytest.fixture(scope="module")
-        def impatient():
-            with serve_http(keep_alive=0.05) as s:
-                yield s
-
-        def test_pool_outlives_server_keepalive(impatient):
+    """) + (dedent("""
+        def test_aiohttp_pool_outlives_server_keepalive(impatient):
+            import aiohttp
             loop = asyncio.new_event_loop()
             KEEP.append(loop)
 
             async def main():
-                session = aiohttp.ClientSession()
+                session = aiohttp.ClientSession()  # keepalive_timeout 15 s
                 KEEP.append(session)
                 async with session.get(impatient.url) as response:
                     await response.read()
 
             loop.run_until_complete(main())
-            assert wait_for(lambda: impatient.accepted == 1 and impatient.open_connections == 0, 5)
-    """))
+            assert wait_for(lambda: impatient.accepted == 2 and impatient.open_connections == 0, 5)
+    """) if with_aiohttp else ""))
     result = run("-p", "no:asyncio", "-W", "ignore::ResourceWarning")
-    assert errors_of(result) == ["test_aio_cw.py::test_pool_outlives_server_keepalive"]
-    block = failure_block(result, "test_aio_cw.py::test_pool_outlives_server_keepalive")
-    assert "(in the pool of aiohttp.ClientSession created at test_aio_cw.py:" in block
-    assert ", keepalive_timeout=15s; the server closed this idle pooled connection first" in block, block
-    assert "keepalive_expiry=" not in block
+    assert errors_of(result) == ["test_cw.py::test_aiohttp_pool_outlives_server_keepalive"] * with_aiohttp + [
+        "test_cw.py::test_pool_outlives_server_keepalive"]
+    result.stdout.fnmatch_lines([
+        "*close_wait: 1 > limit 0*",
+        "*CLOSE_WAIT 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_cw.py:13 in test_pool_outlives_server_keepalive"
+        " (in the pool of httpx.Client created at test_cw.py:12 in test_pool_outlives_server_keepalive,"
+        " keepalive_expiry=5s; the server closed this idle pooled connection first (its keep-alive timeout ran"
+        " out before the client's own idle limit, or it shut down), and the pool only notices on its next"
+        " request)*",
+        "*clients: 1 > limit 0*",
+    ])
+    if with_aiohttp:
+        block = failure_block(result, "test_cw.py::test_aiohttp_pool_outlives_server_keepalive")
+        assert "(in the pool of aiohttp.ClientSession created at test_cw.py:" in block
+        assert ", keepalive_timeout=15s; the server closed this idle pooled connection first" in block, block
+        assert "keepalive_expiry=" not in block
 
 
 def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester, run):
@@ -308,46 +298,25 @@ def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester,
     socket say it. Both get the response's fix, not ``keepalive_expiry`` (found on a pytest-django project,
     whose server closes after a streamed response)."""
     pytester.makepyfile(test_unread=dedent("""
-        import http.client, socket, threading
-        import httpx, pytest
+        import http.client
+        import httpx
         from pytest_sockhygiene.testing import wait_for
         KEEP = []
-        BODY = b"x" * (32 * 1024)  # more than http.client reads with the headers (8 KiB), less than a receive window
+        # a 32 KiB body with Connection: close: more than http.client reads with the headers (8 KiB), less than
+        # a receive window, so the server's close follows it at once
+        PATH = "/close?size=32768"
 
-        @pytest.fixture(scope="module")
-        def answers_and_closes():
-            listener = socket.create_server(("127.0.0.1", 0))
-            closed = []
-
-            def serve():
-                while True:
-                    try:
-                        conn, _ = listener.accept()
-                    except OSError:
-                        return
-                    with conn:
-                        conn.recv(65536)
-                        conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n"
-                                     % len(BODY) + BODY)
-                    closed.append(1)
-
-            threading.Thread(target=serve, daemon=True).start()
-            yield listener.getsockname(), closed
-            listener.close()
-
-        def test_httpx_stream_never_read(answers_and_closes):
-            (host, port), closed = answers_and_closes
+        def test_httpx_stream_never_read(server):
             client = httpx.Client()
-            response = client.send(client.build_request("GET", f"http://{host}:{port}/"), stream=True)
+            response = client.send(client.build_request("GET", server.url + PATH), stream=True)
             KEEP.extend([client, response])
-            assert wait_for(lambda: len(closed) == 1, 5)
+            assert wait_for(lambda: server.open_connections == 0, 5)  # the server has closed its side
 
-        def test_http_client_response_never_read(answers_and_closes):
-            (host, port), closed = answers_and_closes
-            conn = http.client.HTTPConnection(host, port)
-            conn.request("GET", "/")
+        def test_http_client_response_never_read(server):
+            conn = http.client.HTTPConnection(server.host, server.port)
+            conn.request("GET", PATH)
             KEEP.extend([conn, conn.getresponse()])  # headers read, body left in the socket
-            assert wait_for(lambda: len(closed) == 2, 5)
+            assert wait_for(lambda: server.open_connections == 0, 5)
     """))
     result = run("-p", "no:randomly")
     assert errors_of(result) == ["test_unread.py::test_http_client_response_never_read",
