@@ -146,13 +146,19 @@ class Ownership:
         """The main thread never carries an inherited owner (no ``Thread.start`` started it), and it is where tests
         run: its events skip the thread object's lookup."""
 
-    def current(self) -> str | None:
-        ident = _get_ident()
+    def thread_label(self, ident: int) -> str | None:
+        """The owner ``thread_owner`` gives the thread ``ident``, if that thread is still the one it was given for
+        (an ended thread's ident goes to the next thread started: ``thread_objects``)."""
         owner = self.thread_owner.get(ident)
         if owner is not None and _threads_by_ident is not None:
             given = self.thread_objects.get(ident)
             if given is not None and _threads_by_ident.get(ident) is not given:
-                owner = None  # that thread has ended, and this new one was given its ident
+                return None  # that thread has ended, and a new one was given its ident
+        return owner
+
+    def current(self) -> str | None:
+        ident = _get_ident()
+        owner = self.thread_label(ident) if self.thread_owner else None
         if owner is None:
             if self.fixture_stack and ident == self.fixture_thread:
                 return self.fixture_stack[-1]

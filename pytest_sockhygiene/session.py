@@ -8,6 +8,7 @@ test's own result stands.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
 import time
@@ -350,10 +351,14 @@ class Controller:
         is a pytest item's: where a warning the check set off is shown when the line that opened its socket is
         not known (``Window.close``). Asked only then."""
         test = self._window_test
-        path, location = getattr(test, "path", None), getattr(test, "location", None)
-        if path is None or not isinstance(location, tuple) or len(location) < 2:
+        location = getattr(test, "location", None)
+        if not isinstance(location, tuple) or len(location) < 2:
             return None
-        return str(path), (location[1] or 0) + 1
+        # the file of the test function (``location``: relative to the rootdir; an inherited test's function
+        # lies in its base class's file, not in the module that collected it)
+        root = getattr(getattr(test, "config", None), "rootpath", None)
+        path = os.path.join(str(root), str(location[0])) if root is not None else getattr(test, "path", None)
+        return (str(path), (location[1] or 0) + 1) if path is not None else None
 
     def close_window(self, limits: Limits, user_code: bool = True) -> Verdict | None:
         """The open window's verdict. ``user_code``: fixture teardown code ran since the hooks were last checked
@@ -410,7 +415,7 @@ class Controller:
                 return verdict
             candidates = [(ident, t) for ident, t in now.items() if before.get(ident) is not t]
         own = self.recorder.ownership
-        new = [t for ident, t in candidates if ident not in own.thread_owner
+        new = [t for ident, t in candidates if own.thread_label(ident) is None
                and getattr(t, _OWNER_ATTR, None) is None  # a thread an owned thread started is that owner's
                and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()
                and not is_pool_worker(t)]  # a pool's worker works for every test that hands it a job (pools.py)
@@ -575,15 +580,15 @@ class Controller:
             if key not in ids_before:
                 own.socket_owner.setdefault(key, label)
         for t in threading.enumerate():
-            if t not in threads_before and t.ident is not None and t.ident not in own.thread_owner:
+            if t not in threads_before and t.ident is not None and own.thread_label(t.ident) is None:
                 own.thread_owner[t.ident] = label
                 own.thread_objects[t.ident] = t
                 self._owned_threads[t.ident] = (t, label)
         # events already recorded from those threads while the fixture was being set up are the fixture's too
         if self.window is not None:
             for ev in self.window.events:
-                if ev.owner is None and ev.thread in own.thread_owner:
-                    ev.owner = own.thread_owner[ev.thread]
+                if ev.owner is None:
+                    ev.owner = own.thread_label(ev.thread)
 
     # -- per-test limits ---------------------------------------------------------------------------------------
 

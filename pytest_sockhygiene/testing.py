@@ -41,7 +41,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.requests += 1
         path, _, query = self.path.partition("?")
         size = query[len("size="):] if query.startswith("size=") else ""
-        body = b"x" * int(size) if size.isdigit() else b"ok\n"  # ?size=N: a body of N bytes
+        body = b"x" * int(size) if size.isdecimal() and size.isascii() else b"ok\n"  # ?size=N: a body of N bytes
         close = path.startswith("/close")
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")

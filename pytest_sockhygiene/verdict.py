@@ -343,6 +343,11 @@ client's pool and keepalive_expiry, which a server socket has not."""
 BUSY_NOTE = "held by a request or a response not yet read to the end or closed"
 """A pooled connection's note when the client's tracker says it is not idle (``client_busy_sockets``)."""
 
+_UNREAD_CONTROL_BYTES = 64
+"""Unread bytes a closing server sends without any response in them: a TLS close_notify alert (~24-31 bytes), an
+HTTP/2 GOAWAY frame. An idle HTTPS connection the server's keep-alive ended holds that much unread; more is the
+rest of a response nobody read. (A connection a pool lists as idle keeps the idle diagnosis whatever it holds.)"""
+
 OUT_OF_POOL_NOTE = ("opened by a request of a {kind}, and in none of its pools now: held by a response not yet read "
                     "to the end or closed, or idle in a pool the client dropped (closed or evicted) that a kept "
                     "response still references")
@@ -580,7 +585,7 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
     peers: dict[Hashable, Endpoint | None] = {}
     requested: dict[Hashable, Any] = {}  # socket identity -> the record of the client whose request opened it
     for ev in obs.events:
-        if ev.client is not None and ev.identity is not None:  # (only a connect has a client)
+        if ev.kind == "connect" and ev.identity is not None:  # (the last connect on an identity: its socket's)
             requested[ev.identity] = ev.client
         if ev.kind in ("connect", "accept"):
             # (fd, local) too: under psutil a reset socket loses its peer address, and with it its identity
@@ -644,7 +649,8 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
             pool_note = OUT_OF_POOL_NOTE.format(kind=client.kind)
         elif BUSY_NOTE in pool_note:
             pass  # a response holds it: not idle (the note says so; the fix is the response's)
-        elif e.state == TcpState.CLOSE_WAIT and e.unread and not server_side:
+        elif (e.state == TcpState.CLOSE_WAIT and (e.unread or 0) > _UNREAD_CONTROL_BYTES and not server_side
+              and not pool_note):
             # what the server sent before it closed is still in the socket: a response nobody read to the end
             # (a stream never consumed nor closed), not an idle connection whose keep-alive ran out
             pool_note = "; ".join(filter(None, [pool_note, UNREAD_NOTE.format(n=e.unread)]))

@@ -288,7 +288,7 @@ class Window(EventSink):
         if ident is None:
             return False
         own = self.recorder.ownership
-        if ident in own.thread_owner or (own.fixture_stack and ident == own.fixture_thread):
+        if own.thread_label(ident) is not None or (own.fixture_stack and ident == own.fixture_thread):
             return True
         # a thread an owned thread started (events.ThreadStarts): rare, so looked for the slow way
         return any(t.ident == ident and getattr(t, OWNER_ATTR, None) is not None for t in threading.enumerate())

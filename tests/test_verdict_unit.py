@@ -176,3 +176,27 @@ def test_hand_written_inits_take_the_declared_fields_and_defaults():
     ev = SocketEvent("close", 1, 3, ("127.0.0.1", 50000), SERVER, None, 1, None)
     assert ev.four_tuple == (("127.0.0.1", 50000), SERVER) and ev.listener is None
     assert SocketEvent("listen", 1, 3, SERVER, None, None, 1, None).four_tuple is None
+
+
+def test_unread_bytes_tell_an_unread_response_from_an_idle_connection():
+    """A CLOSE_WAIT socket with the server's bytes unread is a response nobody read to the end - unless a pool
+    lists it as idle, or all it holds is what a closing server sends with no response in it (a TLS close_notify,
+    ~24-31 bytes; an HTTP/2 GOAWAY): an idle HTTPS connection whose keep-alive the server ended keeps the idle
+    diagnosis (found reviewing the change; checked with an asyncio TLS server: 24 bytes unread)."""
+    def close_wait(unread, pooled):
+        e = SocketEntry(key=1, fd=10, state=TcpState.CLOSE_WAIT, local=("127.0.0.1", 40000), remote=SERVER,
+                        unread=unread)
+        o = obs([e], [event("connect", 1, e.local, SERVER)])
+        if pooled:
+            o.notes = {1: "in the pool of httpx.Client created at t.py:2 in test_x, keepalive_expiry=5s"}
+        (v,) = judge(o, Limits()).violations
+        return v.items[0].note, advice(v)
+
+    note, fix = close_wait(unread=32768, pooled=False)
+    assert note.startswith("a response never read to the end: 32768 byte(s)") and fix.startswith("the server answered")
+    for unread, pooled in ((24, False), (32768, True), (24, True)):
+        note, fix = close_wait(unread, pooled)
+        assert "never read to the end" not in note, (unread, pooled, note)
+        assert not fix.startswith("the server answered"), (unread, pooled)
+    note, _ = close_wait(unread=24, pooled=True)
+    assert "the server closed this idle pooled connection first" in note

@@ -104,7 +104,10 @@ def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable
                     net = networked(self)
                 except Exception:  # noqa: BLE001 - an unusual client is judged as a networked one
                     net = True
-                registry.created(self, kind=kind_of(self), networked=net)
+                try:
+                    registry.created(self, kind=kind_of(self), networked=net)
+                except Exception as e:  # noqa: BLE001 - a plugin fault is a plugin problem, never the user's
+                    registry.on_error(e)
 
         return __init__
 
