@@ -3,7 +3,7 @@
 Hook names start with ``pytest_`` because pytest's plugin manager only looks at such attributes.
 
 A tracker tells the registry when a client of its library is created and closed, and which sockets a live
-client holds in its connection pool. The built-in trackers (httpx, httpx2, requests, urllib3, aiohttp) use
+client holds in its connection pool. The built-in trackers (httpx, httpx2, requests, urllib3, aiohttp, botocore) use
 exactly these hooks; see docs/writing-a-tracker.md for a worked example.
 
 Register a tracker like any pytest plugin: in a ``conftest.py`` (``pytest_plugins``), through an entry point, or

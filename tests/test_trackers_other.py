@@ -383,20 +383,104 @@ def test_aiohttp_client_session(pytester, run):
     assert "tests checked, 1 with violations" in result.stdout.str()
 
 
+# -- botocore (boto3) -------------------------------------------------------------------------------------------
+
+BOTOCORE_SUITE = dedent('''
+    import boto3
+    import pytest
+    KEEP = []
+
+    @pytest.fixture(autouse=True)
+    def credentials(monkeypatch, tmp_path):
+        # as a suite testing against a local S3 (moto's server, localstack) sets them: no machine config read
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
+            monkeypatch.setenv(name, value)
+
+    @pytest.fixture(scope="module")
+    def shared(server):
+        s3 = boto3.client("s3", endpoint_url=server.url, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+        yield s3
+        s3.close()
+
+    def fetch(url, key):
+        s3 = boto3.client("s3", endpoint_url=url)  # a client per call, closed
+        try:
+            return s3.get_object(Bucket="b", Key=key)["Body"].read()
+        finally:
+            s3.close()
+
+    def test_leak(server):
+        s3 = boto3.client("s3", endpoint_url=server.url)
+        assert s3.get_object(Bucket="b", Key="k")["Body"].read() == b"ok\\n"
+        KEEP.append(s3)
+
+    def test_closed(server):
+        s3 = boto3.client("s3", endpoint_url=server.url)
+        assert s3.get_object(Bucket="b", Key="k")["Body"].read() == b"ok\\n"
+        s3.close()
+
+    def test_client_per_call(server):
+        for i in range(6):
+            assert fetch(server.url, f"k{i}") == b"ok\\n"
+
+    def test_never_used(server):
+        boto3.client("s3", endpoint_url=server.url)
+
+    def test_resource_closed(server):
+        s3 = boto3.resource("s3", endpoint_url=server.url)
+        assert s3.Object("b", "k").get()["Body"].read() == b"ok\\n"
+        s3.meta.client.close()
+
+    def test_shared_one(shared):
+        assert shared.get_object(Bucket="b", Key="k")["Body"].read() == b"ok\\n"
+
+    def test_shared_two(shared, server):
+        before = server.accepted
+        assert shared.get_object(Bucket="b", Key="k")["Body"].read() == b"ok\\n"
+        assert server.accepted == before  # the fixture's pooled connection was reused
+''')
+
+
+def test_botocore_client(pytester, run):
+    """A boto3 client is a client of its own, reported under its class (``botocore.client.S3``), not as the urllib3
+    PoolManager inside it; and the sessions botocore's credential providers build for the metadata endpoints are
+    no unused clients of the test's: a client never used is one unused client, not two or three."""
+    _requires("boto3")
+    pytester.makepyfile(test_boto=BOTOCORE_SUITE)
+    result = run("-o", "sockhygiene_unused_clients=1")
+    assert errors_of(result) == ["test_boto.py::test_client_per_call", "test_boto.py::test_leak"]
+    result.assert_outcomes(passed=7, errors=2)
+    leak = failure_block(result, "test_boto.py::test_leak")
+    assert "(in the pool of botocore.client.S3 created at test_boto.py:28 in test_leak)" in leak, leak
+    assert "botocore.client.S3, created at test_boto.py:28 in test_leak (still open)" in leak
+    assert "PoolManager" not in result.stdout.str()
+    burst = failure_block(result, "test_boto.py::test_client_per_call")
+    assert "time_wait: 6 > limit 5" in burst
+    assert "6 botocore.client.S3 created at test_boto.py:21 in fetch (1 request each): a new client per request?" \
+        in burst, burst
+    assert "clients:" not in burst
+    # the unused client is the one test_never_used made: under a limit of 1, not a violation (two would be)
+    assert "unused clients: 1 left unclosed by 1 test" in result.stdout.str()
+
+
 # -- in process: inactive without the library, patches undone, clients never kept alive --------------------------
 
 TRACKED = {  # tracker module -> (library, the classes whose attributes it patches)
     "requests": ("requests", ("requests.Session", "requests.adapters.HTTPAdapter")),
     "urllib3": ("urllib3", ("urllib3.PoolManager", "urllib3.ProxyManager")),
     "aiohttp": ("aiohttp", ("aiohttp.ClientSession",)),
+    "botocore": ("botocore", ("botocore.client.BaseClient", "botocore.httpsession.URLLib3Session")),
 }
 
 
 def _tracker(name: str):
-    from pytest_sockhygiene.trackers import aiohttp, requests, urllib3
+    from pytest_sockhygiene.trackers import aiohttp, botocore, requests, urllib3
 
     return {"requests": requests.RequestsTracker, "urllib3": urllib3.Urllib3Tracker,
-            "aiohttp": aiohttp.AiohttpTracker}[name]()
+            "aiohttp": aiohttp.AiohttpTracker, "botocore": botocore.BotocoreTracker}[name]()
 
 
 def _registry():
@@ -449,10 +533,18 @@ def test_tracker_patches_are_undone_and_clients_not_kept_alive(name):
                 return classes[0]()  # never used: no connector close needed for this check
 
             client = asyncio.run(make())
+            kind = "aiohttp.ClientSession"
+        elif name == "botocore":
+            import botocore.session
+
+            client = botocore.session.get_session().create_client(
+                "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+            kind = "botocore.client.S3"  # (the class botocore makes for the service; the session inside is a part)
         else:
             client = classes[0]()
+            kind = f"{library}.{classes[0].__qualname__}"
         # (urllib3's module-level default pool is adopted as a shared client at install: not this client)
-        assert [r.kind for r in registry.records() if not r.shared] == [f"{library}.{classes[0].__qualname__}"]
+        assert [r.kind for r in registry.records() if not r.shared] == [kind]
         assert tracker.pytest_sockhygiene_client_sockets(client=client) == []
         assert tracker.pytest_sockhygiene_client_is_closed(client=client) is False
         assert tracker.pytest_sockhygiene_client_sockets(client=object()) is None

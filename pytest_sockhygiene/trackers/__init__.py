@@ -11,8 +11,10 @@ from typing import Any
 
 def builtin_trackers() -> list[Any]:
     from .aiohttp import AiohttpTracker
+    from .botocore import BotocoreTracker
     from .httpx import HttpxTracker
     from .requests import RequestsTracker
     from .urllib3 import Urllib3Tracker
 
-    return [HttpxTracker("httpx"), HttpxTracker("httpx2"), RequestsTracker(), Urllib3Tracker(), AiohttpTracker()]
+    return [HttpxTracker("httpx"), HttpxTracker("httpx2"), RequestsTracker(), Urllib3Tracker(), AiohttpTracker(),
+            BotocoreTracker()]

@@ -91,9 +91,11 @@ class PatchOnImport:
         self._patches.undo()
 
 
-def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable[[Any], bool]) -> Callable[[Any], Any]:
+def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable[[Any], bool],
+               only_if: Callable[[Any], bool] | None = None) -> Callable[[Any], Any]:
     """A wrapper for ``__init__`` that records the client once it is fully built; clients built inside it
-    (a library's own nested clients) are the outer client's."""
+    (a library's own nested clients) are the outer client's. ``only_if(client)`` false: not recorded (a client
+    class whose instances this tracker cannot read, such as another library's subclass)."""
 
     def make(init: Any) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it stands in for __init__
@@ -101,6 +103,8 @@ def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable
             with registry.constructing():
                 init(self, *args, **kwargs)
                 try:
+                    if only_if is not None and not only_if(self):
+                        return
                     net = networked(self)
                 except Exception:  # noqa: BLE001 - an unusual client is judged as a networked one
                     net = True
@@ -110,6 +114,20 @@ def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable
                     registry.on_error(e)
 
         return __init__
+
+    return make
+
+
+def building_parts(registry: Any) -> Callable[[Any], Any]:
+    """A wrapper for a method that builds a client's parts (a requests ``HTTPAdapter``'s PoolManager, a botocore
+    session's): the clients built inside it are not recorded on their own."""
+
+    def make(method: Any) -> Any:
+        def building(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with registry.constructing():
+                return method(self, *args, **kwargs)
+
+        return building
 
     return make
 

@@ -19,21 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import ClassTracker
-from .patching import after_init, counting_requests, then_closed
+from .patching import after_init, building_parts, counting_requests, then_closed
 from .urllib3 import manager_sockets
-
-
-def _nested(registry: Any) -> Any:
-    """A wrapper for a method that builds a client's parts: clients built inside it are not recorded."""
-
-    def make(method: Any) -> Any:
-        def building(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with registry.constructing():
-                return method(self, *args, **kwargs)
-
-        return building
-
-    return make
 
 
 def _adapters(session: Any) -> list[Any]:
@@ -86,7 +73,7 @@ class RequestsTracker(ClassTracker):
         # (built on the first request through a proxy) are parts of the session that mounts it
         for name in ("__init__", "__setstate__", "proxy_manager_for"):
             if hasattr(adapter_cls, name):
-                p.wrap(adapter_cls, name, _nested(registry))
+                p.wrap(adapter_cls, name, building_parts(registry))
 
     def sockets(self, client: Any) -> list[Any]:
         out: list[Any] = []
