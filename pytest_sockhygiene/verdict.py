@@ -297,15 +297,18 @@ CAUSE_ADVICE: dict[str, str] = {
                      "keep-alive timeout longer than the pauses between requests.",
     "api": "an API without a connection pool opens a new connection per call: keep one connection open for many "
            "calls (one websocket session, one database connection), or for HTTP send the requests through one "
-           "pooled client (requests.Session, httpx.Client, urllib3.PoolManager).",
+           "pooled client (requests.Session, httpx.Client, urllib3.PoolManager). A test of redirects, refused "
+           "handshakes or reconnects opens them on purpose: allow it for that test.",
     "fixture": "these connections come from a function-scoped fixture, not from the code under test: give the "
                "fixture a broader scope so that it runs once, or make it connect less (wait on a signal instead "
                "of polling a port).",
 }
 """The fix when ``connection_sources`` finds a cause other than a new client per request (``ADVICE``)."""
 CAUSE_ADVICE["api_server_first"] = CAUSE_ADVICE["api"] + (
-    " The server ended each connection: a test of redirects, refused handshakes or reconnects opens them on "
-    "purpose (allow it for this test).")
+    " The server ended each connection first, as a redirect or a refused handshake does.")
+"""The redirect hint is in the ``api`` fix whichever side closed first: over TLS a websocket client's redirect
+loop closes each connection itself (websockets' suite: the same test over plain TCP and TLS got different fixes).
+Where the server ended them all, that is said too: the likelier reading."""
 
 ADVICE: dict[str, str] = {
     "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "
@@ -418,9 +421,9 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     """The ``CAUSE_ADVICE`` key for a violation's context (its first item explains the most connections), None
     for the default advice. Read from the items alone: the JSON report's records rebuild the same text.
     ``items``: the violation's own (TIME_WAIT groups): where the in-process server closed every connection first,
-    the fix adds that a test of redirects or reconnects opens them on purpose (a websocket server ends the
-    connection it redirects or refuses). Only adds: an HTTP server also closes first when the client asked it to
-    (``urlopen`` sends ``Connection: close``), and which side closes first is a race there. The same for new
+    the fix adds that, as a redirect or a refused handshake does (a websocket server ends the connection it
+    redirects or refuses). Only adds: an HTTP server also closes first when the client asked it to (``urlopen``
+    sends ``Connection: close``), and which side closes first is a race there. The same for new
     clients per request: one reused client would still open a connection per request while the server ends each
     one (Django's development server does for a response with no length), so the fix says that too."""
     if not context:

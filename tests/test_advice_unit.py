@@ -110,6 +110,7 @@ def test_api_and_fixture_sources_and_their_order():
     server_first = Item(state="TIME_WAIT", local=None, remote=SERVER, origin=LINE, count=3, note=SERVER_CLOSED_EACH)
     assert cause_of(items[1:], [server_first]) == "api_server_first"
     assert CAUSE_ADVICE["api_server_first"].startswith(CAUSE_ADVICE["api"] + " The server ended each connection")
+    assert "A test of redirects, refused handshakes or reconnects opens them on purpose" in CAUSE_ADVICE["api"]
     client_first = Item(state="TIME_WAIT", local=None, remote=SERVER, origin=LINE, count=1)
     assert cause_of(items[1:], [server_first, client_first]) == "api"
     assert cause_of(items, [server_first]) == "fixture"
