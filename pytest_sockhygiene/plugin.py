@@ -13,6 +13,7 @@ kept to a few attribute reads and one quick look at the fd table (see docs/perfo
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Generator
@@ -252,6 +253,25 @@ def _file_and_line(location: tuple[Any, ...]) -> tuple[str, int]:
     """A pytest location (an item's, a report's: file, 0-based line, name) as a file and a 1-based line."""
     path, lineno, _ = location
     return str(path), (lineno or 0) + 1
+
+
+_GENERATED_FIXTURES = re.compile(r"_?(?:unittest|xunit)_(setUpClass|setup_method|setup_module|setup_class|"
+                                 r"setup_function)_fixture_(.+)")
+_GENERATED_NAMES = {"setUpClass": "setUpClass", "setup_method": "setUp", "setup_module": "module setup",
+                    "setup_class": "setup_class", "setup_function": "setup_function"}
+
+
+def fixture_label(scope: str, argname: str) -> str:
+    """How a fixture that owns sockets is named in a report: ``class-scoped fixture 'db'``. The fixtures pytest
+    generates for unittest's ``setUpClass`` / ``setUp`` and xunit's ``setup_module`` / ``setup_class`` are named
+    for what the user wrote (``setUpClass of ServerTests``), not ``_unittest_setUpClass_fixture_ServerTests``. For
+    a unittest class, pytest's ``setup_method`` fixture runs ``setUp``; for a plain class, ``setup_method``."""
+    m = _GENERATED_FIXTURES.fullmatch(argname) if "_fixture_" in argname else None
+    if m is not None:
+        kind, owner = m.groups()
+        what = _GENERATED_NAMES[kind] if "unittest" in argname or kind != "setup_method" else kind
+        argname = f"{what} of {owner}"
+    return f"{scope}-scoped fixture '{argname}'"
 
 
 def _markers(item: pytest.Item) -> list[Any]:
@@ -497,7 +517,7 @@ class SockHygienePlugin:
         broader = getattr(fixturedef, "scope", "function") != "function" and self.controller.usable
         if broader:
             try:
-                self.controller.fixture_setup_begin(f"{fixturedef.scope}-scoped fixture '{fixturedef.argname}'")
+                self.controller.fixture_setup_begin(fixture_label(fixturedef.scope, fixturedef.argname))
             except Exception as e:  # noqa: BLE001
                 self.controller.problem(f"fixture {fixturedef.argname!r} setup", e)
                 broader = False
@@ -507,7 +527,7 @@ class SockHygienePlugin:
             # a function-scoped fixture's connects are the test's, labelled with the fixture: a readiness probe
             # reads as plumbing, not as the code under test (report.py)
             outer = ownership.function_fixture
-            ownership.function_fixture = f"function-scoped fixture '{fixturedef.argname}'"
+            ownership.function_fixture = fixture_label("function", fixturedef.argname)
         try:
             return (yield)
         finally:

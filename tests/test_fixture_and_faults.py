@@ -325,3 +325,40 @@ def test_a_fixtures_ended_threads_do_not_own_a_tests_new_threads(pytester, run):
     report = json.loads((pytester.path / "r.json").read_text())
     counts = {t["nodeid"]: t["counts"]["connections"] for t in report["tests"]}
     assert counts == {"test_pool.py::test_first": 8, "test_pool.py::test_second": 8}
+
+
+def test_the_fixtures_pytest_makes_for_setup_methods_are_named_for_them(pytester, run):
+    """unittest's ``setUpClass`` and xunit's ``setup_module`` run as fixtures pytest generates: a socket they leave
+    open was reported as a leak of ``class-scoped fixture '_unittest_setUpClass_fixture_Leaky'`` (found running
+    websockets' suite); it is the ``setUpClass of Leaky`` the user wrote."""
+    pytester.makepyfile(test_ut=dedent("""
+        import socket
+        import unittest
+        KEEP = []
+
+        def setup_module():
+            KEEP.append(socket.create_server(("127.0.0.1", 0)))
+
+        class Leaky(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                cls.listener = socket.create_server(("127.0.0.1", 0))  # never closed
+
+            def test_a(self):
+                pass
+
+        class TestPlain:
+            @classmethod
+            def setup_class(cls):
+                KEEP.append(socket.create_server(("127.0.0.1", 0)))
+
+            def test_b(self):
+                pass
+    """))
+    result = run("-p", "no:randomly")
+    out = result.stdout.str()
+    assert "session-level leaks: 3 left open at session end by fixtures of broader scope" in out
+    for owner in ("module-scoped fixture 'module setup of test_ut'", "class-scoped fixture 'setUpClass of Leaky'",
+                  "class-scoped fixture 'setup_class of TestPlain'"):
+        assert f" - {owner}" in out, out
+    assert "_setUpClass_fixture_" not in out and "_setup_module_fixture_" not in out
