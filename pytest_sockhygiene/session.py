@@ -459,9 +459,10 @@ class Controller:
                 seen.add(ev.identity)
                 what = "listening socket" if ev.kind == "listen" else "connection"
                 kinds[what] = kinds.get(what, 0) + 1
-        # what the thread itself opened: a reader thread serving a socket another thread opened holds "none"
+        # what the thread itself opened: a reader thread serving a socket another thread opened (a websocket
+        # client's, serve_forever on a listener the test made) opened none - not "holds none" (websockets' suite)
         holding = (", holding " + ", ".join(f"{n} {what}(s)" for what, n in kinds.items()) if kinds
-                   else " (no socket it opened is open)")
+                   else " (it opened none of the sockets still open, but may be serving one)")
         return (f"thread '{t.name}'{running} started by this test is still running{holding}; what it does from now "
                 "on is its own, never a later test's")
 
