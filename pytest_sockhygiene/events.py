@@ -28,6 +28,7 @@ from collections.abc import Hashable
 from typing import Any, Callable
 
 from . import origin as origin_mod
+from .c_loops import UvloopConnections, UvloopServers
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
@@ -425,6 +426,7 @@ class Recorder:
         self._active = threading.local()
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
         self.tasks = TaskOrigins(self)
+        self.c_loops = (UvloopServers(self), UvloopConnections(self))
         self.jobs = tuple(kind(self.recording, self._on_error)
                           for kind in (JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins))
         self.thread_starts = ThreadStarts(self.ownership)
@@ -590,6 +592,25 @@ class Recorder:
         except Exception as e:  # noqa: BLE001
             self._on_error(e)
 
+    def c_listening(self, sock: Any) -> None:
+        """A TCP listener C code made (uvloop's ``create_server``: ``c_loops.py``), recorded as a ``listen()`` would
+        be - unless Python's ``listen()`` on that very socket was seen (a socket handed to the server)."""
+        try:
+            local = local_endpoint(sock)
+            if local is not None and local in self.listeners and _is_tcp_inet(sock) \
+                    and self.listeners[local] == self._identity_of(sock.fileno(), local, None):
+                return
+            self._on_listen(sock)
+        except Exception as e:  # noqa: BLE001
+            self._on_error(e)
+
+    def c_connected(self, sock: Any) -> None:
+        """A TCP connection C code made (uvloop's ``create_connection``), recorded as a ``connect()`` would be."""
+        if _is_tcp_inet(sock):
+            fd = sock.fileno()
+            if fd >= 0:
+                self._on_connect(sock, fd, None, None)
+
     def _remember(self, sock: Any, what: tuple[int, Hashable | None, Endpoint | None, Endpoint | None]) -> None:
         try:  # noqa: SIM105 - on every connect and accept: no context manager's cost
             self._known[weakref.ref(sock, self._forget_known)] = what
@@ -751,6 +772,8 @@ class Recorder:
         for name in PATCHED:
             self._wrap(name)
         self.tasks.install()
+        for patch in self.c_loops:
+            patch.install()
         for jobs in self.jobs:
             jobs.install()
         self.thread_starts.install()
@@ -859,6 +882,8 @@ class Recorder:
         self._saved.clear()
         self._rewritten.clear()
         self.tasks.uninstall()
+        for patch in self.c_loops:
+            patch.uninstall()
         for jobs in self.jobs:
             jobs.uninstall()
         self.thread_starts.uninstall()
