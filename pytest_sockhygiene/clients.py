@@ -93,6 +93,16 @@ _IMPORT_DEPTH = 16
 a client made in a test is made under pytest's few dozen frames, which are not walked to the bottom."""
 
 
+def _constructors(cls: type) -> set[Any]:
+    """The code of every ``__init__`` in a client class's MRO: the frames a client's origin is found beyond."""
+    codes = set()
+    for klass in cls.__mro__:
+        code = getattr(klass.__dict__.get("__init__"), "__code__", None)
+        if code is not None:
+            codes.add(code)
+    return codes
+
+
 def made_while_imported(frame: Any) -> bool:
     """Whether ``frame`` (a client's creation) runs, or was called from, the top-level code of a module that is
     being imported: the innermost module-level frame on the stack belongs to a module whose import is under way
@@ -273,7 +283,8 @@ class ClientRegistry:
                 # first (the verdict would otherwise depend on the order of the tests)
                 owner, windows = None, ()
         # no line of the user's on the stack (``pool.map(requests.get, urls)``): what is known, as for a socket
-        where = origin_mod.capture(skip=2) or origin_mod.capture_library(skip=2)
+        where = origin_mod.capture_outside(sys._getframe(2), _constructors(type(client))) \
+            or origin_mod.capture_library(skip=2)
         record = ClientRecord(kind or type(client).__qualname__, where, owner, windows, networked)
         try:
             record.ref = _watched(client, record)

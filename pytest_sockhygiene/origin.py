@@ -16,7 +16,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Iterable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, Callable
 
 LIBRARY_PACKAGES: tuple[str, ...] = (
@@ -330,6 +330,16 @@ def _walk(frame: FrameType | None) -> Origin | None:
                 return (code.co_filename, frame.f_lineno, code.co_name)
         frame = frame.f_back
     return None
+
+
+def capture_outside(frame: FrameType | None, codes: frozenset[CodeType] | set[CodeType]) -> Origin | None:
+    """:func:`capture` from ``frame``, past the frames that run one of ``codes``: a client's origin is the line
+    that made it, not its own class's constructor (a project's ``class GitHub(httpx.Client)`` whose ``__init__``
+    calls ``super().__init__``, found in starlette's own suite, where every TestClient was "created at
+    starlette/testclient.py in __init__")."""
+    while frame is not None and frame.f_code in codes:
+        frame = frame.f_back
+    return _walk(frame)
 
 
 def calling_line(on_error: Callable[[BaseException], None]) -> Origin | None:

@@ -214,7 +214,8 @@ class Controller:
             if not registry.held:
                 return nothing  # the clean path of a suite that has no tracked client alive
             p = registry.probe(window, identity, need_sockets, self.format_origin)
-            return (client_items(p.unclosed), p.owned, p.notes, created_items(p.created),
+            # (a client with no pool - ASGI, WSGI, mock - opened none of the connections its created list explains)
+            return (client_items(p.unclosed), p.owned, p.notes, created_items(r for r in p.created if r.networked),
                     client_items(p.unused))
 
         self.client_probe = probe

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent
+from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent, errors_of, failure_block
 
 HEAD_LINES = ANYIO_BACKEND.count("\n")
 
@@ -381,3 +381,77 @@ def test_tests_that_live_where_libraries_do_are_the_users_code(pytester, run):
         "test_leaks_a_connection",
         f"*ESTABLISHED * fd=*, opened at leakpkg/conftest.py:{fixture_line} in connected",
     ])
+
+
+def test_a_client_subclass_is_created_where_it_is_made_not_in_its_constructor(pytester, run):
+    """A project's own client class whose ``__init__`` calls ``super().__init__`` was "created at apiclient.py:5 in
+    __init__" in every test (found in starlette's suite, where each TestClient read ``starlette/testclient.py in
+    __init__``): the line that made the object is the caller of the class's constructors."""
+    pytester.makepyfile(apiclient=dedent("""
+        import httpx
+
+        class ApiClient(httpx.Client):
+            def __init__(self, url):
+                super().__init__(base_url=url, timeout=5)
+
+        class Versioned(ApiClient):
+            def __init__(self, url):
+                super().__init__(url + "/v1")
+    """), test_made=dedent("""
+        from apiclient import ApiClient, Versioned
+        KEEP = []
+
+        def test_made(server):
+            client = ApiClient(server.url)
+            assert client.get("/").status_code == 200
+            KEEP.append(client)
+
+        def test_two_constructors_deep(server):
+            client = Versioned(server.url)
+            assert client.get("/").status_code == 200
+            KEEP.append(client)
+    """))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_made.py::test_made", "test_made.py::test_two_constructors_deep"]
+    assert "apiclient.ApiClient (httpx.Client), created at test_made.py:5 in test_made (still open)" in \
+        failure_block(result, "test_made.py::test_made")
+    assert "apiclient.Versioned (httpx.Client), created at test_made.py:10 in test_two_constructors_deep" in \
+        failure_block(result, "test_made.py::test_two_constructors_deep")
+    assert "in __init__" not in result.stdout.str()
+
+
+def test_an_app_behind_a_client_with_no_pool_names_its_own_lines(pytester, run):
+    """A test client with an in-process transport (WSGI here, ASGI in starlette's TestClient) runs the app inside its
+    request. Its request set the line for every connect under it, so the app's own connections were "opened at"
+    the test's ``client.get`` line, with no API named, and the pool-less client was listed among a burst's
+    sources ("5 requests each") though it can open no connection (found with starlette's TestClient). The app's
+    lines name its connections now, and the test client is no source."""
+    pytester.makepyfile(test_app=dedent("""
+        import urllib.request
+        import httpx
+        KEEP = []
+
+        def make_app(url):
+            def app(environ, start_response):
+                for _ in range(6):
+                    urllib.request.urlopen(url + "/close").read()
+                client = httpx.Client()  # the app's leak
+                KEEP.append(client)
+                client.get(url)
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [b"ok"]
+            return app
+
+        def test_app_connects(server):
+            with httpx.Client(transport=httpx.WSGITransport(app=make_app(server.url)), base_url="http://t") as client:
+                for _ in range(5):
+                    assert client.get("/").text == "ok"
+    """))
+    result = run("-o", "sockhygiene_time_wait=30")
+    block = failure_block(result, "test_app.py::test_app_connects")
+    assert "opened at test_app.py:11 in app (in the pool of httpx.Client created at test_app.py:9 in app" in block
+    result = run("-o", "sockhygiene_clients=unlimited", "-o", "sockhygiene_established=unlimited")
+    block = failure_block(result, "test_app.py::test_app_connects")
+    assert "connection(s) opened by urllib.request.urlopen(), at test_app.py:8 in app" in block, block
+    assert "5 httpx.Client created at test_app.py:9 in app (1 request each)" in block
+    assert "test_app.py:17" not in block  # the test client's line: no connection of its, no source

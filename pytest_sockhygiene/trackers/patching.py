@@ -162,7 +162,7 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
 
 def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any, Any]:
     """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
-    the user's line), and ``origin.request_client`` to this client's record (the innermost recorded client wins:
+    the user's line) or this client has no pool, and ``origin.request_client`` to this client's record (the innermost recorded client wins:
     the connection is opened in *its* pool). Returns the tokens to reset, None for a variable left alone.
 
     Innermost, because a client's request can run another client's: a user's PoolManager used by a custom
@@ -175,7 +175,9 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     origin_token = None
     client_token = None
     requesting_token = None
-    if origin.request_origin.get() is None:
+    # a client with no pool (ASGI, WSGI: the app runs inside its request) sets no line: the app's own connects are
+    # named by the app's line that made them, and a client the app uses sets its own
+    if origin.request_origin.get() is None and (record is None or record.networked):
         # sync: the sender's frame, walked only if a connect needs its line (origin.request_origin_now)
         origin_token = origin.request_origin.set(sys._getframe(2) if sync else origin.capture(skip=2))
     if record is not None:
