@@ -162,8 +162,9 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
 
 def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any, Any]:
     """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
-    the user's line) or this client has no pool, and ``origin.request_client`` to this client's record (the innermost recorded client wins:
-    the connection is opened in *its* pool). Returns the tokens to reset, None for a variable left alone.
+    the user's line) or this client has no pool, and ``origin.request_client`` to this client's record (the
+    innermost recorded client wins: the connection is opened in *its* pool). Returns the tokens to reset, None for
+    a variable left alone.
 
     Innermost, because a client's request can run another client's: a user's PoolManager used by a custom
     adapter mounted in a ``requests.Session``, an app under test reached through ``ASGITransport`` that calls
