@@ -1,7 +1,8 @@
 """httpx and httpx2 (the maintained fork the openai and anthropic SDKs use): same API, other import names.
 
 Created: ``Client.__init__`` / ``AsyncClient.__init__`` (subclasses and clients built inside SDK objects
-included). Closed: ``close``, ``aclose`` and the context managers (``__exit__`` does not call ``close()``).
+included). Closed: ``close``, ``aclose`` and the context managers (``__exit__`` does not call ``close()``), a
+subclass's own ``__exit__`` / ``__aexit__`` included (starlette's ``TestClient``).
 Pool: transport -> httpcore(2) pool -> connections -> network stream -> ``get_extra_info("socket")``.
 A client whose transports have no connection pool (MockTransport, ASGITransport, WSGITransport, a custom
 transport) cannot leak a socket and is not counted.
@@ -92,6 +93,24 @@ class HttpxTracker(ClassTracker):
     def __init__(self, module: str) -> None:
         super().__init__()
         self.module = module
+        self._subclasses: set[type] = set()
+
+    def _own_exits(self, registry: Any, cls: type) -> None:
+        """A subclass's own ``__exit__`` / ``__aexit__`` ends the client's use as the base's does, also when it
+        does not call the base's: starlette's ``TestClient.__exit__`` stops its app's portal and never closes the
+        httpx client, so every ``with TestClient(app) as client:`` was an unused client "still open", told to use
+        ``with``. Wrapped once per class, on the first client made of it; undone with the rest."""
+        if cls in self._subclasses:
+            return
+        self._subclasses.add(cls)
+        for klass in cls.__mro__:
+            if klass in self._classes:
+                break
+            own = vars(klass)
+            if "__exit__" in own:
+                self._patches.wrap(klass, "__exit__", then_closed(registry))
+            if "__aexit__" in own:
+                self._patches.wrap(klass, "__aexit__", then_closed_async(registry))
 
     def _patch(self, registry: Any, mod: Any) -> None:
         self._classes = (mod.Client, mod.AsyncClient)
@@ -102,7 +121,10 @@ class HttpxTracker(ClassTracker):
         def kind(client: Any) -> str:
             cls = type(client)
             base = f"{module}.{'AsyncClient' if isinstance(client, mod.AsyncClient) else 'Client'}"
-            return base if cls in self._classes else f"{cls.__module__}.{cls.__qualname__} ({base})"
+            if cls in self._classes:
+                return base
+            self._own_exits(registry, cls)  # (asked once per client made: a subclass's first client wraps it)
+            return f"{cls.__module__}.{cls.__qualname__} ({base})"
 
         for cls in self._classes:
             p.wrap(cls, "__init__", after_init(registry, kind, networked))
