@@ -17,6 +17,7 @@ What stays invisible: sockets opened and closed entirely by C code (libpq, some 
 from __future__ import annotations
 
 import _socket
+import contextvars
 import errno
 import operator
 import socket
@@ -43,6 +44,9 @@ _threads_by_ident: dict[int, threading.Thread] | None = getattr(threading, "_act
 """threading's own ident -> Thread map (what ``current_thread`` reads, in Python): read directly where a thread's
 owner is looked up at every socket event. Private, but present in every CPython the plugin supports; None
 elsewhere, and ``current_thread`` is used."""
+_task_owner: contextvars.ContextVar[str | None] = contextvars.ContextVar("sockhygiene_task_owner", default=None)
+"""The owner of an asyncio task a fixture of broader scope created (``TaskOrigins``): the task copies it at its
+creation, and so do the tasks it creates in turn (a server's per-connection handlers)."""
 _IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
 
 
@@ -131,6 +135,11 @@ class Ownership:
 
     def __init__(self) -> None:
         self.fixture_stack: list[str] = []
+        self.fixture_depths: list[int] = []
+        """Beside ``fixture_stack``: how deep the stack was when each setup began. A task is a fixture's only if the
+        user's line that created it runs deeper: inside the fixture's own code, not in code that runs pytest (a
+        script calling ``pytest.main()``, a pytester run) while a test runner makes its task (anyio's runs every
+        later test)."""
         self.fixture_thread: int | None = None
         self.function_fixture: str | None = None
         """The function-scoped fixture whose setup is running on the fixture thread (a label, not an owner)."""
@@ -140,6 +149,8 @@ class Ownership:
         thread started, and a fixture's short-lived threads (a server's handler per connection) end within
         milliseconds, so an ident alone would give a test's new thread (a pool's worker) to the fixture."""
         self.socket_owner: dict[Hashable, str] = {}
+        self.tasks_owned = False
+        """Some asyncio task carries an owner (``_task_owner``): a fixture of broader scope created it."""
         self.inherited = False
         """Some thread carries an owner passed on at its start (kept on the thread object, not by ident: idents
         of ended threads are reused, and a server starts a short-lived thread per connection)."""
@@ -165,7 +176,9 @@ class Ownership:
                 return self.fixture_stack[-1]
             if self.inherited and ident != self.main_thread:  # a thread started by an owned thread (ThreadStarts)
                 thread = _threads_by_ident.get(ident) if _threads_by_ident is not None else _current_thread()
-                return getattr(thread, _OWNER_ATTR, None)
+                owner = getattr(thread, _OWNER_ATTR, None)
+            if owner is None and self.tasks_owned:  # a task a fixture created (its server), run during a test
+                return _task_owner.get()
         return owner
 
 
@@ -222,7 +235,8 @@ class ThreadStarts:
         capture, STARTED_AT = origin_mod.capture, origin_mod.STARTED_AT_ATTR  # noqa: N806
 
         def start(self: threading.Thread) -> None:
-            owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited else None
+            owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited or own.tasks_owned \
+                else None
             owned = False
             if owner is not None:
                 try:
@@ -892,7 +906,9 @@ class Recorder:
 
 class TaskOrigins(PatchOnImport):
     """Gives every asyncio task created while a window is open the user's line that created it
-    (``origin.task_origin``), by wrapping ``BaseEventLoop.create_task``: the one place asyncio's
+    (``origin.task_origin``), and, if a fixture of broader scope created it, that fixture as its owner
+    (``_task_owner``: a session fixture's ``asyncio.create_task(server.serve())``, whose listener comes up during
+    the first test, is the fixture's), by wrapping ``BaseEventLoop.create_task``: the one place asyncio's
     ``create_task``, ``ensure_future``, ``TaskGroup`` and anyio's task groups create tasks. Installed once asyncio
     is imported; costs one attribute check per task outside windows."""
 
@@ -906,18 +922,30 @@ class TaskOrigins(PatchOnImport):
         rec = self._recorder
         calling_line = origin_mod.calling_line
         var = origin_mod.task_origin
+        own = rec.ownership
 
         def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
             if not rec.sinks or kwargs.get("context") is not None:
                 return original(self, coro, *args, **kwargs)
             started = calling_line(rec._on_error)
-            if started is None:
+            if started is None:  # (a test runner's own task - anyio's, pytest-asyncio's - has no line of the user's)
                 return original(self, coro, *args, **kwargs)
             token = var.set(started)  # the task copies the context now, with this in it
+            owner_token = None
+            if own.fixture_depths and _get_ident() == own.fixture_thread:
+                # created by the code of a fixture of broader scope being set up: the task's sockets are its own
+                # (a task in a fixture's thread is that thread's already: owned by the thread)
+                frame = origin_mod.user_frame(sys._getframe(1))
+                if frame is not None and origin_mod.stack_depth(frame) > own.fixture_depths[-1]:
+                    owner_token = _task_owner.set(own.fixture_stack[-1])
+            if owner_token is not None:
+                own.tasks_owned = True
             try:
                 return original(self, coro, *args, **kwargs)
             finally:
+                if owner_token is not None:
+                    origin_mod.reset_quietly(_task_owner, owner_token)
                 origin_mod.reset_quietly(var, token)
 
         return create_task

@@ -332,6 +332,29 @@ def _walk(frame: FrameType | None) -> Origin | None:
     return None
 
 
+def stack_depth(frame: FrameType | None) -> int:
+    """How many frames ``frame`` is from the bottom of its thread's stack (itself counted)."""
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
+
+
+def user_frame(frame: FrameType | None) -> FrameType | None:
+    """The first frame from ``frame`` outwards that is not library code, stopping at the start of a task or
+    callback (where :func:`capture` would use the line that started it), or None."""
+    boundary = _boundary
+    while frame is not None:
+        code = frame.f_code
+        if code is boundary:
+            return None
+        if not is_library_file(code.co_filename):
+            return frame
+        frame = frame.f_back
+    return None
+
+
 def capture_outside(frame: FrameType | None, codes: frozenset[CodeType] | set[CodeType]) -> Origin | None:
     """:func:`capture` from ``frame``, past the frames that run one of ``codes``: a client's origin is the line
     that made it, not its own class's constructor (a project's ``class GitHub(httpx.Client)`` whose ``__init__``

@@ -568,7 +568,9 @@ class Controller:
         """A fixture of broader scope than ``function`` starts its setup: what it creates is its own."""
         if self.table is None or self.recorder is None:
             return
-        self.recorder.ownership.fixture_stack.append(label)
+        own = self.recorder.ownership
+        own.fixture_stack.append(label)
+        own.fixture_depths.append(origin_mod.stack_depth(sys._getframe()))
         self._fixture_marks.append((label, self.table.ids(), set(threading.enumerate())))
 
     def fixture_setup_end(self) -> None:
@@ -578,6 +580,8 @@ class Controller:
         own = self.recorder.ownership
         if own.fixture_stack:
             own.fixture_stack.pop()
+        if own.fixture_depths:
+            own.fixture_depths.pop()
         for key in self.table.ids():
             if key not in ids_before:
                 own.socket_owner.setdefault(key, label)

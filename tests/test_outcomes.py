@@ -395,3 +395,70 @@ def test_a_failed_tests_held_connection_says_pytest_keeps_its_locals(pytester, r
     note = "note: this test failed, and pytest keeps its failure's traceback"
     assert note in failure_block(result, "test_f.py::test_fails_after_a_request")
     assert note not in failure_block(result, "test_f.py::test_passes_and_leaks")
+
+
+def test_a_task_a_session_fixture_created_owns_what_it_opens_during_a_test(pytester, run):
+    """A session-scoped async fixture that starts its server as a task (``asyncio.create_task(server.serve())``,
+    not awaited) sees it listen on the loop's next turns - inside the first test, which was failed for the
+    fixture's LISTEN socket (found with uvicorn's users' shape). The task carries the fixture as its owner, as a
+    fixture's thread does. A listener a test's own task leaves is still that test's, and later tests are judged
+    as before (anyio runs every test in one task, made while the first fixture was set up)."""
+    pytester.makepyfile(test_task=dedent("""
+        import asyncio
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def anyio_backend():
+            return "asyncio"
+
+        async def answer(reader, writer):
+            writer.write(b"ok")
+            await writer.drain()
+            writer.close()
+
+        async def serve(port, ready):
+            server = await asyncio.start_server(answer, "127.0.0.1", port)
+            ready.set_result(server)
+            async with server:
+                await server.serve_forever()
+
+        @pytest.fixture(scope="session")
+        async def port():
+            import socket
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                free = s.getsockname()[1]
+            ready = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(serve(free, ready))  # started, not awaited: it listens during a test
+            yield free, ready
+            task.cancel()
+
+        async def fetch(port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+        @pytest.mark.anyio
+        async def test_first(port):
+            await port[1]
+            assert await fetch(port[0]) == b"ok"
+
+        @pytest.mark.anyio
+        async def test_second(port):
+            assert await fetch(port[0]) == b"ok"
+
+        @pytest.mark.anyio
+        async def test_own_task_leaves_a_listener(port):
+            ready = asyncio.get_running_loop().create_future()
+            KEEP.append(asyncio.create_task(serve(0, ready)))
+            KEEP.append(await ready)
+    """))
+    result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=unlimited")
+    assert errors_of(result) == ["test_task.py::test_own_task_leaves_a_listener"]
+    block = failure_block(result, "test_task.py::test_own_task_leaves_a_listener")
+    assert "listen: 1 > limit 0" in block
+    assert "session-level leaks" not in result.stdout.str()
