@@ -149,6 +149,9 @@ class Ownership:
         thread started, and a fixture's short-lived threads (a server's handler per connection) end within
         milliseconds, so an ident alone would give a test's new thread (a pool's worker) to the fixture."""
         self.socket_owner: dict[Hashable, str] = {}
+        self.fixture_values: dict[int, tuple[str, Any]] = {}
+        """id of a fixture of broader scope still set up -> (its label, the value it returned): what a lazily
+        connecting client it made holds is its own (``holders.py``)."""
         self.tasks_owned = False
         """Some asyncio task carries an owner (``_task_owner``): a fixture of broader scope created it."""
         self.inherited = False

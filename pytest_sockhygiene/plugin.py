@@ -504,6 +504,19 @@ class SockHygienePlugin:
         except Exception as e:  # noqa: BLE001
             self.controller.problem(f"scheduling the check of {item.nodeid}", e)
 
+    def _remember_value(self, fixturedef: Any, value: Any) -> None:
+        """A broader fixture's value, while it is set up: what it holds is its own (``holders.py``)."""
+        recorder = self.controller.recorder
+        if recorder is not None:
+            recorder.ownership.fixture_values[id(fixturedef)] = (
+                fixture_label(fixturedef.scope, fixturedef.argname), value)
+
+    @pytest.hookimpl
+    def pytest_fixture_post_finalizer(self, fixturedef: Any, request: Any) -> None:
+        recorder = self.controller.recorder
+        if recorder is not None and recorder.ownership.fixture_values:
+            recorder.ownership.fixture_values.pop(id(fixturedef), None)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:
         item = self.unscheduled
@@ -529,7 +542,10 @@ class SockHygienePlugin:
             outer = ownership.function_fixture
             ownership.function_fixture = fixture_label("function", fixturedef.argname)
         try:
-            return (yield)
+            value = yield
+            if broader:
+                self._remember_value(fixturedef, value)
+            return value
         finally:
             if ownership is not None:
                 ownership.function_fixture = outer

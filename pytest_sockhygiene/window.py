@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
+from .holders import fixture_holders
 from .limits import Limits
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
@@ -158,7 +159,7 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
 
 class Window(EventSink):
     __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "opened_at", "recorder",
-                 "table")
+                 "table", "walked")
 
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: ClientProbe | None = None,
                  before: Scan | None = None, since: Scan | None = None) -> None:
@@ -180,6 +181,7 @@ class Window(EventSink):
         self.blind = False
         """The socket hooks were replaced by other code for part of the window: connects may have gone unseen."""
         self.opened_at = time.monotonic()  # (a test timeout's time left is counted from here: timeouts.py)
+        self.walked: set[Hashable] = set()  # sockets already looked for in broader fixtures' values (holders.py)
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
@@ -232,6 +234,8 @@ class Window(EventSink):
             # (a session server's thread still closing the side it accepted, at every test)
             entries = self.table.describe({k: after[k] for k in new_ids if k not in owned and k not in fixtures
                                            and not self._owned_in_flight(after[k])})
+            if entries and self.recorder.ownership.fixture_values:
+                entries = self._held_by_fixtures(entries, owned)
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
         obs = Observation(
@@ -280,6 +284,23 @@ class Window(EventSink):
         if rest:
             found |= self.table.lingering(rest)
         return found
+
+    def _held_by_fixtures(self, entries: list[SocketEntry], owned: dict[Hashable, str]) -> list[SocketEntry]:
+        """The entries no value of a broader fixture holds; those it holds are that fixture's from now on (a lazily
+        connecting client it made opened them during this test: ``holders.py``). Each socket is looked for once
+        per window."""
+        wanted = {e.fd: e.key for e in entries if e.key not in self.walked and e.fd is not None}
+        if not wanted:
+            return entries
+        self.walked.update(wanted.values())
+        own = self.recorder.ownership
+        found = fixture_holders(wanted, list(own.fixture_values.values()))
+        if not found:
+            return entries
+        for key, label in found.items():
+            own.socket_owner.setdefault(key, label)
+            owned[key] = label
+        return [e for e in entries if e.key not in found]
 
     def _owned_in_flight(self, fd: int) -> bool:
         """A socket whose connect is under way in a thread that is not the test's (a fixture's, or one an earlier

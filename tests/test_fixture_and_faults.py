@@ -362,3 +362,71 @@ def test_the_fixtures_pytest_makes_for_setup_methods_are_named_for_them(pytester
                   "class-scoped fixture 'setup_class of TestPlain'"):
         assert f" - {owner}" in out, out
     assert "_setUpClass_fixture_" not in out and "_setup_module_fixture_" not in out
+
+
+LAZY_POOL = dedent("""
+    import socket
+    import pytest
+
+    KEEP = []
+
+    class LazyPool:
+        # connects on first use and keeps the connection for the next caller, as redis-py's pool does
+        def __init__(self, address):
+            self.address = address
+            self._available = []
+
+        def request(self):
+            conn = self._available.pop() if self._available else socket.create_connection(self.address)
+            conn.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+            data = b""
+            while not data.endswith(b"ok\\n"):  # (serve_http answers "ok\\n")
+                data += conn.recv(4096)
+            self._available.append(conn)
+            return data
+
+        def close(self):
+            for conn in self._available:
+                conn.close()
+            self._available.clear()
+
+    class Client:
+        def __init__(self, pool):
+            self.connection_pool = pool
+
+    @pytest.fixture(scope="session")
+    def client(server):
+        pool = LazyPool((server.host, server.port))
+        yield Client(pool)
+        pool.close()
+
+    @pytest.fixture
+    def own_pool(server):
+        return LazyPool((server.host, server.port))  # never closed: the test's
+
+    def test_first(client):
+        assert b"HTTP/1." in client.connection_pool.request()
+
+    def test_second(client):
+        assert b"HTTP/1." in client.connection_pool.request()
+
+    def test_function_fixture_pool_left_open(own_pool):
+        assert b"HTTP/1." in own_pool.request()
+
+    def test_kept_by_the_test(client, server):
+        KEEP.append(socket.create_connection((server.host, server.port)))
+""")
+
+
+def test_a_lazily_connecting_client_of_a_session_fixture_owns_its_pool(pytester, run):
+    """A client a session fixture made that connects on first use (redis-py, a database driver) opens its
+    connection inside the first test that uses it and keeps it pooled: it was that test's ``established`` leak,
+    "call close() in the fixture's teardown", which the fixture does (found running redis-py's suite beside a
+    session-scoped ``redis.Redis``). The fixture's value holds the socket, so it is the fixture's; a function
+    fixture's pool left open and a socket the test keeps are still the test's."""
+    pytester.makepyfile(test_lazy=LAZY_POOL)
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_lazy.py::test_function_fixture_pool_left_open",
+                                 "test_lazy.py::test_kept_by_the_test"]
+    result.assert_outcomes(passed=4, errors=2)
+    assert "session-level leaks" not in result.stdout.str()

@@ -105,3 +105,38 @@ def test_made_while_imported_tells_an_import_from_later_calls_and_exec(tmp_path,
     exec("R = factory()", namespace)  # module-level code, but no import under way (a doctest's examples too)
     assert namespace["R"] is False
     assert made_while_imported(sys._getframe()) is False
+
+
+def test_fixture_holders_follow_attributes_and_containers_not_modules():
+    """``holders.fixture_holders``: a socket reached from a fixture's value through instances, lists and dicts is
+    found; one reached only through a module or a function's globals is not (they reach everything); the walk is
+    bounded in depth."""
+    import socket
+    import types
+
+    from pytest_sockhygiene.holders import MAX_DEPTH, fixture_holders
+
+    a, b, c, d = (socket.socket() for _ in range(4))
+    try:
+        class Pool:
+            def __init__(self, conns):
+                self.available = list(conns)
+
+        class Client:
+            def __init__(self, pool):
+                self.connection_pool = pool
+
+        module = types.ModuleType("elsewhere")
+        module.sock = c  # type: ignore[attr-defined]
+        deep: object = d
+        for _ in range(MAX_DEPTH + 2):
+            deep = [deep]
+        wanted = {a.fileno(): "a", b.fileno(): "b", c.fileno(): "c", d.fileno(): "d"}
+        roots = [("session-scoped fixture 'client'", Client(Pool([a]))),
+                 ("module-scoped fixture 'conf'", {"pools": {"x": (b,)}, "module": module, "deep": deep})]
+        assert fixture_holders(wanted, roots) == {"a": "session-scoped fixture 'client'",
+                                                  "b": "module-scoped fixture 'conf'"}
+        assert fixture_holders({}, roots) == {}
+    finally:
+        for s in (a, b, c, d):
+            s.close()
