@@ -312,14 +312,27 @@ def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester,
             KEEP.extend([client, response])
             assert wait_for(lambda: server.open_connections == 0, 5)  # the server has closed its side
 
+        def test_aiohttp_response_never_read(server):
+            import asyncio
+            import aiohttp
+
+            async def main():
+                session = aiohttp.ClientSession()
+                # aiohttp reads a body as it comes, up to its buffer: 1 MiB with the server's close stays in flight
+                KEEP.extend([session, await session.get(server.url + "/close?size=1048576")])
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(main())
+            KEEP.append(loop)
+
         def test_http_client_response_never_read(server):
             conn = http.client.HTTPConnection(server.host, server.port)
             conn.request("GET", PATH)
             KEEP.extend([conn, conn.getresponse()])  # headers read, body left in the socket
             assert wait_for(lambda: server.open_connections == 0, 5)
     """))
-    result = run("-p", "no:randomly")
-    assert errors_of(result) == ["test_unread.py::test_http_client_response_never_read",
+    result = run("-p", "no:randomly", "-W", "ignore::ResourceWarning")
+    assert errors_of(result) == ["test_unread.py::test_aiohttp_response_never_read",
+                                 "test_unread.py::test_http_client_response_never_read",
                                  "test_unread.py::test_httpx_stream_never_read"]
     fix = ("fix: the server answered and closed, and the response was never read to the end nor closed: read it "
            "to the end, or close it (`with client.stream(...)`, `response.close()`; requests: `with "
@@ -328,6 +341,9 @@ def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester,
     assert "keepalive_expiry=5s; held by a request or a response not yet read to the end or closed)" in streamed
     assert "idle pooled connection" not in streamed
     assert fix in streamed
+    aio = failure_block(result, "test_unread.py::test_aiohttp_response_never_read")  # (its connector's _acquired)
+    assert "keepalive_timeout=15s; held by a request or a response not yet read to the " \
+        "end or closed)" in aio, aio
     unread = failure_block(result, "test_unread.py::test_http_client_response_never_read")
     assert "a response never read to the end: " in unread and " byte(s) the server sent before it closed still " \
         "wait unread" in unread

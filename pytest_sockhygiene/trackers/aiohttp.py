@@ -6,6 +6,7 @@ sees a session whose connector was closed some other way. Requests: ``ClientSess
 Pool: ``session.connector`` -> ``_conns`` (connection key -> deque, a list in older versions, of
 ``(protocol, last-used time)``: the idle connections) and ``_acquired`` (protocols in use, or a placeholder while
 connecting) -> ``protocol.transport.get_extra_info("socket")`` (an asyncio ``TransportSocket``).
+Busy: the protocols in ``_acquired`` (a request, an unreleased response, a websocket).
 Keepalive: the connector's ``_keepalive_timeout`` (15 s by default; None with ``force_close``).
 """
 
@@ -79,6 +80,20 @@ class AiohttpTracker(ClassTracker):
             return []
         out = []
         for protocol in _protocols(connector):
+            sock = _socket_of(protocol)
+            if sock is not None:
+                out.append(sock)
+        return out
+
+    def busy_sockets(self, client: Any) -> list[Any] | None:
+        """The sockets of the connector's acquired connections (``_acquired``): a request under way, a response
+        not read to the end nor released, an open websocket - not idle keep-alive ones (found with aiohttp's
+        client suite: an open ``ws_connect`` read as an idle pooled connection, ``keepalive_timeout=15s``)."""
+        connector = self._connector(client)
+        if connector is None:
+            return None
+        out = []
+        for protocol in _copy(getattr(connector, "_acquired", None)):
             sock = _socket_of(protocol)
             if sock is not None:
                 out.append(sock)
