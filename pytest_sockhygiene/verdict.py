@@ -385,6 +385,17 @@ checked out by a response, or idle in a pool the client dropped (urllib3's ``cle
 without closing them) that a response still references - the plugin cannot tell which."""
 
 
+UNPOOLED_CLOSE_WAIT_ADVICE = (
+    "the server closed first and the test kept its end of the connection open: close the connection when done "
+    "(`with` / `async with` around it - a websocket's `connect(...)`, a socket, a database connection - or close() "
+    "in the fixture's teardown).")
+"""CLOSE_WAIT's fix when no connection left is in a client's pool: idle limits and streamed responses are a pooled
+HTTP client's (found with a websocket a test left open to a uvicorn server its fixture shut down)."""
+
+_POOL_MARK = "in the pool of "
+"""How a connection's note starts when a tracked client's pool holds it (``clients.py``)."""
+
+
 def _out_of_pool(note: str) -> bool:
     return note.startswith(_OUT_OF_POOL_MARK) and _OUT_OF_POOL_TAIL in note
 
@@ -401,6 +412,8 @@ def advice(v: Violation) -> str:
         if any(_out_of_pool(i.note) for i in v.items):
             return OUT_OF_POOL_ADVICE
         return UNREAD_ADVICE if v.kind == "close_wait" else RESPONSE_ADVICE
+    if v.kind == "close_wait" and v.items and all(not i.server_side and _POOL_MARK not in i.note for i in v.items):
+        return UNPOOLED_CLOSE_WAIT_ADVICE
     special = SERVER_SIDE_ADVICE.get(v.kind)
     servers = sum(1 for i in v.items if i.server_side)
     if special is None or not servers:
