@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pytest_sockhygiene.endpoints import IgnorePattern
 from pytest_sockhygiene.events import SocketEvent
 from pytest_sockhygiene.limits import Limits
 from pytest_sockhygiene.table import SocketEntry, TcpState
-from pytest_sockhygiene.verdict import ADVICE, Observation, advice, judge, time_wait_candidates
+from pytest_sockhygiene.verdict import (
+    ADVICE,
+    UNPOOLED_CLOSE_WAIT_ADVICE,
+    Observation,
+    advice,
+    judge,
+    time_wait_candidates,
+)
 
 SERVER = ("127.0.0.1", 8000)
 
@@ -87,8 +96,12 @@ def test_server_side_close_wait_gets_server_advice_not_keepalive_expiry():
     client = entry(5, TcpState.CLOSE_WAIT, ("127.0.0.1", 40001), ("127.0.0.1", 9000))
     mixed = judge(obs([accepted, client], [ev], listeners={SERVER: 3}, held=[4, 5]), Limits()).violations[0]
     assert advice(mixed).startswith(ADVICE["close_wait"]) and "Server side: " in advice(mixed)
+    # a client socket no pool holds (a websocket, a raw socket): close it - there is no idle limit to set
     only_client = judge(obs([client]), Limits()).violations[0]
-    assert advice(only_client) == ADVICE["close_wait"]
+    assert advice(only_client) == UNPOOLED_CLOSE_WAIT_ADVICE and "keepalive_expiry" not in advice(only_client)
+    pooled = dataclasses.replace(only_client, items=tuple(
+        dataclasses.replace(i, note="in the pool of httpx.Client created at t.py:1 in f") for i in only_client.items))
+    assert advice(pooled) == ADVICE["close_wait"]
 
 
 def test_ignore_matches_local_or_remote():
