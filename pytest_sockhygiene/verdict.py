@@ -304,6 +304,12 @@ CAUSE_ADVICE: dict[str, str] = {
                "of polling a port).",
 }
 """The fix when ``connection_sources`` finds a cause other than a new client per request (``ADVICE``)."""
+CAUSE_ADVICE["api_concurrent"] = (
+    "these connections were all open at once: concurrent calls through a pool that grew to hold them, and closing "
+    "the pool left an entry for each - share one pool between tests (a fixture of broader scope), cap the pool's "
+    "size, or allow it for this test.")
+"""A pool no tracked client owns (redis-py's, a database driver's) that grew for concurrent calls and was closed
+(found with redis-py's ``test_can_run_concurrent_commands``): not a connection per call."""
 CAUSE_ADVICE["api_server_first"] = CAUSE_ADVICE["api"] + (
     " The server ended each connection first, as a redirect or a refused handshake does.")
 """The redirect hint is in the ``api`` fix whichever side closed first: over TLS a websocket client's redirect
@@ -429,6 +435,10 @@ OPENED_BY = "opened by "
 RECONNECTED = "one after another"
 """In a client context item's note: its pool reopened connections to one host, never two at once."""
 
+AT_ONCE = "all open at once"
+"""In an API context item's note: every connection of the group was open at the same time (a pool grown for
+concurrent calls), not one per call opened and closed in turn."""
+
 
 def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     """The ``CAUSE_ADVICE`` key for a violation's context (its first item explains the most connections), None
@@ -445,6 +455,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     if first.state.startswith(OPENED_BY + "function-scoped fixture"):
         return "fixture"
     if first.state.startswith(OPENED_BY):
+        if AT_ONCE in first.note:
+            return "api_concurrent"
         if items and all(i.note == SERVER_CLOSED_EACH for i in items):
             return "api_server_first"
         return "api"
@@ -453,6 +465,22 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     if items and all(i.note == SERVER_CLOSED_EACH for i in items):
         return "per_request_server_first"  # new clients per request, and the server ended every connection
     return None
+
+
+def _all_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent]) -> bool:
+    """Whether every one of ``conns`` (connect identities) was connected before the first of them was closed (a
+    close seen: connections no Python close ended, or none yet, say nothing of it)."""
+    wanted = set(conns)
+    opened = 0
+    for ev in events:
+        key = ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)
+        if key not in wanted:
+            continue
+        if ev.kind == "connect":
+            opened += 1
+        elif ev.kind == "close":
+            return opened >= len(wanted)
+    return False
 
 
 def _requests_each(requests: Sequence[int]) -> str:
@@ -528,6 +556,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     # (defaultdict(int) where Counter's extras are not needed: a Counter costs a Python-level __init__ each)
     fixtures: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
     apis: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
+    api_conns: dict[tuple[str, Origin | None], list[Hashable]] = collections.defaultdict(list)
     clients: dict[tuple[str, Origin | None], dict[Hashable, dict[Endpoint | None, int]]] = {}
     for ev in connects:
         if ev.fixture is not None:
@@ -539,15 +568,20 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
                 remotes = per_client[ev.client] = collections.defaultdict(int)
             remotes[ev.remote] += 1
         elif ev.origin is not None:  # no user line at all: the item's own origin says so already
-            apis[(ev.api or "socket.socket.connect", ev.origin)] += 1
+            group = (ev.api or "socket.socket.connect", ev.origin)
+            apis[group] += 1
+            api_conns[group].append(ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple))
     by_fixtures, by_apis = sum(fixtures.values()), sum(apis.values())
     for (label, origin), n in fixtures.items():
         ranked.append((by_fixtures, 2, n, Item(state=OPENED_BY + label, local=None, remote=None, origin=origin, count=n,
                                             note="while it was set up for this test: plumbing, not the code under "
                                                  "test")))
     for (api, origin), n in apis.items():
+        note = "no tracked client: each call opened a connection of its own"
+        if n >= 2 and _all_open_at_once(api_conns[(api, origin)], events):
+            note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
         ranked.append((by_apis, 0, n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
-                                        note="no tracked client: each call opened a connection of its own")))
+                                        note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}
     by_clients = sum(conns_of.values())
     for (kind, origin), per_client in clients.items():

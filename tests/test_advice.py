@@ -335,3 +335,27 @@ def test_an_awaitable_run_until_complete_is_named_not_asyncios_wrapper_of_it(pyt
     assert re.search(r"connection\(s\) opened by awaitlib\.(Connect\.)?_open\(\), opened in a task started at "
                      r"test_w\.py:", block), block
     assert "_wrap_awaitable" not in block
+
+
+def test_connections_all_open_at_once_are_a_pool_not_a_connection_per_call(pytester, run):
+    """Seven connections no tracked client made, all open before the first was closed - a pool that grew for
+    concurrent calls (redis-py's, a driver's) and was closed at the end: not "each call opened a connection of its
+    own", and the fix is the pool's (found running redis-py's suite)."""
+    pytester.makepyfile(test_c=dedent("""
+        import socket
+
+        def test_pool_closed_at_the_end(server):
+            pool = []
+            while len(pool) < 7:
+                pool.append(socket.create_connection((server.host, server.port)))
+            for conn in pool:
+                conn.close()
+    """))
+    result = run()
+    block = failure_block(result, "test_c.py::test_pool_closed_at_the_end")
+    n = lingered(block, 7, result)
+    assert f"7 connection(s) opened by socket.create_connection(), at test_c.py:6 in test_pool_closed_at_the_end " \
+           "(no tracked client; all open at once, a pool grown for concurrent calls and closed together)" in block, \
+        (n, block)
+    assert "fix: these connections were all open at once: concurrent calls through a pool that grew to hold them" \
+        in block

@@ -204,3 +204,21 @@ def test_concurrent_connections_are_not_one_after_another():
         item = _sources_of(events)
         assert "one after another" not in item.note, events
         assert cause_of([item]) is None
+
+
+def test_an_untracked_pool_grown_for_concurrent_calls_is_not_a_connection_per_call():
+    """redis-py's pool opening ten connections for ten concurrent commands, closed together by the fixture: "each
+    call opened a connection of its own" and "an API without a connection pool" were both untrue (found running
+    redis-py's suite). Connections opened and closed in turn keep the per-call reading."""
+    concurrent = [connect(40000 + i, api="redis.asyncio.connection.Connection.connect") for i in range(10)]
+    events = concurrent + [close(40000 + i) for i in range(10)]
+    (item,) = connection_sources(concurrent, events)
+    assert "all open at once, a pool grown for concurrent calls and closed together" in item.note
+    assert cause_of([item]) == "api_concurrent"
+    assert CAUSE_ADVICE["api_concurrent"].startswith("these connections were all open at once")
+    in_turn: list[SocketEvent] = []
+    for i in range(10):
+        in_turn += [connect(41000 + i, api="urllib.request.urlopen"), close(41000 + i)]
+    (item,) = connection_sources([e for e in in_turn if e.kind == "connect"], in_turn)
+    assert item.note == "no tracked client: each call opened a connection of its own"
+    assert cause_of([item]) == "api"
