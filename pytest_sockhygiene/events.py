@@ -171,7 +171,9 @@ class Ownership:
                 return None  # that thread has ended, and a new one was given its ident
         return owner
 
-    def current(self) -> str | None:
+    def current(self, tasks: bool = True) -> str | None:
+        """The owner of what the calling thread (or asyncio task, unless ``tasks`` is False) does now, or None: the
+        test's."""
         ident = _get_ident()
         owner = self.thread_label(ident) if self.thread_owner else None
         if owner is None:
@@ -180,7 +182,7 @@ class Ownership:
             if self.inherited and ident != self.main_thread:  # a thread started by an owned thread (ThreadStarts)
                 thread = _threads_by_ident.get(ident) if _threads_by_ident is not None else _current_thread()
                 owner = getattr(thread, _OWNER_ATTR, None)
-            if owner is None and self.tasks_owned:  # a task a fixture created (its server), run during a test
+            if owner is None and tasks and self.tasks_owned:  # a task a fixture created (its server), run later
                 return _task_owner.get()
         return owner
 
@@ -238,8 +240,9 @@ class ThreadStarts:
         capture, STARTED_AT = origin_mod.capture, origin_mod.STARTED_AT_ATTR  # noqa: N806
 
         def start(self: threading.Thread) -> None:
-            owner = own.current() if own.thread_owner or own.fixture_stack or own.inherited or own.tasks_owned \
-                else None
+            # (a task's owner is not passed on: a thread an owned task starts during a test may be a pool's worker
+            # that runs every later test's jobs - the loop's default executor, anyio's to_thread)
+            owner = own.current(tasks=False) if own.thread_owner or own.fixture_stack or own.inherited else None
             owned = False
             if owner is not None:
                 try:

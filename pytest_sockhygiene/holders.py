@@ -8,24 +8,36 @@ its pool for the next test: that socket appeared during the test, from the test'
 redis-py's suite beside a user's session-scoped ``redis.Redis``). The HTTP clients the plugin tracks know their
 pools; for any other library, what holds the socket says whose it is: a value a broader fixture returned, still
 cached by pytest, whose references lead to it. The walk goes forward from those values through instances, their
-attributes and containers - never into modules, classes or functions, whose globals reach everything - and stops
-after a bounded number of objects: a socket further away stays the test's, as before.
+attributes and containers - never into modules, classes or functions, whose globals reach everything, nor event
+loops, selectors, threads and executors, which reach whatever runs on them - and stops after a bounded number of
+objects: a socket further away stays the test's, as before. It runs none of the objects' code (types are read
+with ``type()``, not ``__class__``), and a fault in it leaves the sockets the test's (``Window._held_by_fixtures``).
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import socket
+import sys
 import types
-from collections.abc import Collection, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 MAX_OBJECTS = 20_000
 """Objects visited per look at most: a client's pool is a few levels from the fixture's value, and a walk of a
 large value (a whole app) must stay in the milliseconds."""
 
-MAX_DEPTH = 10
-"""References followed from a fixture's value at most (redis: client -> pool -> list -> connection -> socket)."""
+MAX_DEPTH = 16
+"""References followed from a fixture's value at most: redis-py's socket is 4 attributes below its client (8
+references: each attribute goes through the instance's ``__dict__``), a SQLAlchemy engine's 8, a ``sessionmaker``'s
+10 and a ``scoped_session``'s 11 (measured with pg8000); the object budget is what bounds the cost."""
+
+MAX_CONTAINER = 10_000
+"""A dict, list, set or deque larger than this is not walked into: a pool holds a few connections, a data set a
+fixture loaded (a vocabulary, a table) holds millions of objects that cannot hold one."""
+
+_CONTAINERS = (dict, list, tuple, set, frozenset, collections.deque)
 
 _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType, types.FrameType,
            types.MethodType, str, bytes, bytearray, int, float, complex, bool, type(None))
@@ -34,38 +46,53 @@ _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType
 that holds it, not through the method."""
 
 
-def _fd_of(obj: Any) -> int | None:
+_LIBPQ_MODULES = ("psycopg.", "psycopg2.")
+"""Connections whose socket libpq holds in C, not a Python socket: their ``fileno()`` says which fd it is."""
+
+
+def _fd_of(obj: Any, cls: type) -> int | None:
     """The fd of a socket module's socket (an asyncio transport's, or its TransportSocket's, is reached as its
-    ``_sock``), else None."""
-    if not isinstance(obj, socket.socket):
-        return None
-    try:
-        return obj.fileno()
-    except OSError:
-        return None
+    ``_sock``), or of a psycopg / psycopg2 connection (libpq's socket, ``fileno()``); else None. Asked of the real
+    type (``cls``), never of ``obj.__class__``: a lazy proxy (Django's ``SimpleLazyObject``) runs code when asked
+    that, and a walk must run none - no other object's ``fileno()`` is called either."""
+    if issubclass(cls, socket.socket):
+        try:
+            return obj.fileno()  # type: ignore[no-any-return]
+        except OSError:
+            return None
+    if cls.__module__.startswith(_LIBPQ_MODULES) and cls.__name__ in ("Connection", "AsyncConnection", "connection"):
+        try:
+            fd = obj.fileno()
+        except Exception:  # noqa: BLE001 - a closed or broken connection has no socket to find
+            return None
+        return fd if isinstance(fd, int) else None
+    return None
 
 
 def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]]) -> dict[Hashable, str]:
     """``wanted``: fd -> socket identity of the sockets to place; ``roots``: (label, value) of each fixture of
     broader scope still set up. Returns identity -> the label of the first fixture whose value reaches the socket
-    (a breadth-first walk, bounded by ``MAX_OBJECTS`` and ``MAX_DEPTH`` over all fixtures together)."""
+    (a breadth-first walk, bounded by ``MAX_OBJECTS`` and ``MAX_DEPTH`` over all fixtures together: every object
+    met counts, and a container larger than ``MAX_CONTAINER`` - a data set, not a pool - is not walked into)."""
     found: dict[Hashable, str] = {}
     if not wanted:
         return found
     seen: set[int] = set()
     budget = MAX_OBJECTS
+    opaque = _OPAQUE + _hubs()
     for label, value in roots:
         level: list[Any] = [value]
-        for _ in range(MAX_DEPTH):
+        for _ in range(MAX_DEPTH + 1):  # (the value itself, then up to MAX_DEPTH references away)
             nxt: list[Any] = []
             for obj in level:
-                if budget <= 0:
-                    break
-                if id(obj) in seen or isinstance(obj, _OPAQUE):
+                budget -= 1
+                if budget < 0:
+                    return found
+                cls = type(obj)
+                if issubclass(cls, opaque) or id(obj) in seen:
                     continue
                 seen.add(id(obj))
-                budget -= 1
-                fd = _fd_of(obj)
+                fd = _fd_of(obj, cls)
                 if fd is not None:
                     key = wanted.get(fd)
                     if key is not None and key not in found:
@@ -73,20 +100,43 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
                         if len(found) == len(wanted):
                             return found
                     continue  # a socket holds no other socket
+                if cls in _CONTAINERS and len(obj) > MAX_CONTAINER:
+                    continue
                 nxt.append(obj)
-            if not nxt or budget <= 0:
+            if not nxt:
                 break
-            level = _referents(nxt)
-        if budget <= 0:
-            break
+            level = _referents(nxt, budget)
     return found
 
 
-def _referents(objects: Collection[Any]) -> list[Any]:
-    try:
-        return list(gc.get_referents(*objects))
-    except Exception:  # noqa: BLE001 - an object whose traversal fails holds nothing we can see
-        return []
+_HUBS = (("asyncio", "AbstractEventLoop"), ("selectors", "BaseSelector"), ("threading", "Thread"),
+         ("concurrent.futures", "Executor"))
+"""Objects that reference whatever runs on them, not what a fixture made: an event loop reaches every transport
+and server on it (a test's own listener on the session's loop, through a future the fixture returned), a selector
+every registered socket, a thread and an executor their jobs. Looked up where their modules are imported already:
+the walk imports nothing."""
 
 
-__all__ = ["MAX_DEPTH", "MAX_OBJECTS", "fixture_holders"]
+def _hubs() -> tuple[type, ...]:
+    out = []
+    for module, name in _HUBS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            out.append(cls)
+    return tuple(out)
+
+
+def _referents(objects: Iterable[Any], budget: int) -> list[Any]:
+    """What ``objects`` refer to, until there are more than ``budget`` of them (the walk stops there anyway)."""
+    out: list[Any] = []
+    for obj in objects:
+        try:
+            out.extend(gc.get_referents(obj))
+        except Exception:  # noqa: BLE001, S112 - an object whose traversal fails holds nothing we can see
+            continue
+        if len(out) > budget:
+            break
+    return out
+
+
+__all__ = ["MAX_CONTAINER", "MAX_DEPTH", "MAX_OBJECTS", "fixture_holders"]

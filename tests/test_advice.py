@@ -354,7 +354,7 @@ def test_connections_all_open_at_once_are_a_pool_not_a_connection_per_call(pytes
     result = run()
     block = failure_block(result, "test_c.py::test_pool_closed_at_the_end")
     n = lingered(block, 7, result)
-    assert f"7 connection(s) opened by socket.create_connection(), at test_c.py:6 in test_pool_closed_at_the_end " \
+    assert "7 connection(s) opened by socket.create_connection(), at test_c.py:6 in test_pool_closed_at_the_end " \
            "(no tracked client; all open at once, a pool grown for concurrent calls and closed together)" in block, \
         (n, block)
     assert "fix: these connections were all open at once: concurrent calls through a pool that grew to hold them" \

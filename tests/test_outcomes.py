@@ -462,3 +462,49 @@ def test_a_task_a_session_fixture_created_owns_what_it_opens_during_a_test(pytes
     block = failure_block(result, "test_task.py::test_own_task_leaves_a_listener")
     assert "listen: 1 > limit 0" in block
     assert "session-level leaks" not in result.stdout.str()
+
+
+def test_a_pool_worker_a_fixtures_task_starts_during_a_test_is_nobodys(pytester, run):
+    """A session fixture's service task that runs a job on the loop's default executor during a test starts that
+    executor's worker thread then; the task's owner passed on to the thread made the worker the fixture's for
+    good, and every later test's connection opened through the executor was hidden (found in review). A task's
+    owner is never passed on to a thread."""
+    pytester.makepyfile(test_pool=dedent("""
+        import asyncio
+        import socket
+        import pytest
+
+        LEAKED = []
+
+        @pytest.fixture(scope="session")
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.fixture(scope="session")
+        async def service():
+            queue = asyncio.Queue()
+
+            async def serve():
+                loop = asyncio.get_running_loop()
+                while True:
+                    job = await queue.get()
+                    await loop.run_in_executor(None, job)
+                    queue.task_done()
+
+            task = asyncio.create_task(serve())
+            yield queue
+            task.cancel()
+
+        @pytest.mark.anyio
+        async def test_uses_service(service):
+            service.put_nowait(lambda: None)  # the executor's first job: its worker thread starts now
+            await service.join()
+
+        @pytest.mark.anyio
+        async def test_leaks_through_executor(server):
+            loop = asyncio.get_running_loop()
+            LEAKED.append(await loop.run_in_executor(None, socket.create_connection, (server.host, server.port)))
+    """))
+    result = run("-p", "no:randomly", "-p", "no:asyncio")
+    assert errors_of(result) == ["test_pool.py::test_leaks_through_executor"]
+    assert "established: 1 > limit 0" in failure_block(result, "test_pool.py::test_leaks_through_executor")

@@ -116,7 +116,7 @@ def test_fixture_holders_follow_attributes_and_containers_not_modules():
 
     from pytest_sockhygiene.holders import MAX_DEPTH, fixture_holders
 
-    a, b, c, d = (socket.socket() for _ in range(4))
+    a, b, c, d, e = (socket.socket() for _ in range(5))
     try:
         class Pool:
             def __init__(self, conns):
@@ -131,12 +131,57 @@ def test_fixture_holders_follow_attributes_and_containers_not_modules():
         deep: object = d
         for _ in range(MAX_DEPTH + 2):
             deep = [deep]
-        wanted = {a.fileno(): "a", b.fileno(): "b", c.fileno(): "c", d.fileno(): "d"}
+        edge: object = e  # exactly MAX_DEPTH references from its fixture's value: still found
+        for _ in range(MAX_DEPTH):
+            edge = [edge]
+        wanted = {a.fileno(): "a", b.fileno(): "b", c.fileno(): "c", d.fileno(): "d", e.fileno(): "e"}
         roots = [("session-scoped fixture 'client'", Client(Pool([a]))),
-                 ("module-scoped fixture 'conf'", {"pools": {"x": (b,)}, "module": module, "deep": deep})]
+                 ("module-scoped fixture 'conf'", {"pools": {"x": (b,)}, "module": module, "deep": deep}),
+                 ("session-scoped fixture 'edge'", edge)]
         assert fixture_holders(wanted, roots) == {"a": "session-scoped fixture 'client'",
-                                                  "b": "module-scoped fixture 'conf'"}
+                                                  "b": "module-scoped fixture 'conf'",
+                                                  "e": "session-scoped fixture 'edge'"}
         assert fixture_holders({}, roots) == {}
     finally:
-        for s in (a, b, c, d):
+        for s in (a, b, c, d, e):
             s.close()
+
+
+def test_fixture_holders_run_no_user_code_and_stay_bounded(monkeypatch):
+    """The walk asks an object's real type, never ``obj.__class__`` (a lazy proxy - Django's ``SimpleLazyObject`` -
+    runs its factory when asked, which may raise), does not walk into a container larger than ``MAX_CONTAINER``
+    (a data set a fixture loaded), and counts every object it meets against ``MAX_OBJECTS`` (found in review: a
+    2M-entry dict cost 0.66 s per look)."""
+    import gc
+    import socket
+
+    from pytest_sockhygiene import holders
+
+    evaluated = []
+
+    class Lazy:
+        @property  # type: ignore[misc]
+        def __class__(self):
+            evaluated.append(1)
+            raise RuntimeError("working outside of the application's context")
+
+    s = socket.socket()
+    try:
+        big = list(range(holders.MAX_CONTAINER)) + [s]
+        assert holders.fixture_holders({s.fileno(): "s"}, [("f", {"user": Lazy(), "big": big})]) == {}
+        assert evaluated == []
+        met = []
+        real = gc.get_referents
+
+        def counting(*objects):
+            out = real(*objects)
+            met.append(len(out))
+            return out
+
+        monkeypatch.setattr(holders.gc, "get_referents", counting)
+        wide = [[i] for i in range(holders.MAX_CONTAINER)] * 4  # 40,000 small lists: each one an object met
+        assert holders.fixture_holders({s.fileno(): "s"}, [("f", {"a": wide[:9_000], "b": wide[9_000:18_000],
+                                                                  "c": wide[18_000:27_000]})]) == {}
+        assert sum(met) <= 2 * holders.MAX_OBJECTS + holders.MAX_CONTAINER
+    finally:
+        s.close()
