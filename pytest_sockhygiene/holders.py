@@ -46,7 +46,7 @@ _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType
 that holds it, not through the method."""
 
 
-_LIBPQ_MODULES = ("psycopg.", "psycopg2.")
+_LIBPQ_PACKAGES = ("psycopg", "psycopg2")
 """Connections whose socket libpq holds in C, not a Python socket: their ``fileno()`` says which fd it is."""
 
 
@@ -60,7 +60,8 @@ def _fd_of(obj: Any, cls: type) -> int | None:
             return obj.fileno()  # type: ignore[no-any-return]
         except OSError:
             return None
-    if cls.__module__.startswith(_LIBPQ_MODULES) and cls.__name__ in ("Connection", "AsyncConnection", "connection"):
+    if cls.__module__.partition(".")[0] in _LIBPQ_PACKAGES and cls.__name__ in ("Connection", "AsyncConnection",
+                                                                                 "connection"):
         try:
             fd = obj.fileno()
         except Exception:  # noqa: BLE001 - a closed or broken connection has no socket to find
