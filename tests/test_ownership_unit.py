@@ -185,3 +185,31 @@ def test_fixture_holders_run_no_user_code_and_stay_bounded(monkeypatch):
         assert sum(met) <= 2 * holders.MAX_OBJECTS + holders.MAX_CONTAINER
     finally:
         s.close()
+
+
+def test_fixture_holders_find_a_libpq_connection_by_its_fileno():
+    """A psycopg (3) or psycopg2 connection holds its socket in C (libpq): found by the connection's ``fileno()``.
+    A stand-in class under psycopg's module and class names, over a real socket: PostgreSQL is not part of this
+    suite (checked against a real server with SQLAlchemy over psycopg for issue 12). No other class's
+    ``fileno()`` is called."""
+    import socket
+
+    from pytest_sockhygiene.holders import fixture_holders
+
+    s = socket.socket()
+    calls = []
+    try:
+        def stand_in(module, name):
+            cls = type(name, (), {"fileno": lambda self: calls.append(name) or s.fileno()})
+            cls.__module__ = module
+            return cls()
+
+        wanted = {s.fileno(): "pg"}
+        for module in ("psycopg", "psycopg2.extensions"):
+            name = "Connection" if module == "psycopg" else "connection"
+            assert fixture_holders(wanted, [("session-scoped fixture 'engine'", {"pool": [stand_in(module, name)]})]) \
+                == {"pg": "session-scoped fixture 'engine'"}
+        assert fixture_holders(wanted, [("f", [stand_in("mylib", "Connection")])]) == {}
+        assert calls == ["Connection", "connection"]
+    finally:
+        s.close()
