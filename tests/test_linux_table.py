@@ -99,24 +99,30 @@ def test_a_forked_child_watches_its_own_fd_table() -> None:
     own table, so a socket the child opens is seen and the parent's look is not disturbed."""
     table = _table_with_watch()
     try:
-        before = table.scan()
-        r, w = os.pipe()
-        after_pipe = table.scan()
-        pid = os.fork()
-        if pid == 0:  # the child: report what it sees, then leave without running anything of pytest's
-            try:
-                ok = table.unchanged(after_pipe) is after_pipe
-                s = socket.socket()
-                ok = ok and table.unchanged(after_pipe) is None
-                s.close()
-                os.write(w, b"1" if ok else b"0")
-            finally:
-                os._exit(0)
-        os.close(w)
-        answer = os.read(r, 1)
-        os.close(r)
-        os.waitpid(pid, 0)
-        assert answer == b"1"
+        answers = []
+        # another thread of this process (a server an earlier in-process run left, in an xdist worker) may open or
+        # close an fd between the look and the fork, which the child then rightly sees: tried up to three times
+        for _ in range(3):
+            before = table.scan()
+            r, w = os.pipe()
+            after_pipe = table.scan()
+            pid = os.fork()
+            if pid == 0:  # the child: report what it sees, then leave without running anything of pytest's
+                try:
+                    ok = table.unchanged(after_pipe) is after_pipe
+                    s = socket.socket()
+                    ok = ok and table.unchanged(after_pipe) is None
+                    s.close()
+                    os.write(w, b"1" if ok else b"0")
+                finally:
+                    os._exit(0)
+            os.close(w)
+            answers.append(os.read(r, 1))
+            os.close(r)
+            os.waitpid(pid, 0)
+            if answers[-1] == b"1":
+                break
+        assert answers[-1] == b"1", answers
         assert table.unchanged(before) is before
     finally:
         table.close()
