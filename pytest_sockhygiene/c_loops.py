@@ -14,17 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .trackers.patching import PatchOnImport
+from .trackers.patching import RecorderPatch
 
 
-class UvloopServers(PatchOnImport):
+class UvloopServers(RecorderPatch):
     """``uvloop.Loop.create_server``: each TCP listener of the server it returns is recorded as listening."""
 
     MODULE, CLASS, METHOD = "uvloop", "Loop", "create_server"
-
-    def __init__(self, recorder: Any) -> None:
-        super().__init__(recorder._on_error)
-        self._recorder = recorder
 
     def wrapper(self, original: Any) -> Any:
         rec = self._recorder
@@ -42,15 +38,11 @@ class UvloopServers(PatchOnImport):
         return create_server
 
 
-class UvloopConnections(PatchOnImport):
+class UvloopConnections(RecorderPatch):
     """``uvloop.Loop.create_connection``: the connection it made is recorded as connected (not when the caller
     handed it a socket of its own: that socket's connect, if any, was Python's)."""
 
     MODULE, CLASS, METHOD = "uvloop", "Loop", "create_connection"
-
-    def __init__(self, recorder: Any) -> None:
-        super().__init__(recorder._on_error)
-        self._recorder = recorder
 
     def wrapper(self, original: Any) -> Any:
         rec = self._recorder

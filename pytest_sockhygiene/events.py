@@ -33,7 +33,7 @@ from .c_loops import UvloopConnections, UvloopServers
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
-from .trackers.patching import PatchOnImport
+from .trackers.patching import RecorderPatch
 from .unraised import shown_not_raised
 
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -910,7 +910,7 @@ class Recorder:
         self.sinks = ()
 
 
-class TaskOrigins(PatchOnImport):
+class TaskOrigins(RecorderPatch):
     """Gives every asyncio task created while a window is open the user's line that created it
     (``origin.task_origin``), and, if a fixture of broader scope created it, that fixture as its owner
     (``_task_owner``: a session fixture's ``asyncio.create_task(server.serve())``, whose listener comes up during
@@ -919,10 +919,6 @@ class TaskOrigins(PatchOnImport):
     is imported; costs one attribute check per task outside windows."""
 
     MODULE, CLASS, METHOD = "asyncio.base_events", "BaseEventLoop", "create_task"
-
-    def __init__(self, recorder: Recorder) -> None:
-        super().__init__(recorder._on_error)
-        self._recorder = recorder
 
     def wrapper(self, original: Any) -> Any:
         rec = self._recorder

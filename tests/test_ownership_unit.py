@@ -167,7 +167,7 @@ def test_fixture_holders_run_no_user_code_and_stay_bounded(monkeypatch):
 
     s = socket.socket()
     try:
-        big = list(range(holders.MAX_CONTAINER)) + [s]
+        big = [*range(holders.MAX_CONTAINER), s]
         assert holders.fixture_holders({s.fileno(): "s"}, [("f", {"user": Lazy(), "big": big})]) == {}
         assert evaluated == []
         met = []

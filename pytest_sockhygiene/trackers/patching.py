@@ -91,6 +91,15 @@ class PatchOnImport:
         self._patches.undo()
 
 
+class RecorderPatch(PatchOnImport):
+    """A ``PatchOnImport`` whose wrapper reports to the socket recorder (``events.Recorder``): asyncio's
+    ``create_task`` (task origins and owners), uvloop's ``create_server`` and ``create_connection``."""
+
+    def __init__(self, recorder: Any) -> None:
+        super().__init__(recorder._on_error)
+        self._recorder = recorder
+
+
 def after_init(registry: Any, kind_of: Callable[[Any], str], networked: Callable[[Any], bool],
                only_if: Callable[[Any], bool] | None = None) -> Callable[[Any], Any]:
     """A wrapper for ``__init__`` that records the client once it is fully built; clients built inside it
