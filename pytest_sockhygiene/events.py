@@ -941,8 +941,7 @@ class TaskOrigins(RecorderPatch):
                 frame = origin_mod.user_frame(sys._getframe(1))
                 if frame is not None and origin_mod.stack_depth(frame) > own.fixture_depths[-1]:
                     owner_token = _task_owner.set(own.fixture_stack[-1])
-            if owner_token is not None:
-                own.tasks_owned = True
+                    own.tasks_owned = True
             try:
                 return original(self, coro, *args, **kwargs)
             finally:

@@ -467,13 +467,18 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     return None
 
 
+def _connection_key(ev: SocketEvent) -> Hashable:
+    """What tells one connection's events from another's: the socket's identity, or (fd, 4-tuple) without one."""
+    return ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)
+
+
 def _all_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent]) -> bool:
     """Whether every one of ``conns`` (connect identities) was connected before the first of them was closed (a
     close seen: connections no Python close ended, or none yet, say nothing of it)."""
     wanted = set(conns)
     opened = 0
     for ev in events:
-        key = ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)
+        key = _connection_key(ev)
         if key not in wanted:
             continue
         if ev.kind == "connect":
@@ -503,7 +508,7 @@ def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketE
     key_of: dict[Hashable, tuple[Hashable, Endpoint | None]] = {}
     for ev in connects:
         if ev.client is not None:
-            key_of[ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)] = (ev.client, ev.remote)
+            key_of[_connection_key(ev)] = (ev.client, ev.remote)
     if len(set(key_of.values())) == len(key_of):
         return set()  # no client connected twice to one host (a new client per request): nothing to follow
     opened: dict[tuple[Hashable, Endpoint | None], int] = collections.defaultdict(int)
@@ -512,7 +517,7 @@ def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketE
     late: dict[tuple[Hashable, Endpoint | None], Hashable] = {}  # the one still open at the last connect
     forgiven: set[tuple[Hashable, Endpoint | None]] = set()
     for ev in events:
-        ident = ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)
+        ident = _connection_key(ev)
         group = key_of.get(ident)
         if group is None:
             continue
@@ -570,7 +575,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         elif ev.origin is not None:  # no user line at all: the item's own origin says so already
             group = (ev.api or "socket.socket.connect", ev.origin)
             apis[group] += 1
-            api_conns[group].append(ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple))
+            api_conns[group].append(_connection_key(ev))
     by_fixtures, by_apis = sum(fixtures.values()), sum(apis.values())
     for (label, origin), n in fixtures.items():
         ranked.append((by_fixtures, 2, n, Item(state=OPENED_BY + label, local=None, remote=None, origin=origin, count=n,

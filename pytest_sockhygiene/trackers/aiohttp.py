@@ -40,6 +40,16 @@ def _protocols(connector: Any) -> list[Any]:
     return out
 
 
+def _sockets_of(protocols: list[Any]) -> list[Any]:
+    """The sockets of those protocols that still have one."""
+    out = []
+    for protocol in protocols:
+        sock = _socket_of(protocol)
+        if sock is not None:
+            out.append(sock)
+    return out
+
+
 def _socket_of(protocol: Any) -> Any:
     transport = getattr(protocol, "transport", None)
     if transport is None:
@@ -76,28 +86,14 @@ class AiohttpTracker(ClassTracker):
 
     def sockets(self, client: Any) -> list[Any]:
         connector = self._connector(client)
-        if connector is None:
-            return []
-        out = []
-        for protocol in _protocols(connector):
-            sock = _socket_of(protocol)
-            if sock is not None:
-                out.append(sock)
-        return out
+        return _sockets_of(_protocols(connector)) if connector is not None else []
 
     def busy_sockets(self, client: Any) -> list[Any] | None:
         """The sockets of the connector's acquired connections (``_acquired``): a request under way, a response
         not read to the end nor released, an open websocket - not idle keep-alive ones (found with aiohttp's
         client suite: an open ``ws_connect`` read as an idle pooled connection, ``keepalive_timeout=15s``)."""
         connector = self._connector(client)
-        if connector is None:
-            return None
-        out = []
-        for protocol in _copy(getattr(connector, "_acquired", None)):
-            sock = _socket_of(protocol)
-            if sock is not None:
-                out.append(sock)
-        return out
+        return _sockets_of(_copy(getattr(connector, "_acquired", None))) if connector is not None else None
 
     def is_closed(self, client: Any) -> bool | None:
         return bool(getattr(client, "closed", False))
