@@ -432,11 +432,17 @@ def test_a_task_a_session_fixture_created_owns_what_it_opens_during_a_test(pytes
                 free = s.getsockname()[1]
             ready = asyncio.get_running_loop().create_future()
             task = asyncio.create_task(serve(free, ready))  # started, not awaited: it listens during a test
-            yield free, ready
+            # (the port alone: a value that reached the server would make it the fixture's by what it holds)
+            yield free
             task.cancel()
 
         async def fetch(port):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(500):  # the server may not listen yet: poll, as a suite's first request does
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    break
+                except ConnectionRefusedError:
+                    await asyncio.sleep(0.01)
             data = await reader.read()
             writer.close()
             await writer.wait_closed()
@@ -444,12 +450,11 @@ def test_a_task_a_session_fixture_created_owns_what_it_opens_during_a_test(pytes
 
         @pytest.mark.anyio
         async def test_first(port):
-            await port[1]
-            assert await fetch(port[0]) == b"ok"
+            assert await fetch(port) == b"ok"
 
         @pytest.mark.anyio
         async def test_second(port):
-            assert await fetch(port[0]) == b"ok"
+            assert await fetch(port) == b"ok"
 
         @pytest.mark.anyio
         async def test_own_task_leaves_a_listener(port):
@@ -508,3 +513,72 @@ def test_a_pool_worker_a_fixtures_task_starts_during_a_test_is_nobodys(pytester,
     result = run("-p", "no:randomly", "-p", "no:asyncio")
     assert errors_of(result) == ["test_pool.py::test_leaks_through_executor"]
     assert "established: 1 > limit 0" in failure_block(result, "test_pool.py::test_leaks_through_executor")
+
+
+def test_a_task_a_pytest_asyncio_session_fixture_created_is_the_fixtures(pytester, run):
+    """The same with pytest-asyncio's session loop (``loop_scope="session"``), where each test runs in a task of its
+    own: the fixture's server task owns its listener, and a test's own task's listener is still that test's."""
+    pytest_asyncio = pytest.importorskip("pytest_asyncio")
+    if tuple(int(p) for p in pytest_asyncio.__version__.split(".")[:2]) < (0, 24):  # (loop_scope came in 0.24)
+        pytest.skip("pytest-asyncio before 0.24 has no loop_scope")
+    pytester.makepyfile(test_pa=dedent("""
+        import asyncio
+        import socket
+
+        import pytest
+        import pytest_asyncio
+
+        KEEP = []
+
+        async def answer(reader, writer):
+            writer.write(b"ok")
+            await writer.drain()
+            writer.close()
+
+        async def serve(port, ready):
+            server = await asyncio.start_server(answer, "127.0.0.1", port)
+            ready.set_result(server)
+            async with server:
+                await server.serve_forever()
+
+        @pytest_asyncio.fixture(scope="session", loop_scope="session")
+        async def port():
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                free = s.getsockname()[1]
+            ready = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(serve(free, ready))  # started, not awaited: it listens during a test
+            # (the port alone: a value that reached the server would make it the fixture's by what it holds)
+            yield free
+            task.cancel()
+
+        async def fetch(port):
+            for _ in range(500):  # the server may not listen yet: poll, as a suite's first request does
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    break
+                except ConnectionRefusedError:
+                    await asyncio.sleep(0.01)
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_first(port):
+            assert await fetch(port) == b"ok"
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_second(port):
+            assert await fetch(port) == b"ok"
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_own_task_leaves_a_listener(port):
+            ready = asyncio.get_running_loop().create_future()
+            KEEP.append(asyncio.create_task(serve(0, ready)))
+            KEEP.append(await ready)
+    """))
+    result = run("-p", "no:randomly", "-p", "no:anyio", "-o", "sockhygiene_time_wait=unlimited")
+    assert errors_of(result) == ["test_pa.py::test_own_task_leaves_a_listener"]
+    assert "listen: 1 > limit 0" in failure_block(result, "test_pa.py::test_own_task_leaves_a_listener")
+    assert "session-level leaks" not in result.stdout.str()
