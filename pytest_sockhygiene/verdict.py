@@ -212,6 +212,31 @@ def _listener_for(local: Endpoint | None, listeners: Mapping[Endpoint, Hashable 
     return None
 
 
+def _to_open_listeners(obs: Observation, initiated: Collection[FourTuple], ports: Collection[int]) -> set[FourTuple]:
+    """The server sides (reversed 4-tuples) of the test's connections made to a listener of this process while it
+    was open: still held now, or closed by an event later than the connect. ``obs.listeners`` keeps every
+    listener ever seen (a closed one's accepted sockets are still told from others by it), so a port a fixture
+    reserved with bind-listen-close and handed to a server in another process (``ephemeral_port_reserve``) is
+    in it: that server's TIME_WAIT entries are another process's, never the test's."""
+    if not any(_listener_for(b, obs.listeners, ports) is not None for _a, b in initiated):
+        return set()  # (the usual case: no connection to a port this process ever listened on)
+    listener_ids = {ident for ident in obs.listeners.values() if ident is not None}
+    closed_at = {ev.identity: i for i, ev in enumerate(obs.events)
+                 if ev.kind == "close" and ev.identity is not None and ev.identity in listener_ids}
+    out: set[FourTuple] = set()
+    for i, ev in enumerate(obs.events):
+        t = ev.four_tuple
+        if ev.kind != "connect" or t is None or t not in initiated:
+            continue
+        ep = _listener_for(t[1], obs.listeners, ports)
+        if ep is None:
+            continue
+        ident = obs.listeners[ep]
+        if ident is None or ident in obs.held_ids or closed_at.get(ident, -1) > i:
+            out.add((t[1], t[0]))
+    return out
+
+
 def test_connects(obs: Observation, limits: Limits) -> list[SocketEvent]:
     """Connects the test initiated (not a fixture's, not to an ignored endpoint), one per socket."""
     seen: set[Hashable] = set()
@@ -282,9 +307,7 @@ def time_wait_candidates(obs: Observation, limits: Limits, still_open: Collectio
         # (trio's sockets call the ``accept`` they saved at import, uvloop's are C): the server is this process's
         if ports is None:
             ports = listening_ports(obs.listeners)
-        for a, b in initiated:
-            if _listener_for(b, obs.listeners, ports) is not None:
-                out.add((b, a))
+        out.update(_to_open_listeners(obs, initiated, ports))
     held = set(still_open) | held_by_test
     held.update((b, a) for (a, b) in held_by_test)  # the other end of a connection the test still holds
     return out - held
