@@ -125,7 +125,7 @@ def summarize(data: dict[str, Any], top: int) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--suite", choices=("violations", "sdk", "http-client"), default="violations")
+    ap.add_argument("--suite", choices=("violations", "sdk", "http-client", "trivial"), default="violations")
     ap.add_argument("--tests", type=int, default=None, help="suite size (default: run.py's for that suite)")
     ap.add_argument("--floor", action="store_true", help="count benchmarks/floor_plugin.py (violations suite only)")
     ap.add_argument("--top", type=int, default=30, help="functions listed (default 30)")
@@ -140,7 +140,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    tests = args.tests or {"violations": 130, "sdk": 200, "http-client": 200}[args.suite]
+    tests = args.tests or {"violations": 130, "sdk": 200, "http-client": 200, "trivial": 2000}[args.suite]
     with tempfile.TemporaryDirectory(prefix="sockhygiene-bytecodes-") as tmp:
         workdir = Path(tmp)
         env = bench.child_env(workdir)

@@ -93,14 +93,27 @@ _IMPORT_DEPTH = 16
 a client made in a test is made under pytest's few dozen frames, which are not walked to the bottom."""
 
 
-def _constructors(cls: type) -> set[Any]:
-    """The code of every ``__init__`` in a client class's MRO: the frames a client's origin is found beyond."""
-    codes = set()
-    for klass in cls.__mro__:
-        code = getattr(klass.__dict__.get("__init__"), "__code__", None)
-        if code is not None:
-            codes.add(code)
+_constructors_of: weakref.WeakKeyDictionary[type, frozenset[Any]] = weakref.WeakKeyDictionary()
+
+
+def _constructors(cls: type) -> frozenset[Any]:
+    """The code of every ``__init__`` in a client class's MRO: the frames a client's origin is found beyond.
+    Kept per class (weakly: a class made in a test may go): every client of a class asks the same."""
+    codes = _constructors_of.get(cls)
+    if codes is None:
+        found = set()
+        for klass in cls.__mro__:
+            code = getattr(klass.__dict__.get("__init__"), "__code__", None)
+            if code is not None:
+                found.add(code)
+        codes = _constructors_of[cls] = frozenset(found)
     return codes
+
+
+_module_locks: dict[str, Any] | None = getattr(sys.modules.get("_frozen_importlib"), "_module_locks", None)
+"""importlib's locks of the modules being imported, by name (CPython 3.9-3.13): empty when no import is under
+way in any thread, which is nearly always as a client is made. ``__spec__._initializing`` is only ever set while
+its module's lock is held, so an empty dict answers ``made_while_imported`` without walking a frame."""
 
 
 def made_while_imported(frame: Any) -> bool:
@@ -109,6 +122,8 @@ def made_while_imported(frame: Any) -> bool:
     (``__spec__._initializing``, set by importlib while it runs the module's code). A doctest's examples, code
     run with ``exec`` or ``runpy`` and the test's own module-level code at collection are not such imports, or
     are not inside a test."""
+    if _module_locks is not None and not _module_locks:
+        return False  # no import under way (the walk below found the same, 16 frames later)
     depth = 0
     while frame is not None and depth < _IMPORT_DEPTH:
         if frame.f_code.co_name == "<module>":

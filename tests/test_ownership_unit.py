@@ -107,6 +107,33 @@ def test_made_while_imported_tells_an_import_from_later_calls_and_exec(tmp_path,
     assert made_while_imported(sys._getframe()) is False
 
 
+def test_made_while_imported_walks_the_frames_while_another_thread_imports(tmp_path, monkeypatch):
+    """The answer without a walk (no module lock held by importlib: no import anywhere) must not be the only
+    path: while another thread is inside an import, this thread's frames are walked, and a test is no import."""
+    import threading
+
+    (tmp_path / "imported_slowly.py").write_text(dedent("""
+        import builtins
+        builtins._sockhygiene_started.set()
+        builtins._sockhygiene_release.wait(10)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import builtins
+
+    started, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(builtins, "_sockhygiene_started", started, raising=False)
+    monkeypatch.setattr(builtins, "_sockhygiene_release", release, raising=False)
+    importer = threading.Thread(target=__import__, args=("imported_slowly",))
+    importer.start()
+    try:
+        assert started.wait(10)
+        assert "imported_slowly" in sys.modules["_frozen_importlib"]._module_locks  # the walk's path is taken
+        assert made_while_imported(sys._getframe()) is False
+    finally:
+        release.set()
+        importer.join(10)
+
+
 def test_fixture_holders_follow_attributes_and_containers_not_modules():
     """``holders.fixture_holders``: a socket reached from a fixture's value through instances, lists and dicts is
     found; one reached only through a module or a function's globals is not (they reach everything); the walk is
