@@ -28,7 +28,7 @@ from typing import (
 from .endpoints import Endpoint, FourTuple, format_endpoint
 from .events import SocketEvent
 from .limits import LIMIT_KEYS, Limits
-from .origin import Origin
+from .origin import Origin, accepted_origin
 from .table import OPEN_STATES, SocketEntry, TcpState
 
 KINDS = LIMIT_KEYS
@@ -737,7 +737,12 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
                           "before the client's own idle limit, or it shut down), and the pool only notices on "
                           "its next request")
         note = "; ".join(filter(None, [pool_note, note]))
-        item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin_of(e), note=note,
+        origin = origin_of(e)
+        if origin is None and server_side and listener_ep is not None:
+            # no accept of it was seen (trio's sockets call the ``accept`` trio saved at import, uvloop's are C):
+            # its listener is known, and with it the line that opened it, if the listen was in this window
+            origin = accepted_origin(listener_ep, origins.get(("listen", listener_ep)))
+        item = Item(state=e.state.label, local=e.local, remote=e.remote, fd=e.fd, origin=origin, note=note,
                     server_side=server_side)
         (close_wait if e.state == TcpState.CLOSE_WAIT else established).append(item)
 

@@ -137,6 +137,36 @@ def test_accepted_sockets_and_library_code_say_what_is_known(pytester, run):
     assert len(c_code) == 1, lines
 
 
+def test_the_server_side_of_a_trio_listener_names_the_listener_though_no_accept_was_seen(pytester, run):
+    """trio's sockets call the ``accept`` trio saved at import: no accept of its listener is recorded. A server
+    side the test keeps is still told by its listener - and named by it, with the line that opened the listener,
+    not "origin unknown (... C code ...)" beside a note that names the listener (found running trio pools
+    against hypercorn for issue 12)."""
+    pytest.importorskip("trio")
+    pytester.makepyfile(test_trio_keep=dedent("""
+        import trio
+
+        KEEP = []
+
+        def test_keeps_both_ends():
+            async def main():
+                listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+                port = listeners[0].socket.getsockname()[1]
+                client = await trio.open_tcp_stream("127.0.0.1", port)
+                server_side = await listeners[0].accept()
+                await listeners[0].aclose()
+                KEEP.extend([client, server_side])
+            trio.run(main)
+    """))
+    result = run("-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    block = failure_block(result, "test_trio_keep.py::test_keeps_both_ends")
+    server_side = [line for line in block.splitlines() if "whose listener is already closed" in line]
+    assert len(server_side) == 1, block
+    assert "accepted by the listener at 127.0.0.1:" in server_side[0], block
+    assert "opened at test_trio_keep.py:7 in main" in server_side[0], block
+
+
 def test_a_library_package_imported_after_the_first_origin_still_counts_as_library(tmp_path, monkeypatch):
     """``add_library_packages`` does not search ``sys.path`` for a package that is not imported (~1.3 ms for the
     dozen of the built-in list a suite does not use, on its first connect): no frame of it can be on a stack. Once it
