@@ -334,10 +334,14 @@ CAUSE_ADVICE["api_concurrent"] = (
 """A pool no tracked client owns (redis-py's, a database driver's) that grew for concurrent calls and was closed
 (found with redis-py's ``test_can_run_concurrent_commands``): not a connection per call."""
 CAUSE_ADVICE["api_server_first"] = CAUSE_ADVICE["api"] + (
-    " The server ended each connection first, as a redirect or a refused handshake does.")
+    " The server ended each connection first, as a redirect or a refused handshake does - or as a server that "
+    "keeps no connection alive does (`Connection: close`, an HTTP/1.0 server): a pool the calls already go through "
+    "(httpcore's or urllib3's, used directly) could not reuse them either, until the server keeps them alive.")
 """The redirect hint is in the ``api`` fix whichever side closed first: over TLS a websocket client's redirect
 loop closes each connection itself (websockets' suite: the same test over plain TCP and TLS got different fixes).
-Where the server ended them all, that is said too: the likelier reading."""
+Where the server ended them all, that is said too: the likelier reading. So is a server that keeps nothing alive:
+an untracked pool (httpcore's ``ConnectionPool`` used directly, found with hypercorn) reconnects for every call
+then, and "use a pooled client" alone changes nothing."""
 
 ADVICE: dict[str, str] = {
     "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "

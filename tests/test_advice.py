@@ -161,7 +161,9 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
            "for many calls" in refused
     assert "pooled client (requests.Session, httpx.Client, urllib3.PoolManager). A test of redirects, refused " \
            "handshakes or reconnects opens them on purpose: allow it for that test. The server ended each " \
-           "connection first, as a redirect or a refused handshake does." in refused
+           "connection first, as a redirect or a refused handshake does - or as a server that keeps no connection " \
+           "alive does (`Connection: close`, an HTTP/1.0 server): a pool the calls already go through (httpcore's " \
+           "or urllib3's, used directly) could not reuse them either, until the server keeps them alive." in refused
     # whichever side closed first, the API's fix names redirect and reconnect tests (a websocket client's redirect
     # loop over TLS closes each connection itself)
     assert "A test of redirects, refused handshakes or reconnects opens them on purpose: allow it for that " \
