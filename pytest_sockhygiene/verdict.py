@@ -807,10 +807,13 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
     origin_by_conn: dict[frozenset[Endpoint], Origin | None] = {}
     initiated: set[FourTuple] = set()
     # keyed by connection, ``frozenset(four_tuple)``: both ends of an in-process connection are one
+    plumbing: set[frozenset[Endpoint]] = set()  # made by a function-scoped fixture's setup (a readiness probe)
     for ev in connects:
         if ev.four_tuple is not None:
             origin_by_conn[frozenset(ev.four_tuple)] = ev.origin
             initiated.add(ev.four_tuple)
+            if ev.fixture is not None:
+                plumbing.add(frozenset(ev.four_tuple))
     # the server side of a connection no connect of the test explains: its listener's line (looked for only when
     # such a connection lingers: a burst's connections are all the test's own)
     if any(frozenset(t) not in origin_by_conn for t in obs.lingering):
@@ -834,9 +837,12 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
         groups[group].append((local, remote))
         if server_side:
             servers_first[group] += 1
+    # the largest group first (the summary names its line); on a tie, the test's own code before a fixture's
+    # plumbing - else a burst of one connection per line was named by the fixture's probe, the earliest
     return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows),
                  note=_server_first_note(servers_first.get((server, o), 0), len(rows)))
-            for (server, o), rows in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+            for (server, o), rows in sorted(groups.items(), key=lambda kv: (
+                -len(kv[1]), bool(plumbing) and all(frozenset(r) in plumbing for r in kv[1])))]
 
 
 SERVER_CLOSED_EACH = "each entry is the in-process server's side: the server closed each connection first"

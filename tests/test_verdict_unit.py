@@ -133,6 +133,39 @@ def test_time_wait_candidates_and_grouping():
     assert tw.items[0].remote == SERVER and tw.items[0].count == 8
 
 
+def test_a_tie_between_time_wait_groups_names_the_tests_line_before_a_fixtures_probe():
+    """One connection per line: every group has one entry. The summary takes the first group's line - the test's
+    own code, not the readiness probe of its function-scoped fixture, made first (found on werkzeug's suite)."""
+    probe = event("connect", 1, ("127.0.0.1", 40001), SERVER, origin=("t.py", 29, "ready"))
+    probe.fixture = "function-scoped fixture 'ready'"
+    burst = [event("connect", 2 + i, ("127.0.0.1", 40002 + i), SERVER, origin=("t.py", 34 + i, "test_burst"))
+             for i in range(6)]
+    o = obs(events=[probe, *burst], lingering={ev.four_tuple for ev in [probe, *burst]})
+    tw = judge(o, Limits()).violation("time_wait")
+    assert tw is not None and tw.count == 7
+    assert tw.items[0].origin == ("t.py", 34, "test_burst")
+    assert tw.items[-1].origin == ("t.py", 29, "ready")
+
+
+def test_the_server_side_counts_only_while_its_listener_was_open():
+    """A connection to a port this process listened on: its server side is this process's while that listener is
+    open (held at the look, or closed by a later event); a listener closed before the connect (a port reserved by
+    bind-listen-close and handed to another process's server) makes nothing of it this process's."""
+    client = ("127.0.0.1", 40000)
+    listen = event("listen", 99, SERVER)
+    closed = event("close", 99, SERVER)
+    connect = event("connect", 1, client, SERVER)
+    server_side = (SERVER, client)
+    before = obs(events=[listen, closed, connect], listeners={SERVER: 99}, held=[])
+    assert server_side not in time_wait_candidates(before, Limits(), still_open=set())
+    after = obs(events=[listen, connect, closed], listeners={SERVER: 99}, held=[])
+    assert server_side in time_wait_candidates(after, Limits(), still_open=set())
+    still_held = obs(events=[connect], listeners={SERVER: 99}, held=[99])
+    assert server_side in time_wait_candidates(still_held, Limits(), still_open=set())
+    gone_before_the_window = obs(events=[connect], listeners={SERVER: 99}, held=[])
+    assert server_side not in time_wait_candidates(gone_before_the_window, Limits(), still_open=set())
+
+
 def test_connections_budget():
     connects = [event("connect", i, ("127.0.0.1", 40000 + i), SERVER) for i in range(3)]
     v = judge(obs(events=connects), Limits(connections=2))
