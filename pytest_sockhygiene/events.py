@@ -922,7 +922,7 @@ class TaskOrigins(RecorderPatch):
 
     def wrapper(self, original: Any) -> Any:
         rec = self._recorder
-        calling_line = origin_mod.calling_line
+        task_start = origin_mod.task_start
         var = origin_mod.task_origin
         own = rec.ownership
 
@@ -930,7 +930,7 @@ class TaskOrigins(RecorderPatch):
             __tracebackhide__ = True
             if not rec.sinks or kwargs.get("context") is not None:
                 return original(self, coro, *args, **kwargs)
-            started = calling_line(rec._on_error)
+            started = task_start(rec._on_error)
             if started is None:  # (a test runner's own task - anyio's, pytest-asyncio's - has no line of the user's)
                 return original(self, coro, *args, **kwargs)
             token = var.set(started)  # the task copies the context now, with this in it

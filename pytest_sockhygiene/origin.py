@@ -235,9 +235,10 @@ pool_job = threading.local()
 in ``concurrent.futures``. Per thread, not a context variable: ``asyncio.to_thread`` runs the job in a copy of the
 submitter's context, where a variable the worker set would not be seen."""
 
-task_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
+task_origin: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
     "sockhygiene_task_origin", default=None)
-"""The user's line that created the asyncio task (or scheduled the callback) running now.
+"""The user's line that created the asyncio task (or scheduled the callback) running now, and the library call
+that line made, if any (``task_start``): ``(file, line, function, call)``.
 
 A task copies the context when it is created, so setting this around ``create_task`` (see
 ``events.TaskOrigins``) gives each task the line that started it; its child tasks inherit it. A connect whose own
@@ -377,6 +378,30 @@ def calling_line(on_error: Callable[[BaseException], None]) -> Origin | None:
     return started[:3] if started is not None else None
 
 
+_TASK_APIS = ("asyncio.", "anyio.")
+"""Modules of the calls that only start a task (``asyncio.create_task``, ``gather``, ``run``, anyio's
+``start_soon``): a task started through one of them is named by its own coroutine, the call that does the work."""
+
+
+def task_start(on_error: Callable[[BaseException], None]) -> tuple[Any, ...] | None:
+    """For the wrapper of ``create_task``: the user's line that created the task, ``(file, line, function, call)``,
+    ``call`` being the library call that line made (``tornado.testing.AsyncHTTPTestCase.fetch``, whose loop then
+    started the task that connects), or None; None when no user line is on the stack. The connects of the task
+    and of its child tasks are named by that call (``capture_call``), not by a private coroutine of the library's
+    the user never called (``tornado.simple_httpclient._HTTPConnection.run``). A fault of the walk goes to
+    ``on_error``."""
+    try:
+        started, call = capture_call(skip=2)  # (0: capture_call, 1: here, 2: the wrapper, 3: its caller)
+    except Exception as e:  # noqa: BLE001
+        on_error(e)
+        return None
+    if started is None:
+        return None
+    if call is not None and call.startswith(_TASK_APIS):
+        call = None
+    return (started[0], started[1], started[2], call)
+
+
 def capture_library(skip: int = 1) -> Origin | None:
     """For a socket call with no user frame on its stack: in a thread pool's job, the user's line that submitted
     it; otherwise the first frame outside the standard library and this plugin (the library that made the call),
@@ -447,7 +472,10 @@ def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
         if code is boundary:  # the stack of a task or callback: the line that started it, as capture() does
             started = task_origin.get()
             if started is not None:
-                return (started[0], started[1], started[2], TASK), _call_name(called, inner)
+                # the call the starting line made (``AsyncHTTPTestCase.fetch``), if it was known there; else the
+                # task's own coroutine (``asyncio.create_task(lib.fetch())``: ``lib.fetch``)
+                call = started[3] if len(started) > 3 else None
+                return (started[0], started[1], started[2], TASK), call or _call_name(called, inner)
         else:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
@@ -521,8 +549,9 @@ def format_origin(origin: Origin | None, rootdir: str | None = None) -> str:
     how = origin[3] if len(origin) > 3 else ""
     if not filename:
         return str(how) or UNKNOWN
-    filename = short_path(filename, rootdir) if how else relative_path(filename, rootdir)
-    where = f"{filename}:{lineno} in {func}"
+    # one form for a file whichever way its line was found: a test module installed in site-packages and run with
+    # ``--pyargs`` (tornado's suite) read absolute on its plain lines and short in its tasks' lines, side by side
+    where = f"{short_path(filename, rootdir)}:{lineno} in {func}"
     return f"{how} {where}" if how else where
 
 

@@ -413,6 +413,96 @@ def test_tests_that_live_where_libraries_do_are_the_users_code(pytester, run):
     ])
 
 
+FETCHLIB = dedent("""
+    import asyncio
+
+
+    class Client:
+        def fetch(self, host, port):  # the call the test makes: a loop of its own, and a task in it
+            return asyncio.run(self._start(host, port))
+
+        async def _start(self, host, port):
+            return await asyncio.get_running_loop().create_task(self._run(host, port))
+
+        async def _run(self, host, port):  # a private coroutine the test never called
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            await writer.wait_closed()
+""")
+
+
+def test_a_task_a_library_started_is_named_by_the_call_the_test_made(pytester, run):
+    """A library call that runs its own loop and connects in a task of its own (tornado's
+    ``AsyncHTTPTestCase.fetch``): the connections were "opened by tornado.simple_httpclient._HTTPConnection.run()",
+    a private coroutine, in tornado's suite. They are opened by the call the test's line made, whose loop started
+    the task; a task the test starts itself through asyncio is still named by its coroutine."""
+    pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
+                          "pytest_sockhygiene.origin.add_library_packages(['fetchlib'])\n")
+    (pytester.mkpydir("fetchlib") / "__init__.py").write_text(FETCHLIB)
+    pytester.makepyfile(test_fetch=dedent("""
+        import asyncio
+        import pytest
+        from fetchlib import Client
+
+        @pytest.mark.sockhygiene(connections=1)
+        def test_two_fetches(server):
+            client = Client()
+            client.fetch(server.host, server.port)
+            client.fetch(server.host, server.port)
+
+        @pytest.mark.sockhygiene(connections=1)
+        def test_two_tasks_of_its_own(server):
+            async def main():
+                for _ in range(2):
+                    await asyncio.create_task(Client()._run(server.host, server.port))
+            asyncio.run(main())
+    """))
+    result = run("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=2)
+    fetches = failure_block(result, "test_fetch.py::test_two_fetches")
+    for line in (8, 9):
+        assert "1 connection(s) opened by fetchlib.Client.fetch(), opened in a task started at " \
+               f"test_fetch.py:{line} in test_two_fetches" in fetches, fetches
+    own = failure_block(result, "test_fetch.py::test_two_tasks_of_its_own")
+    assert "2 connection(s) opened by fetchlib.Client._run(), opened in a task started at test_fetch.py:15 in " \
+           "main" in own, own
+
+
+def test_an_installed_test_modules_lines_read_one_way(pytester, run):
+    """A test module installed in site-packages, outside the rootdir, run with ``--pyargs`` (tornado's suite): its
+    plain lines read absolute and its tasks' lines by the path inside site-packages, side by side in one summary.
+    Both read the short way now."""
+    site = pytester.path.parent / f"{pytester.path.name}-venv" / "lib" / "site-packages"
+    package = site / "pathdemo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "test_paths.py").write_text(dedent("""
+        import asyncio, socket, pytest
+
+        @pytest.mark.sockhygiene(connections=1)
+        def test_plain_line(server):
+            for _ in range(2):
+                socket.create_connection((server.host, server.port)).close()  # a plain line
+
+        @pytest.mark.sockhygiene(connections=1)
+        def test_task_line(server):
+            async def main():
+                for _ in range(2):
+                    _, w = await asyncio.ensure_future(asyncio.open_connection(server.host, server.port))
+                    w.close()
+                    await w.wait_closed()
+            asyncio.run(main())
+    """))
+    pytester.syspathinsert(site)
+    result = run("--pyargs", "pathdemo", "-p", "no:randomly", "--rootdir", str(pytester.path))
+    result.assert_outcomes(passed=2, errors=2)
+    out = result.stdout.str()
+    assert "2 connection(s) opened by socket.create_connection(), at pathdemo/test_paths.py:6 in test_plain_line" \
+        in out, out
+    assert "opened in a task started at pathdemo/test_paths.py:12 in main" in out, out
+    assert str(site) not in out, out
+
+
 def test_a_client_subclass_is_created_where_it_is_made_not_in_its_constructor(pytester, run):
     """A project's own client class whose ``__init__`` calls ``super().__init__`` was "created at apiclient.py:5 in
     __init__" in every test (found in starlette's suite, where each TestClient read ``starlette/testclient.py in
