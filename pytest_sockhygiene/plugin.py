@@ -516,6 +516,8 @@ class SockHygienePlugin:
         recorder = self.controller.recorder
         if recorder is not None and recorder.ownership.fixture_values:
             recorder.ownership.fixture_values.pop(id(fixturedef), None)
+        if getattr(fixturedef, "scope", "function") != "function":
+            self.controller.look_afresh()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:

@@ -323,6 +323,14 @@ class Controller:
 
     # -- windows -----------------------------------------------------------------------------------------------
 
+    def look_afresh(self) -> None:
+        """A broader fixture was torn down: its teardown runs after the last test's check, outside any window, and
+        C code in it may have opened or closed sockets no hook sees (Django's ``tearDownClass`` reconnecting
+        through libpq). The next window takes a full first look, not the last window's final one: else the
+        socket was new at the next test's end, that test's leak (found on django-rest-framework's suite under
+        PostgreSQL), and a reconnect on the same fd number went unseen by the quick look."""
+        self._last_scan = None
+
     def open_window(self, test: Any = None) -> Window | None:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
             return None

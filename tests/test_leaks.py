@@ -404,3 +404,69 @@ def test_a_connection_another_plugin_holds_around_each_test_is_not_the_tests(pyt
     result = run()
     result.assert_outcomes(passed=2)
     assert "broke its socket limits" not in result.stdout.str()
+
+
+C_LEVEL_BETWEEN_TESTS = dedent("""
+    import _socket
+    import socket
+
+    import pytest
+
+    HELD = []  # a holder outside any fixture's value: Django's ``connections``
+
+
+    @pytest.fixture(scope="session")
+    def database():
+        # a listener nothing in this process accepts from (a database server in another process): no Python
+        # socket call is made while the connects below complete
+        listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+        yield listener.getsockname()
+        listener.close()
+
+
+    def c_connect(address):
+        # ``_socket``: a socket call no hook of the plugin's sees, as libpq's connect in C is not
+        s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        s.connect(address)
+        return s
+
+
+    @pytest.fixture(scope="class")
+    def reconnects_on_teardown(database):
+        yield
+        HELD.append(c_connect(database))  # after this test's check (tearDownClass reopening the connection)
+
+
+    @pytest.fixture(scope="class")
+    def closes_on_teardown(database):
+        s = c_connect(database)
+        yield
+        s.close()  # after the next check: the fd number is free for the next test's reconnect
+
+
+    class TestReconnects:
+        def test_first(self, reconnects_on_teardown):
+            pass
+
+    def test_innocent():
+        pass  # the connection opened in the teardown above was open before this test started
+
+    class TestCloses:
+        def test_first(self, closes_on_teardown):
+            pass
+
+    def test_reconnects_and_keeps_it(database):
+        HELD.append(c_connect(database))  # a new socket, on the fd number the teardown just freed
+""")
+
+
+def test_sockets_c_code_opened_or_closed_in_a_broader_fixtures_teardown_are_judged_by_a_fresh_look(pytester, run):
+    """A class fixture's teardown runs after its last test's check, outside any window. C code there
+    (libpq under Django's ``tearDownClass``) opened a socket no hook saw, and the next test, which touched
+    nothing, was failed for it: its window took the last window's final look as its first (found on
+    django-rest-framework's suite under PostgreSQL). A C-level close there, then a reconnect on the same fd number
+    in the next test, was missed on Linux (the quick look compares fd numbers) and caught by psutil."""
+    pytester.makepyfile(test_c=C_LEVEL_BETWEEN_TESTS)
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_c.py::test_reconnects_and_keeps_it"]
+    result.stdout.fnmatch_lines(["*established: 1 > limit 0*"])
