@@ -533,3 +533,64 @@ def test_a_subclass_whose_own_exit_never_closes_the_client_is_closed_by_its_with
     result = run("-o", "sockhygiene_unused_clients=0", "-p", "no:randomly")
     assert errors_of(result) == ["test_sub.py::test_left_open"]
     assert "unused clients: 1 left unclosed by 1 test" in result.stdout.str()
+
+
+IN_PROCESS_ADAPTER = dedent('''
+    import http.client
+
+    import requests
+    from requests.adapters import BaseAdapter
+
+    KEEP = []
+
+
+    class InProcess(BaseAdapter):
+        """Answers by calling the application in this process (DRF's DjangoTestAdapter): no socket of its own."""
+
+        def __init__(self, app):
+            super().__init__()
+            self.app = app
+
+        def send(self, request, **kwargs):
+            response = requests.Response()
+            response.status_code, response._content, response.url = 200, self.app(), request.url
+            return response
+
+        def close(self):
+            pass
+
+
+    class ApiClient(requests.Session):  # DRF's RequestsClient: mounts its adapter in its own __init__
+        def __init__(self, app):
+            super().__init__()
+            self.mount("http://", InProcess(app))
+            self.mount("https://", InProcess(app))
+
+
+    def test_the_app_calls_a_service_and_closes_its_connection(server):
+        def app():  # the application under test calls an upstream service, and closes the connection
+            conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+            conn.request("GET", "/")
+            body = conn.getresponse().read()
+            conn.close()
+            return body
+
+        client = ApiClient(app)
+        KEEP.append(client)  # never closed: its adapters opened nothing
+        assert client.get("http://testserver/").status_code == 200
+''')
+
+
+def test_a_session_whose_in_process_adapter_was_mounted_after_init_claims_none_of_the_apps_connections(
+        pytester, run):
+    """A ``requests.Session`` subclass that mounts an in-process adapter in its own ``__init__`` (DRF's
+    ``RequestsClient``), after ``Session.__init__`` built the default adapters: the connection the application
+    behind it opened and closed was the session's, and the session an unclosed client that opened connections -
+    ``clients: 1 > limit 0`` (found on django-rest-framework's suite). It is an unused client; the app's
+    connection is the test's, counted as any other."""
+    pytester.makepyfile(test_in_process=IN_PROCESS_ADAPTER)
+    result = run("--sockhygiene-report=r.json")
+    result.assert_outcomes(passed=1)
+    assert _counts(pytester) == {"test_the_app_calls_a_service_and_closes_its_connection": (0, 1)}
+    record = json.loads((pytester.path / "r.json").read_text())["tests"][0]
+    assert record["counts"]["connections"] == 1, record

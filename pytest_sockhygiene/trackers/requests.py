@@ -8,7 +8,8 @@ PoolManagers) -> their pools -> idle connections -> ``conn.sock`` (see ``urllib3
 The urllib3 PoolManagers inside a session are the session's: the one an ``HTTPAdapter`` builds in its
 constructor (also for an adapter the user builds and mounts) and the ProxyManagers it builds on the first request
 through a proxy are not recorded on their own; ``Session.close`` closes them all.
-A session none of whose adapters is an ``HTTPAdapter`` (only mock or custom adapters) is not counted.
+A session none of whose adapters is an ``HTTPAdapter`` (only mock or custom adapters) is not counted; asked again at
+each ``mount``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 from .base import ClassTracker
 from .patching import after_init, building_parts, counting_requests, then_closed
@@ -44,6 +45,30 @@ def _managers(adapter: Any) -> Iterator[Any]:
         return
 
 
+def _remounting(registry: Any, networked: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """A wrapper for ``Session.mount``: whether the session can hold a socket is asked again once its adapters
+    change. Asked at ``__init__`` alone, a session whose in-process adapter was mounted after it (DRF's
+    ``RequestsClient`` mounts its ``DjangoTestAdapter`` in its own ``__init__``, after ``Session.__init__``) kept
+    the default adapters' answer: the connections the application behind it made were the session's, and the
+    session an unclosed client that opened connections (found on django-rest-framework's suite)."""
+
+    def make(mount: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            result = mount(self, *args, **kwargs)
+            try:
+                record = registry.record_of(self)
+                if record is not None:  # (None while Session.__init__ mounts the defaults: recorded after)
+                    record.networked = networked(self)
+            except Exception as e:  # noqa: BLE001 - a plugin fault is a plugin problem, never the user's
+                registry.on_error(e)
+            return result
+
+        return wrapper
+
+    return make
+
+
 class RequestsTracker(ClassTracker):
     """Tracks ``requests.Session`` and its subclasses."""
 
@@ -67,6 +92,7 @@ class RequestsTracker(ClassTracker):
         p.wrap(session_cls, "__init__", after_init(registry, kind, networked))
         if "__setstate__" in vars(session_cls):  # an unpickled copy is built without __init__: a client all the same
             p.wrap(session_cls, "__setstate__", after_init(registry, kind, networked))
+        p.wrap(session_cls, "mount", _remounting(registry, networked))
         p.wrap(session_cls, "close", then_closed(registry))  # __exit__ calls close()
         p.wrap(session_cls, "send", counting_requests(registry, self.sockets))
         # an adapter's PoolManager (built in its constructor, or rebuilt when unpickled) and its ProxyManagers
