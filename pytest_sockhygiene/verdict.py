@@ -218,22 +218,25 @@ def _to_open_listeners(obs: Observation, initiated: Collection[FourTuple], ports
     listener ever seen (a closed one's accepted sockets are still told from others by it), so a port a fixture
     reserved with bind-listen-close and handed to a server in another process (``ephemeral_port_reserve``) is
     in it: that server's TIME_WAIT entries are another process's, never the test's."""
-    if not any(_listener_for(b, obs.listeners, ports) is not None for _a, b in initiated):
-        return set()  # (the usual case: no connection to a port this process ever listened on)
-    listener_ids = {ident for ident in obs.listeners.values() if ident is not None}
-    closed_at = {ev.identity: i for i, ev in enumerate(obs.events)
-                 if ev.kind == "close" and ev.identity is not None and ev.identity in listener_ids}
     out: set[FourTuple] = set()
-    for i, ev in enumerate(obs.events):
-        t = ev.four_tuple
-        if ev.kind != "connect" or t is None or t not in initiated:
-            continue
-        ep = _listener_for(t[1], obs.listeners, ports)
+    closed: dict[FourTuple, Hashable] = {}  # connection -> its listener, not held now: asked when it was closed
+    for a, b in initiated:
+        ep = _listener_for(b, obs.listeners, ports)
         if ep is None:
             continue
         ident = obs.listeners[ep]
-        if ident is None or ident in obs.held_ids or closed_at.get(ident, -1) > i:
-            out.add((t[1], t[0]))
+        if ident is None or ident in obs.held_ids:
+            out.add((b, a))  # (the usual case: a server the session or the test still runs)
+        else:
+            closed[(a, b)] = ident
+    if closed:
+        listener_ids = set(closed.values())
+        closed_at = {ev.identity: i for i, ev in enumerate(obs.events)
+                     if ev.kind == "close" and ev.identity in listener_ids}
+        for i, ev in enumerate(obs.events):
+            t = ev.four_tuple
+            if ev.kind == "connect" and t in closed and closed_at.get(closed[t], -1) > i:
+                out.add((t[1], t[0]))
     return out
 
 
