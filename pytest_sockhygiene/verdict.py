@@ -233,9 +233,16 @@ def _to_open_listeners(obs: Observation, initiated: Collection[FourTuple], ports
         listener_ids = set(closed.values())
         closed_at = {ev.identity: i for i, ev in enumerate(obs.events)
                      if ev.kind == "close" and ev.identity in listener_ids}
+        # a listener opened in this window and closed where no hook saw it (uvloop's, in C): open all along, as
+        # far as anyone knows; one closed unseen and opened before the window: gone before it, as far as known
+        unseen_close = len(obs.events)
+        listened = {ev.identity for ev in obs.events if ev.kind == "listen" and ev.identity in listener_ids}
         for i, ev in enumerate(obs.events):
             t = ev.four_tuple
-            if ev.kind == "connect" and t in closed and closed_at.get(closed[t], -1) > i:
+            if ev.kind != "connect" or t not in closed:
+                continue
+            ident = closed[t]
+            if closed_at.get(ident, unseen_close if ident in listened else -1) > i:
                 out.add((t[1], t[0]))
     return out
 

@@ -164,6 +164,9 @@ def test_the_server_side_counts_only_while_its_listener_was_open():
     assert server_side in time_wait_candidates(still_held, Limits(), still_open=set())
     gone_before_the_window = obs(events=[connect], listeners={SERVER: 99}, held=[])
     assert server_side not in time_wait_candidates(gone_before_the_window, Limits(), still_open=set())
+    # opened in the window and closed where no hook saw it (a uvloop server's listener, closed in C)
+    closed_unseen = obs(events=[listen, connect], listeners={SERVER: 99}, held=[])
+    assert server_side in time_wait_candidates(closed_unseen, Limits(), still_open=set())
 
 
 def test_connections_budget():
