@@ -337,6 +337,12 @@ CAUSE_ADVICE: dict[str, str] = {
                "of polling a port).",
 }
 """The fix when ``connection_sources`` finds a cause other than a new client per request (``ADVICE``)."""
+CAUSE_ADVICE["own_servers"] = (
+    "each client talked to a server of its own (a test client per app), so no connection could be reused: each "
+    "closed connection leaves an entry - start fewer servers in the test (one app, or a fixture of broader "
+    "scope), or allow it for this test.")
+"""Clients that each went to a different server: "one client, reused" does not apply (found with pytest-aiohttp's
+``aiohttp_client`` called for six app configurations in one test)."""
 CAUSE_ADVICE["api_concurrent"] = (
     "these connections were all open at once: concurrent calls through a pool that grew to hold them, and closing "
     "the pool left an entry for each - share one pool between tests (a fixture of broader scope), cap the pool's "
@@ -472,6 +478,11 @@ OPENED_BY = "opened by "
 RECONNECTED = "one after another"
 """In a client context item's note: its pool reopened connections to one host, never two at once."""
 
+OWN_SERVERS = "each to a server of its own"
+"""In a client context item's note: no two of the test's clients connected to the same server (an aiohttp test
+client per app, each bound to the server it started): there was nothing to reuse, so no "new client per
+request"."""
+
 AT_ONCE = "all open at once"
 """In an API context item's note: every connection of the group was open at the same time (a pool grown for
 concurrent calls), not one per call opened and closed in turn."""
@@ -499,6 +510,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"
+    if OWN_SERVERS in first.note:
+        return "own_servers"
     if items and all(i.note == SERVER_CLOSED_EACH for i in items):
         return "per_request_server_first"  # new clients per request, and the server ended every connection
     return None
@@ -530,6 +543,21 @@ def _requests_each(requests: Sequence[int]) -> str:
     if len(per) == 1:
         return f"{per[0]} request{'s' if per[0] != 1 else ''} each"
     return f"{min(per)}-{max(per)} requests each"
+
+
+def _each_to_its_own_server(groups: Iterable[Mapping[Hashable, Mapping[Endpoint | None, int]]]) -> bool:
+    """Whether the test's clients (two or more, across ``groups``: client -> remote -> connections) never shared a
+    server: every remote known, and each one only one client's."""
+    seen: set[Endpoint] = set()
+    clients = 0
+    for per_client in groups:
+        for remotes in per_client.values():
+            clients += 1
+            for remote in remotes:
+                if remote is None or remote in seen:
+                    return False
+                seen.add(remote)
+    return clients >= 2
 
 
 def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketEvent]) -> set[Hashable]:
@@ -626,9 +654,12 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
                                         note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}
     by_clients = sum(conns_of.values())
+    own_servers = _each_to_its_own_server(clients.values())
     for (kind, origin), per_client in clients.items():
         n_conns = conns_of[(kind, origin)]
         note = _requests_each([getattr(c, "requests", 0) for c in per_client])
+        if own_servers:
+            note += f"; {OWN_SERVERS}"
         # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the
         # connection (requests' digest auth answers a 401 outside Session.send) opens a second one for it
         again = [c for c in per_client if c in reconnecting and getattr(c, "requests", 0) >= 2]

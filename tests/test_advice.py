@@ -361,3 +361,42 @@ def test_connections_all_open_at_once_are_a_pool_not_a_connection_per_call(pytes
         (n, block)
     assert "fix: these connections were all open at once: concurrent calls through a pool that grew to hold them" \
         in block
+
+
+def test_clients_each_bound_to_a_server_of_their_own_are_not_told_to_reuse_one(pytester, run):
+    """One test, six servers, a client for each (pytest-aiohttp's ``aiohttp_client(app)`` for six app
+    configurations): there was no client to reuse, so no "a new client per request?" - and the fix says to start
+    fewer servers or allow it. Six clients to one server are still a new client per request."""
+    pytester.makepyfile(test_servers=dedent("""
+        import contextlib
+        import httpx
+        import pytest
+        from pytest_sockhygiene.testing import serve_http
+
+        @pytest.fixture(scope="module")
+        def servers():
+            with contextlib.ExitStack() as stack:
+                yield [stack.enter_context(serve_http()) for _ in range(6)]
+
+        def test_a_client_per_server(servers):
+            for server in servers:
+                with httpx.Client(base_url=server.url) as client:
+                    client.get("/")
+
+        def test_six_clients_to_one_server(servers):
+            for _ in range(6):
+                with httpx.Client(base_url=servers[0].url) as client:
+                    client.get("/")
+    """))
+    result = run("-p", "no:randomly")
+    own = failure_block(result, "test_servers.py::test_a_client_per_server")
+    n = lingered(own, 6, result)
+    assert "6 httpx.Client created at test_servers.py:13 in test_a_client_per_server (1 request each; each to a " \
+           "server of its own)" in own, own
+    assert "new client per request" not in own, own
+    assert "fix: each client talked to a server of its own (a test client per app), so no connection could be " \
+           "reused" in own, own
+    assert own.rstrip().endswith(f"to allow it: @pytest.mark.sockhygiene(time_wait={n})"), own
+    one = failure_block(result, "test_servers.py::test_six_clients_to_one_server")
+    lingered(one, 6, result)
+    assert "(1 request each): a new client per request? Create one client and reuse it." in one, one
