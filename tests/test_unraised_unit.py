@@ -6,12 +6,13 @@ located in the plugin's files is moved to the line ``place`` gives. The warnings
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import pytest
 
 import pytest_sockhygiene.window as window_module
-from pytest_sockhygiene.unraised import _resource_warnings_shown, shown_not_raised
+from pytest_sockhygiene.unraised import _resource_warnings_shown, resource_warnings_raised, shown_not_raised
 
 PLUGIN_FILE = os.path.abspath(window_module.__file__)
 
@@ -68,7 +69,9 @@ def test_no_place_or_a_failing_place_keeps_the_warning_where_it_was():
         assert [(w.filename, w.lineno) for w in shown] == [(PLUGIN_FILE, 123)]
 
 
-def test_under_an_error_filter_the_warning_is_shown_and_moved_not_raised():
+def test_under_an_error_filter_the_warning_is_shown_and_moved_not_raised(monkeypatch):
+    """With only the interpreter's own unraisable hook (no pytest's) nobody else would report it: shown."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("error")
         with shown_not_raised(lambda message: ("/src/test_x.py", 7)):
@@ -76,6 +79,40 @@ def test_under_an_error_filter_the_warning_is_shown_and_moved_not_raised():
         with pytest.raises(ResourceWarning):  # outside, the user's filter holds
             _warn_at(PLUGIN_FILE)
     assert [(w.filename, w.lineno) for w in shown] == [("/src/test_x.py", 7)]
+
+
+def test_under_an_error_filter_a_freed_objects_warning_goes_to_the_unraisable_hook(monkeypatch):
+    """A ResourceWarning a collection inside the plugin set off (an object the user left in a cycle) would be an
+    error raised in its finalizer: it goes where that goes, the unraisable hook (pytest's makes it the error of the
+    running phase, as a collection anywhere else would), neither raised into the plugin nor shown and lost (found
+    with litestar's suite: a failing run passed). The plugin's other warnings are still shown, not raised."""
+    hooked: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", hooked.append)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("error")
+        with shown_not_raised(lambda message: ("/src/test_x.py", 7)):
+            _warn_at(PLUGIN_FILE)
+            _warn_at(PLUGIN_FILE, UserWarning)  # the plugin's own: shown
+            _warn_at("/elsewhere/lib.py")  # not set off at the plugin's line: shown where it is
+    assert [(w.filename, w.category) for w in shown] == [(PLUGIN_FILE, UserWarning),
+                                                        ("/elsewhere/lib.py", ResourceWarning)]
+    (args,) = hooked
+    assert args.exc_type is ResourceWarning and str(args.exc_value) == "unclosed <socket.socket fd=9>"
+    assert args.err_msg is None and args.exc_traceback is None
+
+
+@pytest.mark.parametrize(("filters", "raised"), [
+    ([("error", Warning)], True),
+    ([("error", ResourceWarning)], True),
+    ([("default", ResourceWarning), ("error", Warning)], False),
+    ([("error", DeprecationWarning)], False),
+])
+def test_whether_a_resource_warning_is_raised(filters, raised):
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category in reversed(filters):
+            warnings.simplefilter(action, category)
+        assert resource_warnings_raised() is raised
 
 
 def test_ignored_resource_warnings_stay_ignored():
