@@ -89,6 +89,15 @@ def _markers_key(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> 
     return key
 
 
+def _thread_code(t: threading.Thread) -> Any:
+    """The code a thread runs: its target's, else its class's ``run`` (None for a target with no code of its own, a
+    ``functools.partial``: such threads are always waited for)."""
+    target = getattr(t, "_target", None)
+    if target is not None:
+        return getattr(target, "__code__", None)
+    return getattr(getattr(type(t), "run", None), "__code__", None)
+
+
 def _nearer_limit(fds: int, limit: int | None, peak: int | None, peak_limit: int | None) -> bool:
     """Whether ``fds`` of ``limit`` came closer to running out than the peak so far: the session health shows
     the closest approach, with the limit in force then (the largest count, where a limit is unknown)."""
@@ -148,6 +157,9 @@ class Controller:
         those tests left running - as ident -> (thread, owner label): forgotten once they end, so that a new thread
         given the same ident (Linux reuses a joined thread's stack, and the ident with it) is not taken for
         theirs."""
+        self._outlived_grace: set[Any] = set()
+        """The code threads ran that were still running after a test's grace (``_threads_left``): a thread of that
+        code is not waited for again (a logging ``QueueListener`` every app starts: 50 ms per test for nothing)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -428,13 +440,22 @@ class Controller:
                and getattr(t, _OWNER_ATTR, None) is None  # a thread an owned thread started is that owner's
                and not isinstance(t, threading._DummyThread) and t is not threading.current_thread()
                and not is_pool_worker(t)]  # a pool's worker works for every test that hands it a job (pools.py)
-        # a thread that is finishing (a Timer that just fired, an executor shutting down) is given a moment
-        deadline = time.monotonic() + min(0.05, limits.settle)
-        for t in new:
-            t.join(max(0.0, deadline - time.monotonic()))
+        # a thread that is finishing (a Timer that just fired, an executor shutting down) is given a moment - unless
+        # a thread running the same code outlived that moment in an earlier test: a server, a listener, a monitor
+        # that runs for the session is waited for once, not at every test that starts one
+        outlived = self._outlived_grace
+        waited = [t for t in new if _thread_code(t) not in outlived] if outlived else new
+        if waited:
+            deadline = time.monotonic() + min(0.05, limits.settle)
+            for t in waited:
+                t.join(max(0.0, deadline - time.monotonic()))
         left = [t for t in new if t.is_alive() and t.ident is not None]
         if not left:
             return verdict
+        for t in left:
+            code = _thread_code(t)
+            if code is not None:
+                outlived.add(code)
         test = str(getattr(self._window_test, "nodeid", self._window_test) or "the test")
         lines = []
         for t in left:

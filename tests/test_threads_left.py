@@ -334,3 +334,37 @@ def test_a_thread_that_finished_in_the_test_is_not_kept_alive_by_the_plugin(pyte
     assert with_plugin.parseoutcomes() == without.parseoutcomes()
     for result in (without, with_plugin):
         result.stdout.fnmatch_lines(["PASSED test_f.py::test_a_finished_thread_lets_go_of_what_it_held"])
+
+
+LONG_LIVED_KIND = dedent("""
+    import threading
+
+    STOP = threading.Event()
+
+    def monitor(stop_after):
+        STOP.wait(stop_after)  # a monitor every app starts: runs for the session (or, here, a moment longer)
+
+    def test_first_app():
+        threading.Thread(target=monitor, args=(60,), name="monitor-1", daemon=True).start()
+
+    def test_second_app():
+        # ends 20 ms after the test: within the grace, but a thread of this code outlived it once already
+        threading.Thread(target=monitor, args=(0.02,), name="monitor-2", daemon=True).start()
+
+    def test_a_timer_still_gets_its_moment():
+        threading.Timer(0.01, lambda: None).start()  # other code: waited for, ends, not reported
+""")
+
+
+def test_a_thread_of_code_that_outlived_the_grace_once_is_not_waited_for_again(pytester, run):
+    """A thread left running is first given up to 50 ms to end; once a thread of some code outlived that (a
+    logging ``QueueListener`` every litestar app starts), threads of the same code are not waited for again - each
+    such test paid 50 ms for nothing. The price, shown here: such a thread that would have ended within the
+    grace is reported as left running."""
+    pytester.makepyfile(test_kinds=LONG_LIVED_KIND)
+    result = run("-p", "no:randomly", mode="warn")
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    assert "thread 'monitor-1' (running monitor at test_kinds.py:5) started by this test is still running" in out
+    assert "thread 'monitor-2' (running monitor at test_kinds.py:5) started by this test is still running" in out
+    assert "Thread-" not in out and "test_a_timer_still_gets_its_moment" not in out, out
