@@ -21,18 +21,24 @@ def _warn_at(filename: str, category: type[Warning] = ResourceWarning) -> None:
     warnings.warn_explicit("unclosed <socket.socket fd=9>", category, filename, 123)
 
 
-@pytest.mark.parametrize(("filters", "shown"), [
-    ([("ignore", ResourceWarning)], False),
-    ([("default", ResourceWarning)], True),
-    ([("always", Warning)], True),
-    ([("ignore", Warning)], False),
+@pytest.mark.parametrize(("question", "filters", "answer"), [
+    (_resource_warnings_shown, [("ignore", ResourceWarning)], False),
+    (_resource_warnings_shown, [("default", ResourceWarning)], True),
+    (_resource_warnings_shown, [("always", Warning)], True),
+    (_resource_warnings_shown, [("ignore", Warning)], False),
+    (resource_warnings_raised, [("error", Warning)], True),
+    (resource_warnings_raised, [("error", ResourceWarning)], True),
+    (resource_warnings_raised, [("default", ResourceWarning), ("error", Warning)], False),
+    (resource_warnings_raised, [("error", DeprecationWarning)], False),
 ])
-def test_whether_a_resource_warning_can_be_shown(filters, shown):
+def test_what_the_filters_do_with_a_resource_warning(question, filters, answer):
+    """Whether one can be shown at all (``_resource_warnings_shown``), and whether it is raised as an error
+    (``resource_warnings_raised``: the check then collects no garbage)."""
     with warnings.catch_warnings():
         warnings.resetwarnings()
         for action, category in reversed(filters):
             warnings.simplefilter(action, category)
-        assert _resource_warnings_shown() is shown
+        assert question() is answer
 
 
 def test_an_ignore_filter_with_a_pattern_leaves_the_question_open():
@@ -100,19 +106,6 @@ def test_under_an_error_filter_a_freed_objects_warning_goes_to_the_unraisable_ho
     assert args.exc_type is ResourceWarning and str(args.exc_value) == "unclosed <socket.socket fd=9>"
     assert args.err_msg is None and args.exc_traceback is None
 
-
-@pytest.mark.parametrize(("filters", "raised"), [
-    ([("error", Warning)], True),
-    ([("error", ResourceWarning)], True),
-    ([("default", ResourceWarning), ("error", Warning)], False),
-    ([("error", DeprecationWarning)], False),
-])
-def test_whether_a_resource_warning_is_raised(filters, raised):
-    with warnings.catch_warnings():
-        warnings.resetwarnings()
-        for action, category in reversed(filters):
-            warnings.simplefilter(action, category)
-        assert resource_warnings_raised() is raised
 
 
 def test_ignored_resource_warnings_stay_ignored():
