@@ -101,7 +101,9 @@ def _action(filters: Sequence[Any], message: warnings.WarningMessage) -> str:
     """What ``filters`` (as ``warnings.filters`` holds them) do with ``message``: the first that matches it, as
     ``warnings.warn_explicit`` picks, else "default"."""
     text = str(message.message)
-    module = os.path.splitext(os.path.basename(message.filename or ""))[0]
+    module = message.filename or "<unknown>"  # (the module warn_explicit matches: the file, less ".py")
+    if module[-3:].lower() == ".py":
+        module = module[:-3]
     for action, msg, category, mod, lineno in filters:
         if ((msg is None or msg.match(text)) and isinstance(category, type) and issubclass(message.category, category)
                 and (mod is None or mod.match(module)) and (not lineno or lineno == message.lineno)):
