@@ -392,7 +392,7 @@ SERVER_SIDE_ADVICE: dict[str, str] = {
 client's pool and keepalive_expiry, which a server socket has not."""
 
 
-BUSY_NOTE = "held by a request or a response not yet read to the end or closed"
+BUSY_NOTE = "held by a request, a response not yet read to the end or closed, or an open websocket"
 """A pooled connection's note when the client's tracker says it is not idle (``client_busy_sockets``)."""
 
 _UNREAD_CONTROL_BYTES = 64
@@ -422,6 +422,11 @@ RESPONSE_ADVICE = ("a response still holds the connection: read it to the end, o
                    "client.stream(...)`, `response.close()`; requests: `with requests.get(url, stream=True) as r`; a "
                    "streamed body: read() or close() it).")
 """The fix when every connection left open is held by a response (``BUSY_NOTE``, ``OUT_OF_POOL_NOTE``)."""
+BUSY_ADVICE = RESPONSE_ADVICE + (" A websocket open on it (aiohttp's `ws_connect`, a socket.io client never "
+                                 "disconnected): close it (`await ws.close()`, or disconnect the client built on it).")
+"""Where the client says the connection is busy (``BUSY_NOTE``): an acquired aiohttp connection is a request, an
+unreleased response or a websocket alike (found with python-socketio's ``AsyncClient`` left connected: told to
+read a response)."""
 
 
 OUT_OF_POOL_ADVICE = ("a response, or the connection pool a kept response references, holds the connection: read "
@@ -460,7 +465,9 @@ def advice(v: Violation) -> str:
     if v.kind in ("close_wait", "established") and v.items and all(_held_by_a_response(i.note) for i in v.items):
         if any(_out_of_pool(i.note) for i in v.items):
             return OUT_OF_POOL_ADVICE
-        return UNREAD_ADVICE if v.kind == "close_wait" else RESPONSE_ADVICE
+        if v.kind == "close_wait":
+            return UNREAD_ADVICE
+        return BUSY_ADVICE if any(BUSY_NOTE in i.note for i in v.items) else RESPONSE_ADVICE
     if v.kind == "close_wait" and v.items and all(not i.server_side and _POOL_MARK not in i.note for i in v.items):
         return UNPOOLED_CLOSE_WAIT_ADVICE
     special = SERVER_SIDE_ADVICE.get(v.kind)

@@ -338,12 +338,13 @@ def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester,
            "to the end, or close it (`with client.stream(...)`, `response.close()`; requests: `with "
            "requests.get(url, stream=True) as r`).")
     streamed = failure_block(result, "test_unread.py::test_httpx_stream_never_read")
-    assert "keepalive_expiry=5s; held by a request or a response not yet read to the end or closed)" in streamed
+    assert "keepalive_expiry=5s; held by a request, a response not yet read to the end or closed, or an open " \
+        "websocket)" in streamed
     assert "idle pooled connection" not in streamed
     assert fix in streamed
     aio = failure_block(result, "test_unread.py::test_aiohttp_response_never_read")  # (its connector's _acquired)
-    assert "keepalive_timeout=15s; held by a request or a response not yet read to the " \
-        "end or closed)" in aio, aio
+    assert "keepalive_timeout=15s; held by a request, a response not yet read to the end or closed, or an open " \
+        "websocket)" in aio, aio
     unread = failure_block(result, "test_unread.py::test_http_client_response_never_read")
     assert "a response never read to the end: " in unread and " byte(s) the server sent before it closed still " \
         "wait unread" in unread
@@ -566,3 +567,72 @@ def test_a_client_sockets_hook_shows_the_pool_a_wrapping_transport_hides(pyteste
         assert errors_of(result) == ["test_w.py::test_own_client_left_open"]
         assert tests["test_session_client"]["established"] == 0
         assert (own["clients"], own["unused_clients"]) == (0, 1)
+
+
+WEBSOCKET_LEFT_OPEN = dedent("""
+    import asyncio
+    import threading
+
+    import aiohttp
+    import pytest
+    from aiohttp import web
+
+    KEEP = []
+
+
+    @pytest.fixture(scope="session")
+    def ws_url():
+        async def handler(request):
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for _ in ws:  # until the client goes
+                pass
+            return ws
+
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        box = {}
+
+        async def serve():
+            app = web.Application()
+            app.router.add_get("/ws", handler)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            box["port"] = site._server.sockets[0].getsockname()[1]
+            box["runner"] = runner
+            ready.set()
+
+        thread = threading.Thread(target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True)
+        thread.start()
+        assert ready.wait(10)
+        yield f"http://127.0.0.1:{box['port']}/ws"
+        asyncio.run_coroutine_threadsafe(box["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+    def test_leaves_a_websocket_open(ws_url):
+        async def main():
+            session = aiohttp.ClientSession()
+            KEEP.append((session, await session.ws_connect(ws_url)))
+
+        loop = asyncio.new_event_loop()
+        KEEP.append(loop)  # (kept open with the session: the websocket stays connected)
+        loop.run_until_complete(main())
+""")
+
+
+def test_a_websocket_left_open_is_told_to_close_the_websocket_not_to_read_a_response(pytester, run):
+    """An aiohttp websocket left open holds its connection as an acquired one, as a request or an unreleased
+    response does: the item says so, and the fix names the websocket too (python-socketio's ``AsyncClient`` left
+    connected was told only to read a response to the end)."""
+    pytest.importorskip("aiohttp")
+    pytester.makepyfile(test_ws=WEBSOCKET_LEFT_OPEN)
+    result = run("-W", "ignore::ResourceWarning", "-W", "ignore::DeprecationWarning")
+    block = failure_block(result, "test_ws.py::test_leaves_a_websocket_open")
+    assert "established: 1 > limit 0" in block, block
+    assert "or an open websocket)" in block, block
+    assert "A websocket open on it (aiohttp's `ws_connect`, a socket.io client never disconnected): close it " \
+           "(`await ws.close()`, or disconnect the client built on it)." in block, block
