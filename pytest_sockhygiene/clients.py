@@ -52,6 +52,7 @@ class ClientRecord:
         "ref",
         "requests",
         "shared",
+        "websockets",
         "windows",
     )
 
@@ -65,6 +66,8 @@ class ClientRecord:
         self.collected = False
         self.networked = networked
         self.requests = 0
+        self.websockets = 0
+        """Websocket handshakes among its requests (trackers that can tell: aiohttp's ``ws_connect``)."""
         self.connections = 0
         """Connects attributed to this client's requests (counted by the socket recorder, see
         ``origin.request_client``)."""

@@ -485,6 +485,10 @@ OPENED_BY = "opened by "
 RECONNECTED = "one after another"
 """In a client context item's note: its pool reopened connections to one host, never two at once."""
 
+WEBSOCKETS = "websockets among them, whose connection the server ends first"
+"""In a client context item's note: its clients opened websockets (``ClientRecord.websockets``). The server ends a
+websocket's TCP connection first by the protocol, so its side holding every entry says nothing of keep-alive."""
+
 OWN_SERVERS = "each to a server of its own"
 """In a client context item's note: no two of the test's clients connected to the same server (an aiohttp test
 client per app, each bound to the server it started): there was nothing to reuse, so no "new client per
@@ -519,7 +523,7 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         return "server_closes"
     if OWN_SERVERS in first.note:
         return "own_servers"
-    if items and all(i.note == SERVER_CLOSED_EACH for i in items):
+    if items and all(i.note == SERVER_CLOSED_EACH for i in items) and WEBSOCKETS not in first.note:
         return "per_request_server_first"  # new clients per request, and the server ended every connection
     return None
 
@@ -667,6 +671,8 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         note = _requests_each([getattr(c, "requests", 0) for c in per_client])
         if own_servers:
             note += f"; {OWN_SERVERS}"
+        if any(getattr(c, "websockets", 0) for c in per_client):
+            note += f"; {WEBSOCKETS}"
         # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the
         # connection (requests' digest auth answers a 401 outside Session.send) opens a second one for it
         again = [c for c in per_client if c in reconnecting and getattr(c, "requests", 0) >= 2]

@@ -13,7 +13,7 @@ Keepalive: the connector's ``_keepalive_timeout`` (15 s by default; None with ``
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 from .base import ClassTracker
 from .patching import after_init, counting_requests_async, then_closed_async
@@ -60,6 +60,27 @@ def _socket_of(protocol: Any) -> Any:
         return None
 
 
+def _counting_websockets(registry: Any) -> Callable[[Any], Any]:
+    """A wrapper for ``ClientSession._ws_connect`` (``ws_connect``'s coroutine): the session's record counts its
+    websockets. The server ends a websocket's connection first, by the protocol: a burst of new sessions per
+    websocket is not "a server that keeps nothing alive" (found with python-socketio's clients)."""
+
+    def make(ws_connect: Any) -> Any:
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            try:
+                record = registry.record_of(self)
+                if record is not None:
+                    record.websockets += 1
+            except Exception as e:  # noqa: BLE001 - a plugin fault is a plugin problem, never the user's
+                registry.on_error(e)
+            return await ws_connect(self, *args, **kwargs)
+
+        return wrapper
+
+    return make
+
+
 class AiohttpTracker(ClassTracker):
     """Tracks ``aiohttp.ClientSession``."""
 
@@ -79,6 +100,8 @@ class AiohttpTracker(ClassTracker):
         p.wrap(session_cls, "close", then_closed_async(registry))
         p.wrap(session_cls, "__aexit__", then_closed_async(registry))
         p.wrap(session_cls, "_request", counting_requests_async(registry, self.sockets))
+        if hasattr(session_cls, "_ws_connect"):
+            p.wrap(session_cls, "_ws_connect", _counting_websockets(registry))
 
     @staticmethod
     def _connector(session: Any) -> Any:
