@@ -362,8 +362,8 @@ LONG_LIVED_KIND = dedent("""
         threading.Timer(0.01, lambda: None).start()  # other code: waited for, ends, not reported
 
     def test_last():
+        # (the timer's thread may be joined, or may be gone before the check: either way, not the monitors')
         assert JOINED[:1] == ["monitor-1"] and "monitor-2" not in JOINED, JOINED
-        assert len(JOINED) == 2, JOINED  # and the timer's
 """)
 
 
