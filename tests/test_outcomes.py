@@ -441,71 +441,80 @@ def test_a_failed_tests_held_connection_says_pytest_keeps_its_locals(pytester, r
     assert note not in failure_block(result, "test_f.py::test_passes_and_leaks")
 
 
+SESSION_TASK_SUITE = dedent("""
+    import asyncio
+    import socket
+
+    import pytest
+
+    PREAMBLE
+    KEEP = []
+
+    async def answer(reader, writer):
+        writer.write(b"ok")
+        await writer.drain()
+        writer.close()
+
+    async def serve(port, ready):
+        server = await asyncio.start_server(answer, "127.0.0.1", port)
+        ready.set_result(server)
+        async with server:
+            await server.serve_forever()
+
+    @FIXTURE
+    async def port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            free = s.getsockname()[1]
+        ready = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(serve(free, ready))  # started, not awaited: it listens during a test
+        # (the port alone: a value that reached the server would make it the fixture's by what it holds)
+        yield free
+        task.cancel()
+
+    async def fetch(port):
+        for _ in range(500):  # the server may not listen yet: poll, as a suite's first request does
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.01)
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return data
+
+    @MARK
+    async def test_first(port):
+        assert await fetch(port) == b"ok"
+
+    @MARK
+    async def test_second(port):
+        assert await fetch(port) == b"ok"
+
+    @MARK
+    async def test_own_task_leaves_a_listener(port):
+        ready = asyncio.get_running_loop().create_future()
+        KEEP.append(asyncio.create_task(serve(0, ready)))
+        KEEP.append(await ready)
+""")
+
+
+def session_task_suite(fixture: str, mark: str, preamble: str) -> str:
+    """A session fixture whose server task starts listening during the first test, two tests that use it, and a
+    test whose own task leaves a listener: for anyio and for pytest-asyncio's session loop alike."""
+    return SESSION_TASK_SUITE.replace("PREAMBLE\n", preamble).replace("FIXTURE", fixture).replace("MARK", mark)
+
+
 def test_a_task_a_session_fixture_created_owns_what_it_opens_during_a_test(pytester, run):
     """A session-scoped async fixture that starts its server as a task (``asyncio.create_task(server.serve())``,
     not awaited) sees it listen on the loop's next turns - inside the first test, which was failed for the
     fixture's LISTEN socket (found with uvicorn's users' shape). The task carries the fixture as its owner, as a
     fixture's thread does. A listener a test's own task leaves is still that test's, and later tests are judged
     as before (anyio runs every test in one task, made while the first fixture was set up)."""
-    pytester.makepyfile(test_task=dedent("""
-        import asyncio
-        import pytest
-
-        KEEP = []
-
-        @pytest.fixture(scope="session")
-        def anyio_backend():
-            return "asyncio"
-
-        async def answer(reader, writer):
-            writer.write(b"ok")
-            await writer.drain()
-            writer.close()
-
-        async def serve(port, ready):
-            server = await asyncio.start_server(answer, "127.0.0.1", port)
-            ready.set_result(server)
-            async with server:
-                await server.serve_forever()
-
-        @pytest.fixture(scope="session")
-        async def port():
-            import socket
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                free = s.getsockname()[1]
-            ready = asyncio.get_running_loop().create_future()
-            task = asyncio.create_task(serve(free, ready))  # started, not awaited: it listens during a test
-            # (the port alone: a value that reached the server would make it the fixture's by what it holds)
-            yield free
-            task.cancel()
-
-        async def fetch(port):
-            for _ in range(500):  # the server may not listen yet: poll, as a suite's first request does
-                try:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    break
-                except ConnectionRefusedError:
-                    await asyncio.sleep(0.01)
-            data = await reader.read()
-            writer.close()
-            await writer.wait_closed()
-            return data
-
-        @pytest.mark.anyio
-        async def test_first(port):
-            assert await fetch(port) == b"ok"
-
-        @pytest.mark.anyio
-        async def test_second(port):
-            assert await fetch(port) == b"ok"
-
-        @pytest.mark.anyio
-        async def test_own_task_leaves_a_listener(port):
-            ready = asyncio.get_running_loop().create_future()
-            KEEP.append(asyncio.create_task(serve(0, ready)))
-            KEEP.append(await ready)
-    """))
+    pytester.makepyfile(test_task=session_task_suite(
+        "pytest.fixture(scope=\"session\")", "pytest.mark.anyio",
+        preamble='@pytest.fixture(scope="session")\ndef anyio_backend():\n    return "asyncio"\n'))
     result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=unlimited")
     assert errors_of(result) == ["test_task.py::test_own_task_leaves_a_listener"]
     block = failure_block(result, "test_task.py::test_own_task_leaves_a_listener")
@@ -565,63 +574,9 @@ def test_a_task_a_pytest_asyncio_session_fixture_created_is_the_fixtures(pyteste
     pytest_asyncio = pytest.importorskip("pytest_asyncio")
     if tuple(int(p) for p in pytest_asyncio.__version__.split(".")[:2]) < (0, 24):  # (loop_scope came in 0.24)
         pytest.skip("pytest-asyncio before 0.24 has no loop_scope")
-    pytester.makepyfile(test_pa=dedent("""
-        import asyncio
-        import socket
-
-        import pytest
-        import pytest_asyncio
-
-        KEEP = []
-
-        async def answer(reader, writer):
-            writer.write(b"ok")
-            await writer.drain()
-            writer.close()
-
-        async def serve(port, ready):
-            server = await asyncio.start_server(answer, "127.0.0.1", port)
-            ready.set_result(server)
-            async with server:
-                await server.serve_forever()
-
-        @pytest_asyncio.fixture(scope="session", loop_scope="session")
-        async def port():
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                free = s.getsockname()[1]
-            ready = asyncio.get_running_loop().create_future()
-            task = asyncio.create_task(serve(free, ready))  # started, not awaited: it listens during a test
-            # (the port alone: a value that reached the server would make it the fixture's by what it holds)
-            yield free
-            task.cancel()
-
-        async def fetch(port):
-            for _ in range(500):  # the server may not listen yet: poll, as a suite's first request does
-                try:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    break
-                except ConnectionRefusedError:
-                    await asyncio.sleep(0.01)
-            data = await reader.read()
-            writer.close()
-            await writer.wait_closed()
-            return data
-
-        @pytest.mark.asyncio(loop_scope="session")
-        async def test_first(port):
-            assert await fetch(port) == b"ok"
-
-        @pytest.mark.asyncio(loop_scope="session")
-        async def test_second(port):
-            assert await fetch(port) == b"ok"
-
-        @pytest.mark.asyncio(loop_scope="session")
-        async def test_own_task_leaves_a_listener(port):
-            ready = asyncio.get_running_loop().create_future()
-            KEEP.append(asyncio.create_task(serve(0, ready)))
-            KEEP.append(await ready)
-    """))
+    pytester.makepyfile(test_pa=session_task_suite(
+        "pytest_asyncio.fixture(scope=\"session\", loop_scope=\"session\")",
+        "pytest.mark.asyncio(loop_scope=\"session\")", preamble="import pytest_asyncio\n"))
     result = run("-p", "no:randomly", "-p", "no:anyio", "-o", "sockhygiene_time_wait=unlimited")
     assert errors_of(result) == ["test_pa.py::test_own_task_leaves_a_listener"]
     assert "listen: 1 > limit 0" in failure_block(result, "test_pa.py::test_own_task_leaves_a_listener")
