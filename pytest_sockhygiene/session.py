@@ -474,7 +474,7 @@ class Controller:
     def describe_thread(self, t: threading.Thread, window: Window) -> str:
         """``thread 'push' (running push at test_x.py:12) is still running, holding 1 connection``."""
         target = getattr(t, "_target", None)  # what Thread(target=...) runs; a subclass runs its own run()
-        code = getattr(target, "__code__", None) or getattr(getattr(type(t), "run", None), "__code__", None)
+        code = _thread_code(t) or getattr(getattr(type(t), "run", None), "__code__", None)
         running = ""
         if code is not None:
             name = getattr(target, "__qualname__", None) or f"{type(t).__qualname__}.run"

@@ -46,35 +46,33 @@ def error_filter_in_force() -> bool:
     return False
 
 
+def _decides_a_resource_warning(acts: Callable[[str], bool]) -> bool:
+    """Whether a filter in force that may apply to a ResourceWarning has an action ``acts`` accepts, before the
+    first filter that applies to every ResourceWarning (no message or module pattern) decides otherwise."""
+    for f in warnings.filters:
+        action, message, category, module = f[0], f[1], f[2], f[3]
+        if not issubclass(ResourceWarning, category):
+            continue
+        if acts(action):
+            return True
+        if message is None and module is None:
+            return False  # the first filter for every ResourceWarning does something else
+    return False
+
+
 def resource_warnings_raised() -> bool:
     """Whether the filters in force turn a ResourceWarning into an error (``filterwarnings = error``, ``-W
     error::ResourceWarning``): the first filter for every ResourceWarning says "error". In doubt (an ``error``
     filter for it with a message or module pattern, before any other), yes. The check then collects no garbage:
     an unclosed socket its collection freed would warn, and that error would land on the test being checked -
     or, shown instead, go missing - where without the plugin it lands wherever the collector next runs."""
-    for f in warnings.filters:
-        action, message, category, module = f[0], f[1], f[2], f[3]
-        if not issubclass(ResourceWarning, category):
-            continue
-        if action == "error":
-            return True
-        if message is None and module is None:
-            return False
-    return False
+    return _decides_a_resource_warning(lambda action: action == "error")
 
 
 def _resource_warnings_shown() -> bool:
     """Whether the filters in force may show a ResourceWarning (Python's defaults ignore it; ``-W default``,
     ``-X dev`` or a suite's ``filterwarnings`` show it). In doubt (a filter with a message or module pattern), yes."""
-    for f in warnings.filters:
-        action, message, category, module = f[0], f[1], f[2], f[3]
-        if not issubclass(ResourceWarning, category):
-            continue
-        if action != "ignore":
-            return True
-        if message is None and module is None:
-            return False  # the first filter for every ResourceWarning ignores it
-    return False
+    return _decides_a_resource_warning(lambda action: action != "ignore")
 
 
 class _Unraisable:

@@ -439,7 +439,7 @@ class Window(EventSink):
                 return (origin[0], origin[1]) if origin is not None and origin[0] else None
         return None
 
-    def _close(self, limits: Limits, collect: Callable[..., int] = gc.collect) -> Verdict:
+    def _close(self, limits: Limits, collect: Callable[..., int]) -> Verdict:
         try:
             if self._collect_first(limits):
                 collect(0)  # one look after it, instead of one before and one after
