@@ -17,6 +17,7 @@ What stays invisible: sockets opened and closed entirely by C code (libpq, some 
 from __future__ import annotations
 
 import _socket
+import contextlib
 import contextvars
 import errno
 import operator
@@ -188,6 +189,9 @@ class Ownership:
 
 
 _OWNER_ATTR = "_sockhygiene_owner"
+FIRST_EVENT_ATTR = "_sockhygiene_first_event"
+"""On a thread started while a window logs them: how many events the window had then. Events of the thread's
+ident before that index are another thread's: an ident is reused once its thread has ended (paramiko's suite)."""
 OWNER_ATTR = _OWNER_ATTR  # (window.py reads it too)
 
 
@@ -204,6 +208,8 @@ class ThreadStarts:
         self._fn: Any = None
         self._saved: Any = None
         self.logging = False
+        self.events: list[Any] = []
+        """The logging window's events (set once it exists): each thread started is marked with their count then."""
         self.log: list[Any] = []
         """Weak references to the threads started since ``begin_log`` (list.append is atomic: any thread may start
         one). Weak: a thread that has finished must be free to go, with what it holds, before the window closes -
@@ -213,7 +219,7 @@ class ThreadStarts:
     def begin_log(self) -> bool:
         """Log the threads started from now on, if every thread start goes through the wrapper: it is the one on
         ``threading.Thread`` (under another wrapper that must call it, not provably: False, and the caller
-        compares snapshots instead)."""
+        compares snapshots instead). The caller then hands over the window's ``events``."""
         if self._fn is None or threading.Thread.start is not self._fn:
             return False
         if self.log:  # left by a window whose check failed half-way
@@ -224,6 +230,7 @@ class ThreadStarts:
     def end_log(self) -> list[threading.Thread]:
         """The threads started since ``begin_log`` that still exist; logging stops."""
         self.logging = False
+        self.events = []
         log = self.log
         if not log:  # the clean path: no thread started
             return log
@@ -258,6 +265,9 @@ class ThreadStarts:
                     starts.log.append(weakref.ref(self))
                 except TypeError:  # a Thread subclass with __slots__ and no __weakref__: kept until the window closes
                     starts.log.append(lambda thread=self: thread)
+                # (a Thread subclass with __slots__ takes no mark: every event of its ident is counted as its own)
+                with contextlib.suppress(Exception):
+                    setattr(self, FIRST_EVENT_ATTR, len(starts.events))
                 if not is_pool_worker(self):  # (a pool's worker runs later tests' jobs: JobOrigins names those)
                     try:
                         started_at = capture(skip=1)

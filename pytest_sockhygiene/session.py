@@ -19,7 +19,7 @@ from typing import Any
 from . import origin as origin_mod
 from .clients import ClientRegistry, client_items, created_items, socket_identity
 from .endpoints import ConfigError
-from .events import _OWNER_ATTR, Recorder, _threads_by_ident
+from .events import _OWNER_ATTR, FIRST_EVENT_ATTR, Recorder, _threads_by_ident
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .pools import is_pool_worker
@@ -362,6 +362,8 @@ class Controller:
         last = self._last_scan
         before = last if not self.recorder.touched else None
         self.window = Window(self.table, self.recorder, self.client_probe, before, last)
+        if starts.logging:
+            starts.events = self.window.events
         if self.hooks_lost is not None and not self.recorder.in_place():
             self.window.blind = True
             self.blind_windows += 1
@@ -483,7 +485,8 @@ class Controller:
         held = window.after_scan.ids if window.after_scan is not None else {}
         kinds: dict[str, int] = {}
         seen = set()
-        for ev in window.events:
+        # (from its start on: an earlier thread of the window that ended may have had the same ident)
+        for ev in window.events[getattr(t, FIRST_EVENT_ATTR, 0):]:
             if ev.thread == t.ident and ev.kind in ("connect", "accept", "listen") and ev.identity in held \
                     and ev.identity not in seen:
                 seen.add(ev.identity)

@@ -220,6 +220,48 @@ def test_a_thread_that_reuses_an_ended_fixture_threads_ident_is_not_that_fixture
     ])
 
 
+
+def test_a_thread_given_the_ident_of_one_that_ended_in_the_test_holds_only_its_own(pytester, run):
+    """Within one test, a thread that ended (leaving its connection open) may hand its ident to the next thread
+    the test starts (Linux reuses a joined thread's stack); that thread, still running at the end, opened nothing
+    and is not said to hold the first one's connection (seen in paramiko's suite)."""
+    pytester.makepyfile(test_r=dedent('''
+        import socket
+        import threading
+
+        import pytest
+
+        KEPT = []
+        STOP = threading.Event()
+
+        def test_a_thread_ends_and_the_next_takes_its_ident(server):
+            first = threading.Thread(target=lambda: KEPT.append(socket.create_connection((server.host, server.port))),
+                                     name="opener")
+            first.start()
+            first.join()
+            for _ in range(50):
+                t = threading.Thread(target=STOP.wait, name="waiter", daemon=True)
+                t.start()
+                if t.ident == first.ident:
+                    break
+                STOP.set(); t.join(); STOP.clear()
+            else:
+                pytest.skip("no new thread got the ended thread's ident on this platform")
+
+        def test_stop():
+            STOP.set()
+            KEPT[0].close()
+    '''))
+    result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=100")
+    result.assert_outcomes(passed=2, errors=1)  # the opener's connection: test_r's leak
+    result.stdout.fnmatch_lines([
+        "sockhygiene: test_r.py::test_a_thread_ends_and_the_next_takes_its_ident broke its socket limits",
+        "  established: 1 > limit 0 - open connection(s) left behind",
+        "*thread 'waiter' (running * started by this test is still running (it opened none of the sockets still "
+        "open, but may be serving one)*",
+    ])
+    result.stdout.no_fnmatch_line("*thread 'waiter'*holding 1 connection*")
+
 POOLS = dedent('''
     import socket
     from concurrent.futures import ThreadPoolExecutor
