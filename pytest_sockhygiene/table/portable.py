@@ -11,6 +11,8 @@ and a neighbour that reused the same ports could have left a row there: a row th
 it), and its Python close would carry another identity. So the table keeps such a socket, checked at its fd,
 under the identity it had (state CLOSE, no remote: what the linux backend says of it), until its fd is closed.
 The same check keeps a connected socket that one dump skipped (the table is read in pieces while it changes).
+A socket that connected and was reset between two looks was never in a dump: the socket hooks' connects since the
+last look (``identity_of``, asked at each) are checked the same way, so it is kept too.
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ class PsutilTable(SocketTable):
         """The last look's entries by identity (to notice a connected socket that stopped being listed)."""
         self._unlisted: dict[tuple[int, Endpoint], Hashable] = {}
         """``(fd, local)`` -> identity of held sockets the table no longer lists (see the module's docstring)."""
+        self._connected: dict[Hashable, SocketEntry] = {}
+        """Sockets the hooks saw connect since the last look, by identity: one reset before that look is in no
+        dump, and is found here (``_still_held``)."""
         if sys.platform == "darwin":
             self._degraded = ("psutil on macOS lists only sockets that belong to a process, so TIME_WAIT entries "
                               "(which belong to none) are not checked")
@@ -170,7 +175,11 @@ class PsutilTable(SocketTable):
         fds = {e.fd for e in listed}
         kept: list[SocketEntry] = []
         unlisted: dict[tuple[int, Endpoint], Hashable] = {}
-        for key, e in self._last.items():
+        connected, self._connected = self._connected, {}  # (swapped whole: hooks in other threads add to it)
+        last = self._last
+        if connected:  # connected since the last look, and never listed in it: reset in between, or skipped
+            last = {**connected, **last}
+        for key, e in last.items():
             if key in keys or e.fd in fds or e.fd < 0 or e.local is None:
                 continue  # listed, or its fd holds another listed socket now
             if e.remote is None and self._unlisted.get((e.fd, e.local)) != key:
@@ -179,8 +188,8 @@ class PsutilTable(SocketTable):
             if there == "reset":
                 kept.append(SocketEntry(key=key, fd=e.fd, state=TcpState.CLOSE, local=e.local, remote=None))
                 unlisted[(e.fd, e.local)] = key
-            elif there == "same":  # psutil's dump is not atomic: under churn it can skip a row
-                kept.append(e)
+            elif there == "same" and key not in connected:  # psutil's dump is not atomic: it can skip a row
+                kept.append(e)  # (one never listed has no state to keep: the next dump lists it)
         self._unlisted = unlisted  # replaced whole: socket hooks in other threads read it (identity_of)
         return kept
 
@@ -195,7 +204,11 @@ class PsutilTable(SocketTable):
             key = self._unlisted.get((fd, local))
             if key is not None:
                 return key
-        return (fd if self._fds else -1, local, remote)
+        identity = (fd if self._fds else -1, local, remote)
+        if remote is not None and local is not None and fd >= 0 and self._fds:  # a connect, or an accept
+            self._connected[identity] = SocketEntry(key=identity, fd=fd, state=TcpState.ESTABLISHED, local=local,
+                                                    remote=remote)
+        return identity
 
     def degradation(self) -> str | None:
         return self._degraded or self._unlooked
