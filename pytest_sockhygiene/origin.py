@@ -363,7 +363,64 @@ def capture_outside(frame: FrameType | None, codes: frozenset[CodeType] | set[Co
     starlette/testclient.py in __init__")."""
     while frame is not None and frame.f_code in codes:
         frame = frame.f_back
-    return _walk(frame)
+    boundary = _boundary
+    known = _is_library_cache
+    # the outermost library frames so far, of an installed package and of the standard library: the call the
+    # user's line made (a library's ``@contextmanager`` is entered through contextlib: the library's is the name)
+    called: FrameType | None = None
+    called_stdlib: FrameType | None = None
+    while frame is not None:
+        code = frame.f_code
+        if code is boundary:
+            started = task_origin.get()
+            if started is not None:
+                return (started[0], started[1], started[2], TASK)
+        else:
+            library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
+            if not (library if library is not None else is_library_file(code.co_filename)):
+                inside = called or called_stdlib
+                if inside is None:  # the user's line made it: ``httpx.Client()``
+                    return (code.co_filename, frame.f_lineno, code.co_name)
+                return (code.co_filename, frame.f_lineno, code.co_name, made_inside(inside))
+            kind = _library_frame_kind(code.co_filename)
+            if kind == _LIBRARY_FRAME:
+                called = frame
+            elif kind == _STDLIB_FRAME:
+                called_stdlib = frame
+        frame = frame.f_back
+    return None
+
+
+MADE_INSIDE = "opened inside "
+"""How a client's origin starts when library code made it inside a call the user's line made (``made_inside``)."""
+
+
+def made_inside(frame: FrameType) -> str:
+    """``opened inside socketio.simple_client.SimpleClient.connect(), called at``: a client a library made inside
+    the call the user's line made, which the user may never have seen (engineio's ``requests.Session``, made at
+    its connect and dropped unclosed at its disconnect). ``created`` turns it into "created inside ..."."""
+    return f"{MADE_INSIDE}{_public_name(frame) or _call_name(frame)}(), called at"
+
+
+def _public_name(frame: FrameType) -> str | None:
+    """``httpx.get``, not ``httpx._api.get``: the name the user called, where the frame's function (or its
+    class) is the one its top-level package exports under the same name; else None."""
+    module = frame.f_globals.get("__name__")
+    code = frame.f_code
+    if not isinstance(module, str) or "." not in module:
+        return None
+    top = module.split(".", 1)[0]
+    qualname = getattr(code, "co_qualname", code.co_name)  # (a method's class: Python 3.11+)
+    if "<" in qualname:
+        return None  # a nested function: nothing exports it
+    first, *rest = qualname.split(".")
+    obj: Any = getattr(sys.modules.get(top), "__dict__", {}).get(first)  # (no module __getattr__: no lazy import)
+    for part in rest:
+        if not isinstance(obj, type):
+            return None
+        obj = getattr(obj, part, None)
+    obj = getattr(obj, "__func__", obj)  # (a classmethod, read from its class)
+    return f"{top}.{qualname}" if getattr(obj, "__code__", None) is code else None
 
 
 def calling_line(on_error: Callable[[BaseException], None]) -> Origin | None:

@@ -23,7 +23,7 @@ _TITLES = {
 }
 
 
-_SAYS_HOW = ("opened in a task", "accepted by", "opened by library code", "origin unknown")
+_SAYS_HOW = ("opened in a task", "accepted by", "opened by library code", "opened inside", "origin unknown")
 
 
 def _at(prefix: str, where: str) -> str:

@@ -28,7 +28,7 @@ from typing import (
 from .endpoints import Endpoint, FourTuple, format_endpoint
 from .events import SocketEvent
 from .limits import LIMIT_KEYS, Limits
-from .origin import Origin, accepted_origin
+from .origin import MADE_INSIDE, Origin, accepted_origin
 from .table import OPEN_STATES, SocketEntry, TcpState
 
 KINDS = LIMIT_KEYS
@@ -458,10 +458,48 @@ def _held_by_a_response(note: str) -> bool:
     return BUSY_NOTE in note or _UNREAD_MARK in note or _out_of_pool(note)
 
 
+MADE_INSIDE_ADVICE = (
+    " A client made inside a library's call is closed by closing what that call made or returned (its close(), "
+    "disconnect() or `with`); where the library drops it unclosed all the same, hand the library a client of your "
+    "own and close that, if it takes one (an `http_session=`, `http_client=` or `session=` argument).")
+"""Added to the clients fix when a client was made by library code inside the call the user's line made
+(``origin.MADE_INSIDE``): "close it" names nothing the user holds (engineio's ``requests.Session``)."""
+
+
+def _made_inside(origin: Any) -> bool:
+    """The client's origin says library code made it inside a call (the origin tuple, or its formatted string as
+    the JSON report keeps it)."""
+    if isinstance(origin, str):
+        return origin.startswith(MADE_INSIDE)
+    return bool(origin) and len(origin) > 3 and str(origin[3]).startswith(MADE_INSIDE)
+
+
+CLEAR_ADVICE = " A urllib3 PoolManager or ProxyManager has no close(): call its clear(), or use it in a `with`."
+"""Added to a fix that says close() when one of the clients is urllib3's (found running vcrpy's suite: a test that
+followed the fix got an AttributeError)."""
+
+_URLLIB3_MANAGERS = ("urllib3.PoolManager", "urllib3.ProxyManager")
+
+
+def _clears(v: Violation) -> bool:
+    """A client of the violation is urllib3's manager: an unclosed one, or the pool holding a connection."""
+    if v.kind in ("clients", "unused_clients"):
+        return any(i.state.startswith(_URLLIB3_MANAGERS) for i in v.items)
+    return any(i.note.startswith(_POOL_MARK + m) for i in v.items for m in _URLLIB3_MANAGERS)
+
+
 def advice(v: Violation) -> str:
+    """The fix line of a violation (``_advice``), with how to close a urllib3 manager where one is involved."""
+    text = _advice(v)
+    return text + CLEAR_ADVICE if "close()" in text and _clears(v) else text
+
+
+def _advice(v: Violation) -> str:
     """The fix line of a violation: the kind's, or the server side's where every item is a server socket, or
     both where the items are mixed; for CLOSE_WAIT where each connection still holds a response unread, closing
-    that response."""
+    that response; for clients a library made inside a call, what closes those."""
+    if v.kind == "clients" and any(_made_inside(i.origin) for i in v.items):
+        return ADVICE["clients"] + MADE_INSIDE_ADVICE
     if v.kind in ("close_wait", "established") and v.items and all(_held_by_a_response(i.note) for i in v.items):
         if any(_out_of_pool(i.note) for i in v.items):
             return OUT_OF_POOL_ADVICE

@@ -126,8 +126,8 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
         f"*{n} connection(s) to 127.0.0.1:* were opened and closed by this test, at test_a.py:7 in "
         "test_client_per_request",
         # the clients named are those of the lingering connections: one each, so as many as the count
-        f"*{n} httpx.Client created at test_a.py:7 in test_client_per_request (1 request each): a new client per "
-        "request? Create one client and reuse it.",
+        f"*{n} httpx.Client created inside httpx.get(), called at test_a.py:7 in test_client_per_request (1 request "
+        "each): a new client per request? Create one client and reuse it.",
         "*fix: each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections*",
         f"*to allow it: @pytest.mark.sockhygiene(time_wait={n})",
     ])

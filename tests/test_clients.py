@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import pytest
 
-from conftest import ANYIO_BACKEND, dedent, errors_of, failure_block, lingered
+from pytest_sockhygiene.verdict import MADE_INSIDE_ADVICE
+
+from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent, errors_of, failure_block, lingered
 
 pytest.importorskip("httpx")
 
@@ -463,7 +466,8 @@ def test_httpx2_tracked_for_real(pytester, run):
     result.stdout.fnmatch_lines(["*httpx2.Client, created at test_h2.py:5 in test_unclosed (still open)*"])
     burst = failure_block(result, "test_h2.py::test_burst")
     n = lingered(burst, 8, result)  # exact unless the kernel reset a TIME_WAIT entry meanwhile
-    assert f"{n} httpx2.Client created at test_h2.py:15" in burst  # the clients of the lingering connections
+    # the clients of the lingering connections, made inside httpx2.get (a client per call)
+    assert f"{n} httpx2.Client created inside httpx2.get(), called at test_h2.py:15" in burst
 
 
 def test_client_is_not_kept_alive_by_the_plugin(pytester, run):
@@ -664,3 +668,72 @@ def test_websockets_are_told_apart_from_responses_and_from_servers_that_keep_not
     assert "or an open websocket)" in block, block
     assert "A websocket open on it (aiohttp's `ws_connect`, a socket.io client never disconnected): close it " \
            "(`await ws.close()`, or disconnect the client built on it)." in block, block
+
+
+DROPLIB = dedent('''
+    """A library that makes a client of its own inside a call and drops it unclosed (engineio's ``Client``: a
+    ``requests.Session`` for its handshake, set to None at disconnect)."""
+    import contextlib
+
+    import requests
+
+
+    class Socket:
+        def connect(self, url):
+            self.http = requests.Session()
+            self.http.get(url).close()
+
+        def disconnect(self):
+            self.http = None  # dropped, never closed
+
+
+    @contextlib.contextmanager
+    def session():
+        yield requests.Session()  # never closed either
+''')
+
+
+def test_a_client_a_library_made_inside_a_call_names_that_call(pytester, run):
+    """A client made by library code inside the call the test's line made is "created inside that call, called at
+    the line", and the fix says what closes such a client, not only "use with": the test never made a
+    ``requests.Session`` and closed what it did make (python-socketio's suite). A library's context manager is
+    named, not contextlib's ``__enter__``. A client the test's line made is named as before."""
+    pytester.mkpydir("droplib").joinpath("__init__.py").write_text(DROPLIB)
+    pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
+                          "pytest_sockhygiene.origin.add_library_packages(['droplib'])\n")
+    pytester.makepyfile(test_d=dedent('''
+        import gc
+
+        import requests
+
+        import droplib
+
+
+        def test_connect_and_disconnect(server):
+            s = droplib.Socket()
+            s.connect(server.url)
+            s.disconnect()
+            gc.collect()
+
+        def test_a_libraries_context_manager(server):
+            with droplib.session() as http:
+                http.get(server.url).close()
+
+        def test_made_here(server):
+            http = requests.Session()
+            http.get(server.url).close()
+    '''))
+    result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=100")
+    assert sorted(errors_of(result)) == ["test_d.py::test_a_libraries_context_manager",
+                                         "test_d.py::test_connect_and_disconnect", "test_d.py::test_made_here"]
+    dropped = failure_block(result, "test_d.py::test_connect_and_disconnect")
+    # (the method's class from Python 3.11 on: co_qualname)
+    assert re.search(r"requests\.Session, created inside droplib\.(Socket\.)?connect\(\), called at test_d\.py:10 in "
+                     r"test_connect_and_disconnect \(garbage-collected without being closed\)", dropped), dropped
+    assert MADE_INSIDE_ADVICE in dropped
+    managed = failure_block(result, "test_d.py::test_a_libraries_context_manager")
+    assert "requests.Session, created inside droplib.session(), called at test_d.py:15 in " in managed, managed
+    assert "contextlib" not in managed
+    made = failure_block(result, "test_d.py::test_made_here")
+    assert "requests.Session, created at test_d.py:19 in test_made_here" in made, made
+    assert MADE_INSIDE_ADVICE not in made

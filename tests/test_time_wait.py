@@ -57,7 +57,7 @@ def test_new_client_per_request_bursts_are_counted_exactly(pytester, run):
         "a new client per request?" in per_request
     get_per_request = failure_block(result, "test_burst.py::test_httpx_get_per_request")
     n = lingered(get_per_request, 20, result)
-    assert f"{n} httpx.Client created at test_burst.py:15" in get_per_request
+    assert f"{n} httpx.Client created inside httpx.get(), called at test_burst.py:15" in get_per_request
     # the async connects run in anyio's child tasks; their origin is the user's line all the same
     async_burst = failure_block(result, "test_burst.py::test_async_client_per_request")
     n = lingered(async_burst, 30, result)
