@@ -69,6 +69,22 @@ def _true_socket_class() -> type:
 
 
 SOCKET_CLASS = _true_socket_class()
+
+
+def replaced_socket_class() -> str | None:
+    """``module.qualname`` of what ``socket.socket`` is now, if it is no longer the standard class nor a subclass of
+    it (whose sockets still run the hooked methods): gevent's and eventlet's monkey-patching put a class of their
+    own there, which calls ``_socket.socket``'s C methods directly, so the socket hooks see none of its sockets.
+    None while it is the standard class (one identity check on the clean path)."""
+    cls: Any = socket.socket
+    if cls is SOCKET_CLASS:
+        return None
+    try:
+        if issubclass(cls, SOCKET_CLASS):
+            return None  # pytest-socket's guard class, for the span of a test: inherits the hooks
+    except TypeError:  # not a class at all: a factory function
+        pass
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', None) or type(cls).__qualname__}"
 C_METHODS = {name: getattr(_socket.socket, name, None) for name in PATCHED}
 """The C methods as the ``_socket`` module defines them: what a write-back of "the original" puts back."""
 

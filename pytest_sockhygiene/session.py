@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import sys
 import threading
 import time
@@ -19,10 +20,11 @@ from typing import Any
 from . import origin as origin_mod
 from .clients import ClientRegistry, client_items, created_items, socket_identity
 from .endpoints import ConfigError
-from .events import _OWNER_ATTR, FIRST_EVENT_ATTR, Recorder, _threads_by_ident
+from .events import _OWNER_ATTR, FIRST_EVENT_ATTR, Recorder, _get_ident, _threads_by_ident
 from .health import ephemeral_port_count, fd_limit
 from .limits import Limits, merge_marker_kwargs, parse_overrides
 from .pools import is_pool_worker
+from .replacements import SOCKET_CLASS, replaced_socket_class
 from .results import CHECKS_OFF, HOOKS_REWRAPPED
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketTable, TableUnavailable, TcpState, select_table
@@ -147,6 +149,11 @@ class Controller:
         """Windows that ran partly without the socket hooks (their event-based counts are unknown)."""
         self.hooks_lost: str | None = None
         """Why the socket hooks could not be put back, once that happened."""
+        self.class_replaced: str | None = None
+        """What ``socket.socket`` was replaced with, once other code put a class there that bypasses the hooks
+        (gevent's monkey-patching): ``replacements.replaced_socket_class``."""
+        self.class_blind_windows = 0
+        """Windows that ran while it was (their event-based counts are unknown)."""
         self._threads_at_open: dict[Any, Any] | None = None
         self._clients_at_open = 0
         self._window_test: Any = None
@@ -296,6 +303,8 @@ class Controller:
         code runs. ``user_code``: fixture or test code ran since the last check, so a replacement found now may
         have hidden some of the open window's connects: its event-based counts are then unknown, never 0. The
         clean path is one dict lookup per hooked method."""
+        if socket.socket is not SOCKET_CLASS:
+            self._check_socket_class()
         recorder = self.recorder
         if recorder is None or recorder.in_place():
             return
@@ -313,6 +322,34 @@ class Controller:
         if window is not None and (user_code or self.hooks_lost is not None) and not window.blind:
             window.blind = True
             self.blind_windows += 1
+
+    def _check_socket_class(self) -> None:
+        """``socket.socket`` is not the standard class: if it is one that bypasses the hooks (gevent's), the open
+        window's event-based counts are unknown, and the session says why (``class_notice``)."""
+        replaced = replaced_socket_class()
+        if replaced is None:
+            return
+        self.class_replaced = replaced
+        window = self.window
+        if window is not None and not window.blind:
+            window.blind = True
+            self.class_blind_windows += 1
+
+    def class_notice(self) -> str | None:
+        """The session health's one line about a socket class that bypasses the hooks, or about gevent's sockets
+        in use without one (geventhttpclient makes ``gevent.socket`` sockets itself): None if neither."""
+        if self.class_replaced is not None:
+            return (f"socket.socket was replaced by {self.class_replaced} (gevent's or eventlet's monkey-patching), "
+                    "whose sockets bypass the plugin's socket hooks: the connection and TIME_WAIT counts of the "
+                    "tests run while it was are unknown (null in the JSON report), and their limits were checked "
+                    "only against the connections tracked clients (requests, httpx, urllib3, aiohttp) were seen "
+                    "holding; sockets left open and unclosed clients are still found, with no line that opened "
+                    "them")
+        if "gevent._socket3" in sys.modules:
+            return ("gevent's socket module is loaded: sockets made with it (gevent.socket, gevent's servers, "
+                    "geventhttpclient) bypass the plugin's socket hooks, so their connections are not in the "
+                    "connection and TIME_WAIT counts; sockets left open and unclosed clients are still found")
+        return None
 
     def hooks_notice(self) -> str | None:
         """The session health's one line about replaced socket hooks, if any were."""
@@ -347,7 +384,7 @@ class Controller:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
             return None
         assert self.table is not None and self.recorder is not None
-        self.recorder.ownership.fixture_thread = threading.get_ident()
+        self.recorder.ownership.fixture_thread = _get_ident()  # (the one the hooks ask: gevent patches threading's)
         self.keep_hooks(False)
         if self._owned_threads:
             self._prune_owned_threads()
@@ -367,6 +404,8 @@ class Controller:
         if self.hooks_lost is not None and not self.recorder.in_place():
             self.window.blind = True
             self.blind_windows += 1
+        if socket.socket is not SOCKET_CLASS:
+            self._check_socket_class()
         return self.window
 
     def _test_location(self) -> tuple[str, int] | None:
@@ -569,11 +608,14 @@ class Controller:
         hooks = self.hooks_notice()
         if hooks:
             notices.append(hooks)
+        replaced = self.class_notice()
+        if replaced:
+            notices.append(replaced)
         degraded = self.table.degradation() if self.table is not None else None
         if degraded:
             notices.append(degraded)
-        if self.clients is not None and self.clients.unseen_connects:
-            notices.append(UNSEEN_CONNECTS)
+        if self.clients is not None and self.clients.unseen_connects and self.class_replaced is None:
+            notices.append(UNSEEN_CONNECTS)  # (a replaced socket class is the reason, said above: not C code)
         peak, limit = self.peak_fds, self.peak_fd_limit
         if peak is None:
             # no test changed this process's fds (the peak is taken only when a look finds them changed): every

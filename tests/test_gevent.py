@@ -1,0 +1,136 @@
+"""gevent's monkey-patching, for real: what the plugin can still see, and one notice for what it cannot.
+
+``gevent.monkey.patch_all()`` puts gevent's own class in place of ``socket.socket``: no subclass of the standard
+class, it calls ``_socket.socket``'s C methods directly, so the plugin's socket hooks never see its sockets
+(found running geventhttpclient's suite, where every count read 0 with no word of why). ``patch_thread()`` makes
+``threading.get_ident`` a greenlet's id, which is not the thread id the hooks ask. Each run is a subprocess:
+patching the pytester process would patch this suite's own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import dedent, errors_of
+
+pytest.importorskip("gevent")
+
+CONFTEST = dedent('''
+    import os
+
+    from gevent import monkey
+
+    if os.environ["PATCH"] == "all":
+        monkey.patch_all()
+    else:
+        monkey.patch_thread()
+
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+    import requests
+
+
+    @pytest.fixture(scope="session")
+    def server():
+        """A real HTTP/1.1 server in a child process (what it does is no test's); ready once it accepts."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                 "--protocol", "HTTP/1.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never came up"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/"
+        proc.terminate()
+        proc.wait()
+
+
+    @pytest.fixture(scope="session")
+    def api(server):
+        """A session's client, warmed up with a burst of its fixture's own: none of it is a test's."""
+        for _ in range(8):
+            requests.get(server).close()
+        with requests.Session() as s:
+            yield s
+''')
+
+TESTS = dedent('''
+    import socket
+    import urllib.parse
+
+    import pytest
+    import requests
+
+    KEEP = []
+
+    def test_uses_the_session_client(api, server):
+        assert api.get(server).status_code == 200
+
+    def test_a_burst(server):
+        for _ in range(8):
+            requests.get(server).close()
+
+    @pytest.mark.sockhygiene(connections=2)
+    def test_over_a_budget(server):
+        url = urllib.parse.urlsplit(server)
+        for _ in range(4):
+            socket.create_connection((url.hostname, url.port)).close()
+
+    def test_leaves_a_socket_open(server):
+        url = urllib.parse.urlsplit(server)
+        KEEP.append(socket.create_connection((url.hostname, url.port)))
+''')
+
+
+def _run(pytester: pytest.Pytester, run, monkeypatch: pytest.MonkeyPatch, patch: str) -> tuple[object, dict]:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_g=TESTS)
+    monkeypatch.setenv("PATCH", patch)
+    # (pytest-socket, installed here, writes the standard class back into socket.socket at every teardown)
+    result = run("-p", "no:randomly", "-p", "no:socket", "--sockhygiene-report=r.json", "-W",
+                 "ignore::DeprecationWarning", subprocess=True)
+    report = json.loads((pytester.path / "r.json").read_text())
+    return result, {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+
+
+def test_under_patch_all_the_counts_are_unknown_and_one_notice_says_why(pytester, run, monkeypatch):
+    """Sockets made through gevent's class bypass the hooks: a burst and a budget cannot be measured, so their
+    counts are null (not a measured-looking 0) and a notice names the class; a socket left open is still found,
+    and the session fixture's client is still the fixture's."""
+    result, tests = _run(pytester, run, monkeypatch, "all")
+    assert errors_of(result) == ["test_g.py::test_leaves_a_socket_open"]
+    result.stdout.fnmatch_lines(["*established: 1 > limit 0*"])
+    for name in ("test_a_burst", "test_over_a_budget"):
+        assert tests[name]["counts"]["connections"] is None, tests[name]
+        assert tests[name]["counts"]["time_wait"] is None, tests[name]
+    assert tests["test_uses_the_session_client"]["clean"], tests["test_uses_the_session_client"]
+    out = result.stdout.str()
+    assert out.count("socket.socket was replaced by gevent._socket3.socket") == 1, out
+    result.stdout.fnmatch_lines(["notice: socket.socket was replaced by gevent._socket3.socket (gevent's or "
+                                 "eventlet's monkey-patching), whose sockets bypass the plugin's socket hooks*"])
+    assert "C code opened it" not in out  # (not the uvloop notice: the reason is said)
+
+
+def test_under_patch_thread_a_session_fixture_still_owns_what_it_made(pytester, run, monkeypatch):
+    """gevent's ``threading.get_ident`` is a greenlet's id: the fixture's thread must be asked the way the hooks
+    ask, or nothing a session fixture makes is its own (its client was the first test's unclosed client, its
+    warm-up burst the first test's TIME_WAIT). The sockets are the standard ones: everything is measured."""
+    result, tests = _run(pytester, run, monkeypatch, "thread")
+    assert sorted(errors_of(result)) == ["test_g.py::test_a_burst", "test_g.py::test_leaves_a_socket_open",
+                                         "test_g.py::test_over_a_budget"]
+    first = tests["test_uses_the_session_client"]
+    assert first["clean"] and first["counts"]["time_wait"] == 0 and first["counts"]["clients"] == 0, first
+    assert tests["test_over_a_budget"]["counts"]["connections"] == 4
+    assert "socket.socket was replaced" not in result.stdout.str()
