@@ -60,7 +60,7 @@ class SocketEvent:
     event. Its parameters are ``FIELDS`` but ``four_tuple``, in order (``tests/test_verdict_unit.py`` checks)."""
 
     FIELDS = ("kind", "identity", "fd", "local", "remote", "origin", "thread", "owner", "listener", "listener_local",
-              "client", "api", "fixture", "four_tuple")
+              "client", "api", "fixture", "api_self", "four_tuple")
     """The fields, in order (the slots, the constructor's parameters, the repr)."""
     __slots__ = FIELDS
 
@@ -87,6 +87,10 @@ class SocketEvent:
     fixture: str | None
     """connect: the function-scoped fixture being set up when it was made (``Ownership.function_fixture``), if
     any: such connections are the test's, but plumbing (a readiness probe), not the code under test."""
+    api_self: Any
+    """connect with ``api`` a method: a weak reference to the object it was called on (``origin.capture_call``),
+    else None. Told apart by identity: the same reference object for one object, a new one for each new object, even
+    at a reused address (a new ``httplib2.Http`` per request, each dropped at once)."""
     four_tuple: FourTuple | None
     """``(local, remote)``, None unless both are known. Computed once, at creation: the verdict asks each event for
     it dozens of times."""
@@ -94,7 +98,7 @@ class SocketEvent:
     def __init__(self, kind: str, identity: Hashable | None, fd: int, local: Endpoint | None,
                  remote: Endpoint | None, origin: origin_mod.Origin | None, thread: int, owner: str | None,
                  listener: Hashable | None = None, listener_local: Endpoint | None = None, client: Any = None,
-                 api: str | None = None, fixture: str | None = None) -> None:
+                 api: str | None = None, fixture: str | None = None, api_self: Any = None) -> None:
         self.kind = kind
         self.identity = identity
         self.fd = fd
@@ -108,6 +112,7 @@ class SocketEvent:
         self.client = client
         self.api = api
         self.fixture = fixture
+        self.api_self = api_self
         self.four_tuple = None if local is None or remote is None else (local, remote)
 
     def __repr__(self) -> str:
@@ -552,16 +557,17 @@ class Recorder:
             except TypeError:
                 pass
             api: str | None = None
+            api_self: Any = None
             origin = origin_mod.request_origin_now()
             if origin is None:
-                origin, api = origin_mod.capture_call(skip=2)
+                origin, api, api_self = origin_mod.capture_call_on(skip=2)
                 if origin is None:  # no line of the user's on the stack: the library's that made the call
                     origin = origin_mod.capture_library(skip=2)
             thread = _get_ident()
             ownership = self.ownership
             event = SocketEvent("connect", identity, fd, local, remote, origin, thread, ownership.current(),
                                 None, None, client, api,
-                                ownership.function_fixture if thread == ownership.fixture_thread else None)
+                                ownership.function_fixture if thread == ownership.fixture_thread else None, api_self)
             if pending:
                 try:  # noqa: SIM105 - (once per non-blocking connect)
                     self._pending[weakref.ref(sock, self._forget_pending)] = event

@@ -15,6 +15,7 @@ import socket
 import sys
 import sysconfig
 import threading
+import weakref
 from collections.abc import Iterable
 from types import CodeType, FrameType
 from typing import Any, Callable
@@ -519,6 +520,27 @@ def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
     below the user's frame, as ``module.qualname`` (``urllib.request.urlopen``, ``socket.create_connection``,
     ``http.client.HTTPConnection.connect``), or None when the user's frame called the hooked method itself. It
     names the API that opened a connection no tracked client made (``report.py`` prints it)."""
+    origin, call, _on = capture_call_on(skip + 1)
+    return origin, call
+
+
+def _self_of(frame: FrameType | None) -> Any:
+    """A weak reference to the object whose method ``frame`` runs (its first parameter is ``self``), else None."""
+    if frame is None:
+        return None
+    code = frame.f_code
+    if not code.co_argcount or code.co_varnames[0] != "self":
+        return None
+    try:
+        return weakref.ref(frame.f_locals["self"])
+    except (KeyError, TypeError):  # deleted, or an object that takes no weak reference
+        return None
+
+
+def capture_call_on(skip: int = 1) -> tuple[Origin | None, str | None, Any]:
+    """:func:`capture_call`, plus a weak reference to the object the call was made on when it is a method
+    (``_self_of``): whether each call went through a new object (a new ``httplib2.Http`` per request) or one
+    object reconnected (``verdict.connection_sources``)."""
     frame: FrameType | None = sys._getframe(skip + 1)
     called: FrameType | None = None
     inner: FrameType | None = None  # the frame ``called`` called
@@ -532,14 +554,14 @@ def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
                 # the call the starting line made (``AsyncHTTPTestCase.fetch``), if it was known there; else the
                 # task's own coroutine (``asyncio.create_task(lib.fetch())``: ``lib.fetch``)
                 call = started[3] if len(started) > 3 else None
-                return (started[0], started[1], started[2], TASK), call or _call_name(called, inner)
+                return (started[0], started[1], started[2], TASK), call or _call_name(called, inner), None
         else:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
-                return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called, inner)
+                return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called, inner), _self_of(called)
         inner, called = called, frame
         frame = frame.f_back
-    return None, None
+    return None, None, None
 
 
 def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str | None:

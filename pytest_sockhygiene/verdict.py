@@ -343,6 +343,14 @@ CAUSE_ADVICE["own_servers"] = (
     "scope), or allow it for this test.")
 """Clients that each went to a different server: "one client, reused" does not apply (found with pytest-aiohttp's
 ``aiohttp_client`` called for six app configurations in one test)."""
+CAUSE_ADVICE["api_objects"] = (
+    "each call went through a new object of its own, which opened a connection of its own: create one and reuse it "
+    "for the calls (one httplib2.Http, one websocket session, one database connection), so that it can keep its "
+    "connection open between them; where it cannot, for HTTP send the requests through one pooled client "
+    "(requests.Session, httpx.Client, urllib3.PoolManager). A test of redirects, refused handshakes or reconnects "
+    "opens them on purpose: allow it for that test.")
+"""The API is a method called on a new object each time (``NEW_OBJECT_EACH``): "an API without a connection pool"
+would be wrong of an object that keeps its connection alive when reused (httplib2's ``Http``)."""
 CAUSE_ADVICE["api_concurrent"] = (
     "these connections were all open at once: concurrent calls through a pool that grew to hold them, and closing "
     "the pool left an entry for each - share one pool between tests (a fixture of broader scope), cap the pool's "
@@ -537,6 +545,18 @@ AT_ONCE = "all open at once"
 concurrent calls), not one per call opened and closed in turn."""
 
 
+NEW_OBJECT_EACH = "each call made on a new object of its own, which opened a connection of its own"
+"""In an API context item's note: the API is a method, and every connection was opened through a different object
+(a new ``httplib2.Http`` per request, a new websocket client per message): the object may well keep its
+connection alive, so reusing one is the fix, not "a pooled client" (found running httplib2's suite)."""
+
+
+def _each_on_a_new_object(objects: Sequence[Any]) -> bool:
+    """Every connection's call was a method call on an object of its own (``SocketEvent.api_self``: weak
+    references, one per object, told apart by identity)."""
+    return None not in objects and len({id(o) for o in objects}) == len(objects)
+
+
 def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     """The ``CAUSE_ADVICE`` key for a violation's context (its first item explains the most connections), None
     for the default advice. Read from the items alone: the JSON report's records rebuild the same text.
@@ -556,6 +576,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
             return "api_concurrent"
         if items and all(i.note == SERVER_CLOSED_EACH for i in items):
             return "api_server_first"
+        if NEW_OBJECT_EACH in first.note:
+            return "api_objects"
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"
@@ -676,6 +698,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     fixtures: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
     apis: dict[tuple[str, Origin | None], int] = collections.defaultdict(int)
     api_conns: dict[tuple[str, Origin | None], list[Hashable]] = collections.defaultdict(list)
+    api_objects: dict[tuple[str, Origin | None], list[Any]] = collections.defaultdict(list)
     clients: dict[tuple[str, Origin | None], dict[Hashable, dict[Endpoint | None, int]]] = {}
     for ev in connects:
         if ev.fixture is not None:
@@ -690,6 +713,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             group = (ev.api or "socket.socket.connect", ev.origin)
             apis[group] += 1
             api_conns[group].append(_connection_key(ev))
+            api_objects[group].append(ev.api_self)
     by_fixtures, by_apis = sum(fixtures.values()), sum(apis.values())
     for (label, origin), n in fixtures.items():
         ranked.append((by_fixtures, 2, n, Item(state=OPENED_BY + label, local=None, remote=None, origin=origin, count=n,
@@ -699,6 +723,8 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         note = "no tracked client: each call opened a connection of its own"
         if n >= 2 and _all_open_at_once(api_conns[(api, origin)], events):
             note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
+        elif n >= 2 and _each_on_a_new_object(api_objects[(api, origin)]):
+            note = f"no tracked client: {NEW_OBJECT_EACH}"
         ranked.append((by_apis, 0, n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
                                         note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}

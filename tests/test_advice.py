@@ -12,6 +12,8 @@ import re
 
 import pytest
 
+from pytest_sockhygiene.verdict import CAUSE_ADVICE, NEW_OBJECT_EACH
+
 from conftest import INNER_CONFTEST, dedent, errors_of, failure_block, lingered
 
 SUITE = dedent("""
@@ -400,3 +402,39 @@ def test_clients_each_bound_to_a_server_of_their_own_are_not_told_to_reuse_one(p
     one = failure_block(result, "test_servers.py::test_six_clients_to_one_server")
     lingered(one, 6, result)
     assert "(1 request each): a new client per request? Create one client and reuse it." in one, one
+
+
+def test_a_new_object_per_call_is_told_from_one_object_that_reconnects(pytester, run):
+    """Connections no tracked client made, all through one method (``http.client.HTTPConnection.request``): made on
+    a new object each time, the fix is to reuse one (it keeps its connection alive), not "an API without a pool"
+    (found running httplib2's suite: a new ``httplib2.Http`` per request). One object that reconnects for each
+    call, because the server ends every connection, keeps the fix about the API and the server."""
+    pytester.makepyfile(test_o=dedent('''
+        import http.client
+
+        def fetch(conn, path="/"):
+            conn.request("GET", path)
+            conn.getresponse().read()
+
+        def test_a_new_connection_object_per_request(server):
+            for _ in range(8):
+                conn = http.client.HTTPConnection(server.host, server.port)
+                fetch(conn)
+                conn.close()
+
+        def test_one_object_the_server_makes_reconnect(server):
+            conn = http.client.HTTPConnection(server.host, server.port)
+            for _ in range(8):
+                fetch(conn, "/unsized")  # no length: the server ends each connection, the object opens another
+            conn.close()
+    '''))
+    result = run("-p", "no:randomly")
+    assert sorted(errors_of(result)) == ["test_o.py::test_a_new_connection_object_per_request",
+                                         "test_o.py::test_one_object_the_server_makes_reconnect"]
+    new = failure_block(result, "test_o.py::test_a_new_connection_object_per_request")
+    assert re.search(r"connection\(s\) opened by http\.client\.(HTTPConnection\.)?request\(\), at test_o\.py:4 in "
+                     rf"fetch \(no tracked client: {re.escape(NEW_OBJECT_EACH)}\)", new), new
+    assert "fix: " + CAUSE_ADVICE["api_objects"] in new
+    one = failure_block(result, "test_o.py::test_one_object_the_server_makes_reconnect")
+    assert NEW_OBJECT_EACH not in one and CAUSE_ADVICE["api_objects"] not in one, one
+    assert "fix: " + CAUSE_ADVICE["api_server_first"] in one, one
