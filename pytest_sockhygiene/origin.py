@@ -400,7 +400,7 @@ def made_inside(frame: FrameType) -> str:
     """``opened inside socketio.simple_client.SimpleClient.connect(), called at``: a client a library made inside
     the call the user's line made, which the user may never have seen (engineio's ``requests.Session``, made at
     its connect and dropped unclosed at its disconnect). ``created`` turns it into "created inside ..."."""
-    return f"{MADE_INSIDE}{_public_name(frame) or _call_name(frame)}(), called at"
+    return f"{MADE_INSIDE}{_call_name(frame)}(), called at"
 
 
 def _public_name(frame: FrameType) -> str | None:
@@ -574,6 +574,9 @@ def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str |
     if (inner is not None and frame.f_code.co_name == "_wrap_awaitable"
             and frame.f_globals.get("__name__") == "asyncio.tasks"):
         frame = inner
+    public = _public_name(frame)  # (``pymemcache.Client.get``, not ``pymemcache.client.base.Client.get``)
+    if public is not None:
+        return public
     code = frame.f_code
     module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from .results import CHECKS_OFF, HOOKS_REWRAPPED, SessionResults
+from .results import CHECKS_OFF, HOOKS_REWRAPPED, Record, SessionResults
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
@@ -18,6 +19,19 @@ def _ratio(value: int | None, limit: int | None) -> str:
     if not limit:
         return str(value)
     return f"{value} of {limit} ({100.0 * value / limit:.1f}%)"
+
+
+def _opened(s: dict[str, Any], records: Sequence[Record]) -> str:
+    """The health line's connection and TIME_WAIT figures: summed over the tests whose counts were measured, and
+    saying so when some were not (socket hooks bypassed: gevent's socket class), never a bare 0 for unknown."""
+    unmeasured = sum(1 for r in records if r["counts"].get("connections") is None)
+    if records and unmeasured == len(records):
+        return "connections opened and peak TIME_WAIT unknown (no test's were measured: see the notice)"
+    text = (f"{plural(s['connections_opened'], 'connection')} opened; peak TIME_WAIT caused "
+            f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports")
+    if unmeasured:
+        text += f" (in the measured tests; {plural(unmeasured, 'test')} unmeasured: see the notice)"
+    return text
 
 
 def over_limit_mark(record: dict[str, Any], kind: str) -> str:
@@ -54,11 +68,8 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
                     origin = r.get("origins", {}).get(kind)
                     lines.append(f"  {r['counts'][kind]:>5}  {r['nodeid']}{over_limit_mark(r, kind)}"
                                  + (f"  ({origin})" if origin else ""))
-        lines.append(
-            f"session health: {plural(s['connections_opened'], 'connection')} opened; peak TIME_WAIT caused "
-            f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports; peak open file descriptors "
-            f"{_ratio(s['peak_open_fds'], s['fd_limit'])}"
-        )
+        lines.append(f"session health: {_opened(s, records)}; peak open file descriptors "
+                     f"{_ratio(s['peak_open_fds'], s['fd_limit'])}")
     unused = [r["counts"].get("unused_clients", 0) for r in records]
     if sum(unused):
         # counted, never failing by default: said once, so that a suite can see them without a limit set

@@ -351,6 +351,13 @@ CAUSE_ADVICE["api_objects"] = (
     "opens them on purpose: allow it for that test.")
 """The API is a method called on a new object each time (``NEW_OBJECT_EACH``): "an API without a connection pool"
 would be wrong of an object that keeps its connection alive when reused (httplib2's ``Http``)."""
+CAUSE_ADVICE["api_one_object"] = (
+    "one object made every call and opened a new connection for each: its connection was closed between the calls "
+    "- by a close() between them, by the server (keep-alive off), or by the object itself (no keep-alive): keep it "
+    "open across the calls; where it cannot keep one, for HTTP send the requests through one pooled client "
+    "(requests.Session, httpx.Client, urllib3.PoolManager). A test of reconnects opens them on purpose: allow it "
+    "for that test.")
+"""The API is a method, and one object made every connection one after another (``ONE_OBJECT_AGAIN``)."""
 CAUSE_ADVICE["api_concurrent"] = (
     "these connections were all open at once: concurrent calls through a pool that grew to hold them, and closing "
     "the pool left an entry for each - share one pool between tests (a fixture of broader scope), cap the pool's "
@@ -551,6 +558,17 @@ NEW_OBJECT_EACH = "each call made on a new object of its own, which opened a con
 connection alive, so reusing one is the fix, not "a pooled client" (found running httplib2's suite)."""
 
 
+ONE_OBJECT_AGAIN = "every call made on one object, which opened a new connection for each"
+"""In an API context item's note: the API is a method, and one object made every connection, one after another
+(found with pymemcache: a test that closed its client after each call): something closed its connection between
+the calls, not "an API without a pool"."""
+
+
+def _all_on_one_object(objects: Sequence[Any]) -> bool:
+    """Every connection's call was a method call on the same object (``SocketEvent.api_self``)."""
+    return None not in objects and len({id(o) for o in objects}) == 1
+
+
 def _each_on_a_new_object(objects: Sequence[Any]) -> bool:
     """Every connection's call was a method call on an object of its own (``SocketEvent.api_self``: weak
     references, one per object, told apart by identity)."""
@@ -578,6 +596,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
             return "api_server_first"
         if NEW_OBJECT_EACH in first.note:
             return "api_objects"
+        if ONE_OBJECT_AGAIN in first.note:
+            return "api_one_object"
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"
@@ -725,6 +745,8 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
         elif n >= 2 and _each_on_a_new_object(api_objects[(api, origin)]):
             note = f"no tracked client: {NEW_OBJECT_EACH}"
+        elif n >= 2 and _all_on_one_object(api_objects[(api, origin)]):
+            note = f"no tracked client: {ONE_OBJECT_AGAIN}"
         ranked.append((by_apis, 0, n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
                                         note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}

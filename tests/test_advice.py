@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from pytest_sockhygiene.verdict import CAUSE_ADVICE, NEW_OBJECT_EACH
+from pytest_sockhygiene.verdict import CAUSE_ADVICE, NEW_OBJECT_EACH, ONE_OBJECT_AGAIN
 
 from conftest import INNER_CONFTEST, dedent, errors_of, failure_block, lingered
 
@@ -408,7 +408,8 @@ def test_a_new_object_per_call_is_told_from_one_object_that_reconnects(pytester,
     """Connections no tracked client made, all through one method (``http.client.HTTPConnection.request``): made on
     a new object each time, the fix is to reuse one (it keeps its connection alive), not "an API without a pool"
     (found running httplib2's suite: a new ``httplib2.Http`` per request). One object that reconnects for each
-    call, because the server ends every connection, keeps the fix about the API and the server."""
+    call, because the server ends every connection, keeps the fix about the API and the server; one the test
+    closes after each call is told what closed it."""
     pytester.makepyfile(test_o=dedent('''
         import http.client
 
@@ -427,9 +428,16 @@ def test_a_new_object_per_call_is_told_from_one_object_that_reconnects(pytester,
             for _ in range(8):
                 fetch(conn, "/unsized")  # no length: the server ends each connection, the object opens another
             conn.close()
+
+        def test_one_object_closed_after_each_call(server):
+            conn = http.client.HTTPConnection(server.host, server.port)
+            for _ in range(8):
+                fetch(conn)
+                conn.close()  # the next request opens a new connection
     '''))
     result = run("-p", "no:randomly")
     assert sorted(errors_of(result)) == ["test_o.py::test_a_new_connection_object_per_request",
+                                         "test_o.py::test_one_object_closed_after_each_call",
                                          "test_o.py::test_one_object_the_server_makes_reconnect"]
     new = failure_block(result, "test_o.py::test_a_new_connection_object_per_request")
     assert re.search(r"connection\(s\) opened by http\.client\.(HTTPConnection\.)?request\(\), at test_o\.py:4 in "
@@ -438,3 +446,7 @@ def test_a_new_object_per_call_is_told_from_one_object_that_reconnects(pytester,
     one = failure_block(result, "test_o.py::test_one_object_the_server_makes_reconnect")
     assert NEW_OBJECT_EACH not in one and CAUSE_ADVICE["api_objects"] not in one, one
     assert "fix: " + CAUSE_ADVICE["api_server_first"] in one, one
+    # one object, closed by the test after each call (pymemcache's suite): not "an API without a pool" either
+    closed = failure_block(result, "test_o.py::test_one_object_closed_after_each_call")
+    assert f"(no tracked client: {ONE_OBJECT_AGAIN})" in closed, closed
+    assert "fix: " + CAUSE_ADVICE["api_one_object"] in closed, closed
