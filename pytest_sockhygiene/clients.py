@@ -48,6 +48,7 @@ class ClientRecord:
         "networked",
         "origin",
         "owner",
+        "part_of",
         "pooled",
         "ref",
         "requests",
@@ -74,6 +75,9 @@ class ClientRecord:
         self.pooled = False  # a socket was seen in its pool (a connect the recorder could not attribute)
         self.ref: Callable[[], Any] | None = None
         self.shared = False  # adopted process-wide client: never counted, never a session-level leak
+        self.part_of: ClientRecord | None = None
+        """The client whose transport made this one during a request (``ClientRegistry.created``): that client
+        answers for it - its connections are that client's, it is never counted on its own."""
 
     def created_in(self, window: Any) -> bool:
         """The client is ``window``'s own: created while it was open, by no broader-scoped fixture."""
@@ -292,7 +296,9 @@ class ClientRegistry:
             # first use): part of that client, whoever's request it was - a session fixture's client's first
             # request in a test must not make the test the owner of its lazily made pool
             owner, windows = outer.owner, outer.windows
+            part_of: ClientRecord | None = outer.part_of or outer
         else:
+            part_of = None
             owner, windows = self._current_owner(), self._current_sinks()
             if (owner is not None or windows) and made_while_imported(sys._getframe(2)):
                 # module-level code run as its module is imported (an app's ``_session = requests.Session()``,
@@ -304,6 +310,7 @@ class ClientRegistry:
         where = origin_mod.capture_outside(sys._getframe(2), _constructors(type(client))) \
             or origin_mod.capture_library(skip=2)
         record = ClientRecord(kind or type(client).__qualname__, where, owner, windows, networked)
+        record.part_of = part_of
         try:
             record.ref = _watched(client, record)
         except TypeError:
@@ -422,7 +429,9 @@ class ClientRegistry:
                 sockets = self.sockets_of(client)
                 if sockets:
                     record.pooled = True
-            if mine and not closed:
+                    if record.part_of is not None:
+                        record.part_of.pooled = True
+            if mine and not closed and record.part_of is None:  # (a part is its client's: that one is counted)
                 (unclosed if record.used else unused).append(record)
             if not need_sockets:
                 continue
@@ -431,11 +440,12 @@ class ClientRegistry:
                 ident = identity_of_socket(sock)
                 if ident is None:
                     continue
+                whose = record.part_of or record  # (the client the user made, not its transport's own)
                 if mine:
-                    notes[ident] = (f"in the pool of {record.label(fmt)}{self._keepalive_note(client, record.kind)}"
+                    notes[ident] = (f"in the pool of {whose.label(fmt)}{self._keepalive_note(client, record.kind)}"
                                     + (f"; {BUSY_NOTE}" if id(sock) in busy else ""))
                 else:
-                    owned[ident] = f"pool of {record.label(fmt)}"
+                    owned[ident] = f"pool of {whose.label(fmt)}"
         return Probe(unclosed, owned, notes, created_here, unused)
 
     def _busy_sockets(self, client: Any) -> set[int]:
@@ -453,6 +463,8 @@ class ClientRegistry:
         client = record.ref() if record.ref is not None and not record.collected else None
         if client is not None and record.networked and self.sockets_of(client):
             record.pooled = True
+            if record.part_of is not None:
+                record.part_of.pooled = True
         return record.used
 
     def _keepalive_note(self, client: Any, kind: str = "") -> str:

@@ -550,6 +550,8 @@ class Recorder:
             client = _request_client.get()
             if client is not None:
                 client.connections += 1  # the client opened a real connection (see origin.request_client)
+                if client.part_of is not None:  # (its transport's own client: the user's client opened it)
+                    client.part_of.connections += 1
             if identity is None:
                 identity = self._identity_of(fd, local, remote)
             try:  # noqa: SIM105 - (``_remember``, inline: once per connect)
@@ -666,6 +668,8 @@ class Recorder:
                     event.kind = FAILED_CONNECT
                     if event.client is not None:
                         event.client.connections -= 1
+                        if event.client.part_of is not None:
+                            event.client.part_of.connections -= 1
             known = self._known.pop(weakref.ref(sock), None)
             if known is not None and known[0] == fd:  # what its connect or accept recorded, asked no more
                 self._emit_close(fd, known[1], known[2], known[3])

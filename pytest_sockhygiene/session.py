@@ -590,8 +590,8 @@ class Controller:
         if self.clients is not None:
             for r in self.clients.records():
                 # a client that never opened a connection holds no socket: not a leak (see clients.py)
-                if (r.owner and r.networked and not r.shared and not r.collected and not self.clients.is_closed(r)
-                        and self.clients.used(r)):
+                if (r.owner and r.networked and not r.shared and r.part_of is None and not r.collected
+                        and not self.clients.is_closed(r) and self.clients.used(r)):
                     created = origin_mod.created(self.format_origin(r.origin))
                     leaks.append({"kind": "client", "what": f"{r.kind} {created}",
                                   "owner": r.owner})

@@ -737,3 +737,68 @@ def test_a_client_a_library_made_inside_a_call_names_that_call(pytester, run):
     made = failure_block(result, "test_d.py::test_made_here")
     assert "requests.Session, created at test_d.py:19 in test_made_here" in made, made
     assert MADE_INSIDE_ADVICE not in made
+
+
+LAZY_TRANSPORT = dedent('''
+    import asyncio
+
+    import aiohttp
+    import httpx
+
+    KEEP = []
+
+
+    class LazyAiohttpTransport(httpx.AsyncBaseTransport):
+        """httpx-aiohttp's shape (vendored by the openai and anthropic SDKs): the aiohttp session is made on the
+        first request, inside the client's transport."""
+
+        def __init__(self):
+            self.session = None
+
+        async def handle_async_request(self, request):
+            if self.session is None:
+                self.session = aiohttp.ClientSession()
+            async with self.session.request(request.method, str(request.url)) as r:
+                body = await r.read()
+            return httpx.Response(r.status, content=body)
+
+        async def aclose(self):
+            if self.session is not None:
+                await self.session.close()
+
+
+    def test_leaks_the_client(server):
+        async def main():
+            client = httpx.AsyncClient(transport=LazyAiohttpTransport())
+            KEEP.append(client)
+            assert (await client.get(server.url)).status_code == 200
+
+        loop = asyncio.new_event_loop()
+        KEEP.append(loop)  # (kept open with the client: its connection stays in the session's pool)
+        loop.run_until_complete(main())
+
+
+    def test_closes_the_client(server):
+        async def main():
+            async with httpx.AsyncClient(transport=LazyAiohttpTransport()) as client:
+                assert (await client.get(server.url)).status_code == 200
+
+        asyncio.run(main())
+''')
+
+
+def test_a_client_its_transport_made_answers_to_the_client_the_test_made(pytester, run):
+    """A transport that makes its aiohttp session on the first request (httpx-aiohttp's, in the openai SDK's
+    ``DefaultAioHttpClient``): the client the test made and leaked is the one named, at the test's line, with the
+    connection in its pool; the session inside is no client of its own - neither a second leak nor the reason the
+    test's client reads as unused (found running the openai SDK)."""
+    pytest.importorskip("aiohttp")
+    pytester.makepyfile(test_l=LAZY_TRANSPORT)
+    result = run("-p", "no:randomly", "-o", "sockhygiene_unused_clients=0")
+    assert errors_of(result) == ["test_l.py::test_leaks_the_client"]
+    block = failure_block(result, "test_l.py::test_leaks_the_client")
+    assert "clients: 1 > limit 0" in block, block
+    assert "httpx.AsyncClient, created at test_l.py:30 in main (still open)" in block, block
+    assert "(in the pool of httpx.AsyncClient created at test_l.py:30 in main, keepalive_timeout=" in block, block
+    assert "aiohttp.ClientSession" not in result.stdout.str()
+    assert "unused" not in block

@@ -30,6 +30,12 @@ class Patches:
         if isinstance(current, (staticmethod, classmethod)):  # pragma: no cover - not used for methods we wrap
             raise TypeError(name)
         functools.update_wrapper(wrapper, current)
+        inner = getattr(current, "__wrapped__", None)
+        if inner is not None:
+            # the wrapper stands in for a decorated function: one level of ``__wrapped__`` still reaches what its
+            # decorator wraps, as without the plugin (aiobotocore's suite hashes the source of botocore's
+            # ``BaseClient._make_api_call.__wrapped__``, and failed when it was botocore's decorator instead)
+            wrapper.__wrapped__ = inner
         setattr(cls, name, wrapper)
         self._done.append((cls, name, original, wrapper))
 
@@ -229,6 +235,8 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
                 found = [s for s in sockets(client) if holds_connection(s)]
                 if found:
                     record.pooled = True
+                    if record.part_of is not None:
+                        record.part_of.pooled = True
                     if any(not isinstance(getattr(s, "_sock", s), socket.socket) for s in found):
                         # not a socket module's socket (asyncio's TransportSocket wraps one: ``_sock``): C code
                         # made it and connected it - uvloop's PseudoSocket, a C library's - and no hook saw it
