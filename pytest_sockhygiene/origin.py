@@ -585,8 +585,10 @@ def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str |
 @functools.lru_cache(maxsize=1024)
 def relative_path(filename: str, rootdir: str | None) -> str:
     """``filename`` relative to ``rootdir`` when it is inside it, else as it is. Cached: ``os.path.relpath`` costs
-    several microseconds, and a report formats the same few files' origins again and again."""
-    if rootdir:
+    several microseconds, and a report formats the same few files' origins again and again. A name that is not
+    absolute (a Cython module's code, ``uvloop/loop.pyx``) is as it is: ``relpath`` would resolve it against the
+    current directory, which a test may have changed (sanic's suite), and name a file that does not exist."""
+    if rootdir and os.path.isabs(filename):
         try:
             rel = os.path.relpath(filename, rootdir)
             if not rel.startswith(".."):

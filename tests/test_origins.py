@@ -576,3 +576,15 @@ def test_an_app_behind_a_client_with_no_pool_names_its_own_lines(pytester, run):
     assert "connection(s) opened by urllib.request.urlopen(), at test_app.py:8 in app" in block, block
     assert "5 httpx.Client created at test_app.py:9 in app (1 request each)" in block
     assert "test_app.py:17" not in block  # the test client's line: no connection of its, no source
+
+
+def test_a_code_file_named_relatively_stays_as_it_is_whatever_the_current_directory(tmp_path, monkeypatch):
+    """A Cython module's code names its file relatively (``uvloop/loop.pyx``): a thread's line read
+    ``tests/uvloop/loop.pyx`` after a test changed the current directory (sanic's suite), a file that does not
+    exist. A pure function, tested as one: the path is formatted as it is."""
+    from pytest_sockhygiene import origin
+
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert origin.short_path("cylib/loop_of_this_test.pyx", str(tmp_path)) == "cylib/loop_of_this_test.pyx"
+    assert origin.short_path(str(tmp_path / "test_x.py"), str(tmp_path)) == "test_x.py"  # absolute: as before
