@@ -399,6 +399,39 @@ class ClientRegistry:
         except Exception:  # noqa: BLE001 - a tracker that cannot read a pool must not break the verdict
             return []
 
+    def adopt_held_by_fixtures(self, window: Any, roots: list[tuple[str, Any]]) -> None:
+        """Give the unclosed clients ``window`` created that a value of a broader fixture holds to that fixture (a
+        session fixture's lazily built client - aiobotocore's - makes its aiohttp session on its first request, in
+        whichever test sends it; the fixture closes it at its teardown): ``holders.fixture_holders``. Each client
+        is looked for once per window (``window.walked``); a walk that fails leaves them the test's, as before."""
+        from .holders import fixture_holders
+
+        candidates: dict[int, Any] = {}
+        live = []
+        for record in self.records():
+            key = ("client", id(record))
+            if (record.collected or record.closed or record.ref is None or key in window.walked
+                    or not record.created_in(window)):
+                continue
+            client = record.ref()
+            if client is None:
+                continue
+            window.walked.add(key)
+            candidates[id(client)] = record
+            live.append(client)  # (held until the walk ends: an id is only unique while its object lives)
+        if not candidates:
+            return
+        try:
+            found = fixture_holders({}, roots, {k: id(r) for k, r in candidates.items()})
+        except Exception:  # noqa: BLE001 - a value the walk cannot read: the clients stay the test's
+            return
+        by_record = {id(r): r for r in candidates.values()}
+        for record_id, label in found.items():
+            record = by_record[record_id]  # type: ignore[index]
+            record.owner, record.windows = label, ()
+            if record.part_of is not None and record.part_of.created_in(window):
+                record.part_of.owner, record.part_of.windows = label, ()
+
     def probe(self, window: Any, identity_of_socket: Callable[[Any], Hashable | None],
               need_sockets: bool, fmt: Callable[[origin_mod.Origin | None], str]) -> Probe:
         """Unclosed clients created in ``window`` (used and unused); and, if sockets changed, which sockets belong

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import itertools
 import socket
 import sys
 import types
@@ -32,6 +33,11 @@ MAX_DEPTH = 16
 """References followed from a fixture's value at most: redis-py's socket is 4 attributes below its client (8
 references: each attribute goes through the instance's ``__dict__``), a SQLAlchemy engine's 8, a ``sessionmaker``'s
 10 and a ``scoped_session``'s 11 (measured with pg8000); the object budget is what bounds the cost."""
+
+MIN_SHARE = 5_000
+"""Objects each fixture's value may take of ``MAX_OBJECTS`` at least, however many values there are: a value's
+share is ``MAX_OBJECTS`` over their number, so that a large one (a cloud SDK's client and its service models) does
+not use up the walk before a small one beside it is looked at (aiobotocore's suite)."""
 
 MAX_CONTAINER = 10_000
 """A dict, list, set or deque larger than this is not walked into: a pool holds a few connections, a data set a
@@ -70,44 +76,73 @@ def _fd_of(obj: Any, cls: type) -> int | None:
     return None
 
 
-def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]]) -> dict[Hashable, str]:
+def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]],
+                    objects: dict[int, Hashable] | None = None) -> dict[Hashable, str]:
     """``wanted``: fd -> socket identity of the sockets to place; ``roots``: (label, value) of each fixture of
-    broader scope still set up. Returns identity -> the label of the first fixture whose value reaches the socket
-    (a breadth-first walk, bounded by ``MAX_OBJECTS`` and ``MAX_DEPTH`` over all fixtures together: every object
-    met counts, and a container larger than ``MAX_CONTAINER`` - a data set, not a pool - is not walked into)."""
+    broader scope still set up. Returns identity -> the label of the fixture whose value reaches the socket in the
+    fewest references: one breadth-first walk over all the values at once, bounded by ``MAX_OBJECTS`` and
+    ``MAX_DEPTH`` together (every object met counts, and a container larger than ``MAX_CONTAINER`` - a data set,
+    not a pool - is not walked into), so that a large value (a cloud SDK's client, its service models) cannot use
+    up the budget before a small one next to it is looked at.
+    ``objects``: ``id()`` -> key of live objects to place the same way (clients a lazily built client made: a
+    session fixture's aiobotocore client makes its aiohttp session on its first request, in a test)."""
     found: dict[Hashable, str] = {}
-    if not wanted:
+    objects = objects or {}
+    if not wanted and not objects:
         return found
+    total = len(wanted) + len(objects)
     seen: set[int] = set()
     budget = MAX_OBJECTS
     opaque = _OPAQUE + _hubs()
-    for label, value in roots:
-        level: list[Any] = [value]
-        for _ in range(MAX_DEPTH + 1):  # (the value itself, then up to MAX_DEPTH references away)
-            nxt: list[Any] = []
-            for obj in level:
-                budget -= 1
-                if budget < 0:
-                    return found
-                cls = type(obj)
-                if issubclass(cls, opaque) or id(obj) in seen:
-                    continue
-                seen.add(id(obj))
-                fd = _fd_of(obj, cls)
-                if fd is not None:
-                    key = wanted.get(fd)
-                    if key is not None and key not in found:
-                        found[key] = label
-                        if len(found) == len(wanted):
-                            return found
-                    continue  # a socket holds no other socket
-                if cls in _CONTAINERS and len(obj) > MAX_CONTAINER:
-                    continue
-                nxt.append(obj)
-            if not nxt:
-                break
-            level = _referents(nxt, budget)
+    level: list[tuple[str, Any]] = list(roots)
+    # each value's share of the budget: a large value stops at its share, and the others go on being walked
+    share = max(MAX_OBJECTS // max(len(level), 1), MIN_SHARE)
+    spent: dict[str, int] = collections.defaultdict(int)
+    for _ in range(MAX_DEPTH + 1):  # (the values themselves, then up to MAX_DEPTH references away)
+        nxt: list[tuple[str, Any]] = []
+        for label, obj in level:
+            if spent[label] >= share:
+                continue
+            spent[label] += 1
+            budget -= 1
+            if budget < 0:
+                return found
+            cls = type(obj)
+            if issubclass(cls, opaque) or id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if objects:
+                key = objects.get(id(obj))
+                if key is not None and key not in found:
+                    found[key] = label
+                    if len(found) == total:
+                        return found
+            fd = _fd_of(obj, cls)
+            if fd is not None:
+                key = wanted.get(fd)
+                if key is not None and key not in found:
+                    found[key] = label
+                    if len(found) == total:
+                        return found
+                continue  # a socket holds no other socket
+            if cls in _CONTAINERS and len(obj) > MAX_CONTAINER:
+                continue
+            nxt.append((label, obj))
+        if not nxt:
+            break
+        level = _referents(_interleaved(nxt), budget)
     return found
+
+
+def _interleaved(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``items`` taken from each fixture's value in turn: where a level is cut short by the budget, what is cut is
+    the tail of the largest values, not every object of the values that come after a large one."""
+    by_label: dict[str, list[tuple[str, Any]]] = {}
+    for item in items:
+        by_label.setdefault(item[0], []).append(item)
+    if len(by_label) < 2:
+        return items
+    return [item for group in itertools.zip_longest(*by_label.values()) for item in group if item is not None]
 
 
 _HUBS = (("asyncio", "AbstractEventLoop"), ("selectors", "BaseSelector"), ("threading", "Thread"),
@@ -127,12 +162,13 @@ def _hubs() -> tuple[type, ...]:
     return tuple(out)
 
 
-def _referents(objects: Iterable[Any], budget: int) -> list[Any]:
-    """What ``objects`` refer to, until there are more than ``budget`` of them (the walk stops there anyway)."""
-    out: list[Any] = []
-    for obj in objects:
+def _referents(objects: Iterable[tuple[str, Any]], budget: int) -> list[tuple[str, Any]]:
+    """What ``objects`` refer to, each with the label of the value it was reached from, until there are more than
+    ``budget`` of them (the walk stops there anyway)."""
+    out: list[tuple[str, Any]] = []
+    for label, obj in objects:
         try:
-            out.extend(gc.get_referents(obj))
+            out.extend([(label, ref) for ref in gc.get_referents(obj)])
         except Exception:  # noqa: BLE001, S112 - an object whose traversal fails holds nothing we can see
             continue
         if len(out) > budget:
@@ -140,4 +176,4 @@ def _referents(objects: Iterable[Any], budget: int) -> list[Any]:
     return out
 
 
-__all__ = ["MAX_CONTAINER", "MAX_DEPTH", "MAX_OBJECTS", "fixture_holders"]
+__all__ = ["MAX_CONTAINER", "MAX_DEPTH", "MAX_OBJECTS", "MIN_SHARE", "fixture_holders"]

@@ -232,6 +232,9 @@ class Controller:
                                                                list[Item], list[Item]]:
             if not registry.held:
                 return nothing  # the clean path of a suite that has no tracked client alive
+            fixture_values = recorder.ownership.fixture_values
+            if fixture_values and registry.recorded != self._clients_at_open:  # (a client was made in the window)
+                registry.adopt_held_by_fixtures(window, list(fixture_values.values()))
             p = registry.probe(window, identity, need_sockets, self.format_origin)
             # (a client with no pool - ASGI, WSGI, mock - opened none of the connections its created list explains)
             return (client_items(p.unclosed), p.owned, p.notes, created_items(r for r in p.created if r.networked),

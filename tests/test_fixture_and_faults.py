@@ -418,6 +418,85 @@ LAZY_POOL = dedent("""
 """)
 
 
+LAZY_CLIENT = dedent("""
+    import pytest
+    import requests
+
+    KEEP = []
+
+    class Transport:
+        http = None
+
+    class Endpoint:
+        def __init__(self):
+            self.transport = Transport()
+
+    class Api:
+        # builds its HTTP client on its first call, a few objects down, as aiobotocore's client builds its
+        # aiohttp session (client._endpoint.http_session._session)
+        def __init__(self, url):
+            self.url = url
+            self._endpoint = Endpoint()
+
+        def get(self):
+            transport = self._endpoint.transport
+            if transport.http is None:
+                transport.http = requests.Session()
+            return transport.http.get(self.url).status_code
+
+        def close(self):
+            if self._endpoint.transport.http is not None:
+                self._endpoint.transport.http.close()
+
+    class Row:
+        def __init__(self, i):
+            self.i, self.cells = i, [i]
+
+    @pytest.fixture(scope="session")
+    def table():
+        return [Row(i) for i in range(9_000)]  # a large value, set up before the client's: walked beside it
+
+    @pytest.fixture(scope="session")
+    def api(server):
+        client = Api(server.url)
+        yield client
+        client.close()
+
+    @pytest.fixture
+    def own_api(server):
+        return Api(server.url)  # never closed: the test's
+
+    def test_first(table, api):
+        assert api.get() == 200
+
+    def test_second(api):
+        assert api.get() == 200
+
+    def test_function_fixture_client_left_open(own_api):
+        assert own_api.get() == 200
+
+    def test_kept_by_the_test(api, server):
+        session = requests.Session()
+        assert session.get(server.url).status_code == 200
+        KEEP.append(session)
+""")
+
+
+def test_a_client_a_session_fixtures_value_builds_on_first_use_is_the_fixtures(pytester, run):
+    """A session fixture's object that makes its tracked client on its first call (aiobotocore's client and its
+    aiohttp session): the client is made inside the first test that calls it, yet the fixture's value holds it,
+    and the fixture closes it - not that test's unclosed client, nor its established leak (found running
+    aiobotocore's suite, where the session's large S3 client, set up first, used up the walk's budget before the
+    small value beside it was looked at). A function fixture's object left open and a client the test keeps are
+    the test's."""
+    pytester.makepyfile(test_lazy=LAZY_CLIENT)
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_lazy.py::test_function_fixture_client_left_open",
+                                 "test_lazy.py::test_kept_by_the_test"]
+    result.assert_outcomes(passed=4, errors=2)
+    assert "session-level leaks" not in result.stdout.str()
+
+
 def test_a_lazily_connecting_client_of_a_session_fixture_owns_its_pool(pytester, run):
     """A client a session fixture made that connects on first use (redis-py, a database driver) opens its
     connection inside the first test that uses it and keeps it pooled: it was that test's ``established`` leak,
