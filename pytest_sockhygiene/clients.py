@@ -145,22 +145,47 @@ _PART_DEPTH = 8
 """Frames above a client's creation searched for a part of the client whose request is under way."""
 
 
+def _parts_of(outer: ClientRecord) -> tuple[Any, set[int]] | None:
+    """``outer``'s client and the ``id()`` of the objects it holds as attributes, directly or in a dict attribute
+    (httpx's ``_transport`` and ``_mounts``, a requests.Session's ``adapters``); None if it is gone or has none."""
+    client = outer.ref() if outer.ref is not None else None
+    if client is None:
+        return None
+    try:
+        attributes = list(vars(client).values())
+    except TypeError:  # no __dict__
+        return None
+    parts = {id(v) for v in attributes}
+    for v in attributes:
+        if isinstance(v, dict):
+            parts.update(id(w) for w in list(v.values()))
+    return client, parts
+
+
+def _made_directly_by_a_part_of(outer: ClientRecord, frame: Any, constructors: frozenset[Any]) -> bool:
+    """Whether the code that made a client (``frame``, past its class's constructors) is a method of a part of
+    ``outer``'s client itself: its transport making its aiohttp session (httpx-aiohttp's ``get_client``), an
+    adapter making its pool. Not an app that the request reached through an in-process transport and that made a
+    client of its own: its frame is the app's, a few frames below the transport's."""
+    while frame is not None and frame.f_code in constructors:
+        frame = frame.f_back
+    found = _parts_of(outer)
+    if frame is None or found is None:
+        return False
+    client, parts = found
+    owner = frame.f_locals.get("self") if "self" in frame.f_code.co_varnames else None
+    return owner is not None and owner is not client and id(owner) in parts
+
+
 def _made_by_a_part_of(outer: ClientRecord, frame: Any) -> bool:
     """Whether a frame near ``frame`` (a client's creation) runs a method of an object ``outer``'s client holds as
     an attribute, directly or in a dict attribute (httpx's ``_transport`` and ``_mounts``, a requests.Session's
     ``adapters``): the client's own machinery, not the code its request reached (an app behind an ASGI
     transport, whose clients are the test's as any others)."""
-    client = outer.ref() if outer.ref is not None else None
-    if client is None:
+    found = _parts_of(outer)
+    if found is None:
         return False
-    try:
-        attributes = list(vars(client).values())
-    except TypeError:  # no __dict__
-        return False
-    parts = {id(v) for v in attributes}
-    for v in attributes:
-        if isinstance(v, dict):
-            parts.update(id(w) for w in list(v.values()))
+    client, parts = found
     for _ in range(_PART_DEPTH):
         if frame is None:
             return False
@@ -296,7 +321,10 @@ class ClientRegistry:
             # first use): part of that client, whoever's request it was - a session fixture's client's first
             # request in a test must not make the test the owner of its lazily made pool
             owner, windows = outer.owner, outer.windows
-            part_of: ClientRecord | None = outer.part_of or outer
+            # the client the test made answers for it, when its own part made it (not an app its request reached)
+            part_of: ClientRecord | None = (
+                (outer.part_of or outer)
+                if _made_directly_by_a_part_of(outer, sys._getframe(2), _constructors(type(client))) else None)
         else:
             part_of = None
             owner, windows = self._current_owner(), self._current_sinks()
