@@ -574,12 +574,24 @@ def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str |
     if (inner is not None and frame.f_code.co_name == "_wrap_awaitable"
             and frame.f_globals.get("__name__") == "asyncio.tasks"):
         frame = inner
-    public = _public_name(frame)  # (``pymemcache.Client.get``, not ``pymemcache.client.base.Client.get``)
-    if public is not None:
-        return public
     code = frame.f_code
-    module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
-    return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+
+    name = _call_names.get(code)
+    if name is None:
+        # (``pymemcache.Client.get``, not ``pymemcache.client.base.Client.get``)
+        name = _public_name(frame)
+        if name is None:
+            module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
+            name = f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+
+        if len(_call_names) >= _CALL_NAMES_KEPT:
+            _call_names.clear()
+        _call_names[code] = name
+    return name
+
+
+_call_names: dict[CodeType, str] = {}
+"""``_call_name``'s answer per code object: the same for every call of one function, asked at every connect no
+tracked client made (a burst of them names one API dozens of times)."""
+_CALL_NAMES_KEPT = 4096
 
 
 @functools.lru_cache(maxsize=1024)
