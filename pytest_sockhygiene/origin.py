@@ -315,8 +315,9 @@ def capture(skip: int = 1) -> Origin | None:
     return _walk(sys._getframe(skip + 1))
 
 
-def _walk(frame: FrameType | None) -> Origin | None:
-    """:func:`capture`, from ``frame`` outwards."""
+def _walk(frame: FrameType | None, passed: list[FrameType] | None = None) -> Origin | None:
+    """:func:`capture`, from ``frame`` outwards. ``passed``: where to put the library frames walked past on the
+    way to the user's line (``capture_outside``)."""
     boundary = _boundary
     known = _is_library_cache
     while frame is not None:
@@ -330,6 +331,8 @@ def _walk(frame: FrameType | None) -> Origin | None:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
                 return (code.co_filename, frame.f_lineno, code.co_name)
+            if passed is not None:
+                passed.append(frame)
         frame = frame.f_back
     return None
 
@@ -364,32 +367,26 @@ def capture_outside(frame: FrameType | None, codes: frozenset[CodeType] | set[Co
     starlette/testclient.py in __init__")."""
     while frame is not None and frame.f_code in codes:
         frame = frame.f_back
-    boundary = _boundary
-    known = _is_library_cache
-    # the outermost library frames so far, of an installed package and of the standard library: the call the
-    # user's line made (a library's ``@contextmanager`` is entered through contextlib: the library's is the name)
-    called: FrameType | None = None
-    called_stdlib: FrameType | None = None
-    while frame is not None:
-        code = frame.f_code
-        if code is boundary:
-            started = task_origin.get()
-            if started is not None:
-                return (started[0], started[1], started[2], TASK)
-        else:
-            library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
-            if not (library if library is not None else is_library_file(code.co_filename)):
-                inside = called or called_stdlib
-                if inside is None:  # the user's line made it: ``httpx.Client()``
-                    return (code.co_filename, frame.f_lineno, code.co_name)
-                return (code.co_filename, frame.f_lineno, code.co_name, made_inside(inside))
-            kind = _library_frame_kind(code.co_filename)
-            if kind == _LIBRARY_FRAME:
-                called = frame
-            elif kind == _STDLIB_FRAME:
-                called_stdlib = frame
-        frame = frame.f_back
-    return None
+    passed: list[FrameType] = []
+    origin = _walk(frame, passed)
+    if origin is None or len(origin) > 3 or not passed:
+        return origin  # the user's line made it (``httpx.Client()``), or a task's line is all that is known
+    inside = _outermost_call(passed)
+    return (*origin, made_inside(inside)) if inside is not None else origin
+
+
+def _outermost_call(passed: list[FrameType]) -> FrameType | None:
+    """The call the user's line made, of the library frames walked past (innermost first): the outermost frame of
+    an installed package, else of the standard library (a library's ``@contextmanager`` is entered through
+    contextlib: the library's is the name), never this plugin's own."""
+    stdlib = None
+    for frame in reversed(passed):
+        kind = _library_frame_kind(frame.f_code.co_filename)
+        if kind == _LIBRARY_FRAME:
+            return frame
+        if kind == _STDLIB_FRAME and stdlib is None:
+            stdlib = frame
+    return stdlib
 
 
 MADE_INSIDE = "opened inside "

@@ -149,6 +149,14 @@ def run(pytester: pytest.Pytester, backend: str) -> Runner:
     return _run
 
 
+def installed_library(pytester: pytest.Pytester, name: str, source: str) -> None:
+    """A package ``name`` in the inner run's directory, treated as library code (as if installed in
+    site-packages: ``origin.add_library_packages``), with the usual inner conftest."""
+    pytester.mkpydir(name).joinpath("__init__.py").write_text(source)
+    pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
+                          f"pytest_sockhygiene.origin.add_library_packages([{name!r}])\n")
+
+
 def dedent(src: str) -> str:
     return textwrap.dedent(src).lstrip("\n")
 

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_sockhygiene.verdict import CAUSE_ADVICE, NEW_OBJECT_EACH, ONE_OBJECT_AGAIN
 
-from conftest import INNER_CONFTEST, dedent, errors_of, failure_block, lingered
+from conftest import dedent, errors_of, failure_block, installed_library, lingered
 
 SUITE = dedent("""
     import http.client, socket, urllib.request
@@ -313,9 +313,7 @@ def test_an_awaitable_run_until_complete_is_named_not_asyncios_wrapper_of_it(pyt
     """``loop.run_until_complete(awaitable)`` on an object with ``__await__`` makes asyncio wrap it in a coroutine of
     its own (``asyncio.tasks._wrap_awaitable``), the outermost frame of the task: the API named is the library's
     awaitable, never that wrapper (found running websockets' legacy tests)."""
-    pytester.mkpydir("awaitlib").joinpath("__init__.py").write_text(AWAITABLE_LIBRARY)
-    pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
-                          "pytest_sockhygiene.origin.add_library_packages(['awaitlib'])\n")
+    installed_library(pytester, "awaitlib", AWAITABLE_LIBRARY)
     pytester.makepyfile(test_w=dedent('''
         import asyncio
 

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_sockhygiene.verdict import MADE_INSIDE_ADVICE
 
-from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent, errors_of, failure_block, lingered
+from conftest import ANYIO_BACKEND, dedent, errors_of, failure_block, installed_library, lingered
 
 pytest.importorskip("httpx")
 
@@ -698,9 +698,7 @@ def test_a_client_a_library_made_inside_a_call_names_that_call(pytester, run):
     the line", and the fix says what closes such a client, not only "use with": the test never made a
     ``requests.Session`` and closed what it did make (python-socketio's suite). A library's context manager is
     named, not contextlib's ``__enter__``. A client the test's line made is named as before."""
-    pytester.mkpydir("droplib").joinpath("__init__.py").write_text(DROPLIB)
-    pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
-                          "pytest_sockhygiene.origin.add_library_packages(['droplib'])\n")
+    installed_library(pytester, "droplib", DROPLIB)
     pytester.makepyfile(test_d=dedent('''
         import gc
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import dedent, errors_of
 
 
@@ -482,30 +484,20 @@ LAZY_CLIENT = dedent("""
 """)
 
 
-def test_a_client_a_session_fixtures_value_builds_on_first_use_is_the_fixtures(pytester, run):
-    """A session fixture's object that makes its tracked client on its first call (aiobotocore's client and its
-    aiohttp session): the client is made inside the first test that calls it, yet the fixture's value holds it,
-    and the fixture closes it - not that test's unclosed client, nor its established leak (found running
-    aiobotocore's suite, where the session's large S3 client, set up first, used up the walk's budget before the
-    small value beside it was looked at). A function fixture's object left open and a client the test keeps are
-    the test's."""
-    pytester.makepyfile(test_lazy=LAZY_CLIENT)
-    result = run("-p", "no:randomly")
-    assert errors_of(result) == ["test_lazy.py::test_function_fixture_client_left_open",
-                                 "test_lazy.py::test_kept_by_the_test"]
-    result.assert_outcomes(passed=4, errors=2)
-    assert "session-level leaks" not in result.stdout.str()
-
-
-def test_a_lazily_connecting_client_of_a_session_fixture_owns_its_pool(pytester, run):
+@pytest.mark.parametrize("suite, left_open", [(LAZY_POOL, "test_function_fixture_pool_left_open"),
+                                               (LAZY_CLIENT, "test_function_fixture_client_left_open")],
+                         ids=["socket", "client"])
+def test_what_a_session_fixtures_value_makes_on_first_use_is_the_fixtures(pytester, run, suite, left_open):
     """A client a session fixture made that connects on first use (redis-py, a database driver) opens its
     connection inside the first test that uses it and keeps it pooled: it was that test's ``established`` leak,
     "call close() in the fixture's teardown", which the fixture does (found running redis-py's suite beside a
-    session-scoped ``redis.Redis``). The fixture's value holds the socket, so it is the fixture's; a function
-    fixture's pool left open and a socket the test keeps are still the test's."""
-    pytester.makepyfile(test_lazy=LAZY_POOL)
+    session-scoped ``redis.Redis``). The fixture's value holds the socket, so it is the fixture's. The same for a
+    tracked client such an object makes on its first call (aiobotocore's client and its aiohttp session): not the
+    first test's unclosed client either (found running aiobotocore's suite, where the session's large S3 client,
+    set up first, used up the walk's budget before the small value beside it was looked at). A function fixture's
+    pool or client left open, and what the test keeps, are still the test's."""
+    pytester.makepyfile(test_lazy=suite)
     result = run("-p", "no:randomly")
-    assert errors_of(result) == ["test_lazy.py::test_function_fixture_pool_left_open",
-                                 "test_lazy.py::test_kept_by_the_test"]
+    assert errors_of(result) == [f"test_lazy.py::{left_open}", "test_lazy.py::test_kept_by_the_test"]
     result.assert_outcomes(passed=4, errors=2)
     assert "session-level leaks" not in result.stdout.str()
