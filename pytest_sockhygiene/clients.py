@@ -427,11 +427,12 @@ class ClientRegistry:
         except Exception:  # noqa: BLE001 - a tracker that cannot read a pool must not break the verdict
             return []
 
-    def adopt_held_by_fixtures(self, window: Any, roots: list[tuple[str, Any]]) -> None:
+    def adopt_held_by_fixtures(self, window: Any, roots: list[tuple[str, Any]]) -> bool:
         """Give the unclosed clients ``window`` created that a value of a broader fixture holds to that fixture (a
         session fixture's lazily built client - aiobotocore's - makes its aiohttp session on its first request, in
         whichever test sends it; the fixture closes it at its teardown): ``holders.fixture_holders``. Each client
-        is looked for once per window (``window.walked``); a walk that fails leaves them the test's, as before."""
+        is looked for once per window (``window.walked``); a walk that fails leaves them the test's, as before.
+        Whether any was given."""
         from .holders import fixture_holders
 
         candidates: dict[int, Any] = {}
@@ -448,17 +449,18 @@ class ClientRegistry:
             candidates[id(client)] = record
             live.append(client)  # (held until the walk ends: an id is only unique while its object lives)
         if not candidates:
-            return
+            return False
         try:
             found = fixture_holders({}, roots, {k: id(r) for k, r in candidates.items()})
         except Exception:  # noqa: BLE001 - a value the walk cannot read: the clients stay the test's
-            return
+            return False
         by_record = {id(r): r for r in candidates.values()}
         for record_id, label in found.items():
             record = by_record[record_id]  # type: ignore[index]
             record.owner, record.windows = label, ()
             if record.part_of is not None and record.part_of.created_in(window):
                 record.part_of.owner, record.part_of.windows = label, ()
+        return bool(found)
 
     def probe(self, window: Any, identity_of_socket: Callable[[Any], Hashable | None],
               need_sockets: bool, fmt: Callable[[origin_mod.Origin | None], str]) -> Probe:

@@ -151,9 +151,8 @@ class Controller:
         """Why the socket hooks could not be put back, once that happened."""
         self.class_replaced: str | None = None
         """What ``socket.socket`` was replaced with, once other code put a class there that bypasses the hooks
-        (gevent's monkey-patching): ``replacements.replaced_socket_class``."""
-        self.class_blind_windows = 0
-        """Windows that ran while it was (their event-based counts are unknown)."""
+        (gevent's monkey-patching): ``replacements.replaced_socket_class``. The windows that run while it is are
+        blind (their event-based counts are unknown)."""
         self._threads_at_open: dict[Any, Any] | None = None
         self._clients_at_open = 0
         self._window_test: Any = None
@@ -232,10 +231,12 @@ class Controller:
                                                                list[Item], list[Item]]:
             if not registry.held:
                 return nothing  # the clean path of a suite that has no tracked client alive
-            fixture_values = recorder.ownership.fixture_values
-            if fixture_values and registry.recorded != self._clients_at_open:  # (a client was made in the window)
-                registry.adopt_held_by_fixtures(window, list(fixture_values.values()))
             p = registry.probe(window, identity, need_sockets, self.format_origin)
+            fixture_values = recorder.ownership.fixture_values
+            if ((p.unclosed or p.unused) and fixture_values
+                    and registry.adopt_held_by_fixtures(window, list(fixture_values.values()))):
+                # a broader fixture's value holds one of them: it is that fixture's, and so is its pool
+                p = registry.probe(window, identity, need_sockets, self.format_origin)
             # (a client with no pool - ASGI, WSGI, mock - opened none of the connections its created list explains)
             return (client_items(p.unclosed), p.owned, p.notes, created_items(r for r in p.created if r.networked),
                     client_items(p.unused))
@@ -333,10 +334,8 @@ class Controller:
         if replaced is None:
             return
         self.class_replaced = replaced
-        window = self.window
-        if window is not None and not window.blind:
-            window.blind = True
-            self.class_blind_windows += 1
+        if self.window is not None:
+            self.window.blind = True
 
     def class_notice(self) -> str | None:
         """The session health's one line about a socket class that bypasses the hooks, or about gevent's sockets
