@@ -42,8 +42,11 @@ CONFTEST = dedent('''
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                                 "--protocol", "HTTP/1.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        serve = ("import http.server as h, sys; h.SimpleHTTPRequestHandler.protocol_version = 'HTTP/1.1'; "
+                 "h.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), h.SimpleHTTPRequestHandler).serve_forever()")
+        # (HTTP/1.1, kept alive: the client closes first; http.server's --protocol is Python 3.11+)
+        proc = subprocess.Popen([sys.executable, "-c", serve, str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while True:
             try:
