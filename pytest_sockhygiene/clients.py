@@ -83,6 +83,12 @@ class ClientRecord:
         """The client is ``window``'s own: created while it was open, by no broader-scoped fixture."""
         return self.owner is None and window in self.windows
 
+    def mark_pooled(self) -> None:
+        """A socket was seen in its pool: it (and the client it is part of) opened a real connection."""
+        self.pooled = True
+        if self.part_of is not None:
+            self.part_of.pooled = True
+
     @property
     def used(self) -> bool:
         """It opened a real connection at some point of its life (attributed connect, or a socket in its pool)."""
@@ -491,9 +497,7 @@ class ClientRegistry:
             if client is not None and not closed and (need_sockets or (record.networked and not record.used)):
                 sockets = self.sockets_of(client)
                 if sockets:
-                    record.pooled = True
-                    if record.part_of is not None:
-                        record.part_of.pooled = True
+                    record.mark_pooled()
             if mine and not closed and record.part_of is None:  # (a part is its client's: that one is counted)
                 (unclosed if record.used else unused).append(record)
             if not need_sockets:
@@ -525,9 +529,7 @@ class ClientRegistry:
             return True
         client = record.ref() if record.ref is not None and not record.collected else None
         if client is not None and record.networked and self.sockets_of(client):
-            record.pooled = True
-            if record.part_of is not None:
-                record.part_of.pooled = True
+            record.mark_pooled()
         return record.used
 
     def _keepalive_note(self, client: Any, kind: str = "") -> str:

@@ -564,15 +564,10 @@ ONE_OBJECT_AGAIN = "every call made on one object, which opened a new connection
 the calls, not "an API without a pool"."""
 
 
-def _all_on_one_object(objects: Sequence[Any]) -> bool:
-    """Every connection's call was a method call on the same object (``SocketEvent.api_self``)."""
-    return None not in objects and len({id(o) for o in objects}) == 1
-
-
-def _each_on_a_new_object(objects: Sequence[Any]) -> bool:
-    """Every connection's call was a method call on an object of its own (``SocketEvent.api_self``: weak
-    references, one per object, told apart by identity)."""
-    return None not in objects and len({id(o) for o in objects}) == len(objects)
+def _objects_called_on(objects: Sequence[Any]) -> int | None:
+    """How many objects the connections' calls were methods of (``SocketEvent.api_self``: weak references, one per
+    object, told apart by identity), None if any call was no method call."""
+    return None if None in objects else len({id(o) for o in objects})
 
 
 def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
@@ -743,10 +738,8 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         note = "no tracked client: each call opened a connection of its own"
         if n >= 2 and _all_open_at_once(api_conns[(api, origin)], events):
             note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
-        elif n >= 2 and _each_on_a_new_object(api_objects[(api, origin)]):
-            note = f"no tracked client: {NEW_OBJECT_EACH}"
-        elif n >= 2 and _all_on_one_object(api_objects[(api, origin)]):
-            note = f"no tracked client: {ONE_OBJECT_AGAIN}"
+        elif n >= 2 and (called_on := _objects_called_on(api_objects[(api, origin)])) in (n, 1):
+            note = f"no tracked client: {NEW_OBJECT_EACH if called_on == n else ONE_OBJECT_AGAIN}"
         ranked.append((by_apis, 0, n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
                                         note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}

@@ -234,9 +234,7 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
             try:
                 found = [s for s in sockets(client) if holds_connection(s)]
                 if found:
-                    record.pooled = True
-                    if record.part_of is not None:
-                        record.part_of.pooled = True
+                    record.mark_pooled()
                     if any(not isinstance(getattr(s, "_sock", s), socket.socket) for s in found):
                         # not a socket module's socket (asyncio's TransportSocket wraps one: ``_sock``): C code
                         # made it and connected it - uvloop's PseudoSocket, a C library's - and no hook saw it
