@@ -412,3 +412,58 @@ def test_a_port_reserved_by_listening_and_handed_to_another_process_is_not_this_
     record = json.loads((pytester.path / "r.json").read_text())["tests"][0]
     assert record["counts"]["connections"] == 6, record
     assert record["counts"]["time_wait"] == 0, record
+
+
+def test_a_burst_counts_the_server_sides_its_thread_has_not_closed_yet(pytester, run):
+    """An in-process server that ends each connection first and closes its fds only later (a server thread slow
+    to close under load, after its ``shutdown``): once both FINs are sent, the kernel keeps the server side's
+    TIME_WAIT entry whether or not the fd is closed, and it is the test's. The fds here are closed after the look;
+    before the fix, a held side was never asked about and the burst counted 0 (under load, a burst of 12 counted
+    11: one fd the thread had not closed yet)."""
+    pytester.makeconftest(dedent("""
+        import socket
+        import threading
+
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def server():
+            listener = socket.create_server(("127.0.0.1", 0))
+            kept = []
+            def serve():
+                while True:
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        return
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.0 200 OK\\r\\n\\r\\nok")
+                    conn.shutdown(socket.SHUT_WR)  # this side ends the connection first...
+                    conn.recv(1024)  # ...the client's FIN: this side is in TIME_WAIT now
+                    kept.append(conn)  # ...and the fd stays open until the session ends
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            yield listener.getsockname()
+            listener.close()
+            for conn in kept:
+                conn.close()
+    """))
+    pytester.makepyfile(test_held=dedent("""
+        import socket
+
+        def test_burst(server):
+            for _ in range(8):
+                with socket.create_connection(server) as s:
+                    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+                    while s.recv(1024):
+                        pass
+
+        def test_last(server):
+            pass
+    """))
+    result = run()
+    assert errors_of(result) == ["test_held.py::test_burst"]
+    burst = failure_block(result, "test_held.py::test_burst")
+    n = lingered(burst, 8, result)
+    assert f"time_wait: {n} > limit 5" in burst
+    assert "the server closed each connection first" in burst
