@@ -158,6 +158,8 @@ class Ownership:
         self.fixture_values: dict[int, tuple[str, Any]] = {}
         """id of a fixture of broader scope still set up -> (its label, the value it returned): what a lazily
         connecting client it made holds is its own (``holders.py``)."""
+        self.log_records: Callable[[], list[Any]] | None = None
+        """The log records pytest holds for the test being judged (``logheld.py``), where the plugin can read them."""
         self.tasks_owned = False
         """Some asyncio task carries an owner (``_task_owner``): a fixture of broader scope created it."""
         self.inherited = False

@@ -77,7 +77,8 @@ def _fd_of(obj: Any, cls: type) -> int | None:
 
 
 def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]],
-                    objects: dict[int, Hashable] | None = None) -> dict[Hashable, str]:
+                    objects: dict[int, Hashable] | None = None,
+                    keep: dict[Hashable, Any] | None = None) -> dict[Hashable, str]:
     """``wanted``: fd -> socket identity of the sockets to place; ``roots``: (label, value) of each fixture of
     broader scope still set up. Returns identity -> the label of the fixture whose value reaches the socket in the
     fewest references: one breadth-first walk over all the values at once, bounded by ``MAX_OBJECTS`` and
@@ -85,7 +86,9 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
     not a pool - is not walked into), so that a large value (a cloud SDK's client, its service models) cannot use
     up the budget before a small one next to it is looked at.
     ``objects``: ``id()`` -> key of live objects to place the same way (clients a lazily built client made: a
-    session fixture's aiobotocore client makes its aiohttp session on its first request, in a test)."""
+    session fixture's aiobotocore client makes its aiohttp session on its first request, in a test).
+    ``keep``: if given, gets identity -> the socket object found for each wanted fd (``logheld.py`` asks what
+    else holds it)."""
     found: dict[Hashable, str] = {}
     objects = objects or {}
     if not wanted and not objects:
@@ -122,6 +125,8 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
                 key = wanted.get(fd)
                 if key is not None and key not in found:
                     found[key] = label
+                    if keep is not None:
+                        keep[key] = obj
                     if len(found) == total:
                         return found
                 continue  # a socket holds no other socket

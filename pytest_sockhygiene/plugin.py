@@ -26,6 +26,7 @@ from . import origin as origin_mod
 from .clients import end_finalizer_walk_at
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, marker_problems, merge_marker_kwargs
+from .logheld import captured_records
 from .outputs import Outputs, read_outputs, write_outputs
 from .report import failure_text
 from .reporting.annotations import workflow_commands
@@ -663,6 +664,15 @@ class SockHygienePlugin:
         on an xdist controller, which runs no test."""
         if not self.config.pluginmanager.has_plugin("dsession"):
             self.controller.ensure_started()
+            recorder = self.controller.recorder
+            if recorder is not None:
+                recorder.ownership.log_records = self._captured_log_records
+
+    def _captured_log_records(self) -> list[Any]:
+        """The log records pytest holds for the test being judged (asked only about a socket it would be blamed
+        for: ``logheld.py``)."""
+        state = self.current
+        return captured_records(state.item) if state is not None else []
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return f"sockhygiene: mode={self.controller.settings.mode}, backend={self.controller.backend_label()}"

@@ -25,6 +25,7 @@ from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .holders import fixture_holders
 from .limits import Limits
+from .logheld import LOG_RECORD_OWNER, held_only_by_records
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
 from .unraised import resource_warnings_raised, shown_not_raised
@@ -241,6 +242,8 @@ class Window(EventSink):
                                            and not self._owned_in_flight(after[k])})
             if entries and self.recorder.ownership.fixture_values:
                 entries = self._held_by_fixtures(entries, owned)
+            if entries and self.recorder.ownership.log_records is not None:
+                entries = self._held_by_log_records(entries, owned)
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
         obs = Observation(
@@ -318,6 +321,28 @@ class Window(EventSink):
             own.socket_owner.setdefault(key, label)
             owned[key] = label
         return [e for e in entries if e.key not in found]
+
+    def _held_by_log_records(self, entries: list[SocketEntry], owned: dict[Hashable, str]) -> list[SocketEntry]:
+        """The entries that something besides a traceback in the test's captured log records holds; those that
+        only such a traceback holds are the captured log's from now on (``logheld.py``: the garbage collector
+        closes them when pytest drops the records, as it would have closed them without pytest)."""
+        own = self.recorder.ownership
+        provider = own.log_records
+        if provider is None:
+            return entries
+        try:
+            records = provider()
+            if not records:
+                return entries
+            held = held_only_by_records({e.fd: e.key for e in entries if e.fd is not None}, records)
+        except Exception:  # noqa: BLE001 - records or references the check cannot read: the sockets stay the test's
+            return entries
+        if not held:
+            return entries
+        for key in held:
+            own.socket_owner.setdefault(key, LOG_RECORD_OWNER)
+            owned[key] = LOG_RECORD_OWNER
+        return [e for e in entries if e.key not in held]
 
     def _owned_in_flight(self, fd: int) -> bool:
         """A socket whose connect is under way in a thread that is not the test's (a fixture's, or one an earlier

@@ -1,0 +1,70 @@
+"""A socket that only a traceback in pytest's captured log keeps open is not the test's leak (``logheld.py``): real
+sockets to the real loopback server, real ``logging``, pytest's own log capture."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import dedent, errors_of, failure_block
+
+LOGGING_CODE = '''
+import logging
+import socket
+
+log = logging.getLogger("app")
+kept = []
+
+class Connection:
+    def __init__(self, address):
+        self.sock = socket.create_connection(address)
+
+def handshake(address, keep=False):
+    sock = socket.create_connection(address)
+    if keep:
+        kept.append(sock)
+    raise ConnectionError("handshake refused")
+
+def handshake_through_an_object(address):
+    conn = Connection(address)
+    raise ConnectionError("handshake refused")
+
+def connect(address, how=handshake, **kwargs):
+    try:
+        how(address, **kwargs)
+    except ConnectionError:
+        log.exception("could not connect")  # the record holds the traceback, its frames, their locals
+
+def address_of(server):
+    host, _, port = server.url.split("//")[1].rstrip("/").rpartition(":")
+    return host, int(port)
+'''
+
+
+@pytest.mark.parametrize("how", ["local", "attribute", "caplog"])
+def test_a_socket_only_a_logged_traceback_holds_is_not_a_leak(pytester, run, how):
+    """Without pytest the garbage collector would close it when the ``except`` block ended, as it closes any
+    socket dropped unclosed (no limit counts that); pytest keeps the record, so it was still open at the look
+    and failed the test (found running aiosmtplib's suite). A socket something else holds too stays a leak."""
+    pytester.makepyfile(app=LOGGING_CODE)
+    call = {"local": "connect(address_of(server))",
+            "attribute": "connect(address_of(server), handshake_through_an_object)",
+            "caplog": "connect(address_of(server))\n            assert 'could not connect' in caplog.text"}[how]
+    pytester.makepyfile(test_log=dedent(f"""
+        from app import address_of, connect, handshake, handshake_through_an_object
+
+        def test_logged(server, caplog):
+            {call}
+
+        def test_also_kept_elsewhere(server):
+            connect(address_of(server), handshake, keep=True)
+
+        def test_last(server):
+            pass
+    """))
+    result = run("-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=3, errors=1)
+    assert errors_of(result) == ["test_log.py::test_also_kept_elsewhere"]
+    kept = failure_block(result, "test_log.py::test_also_kept_elsewhere")
+    assert "established: 1 > limit 0" in kept
+    assert "opened at app.py:12 in handshake" in kept
+    result.stdout.fnmatch_lines(["*3 tests checked, 1 with violations (established: 1)*"])
