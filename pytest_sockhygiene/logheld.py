@@ -26,9 +26,6 @@ from typing import Any
 
 from .holders import fixture_holders
 
-LOG_RECORD_OWNER = "a traceback in pytest's captured log"
-"""The owner of a socket only a captured record's traceback holds."""
-
 MAX_DEPTH = 6
 """Referrers followed up from a socket at most: a socket in a local (1), in a client object's attribute (2 or 3:
 the instance and its ``__dict__``), in a connection inside that client (5)."""
@@ -86,18 +83,15 @@ def _exceptions(records: Iterable[logging.LogRecord]) -> list[BaseException]:
 
 def _frames(exceptions: Iterable[BaseException]) -> list[types.FrameType]:
     """The frames of the exceptions' tracebacks, and the frames that called them (a traceback keeps its first
-    frame's callers alive through ``f_back``), never a frame still running on this thread's stack."""
-    running = set()
-    frame: types.FrameType | None = sys._getframe()
-    while frame is not None:
-        running.add(id(frame))
-        frame = frame.f_back
+    frame's callers alive through ``f_back``), never a frame still running in any thread: a thread that logged
+    the failure and carries on holds its locals itself (found with paho-mqtt's network thread)."""
+    running = _running_frames(all_threads=True)
     frames: list[types.FrameType] = []
     seen: set[int] = set()
     for exc in exceptions:
         tb = exc.__traceback__
         while tb is not None and len(frames) < MAX_FRAMES:
-            frame = tb.tb_frame
+            frame: types.FrameType | None = tb.tb_frame
             while frame is not None and id(frame) not in seen and id(frame) not in running:
                 seen.add(id(frame))
                 frames.append(frame)
@@ -140,12 +134,16 @@ class _Referrers:
             del referrers
 
 
-def _running_frames() -> set[int]:
+def _running_frames(all_threads: bool = False) -> set[int]:
+    """Ids of the frames running on this thread's stack (the check's own, which hold what it asks about), or on
+    every thread's."""
+    tops = list(sys._current_frames().values()) if all_threads else [sys._getframe()]
     frames = set()
-    frame: types.FrameType | None = sys._getframe()
-    while frame is not None:
-        frames.add(id(frame))
-        frame = frame.f_back
+    for top in tops:
+        frame: types.FrameType | None = top
+        while frame is not None and id(frame) not in frames:
+            frames.add(id(frame))
+            frame = frame.f_back
     return frames
 
 
@@ -180,4 +178,4 @@ def held_only_by_records(wanted: dict[int, Hashable], records: list[logging.LogR
     return {key for key in list(kept) if check.only_allowed(kept[key])}
 
 
-__all__ = ["LOG_RECORD_OWNER", "MAX_CHECKS", "MAX_DEPTH", "captured_records", "held_only_by_records"]
+__all__ = ["MAX_CHECKS", "MAX_DEPTH", "captured_records", "held_only_by_records"]

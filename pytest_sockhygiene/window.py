@@ -25,7 +25,7 @@ from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .holders import fixture_holders
 from .limits import Limits
-from .logheld import LOG_RECORD_OWNER, held_only_by_records
+from .logheld import held_only_by_records
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
 from .unraised import resource_warnings_raised, shown_not_raised
@@ -164,8 +164,8 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
 
 
 class Window(EventSink):
-    __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "opened_at", "recorder",
-                 "table", "walked")
+    __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "log_held", "opened_at",
+                 "recorder", "table", "walked")
 
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: ClientProbe | None = None,
                  before: Scan | None = None, since: Scan | None = None) -> None:
@@ -188,6 +188,7 @@ class Window(EventSink):
         """The socket hooks were replaced by other code for part of the window: connects may have gone unseen."""
         self.opened_at = time.monotonic()  # (a test timeout's time left is counted from here: timeouts.py)
         self.walked: set[Hashable] = set()  # sockets already looked for in broader fixtures' values (holders.py)
+        self.log_held: frozenset[Hashable] = frozenset()  # sockets only a captured log's traceback holds (logheld.py)
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
@@ -243,7 +244,7 @@ class Window(EventSink):
             if entries and self.recorder.ownership.fixture_values:
                 entries = self._held_by_fixtures(entries, owned)
             if entries and self.recorder.ownership.log_records is not None:
-                entries = self._held_by_log_records(entries, owned)
+                entries = self._held_by_log_records(entries)
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
         obs = Observation(
@@ -322,13 +323,15 @@ class Window(EventSink):
             owned[key] = label
         return [e for e in entries if e.key not in found]
 
-    def _held_by_log_records(self, entries: list[SocketEntry], owned: dict[Hashable, str]) -> list[SocketEntry]:
-        """The entries that something besides a traceback in the test's captured log records holds; those that
-        only such a traceback holds are the captured log's from now on (``logheld.py``: the garbage collector
-        closes them when pytest drops the records, as it would have closed them without pytest)."""
-        own = self.recorder.ownership
-        provider = own.log_records
-        if provider is None:
+    def _held_by_log_records(self, entries: list[SocketEntry]) -> list[SocketEntry]:
+        """The entries that something besides a traceback in the test's captured log records holds: one that only
+        such a traceback holds is not left open by the test (``logheld.py``: the garbage collector closes it when
+        pytest drops the records, as it would have closed it without pytest). It is still the test's connection,
+        for the connection budget and TIME_WAIT alike: only its being open is not counted."""
+        if self.log_held:
+            entries = [e for e in entries if e.key not in self.log_held]
+        provider = self.recorder.ownership.log_records
+        if provider is None or not entries:
             return entries
         try:
             records = provider()
@@ -339,9 +342,7 @@ class Window(EventSink):
             return entries
         if not held:
             return entries
-        for key in held:
-            own.socket_owner.setdefault(key, LOG_RECORD_OWNER)
-            owned[key] = LOG_RECORD_OWNER
+        self.log_held = self.log_held | held
         return [e for e in entries if e.key not in held]
 
     def _owned_in_flight(self, fd: int) -> bool:

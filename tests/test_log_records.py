@@ -68,3 +68,68 @@ def test_a_socket_only_a_logged_traceback_holds_is_not_a_leak(pytester, run, how
     assert "established: 1 > limit 0" in kept
     assert "opened at app.py:12 in handshake" in kept
     result.stdout.fnmatch_lines(["*3 tests checked, 1 with violations (established: 1)*"])
+
+
+def test_a_logged_socket_still_counts_as_the_tests_connection(pytester, run):
+    """Only its being left open is not counted: the connect was the test's, for the connection budget (found with
+    paho-mqtt's TLS connect, whose failed handshake leaves the socket in a local)."""
+    pytester.makepyfile(app=LOGGING_CODE)
+    pytester.makepyfile(test_budget=dedent("""
+        import pytest
+        from app import address_of, connect
+
+        @pytest.mark.sockhygiene(connections=0)
+        def test_logged(server):
+            connect(address_of(server))
+
+        def test_last(server):
+            pass
+    """))
+    result = run("-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=2, errors=1)
+    logged = failure_block(result, "test_budget.py::test_logged")
+    assert "connections: 1 > limit 0" in logged
+    assert "established" not in logged
+
+
+def test_a_thread_that_logged_and_carries_on_still_holds_its_socket(pytester, run):
+    """A running thread's frame is its own, not the record's: the socket stays the test's leak (found with
+    paho-mqtt's network loop thread)."""
+    pytester.makepyfile(app=LOGGING_CODE)
+    pytester.makepyfile(test_thread=dedent("""
+        import socket
+        import threading
+
+        import pytest
+        from app import address_of, log
+
+        STOP = threading.Event()
+
+        @pytest.fixture(scope="module")
+        def stop():
+            yield
+            STOP.set()
+
+        def worker(address, ready):
+            sock = socket.create_connection(address)
+            try:
+                raise ValueError("bad reply")
+            except ValueError:
+                log.exception("bad reply")
+            ready.set()
+            STOP.wait()  # still running, holding `sock` in this frame
+            sock.close()
+
+        def test_thread(server, stop):
+            ready = threading.Event()
+            threading.Thread(target=worker, args=(address_of(server), ready), daemon=True).start()
+            assert ready.wait(5)
+
+        def test_last(server):
+            pass
+    """))
+    result = run("-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=2, errors=1)
+    leak = failure_block(result, "test_thread.py::test_thread")
+    assert "established: 1 > limit 0" in leak
+    assert "opened at test_thread.py:" in leak
