@@ -9,10 +9,10 @@ dropped unclosed - which no limit counts. So such a socket is not the test's lea
 suite: its tests log the failures they provoke).
 
 Only a socket that nothing else holds is let go: every chain of references to it must end in the records' own
-frames, exceptions or the records themselves. One that a pool, a global, a running event loop or any other object
-also holds stays the test's. Asked only about sockets a test would otherwise be blamed for, and only when a
-captured record carries a traceback; ``gc.get_referrers`` scans the heap, so the chains are bounded
-(``MAX_DEPTH``, ``MAX_CHECKS``).
+frames, exceptions or the records themselves, or go round in a cycle of garbage. One that a pool, a global, a
+class, a running thread's frame or anything the collector cannot see into holds too stays the test's. Asked once
+per socket and window, only about sockets a test would otherwise be blamed for, and only when a captured record
+carries a traceback; ``gc.get_referrers`` scans the heap, so the questions are bounded (``MAX_CHECKS``).
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ from typing import Any
 
 from .holders import fixture_holders
 
-MAX_DEPTH = 6
-"""Referrers followed up from a socket at most: a socket in a local (1), in a client object's attribute (2 or 3:
-the instance and its ``__dict__``), in a connection inside that client (5)."""
+MAX_CHECKS = 128
+"""``gc.get_referrers`` calls per question at most (each one scans every object the collector tracks), one per
+object on the way up from the socket: an asyncio transport's socket, logged by the loop's exception handler through
+a callback's closure, is 13 objects below the records' frames by the longest way round (aiosmtplib's suite on
+Python 3.11 and 3.12)."""
 
-MAX_CHECKS = 64
-"""``gc.get_referrers`` calls per look at most (each one scans every object the collector tracks)."""
+_RUNNER_MODULES = ("_pytest", "pluggy", "pytest")
+"""Frames of pytest's runner: a traceback's ``f_back`` chain leads into them from the test function, and their
+locals (the item, the session, the config) would use up the walk's budget before a socket a few references
+below the test's own frames is reached. No socket of a test's lives there."""
 
 MAX_FRAMES = 256
 """Frames taken from the records' tracebacks at most."""
@@ -85,7 +89,7 @@ def _frames(exceptions: Iterable[BaseException]) -> list[types.FrameType]:
     """The frames of the exceptions' tracebacks, and the frames that called them (a traceback keeps its first
     frame's callers alive through ``f_back``), never a frame still running in any thread: a thread that logged
     the failure and carries on holds its locals itself (found with paho-mqtt's network thread)."""
-    running = _running_frames(all_threads=True)
+    running = _running_frames()
     frames: list[types.FrameType] = []
     seen: set[int] = set()
     for exc in exceptions:
@@ -93,6 +97,8 @@ def _frames(exceptions: Iterable[BaseException]) -> list[types.FrameType]:
         while tb is not None and len(frames) < MAX_FRAMES:
             frame: types.FrameType | None = tb.tb_frame
             while frame is not None and id(frame) not in seen and id(frame) not in running:
+                if str(frame.f_globals.get("__name__", "")).partition(".")[0] in _RUNNER_MODULES:
+                    break  # pytest's runner from here up (see _RUNNER_MODULES)
                 seen.add(id(frame))
                 frames.append(frame)
                 frame = frame.f_back
@@ -102,44 +108,56 @@ def _frames(exceptions: Iterable[BaseException]) -> list[types.FrameType]:
 
 class _Referrers:
     """Whether every chain of references to an object ends in ``allowed`` (ids of the records, their exceptions and
-    their frames), within ``MAX_DEPTH`` references and ``MAX_CHECKS`` heap scans."""
+    their frames) or goes round in a cycle (garbage the collector would free), within ``MAX_CHECKS`` heap scans."""
 
     def __init__(self, allowed: set[int], ignored: set[int]) -> None:
         self.allowed = allowed
         self.ignored = ignored
         """Containers of this module's own that hold the objects asked about."""
+        self.done: set[int] = set()
+        """Objects found to be held only that way already (each is asked about once)."""
         self.checks = MAX_CHECKS
 
-    def only_allowed(self, obj: Any, depth: int = 0, path: frozenset[int] = frozenset()) -> bool:
-        if depth >= MAX_DEPTH or self.checks <= 0:
+    def only_allowed(self, obj: Any, path: frozenset[int] = frozenset()) -> bool:
+        """Every referrer of ``obj`` is allowed, or leads back into the chain, or is itself only held that way;
+        anything that may be held from outside the heap the collector sees - a frame running or not a record's, a
+        module, a class, an object nothing tracked refers to - is not."""
+        if id(obj) in self.done:
+            return True
+        if self.checks <= 0:
             return False
         self.checks -= 1
         referrers = gc.get_referrers(obj)
-        running = _running_frames()
         path = path | {id(obj)}
         ignored = self.ignored | {id(referrers)}
+        held = False
         try:
             for ref in referrers:
                 rid = id(ref)
-                if rid in self.allowed or rid in ignored or rid in running or rid in path:
-                    continue  # the records' own, this module's own, or a cycle back to the chain
-                if isinstance(ref, types.FrameType):
-                    return False  # a frame still running somewhere, or one no record holds
+                if rid in ignored:
+                    continue  # this module's own containers
+                if isinstance(ref, types.FrameType) and ref.f_code in _OWN_CODE:
+                    continue  # this check's own frames (a finished one a reference cycle keeps until collected)
+                held = True
+                if rid in self.allowed or rid in path or rid in self.done:
+                    continue  # the records' own, a cycle back into the chain, or shown already
+                if isinstance(ref, (types.FrameType, types.ModuleType, type)):
+                    return False  # a frame running or no record's; a module or a class: held from outside
                 self.ignored.add(id(referrers))
-                if not self.only_allowed(ref, depth + 1, path):
+                if not self.only_allowed(ref, path):
                     return False
-            return True
+            if held:
+                self.done.add(id(obj))
+            return held  # nothing the collector tracks refers to it: something outside the heap holds it
         finally:
             self.ignored.discard(id(referrers))
             del referrers
 
 
-def _running_frames(all_threads: bool = False) -> set[int]:
-    """Ids of the frames running on this thread's stack (the check's own, which hold what it asks about), or on
-    every thread's."""
-    tops = list(sys._current_frames().values()) if all_threads else [sys._getframe()]
+def _running_frames() -> set[int]:
+    """Ids of the frames running now, in every thread."""
     frames = set()
-    for top in tops:
+    for top in list(sys._current_frames().values()):
         frame: types.FrameType | None = top
         while frame is not None and id(frame) not in frames:
             frames.add(id(frame))
@@ -148,11 +166,14 @@ def _running_frames(all_threads: bool = False) -> set[int]:
 
 
 def _locals_of(frames: list[types.FrameType]) -> list[tuple[str, Any]]:
-    """The frames' local values, as roots of a walk (a list the caller drops: it must not stay a referrer)."""
+    """The frames' local values, as roots of a walk (a list the caller drops: it must not stay a referrer), each
+    frame's under a label of its own: the walk shares its budget among labels, so that a frame with large locals
+    does not use it up before a socket a few references below another frame's is reached."""
     roots: list[tuple[str, Any]] = []
-    for frame in frames:
+    for i, frame in enumerate(frames):
+        label = f"frame {i}"
         try:
-            roots.extend([("log", value) for value in frame.f_locals.values()])
+            roots.extend([(label, value) for value in frame.f_locals.values()])
         except Exception:  # noqa: BLE001, S112 - a frame whose locals cannot be read holds nothing we can see
             continue
     return roots
@@ -178,4 +199,7 @@ def held_only_by_records(wanted: dict[int, Hashable], records: list[logging.LogR
     return {key for key in list(kept) if check.only_allowed(kept[key])}
 
 
-__all__ = ["MAX_CHECKS", "MAX_DEPTH", "captured_records", "held_only_by_records"]
+__all__ = ["MAX_CHECKS", "captured_records", "held_only_by_records"]
+
+
+_OWN_CODE = frozenset({_Referrers.only_allowed.__code__, held_only_by_records.__code__, _locals_of.__code__})

@@ -188,7 +188,8 @@ class Window(EventSink):
         """The socket hooks were replaced by other code for part of the window: connects may have gone unseen."""
         self.opened_at = time.monotonic()  # (a test timeout's time left is counted from here: timeouts.py)
         self.walked: set[Hashable] = set()  # sockets already looked for in broader fixtures' values (holders.py)
-        self.log_held: frozenset[Hashable] = frozenset()  # sockets only a captured log's traceback holds (logheld.py)
+        self.log_held: dict[Hashable, bool] | None = None
+        """Sockets asked about in this window: whether only a captured log's traceback holds each (logheld.py)."""
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
@@ -327,23 +328,24 @@ class Window(EventSink):
         """The entries that something besides a traceback in the test's captured log records holds: one that only
         such a traceback holds is not left open by the test (``logheld.py``: the garbage collector closes it when
         pytest drops the records, as it would have closed it without pytest). It is still the test's connection,
-        for the connection budget and TIME_WAIT alike: only its being open is not counted."""
-        if self.log_held:
-            entries = [e for e in entries if e.key not in self.log_held]
+        for the connection budget and TIME_WAIT alike: only its being open is not counted. Each socket is asked
+        about once per window (a question can scan the heap many times)."""
+        answers = self.log_held
+        if answers is None:
+            answers = self.log_held = {}
         provider = self.recorder.ownership.log_records
-        if provider is None or not entries:
-            return entries
-        try:
-            records = provider()
-            if not records:
-                return entries
-            held = held_only_by_records({e.fd: e.key for e in entries if e.fd is not None}, records)
-        except Exception:  # noqa: BLE001 - records or references the check cannot read: the sockets stay the test's
-            return entries
-        if not held:
-            return entries
-        self.log_held = self.log_held | held
-        return [e for e in entries if e.key not in held]
+        wanted = {e.fd: e.key for e in entries if e.fd is not None and e.key not in answers}
+        if provider is not None and wanted:
+            for key in wanted.values():
+                answers[key] = False
+            try:
+                records = provider()
+                held = held_only_by_records(wanted, records) if records else set()
+            except Exception:  # noqa: BLE001 - records or references the check cannot read: the sockets stay the test's
+                held = set()
+            for key in held:
+                answers[key] = True
+        return [e for e in entries if not answers.get(e.key, False)]
 
     def _owned_in_flight(self, fd: int) -> bool:
         """A socket whose connect is under way in a thread that is not the test's (a fixture's, or one an earlier

@@ -28,6 +28,12 @@ def handshake_through_an_object(address):
     conn = Connection(address)
     raise ConnectionError("handshake refused")
 
+def handshake_deep(address):
+    conn = Connection(address)
+    for _ in range(8):
+        conn = [conn]  # eight references further from the frame than the socket of `handshake`
+    raise ConnectionError("handshake refused")
+
 def connect(address, how=handshake, **kwargs):
     try:
         how(address, **kwargs)
@@ -40,7 +46,7 @@ def address_of(server):
 '''
 
 
-@pytest.mark.parametrize("how", ["local", "attribute", "caplog"])
+@pytest.mark.parametrize("how", ["local", "attribute", "deep", "caplog"])
 def test_a_socket_only_a_logged_traceback_holds_is_not_a_leak(pytester, run, how):
     """Without pytest the garbage collector would close it when the ``except`` block ended, as it closes any
     socket dropped unclosed (no limit counts that); pytest keeps the record, so it was still open at the look
@@ -48,9 +54,10 @@ def test_a_socket_only_a_logged_traceback_holds_is_not_a_leak(pytester, run, how
     pytester.makepyfile(app=LOGGING_CODE)
     call = {"local": "connect(address_of(server))",
             "attribute": "connect(address_of(server), handshake_through_an_object)",
+            "deep": "connect(address_of(server), handshake_deep)",
             "caplog": "connect(address_of(server))\n            assert 'could not connect' in caplog.text"}[how]
     pytester.makepyfile(test_log=dedent(f"""
-        from app import address_of, connect, handshake, handshake_through_an_object
+        from app import address_of, connect, handshake, handshake_deep, handshake_through_an_object
 
         def test_logged(server, caplog):
             {call}
