@@ -56,12 +56,19 @@ _LIBPQ_PACKAGES = ("psycopg", "psycopg2")
 """Connections whose socket libpq holds in C, not a Python socket: their ``fileno()`` says which fd it is."""
 
 
+_mro = type.__dict__["__mro__"].__get__
+"""A class's real bases, read from the type itself: never ``issubclass``, which for an ABC among the hubs
+(``selectors.BaseSelector``) runs the ABC machinery on every class the walk meets - it crashed CPython 3.9 on an
+object the walk reached from a logged traceback's frames (``logheld.py``), a builtin type that CPython 3.9 had
+not made ready (no ``__mro__`` yet) - and can run a ``__subclasshook__``."""
+
+
 def _fd_of(obj: Any, cls: type) -> int | None:
     """The fd of a socket module's socket (an asyncio transport's, or its TransportSocket's, is reached as its
     ``_sock``), or of a psycopg / psycopg2 connection (libpq's socket, ``fileno()``); else None. Asked of the real
     type (``cls``), never of ``obj.__class__``: a lazy proxy (Django's ``SimpleLazyObject``) runs code when asked
     that, and a walk must run none - no other object's ``fileno()`` is called either."""
-    if issubclass(cls, socket.socket):
+    if socket.socket in (_mro(cls) or ()):
         try:
             return obj.fileno()  # type: ignore[no-any-return]
         except OSError:
@@ -96,7 +103,7 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
     total = len(wanted) + len(objects)
     seen: set[int] = set()
     budget = MAX_OBJECTS
-    opaque = _OPAQUE + _hubs()
+    opaque = frozenset(_OPAQUE + _hubs())
     level: list[tuple[str, Any]] = list(roots)
     # each value's share of the budget: a large value stops at its share, and the others go on being walked
     share = max(MAX_OBJECTS // max(len(level), 1), MIN_SHARE)
@@ -111,7 +118,8 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
             if budget < 0:
                 return found
             cls = type(obj)
-            if issubclass(cls, opaque) or id(obj) in seen:
+            mro = _mro(cls)
+            if id(obj) in seen or mro is None or not opaque.isdisjoint(mro):  # (None: a type not made ready)
                 continue
             seen.add(id(obj))
             if objects:
