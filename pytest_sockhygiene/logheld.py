@@ -129,7 +129,8 @@ class _Referrers:
         self.checks -= 1
         referrers = gc.get_referrers(obj)
         path = path | {id(obj)}
-        ignored = self.ignored | {id(referrers)}
+        ignored = self.ignored
+        ignored.add(id(referrers))  # (it holds what is asked about next, until this call returns)
         held = False
         try:
             for ref in referrers:
@@ -143,14 +144,13 @@ class _Referrers:
                     continue  # the records' own, a cycle back into the chain, or shown already
                 if isinstance(ref, (types.FrameType, types.ModuleType, type)):
                     return False  # a frame running or no record's; a module or a class: held from outside
-                self.ignored.add(id(referrers))
                 if not self.only_allowed(ref, path):
                     return False
             if held:
                 self.done.add(id(obj))
             return held  # nothing the collector tracks refers to it: something outside the heap holds it
         finally:
-            self.ignored.discard(id(referrers))
+            ignored.discard(id(referrers))
             del referrers
 
 
@@ -199,7 +199,7 @@ def held_only_by_records(wanted: dict[int, Hashable], records: list[logging.LogR
     return {key for key in list(kept) if check.only_allowed(kept[key])}
 
 
-__all__ = ["MAX_CHECKS", "captured_records", "held_only_by_records"]
-
-
 _OWN_CODE = frozenset({_Referrers.only_allowed.__code__, held_only_by_records.__code__, _locals_of.__code__})
+"""The frames of this check itself, which hold what it asks about."""
+
+__all__ = ["MAX_CHECKS", "captured_records", "held_only_by_records"]
