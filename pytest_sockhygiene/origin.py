@@ -369,10 +369,24 @@ def capture_outside(frame: FrameType | None, codes: frozenset[CodeType] | set[Co
         frame = frame.f_back
     passed: list[FrameType] = []
     origin = _walk(frame, passed)
+    if origin is not None and len(origin) > 3 and origin[3] == TASK:
+        return _task_made_inside(origin)
     if origin is None or len(origin) > 3 or not passed:
-        return origin  # the user's line made it (``httpx.Client()``), or a task's line is all that is known
+        return origin  # the user's line made it (``httpx.Client()``)
     inside = _outermost_call(passed)
     return (*origin, made_inside(inside)) if inside is not None else origin
+
+
+def _task_made_inside(origin: Origin) -> Origin:
+    """A client made in a task with no line of the user's on its stack: if the user's line that started the task
+    made a library call (``task_start``), the client was made inside that call - "created inside
+    gql.Client.__aenter__(), called at ...", as when no task stands between them. Whether a library's call runs
+    its work in a task of its own is its detail, and one that changes with Python (``asyncio.wait_for`` makes a
+    task before 3.12 and none after), so the label must not depend on it. A task the user's line started itself
+    (``asyncio.create_task(lib.fetch())``) has no such call: it stays "created in a task started at"."""
+    started = task_origin.get()
+    call = started[3] if started is not None and len(started) > 3 else None
+    return (origin[0], origin[1], origin[2], f"{MADE_INSIDE}{call}(), called at") if call else origin
 
 
 def _outermost_call(passed: list[FrameType]) -> FrameType | None:

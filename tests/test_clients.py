@@ -737,6 +737,62 @@ def test_a_client_a_library_made_inside_a_call_names_that_call(pytester, run):
     assert MADE_INSIDE_ADVICE not in made
 
 
+TASKLIB = dedent('''
+    """A library whose call runs its work in a task of its own, which makes a client and drops it unclosed (gql's
+    websocket transport under ``asyncio.wait_for``, which makes a task before Python 3.12)."""
+    import asyncio
+
+    import httpx
+
+    KEEP = []
+
+
+    async def _handshake(url):
+        http = httpx.AsyncClient()
+        await http.get(url)  # and never closed: the handshake "failed"
+
+
+    async def connect(url):
+        await asyncio.get_running_loop().create_task(_handshake(url))
+''')
+
+
+def test_a_client_made_in_a_task_a_library_call_started_names_that_call(pytester, run):
+    """The task stands between the user's line and the client: the line made a library call, and the client was
+    made inside it, so the label is the same as with no task (gql's suite on Python 3.11 said "created in a task
+    started at" the test's ``async with Client(...)``, which starts no task, and lost the made-inside advice). A
+    task the test's line starts itself keeps "created in a task started at"."""
+    installed_library(pytester, "tasklib", TASKLIB)
+    pytester.makepyfile(test_t=dedent('''
+        import asyncio
+        import gc
+
+        import tasklib
+
+
+        def test_connect(server):
+            async def main():
+                await tasklib.connect(server.url)
+            asyncio.run(main())
+            gc.collect()
+
+        def test_own_task(server):
+            async def main():
+                await asyncio.get_running_loop().create_task(tasklib._handshake(server.url))
+            asyncio.run(main())
+            gc.collect()
+    '''))
+    result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=100")
+    assert sorted(errors_of(result)) == ["test_t.py::test_connect", "test_t.py::test_own_task"]
+    dropped = failure_block(result, "test_t.py::test_connect")
+    assert re.search(r"httpx\.AsyncClient, created inside tasklib\.connect\(\), called at test_t\.py:9 in main "
+                     r"\(garbage-collected without being closed\)", dropped), dropped
+    assert MADE_INSIDE_ADVICE in dropped
+    own = failure_block(result, "test_t.py::test_own_task")
+    assert "httpx.AsyncClient, created in a task started at test_t.py:15 in main" in own, own
+    assert MADE_INSIDE_ADVICE not in own
+
+
 LAZY_TRANSPORT = dedent('''
     import asyncio
 
