@@ -54,12 +54,48 @@ def _item_line(kind: str, item: Item, fmt: OriginFormatter) -> str:
     return line
 
 
+_PER_SERVER = ("time_wait", "connections")
+"""Kinds whose items are groups of connections to one server address (``verdict.time_wait_items``,
+``connection_items``)."""
+
+
+def _host_lines(kind: str, items: Sequence[Item], fmt: OriginFormatter) -> list[str]:
+    """One line per server address, except where one line of code connected to several ports of one host: those
+    groups are one line, "6 connection(s) to 127.0.0.1 (ports ...)". An FTP client's data connections go to a new
+    port each (pyftpdlib's suite read six lines of "1 connection(s) to 127.0.0.1:<port>" for one loop); so do
+    the connections to several servers of a test's own. Text only: the report's items stay one per address."""
+    by_host: dict[tuple[str | None, Origin | None, str], list[Item]] = {}
+    for item in items:
+        host = item.remote[0] if item.remote is not None else None
+        by_host.setdefault((host, item.origin, item.note), []).append(item)
+    lines: list[str] = []
+    for (host, _, _), group in by_host.items():
+        if len(group) == 1 or host is None:
+            lines.extend(_item_line(kind, item, fmt) for item in group)
+            continue
+        ports = sorted(item.remote[1] for item in group if item.remote is not None)
+        shown = ", ".join(str(p) for p in ports[:8]) + (f" and {len(ports) - 8} more" if len(ports) > 8 else "")
+        first = group[0]
+        merged = Item(first.state, first.local, first.remote, first.fd, first.origin,
+                      sum(item.count for item in group), first.note)
+        line = _item_line(kind, merged, fmt)
+        address = format_endpoint(first.remote)
+        lines.append(line.replace(f" to {address}", f" to {address.rsplit(':', 1)[0]} (ports {shown})", 1))
+    return lines
+
+
 def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> list[str]:
     lines = [f"{v.kind}: {v.count} > limit {v.limit} - {_TITLES.get(v.kind, v.kind)}"]
-    for item in v.items[:max_items]:
-        lines.append("    " + _item_line(v.kind, item, fmt))
-    if len(v.items) > max_items:
-        lines.append(f"    ... and {len(v.items) - max_items} more")
+    if v.kind in _PER_SERVER:
+        shown = _host_lines(v.kind, v.items, fmt)
+        lines.extend("    " + line for line in shown[:max_items])
+        if len(shown) > max_items:
+            lines.append(f"    ... and {len(shown) - max_items} more")
+    else:
+        for item in v.items[:max_items]:
+            lines.append("    " + _item_line(v.kind, item, fmt))
+        if len(v.items) > max_items:
+            lines.append(f"    ... and {len(v.items) - max_items} more")
     for source in v.context:
         lines.append("    " + _source_line(source, fmt))
     singles = [s for s in v.context if s.note == "1 request each" and not s.state.startswith(OPENED_BY)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from typing import (
     Any,
@@ -374,6 +375,18 @@ Where the server ended them all, that is said too: the likelier reading. So is a
 an untracked pool (httpcore's ``ConnectionPool`` used directly, found with hypercorn) reconnects for every call
 then, and "use a pooled client" alone changes nothing."""
 
+CAUSE_ADVICE["per_transfer"] = (
+    "FTP opens a new data connection for every transfer (a listing, a download, an upload) and ends it to mark the "
+    "end of the data, so no client or pool can reuse it: keep one FTP object, whose control connection stays open, "
+    "and make fewer transfers, or allow it for a test of many transfers.")
+"""ftplib's transfer calls (pyftpdlib's suite: six listings on one ``ftplib.FTP`` read "its connection was closed
+between the calls" and "send the requests through one pooled client", neither of which an FTP client can do)."""
+
+_PER_TRANSFER = re.compile(r"opened by ftplib\.(?:FTP(?:_TLS)?\.)?(?:retrlines|retrbinary|storlines|storbinary|nlst|"
+                           r"dir|mlsd|transfercmd|ntransfercmd)\(\)$")
+"""The context state of connections an ``ftplib.FTP`` transfer opened (before Python 3.11 a method is named without
+its class: ``origin._call_name``)."""
+
 ADVICE: dict[str, str] = {
     "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "
                    "fixture's teardown.",
@@ -585,6 +598,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     if first.state.startswith(OPENED_BY + "function-scoped fixture"):
         return "fixture"
     if first.state.startswith(OPENED_BY):
+        if _PER_TRANSFER.match(first.state):
+            return "per_transfer"
         if AT_ONCE in first.note:
             return "api_concurrent"
         if items and all(i.note == SERVER_CLOSED_EACH for i in items):
@@ -970,12 +985,21 @@ def time_wait_items(obs: Observation, connects: Iterable[SocketEvent]) -> list[I
         groups[group].append((local, remote))
         if server_side:
             servers_first[group] += 1
-    # the largest group first (the summary names its line); on a tie, the test's own code before a fixture's
-    # plumbing - else a burst of one connection per line was named by the fixture's probe, the earliest
+    # the largest group first (the summary names its line), counting together one line's connections to several
+    # ports of one host (an FTP client's data connections: the report prints them as one line); on a tie, the
+    # test's own code before a fixture's plumbing - else a burst of one connection per line was named by the
+    # fixture's probe, the earliest
+    def host_and_line(group: tuple[Endpoint | None, Origin | None]) -> tuple[str | None, Origin | None]:
+        return (group[0][0] if group[0] is not None else None, group[1])
+
+    per_host: dict[tuple[str | None, Origin | None], int] = collections.defaultdict(int)
+    for where, rows in groups.items():
+        per_host[host_and_line(where)] += len(rows)
     return [Item(state="TIME_WAIT", local=None, remote=server, origin=o, count=len(rows), tuples=tuple(rows),
                  note=_server_first_note(servers_first.get((server, o), 0), len(rows)))
             for (server, o), rows in sorted(groups.items(), key=lambda kv: (
-                -len(kv[1]), bool(plumbing) and all(frozenset(r) in plumbing for r in kv[1])))]
+                -per_host[host_and_line(kv[0])], -len(kv[1]),
+                bool(plumbing) and all(frozenset(r) in plumbing for r in kv[1])))]
 
 
 SERVER_CLOSED_EACH = "each entry is the in-process server's side: the server closed each connection first"

@@ -448,3 +448,94 @@ def test_a_new_object_per_call_is_told_from_one_object_that_reconnects(pytester,
     closed = failure_block(result, "test_o.py::test_one_object_closed_after_each_call")
     assert f"(no tracked client: {ONE_OBJECT_AGAIN})" in closed, closed
     assert "fix: " + CAUSE_ADVICE["api_one_object"] in closed, closed
+
+
+FTP_SERVER = dedent('''
+    """A small FTP server on loopback, enough for ftplib's login and listings: passive mode, a new data
+    listener on a new port for every transfer, the data connection ended by the server to mark the end of the
+    data (RFC 959's stream mode, as pyftpdlib does)."""
+    import socket
+    import threading
+
+    import pytest
+
+
+    def _serve(control):
+        f = control.makefile("rb")
+        control.sendall(b"220 ready\\r\\n")
+        data = None
+        for raw in f:
+            cmd = raw.decode().split(" ", 1)[0].strip().upper()
+            if cmd == "USER":
+                control.sendall(b"331 password\\r\\n")
+            elif cmd == "PASS":
+                control.sendall(b"230 in\\r\\n")
+            elif cmd == "TYPE":
+                control.sendall(b"200 ok\\r\\n")
+            elif cmd == "PASV":
+                data = socket.create_server(("127.0.0.1", 0))
+                port = data.getsockname()[1]
+                control.sendall(f"227 Entering Passive Mode (127,0,0,1,{port >> 8},{port & 255})\\r\\n".encode())
+            elif cmd in ("LIST", "NLST"):
+                control.sendall(b"150 here\\r\\n")
+                conn, _ = data.accept()
+                data.close()
+                conn.sendall(b"a.txt\\r\\n")
+                conn.close()  # the end of the data
+                control.sendall(b"226 done\\r\\n")
+            elif cmd == "QUIT":
+                control.sendall(b"221 bye\\r\\n")
+                break
+            else:
+                control.sendall(b"502 no\\r\\n")
+        f.close()
+        control.close()
+
+
+    @pytest.fixture
+    def ftpd():
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def accept():
+            control, _ = listener.accept()
+            _serve(control)
+
+        t = threading.Thread(target=accept)
+        t.start()
+        yield listener.getsockname()
+        t.join(10)
+        listener.close()
+''')
+
+
+def test_ftp_transfers_are_told_as_the_protocols_data_connections(pytester, run):
+    """Every FTP transfer opens a data connection, to a new port of the server, which the server ends to mark the
+    end of the data (pyftpdlib's suite): the fix says so instead of "keep the object's connection open" or "use a
+    pooled client", neither of which an FTP client can do, and one line of code's connections to one host are one
+    line of the report, not a line per port."""
+    pytester.makeconftest(FTP_SERVER)
+    pytester.makepyfile(test_f=dedent('''
+        import ftplib
+
+
+        def test_listings(ftpd):
+            with ftplib.FTP() as ftp:
+                ftp.connect(*ftpd, timeout=10)
+                ftp.login("u", "p")
+                for cmd in ("LIST", "NLST", "LIST /", "NLST /", "LIST -a", "LIST -l"):
+                    ftp.retrlines(cmd, lambda line: None)
+    '''))
+    result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=5")
+    assert errors_of(result) == ["test_f.py::test_listings"]
+    block = failure_block(result, "test_f.py::test_listings")
+    assert "fix: " + CAUSE_ADVICE["per_transfer"] in block, block
+    assert CAUSE_ADVICE["api_one_object"] not in block and CAUSE_ADVICE["api"] not in block, block
+    ports = re.search(r"6 connection\(s\) to 127\.0\.0\.1 \(ports ((?:\d+, ){5}\d+)\) were opened and closed by this "
+                      r"test, at test_f\.py:9 in test_listings", block)
+    assert ports is not None, block
+    assert len(set(ports.group(1).split(", "))) == 6
+    assert re.search(r"6 connection\(s\) opened by ftplib\.(FTP\.)?retrlines\(\), at test_f\.py:9", block), block
+    # the summary names the line of the most entries: the transfers', not the control connection's
+    summary = result.stdout.str()
+    assert re.search(r"most TIME_WAIT:\n +7 +test_f\.py::test_listings +\[over limit 5\] +"
+                     r"\(test_f\.py:9 in test_listings\)", summary), summary

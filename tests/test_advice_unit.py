@@ -222,3 +222,35 @@ def test_an_untracked_pool_grown_for_concurrent_calls_is_not_a_connection_per_ca
     (item,) = connection_sources([e for e in in_turn if e.kind == "connect"], in_turn)
     assert item.note == "no tracked client: each call opened a connection of its own"
     assert cause_of([item]) == "api"
+
+
+def test_one_lines_connections_to_several_ports_of_one_host_are_one_line():
+    """An FTP client's data connections go to a new port each: one line per host and line of code, the ports
+    listed; other hosts, other lines and other notes stay lines of their own. Text only: the items are kept."""
+    other = ("/t/test_x.py", 9, "test_x")
+    items = [Item("TIME_WAIT", None, ("::1", port), origin=LINE, count=1) for port in (4002, 4001, 4003)]
+    items += [Item("TIME_WAIT", None, ("::1", 5000), origin=other, count=2),
+              Item("TIME_WAIT", None, ("127.0.0.1", 4004), origin=LINE, count=1),
+              Item("TIME_WAIT", None, ("::1", 4005), origin=LINE, count=1, note=SERVER_CLOSED_EACH)]
+    v = Violation("time_wait", 7, 5, items)
+    lines = violation_lines(v, format_origin)
+    assert lines[1:5] == [
+        "    3 connection(s) to [::1] (ports 4001, 4002, 4003) were opened and closed by this test, at "
+        "/t/test_x.py:7 in test_x",
+        "    2 connection(s) to [::1]:5000 were opened and closed by this test, at /t/test_x.py:9 in test_x",
+        "    1 connection(s) to 127.0.0.1:4004 were opened and closed by this test, at /t/test_x.py:7 in test_x",
+        f"    1 connection(s) to [::1]:4005 were opened and closed by this test, at /t/test_x.py:7 in test_x "
+        f"({SERVER_CLOSED_EACH})",
+    ]
+    assert len(v.items) == 6
+    many = Violation("connections", 12, 1, [Item("connection", None, ("127.0.0.1", p), origin=LINE) for p in range(12)])
+    assert violation_lines(many, format_origin)[1] == (
+        "    12 connection(s) to 127.0.0.1 (ports 0, 1, 2, 3, 4, 5, 6, 7 and 4 more), at /t/test_x.py:7 in test_x")
+
+
+def test_ftp_transfers_have_a_fix_of_their_own():
+    for state in ("opened by ftplib.FTP.retrlines()", "opened by ftplib.retrbinary()",
+                  "opened by ftplib.FTP_TLS.storbinary()"):
+        assert cause_of([Item(state, None, SERVER, origin=LINE, count=6)]) == "per_transfer", state
+    # the control connection, one FTP object per call: a new client per call, not the protocol
+    assert cause_of([Item("opened by ftplib.FTP.connect()", None, SERVER, origin=LINE, count=6)]) != "per_transfer"
