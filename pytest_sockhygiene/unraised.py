@@ -10,7 +10,10 @@ the run's without the plugin, and an unclosed socket held by garbage is the test
 ``error`` filter is in force, the check and the description also run under ``shown_not_raised``: a warning the
 plugin's own work sets off is shown, not raised into its code; a ResourceWarning of an object an automatic
 collection freed there goes where an exception in a finalizer goes, ``sys.unraisablehook`` (pytest's makes it
-the same error it is when the collector runs anywhere else), not into the plugin's code and not missing.
+the same error it is when the collector runs anywhere else), not into the plugin's code and not missing - wherever
+the collection was set off: in the plugin's lines or in a library's it called (psutil's scan). The filters are the
+process's, so only the plugin's own thread is treated so: what the test's other threads warn meanwhile (the check
+settles for up to half a second while they run) is raised in them, or shown, as the filters in force say.
 
 A ResourceWarning such a collection sets off carries the location of the line that was running: a file of the
 plugin's (``window.py``, where the check collects). A user reading "unclosed <socket.socket ...>" at
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
@@ -90,9 +94,10 @@ class _Unraisable:
 
 
 def _freed_user_object(message: warnings.WarningMessage) -> bool:
-    """A ResourceWarning a finalizer set off as a collection inside the plugin's code freed an object (an
-    unclosed socket or file the user left in a cycle): its location is the plugin's line that was running."""
-    return issubclass(message.category, ResourceWarning) and _in_plugin(message.filename)
+    """A ResourceWarning a finalizer set off as a collection during the plugin's work freed an object (an
+    unclosed socket or file the user left in a cycle). Its location is the line that was running: the plugin's,
+    or a library's the plugin called (an automatic collection inside psutil's scan, found with anyio's suite)."""
+    return issubclass(message.category, ResourceWarning)
 
 
 def _action(filters: Sequence[Any], message: warnings.WarningMessage) -> str:
@@ -132,6 +137,42 @@ def _in_plugin(filename: str) -> bool:
     return directory == _PACKAGE_DIR or directory.startswith(_PACKAGE_DIR + os.sep)
 
 
+def _only_this_thread(in_force: Sequence[Any], error: bool, show_before: Callable[[Any], None]) -> None:
+    """Inside ``catch_warnings(record=True)``: record only this thread's warnings. The filters are the process's,
+    and the check settles for up to half a second, in which the test's other threads (a server's, a timer's) go
+    on: a warning one of them sets off goes where it went before (``show_before``: pytest's record of the
+    test's warnings), and is raised in that thread where an ``error`` filter in force says so - from a
+    finalizer, that is ``sys.unraisablehook``'s, as without the plugin (an automatic collection in a timer's
+    thread during the settle, found with anyio's suite)."""
+    record = getattr(warnings, "_showwarnmsg_impl", None)  # (catch_warnings(record=True) set it: the list's append)
+    if record is None:  # (no such private name: every thread's warnings are recorded, as before)
+        return
+    me = threading.get_ident()
+
+    def per_thread(message: warnings.WarningMessage) -> None:
+        if threading.get_ident() == me:
+            record(message)
+        elif error and _action(in_force, message) == "error":
+            if _freed_user_object(message) and _to_unraisable_hook(message):
+                return  # (straight there: raised from here, its traceback would show this file)
+            raised = message.message  # (a Warning instance: what an ``error`` filter raises)
+            raise raised if isinstance(raised, Warning) else message.category(raised)
+        else:
+            show_before(message)
+
+    warnings._showwarnmsg_impl = per_thread  # type: ignore[attr-defined]
+
+
+def _show_now() -> Callable[[Any], None]:
+    """Where a warning shown now goes (``warnings._showwarnmsg`` reads both names when it is called): a replaced
+    ``showwarning``, else ``_showwarnmsg_impl`` (pytest's record of the running phase's warnings sets it)."""
+    showwarning = warnings.showwarning
+    impl = getattr(warnings, "_showwarnmsg_impl", None)
+    if showwarning is not getattr(warnings, "_showwarning_orig", None) or impl is None:
+        return lambda m: showwarning(m.message, m.category, m.filename, m.lineno, m.file, m.line)
+    return impl  # type: ignore[no-any-return]
+
+
 @contextlib.contextmanager
 def shown_not_raised(place: Place | None = None) -> Iterator[None]:
     """Warnings raised inside are shown as they are, never raised (the module's docstring says why). Every other
@@ -146,6 +187,7 @@ def shown_not_raised(place: Place | None = None) -> Iterator[None]:
         yield
         return
     in_force = list(warnings.filters)
+    show_before = _show_now()
     with warnings.catch_warnings(record=True) as caught:
         # (catch_warnings restores the list on exit; the caches of "once" and "default" are told it changed)
         if error:
@@ -154,6 +196,7 @@ def shown_not_raised(place: Place | None = None) -> Iterator[None]:
                        or getattr(warnings, "_filters_mutated_lock_held", None))
             if mutated is not None:
                 mutated()
+        _only_this_thread(in_force, error, show_before)
         yield
     show = getattr(warnings, "_showwarnmsg", None)  # what a warning that is simply shown goes through
     for message in caught:
