@@ -658,9 +658,13 @@ class Controller:
             own.fixture_stack.pop()
         if own.fixture_depths:
             own.fixture_depths.pop()
+        # a socket another fixture's thread made meanwhile is that fixture's (a session server's accept thread
+        # accepting this fixture's connection: its side is the server's, not a second leak of this fixture's)
+        made_by = ({ev.identity: ev.owner for ev in self.window.events if ev.owner is not None}
+                   if self.window is not None else {})
         for key in self.table.ids():
             if key not in ids_before:
-                own.socket_owner.setdefault(key, label)
+                own.socket_owner.setdefault(key, made_by.get(key, label))
         for t in threading.enumerate():
             if t not in threads_before and t.ident is not None and own.thread_label(t.ident) is None:
                 own.thread_owner[t.ident] = label
