@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Collection, Hashable, Iterator
+from collections.abc import Collection, Hashable, Iterator, Mapping
 from typing import Any, Callable
 
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
@@ -239,7 +239,7 @@ class Window(EventSink):
         if new_ids:
             fixtures = {ev.identity for ev in self.events if ev.owner is not None}  # a fixture's thread's (events.py)
             if fixtures:
-                self._remember_fixtures_sockets(new_ids)
+                self._remember_fixtures_sockets(new_ids, client_owned)
             # neither is the test's (verdict.owned_ids): not described, which costs a handful of system calls each
             # (a session server's thread still closing the side it accepted, at every test)
             entries = self.table.describe({k: after[k] for k in new_ids if k not in owned and k not in fixtures
@@ -278,18 +278,22 @@ class Window(EventSink):
             obs.lingering = self._look_up(candidates, held_by_events)
         return judge(obs, limits, connects)
 
-    def _remember_fixtures_sockets(self, held: Collection[Hashable]) -> None:
+    def _remember_fixtures_sockets(self, held: Collection[Hashable], client_owned: Mapping[Hashable, str]) -> None:
         """Sockets a broader fixture's thread made in this window and still holds are that fixture's from now on
         (``socket_owner``), as those made while it was set up: if it still holds them when the session ends, they
         are its session-level leak. Left out of the test's verdict only, they were nobody's (a session
         ``ThreadPoolExecutor`` or anyio ``BlockingPortal`` connecting for a test: found with anyio's suite).
         The thread that made a socket says whose it is over the time it appeared: a session server's thread that
         accepts a fixture's connection just after that fixture's setup ended (the accepted fd in the table, the
-        event not yet recorded) made the server's side, not a second leak of the connecting fixture's."""
+        event not yet recorded) made the server's side, not a second leak of the connecting fixture's.
+
+        Not a connection a tracked client's pool opened (``ev.client``, ``client_owned``): it is its client's, and
+        the client's owner answers for it - an app's module-level ``requests.Session`` that a session server's
+        handler thread used is the module's, no fixture's leak (pytest-django's live_server)."""
         own = self.recorder.ownership.socket_owner
         for ev in self.events:
-            if ev.owner is not None and ev.identity is not None and ev.identity in held \
-                    and ev.kind in ("connect", "accept", "listen"):
+            if ev.owner is not None and ev.identity is not None and ev.identity in held and ev.client is None \
+                    and ev.identity not in client_owned and ev.kind in ("connect", "accept", "listen"):
                 own[ev.identity] = ev.owner
 
     def _look_up(self, candidates: set[FourTuple], held: set[FourTuple]) -> set[FourTuple]:
