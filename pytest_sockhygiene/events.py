@@ -79,7 +79,10 @@ class SocketEvent:
     (``origin.request_client``: the innermost recorded client's request under way, the one whose pool opens
     it), None for a connection no tracked client's request made (raw sockets, ``http.client``, a client outside
     tracking, an app reached through a mock or ASGI transport). The record is
-    hashable by identity and stays the same object for the client's life: group connections by it."""
+    hashable by identity and stays the same object for the client's life: group connections by it.
+    close: the record of the client whose request was under way as the socket closed - its pool closed it
+    within a request, as a response with ``Connection: close`` asks - else None (closed with its client, by
+    ``close()`` or ``with``)."""
     api: str | None
     """connect with no tracked client's request under way: the library call the user's line made
     (``origin.capture_call``: ``urllib.request.urlopen``, ``socket.create_connection``), None if the user's line
@@ -509,11 +512,13 @@ class Recorder:
 
     def _emit_close(self, fd: int, identity: Hashable | None, local: Endpoint | None,
                     remote: Endpoint | None) -> None:
-        """Record a close: no origin, no client, no listener (what the verdict reads of a close is its socket,
-        addresses and owner). Straight to the sinks: ``_deliver``'s 4-tuple rule is for connections."""
+        """Record a close: no origin, no listener (what the verdict reads of a close is its socket, addresses and
+        owner, and the client whose request was under way: ``SocketEvent.client``). Straight to the sinks:
+        ``_deliver``'s 4-tuple rule is for connections."""
         self.touched = True
         self.touched_fds.add(fd)
-        event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current())
+        event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current(),
+                            None, None, _request_client.get())
         for sink in self.sinks:
             sink.events.append(event)
 

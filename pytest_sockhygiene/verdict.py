@@ -406,6 +406,11 @@ ADVICE: dict[str, str] = {
                       "lift the limit: unused_clients=None.",
 }
 
+CAUSE_ADVICE["per_request_closed_in_request"] = ADVICE["time_wait"] + (
+    " Each connection ended with its response (`Connection: close`, an HTTP/1.0 server, a response with no length; "
+    "werkzeug's development server ends every one): one reused client would still open a connection per request, "
+    "until the server keeps them alive - where it cannot, allow it for this test.")
+
 CAUSE_ADVICE["per_request_server_first"] = ADVICE["time_wait"] + (
     " The server ended each connection first, so it keeps none alive (`Connection: close`, an HTTP/1.0 server, a "
     "response with no length): one reused client would still open a connection per request, until the server "
@@ -555,6 +560,14 @@ WEBSOCKETS = "websockets among them, whose connection the server ends first"
 """In a client context item's note: its clients opened websockets (``ClientRecord.websockets``). The server ends a
 websocket's TCP connection first by the protocol, so its side holding every entry says nothing of keep-alive."""
 
+CLOSED_IN_REQUEST = "each connection ended with its response"
+"""In a client context item's note: every connection of those clients of one request each was closed by the
+client's own pool while its request was under way (``SocketEvent.client`` of the close), as a response with
+``Connection: close`` or from an HTTP/1.0 server asks - not when the client was closed. One reused client would
+reconnect for every request all the same (pytest-httpserver's werkzeug closes every connection: "create one
+client and reuse it" changed nothing), and the client usually closes first, so the server's side holds no entry
+to say so."""
+
 OWN_SERVERS = "each to a server of its own"
 """In a client context item's note: no two of the test's clients connected to the same server (an aiohttp test
 client per app, each bound to the server it started): there was nothing to reuse, so no "new client per
@@ -615,6 +628,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         return "own_servers"
     if items and all(i.note == SERVER_CLOSED_EACH for i in items) and WEBSOCKETS not in first.note:
         return "per_request_server_first"  # new clients per request, and the server ended every connection
+    if CLOSED_IN_REQUEST in first.note:  # the same, seen from the client: it closed each as its response ended
+        return "per_request_closed_in_request"
     return None
 
 
@@ -730,6 +745,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     api_conns: dict[tuple[str, Origin | None], list[Hashable]] = collections.defaultdict(list)
     api_objects: dict[tuple[str, Origin | None], list[Any]] = collections.defaultdict(list)
     clients: dict[tuple[str, Origin | None], dict[Hashable, dict[Endpoint | None, int]]] = {}
+    conns_of_client: dict[Any, list[Hashable]] = collections.defaultdict(list)
     for ev in connects:
         if ev.fixture is not None:
             fixtures[(ev.fixture, ev.origin)] += 1
@@ -739,6 +755,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             if remotes is None:
                 remotes = per_client[ev.client] = collections.defaultdict(int)
             remotes[ev.remote] += 1
+            conns_of_client[ev.client].append(_connection_key(ev))
         elif ev.origin is not None:  # no user line at all: the item's own origin says so already
             group = (ev.api or "socket.socket.connect", ev.origin)
             apis[group] += 1
@@ -760,11 +777,19 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}
     by_clients = sum(conns_of.values())
     own_servers = _each_to_its_own_server(clients.values())
+    closed_in: dict[Hashable, Any] | None = None  # connection -> the client whose request was under way at its close
     for (kind, origin), per_client in clients.items():
         n_conns = conns_of[(kind, origin)]
-        note = _requests_each([getattr(c, "requests", 0) for c in per_client])
+        requests = [getattr(c, "requests", 0) for c in per_client]
+        note = _requests_each(requests)
         if own_servers:
             note += f"; {OWN_SERVERS}"
+        if len(per_client) >= 2 and all(n == 1 for n in requests):  # (a new client per request, it seems)
+            if closed_in is None:
+                closed_in = {_connection_key(ev): ev.client for ev in events
+                             if ev.kind == "close" and ev.client is not None}
+            if all(closed_in.get(key) is c for c in per_client for key in conns_of_client[c]):
+                note += f"; {CLOSED_IN_REQUEST}"
         if any(getattr(c, "websockets", 0) for c in per_client):
             note += f"; {WEBSOCKETS}"
         # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the

@@ -443,9 +443,9 @@ class Window(EventSink):
         see it counted). A session client's new connection is not the case: its socket is the client's owner's."""
         if limits.settle <= 0 or limits.ignore or limits.established != 0 or limits.close_wait != 0:
             return False
-        # (only a connect has a client: ``SocketEvent.client``, the client's record)
-        opened = [ev.identity for ev in self.events
-                  if ev.client is not None and not ev.client.closed and ev.client.created_in(self)]
+        # (``SocketEvent.client``, the client's record: the one whose request opened the connection)
+        opened = [ev.identity for ev in self.events if ev.kind == "connect"
+                  and ev.client is not None and not ev.client.closed and ev.client.created_in(self)]
         if not opened:
             return False
         closed = {ev.identity for ev in self.events if ev.kind == "close"}

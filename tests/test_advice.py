@@ -176,8 +176,11 @@ def test_advice_fits_the_cause(pytester, run, tmp_path):
     unsized = failure_block(result, "test_a.py::test_clients_per_request_server_closes")
     n = lingered(unsized, 12, result)
     assert "each entry is the in-process server's side: the server closed each connection first" in unsized
-    assert f"{n} httpx.Client created at test_a.py:" in unsized and "(1 request each): a new client per request?" \
-        in unsized
+    # (each connection ended with its response: "a new client per request? Create one client and reuse it." would
+    # change nothing, and is not said)
+    assert f"{n} httpx.Client created at test_a.py:81 in test_clients_per_request_server_closes (1 request each; " \
+           "each connection ended with its response)" in unsized, unsized
+    assert "a new client per request?" not in unsized
     assert "fix: each closed connection leaves a TIME_WAIT entry for about 60 seconds: reuse connections - one " \
            "client, with keep-alive, for many requests - instead of a new connection per request. The server " \
            "ended each connection first, so it keeps none alive (`Connection: close`, an HTTP/1.0 server, a " \
@@ -539,3 +542,43 @@ def test_ftp_transfers_are_told_as_the_protocols_data_connections(pytester, run)
     summary = result.stdout.str()
     assert re.search(r"most TIME_WAIT:\n +7 +test_f\.py::test_listings +\[over limit 5\] +"
                      r"\(test_f\.py:9 in test_listings\)", summary), summary
+
+
+def test_clients_whose_responses_end_each_connection_are_not_told_to_reuse_one(pytester, run):
+    """New clients of one request each, against a server that answers ``Connection: close`` (pytest-httpserver's
+    werkzeug does, for every response): each client's pool closes its connection within the request, usually
+    before the server does, so the server's side holds no entry to show it. "Create one client and reuse it"
+    changed nothing there - a reused client reconnects for every request - and the fix says so. Against a server
+    that keeps connections alive, the same loop is still a new client per request."""
+    pytester.makepyfile(test_c=dedent('''
+        import httpx, requests
+
+
+        def test_requests_get(server):
+            for _ in range(8):
+                requests.get(server.url + "/close").close()
+
+
+        def test_httpx_clients(server):
+            for _ in range(8):
+                with httpx.Client() as client:
+                    client.get(server.url + "/close")
+
+
+        def test_kept_alive(server):
+            for _ in range(8):
+                requests.get(server.url).close()
+    '''))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_c.py::test_httpx_clients", "test_c.py::test_kept_alive",
+                                 "test_c.py::test_requests_get"]
+    for name, kind in (("test_requests_get", "requests.Session created inside requests.get(), called at test_c.py:6"),
+                       ("test_httpx_clients", "httpx.Client created at test_c.py:11")):
+        block = failure_block(result, f"test_c.py::{name}")
+        assert re.search(rf"\d+ {re.escape(kind)} in {name} \(1 request each; each connection ended with its "
+                         r"response\)", block), block
+        assert "a new client per request?" not in block, block
+        assert "one reused client would still open a connection per request" in block, block
+    kept = failure_block(result, "test_c.py::test_kept_alive")
+    assert "(1 request each): a new client per request? Create one client and reuse it." in kept, kept
+    assert "ended with its response" not in kept and "one reused client would still" not in kept, kept
