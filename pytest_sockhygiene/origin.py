@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import os
 import socket
 import sys
@@ -392,15 +393,41 @@ def _task_made_inside(origin: Origin) -> Origin:
 def _outermost_call(passed: list[FrameType]) -> FrameType | None:
     """The call the user's line made, of the library frames walked past (innermost first): the outermost frame of
     an installed package, else of the standard library (a library's ``@contextmanager`` is entered through
-    contextlib: the library's is the name), never this plugin's own."""
+    contextlib: the library's is the name), never this plugin's own. A coroutine that only awaits one it was
+    handed (``await await_if_coro(node.perform_request())``, elastic-transport's suite) made nothing: the call is
+    the coroutine it awaits, which the user's line made too."""
     stdlib = None
-    for frame in reversed(passed):
+    for i in range(len(passed) - 1, -1, -1):
+        frame = passed[i]
+        if i and _awaits_an_argument(frame, passed[i - 1]):
+            continue
         kind = _library_frame_kind(frame.f_code.co_filename)
         if kind == _LIBRARY_FRAME:
             return frame
         if kind == _STDLIB_FRAME and stdlib is None:
             stdlib = frame
     return stdlib
+
+
+_AWAITING = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def _awaits_an_argument(frame: FrameType, inner: FrameType) -> bool:
+    """Whether ``frame`` is a coroutine awaiting ``inner``'s coroutine (or generator), which it was handed as an
+    argument: a pass-through (``asyncio.wait_for``, a library's ``await_if_coro``), not the call that did the
+    work."""
+    code = frame.f_code
+    if not code.co_flags & _AWAITING:
+        return False
+    try:
+        local = frame.f_locals
+        for name in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+            value = local.get(name)
+            if getattr(value, "cr_frame", None) is inner or getattr(value, "gi_frame", None) is inner:
+                return True
+    except Exception:  # noqa: BLE001 - a frame whose locals cannot be read: not known to pass through
+        return False
+    return False
 
 
 MADE_INSIDE = "opened inside "
@@ -569,6 +596,8 @@ def capture_call_on(skip: int = 1) -> tuple[Origin | None, str | None, Any]:
         else:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
+                if called is not None and inner is not None and _awaits_an_argument(called, inner):
+                    called = inner  # a pass-through awaiter (``_outermost_call``): the coroutine it awaits
                 return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called, inner), _self_of(called)
         inner, called = called, frame
         frame = frame.f_back

@@ -793,6 +793,67 @@ def test_a_client_made_in_a_task_a_library_call_started_names_that_call(pytester
     assert MADE_INSIDE_ADVICE not in own
 
 
+AWAITLIB = dedent('''
+    """A library with a helper that awaits what it is handed (elastic-transport's ``await_if_coro``), and a node
+    whose call makes a client and drops it unclosed."""
+    import inspect
+    import socket
+
+    import httpx
+
+    KEEP = []
+
+
+    async def await_if_coro(value):
+        return await value if inspect.isawaitable(value) else value
+
+
+    class Node:
+        async def perform(self, url):
+            http = httpx.AsyncClient()  # never closed
+            await http.get(url)
+
+        async def probe(self, host, port):
+            KEEP.append(socket.create_connection((host, port)))
+''')
+
+
+def test_a_coroutine_that_only_awaits_what_it_was_handed_is_not_the_call(pytester, run):
+    """``await await_if_coro(node.perform(url))``: the helper awaits a coroutine the test's line made and makes
+    nothing itself, so the client is "created inside Node.perform()" and the connection "opened by Node.probe()",
+    as without the helper (elastic-transport's suite read "created inside elastic_transport._compat.await_if_coro()"
+    and its fix pointed at what the helper returned)."""
+    installed_library(pytester, "awaitlib", AWAITLIB)
+    pytester.makepyfile(test_w=dedent('''
+        import asyncio
+        import gc
+
+        import awaitlib
+
+
+        def test_client(server):
+            async def main():
+                await awaitlib.await_if_coro(awaitlib.Node().perform(server.url))
+            asyncio.run(main())
+            gc.collect()
+
+        @__import__("pytest").mark.sockhygiene(connections=0)
+        def test_connection(server):
+            async def main():
+                await awaitlib.await_if_coro(awaitlib.Node().probe(server.host, server.port))
+            asyncio.run(main())
+    '''))
+    result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=100")
+    assert sorted(errors_of(result)) == ["test_w.py::test_client", "test_w.py::test_connection"]
+    dropped = failure_block(result, "test_w.py::test_client")
+    assert re.search(r"httpx\.AsyncClient, created inside awaitlib\.(Node\.)?perform\(\), called at test_w\.py:9 in "
+                     r"main \(garbage-collected without being closed\)", dropped), dropped
+    assert "await_if_coro" not in dropped
+    opened = failure_block(result, "test_w.py::test_connection")
+    assert re.search(r"opened by awaitlib\.(Node\.)?probe\(\), at test_w\.py:16 in main", opened), opened
+    assert "await_if_coro" not in opened
+
+
 LAZY_TRANSPORT = dedent('''
     import asyncio
 
