@@ -379,6 +379,10 @@ class ClientRegistry:
         record = self._by_id.get(id(client))
         return record if record is not None and not record.collected else None
 
+    def owner_now(self) -> str | None:
+        """The owner of what the calling thread does now (``Ownership.current``): None, the test's."""
+        return self._current_owner()
+
     def request(self, client: Any) -> ClientRecord | None:
         """A request starts: count it; the client's record (None for a client not recorded, such as one built
         inside another tracked client's constructor) is what the connects it makes are attributed to."""

@@ -39,6 +39,7 @@ from .unraised import shown_not_raised
 
 _INET = (socket.AF_INET, socket.AF_INET6)
 _request_client = origin_mod.request_client
+_app_request = origin_mod.app_request
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
 _threads_by_ident: dict[int, threading.Thread] | None = getattr(threading, "_active", None)
@@ -195,6 +196,10 @@ class Ownership:
                 owner = getattr(thread, _OWNER_ATTR, None)
             if owner is None and tasks and self.tasks_owned:  # a task a fixture created (its server), run later
                 return _task_owner.get()
+        elif _app_request.get():
+            # the test's own request to an app through a session fixture's test client, run on the thread the
+            # client started (starlette's TestClient and its portal): what the app does for it is the test's
+            return None
         return owner
 
 

@@ -296,6 +296,12 @@ requesting: contextvars.ContextVar[Any | None] = contextvars.ContextVar("sockhyg
 None inside a client with no pool of its own): a client created by that client's transport during the request - a
 transport that makes its aiohttp session on first use - is part of it (``ClientRegistry.created``)."""
 
+app_request: contextvars.ContextVar[bool] = contextvars.ContextVar("sockhygiene_app_request", default=False)
+"""True while the test's own request through a client with no pool (an ASGI or WSGI app's test client, starlette's
+``TestClient``) is under way, in the test's thread and in every thread and task the app runs it in (anyio copies
+the context into its portal and worker threads). What the app does for that request is the test's, though a
+broader fixture entered the client and so started the thread that runs the app (``Ownership.current``)."""
+
 request_client: contextvars.ContextVar[Any | None] = contextvars.ContextVar(
     "sockhygiene_request_client", default=None)
 """The record (``clients.ClientRecord``) of the tracked client whose request is under way, set beside

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import dedent, errors_of
+from conftest import dedent, errors_of, failure_block
 
 
 def test_measure_snapshot_and_runtime_limits(pytester, run):
@@ -608,3 +608,75 @@ def test_what_a_session_fixtures_threads_open_during_a_test_is_that_fixtures_lea
     alone = run("-p", "no:randomly", "test_t.py::test_keeps_an_allowed_client", settle="0.5")
     alone.assert_outcomes(passed=1)
     assert alone.ret == pytest.ExitCode.OK and "session-level leaks" not in alone.stdout.str(), alone.stdout.str()
+
+
+SESSION_APP_CLIENT = dedent('''
+    import anyio
+    import httpx
+    import pytest
+    from anyio.from_thread import start_blocking_portal
+
+    KEEP = []
+
+
+    async def app(path, upstream):
+        """The app under test: a client per request, never closed (a real leak, the request's)."""
+        if path == "/async":
+            client = httpx.AsyncClient()  # APP-ASYNC
+            KEEP.append(client)
+            response = await client.get(upstream)
+        else:
+            def handler():
+                client = httpx.Client()  # APP-SYNC
+                KEEP.append(client)
+                return client.get(upstream)
+            response = await anyio.to_thread.run_sync(handler)
+        return response.status_code
+
+
+    class PortalTransport(httpx.BaseTransport):
+        """starlette's TestClient's shape: no pool; each request runs the app on the portal's thread."""
+
+        def __init__(self, portal, upstream):
+            self.portal, self.upstream = portal, upstream
+
+        def handle_request(self, request):
+            return httpx.Response(200, text=str(self.portal.call(app, request.url.path, self.upstream)))
+
+
+    @pytest.fixture(scope="session")
+    def app_client(server):
+        with start_blocking_portal() as portal:  # its thread starts here: the fixture's
+            with httpx.Client(transport=PortalTransport(portal, server.url), base_url="http://app") as client:
+                yield client
+
+
+    def test_async_endpoint(app_client):
+        assert app_client.get("/async").text == "200"
+
+
+    def test_sync_endpoint(app_client):
+        assert app_client.get("/sync").text == "200"
+''')
+
+
+def test_what_an_app_does_for_the_tests_request_is_the_tests_whoever_entered_its_client(pytester, run):
+    """``with TestClient(app)`` in a session fixture (FastAPI's common pattern) starts the thread that runs the app
+    during the fixture's setup, so everything the app did - for every test's request - was the fixture's: the
+    tests were clean with 0 connections, and the app's per-request clients were the fixture's session-level leak,
+    told "close them in the fixture's teardown" (found with a FastAPI suite). The test's own request to the app
+    makes what the app does for it the test's, on whatever thread the app runs it, as with a client the test
+    entered itself."""
+    pytester.makepyfile(test_app=SESSION_APP_CLIENT)
+    result = run("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=2)
+    lines = SESSION_APP_CLIENT.splitlines()
+    for name, marker, kind in (("test_async_endpoint", "APP-ASYNC", "httpx.AsyncClient"),
+                               ("test_sync_endpoint", "APP-SYNC", "httpx.Client")):
+        line = next(i for i, text in enumerate(lines, 1) if marker in text)
+        block = failure_block(result, f"test_app.py::{name}")
+        assert "established: 1 > limit 0" in block and "clients: 1 > limit 0" in block, block
+        assert f"{kind}, created at test_app.py:{line} in " in block, block
+    out = result.stdout.str()
+    assert "session-level leaks" not in out, out
+    assert "session health: 2 connections opened" in out, out

@@ -175,7 +175,7 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
-def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any, Any]:
+def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any, Any, Any]:
     """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
     the user's line) or this client has no pool, and ``origin.request_client`` to this client's record (the
     innermost recorded client wins: the connection is opened in *its* pool). Returns the tokens to reset, None for
@@ -191,6 +191,7 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     origin_token = None
     client_token = None
     requesting_token = None
+    app_token = None
     # a client with no pool (ASGI, WSGI: the app runs inside its request) sets no line: the app's own connects are
     # named by the app's line that made them, and a client the app uses sets its own
     if origin.request_origin.get() is None and (record is None or record.networked):
@@ -199,7 +200,10 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     if record is not None:
         client_token = origin.request_client.set(record if record.networked else None)
         requesting_token = origin.requesting.set(record)
-    return origin_token, client_token, requesting_token
+        if not record.networked and not origin.app_request.get() and registry.owner_now() is None:
+            # the test's request to an app (no pool: the app runs inside it), whoever entered the client
+            app_token = origin.app_request.set(True)
+    return origin_token, client_token, requesting_token, app_token
 
 
 def holds_connection(sock: Any) -> bool:
@@ -217,7 +221,7 @@ def holds_connection(sock: Any) -> bool:
         return False
 
 
-def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
+def _leave_request(registry: Any, tokens: tuple[Any, Any, Any, Any], client: Any,
                    sockets: Callable[[Any], list[Any]] | None) -> None:
     """Reset the variables; and, for a client not yet known to have opened a connection, look into its pool once
     the request is done: a connect the socket recorder could not see (made by C code such as uvloop, or while
@@ -241,7 +245,9 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
                         registry.unseen_connects += 1
             except Exception:  # noqa: BLE001 - a pool that cannot be read must not break the user's request
                 pass
-    origin_token, client_token, requesting_token = tokens
+    origin_token, client_token, requesting_token, app_token = tokens
+    if app_token is not None:
+        origin.reset_quietly(origin.app_request, app_token)
     if requesting_token is not None:
         origin.reset_quietly(origin.requesting, requesting_token)
     if client_token is not None:
