@@ -341,7 +341,8 @@ class ClientRegistry:
                 # first (the verdict would otherwise depend on the order of the tests)
                 owner, windows = None, ()
         # no line of the user's on the stack (``pool.map(requests.get, urls)``): what is known, as for a socket
-        where = origin_mod.capture_outside(sys._getframe(2), _constructors(type(client))) \
+        # (the frame the walk starts at called the tracker's wrapper of the constructor: ``made``)
+        where = origin_mod.capture_outside(sys._getframe(2), _constructors(type(client)), sys._getframe(1)) \
             or origin_mod.capture_library(skip=2)
         record = ClientRecord(kind or type(client).__qualname__, where, owner, windows, networked)
         record.part_of = part_of

@@ -367,20 +367,22 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     return None
 
 
-def capture_outside(frame: FrameType | None, codes: frozenset[CodeType] | set[CodeType]) -> Origin | None:
+def capture_outside(frame: FrameType | None, codes: frozenset[CodeType] | set[CodeType],
+                    made: FrameType | None = None) -> Origin | None:
     """:func:`capture` from ``frame``, past the frames that run one of ``codes``: a client's origin is the line
     that made it, not its own class's constructor (a project's ``class GitHub(httpx.Client)`` whose ``__init__``
     calls ``super().__init__``, found in starlette's own suite, where every TestClient was "created at
-    starlette/testclient.py in __init__")."""
+    starlette/testclient.py in __init__"). ``made``: the frame ``frame`` called, if known (the tracker's wrapper
+    of the constructor), so that a wrapper of that constructor is known for one (``_passes_through``)."""
     while frame is not None and frame.f_code in codes:
-        frame = frame.f_back
+        made, frame = frame, frame.f_back
     passed: list[FrameType] = []
     origin = _walk(frame, passed)
     if origin is not None and len(origin) > 3 and origin[3] == TASK:
         return _task_made_inside(origin)
     if origin is None or len(origin) > 3 or not passed:
         return origin  # the user's line made it (``httpx.Client()``)
-    inside = _outermost_call(passed)
+    inside = _outermost_call(passed, made)
     return (*origin, made_inside(inside)) if inside is not None else origin
 
 
@@ -396,16 +398,19 @@ def _task_made_inside(origin: Origin) -> Origin:
     return (origin[0], origin[1], origin[2], f"{MADE_INSIDE}{call}(), called at") if call else origin
 
 
-def _outermost_call(passed: list[FrameType]) -> FrameType | None:
+def _outermost_call(passed: list[FrameType], made: FrameType | None = None) -> FrameType | None:
     """The call the user's line made, of the library frames walked past (innermost first): the outermost frame of
     an installed package, else of the standard library (a library's ``@contextmanager`` is entered through
     contextlib: the library's is the name), never this plugin's own. A coroutine that only awaits one it was
     handed (``await await_if_coro(node.perform_request())``, elastic-transport's suite) made nothing: the call is
-    the coroutine it awaits, which the user's line made too."""
+    the coroutine it awaits, which the user's line made too. Nor did a wrapper handed the very function it calls
+    (OpenTelemetry's ``instrumented_init(wrapped, instance, args, kwargs)`` around ``ClientSession.__init__``):
+    the user called the constructor. ``made``: the frame ``passed[0]`` called (the client's constructor)."""
     stdlib = None
     for i in range(len(passed) - 1, -1, -1):
         frame = passed[i]
-        if i and _awaits_an_argument(frame, passed[i - 1]):
+        inner = passed[i - 1] if i else made
+        if inner is not None and _passes_through(frame, inner):
             continue
         kind = _library_frame_kind(frame.f_code.co_filename)
         if kind == _LIBRARY_FRAME:
@@ -418,18 +423,22 @@ def _outermost_call(passed: list[FrameType]) -> FrameType | None:
 _AWAITING = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 
-def _awaits_an_argument(frame: FrameType, inner: FrameType) -> bool:
-    """Whether ``frame`` is a coroutine awaiting ``inner``'s coroutine (or generator), which it was handed as an
-    argument: a pass-through (``asyncio.wait_for``, a library's ``await_if_coro``), not the call that did the
-    work."""
+def _passes_through(frame: FrameType, inner: FrameType) -> bool:
+    """Whether ``frame`` only passes the call on to ``inner``, which it was handed as an argument: a coroutine
+    awaiting the coroutine (or generator) ``inner`` runs (``asyncio.wait_for``, a library's ``await_if_coro``),
+    or a wrapper handed the function ``inner`` runs (wrapt's ``wrapper(wrapped, instance, args, kwargs)``:
+    OpenTelemetry's instrumentations). Not the call that did the work."""
     code = frame.f_code
-    if not code.co_flags & _AWAITING:
-        return False
+    awaiting = code.co_flags & _AWAITING
+    target = inner.f_code
     try:
         local = frame.f_locals
         for name in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
             value = local.get(name)
-            if getattr(value, "cr_frame", None) is inner or getattr(value, "gi_frame", None) is inner:
+            if awaiting and (getattr(value, "cr_frame", None) is inner or getattr(value, "gi_frame", None) is inner):
+                return True
+            function = getattr(value, "__func__", value)  # (a bound method: its function)
+            if getattr(function, "__code__", None) is target:
                 return True
     except Exception:  # noqa: BLE001 - a frame whose locals cannot be read: not known to pass through
         return False
@@ -602,7 +611,7 @@ def capture_call_on(skip: int = 1) -> tuple[Origin | None, str | None, Any]:
         else:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
-                if called is not None and inner is not None and _awaits_an_argument(called, inner):
+                if called is not None and inner is not None and _passes_through(called, inner):
                     called = inner  # a pass-through awaiter (``_outermost_call``): the coroutine it awaits
                 return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called, inner), _self_of(called)
         inner, called = called, frame

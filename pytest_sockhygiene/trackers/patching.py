@@ -16,6 +16,20 @@ from ..imports import ImportWatcher
 _MISSING: Any = object()
 
 
+_PROXIED = "__wrapped__ of a proxy"
+"""``Patches._done``'s name for a wrapper installed beneath another's proxy."""
+
+
+def _is_proxy(value: Any) -> bool:
+    """A wrapt ``ObjectProxy`` (``FunctionWrapper``: OpenTelemetry's, ddtrace's), told by its class's name so that
+    wrapt need not be imported: what ``wrapt.unwrap`` recognises and undoes."""
+    try:
+        return any(k.__name__ in ("ObjectProxy", "BaseObjectProxy") for k in type(value).__mro__) \
+            and hasattr(value, "__wrapped__")
+    except Exception:  # noqa: BLE001 - an object that cannot say: not one
+        return False
+
+
 class Patches:
     """Method wrappers installed on classes, removable in reverse order (leaving alone any patched over us)."""
 
@@ -23,8 +37,21 @@ class Patches:
         self._done: list[tuple[type, str, Any, Any]] = []
 
     def wrap(self, cls: Any, name: str, make: Callable[[Any], Any]) -> None:
-        """Replace ``cls.name`` (a class's method, or a module's function) with ``make(current)``."""
+        """Replace ``cls.name`` (a class's method, or a module's function) with ``make(current)``.
+
+        Where ``cls.name`` is a wrapt proxy other code installed (OpenTelemetry's instrumentations, set up as an app
+        or a conftest is imported, before the plugin's trackers patch), the wrapper goes beneath it, as the
+        proxy's ``__wrapped__``: that code's ``unwrap`` puts back what its proxy wraps, and replaced from outside
+        its proxy was no proxy any more - its ``uninstrument()`` did nothing, and spans went on."""
         original = cls.__dict__.get(name, _MISSING)
+        if original is not _MISSING and _is_proxy(original):
+            inner = original.__wrapped__
+            beneath = make(inner)
+            functools.update_wrapper(beneath, inner)
+            original.__wrapped__ = beneath
+            self._done.append((cls, name, inner, beneath))  # (once that code unwrapped it: ours, put back as inner)
+            self._done.append((original, _PROXIED, inner, beneath))
+            return
         current = getattr(cls, name)
         wrapper = make(current)
         if isinstance(current, (staticmethod, classmethod)):  # pragma: no cover - not used for methods we wrap
@@ -46,6 +73,10 @@ class Patches:
     def undo(self) -> None:
         while self._done:
             cls, name, original, wrapper = self._done.pop()
+            if name is _PROXIED:  # beneath another's proxy: its ``__wrapped__`` back, if it is still ours
+                if getattr(cls, "__wrapped__", None) is wrapper:
+                    cls.__wrapped__ = original  # type: ignore[attr-defined]
+                continue
             if cls.__dict__.get(name) is not wrapper:
                 continue
             if original is _MISSING:
