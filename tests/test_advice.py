@@ -582,3 +582,73 @@ def test_clients_whose_responses_end_each_connection_are_not_told_to_reuse_one(p
     kept = failure_block(result, "test_c.py::test_kept_alive")
     assert "(1 request each): a new client per request? Create one client and reuse it." in kept, kept
     assert "ended with its response" not in kept and "one reused client would still" not in kept, kept
+
+
+def test_a_client_per_call_some_following_a_redirect_is_still_a_client_per_call(pytester, run):
+    """A new ``requests.Session`` per call (httpie's CLI), two of four calls following a redirect, against a server
+    that ends every connection (pytest-httpbin's): 4 clients, 6 connections. The two that followed a redirect
+    reconnected within their one call, and the whole group read "the client is reused, but the other side ended
+    every connection", losing the client per call. There is a client for every two connections or fewer: a
+    client per call, whose connections each ended with the response - the same fix as for 6 clients of 1
+    request each. One client reused for many requests is still "reused"."""
+    pytester.makepyfile(test_r=dedent('''
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import pytest
+        import requests
+
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.send_response(302 if self.path == "/redirect" else 200)
+                if self.path == "/redirect":
+                    self.send_header("Location", "/get")
+                self.send_header("Content-Length", "2")
+                self.send_header("Connection", "close")  # as pytest-httpbin's server, every response
+                self.end_headers()
+                self.wfile.write(b"ok")
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+
+        @pytest.fixture(scope="module")
+        def closing():
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
+        def call(url):
+            with requests.Session() as session:  # a client per call
+                return session.get(url).status_code
+
+
+        def test_per_call(closing):
+            for path in ("/redirect", "/get", "/redirect", "/get"):
+                assert call(closing + path) == 200
+
+
+        def test_reused(closing):
+            with requests.Session() as session:
+                for _ in range(8):
+                    assert session.get(closing + "/get").status_code == 200
+    '''))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_r.py::test_per_call", "test_r.py::test_reused"]
+    per_call = failure_block(result, "test_r.py::test_per_call")
+    assert re.search(r"4 requests\.Session created at test_r\.py:\d+ in call \(1-2 requests each; each connection "
+                     r"ended with its response\)", per_call), per_call
+    assert CAUSE_ADVICE["server_closes"] not in per_call, per_call
+    assert "one reused client would still open a connection per request" in per_call, per_call
+    reused = failure_block(result, "test_r.py::test_reused")
+    assert "(8 requests each; its pool opened 8 connections to 127.0.0.1:" in reused, reused
+    assert "fix: " + CAUSE_ADVICE["server_closes"] in reused, reused
