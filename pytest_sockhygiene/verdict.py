@@ -382,6 +382,17 @@ CAUSE_ADVICE["per_transfer"] = (
 """ftplib's transfer calls (pyftpdlib's suite: six listings on one ``ftplib.FTP`` read "its connection was closed
 between the calls" and "send the requests through one pooled client", neither of which an FTP client can do)."""
 
+CAUSE_ADVICE["api_pool_again"] = (
+    "one connection pool made every call and opened a new connection for each, one after another: the other side "
+    "ended every connection (an HTTP/1.0 server, `Connection: close`, a limit on requests per connection, an idle "
+    "timeout shorter than the pauses): turn keep-alive on where that happens, or allow it for this test.")
+"""A pool no tracked client owns, used directly (httpcore's ``ConnectionPool``, urllib3's ``HTTPConnectionPool``:
+sentry-sdk's HTTP/2 and async transports), that reconnected for every call: it was told "send the requests
+through one pooled client", which it is."""
+
+_POOL_API = re.compile(r"opened by (?:httpcore2?|urllib3)\.")
+"""The context state of connections a pool library's own API opened (no tracked client's request under way)."""
+
 _PER_TRANSFER = re.compile(r"opened by ftplib\.(?:FTP(?:_TLS)?\.)?(?:retrlines|retrbinary|storlines|storbinary|nlst|"
                            r"dir|mlsd|transfercmd|ntransfercmd)\(\)$")
 """The context state of connections an ``ftplib.FTP`` transfer opened (before Python 3.11 a method is named without
@@ -620,7 +631,7 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         if NEW_OBJECT_EACH in first.note:
             return "api_objects"
         if ONE_OBJECT_AGAIN in first.note:
-            return "api_one_object"
+            return "api_pool_again" if _POOL_API.match(first.state) else "api_one_object"
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"

@@ -652,3 +652,24 @@ def test_a_client_per_call_some_following_a_redirect_is_still_a_client_per_call(
     reused = failure_block(result, "test_r.py::test_reused")
     assert "(8 requests each; its pool opened 8 connections to 127.0.0.1:" in reused, reused
     assert "fix: " + CAUSE_ADVICE["server_closes"] in reused, reused
+
+
+def test_a_pool_used_directly_that_reconnects_is_not_told_to_use_a_pool(pytester, run):
+    """httpcore's ``ConnectionPool`` used directly (sentry-sdk's HTTP/2 and async transports), against a server
+    that ends every connection: one pool made every call and reconnected for each. It was told to "send the
+    requests through one pooled client", which it is; the fix is the server's keep-alive."""
+    pytester.makepyfile(test_p=dedent('''
+        import httpcore
+
+
+        def test_pool(server):
+            with httpcore.ConnectionPool() as pool:
+                for _ in range(8):
+                    pool.request("GET", server.url + "/close")
+    '''))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_p.py::test_pool"]
+    block = failure_block(result, "test_p.py::test_pool")
+    assert f"(no tracked client: {ONE_OBJECT_AGAIN})" in block, block
+    assert "fix: " + CAUSE_ADVICE["api_pool_again"] in block, block
+    assert "one pooled client" not in block, block

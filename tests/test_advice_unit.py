@@ -10,6 +10,7 @@ from pytest_sockhygiene.report import allow_marker, violation_lines
 from pytest_sockhygiene.verdict import (
     ADVICE,
     CAUSE_ADVICE,
+    ONE_OBJECT_AGAIN,
     SERVER_CLOSED_EACH,
     Item,
     Violation,
@@ -254,3 +255,13 @@ def test_ftp_transfers_have_a_fix_of_their_own():
         assert cause_of([Item(state, None, SERVER, origin=LINE, count=6)]) == "per_transfer", state
     # the control connection, one FTP object per call: a new client per call, not the protocol
     assert cause_of([Item("opened by ftplib.FTP.connect()", None, SERVER, origin=LINE, count=6)]) != "per_transfer"
+
+
+def test_a_pool_libraries_own_api_that_reconnected_gets_the_keep_alive_fix():
+    for state in ("opened by httpcore._sync.interfaces.RequestInterface.request()",
+                  "opened by urllib3.connectionpool.HTTPConnectionPool.urlopen()"):
+        item = Item(state, None, SERVER, origin=LINE, count=8, note=f"no tracked client: {ONE_OBJECT_AGAIN}")
+        assert cause_of([item]) == "api_pool_again", state
+    other = Item("opened by pymemcache.Client.get()", None, SERVER, origin=LINE, count=8,
+                 note=f"no tracked client: {ONE_OBJECT_AGAIN}")
+    assert cause_of([other]) == "api_one_object"
