@@ -624,6 +624,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     if first.state.startswith(OPENED_BY):
         if _PER_TRANSFER.match(first.state):
             return "per_transfer"
+        if ONE_OBJECT_AGAIN in first.note and _POOL_API.match(first.state):
+            return "api_pool_again"  # (whichever side closed first: a pool's fix is the keep-alive either way)
         if AT_ONCE in first.note:
             return "api_concurrent"
         if items and all(i.note == SERVER_CLOSED_EACH for i in items):
@@ -631,7 +633,7 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         if NEW_OBJECT_EACH in first.note:
             return "api_objects"
         if ONE_OBJECT_AGAIN in first.note:
-            return "api_pool_again" if _POOL_API.match(first.state) else "api_one_object"
+            return "api_one_object"
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"
