@@ -423,13 +423,16 @@ def _outermost_call(passed: list[FrameType], made: FrameType | None = None) -> F
 _AWAITING = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 
-def _passes_through(frame: FrameType, inner: FrameType) -> bool:
+def _passes_through(frame: FrameType, inner: FrameType, functions: bool = True) -> bool:
     """Whether ``frame`` only passes the call on to ``inner``, which it was handed as an argument: a coroutine
     awaiting the coroutine (or generator) ``inner`` runs (``asyncio.wait_for``, a library's ``await_if_coro``),
     or a wrapper handed the function ``inner`` runs (wrapt's ``wrapper(wrapped, instance, args, kwargs)``:
-    OpenTelemetry's instrumentations). Not the call that did the work."""
+    OpenTelemetry's instrumentations). Not the call that did the work. ``functions`` False: the coroutine case
+    only, which costs nothing for a plain function's frame (at every connect: reading a frame's locals does)."""
     code = frame.f_code
     awaiting = code.co_flags & _AWAITING
+    if not awaiting and not functions:
+        return False
     target = inner.f_code
     try:
         local = frame.f_locals
@@ -611,7 +614,7 @@ def capture_call_on(skip: int = 1) -> tuple[Origin | None, str | None, Any]:
         else:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
-                if called is not None and inner is not None and _passes_through(called, inner):
+                if called is not None and inner is not None and _passes_through(called, inner, functions=False):
                     called = inner  # a pass-through awaiter (``_outermost_call``): the coroutine it awaits
                 return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called, inner), _self_of(called)
         inner, called = called, frame
