@@ -195,10 +195,11 @@ class Ownership:
                 thread = _threads_by_ident.get(ident) if _threads_by_ident is not None else _current_thread()
                 owner = getattr(thread, _OWNER_ATTR, None)
             if owner is None and tasks and self.tasks_owned:  # a task a fixture created (its server), run later
-                return _task_owner.get()
-        elif _app_request.get():
-            # the test's own request to an app through a session fixture's test client, run on the thread the
-            # client started (starlette's TestClient and its portal): what the app does for it is the test's
+                owner = _task_owner.get()
+        if owner is not None and _app_request.get():
+            # the test's own request to an app through a session fixture's test client, run on a thread the
+            # client started (starlette's TestClient: its portal, and the worker threads that runs sync endpoints
+            # in): what the app does for it is the test's
             return None
         return owner
 

@@ -621,6 +621,8 @@ SESSION_APP_CLIENT = dedent('''
 
     async def app(path, upstream):
         """The app under test: a client per request, never closed (a real leak, the request's)."""
+        if path == "/warm":  # the fixture's own request: starts the worker thread sync handlers run in
+            return await anyio.to_thread.run_sync(lambda: 200)
         if path == "/async":
             client = httpx.AsyncClient()  # APP-ASYNC
             KEEP.append(client)
@@ -648,6 +650,7 @@ SESSION_APP_CLIENT = dedent('''
     def app_client(server):
         with start_blocking_portal() as portal:  # its thread starts here: the fixture's
             with httpx.Client(transport=PortalTransport(portal, server.url), base_url="http://app") as client:
+                assert client.get("/warm").text == "200"
                 yield client
 
 
