@@ -647,12 +647,15 @@ class Controller:
         their kept connection failed at its end, found with a FastAPI suite's upstream server)."""
         assert self.table is not None and self.recorder is not None
         ports = {ep[1] for ep in self.recorder.listeners}
-        served = [e for e in entries if e.state in OPEN_STATES and e.four_tuple is not None
-                  and e.local is not None and e.local[1] in ports]
+        served = {e.key: e.four_tuple for e in entries if e.state in OPEN_STATES and e.four_tuple is not None
+                  and e.local is not None and e.local[1] in ports}
         if not served:
             return entries
-        ends = {e.four_tuple for e in self.table.describe(dict(held)) if e.four_tuple is not None}
-        gone = {e.key for e in served if e.four_tuple is not None and (e.four_tuple[1], e.four_tuple[0]) in ends}
+        # the other ends: among the entries already described, and the held sockets no fixture owns
+        described = {e.key for e in entries}
+        others = self.table.describe({k: fd for k, fd in held.items() if k not in described})
+        ends = {e.four_tuple for e in (*entries, *others) if e.four_tuple is not None}
+        gone = {key for key, (local, remote) in served.items() if (remote, local) in ends}
         return [e for e in entries if e.key not in gone] if gone else entries
 
     # -- ownership: fixtures of broader scope ---------------------------------------------------------------------
@@ -675,13 +678,9 @@ class Controller:
             own.fixture_stack.pop()
         if own.fixture_depths:
             own.fixture_depths.pop()
-        # a socket another fixture's thread made meanwhile is that fixture's (a session server's accept thread
-        # accepting this fixture's connection: its side is the server's, not a second leak of this fixture's)
-        made_by = ({ev.identity: ev.owner for ev in self.window.events if ev.owner is not None}
-                   if self.window is not None else {})
         for key in self.table.ids():
             if key not in ids_before:
-                own.socket_owner.setdefault(key, made_by.get(key, label))
+                own.socket_owner.setdefault(key, label)
         for t in threading.enumerate():
             if t not in threads_before and t.ident is not None and own.thread_label(t.ident) is None:
                 own.thread_owner[t.ident] = label
