@@ -467,7 +467,7 @@ def _public_name(frame: FrameType) -> str | None:
     if not isinstance(module, str) or "." not in module:
         return None
     top = module.split(".", 1)[0]
-    qualname = getattr(code, "co_qualname", code.co_name)  # (a method's class: Python 3.11+)
+    qualname = _qualname(frame)
     if "<" in qualname:
         return None  # a nested function: nothing exports it
     first, *rest = qualname.split(".")
@@ -639,11 +639,31 @@ def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str |
         name = _public_name(frame)
         if name is None:
             module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
-            name = f"{module}.{getattr(code, 'co_qualname', code.co_name)}"  # co_qualname: Python 3.11+
+            name = f"{module}.{_qualname(frame)}"
         if len(_call_names) >= _CALL_NAMES_KEPT:
             _call_names.clear()
         _call_names[code] = name
     return name
+
+
+def _qualname(frame: FrameType) -> str:
+    """The qualified name of ``frame``'s function: ``co_qualname`` from Python 3.11 on. Before, a method's class
+    is found from its ``self`` - the class in its type's MRO whose attribute of that name runs this code - so that
+    a method reads ``sdk.Client.call``, not ``sdk.call``, on every version (an SDK's method that makes a client
+    per call is told by it: ``verdict.made_inside_method``). Asked once per code object (``_call_names``)."""
+    code = frame.f_code
+    qualname = getattr(code, "co_qualname", None)
+    if qualname is not None:
+        return str(qualname)
+    if code.co_argcount and code.co_varnames[0] == "self":
+        try:
+            mro = type(frame.f_locals["self"]).__mro__
+        except Exception:  # noqa: BLE001 - no self after all (deleted): the bare name
+            return code.co_name
+        for klass in mro:
+            if getattr(klass.__dict__.get(code.co_name), "__code__", None) is code:
+                return f"{klass.__qualname__}.{code.co_name}"
+    return code.co_name
 
 
 _call_names: dict[CodeType, str] = {}

@@ -8,7 +8,17 @@ from typing import Callable, Optional
 from .baseline import allowed
 from .endpoints import format_endpoint
 from .origin import Origin, created
-from .verdict import CAUSE_ADVICE, OPENED_BY, RECONNECTED, Item, Verdict, Violation, advice, cause_of
+from .verdict import (
+    CAUSE_ADVICE,
+    OPENED_BY,
+    RECONNECTED,
+    Item,
+    Verdict,
+    Violation,
+    advice,
+    cause_of,
+    made_inside_method,
+)
 
 OriginFormatter = Callable[[Optional[Origin]], str]
 
@@ -119,7 +129,12 @@ def _source_line(source: Item, fmt: OriginFormatter) -> str:
                  "an HTTP/1.0 server, a limit on requests per connection, or an idle timeout shorter than the pauses "
                  "between requests)")
     elif source.count > 1 and source.note == "1 request each":
-        line += ": a new client per request? Create one client and reuse it."
+        method = made_inside_method(source.origin)
+        if method is None:
+            line += ": a new client per request? Create one client and reuse it."
+        else:  # the user's object made them (an SDK's client making a session per call): a new one of it is no fix
+            line += (f": {method[0]}() made a new one for each call: give the {method[1]} one {source.state} to "
+                     "reuse, if it takes one (a `session=` or `http_client=` argument), or allow it for this test.")
     return line
 
 

@@ -354,11 +354,14 @@ CAUSE_ADVICE["api_objects"] = (
 would be wrong of an object that keeps its connection alive when reused (httplib2's ``Http``)."""
 CAUSE_ADVICE["api_one_object"] = (
     "one object made every call and opened a new connection for each: its connection was closed between the calls "
-    "- by a close() between them, by the server (keep-alive off), or by the object itself (no keep-alive): keep it "
-    "open across the calls; where it cannot keep one, for HTTP send the requests through one pooled client "
-    "(requests.Session, httpx.Client, urllib3.PoolManager). A test of reconnects opens them on purpose: allow it "
-    "for that test.")
-"""The API is a method, and one object made every connection one after another (``ONE_OBJECT_AGAIN``)."""
+    "- by a close() between them, by the server (keep-alive off), or by the object itself (no keep-alive; "
+    "urllib.request asks the server to close every connection): keep it open across the calls; where it cannot "
+    "keep one, for HTTP send the requests through one pooled client (requests.Session, httpx.Client, "
+    "urllib3.PoolManager). A test of reconnects opens them on purpose: allow it for that test.")
+"""The API is a method, and one object made every connection one after another (``ONE_OBJECT_AGAIN``). Chosen
+whichever side closed first: the server ends each connection first when the object asked it to (an SDK built on
+``urllib.request``, slack_sdk's ``WebClient``), and which side closes first is a race there - the same test got
+this fix in one run and the server-first one in the next."""
 CAUSE_ADVICE["api_concurrent"] = (
     "these connections were all open at once: concurrent calls through a pool that grew to hold them, and closing "
     "the pool left an entry for each - share one pool between tests (a fixture of broader scope), cap the pool's "
@@ -366,9 +369,11 @@ CAUSE_ADVICE["api_concurrent"] = (
 """A pool no tracked client owns (redis-py's, a database driver's) that grew for concurrent calls and was closed
 (found with redis-py's ``test_can_run_concurrent_commands``): not a connection per call."""
 CAUSE_ADVICE["api_server_first"] = CAUSE_ADVICE["api"] + (
-    " The server ended each connection first, as a redirect or a refused handshake does - or as a server that "
-    "keeps no connection alive does (`Connection: close`, an HTTP/1.0 server): a pool the calls already go through "
-    "(httpcore's or urllib3's, used directly) could not reuse them either, until the server keeps them alive.")
+    " The server ended each connection first, as a redirect or a refused handshake does, or as a server does when "
+    "the client asks it to (urllib.request sends `Connection: close` with every request: a pooled client is the "
+    "fix there) - or as a server that keeps no connection alive does (`Connection: close`, an HTTP/1.0 server): a "
+    "pool the calls already go through (httpcore's or urllib3's, used directly) could not reuse them either, until "
+    "the server keeps them alive.")
 """The redirect hint is in the ``api`` fix whichever side closed first: over TLS a websocket client's redirect
 loop closes each connection itself (websockets' suite: the same test over plain TCP and TLS got different fixes).
 Where the server ended them all, that is said too: the likelier reading. So is a server that keeps nothing alive:
@@ -518,6 +523,22 @@ def _made_inside(origin: Any) -> bool:
     return bool(origin) and len(origin) > 3 and str(origin[3]).startswith(MADE_INSIDE)
 
 
+def made_inside_method(origin: Any) -> tuple[str, str] | None:
+    """``(call, class)`` when library code made the client inside a call that is a method (``made_inside``:
+    "opened inside slack_sdk.web.async_client.AsyncWebClient.api_test(), called at"): the user's object was
+    asked, and it made a new client for the call. None for a function (``requests.get``: a client of the user's
+    own replaces it) or a client made by the user's line. A method is told by its class's name, which is
+    CapWords (PEP 8), as the dotted name ``_call_name`` gives has no other mark of it."""
+    how = origin if isinstance(origin, str) else (str(origin[3]) if origin and len(origin) > 3 else "")
+    if not how.startswith(MADE_INSIDE):
+        return None
+    call, sep, _ = how[len(MADE_INSIDE):].partition("(), called at")
+    parts = call.split(".")
+    if not sep or len(parts) < 2 or not parts[-2][:1].isupper():
+        return None
+    return call, parts[-2]
+
+
 CLEAR_ADVICE = " A urllib3 PoolManager or ProxyManager has no close(): call its clear(), or use it in a `with`."
 """Added to a fix that says close() when one of the clients is urllib3's (found running vcrpy's suite: a test that
 followed the fix got an AttributeError)."""
@@ -628,12 +649,12 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
             return "api_pool_again"  # (whichever side closed first: a pool's fix is the keep-alive either way)
         if AT_ONCE in first.note:
             return "api_concurrent"
+        if ONE_OBJECT_AGAIN in first.note:  # (whichever side closed first: its fix names the server's part too)
+            return "api_one_object"
         if items and all(i.note == SERVER_CLOSED_EACH for i in items):
             return "api_server_first"
         if NEW_OBJECT_EACH in first.note:
             return "api_objects"
-        if ONE_OBJECT_AGAIN in first.note:
-            return "api_one_object"
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"

@@ -16,6 +16,7 @@ from pytest_sockhygiene.verdict import (
     Violation,
     cause_of,
     connection_sources,
+    made_inside_method,
 )
 
 SERVER = ("127.0.0.1", 8080)
@@ -265,3 +266,33 @@ def test_a_pool_libraries_own_api_that_reconnected_gets_the_keep_alive_fix():
     other = Item("opened by pymemcache.Client.get()", None, SERVER, origin=LINE, count=8,
                  note=f"no tracked client: {ONE_OBJECT_AGAIN}")
     assert cause_of([other]) == "api_one_object"
+
+
+def test_one_object_that_reconnected_gets_its_fix_whichever_side_closed_first():
+    """slack_sdk's WebClient, on urllib.request (which asks the server to close every connection): the same test
+    read the one-object fix in one run and the server-first one in the next, as the close race fell."""
+    item = Item("opened by sdk.WebClient.api_call()", None, SERVER, origin=LINE, count=8,
+                note=f"no tracked client: {ONE_OBJECT_AGAIN}")
+    server_first = Item(state="TIME_WAIT", local=None, remote=SERVER, origin=LINE, count=8, note=SERVER_CLOSED_EACH)
+    assert cause_of([item], [server_first]) == cause_of([item]) == "api_one_object"
+    assert "urllib.request asks the server to close every connection" in CAUSE_ADVICE["api_one_object"]
+    assert "urllib.request sends `Connection: close`" in CAUSE_ADVICE["api_server_first"]
+
+
+def test_a_client_made_inside_a_method_names_the_method_and_its_class():
+    inside = "opened inside slack_sdk.web.async_client.AsyncWebClient.api_test(), called at"
+    assert made_inside_method(("/t/test_x.py", 7, "test_x", inside)) == (
+        "slack_sdk.web.async_client.AsyncWebClient.api_test", "AsyncWebClient")
+    assert made_inside_method(inside + " test_x.py:7 in test_x") == (  # the JSON report's form
+        "slack_sdk.web.async_client.AsyncWebClient.api_test", "AsyncWebClient")
+    # a function, the user's own line, no origin: none
+    assert made_inside_method(("/t/test_x.py", 7, "test_x", "opened inside requests.get(), called at")) is None
+    assert made_inside_method(LINE) is None
+    assert made_inside_method(None) is None
+    many = Item(state="aiohttp.ClientSession", local=None, remote=None,
+                origin=("/t/test_x.py", 7, "test_x", inside), count=8, note="1 request each")
+    lines = violation_lines(Violation(kind="time_wait", count=8, limit=5, items=(), context=(many,)),
+                            lambda o: "inside ..., called at test_x.py:7 in test_x")
+    assert ("slack_sdk.web.async_client.AsyncWebClient.api_test() made a new one for each call: give the "
+            "AsyncWebClient one aiohttp.ClientSession to reuse") in lines[1], lines
+    assert "Create one client" not in "\n".join(lines)

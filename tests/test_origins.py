@@ -459,7 +459,7 @@ def test_a_task_a_library_started_is_named_by_the_call_the_test_made(pytester, r
     """))
     result = run("-p", "no:randomly")
     result.assert_outcomes(passed=2, errors=2)
-    cls = "Client." if sys.version_info >= (3, 11) else ""  # (a method's class is in its name from 3.11 on)
+    cls = "Client."  # (a method's class is in its name on every version: co_qualname, or the class of its self)
     fetches = failure_block(result, "test_fetch.py::test_two_fetches")
     for line in (8, 9):
         assert f"1 connection(s) opened by fetchlib.{cls}fetch(), opened in a task started at " \
