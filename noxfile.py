@@ -17,6 +17,8 @@ value of every axis appears at least once, and the oldest of everything meets in
     pytest8-httpx27  3.10        8.x               0.27 with httpcore 1.0.2     all, linux backend
     pytest8          3.12        8.x               newest (1.x)                 all, linux backend
     newest-httpx27   3.13        newest            0.27 with httpcore 1.0.2     all, linux backend
+    niquests         3.12        newest            newest, niquests and         tests/test_niquests.py
+                                                   urllib3-future
     ===============  ==========  ================  ===========================  ====================
 
 httpcore < 1.0.3 names the pool's connection list differently (the tracker must not depend on it), and httpx
@@ -94,11 +96,17 @@ class Combo:
     pins: tuple[str, ...]
     without: tuple[str, ...] = ()
     pytest_args: tuple[str, ...] = ("-k", "not psutil")
+    only: tuple[str, ...] = ()
+    """Install only these of the test extra (with the pins), for a session that runs a few tests."""
+    demo: bool = True
+    imports: str = ""
+    """A module the session must import before its tests run: what it exists to run beside is really there."""
 
     def requirements(self) -> list[str]:
         pinned = {_name(p) for p in self.pins}
         dropped = {_name(w) for w in self.without}
-        base = [r for r in _test_extra() if _name(r) not in pinned | dropped]
+        base = [r for r in _test_extra() if _name(r) not in pinned | dropped
+                and (not self.only or _name(r) in self.only)]
         return [*base, *self.pins]
 
 
@@ -123,6 +131,16 @@ MATRIX = [
         "newest-httpx27", "3.13",
         pins=("pytest>=9", "httpx==0.27.*", "httpcore<1.0.3"),
         without=("httpx2", "pytest-httpx"),
+    ),
+    # niquests brings urllib3-future, which installs itself as `urllib3` over the real one: only its own tests run
+    # beside it (tests/test_niquests.py; they skip everywhere else)
+    Combo(
+        "niquests", "3.12",
+        pins=("niquests>=3.21",),
+        only=("pytest", "pytest-xdist", "requests", "psutil", "httpx"),
+        pytest_args=("-k", "niquests"),
+        demo=False,
+        imports="urllib3.util.traffic_police",  # urllib3-future's, not the real urllib3's
     ),
 ]
 
@@ -166,6 +184,8 @@ def _run_matrix_session(session: nox.Session, combo: Combo) -> None:
                     *combo.requirements())
     # what the session really ran with, in its log (a uv venv has no pip of its own to ask)
     session.run("python", "-c", _LIST_INSTALLED, silent=False)
+    if combo.imports:
+        session.run("python", "-c", f"import {combo.imports}", silent=False)
     if combo.without:
         session.log(f"not installed in this session (tests that need them skip): {', '.join(combo.without)}")
     # From the repository's root the tests import the package installed above, never the checkout's copy:
@@ -176,8 +196,9 @@ def _run_matrix_session(session: nox.Session, combo: Combo) -> None:
                 *session.posargs, "tests")
     # The demo from outside the checkout: `python -m` puts the working directory first on sys.path, and from the
     # root it would run the checkout's copy (whose conftest pytest then finds installed elsewhere: a mismatch).
-    with session.chdir(session.create_tmp()):
-        session.run("python", "-m", "pytest_sockhygiene.demo", "-p", "no:randomly")
+    if combo.demo:
+        with session.chdir(session.create_tmp()):
+            session.run("python", "-m", "pytest_sockhygiene.demo", "-p", "no:randomly")
 
 
 for _combo in MATRIX:

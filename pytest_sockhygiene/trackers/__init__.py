@@ -16,5 +16,6 @@ def builtin_trackers() -> list[Any]:
     from .requests import RequestsTracker
     from .urllib3 import Urllib3Tracker
 
-    return [HttpxTracker("httpx"), HttpxTracker("httpx2"), RequestsTracker(), Urllib3Tracker(), AiohttpTracker(),
+    return [HttpxTracker("httpx"), HttpxTracker("httpx2"), RequestsTracker("requests"),
+            RequestsTracker("niquests"), Urllib3Tracker(), AiohttpTracker(),
             BotocoreTracker()]

@@ -1,4 +1,5 @@
-"""requests: ``requests.Session`` (and so ``requests.get`` and friends, which create and close one per call).
+"""requests: ``requests.Session`` (and so ``requests.get`` and friends, which create and close one per call); and
+niquests' ``niquests.Session``, which keeps requests' API, adapters and all, over urllib3-future.
 
 Created: ``Session.__init__``. Closed: ``Session.close`` (``__exit__`` calls it). Requests: ``Session.send``
 (a redirect hop counts as a request).
@@ -10,6 +11,9 @@ constructor (also for an adapter the user builds and mounts) and the ProxyManage
 through a proxy are not recorded on their own; ``Session.close`` closes them all.
 A session none of whose adapters is an ``HTTPAdapter`` (only mock or custom adapters) is not counted; asked again at
 each ``mount``.
+
+niquests' ``Session`` builds three adapters, each with a PoolManager of its own: untracked as a session, it read as
+a ``urllib3.PoolManager`` to be cleared, and two unused ones more. Its ``AsyncSession`` is not tracked.
 """
 
 from __future__ import annotations
@@ -70,9 +74,11 @@ def _remounting(registry: Any, networked: Callable[[Any], bool]) -> Callable[[An
 
 
 class RequestsTracker(ClassTracker):
-    """Tracks ``requests.Session`` and its subclasses."""
+    """Tracks ``<module>.Session`` and its subclasses for module ``requests`` or ``niquests``."""
 
-    module = "requests"
+    def __init__(self, module: str = "requests") -> None:
+        super().__init__()
+        self.module = module
 
     def _patch(self, registry: Any, mod: Any) -> None:
         session_cls = mod.Session
@@ -81,7 +87,7 @@ class RequestsTracker(ClassTracker):
 
         def kind(client: Any) -> str:
             cls = type(client)
-            base = "requests.Session"
+            base = f"{self.module}.Session"
             return base if cls is session_cls else f"{cls.__module__}.{cls.__qualname__} ({base})"
 
         def networked(session: Any) -> bool:

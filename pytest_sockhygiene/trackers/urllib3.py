@@ -8,6 +8,12 @@ Pool: ``pools`` (a ``RecentlyUsedContainer``, read under its lock without touchi
 ``HTTPConnectionPool``'s idle queue ``pool.pool.queue`` -> ``conn.sock``. A connection checked out by a response
 still being read is not in the queue and is not listed.
 
+urllib3-future (niquests' urllib3, which installs itself under the name ``urllib3``, over a real urllib3 too)
+keeps both the manager's pools and a pool's connections in a ``TrafficPolice`` instead: its ``_registry`` (every
+pool it administers) and ``_container`` (the connections available), under its ``_lock``. Read as a queue, every
+pool was empty, and every idle connection "held by a response not yet read" - a real ``requests.Session``'s
+too, once niquests was installed beside it.
+
 A PoolManager built inside another tracked client's constructor (the one in every ``requests.Session``'s
 ``HTTPAdapter``) is that client's and is not recorded on its own.
 """
@@ -36,37 +42,42 @@ def _copy_values(container: Any) -> list[Any]:
     return []
 
 
+def _locked_values(container: Any, lock: Any) -> list[Any]:
+    """The values of a mapping (or the items of a deque) read under ``lock`` where it can be had in time."""
+    values = container.values if hasattr(container, "values") else None
+    if lock is not None and lock.acquire(timeout=_LOCK_TIMEOUT):
+        try:
+            return list(values() if values is not None else container)
+        finally:
+            lock.release()
+    return _copy_values(container) if values is not None else list(container)
+
+
 def manager_pools(manager: Any) -> list[Any]:
     """The connection pools a PoolManager holds now. Never calls ``pools[key]``: that would reorder the LRU."""
     pools = getattr(manager, "pools", None)
     if pools is None:
         return []
+    registry = getattr(pools, "_registry", None)  # urllib3-future's TrafficPolice: every pool, checked out or not
+    if isinstance(registry, dict):
+        return _locked_values(registry, getattr(pools, "_lock", None))
     container = getattr(pools, "_container", None)
     if container is None:
         return _copy_values(pools) if hasattr(pools, "values") else []
-    lock = getattr(pools, "lock", None)
-    if lock is not None and lock.acquire(timeout=_LOCK_TIMEOUT):
-        try:
-            return list(container.values())
-        finally:
-            lock.release()
-    return _copy_values(container)
+    return _locked_values(container, getattr(pools, "lock", None))
 
 
 def pool_sockets(pool: Any) -> list[Any]:
     """Sockets of a connection pool's idle (pooled) connections; none when the pool is closed."""
     q = getattr(pool, "pool", None)  # HTTPConnectionPool.pool: a LifoQueue, None once the pool is closed
     items = getattr(q, "queue", None)
-    if items is None:
-        return []
-    mutex = getattr(q, "mutex", None)
-    if mutex is not None and mutex.acquire(timeout=_LOCK_TIMEOUT):
-        try:
-            conns = list(items)
-        finally:
-            mutex.release()
+    if items is not None:
+        conns = _locked_values(items, getattr(q, "mutex", None))
     else:
-        conns = list(items)
+        available = getattr(q, "_container", None)  # urllib3-future's TrafficPolice: the connections available
+        if not isinstance(available, dict):
+            return []
+        conns = _locked_values(available, getattr(q, "_lock", None))
     out = []
     for conn in conns:
         sock = getattr(conn, "sock", None) if conn is not None else None
