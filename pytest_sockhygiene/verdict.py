@@ -400,8 +400,8 @@ _POOL_API = re.compile(r"opened by (?:httpcore2?|urllib3)\.")
 
 _PER_TRANSFER = re.compile(r"opened by ftplib\.(?:FTP(?:_TLS)?\.)?(?:retrlines|retrbinary|storlines|storbinary|nlst|"
                            r"dir|mlsd|transfercmd|ntransfercmd)\(\)$")
-"""The context state of connections an ``ftplib.FTP`` transfer opened (before Python 3.11 a method is named without
-its class: ``origin._call_name``)."""
+"""The context state of connections an ``ftplib.FTP`` transfer opened (a method is named with its class on every
+version since ``origin._qualname``; the pattern still reads a name without it, as an older report has)."""
 
 ADVICE: dict[str, str] = {
     "established": "close the client or socket when done: use `with` / `async with`, or call close() in the "
@@ -622,6 +622,34 @@ ONE_OBJECT_AGAIN = "every call made on one object, which opened a new connection
 the calls, not "an API without a pool"."""
 
 
+def _merge_methods_of_one_object(apis: dict[tuple[str, Origin | None], int],
+                                 api_conns: dict[tuple[str, Origin | None], list[Hashable]],
+                                 api_objects: dict[tuple[str, Origin | None], list[Any]]) -> None:
+    """Calls of several methods of one object, each opening a connection, as one group: one SDK client whose every
+    call reconnects (slack_sdk's ``WebClient`` on urllib.request, a method per line in its coverage test) read as
+    24 lines of "each call opened a connection of its own", and the fix of an API without a pool. Grouped, they
+    read as that object's, with its fix (``ONE_OBJECT_AGAIN``). Groups are (API, line); a merged one is keyed by
+    its first call's line, its API "calls of N methods on one <class>"."""
+    of_object: dict[int, list[tuple[str, Origin | None]]] = {}
+    for group, objects in api_objects.items():
+        first = objects[0]
+        if _PER_TRANSFER.match(f"{OPENED_BY}{group[0]}()"):
+            continue  # an FTP transfer's data connections: the protocol's, with a fix of their own
+        if first is not None and all(o is first for o in objects):
+            of_object.setdefault(id(first), []).append(group)
+    for groups in of_object.values():
+        methods = list(dict.fromkeys(api.rsplit(".", 1)[-1] for api, _ in groups))
+        if len(methods) < 2:
+            continue
+        owner = groups[0][0].rsplit(".", 1)[0]
+        named = ", ".join(f"{m}()" for m in methods[:3]) + (", ..." if len(methods) > 3 else "")
+        merged = (f"calls of {len(methods)} methods on one {owner} ({named})", groups[0][1])
+        for group in groups:
+            apis[merged] = apis.get(merged, 0) + apis.pop(group)
+            api_conns[merged] = api_conns.get(merged, []) + api_conns.pop(group)
+            api_objects[merged] = api_objects.get(merged, []) + api_objects.pop(group)
+
+
 def _objects_called_on(objects: Sequence[Any]) -> int | None:
     """How many objects the connections' calls were methods of (``SocketEvent.api_self``: weak references, one per
     object, told apart by identity), None if any call was no method call."""
@@ -795,6 +823,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             apis[group] += 1
             api_conns[group].append(_connection_key(ev))
             api_objects[group].append(ev.api_self)
+    _merge_methods_of_one_object(apis, api_conns, api_objects)
     by_fixtures, by_apis = sum(fixtures.values()), sum(apis.values())
     for (label, origin), n in fixtures.items():
         ranked.append((by_fixtures, 2, n, Item(state=OPENED_BY + label, local=None, remote=None, origin=origin, count=n,
@@ -806,8 +835,8 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
         elif n >= 2 and (called_on := _objects_called_on(api_objects[(api, origin)])) in (n, 1):
             note = f"no tracked client: {NEW_OBJECT_EACH if called_on == n else ONE_OBJECT_AGAIN}"
-        ranked.append((by_apis, 0, n, Item(state=f"{OPENED_BY}{api}()", local=None, remote=None, origin=origin, count=n,
-                                        note=note)))
+        state = f"{OPENED_BY}{api}" + ("" if api.startswith("calls of ") else "()")
+        ranked.append((by_apis, 0, n, Item(state=state, local=None, remote=None, origin=origin, count=n, note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}
     by_clients = sum(conns_of.values())
     own_servers = _each_to_its_own_server(clients.values())

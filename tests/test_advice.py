@@ -693,6 +693,14 @@ SDKLIB = dedent('''
         def fetch(self):
             with urllib.request.urlopen(self.base + "/unsized") as response:
                 return response.read()
+
+        def info(self):
+            with urllib.request.urlopen(self.base + "/unsized?size=4") as response:
+                return response.read()
+
+        def users(self):
+            with urllib.request.urlopen(self.base + "/unsized?size=8") as response:
+                return response.read()
 ''')
 
 
@@ -701,7 +709,8 @@ def test_an_sdk_that_makes_a_client_per_call_is_told_to_take_one(pytester, run):
     request? Create one client and reuse it" was advice the test already followed (slack_sdk's AsyncWebClient).
     The line says the method made them, and to hand its object one client. A function that makes one per call
     (``requests.get``) keeps "create one client and reuse it": a client of the user's own replaces it. The same
-    object's calls through urllib.request get the one-object fix, whichever side closed first."""
+    object's calls through urllib.request get the one-object fix, whichever side closed first; calls of several of
+    its methods (slack_sdk's coverage test, a method per line) are one line of that object's, not one per method."""
     installed_library(pytester, "sdklib", SDKLIB)
     pytester.makepyfile(test_s=dedent('''
         import requests
@@ -724,10 +733,18 @@ def test_an_sdk_that_makes_a_client_per_call_is_told_to_take_one(pytester, run):
             api = sdklib.ApiClient(server.url)
             for _ in range(8):
                 api.fetch()
+
+
+        def test_sdk_methods_on_urllib(server):
+            api = sdklib.ApiClient(server.url)
+            for _ in range(3):
+                api.fetch()
+                api.info()
+                api.users()
     '''))
     result = run("-p", "no:randomly")
     assert errors_of(result) == ["test_s.py::test_requests_get", "test_s.py::test_sdk_calls",
-                                 "test_s.py::test_sdk_on_urllib"]
+                                 "test_s.py::test_sdk_methods_on_urllib", "test_s.py::test_sdk_on_urllib"]
     sdk = failure_block(result, "test_s.py::test_sdk_calls")
     assert ("8 httpx.Client created inside sdklib.ApiClient.call(), called at test_s.py:9 in test_sdk_calls (1 "
             "request each): sdklib.ApiClient.call() made a new one for each call: give the ApiClient one httpx.Client "
@@ -740,3 +757,9 @@ def test_an_sdk_that_makes_a_client_per_call_is_told_to_take_one(pytester, run):
     assert f"opened by sdklib.ApiClient.fetch(), at test_s.py:20 in test_sdk_on_urllib (no tracked client: " \
            f"{ONE_OBJECT_AGAIN})" in urllib, urllib
     assert "fix: " + CAUSE_ADVICE["api_one_object"] in urllib, urllib
+    # several methods of that one object (an SDK's coverage test, a method per line): one line, the object's fix
+    methods = failure_block(result, "test_s.py::test_sdk_methods_on_urllib")
+    assert f"9 connection(s) opened by calls of 3 methods on one sdklib.ApiClient (fetch(), info(), users()), at " \
+           f"test_s.py:26 in test_sdk_methods_on_urllib (no tracked client: {ONE_OBJECT_AGAIN})" in methods, methods
+    assert "each call opened a connection of its own" not in methods, methods
+    assert "fix: " + CAUSE_ADVICE["api_one_object"] in methods, methods

@@ -296,3 +296,28 @@ def test_a_client_made_inside_a_method_names_the_method_and_its_class():
     assert ("slack_sdk.web.async_client.AsyncWebClient.api_test() made a new one for each call: give the "
             "AsyncWebClient one aiohttp.ClientSession to reuse") in lines[1], lines
     assert "Create one client" not in "\n".join(lines)
+
+
+def test_calls_of_several_methods_on_one_object_are_that_objects():
+    """One SDK client, a method per line, each call reconnecting: one group of the object's, not one per method."""
+    import weakref
+
+    class Sdk:
+        pass
+
+    sdk, other = Sdk(), Sdk()
+    ref = weakref.ref(sdk)
+    events = [SocketEvent(kind="connect", identity=40000 + i, fd=40000 + i, local=("127.0.0.1", 40000 + i),
+                          remote=SERVER, origin=("/t/test_x.py", 10 + i, "test_x"), thread=1, owner=None,
+                          api=f"sdk.WebClient.{name}", api_self=ref)
+              for i, name in enumerate(["auth_test", "chat_post", "users_list", "chat_post"])]
+    events.append(SocketEvent(kind="connect", identity=41000, fd=41000, local=("127.0.0.1", 41000), remote=SERVER,
+                              origin=("/t/test_x.py", 20, "test_x"), thread=1, owner=None,
+                              api="sdk.WebClient.auth_test", api_self=weakref.ref(other)))
+    items = connection_sources(events, events)
+    assert [(i.state, i.count, i.origin[1]) for i in items] == [
+        ("opened by calls of 3 methods on one sdk.WebClient (auth_test(), chat_post(), users_list())", 4, 10),
+        ("opened by sdk.WebClient.auth_test()", 1, 20),  # another object's call: not merged
+    ]
+    assert items[0].note == f"no tracked client: {ONE_OBJECT_AGAIN}"
+    assert cause_of(items) == "api_one_object"
