@@ -1,4 +1,6 @@
-"""Shared helpers: every end-to-end test runs once per socket-table backend, against real loopback sockets.
+"""Shared helpers: every end-to-end test runs once per socket-table backend, against real loopback sockets -
+except in the modules marked ``one_backend``, whose subject comes after the socket table (warnings and outcomes,
+reports, annotations, the HTML page, reruns, other plugins' wrappers): they run on the platform's first backend.
 
 The inner test files written by ``pytester`` get a conftest with a session-scoped loopback HTTP server (the
 GOOD pattern a real suite uses) unless a test writes its own.
@@ -25,6 +27,24 @@ pytest_plugins = ["pytester"]
 # longer watches (its ``submit`` is wrapped for pool jobs' origins: pools.JobOrigins).
 
 BACKENDS = ["linux", "psutil"] if sys.platform.startswith("linux") else ["psutil"]
+
+ONE_BACKEND = pytest.mark.one_backend
+"""A module's ``pytestmark``: its tests run on ``BACKENDS[0]`` only. What they check (how a verdict becomes a
+warning, an outcome, a report, an annotation, a page) is the same whichever backend took the verdict, and every
+module about the verdict itself runs on both; run on both, these took a sixth of the suite's time."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "one_backend: run the module's end-to-end tests on the first backend only")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A ``parametrize`` mark, added before pytest's own implementations run: they then parametrize the test from
+    it, and leave the fixture's own params aside (what every pytest since 7.0 does for a test that parametrizes
+    a fixture's name itself)."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("one_backend") is not None:
+        metafunc.definition.add_marker(pytest.mark.parametrize("backend", BACKENDS[:1]))
 
 INNER_CONFTEST = '''
 import pytest

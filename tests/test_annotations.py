@@ -10,7 +10,9 @@ import pytest
 from pytest_sockhygiene.endpoints import ConfigError
 from pytest_sockhygiene.reporting.annotations import command, enabled, escape_data, escape_property
 
-from conftest import dedent, errors_of
+from conftest import ONE_BACKEND, dedent, errors_of
+
+pytestmark = ONE_BACKEND
 
 SUITE = dedent("""
     import socket, httpx, pytest

@@ -15,7 +15,9 @@ import pytest
 
 from pytest_sockhygiene.reporting.html import MAX_COLUMNS, in_flight, in_flight_by_run, render
 
-from conftest import dedent, errors_of
+from conftest import ONE_BACKEND, dedent, errors_of
+
+pytestmark = ONE_BACKEND
 
 SUITE = dedent("""
     import socket, httpx, pytest

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import dedent, installed_library
+from conftest import ONE_BACKEND, dedent, installed_library
+
+pytestmark = ONE_BACKEND
 
 pytest.importorskip("wrapt")
 

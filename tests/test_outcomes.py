@@ -9,7 +9,9 @@ import re
 
 import pytest
 
-from conftest import dedent, errors_of, failure_block
+from conftest import ONE_BACKEND, dedent, errors_of, failure_block
+
+pytestmark = ONE_BACKEND
 
 PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
 

@@ -8,7 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import agree_but_for_resets, dedent, errors_of, within_resets
+from conftest import ONE_BACKEND, agree_but_for_resets, dedent, errors_of, within_resets
+
+pytestmark = ONE_BACKEND
 
 SCHEMA = json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json").read_text())
 

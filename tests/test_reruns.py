@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from conftest import dedent, with_rerunfailures
+from conftest import ONE_BACKEND, dedent, with_rerunfailures
+
+pytestmark = ONE_BACKEND
 
 pytest.importorskip("pytest_rerunfailures")
 
