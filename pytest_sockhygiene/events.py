@@ -261,11 +261,17 @@ class ThreadStarts:
         orig = cls.start
         starts = self
         capture, STARTED_AT = origin_mod.capture, origin_mod.STARTED_AT_ATTR  # noqa: N806
+        request_client = origin_mod.request_client
 
         def start(self: threading.Thread) -> None:
             # (a task's owner is not passed on: a thread an owned task starts during a test may be a pool's worker
             # that runs every later test's jobs - the loop's default executor, anyio's to_thread)
             owner = own.current(tasks=False) if own.thread_owner or own.fixture_stack or own.inherited else None
+            if owner is None and starts.logging:
+                # started inside a request of a broader fixture's client: its pool's thread (urllib3-future's idle
+                # connection watcher, started at a pool's first request), the fixture's like the pool
+                client = request_client.get()
+                owner = client.owner if client is not None else None
             owned = False
             if owner is not None:
                 try:

@@ -433,3 +433,64 @@ def test_a_thread_of_code_that_outlived_the_grace_once_is_not_waited_for_again(p
     assert "thread 'monitor-1' (running monitor at test_kinds.py:13) started by this test is still running" in out
     assert "thread 'monitor-2' (running monitor at test_kinds.py:13) started by this test is still running" in out
     assert "test_a_timer_still_gets_its_moment" not in out, out
+
+
+WATCHER_SUITE = dedent('''
+    import threading
+
+    import httpx
+    import pytest
+
+
+    class WatchedTransport(httpx.HTTPTransport):
+        """A pool that starts a thread watching its idle connections at its first request, as urllib3-future's
+        pools do (niquests): the thread lives as long as the pool."""
+
+        def __init__(self):
+            super().__init__()
+            self.stop = threading.Event()
+            self.watcher = None
+
+        def handle_request(self, request):
+            if self.watcher is None:
+                self.watcher = threading.Thread(target=self.stop.wait, name="idle-watch", daemon=True)
+                self.watcher.start()
+            return super().handle_request(request)
+
+        def close(self):
+            self.stop.set()
+            super().close()
+
+
+    @pytest.fixture(scope="session")
+    def client():
+        with httpx.Client(transport=WatchedTransport()) as client:
+            yield client
+
+
+    def test_first_use(client, server):
+        assert client.get(server.url).status_code == 200
+
+
+    def test_own_watcher_left_running(server):
+        transport = WatchedTransport()
+        client = httpx.Client(transport=transport)
+        assert client.get(server.url).status_code == 200
+        client.close = lambda: None  # (never closed: the thread is the test's to report)
+        test_own_watcher_left_running.keep = (client, transport)
+''')
+
+
+def test_a_thread_a_fixtures_client_starts_in_its_request_is_that_fixtures(pytester, run):
+    """A session fixture's client whose pool starts a thread at its first request, which falls in a test (niquests'
+    urllib3-future watches idle connections so): the thread is the pool's, so the fixture's, not "started by this
+    test and still running". A test's own client's thread stays the test's."""
+    pytester.makepyfile(test_w=WATCHER_SUITE)
+    path = pytester.path / "report.json"
+    result = run("-p", "no:randomly", f"--sockhygiene-report={path}", "-o", "sockhygiene_clients=1",
+                 "-o", "sockhygiene_established=1")
+    result.assert_outcomes(passed=2)
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(path.read_text())["tests"]}
+    reported = {n: t.get("threads", []) for n, t in tests.items() if t.get("threads")}
+    assert set(reported) == {"test_own_watcher_left_running"}, reported
+    assert reported["test_own_watcher_left_running"][0].startswith("thread 'idle-watch' "), reported
