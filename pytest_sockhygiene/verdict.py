@@ -497,6 +497,7 @@ HTTP client's (found with a websocket a test left open to a uvicorn server its f
 
 _POOL_MARK = "in the pool of "
 """How a connection's note starts when a tracked client's pool holds it (``clients.py``)."""
+POOL_MARK = _POOL_MARK  # (window.py reads it too)
 
 
 def _out_of_pool(note: str) -> bool:

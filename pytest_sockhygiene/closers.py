@@ -1,0 +1,55 @@
+"""Whether a client the test left open and unclosed may still be closed by other code, so that the check should
+wait for it (issue 12: settle only what can still change).
+
+The test's own code has finished when it is judged, and its event loop, if it had one, is not running. Only code
+running on another thread can still close the client: a thread the test started and left running, an event loop
+running in another thread (an anyio portal, a server's loop a task was handed to), a job a thread pool's worker is
+running. A suite whose function-scoped fixture returns a client and never closes it (azure-core's ``client``
+fixture) has none of those: pytest's fixture bookkeeping holds the client until the teardown ends, nothing can
+close it, and every such test waited the whole settle for nothing - warn mode at 2x the suite's time.
+
+A thread idle in a server's accept loop, a queue's ``get``, a ``Condition`` is not running code that could
+close anything until something wakes it, and what wakes it is the test's code, which has ended. The look is
+a few frames per thread, taken only for a violation whose one part that may go away is a live client.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any, Callable
+
+_LOOP_RUNS = frozenset({"run_forever", "run_until_complete"})
+"""asyncio's (and so tornado's, uvloop's under ``asyncio.run``) functions that run a loop: a frame of one of them
+in ``asyncio/`` on a thread's stack is a loop running there."""
+
+
+def _runs_a_loop_or_a_job(frame: FrameType | None) -> bool:
+    """Whether the stack ending at ``frame`` runs an event loop (asyncio's, trio's) or a ``ThreadPoolExecutor``'s
+    job: code that may still close a client."""
+    while frame is not None:
+        code = frame.f_code
+        name, filename = code.co_name, code.co_filename.replace("\\", "/")
+        if name in _LOOP_RUNS and "/asyncio/" in filename:
+            return True
+        if name == "run" and (filename.endswith("/trio/_core/_run.py")
+                              or filename.endswith("/concurrent/futures/thread.py")):  # (_WorkItem.run: a job)
+            return True
+        frame = frame.f_back
+    return False
+
+
+def may_close_elsewhere(started: Iterable[Callable[[], Any]] | None) -> bool:
+    """Whether code on another thread may still close a live client: a thread started in the window (``started``:
+    references to them, None when the window could not log thread starts) still running, or another thread
+    running an event loop or a pool's job."""
+    if started is None:
+        return True
+    for ref in started:
+        thread = ref()
+        if thread is not None and thread.is_alive():
+            return True
+    me = threading.get_ident()
+    return any(ident != me and _runs_a_loop_or_a_job(frame) for ident, frame in sys._current_frames().items())
