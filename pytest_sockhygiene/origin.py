@@ -581,14 +581,21 @@ def capture_call(skip: int = 1) -> tuple[Origin | None, str | None]:
 
 
 def _self_of(frame: FrameType | None) -> Any:
-    """A weak reference to the object whose method ``frame`` runs (its first parameter is ``self``), else None."""
+    """A weak reference to the object whose method ``frame`` runs (its first parameter is ``self``), else None.
+    None for an event loop too: its ``create_connection`` makes a new transport each call, as a function would,
+    and holds no connection of its own (asyncssh's suite: a connection per algorithm read "one object made every
+    call", told to keep its connection open)."""
     if frame is None:
         return None
     code = frame.f_code
     if not code.co_argcount or code.co_varnames[0] != "self":
         return None
     try:
-        return weakref.ref(frame.f_locals["self"])
+        obj = frame.f_locals["self"]
+        events = sys.modules.get("asyncio.events")
+        if events is not None and isinstance(obj, events.AbstractEventLoop):
+            return None
+        return weakref.ref(obj)
     except (KeyError, TypeError):  # deleted, or an object that takes no weak reference
         return None
 

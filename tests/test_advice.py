@@ -763,3 +763,28 @@ def test_an_sdk_that_makes_a_client_per_call_is_told_to_take_one(pytester, run):
            f"test_s.py:26 in test_sdk_methods_on_urllib (no tracked client: {ONE_OBJECT_AGAIN})" in methods, methods
     assert "each call opened a connection of its own" not in methods, methods
     assert "fix: " + CAUSE_ADVICE["api_one_object"] in methods, methods
+
+
+def test_connections_an_event_loop_made_are_not_one_objects(pytester, run):
+    """``loop.create_connection`` is a method of one object, the event loop, but a factory: each call makes a new
+    transport, as a function would, and the loop holds no connection to keep open (asyncssh's suite: an SSH
+    connection per algorithm read "one object made every call", told to keep its connection open)."""
+    pytester.makepyfile(test_l=dedent('''
+        import asyncio
+
+
+        def test_six_connections(server):
+            async def main():
+                loop = asyncio.get_running_loop()
+                for _ in range(6):
+                    transport, _ = await loop.create_connection(asyncio.Protocol, server.host, server.port)
+                    transport.close()
+                    await asyncio.sleep(0)
+            asyncio.run(main())
+    '''))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_l.py::test_six_connections"]
+    block = failure_block(result, "test_l.py::test_six_connections")
+    assert "connection(s) opened by asyncio.BaseEventLoop.create_connection(), at test_l.py:8 in main (no tracked " \
+           "client: each call opened a connection of its own)" in block, block
+    assert ONE_OBJECT_AGAIN not in block and CAUSE_ADVICE["api_one_object"] not in block, block
