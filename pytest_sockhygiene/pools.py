@@ -1,4 +1,5 @@
-"""Worker threads of thread pools: started by one test, then working for every test that hands them a job.
+"""Worker threads of thread pools, and of libraries' process-wide singletons: started by one test, then working
+for every test that hands them a job.
 
 A thread a test starts and leaves running is that test's from then on (docs/ownership.md): a poller or a server it
 forgot keeps doing the test's work, and nothing it does later may be blamed on another test. A pool's worker is
@@ -22,7 +23,9 @@ the worker running it.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
+import types
 from typing import Any, Callable
 
 from . import origin as origin_mod
@@ -50,8 +53,28 @@ def _runs(thread: threading.Thread) -> tuple[str, str] | None:
 
 
 def is_pool_worker(thread: threading.Thread) -> bool:
-    """Whether ``thread`` is a worker of a known thread pool (``POOL_WORKERS``), which no test owns."""
-    return _runs(thread) in POOL_WORKERS
+    """Whether ``thread`` is a worker of a known thread pool (``POOL_WORKERS``), or of a library's process-wide
+    singleton (``_serves_a_library_singleton``), which no test owns."""
+    return _runs(thread) in POOL_WORKERS or _serves_a_library_singleton(thread)
+
+
+def _serves_a_library_singleton(thread: threading.Thread) -> bool:
+    """Whether ``thread`` runs a method of an object a library module holds as a global: that library's worker for
+    the whole process, started by whichever test first needed it and serving every later one, as a pool's worker
+    does. pycares keeps one ``_shutdown_manager`` whose thread the process's first ``Channel`` starts and which
+    destroys every later channel (aiodns under aiohttp: azure-core's suite listed it as its first aiohttp test's
+    thread "left running"). Only a library's module: a server a test module keeps in a global is the test's."""
+    obj = getattr(getattr(thread, "_target", None), "__self__", None)
+    if obj is None or isinstance(obj, (type, types.ModuleType)):
+        return False
+    module = sys.modules.get(getattr(type(obj), "__module__", None) or "")
+    filename = getattr(module, "__file__", None)
+    if not isinstance(filename, str) or not origin_mod.is_library_file(filename):
+        return False
+    try:
+        return any(value is obj for value in list(vars(module).values()))
+    except Exception:  # noqa: BLE001 - a module with an unusual namespace: not one
+        return False
 
 
 class JobOrigins(PatchOnImport):

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import dedent, errors_of
+from conftest import dedent, errors_of, installed_library
 
 
 def line_of(src: str, text: str) -> int:
@@ -494,3 +494,75 @@ def test_a_thread_a_fixtures_client_starts_in_its_request_is_that_fixtures(pytes
     reported = {n: t.get("threads", []) for n, t in tests.items() if t.get("threads")}
     assert set(reported) == {"test_own_watcher_left_running"}, reported
     assert reported["test_own_watcher_left_running"][0].startswith("thread 'idle-watch' "), reported
+
+
+SINGLIB = dedent('''
+    """A library's process-wide worker: one module-level manager, whose thread the first user starts (pycares'
+    channel shutdown manager)."""
+    import queue
+    import threading
+
+
+    class _Manager:
+        def __init__(self):
+            self.jobs = queue.SimpleQueue()
+            self.thread = None
+
+        def _loop(self):
+            while True:
+                self.jobs.get()()
+
+        def submit(self, job):
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._loop, daemon=True)
+                self.thread.start()
+            self.jobs.put(job)
+
+
+    _manager = _Manager()
+
+
+    def use():
+        _manager.submit(lambda: None)
+''')
+
+
+def test_a_libraries_process_wide_worker_is_no_tests(pytester, run):
+    """A thread a library's module-level object runs, started by whichever test first needed it and serving every
+    later one (pycares' channel shutdown manager, under aiodns and aiohttp): no test left it running. A server a
+    test module keeps in a global is still the test's that started it."""
+    installed_library(pytester, "singlib", SINGLIB)
+    pytester.makepyfile(test_s=dedent('''
+        import threading
+
+        import singlib
+
+        STOP = threading.Event()
+
+
+        class Mine:
+            def serve(self):
+                STOP.wait()
+
+
+        MINE = Mine()
+
+
+        def test_first_user():
+            singlib.use()
+
+
+        def test_second_user():
+            singlib.use()
+
+
+        def test_starts_its_own():
+            threading.Thread(target=MINE.serve, daemon=True, name="mine").start()
+    '''))
+    path = pytester.path / "report.json"
+    result = run("-p", "no:randomly", f"--sockhygiene-report={path}")
+    result.assert_outcomes(passed=3)
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(path.read_text())["tests"]}
+    reported = {n: t.get("threads", []) for n, t in tests.items() if t.get("threads")}
+    assert set(reported) == {"test_starts_its_own"}, reported
+    assert reported["test_starts_its_own"][0].startswith("thread 'mine' "), reported
