@@ -633,3 +633,42 @@ def test_a_task_a_pytest_asyncio_session_fixture_created_is_the_fixtures(pyteste
     assert errors_of(result) == ["test_pa.py::test_own_task_leaves_a_listener"]
     assert "listen: 1 > limit 0" in failure_block(result, "test_pa.py::test_own_task_leaves_a_listener")
     assert "session-level leaks" not in result.stdout.str()
+
+
+GC_DIFF = dedent('''
+    import asyncio
+    import gc
+
+
+    def test_a_loops_run_leaves_no_new_object():
+        """grpclib's test_memory: a second run of a coroutine on a loop leaves no new gc-tracked object."""
+        loop = asyncio.new_event_loop()
+
+        async def example():
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(example())  # warm up
+        gc.collect()
+        gc.disable()
+        try:
+            pre = {id(o) for o in gc.get_objects()}
+            loop.run_until_complete(example())
+            loop.close()
+            post = {id(o): o for o in gc.get_objects()}
+            diff = set(post) - pre
+            diff.discard(id(pre))
+            diff.discard(id(asyncio.tasks._current_tasks))
+            assert not diff, [repr(post[i]) for i in diff]
+        finally:
+            gc.enable()
+''')
+
+
+@pytest.mark.parametrize("mode", ["warn", "enforce"])
+def test_a_task_made_in_a_window_leaves_the_callers_context_as_it_was(pytester, run, mode):
+    """The plugin gives every task made in a window the line that made it, in the task's context. Set (and reset)
+    in the caller's context, it left a new mapping there: two new gc-tracked objects, and grpclib's test that diffs
+    ``gc.get_objects()`` around a loop's run failed with the plugin in warn mode. The task's line is still known."""
+    pytester.makepyfile(test_gc=GC_DIFF)
+    result = run(mode=mode, subprocess=True)
+    result.assert_outcomes(passed=1)
