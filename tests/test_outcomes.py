@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 
 import pytest
 
@@ -670,5 +671,9 @@ def test_a_task_made_in_a_window_leaves_the_callers_context_as_it_was(pytester, 
     in the caller's context, it left a new mapping there: two new gc-tracked objects, and grpclib's test that diffs
     ``gc.get_objects()`` around a loop's run failed with the plugin in warn mode. The task's line is still known."""
     pytester.makepyfile(test_gc=GC_DIFF)
+    # the outcome without the plugin: on Python 3.12 the test itself fails (the thread state's dict is tracked
+    # anew by the loop's run), with or without the plugin
+    absent = pytester.runpytest_subprocess("-p", "no:sockhygiene", "-p", "no:cacheprovider").parseoutcomes()
     result = run(mode=mode, subprocess=True)
-    result.assert_outcomes(passed=1)
+    assert result.parseoutcomes() == absent, (absent, result.stdout.str())
+    assert absent == {"passed": 1} or sys.version_info[:2] == (3, 12), absent
