@@ -459,15 +459,15 @@ def made_inside(frame: FrameType) -> str:
     return f"{MADE_INSIDE}{_call_name(frame)}(), called at"
 
 
-def _public_name(frame: FrameType) -> str | None:
+def _public_name(frame: FrameType, qualname: str) -> str | None:
     """``httpx.get``, not ``httpx._api.get``: the name the user called, where the frame's function (or its
-    class) is the one its top-level package exports under the same name; else None."""
+    class) is the one its top-level package exports under the same name; else None. ``qualname``: the function's
+    (``_qualname``), worked out once by the caller."""
     module = frame.f_globals.get("__name__")
     code = frame.f_code
     if not isinstance(module, str) or "." not in module:
         return None
     top = module.split(".", 1)[0]
-    qualname = _qualname(frame)
     if "<" in qualname:
         return None  # a nested function: nothing exports it
     first, *rest = qualname.split(".")
@@ -643,10 +643,11 @@ def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str |
     name = _call_names.get(code)
     if name is None:
         # (``pymemcache.Client.get``, not ``pymemcache.client.base.Client.get``)
-        name = _public_name(frame)
+        qualname = _qualname(frame)
+        name = _public_name(frame, qualname)
         if name is None:
             module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
-            name = f"{module}.{_qualname(frame)}"
+            name = f"{module}.{qualname}"
         if len(_call_names) >= _CALL_NAMES_KEPT:
             _call_names.clear()
         _call_names[code] = name

@@ -516,12 +516,17 @@ MADE_INSIDE_ADVICE = (
 (``origin.MADE_INSIDE``): "close it" names nothing the user holds (engineio's ``requests.Session``)."""
 
 
-def _made_inside(origin: Any) -> bool:
-    """The client's origin says library code made it inside a call (the origin tuple, or its formatted string as
-    the JSON report keeps it)."""
+def _how(origin: Any) -> str:
+    """How a socket or client came to be, as its origin says (the tuple's fourth part, or its formatted string as
+    the JSON report keeps it, which starts with it); "" for a plain line."""
     if isinstance(origin, str):
-        return origin.startswith(MADE_INSIDE)
-    return bool(origin) and len(origin) > 3 and str(origin[3]).startswith(MADE_INSIDE)
+        return origin
+    return str(origin[3]) if origin and len(origin) > 3 else ""
+
+
+def _made_inside(origin: Any) -> bool:
+    """The client's origin says library code made it inside a call."""
+    return _how(origin).startswith(MADE_INSIDE)
 
 
 def made_inside_method(origin: Any) -> tuple[str, str] | None:
@@ -530,7 +535,7 @@ def made_inside_method(origin: Any) -> tuple[str, str] | None:
     asked, and it made a new client for the call. None for a function (``requests.get``: a client of the user's
     own replaces it) or a client made by the user's line. A method is told by its class's name, which is
     CapWords (PEP 8), as the dotted name ``_call_name`` gives has no other mark of it."""
-    how = origin if isinstance(origin, str) else (str(origin[3]) if origin and len(origin) > 3 else "")
+    how = _how(origin)
     if not how.startswith(MADE_INSIDE):
         return None
     call, sep, _ = how[len(MADE_INSIDE):].partition("(), called at")
