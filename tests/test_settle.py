@@ -287,6 +287,21 @@ LIVE_CLIENTS = dedent("""
             client.close()
         threading.Thread(target=later).start()
 
+    @pytest.fixture(scope="session")
+    def portal():
+        from anyio.from_thread import start_blocking_portal
+        with start_blocking_portal() as portal:
+            yield portal
+
+    def test_closed_by_a_task_of_an_anyio_portal(portal, server):
+        import anyio
+        client = httpx.Client()
+        client.get(server.url)
+        async def later():
+            await anyio.sleep(0.2)
+            client.close()
+        portal.start_task_soon(later)
+
     def test_closed_by_a_loop_in_another_thread(background_loop, server):
         client = httpx.Client()
         client.get(server.url)
@@ -299,7 +314,8 @@ LIVE_CLIENTS = dedent("""
 
 def test_a_live_client_waits_only_while_other_code_may_close_it(pytester, run):
     """A live client the test did not close may still be closed by code running elsewhere - a thread the test
-    started, a task on an event loop in another thread - and the check waits for it, as for a socket. With no such
+    started, a task on an event loop in another thread (a plain one, an anyio portal's) - and the check waits for
+    it, as for a socket. With no such
     code running (azure-core's function fixture that returns a client and never closes it: pytest holds it until
     the teardown ends) nothing can close it: it is judged at once, not after the whole settle (warn mode took 2x
     the suite's time on azure-core). The same verdict either way."""
