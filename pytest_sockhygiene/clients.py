@@ -9,7 +9,7 @@ A client created inside another tracked client's constructor (the urllib3 PoolMa
 ``requests.Session``) is part of that client and is not counted again.
 
 A client is a connection leak (``clients``) only if it *used* the network: a connect was attributed to one of its
-requests (``origin.request_client``), or a socket was seen in its pool. An unclosed client that never did (built to
+requests (``origin.request_state``), or a socket was seen in its pool. An unclosed client that never did (built to
 test URL merging or request preparation, or served by respx, pytest-httpx or a mock adapter, which answer below
 the client) holds no socket: it counts under ``unused_clients``, unlimited by default.
 
@@ -71,7 +71,7 @@ class ClientRecord:
         """Websocket handshakes among its requests (trackers that can tell: aiohttp's ``ws_connect``)."""
         self.connections = 0
         """Connects attributed to this client's requests (counted by the socket recorder, see
-        ``origin.request_client``)."""
+        ``origin.request_state``)."""
         self.pooled = False  # a socket was seen in its pool (a connect the recorder could not attribute)
         self.ref: Callable[[], Any] | None = None
         self.shared = False  # adopted process-wide client: never counted, never a session-level leak
@@ -321,7 +321,7 @@ class ClientRegistry:
         existing = self._by_id.get(key)
         if existing is not None and not existing.collected:
             return  # recorded already (a subclass's constructor calling the base class's)
-        outer = origin_mod.requesting.get()
+        outer = origin_mod.request_state.get()[2]
         if outer is not None and _made_by_a_part_of(outer, sys._getframe(2)):
             # made by the transport of a client during its request (a transport that makes its aiohttp session on
             # first use): part of that client, whoever's request it was - a session fixture's client's first

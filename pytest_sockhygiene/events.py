@@ -38,8 +38,7 @@ from .trackers.patching import RecorderPatch
 from .unraised import shown_not_raised
 
 _INET = (socket.AF_INET, socket.AF_INET6)
-_request_client = origin_mod.request_client
-_app_request = origin_mod.app_request
+_request_state = origin_mod.request_state  # [1]: the client whose request is under way; [3]: the test's app request
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
 _threads_by_ident: dict[int, threading.Thread] | None = getattr(threading, "_active", None)
@@ -77,7 +76,7 @@ class SocketEvent:
     listener_local: Endpoint | None  # accept: the listening socket's address
     client: Any
     """connect: the record (``clients.ClientRecord``) of the tracked client whose request opened this connection
-    (``origin.request_client``: the innermost recorded client's request under way, the one whose pool opens
+    (``origin.request_state[1]``: the innermost recorded client's request under way, the one whose pool opens
     it), None for a connection no tracked client's request made (raw sockets, ``http.client``, a client outside
     tracking, an app reached through a mock or ASGI transport). The record is
     hashable by identity and stays the same object for the client's life: group connections by it.
@@ -196,7 +195,7 @@ class Ownership:
                 owner = getattr(thread, _OWNER_ATTR, None)
             if owner is None and tasks and self.tasks_owned:  # a task a fixture created (its server), run later
                 owner = _task_owner.get()
-        if owner is not None and _app_request.get():
+        if owner is not None and _request_state.get()[3]:
             # the test's own request to an app through a session fixture's test client, run on a thread the
             # client started (starlette's TestClient: its portal, and the worker threads that runs sync endpoints
             # in): what the app does for it is the test's
@@ -261,7 +260,7 @@ class ThreadStarts:
         orig = cls.start
         starts = self
         capture, STARTED_AT = origin_mod.capture, origin_mod.STARTED_AT_ATTR  # noqa: N806
-        request_client = origin_mod.request_client
+        request_state = origin_mod.request_state
 
         def start(self: threading.Thread) -> None:
             # (a task's owner is not passed on: a thread an owned task starts during a test may be a pool's worker
@@ -270,7 +269,7 @@ class ThreadStarts:
             if owner is None and starts.logging:
                 # started inside a request of a broader fixture's client: its pool's thread (urllib3-future's idle
                 # connection watcher, started at a pool's first request), the fixture's like the pool
-                client = request_client.get()
+                client = request_state.get()[1]
                 owner = client.owner if client is not None else None
             owned = False
             if owner is not None:
@@ -530,7 +529,7 @@ class Recorder:
         self.touched = True
         self.touched_fds.add(fd)
         event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current(),
-                            None, None, _request_client.get())
+                            None, None, _request_state.get()[1])
         for sink in self.sinks:
             sink.events.append(event)
 
@@ -566,9 +565,9 @@ class Recorder:
                     remote = (local[0], remote[1])
             self.touched = True
             self.touched_fds.add(fd)
-            client = _request_client.get()
+            client = _request_state.get()[1]
             if client is not None:
-                client.connections += 1  # the client opened a real connection (see origin.request_client)
+                client.connections += 1  # the client opened a real connection (see origin.request_state)
                 if client.part_of is not None:  # (its transport's own client: the user's client opened it)
                     client.part_of.connections += 1
             if identity is None:

@@ -258,23 +258,46 @@ def set_task_boundary(code: Any) -> None:
     global _boundary
     _boundary = code
 
-request_origin: contextvars.ContextVar[Origin | FrameType | None] = contextvars.ContextVar(
-    "sockhygiene_request_origin", default=None)
-"""The user's line that started the client request under way, set by client trackers around ``send``; read it
-with :func:`request_origin_now`.
+NO_REQUEST: tuple[Origin | FrameType | None, Any | None, Any | None, bool] = (None, None, None, False)
+"""``request_state`` outside any tracked client's request."""
 
-An async client connects inside a task of its own (anyio races connection attempts in a task group), and that
-task's stack never reaches the user's coroutine. Context variables are copied into child tasks, so a connect
-made for a tracked request still finds the user's line: an async request stores the line itself. A sync
-request stores the frame that sent it instead (``sys._getframe``, no walk): its connects run on that same
-stack while the request is under way, so the line is looked for only when a connect needs it, not at each of
-the (many more) requests.
+request_state: contextvars.ContextVar[tuple[Origin | FrameType | None, Any | None, Any | None, bool]] = \
+    contextvars.ContextVar("sockhygiene_request", default=NO_REQUEST)
+"""The tracked client request under way, set by client trackers around ``send`` (``trackers/patching.py``): one
+tuple, so that a request costs one ``set`` and one ``reset`` (four variables took four of each, at every request
+of every test). Its four parts:
+
+``[0]``, the user's line that started the outermost request (read it with :func:`request_origin_now`). An async
+client connects inside a task of its own (anyio races connection attempts in a task group), and that task's stack
+never reaches the user's coroutine. Context variables are copied into child tasks, so a connect made for a tracked
+request still finds the user's line: an async request stores the line itself. A sync request stores the frame that
+sent it instead (``sys._getframe``, no walk): its connects run on that same stack while the request is under way,
+so the line is looked for only when a connect needs it, not at each of the (many more) requests.
+
+``[1]``, the record (``clients.ClientRecord``) of the innermost recorded client whose request is under way, the one
+whose pool opens the connection (a ``requests.Session``'s request is the session's, since the urllib3 pool inside
+it is not recorded on its own; a user's PoolManager used by an adapter mounted in a session is the PoolManager's).
+None inside the request of a client with no pool of its own (mock, ASGI, WSGI transports). The socket recorder
+attaches it to every connect it sees (``SocketEvent.client``) and counts the connect on the record
+(``ClientRecord.connections``): so a client knows whether it ever opened a real connection (an unclosed client
+that never did is not a connection leak), and a connection knows which client's pool opened it. Copied into child
+tasks like the line, so anyio's racing connect attempts are attributed too.
+
+``[2]``, the record of the innermost recorded client whose request is under way, pool or none (``[1]`` is None
+inside a client with no pool of its own): a client created by that client's transport during the request - a
+transport that makes its aiohttp session on first use - is part of it (``ClientRegistry.created``).
+
+``[3]``, True while the test's own request through a client with no pool (an ASGI or WSGI app's test client,
+starlette's ``TestClient``) is under way, in the test's thread and in every thread and task the app runs it in
+(anyio copies the context into its portal and worker threads). What the app does for that request is the test's,
+though a broader fixture entered the client and so started the thread that runs the app (``Ownership.current``).
 """
 
 
 def request_origin_now() -> Origin | None:
-    """``request_origin``'s user line, found from the stored frame if a sync request stored one."""
-    value = request_origin.get()
+    """The user's line of the request under way (``request_state[0]``), found from the stored frame if a sync
+    request stored one."""
+    value = request_state.get()[0]
     if value is None or isinstance(value, tuple):
         return value
     return _walk(value)
@@ -289,32 +312,6 @@ def reset_quietly(var: contextvars.ContextVar[Any], token: Any) -> None:
         var.reset(token)
     except (LookupError, ValueError, RuntimeError):
         pass
-
-
-requesting: contextvars.ContextVar[Any | None] = contextvars.ContextVar("sockhygiene_requesting", default=None)
-"""The record of the innermost recorded client whose request is under way, pool or none (``request_client`` is
-None inside a client with no pool of its own): a client created by that client's transport during the request - a
-transport that makes its aiohttp session on first use - is part of it (``ClientRegistry.created``)."""
-
-app_request: contextvars.ContextVar[bool] = contextvars.ContextVar("sockhygiene_app_request", default=False)
-"""True while the test's own request through a client with no pool (an ASGI or WSGI app's test client, starlette's
-``TestClient``) is under way, in the test's thread and in every thread and task the app runs it in (anyio copies
-the context into its portal and worker threads). What the app does for that request is the test's, though a
-broader fixture entered the client and so started the thread that runs the app (``Ownership.current``)."""
-
-request_client: contextvars.ContextVar[Any | None] = contextvars.ContextVar(
-    "sockhygiene_request_client", default=None)
-"""The record (``clients.ClientRecord``) of the tracked client whose request is under way, set beside
-``request_origin`` by the same wrappers (``trackers/patching.py``). The innermost recorded client wins: the one
-whose pool opens the connection (a ``requests.Session``'s request is the session's, since the urllib3 pool
-inside it is not recorded on its own; a user's PoolManager used by an adapter mounted in a session is the
-PoolManager's). None inside the request of a client with no pool of its own (mock, ASGI, WSGI transports).
-
-The socket recorder attaches it to every connect it sees (``SocketEvent.client``) and counts the connect on the
-record (``ClientRecord.connections``): so a client knows whether it ever opened a real connection (an unclosed
-client that never did is not a connection leak), and a connection knows which client's pool opened it. Copied
-into child tasks like ``request_origin``, so anyio's racing connect attempts are attributed too.
-"""
 
 
 def capture(skip: int = 1) -> Origin | None:

@@ -206,11 +206,11 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
-def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any, Any, Any]:
-    """Count a request; set ``origin.request_origin`` unless an outer tracked request set it (the outermost wins:
-    the user's line) or this client has no pool, and ``origin.request_client`` to this client's record (the
-    innermost recorded client wins: the connection is opened in *its* pool). Returns the tokens to reset, None for
-    a variable left alone.
+def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any]:
+    """Count a request, and set ``origin.request_state`` for it: the user's line unless an outer tracked request set
+    it (the outermost wins: the user's line) or this client has no pool, and this client's record as the client
+    whose request it is (the innermost recorded client wins: the connection is opened in *its* pool). Returns the
+    token to reset (None: nothing set) and the client's record.
 
     Innermost, because a client's request can run another client's: a user's PoolManager used by a custom
     adapter mounted in a ``requests.Session``, an app under test reached through ``ASGITransport`` that calls
@@ -219,22 +219,21 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     transport has no pool (mock, ASGI, WSGI: ``networked`` False) sets None: what its handler connects (an app's
     Redis connection) is not through a pool of its own."""
     record = registry.request(client)
-    origin_token = None
-    client_token = None
-    requesting_token = None
-    app_token = None
+    line, pooled, requesting, app = origin.request_state.get()
     # a client with no pool (ASGI, WSGI: the app runs inside its request) sets no line: the app's own connects are
     # named by the app's line that made them, and a client the app uses sets its own
-    if origin.request_origin.get() is None and (record is None or record.networked):
+    if line is None and (record is None or record.networked):
         # sync: the sender's frame, walked only if a connect needs its line (origin.request_origin_now)
-        origin_token = origin.request_origin.set(sys._getframe(2) if sync else origin.capture(skip=2))
+        line = sys._getframe(2) if sync else origin.capture(skip=2)
+    elif record is None:
+        return None, None  # an outer request's line stands, and this client is not recorded: nothing to set
     if record is not None:
-        client_token = origin.request_client.set(record if record.networked else None)
-        requesting_token = origin.requesting.set(record)
-        if not record.networked and not origin.app_request.get() and registry.owner_now() is None:
+        pooled = record if record.networked else None
+        requesting = record
+        if not record.networked and not app and registry.owner_now() is None:
             # the test's request to an app (no pool: the app runs inside it), whoever entered the client
-            app_token = origin.app_request.set(True)
-    return origin_token, client_token, requesting_token, app_token
+            app = True
+    return origin.request_state.set((line, pooled, requesting, app)), record
 
 
 def holds_connection(sock: Any) -> bool:
@@ -252,17 +251,21 @@ def holds_connection(sock: Any) -> bool:
         return False
 
 
-def _leave_request(registry: Any, tokens: tuple[Any, Any, Any, Any], client: Any,
+def _leave_request(registry: Any, tokens: tuple[Any, Any], client: Any,
                    sockets: Callable[[Any], list[Any]] | None) -> None:
-    """Reset the variables; and, for a client not yet known to have opened a connection, look into its pool once
+    """Reset the request's state; and, for a client not yet known to have opened a connection, look into its pool once
     the request is done: a connect the socket recorder could not see (made by C code such as uvloop, or while
     another library had replaced ``socket.socket.connect``) still leaves its socket there.
 
     The tracker's own ``sockets`` is asked, not the ``pytest_sockhygiene_client_sockets`` hook, if it gives one: a
     hook call's arguments may be kept by whoever records hook calls (pytester does, for a whole in-process run),
     and a client kept alive by the plugin would never be seen garbage-collected."""
-    record = origin.request_client.get()
-    if record is not None and not record.used and tokens[1] is not None:
+    token, mine = tokens
+    if token is None:
+        return
+    # (the client the context names now, normally this one's record: None for a client with no pool)
+    record = origin.request_state.get()[1] if mine is not None else None
+    if record is not None and not record.used:
         if sockets is None:
             registry.used(record)
         else:
@@ -276,20 +279,12 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any, Any], client: Any
                         registry.unseen_connects += 1
             except Exception:  # noqa: BLE001 - a pool that cannot be read must not break the user's request
                 pass
-    origin_token, client_token, requesting_token, app_token = tokens
-    if app_token is not None:
-        origin.reset_quietly(origin.app_request, app_token)
-    if requesting_token is not None:
-        origin.reset_quietly(origin.requesting, requesting_token)
-    if client_token is not None:
-        origin.reset_quietly(origin.request_client, client_token)
-    if origin_token is not None:
-        origin.reset_quietly(origin.request_origin, origin_token)
+    origin.reset_quietly(origin.request_state, token)
 
 
 def counting_requests(registry: Any, sockets: Callable[[Any], list[Any]] | None = None) -> Callable[[Any], Any]:
-    """Count a client's requests, and remember the user's line that sent them (``origin.request_origin``) and
-    the client whose request it is (``origin.request_client``): the connects made meanwhile are that client's.
+    """Count a client's requests, and remember the user's line that sent them and the client whose request it is
+    (``origin.request_state``): the connects made meanwhile are that client's.
     ``sockets(client)``, the tracker's own reading of a client's pool, is asked after a request until the client
     is known to have opened a connection (without it, the ``pytest_sockhygiene_client_sockets`` hook is)."""
 

@@ -131,7 +131,7 @@ def pool_requests(registry: Any, sockets: Callable[[Any], list[Any]]) -> Callabl
             if manager is None:
                 return method(self, *args, **kwargs)
             record = registry.record_of(manager)
-            if record is None or origin.requesting.get() is record:
+            if record is None or origin.request_state.get()[2] is record:
                 return method(self, *args, **kwargs)
             tokens = _enter_request(registry, manager, sync=True)
             try:
