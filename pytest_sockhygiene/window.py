@@ -29,7 +29,7 @@ from .limits import Limits
 from .logheld import held_only_by_records
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
-from .unraised import resource_warnings_raised, shown_not_raised
+from .unraised import filter_facts, shown_not_raised
 from .verdict import (
     CLEAN,
     HELD_SOCKET_KINDS,
@@ -485,8 +485,9 @@ class Window(EventSink):
         # where a ResourceWarning is an error, nothing is collected: the user's own check of unclosed sockets must
         # fail where it would without the plugin, neither in this test's teardown nor nowhere (``unraised.py``;
         # asked before the error filters are set aside)
-        collect = gc.collect if not resource_warnings_raised() else _no_collection
-        with shown_not_raised(place):
+        facts = filter_facts()
+        collect = gc.collect if not facts.resource_raised else _no_collection
+        with shown_not_raised(place, facts):
             return self._close(limits, collect)
 
     def place_warning(self, message: Any) -> tuple[str, int] | None:

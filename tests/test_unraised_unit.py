@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 import pytest_sockhygiene.window as window_module
-from pytest_sockhygiene.unraised import _resource_warnings_shown, resource_warnings_raised, shown_not_raised
+from pytest_sockhygiene.unraised import (
+    FilterFacts,
+    _resource_warnings_shown,
+    filter_facts,
+    resource_warnings_raised,
+    shown_not_raised,
+)
 
 PLUGIN_FILE = os.path.abspath(window_module.__file__)
 
@@ -49,6 +55,24 @@ def test_an_ignore_filter_with_a_pattern_leaves_the_question_open():
         warnings.simplefilter("default", ResourceWarning)
         warnings.filterwarnings("ignore", message="unclosed transport", category=ResourceWarning)
         assert _resource_warnings_shown() is True
+
+
+@pytest.mark.parametrize(("filters", "facts"), [
+    # (first filter first) an error filter for another category after the one that decides ResourceWarning
+    ([("ignore", ResourceWarning, None), ("error", DeprecationWarning, None)], FilterFacts(True, False, False)),
+    # a pattern filter leaves both questions open: the next filter decides them
+    ([("error", ResourceWarning, "unclosed transport"), ("default", Warning, None)], FilterFacts(True, True, True)),
+    ([("ignore", ResourceWarning, "unclosed"), ("error", Warning, None)], FilterFacts(True, True, True)),
+    ([("default", ResourceWarning, None), ("error", ResourceWarning, None)], FilterFacts(True, False, True)),
+    ([("ignore", UserWarning, None)], FilterFacts(False, False, False)),
+])
+def test_one_walk_answers_all_three_questions(filters, facts):
+    """``filter_facts`` walks the filters once for what three walks answered: each answer as its own walk gave it."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category, message in reversed(filters):
+            warnings.filterwarnings(action, message=message or "", category=category)
+        assert filter_facts() == facts
 
 
 def test_a_resource_warning_in_the_plugin_is_moved_to_the_place_given():
