@@ -368,6 +368,15 @@ CAUSE_ADVICE["api_concurrent"] = (
     "size, or allow it for this test.")
 """A pool no tracked client owns (redis-py's, a database driver's) that grew for concurrent calls and was closed
 (found with redis-py's ``test_can_run_concurrent_commands``): not a connection per call."""
+CAUSE_ADVICE["api_objects_at_once"] = (
+    "these connections were all open at once, each through a new object of its own (no pool held them), and "
+    "closing them left an entry for each: where the code under test makes concurrent calls, send them through one "
+    "pooled client with a cap on its size (requests.Session, httpx.Client(limits=...), "
+    "urllib3.PoolManager(maxsize=...)) shared between tests (a fixture of broader scope); a test of concurrency "
+    "itself opens them on purpose: allow it for that test.")
+"""Objects of an API without a pool (``http.client.HTTPConnection``), one per connection, all open at once
+(``NEW_OBJECTS_AT_ONCE``): "a pool grown for concurrent calls" and "share one pool, cap its size" were told of a
+test that had no pool (found running waitress's suite)."""
 CAUSE_ADVICE["api_server_first"] = CAUSE_ADVICE["api"] + (
     " The server ended each connection first, as a redirect or a refused handshake does, or as a server does when "
     "the client asks it to (urllib.request sends `Connection: close` with every request: a pooled client is the "
@@ -622,6 +631,13 @@ NEW_OBJECT_EACH = "each call made on a new object of its own, which opened a con
 connection alive, so reusing one is the fix, not "a pooled client" (found running httplib2's suite)."""
 
 
+NEW_OBJECTS_AT_ONCE = "each on a new object of its own"
+"""In an API context item's note, after ``AT_ONCE``: every connection of the group was open at the same time, each
+made by a method of a different object (fifty ``http.client.HTTPConnection`` objects of waitress's
+``test_many_clients``): concurrent calls, but no pool that grew - there was none
+(``CAUSE_ADVICE["api_objects_at_once"]``)."""
+
+
 ONE_OBJECT_AGAIN = "every call made on one object, which opened a new connection for each"
 """In an API context item's note: the API is a method, and one object made every connection, one after another
 (found with pymemcache: a test that closed its client after each call): something closed its connection between
@@ -682,7 +698,7 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         if ONE_OBJECT_AGAIN in first.note and _POOL_API.match(first.state):
             return "api_pool_again"  # (whichever side closed first: a pool's fix is the keep-alive either way)
         if AT_ONCE in first.note:
-            return "api_concurrent"
+            return "api_objects_at_once" if NEW_OBJECTS_AT_ONCE in first.note else "api_concurrent"
         if ONE_OBJECT_AGAIN in first.note:  # (whichever side closed first: its fix names the server's part too)
             return "api_one_object"
         if items and all(i.note == SERVER_CLOSED_EACH for i in items):
@@ -838,7 +854,10 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     for (api, origin), n in apis.items():
         note = "no tracked client: each call opened a connection of its own"
         if n >= 2 and _all_open_at_once(api_conns[(api, origin)], events):
-            note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
+            if _objects_called_on(api_objects[(api, origin)]) == n:
+                note = f"no tracked client; {AT_ONCE}, {NEW_OBJECTS_AT_ONCE}"
+            else:
+                note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
         elif n >= 2 and (called_on := _objects_called_on(api_objects[(api, origin)])) in (n, 1):
             note = f"no tracked client: {NEW_OBJECT_EACH if called_on == n else ONE_OBJECT_AGAIN}"
         state = f"{OPENED_BY}{api}" + ("" if api.startswith("calls of ") else "()")

@@ -364,6 +364,34 @@ def test_connections_all_open_at_once_are_a_pool_not_a_connection_per_call(pytes
         in block
 
 
+def test_connections_all_open_at_once_each_on_a_new_object_are_not_a_pool(pytester, run):
+    """Seven ``http.client.HTTPConnection`` objects, all open at once, then closed (waitress's
+    ``test_many_clients`` makes fifty): concurrent calls, but no pool grew - each object made its own connection.
+    Not "a pool grown for concurrent calls" with "share one pool, cap its size" (found running waitress's suite),
+    and not the one-after-another reading either."""
+    pytester.makepyfile(test_c=dedent("""
+        import http.client
+
+        def test_many_connections_at_once(server):
+            conns = []
+            for _ in range(7):
+                conn = http.client.HTTPConnection(server.host, server.port)
+                conn.request("GET", "/")
+                conns.append(conn)
+            for conn in conns:
+                conn.getresponse().read()
+                conn.close()
+    """))
+    result = run()
+    block = failure_block(result, "test_c.py::test_many_connections_at_once")
+    n = lingered(block, 7, result)
+    assert "7 connection(s) opened by http.client.HTTPConnection.request(), at test_c.py:7 in " \
+           "test_many_connections_at_once (no tracked client; all open at once, each on a new object of its own)" \
+        in block, (n, block)
+    assert "fix: " + CAUSE_ADVICE["api_objects_at_once"] in block, block
+    assert "a pool grown" not in block and CAUSE_ADVICE["api_concurrent"] not in block, block
+
+
 def test_clients_each_bound_to_a_server_of_their_own_are_not_told_to_reuse_one(pytester, run):
     """One test, six servers, a client for each (pytest-aiohttp's ``aiohttp_client(app)`` for six app
     configurations): there was no client to reuse, so no "a new client per request?" - and the fix says to start
