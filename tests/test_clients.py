@@ -491,8 +491,8 @@ WRAPPING_TRANSPORT = dedent('''
     import pytest
 
     class Retrying(httpx.BaseTransport):
-        """Wraps httpx's own transport (to retry, to log): its pool is inside, where the built-in tracker cannot
-        see it."""
+        """Wraps httpx's own transport (to retry, to log): its pool is inside, in an attribute that is a
+        transport (as hishel's CacheTransport keeps httpx's in ``next_transport``)."""
 
         def __init__(self):
             self._inner = httpx.HTTPTransport()
@@ -503,43 +503,64 @@ WRAPPING_TRANSPORT = dedent('''
         def close(self):
             self._inner.close()
 
-    class RetryingPool:
+    class AsyncRetrying(httpx.AsyncBaseTransport):
+        def __init__(self):
+            self.next_transport = httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request):
+            return await self.next_transport.handle_async_request(request)
+
+        async def aclose(self):
+            await self.next_transport.aclose()
+
+    class Sharded(httpx.BaseTransport):
+        """Keeps httpx's transports in a list: no attribute of its is a transport, so its pool stays hidden."""
+
+        def __init__(self):
+            self._shards = [httpx.HTTPTransport()]
+
+        def handle_request(self, request):
+            return self._shards[0].handle_request(request)
+
+        def close(self):
+            for shard in self._shards:
+                shard.close()
+
+    class ShardedPool:
         @pytest.hookimpl(tryfirst=True)
         def pytest_sockhygiene_client_sockets(self, client):
             transport = getattr(client, "_transport", None)
-            if not isinstance(transport, Retrying):
+            if not isinstance(transport, Sharded):
                 return None
             return [c._connection._network_stream.get_extra_info("socket")
-                    for c in transport._inner._pool.connections if c._connection is not None]
+                    for c in transport._shards[0]._pool.connections if c._connection is not None]
 ''')
 
 
-@pytest.mark.parametrize("with_hook", [True, False], ids=["hook", "no-hook"])
-def test_a_client_sockets_hook_shows_the_pool_a_wrapping_transport_hides(pytester, run, with_hook):
-    """docs/clients.md: a transport wrapping httpx's own hides its pool. With a ``client_sockets`` hook, a session
-    client's connection is that client's (clean), and a test's own client left open counts under ``clients`` with
-    its connection in its pool. Without it, the test's own client counts as unused; the session client's
-    connection is the fixture's all the same (its value holds the pool: ``holders.py``)."""
+def test_a_transport_wrapping_httpx_own_has_its_pool(pytester, run):
+    """A client whose transport wraps httpx's own (hishel's ``CacheClient`` builds one for every user; a retrying
+    transport) has that transport's pool: left open, it counts under ``clients`` with its connection in its pool;
+    dropped unclosed after a request, it is "garbage-collected without being closed", as a plain client is. It was
+    an unused client, its connection nobody's, and dropped it passed (found running hishel's suite). A session
+    client with such a transport stays the fixture's."""
     pytest.importorskip("httpcore")
     pytester.makepyfile(retrying=WRAPPING_TRANSPORT)
     pytester.makeconftest(dedent('''
         import pytest
         from pytest_sockhygiene.testing import serve_http
-        from retrying import RetryingPool
-
-        def pytest_configure(config):
-            if WITH_HOOK and config.pluginmanager.has_plugin("sockhygiene"):
-                config.pluginmanager.register(RetryingPool(), "retrying-pool")
 
         @pytest.fixture(scope="session")
         def server():
             with serve_http(keep_alive=120.0) as s:
                 yield s
-    ''').replace("WITH_HOOK", str(with_hook)))
+    '''))
     pytester.makepyfile(test_w=dedent('''
+        import asyncio
+        import gc
+
         import httpx
         import pytest
-        from retrying import Retrying
+        from retrying import AsyncRetrying, Retrying
         KEEP = []
 
         @pytest.fixture(scope="session")
@@ -554,6 +575,85 @@ def test_a_client_sockets_hook_shows_the_pool_a_wrapping_transport_hides(pyteste
             client = httpx.Client(base_url=server.url, transport=Retrying())
             KEEP.append(client)
             assert client.get("/").status_code == 200
+
+        def test_own_client_dropped(server):
+            client = httpx.Client(base_url=server.url, transport=Retrying())
+            assert client.get("/").status_code == 200
+            del client
+            gc.collect()
+
+        def test_async_client_left_open(server):
+            async def main():
+                client = httpx.AsyncClient(base_url=server.url, transport=AsyncRetrying())
+                KEEP.append(client)
+                assert (await client.get("/")).status_code == 200
+
+            loop = asyncio.new_event_loop()
+            KEEP.append(loop)  # (kept open with the client: its connection stays open)
+            loop.run_until_complete(main())
+
+        def test_closed_client(server):
+            with httpx.Client(base_url=server.url, transport=Retrying()) as client:
+                assert client.get("/").status_code == 200
+    '''))
+    result = run("--sockhygiene-report=r.json")
+    report = json.loads((pytester.path / "r.json").read_text())
+    tests = {t["nodeid"].split("::")[-1]: t["counts"] for t in report["tests"]}
+    assert sorted(errors_of(result)) == ["test_w.py::test_async_client_left_open", "test_w.py::test_own_client_dropped",
+                                         "test_w.py::test_own_client_left_open"]
+    assert tests["test_session_client"]["established"] == 0
+    for name in ("test_own_client_left_open", "test_own_client_dropped", "test_async_client_left_open"):
+        assert (tests[name]["clients"], tests[name]["unused_clients"]) == (1, 0), (name, tests[name])
+    assert tests["test_own_client_left_open"]["established"] == 1
+    result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.Client created at test_w.py:18 in "
+                                 "test_own_client_left_open*"])
+    result.stdout.fnmatch_lines(["*httpx.Client, created at test_w.py:23 in test_own_client_dropped "
+                                 "(garbage-collected without being closed)*"])
+    result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.AsyncClient created at test_w.py:30 in main*"])
+    assert tests["test_closed_client"]["connections"] == 1
+
+
+@pytest.mark.parametrize("with_hook", [True, False], ids=["hook", "no-hook"])
+def test_a_client_sockets_hook_shows_the_pool_a_transport_hides(pytester, run, with_hook):
+    """docs/clients.md: a transport that keeps httpx's own where no attribute of its is a transport (in a list)
+    hides its pool. With a ``client_sockets`` hook, a session client's connection is that client's (clean), and a
+    test's own client left open counts under ``clients`` with its connection in its pool. Without it, the test's
+    own client counts as unused; the session client's connection is the fixture's all the same (its value holds
+    the pool: ``holders.py``)."""
+    pytest.importorskip("httpcore")
+    pytester.makepyfile(retrying=WRAPPING_TRANSPORT)
+    pytester.makeconftest(dedent('''
+        import pytest
+        from pytest_sockhygiene.testing import serve_http
+        from retrying import ShardedPool
+
+        def pytest_configure(config):
+            if WITH_HOOK and config.pluginmanager.has_plugin("sockhygiene"):
+                config.pluginmanager.register(ShardedPool(), "sharded-pool")
+
+        @pytest.fixture(scope="session")
+        def server():
+            with serve_http(keep_alive=120.0) as s:
+                yield s
+    ''').replace("WITH_HOOK", str(with_hook)))
+    pytester.makepyfile(test_w=dedent('''
+        import httpx
+        import pytest
+        from retrying import Sharded
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def api(server):
+            with httpx.Client(base_url=server.url, transport=Sharded()) as client:
+                yield client
+
+        def test_session_client(api):
+            assert api.get("/").status_code == 200
+
+        def test_own_client_left_open(server):
+            client = httpx.Client(base_url=server.url, transport=Sharded())
+            KEEP.append(client)
+            assert client.get("/").status_code == 200
     '''))
     result = run("--sockhygiene-report=r.json")
     report = json.loads((pytester.path / "r.json").read_text())
@@ -565,7 +665,7 @@ def test_a_client_sockets_hook_shows_the_pool_a_wrapping_transport_hides(pyteste
         assert tests["test_session_client"]["established"] == 0
         assert (own["clients"], own["unused_clients"]) == (1, 0)
         result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.Client created at test_w.py:15 in "
-                                     "test_own_client_left_open)*"])
+                                     "test_own_client_left_open*"])
     else:
         # the session client's connection is still the fixture's: its value holds the pool (holders.py)
         assert errors_of(result) == ["test_w.py::test_own_client_left_open"]

@@ -5,7 +5,8 @@ included). Closed: ``close``, ``aclose`` and the context managers (``__exit__`` 
 subclass's own ``__exit__`` / ``__aexit__`` included (starlette's ``TestClient``).
 Pool: transport -> httpcore(2) pool -> connections -> network stream -> ``get_extra_info("socket")``.
 A client whose transports have no connection pool (MockTransport, ASGITransport, WSGITransport, a custom
-transport) cannot leak a socket and is not counted.
+transport that wraps none of httpx's) cannot leak a socket and is not counted; one that wraps httpx's own
+(hishel's ``CacheTransport``, a retrying transport) has the wrapped one's pool.
 """
 
 from __future__ import annotations
@@ -27,11 +28,45 @@ def _transports(client: Any) -> Iterator[Any]:
 
 
 def _pool(transport: Any) -> Any:
-    """The transport's httpcore pool (``ConnectionPool``, ``HTTPProxy``, ``SOCKSProxy`` or their async twins).
+    """The transport's httpcore pool (``ConnectionPool``, ``HTTPProxy``, ``SOCKSProxy`` or their async twins), or
+    that of a transport it wraps (``_wrapped_pool``); None if none is found.
 
-    ``HTTPTransport._pool`` is the one private name httpx has kept from 0.18 to today; a custom transport
-    without it has no pool we know how to read, and is not counted."""
-    return getattr(transport, "_pool", None)
+    ``HTTPTransport._pool`` is the one private name httpx has kept from 0.18 to today."""
+    pool = getattr(transport, "_pool", None)
+    if pool is not None or transport is None:
+        return pool
+    return _wrapped_pool(transport, _MAX_WRAPPED)
+
+
+_MAX_WRAPPED = 3
+"""How many transports deep a wrapped pool is looked for: a cache over a retry over httpx's own is two."""
+
+
+def _wrapped_pool(transport: Any, depth: int) -> Any:
+    """The pool of a transport that ``transport`` wraps: one of its attributes that is itself a transport
+    (a class with ``handle_request`` or ``handle_async_request``) holding a pool, or is an httpcore pool held
+    under a name of its own. Found by what the attributes are, not by their names: hishel's ``CacheClient``
+    builds a ``CacheTransport`` around httpx's own (``next_transport``) for every user, with no custom transport
+    passed, and its client was not counted, its requests' connections nobody's (found running hishel's suite);
+    a retrying or logging transport of a user's own names its inner one as it likes. A mock, ASGI or WSGI
+    transport holds no transport (its handler, its app) and stays without a pool. Asked at a client's creation
+    when its transport has no ``_pool``, and when its pool is read."""
+    try:
+        values = list(vars(transport).values())
+    except TypeError:  # (no __dict__: slots hold nothing we look for)
+        return None
+    for value in values:
+        cls = type(value)
+        if not (hasattr(cls, "handle_request") or hasattr(cls, "handle_async_request")):
+            continue
+        if hasattr(cls, "connections"):
+            return value  # an httpcore pool itself (its ``connections``: every release httpx >= 0.23 can use)
+        pool = getattr(value, "_pool", None)
+        if pool is None and depth > 1:
+            pool = _wrapped_pool(value, depth - 1)
+        if pool is not None:
+            return pool
+    return None
 
 
 # The pool's own list of connections under the private names httpcore has used: ``_pool`` up to 1.0.2,
