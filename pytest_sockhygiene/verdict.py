@@ -329,6 +329,12 @@ CAUSE_ADVICE: dict[str, str] = {
                      "keep-alive on where that happens - the server (HTTP/1.1 without `Connection: close`), or the "
                      "proxy or middleware in between - or, where the server closes idle connections, give it a "
                      "keep-alive timeout longer than the pauses between requests.",
+    "pool_concurrent": "the client is reused, but its pool opened new connections while requests ran at the same "
+                       "time: a connection the pool has no room for is closed after its request (urllib3's "
+                       "pool_maxsize, 10 by default; httpx's and aiohttp's connection limits), and a server that ends "
+                       "connections (`Connection: close`, a keep-alive timeout, a limit of requests per connection) "
+                       "costs one each - size the pool to the concurrency, keep the server's connections alive, or "
+                       "allow it for this test.",
     "api": "an API without a connection pool opens a new connection per call: keep one connection open for many "
            "calls (one websocket session, one database connection), or for HTTP send the requests through one "
            "pooled client (requests.Session, httpx.Client, urllib3.PoolManager). A test of redirects, refused "
@@ -603,6 +609,11 @@ OPENED_BY = "opened by "
 RECONNECTED = "one after another"
 """In a client context item's note: its pool reopened connections to one host, never two at once."""
 
+AT_THE_SAME_TIME = "some at the same time"
+"""In a client context item's note: its pool opened more than one connection to a host, fewer than its requests,
+and some of them were open at once (requests from several threads or tasks): the client is reused, and keep-alive
+was lost to the concurrency or to the server (``CAUSE_ADVICE["pool_concurrent"]``)."""
+
 WEBSOCKETS = "websockets among them, whose connection the server ends first"
 """In a client context item's note: its clients opened websockets (``ClientRecord.websockets``). The server ends a
 websocket's TCP connection first by the protocol, so its side holding every entry says nothing of keep-alive."""
@@ -708,6 +719,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         return "api"
     if RECONNECTED in first.note:
         return "server_closes"
+    if AT_THE_SAME_TIME in first.note:
+        return "pool_concurrent"
     if OWN_SERVERS in first.note:
         return "own_servers"
     if items and all(i.note == SERVER_CLOSED_EACH for i in items) and WEBSOCKETS not in first.note:
@@ -894,6 +907,21 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
             host = format_endpoint(max(again_remotes, key=lambda r: again_remotes[r]))
             pool = "its pool" if len(per_client) == 1 else "their pools"
             note += f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}"
+        elif not per_call:
+            # two connections or more to one host, not one after another (``_one_after_another``): some overlapped
+            busy = [c for c in per_client if c not in reconnecting and max(per_client[c].values()) >= 2
+                    and getattr(c, "requests", 0) > sum(per_client[c].values())]
+            if busy:
+                # a reused client whose connections overlapped (requests from several threads or tasks): not "one
+                # after another", and not a new client per request either (found with cheroot's suite: one
+                # session, 1,000 requests from 50 threads, told to "reuse connections - one client")
+                busy_remotes: dict[Endpoint | None, int] = collections.Counter()
+                for c in busy:
+                    busy_remotes.update(per_client[c])
+                host = format_endpoint(max(busy_remotes, key=lambda r: busy_remotes[r]))
+                pool = "its pool" if len(per_client) == 1 else "their pools"
+                asked = sum(getattr(c, "requests", 0) for c in busy)
+                note += f"; {pool} opened {n_conns} connections to {host} for {asked} requests, {AT_THE_SAME_TIME}"
         ranked.append((by_clients, 1, n_conns, Item(state=kind, local=None, remote=None, origin=origin,
                                                  count=len(per_client), note=note)))
     for item in created:

@@ -681,6 +681,76 @@ def test_a_client_per_call_some_following_a_redirect_is_still_a_client_per_call(
     assert "fix: " + CAUSE_ADVICE["server_closes"] in reused, reused
 
 
+def test_a_reused_client_whose_requests_ran_at_the_same_time_is_not_told_to_reuse_one(pytester, run):
+    """One ``requests.Session`` for 24 requests from 12 threads, all 12 in flight at once (the server answers when
+    all have arrived): the pool keeps 10 connections (urllib3's default pool_maxsize) and closes the two it has no
+    room for after each round, then the ten at the session's close - 12 to 14 connections for 24 requests (as the
+    threads' rounds interleave), some open at the same time. It was told "reuse connections - one client, with
+    keep-alive", what it does (found with cheroot's suite: one session, 1,000 requests from 50 threads)."""
+    pytester.makepyfile(test_r=dedent('''
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import pytest
+        import requests
+
+        ARRIVED = threading.Barrier(12)
+
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                ARRIVED.wait(10)  # every request of a round in flight at once
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+
+        @pytest.fixture(scope="module")
+        def url():
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server.daemon_threads = True
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
+        def test_concurrent(url):
+            failed = []
+
+            def work(session):
+                for _ in range(2):
+                    try:
+                        assert session.get(url, timeout=10).status_code == 200
+                    except Exception as e:
+                        failed.append(e)
+
+            with requests.Session() as session:
+                threads = [threading.Thread(target=work, args=(session,)) for _ in range(12)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            assert not failed
+    '''))
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_r.py::test_concurrent"]
+    block = failure_block(result, "test_r.py::test_concurrent")
+    assert re.search(r"1 requests\.Session created at test_r\.py:\d+ in test_concurrent \(24 requests each; its pool "
+                     r"opened 1[2-4] connections to 127\.0\.0\.1:\d+ for 24 requests, some at the same time\)",
+                     block), block
+    assert "fix: " + CAUSE_ADVICE["pool_concurrent"] in block, block
+    assert "reuse connections - one client" not in block, block
+
+
 def test_a_pool_used_directly_that_reconnects_is_not_told_to_use_a_pool(pytester, run):
     """httpcore's ``ConnectionPool`` used directly (sentry-sdk's HTTP/2 and async transports), against a server
     that ends every connection: one pool made every call and reconnected for each. It was told to "send the
