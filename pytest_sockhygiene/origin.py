@@ -456,12 +456,11 @@ def made_inside(frame: FrameType) -> str:
     return f"{MADE_INSIDE}{_call_name(frame)}(), called at"
 
 
-def _public_name(frame: FrameType, qualname: str) -> str | None:
-    """``httpx.get``, not ``httpx._api.get``: the name the user called, where the frame's function (or its
-    class) is the one its top-level package exports under the same name; else None. ``qualname``: the function's
-    (``_qualname``), worked out once by the caller."""
-    module = frame.f_globals.get("__name__")
-    code = frame.f_code
+def _public_name(module: Any, code: CodeType, qualname: str) -> str | None:
+    """``httpx.get``, not ``httpx._api.get``: the name the user called, where the function ``code`` runs (or its
+    class) is the one its top-level package exports under the same name; else None. ``module``: where the
+    function (or the class it is named by) is defined; ``qualname``: its name there (``_qualname``), worked out
+    once by the caller."""
     if not isinstance(module, str) or "." not in module:
         return None
     top = module.split(".", 1)[0]
@@ -641,14 +640,46 @@ def _call_name(frame: FrameType | None, inner: FrameType | None = None) -> str |
     if name is None:
         # (``pymemcache.Client.get``, not ``pymemcache.client.base.Client.get``)
         qualname = _qualname(frame)
-        name = _public_name(frame, qualname)
+        name = _public_name(frame.f_globals.get("__name__"), code, qualname)
         if name is None:
             module = frame.f_globals.get("__name__") or os.path.splitext(os.path.basename(code.co_filename))[0]
             name = f"{module}.{qualname}"
         if len(_call_names) >= _CALL_NAMES_KEPT:
             _call_names.clear()
         _call_names[code] = name
+    if code.co_argcount and code.co_varnames[0] == "self" and "." in name:
+        return _inherited_name(frame, code, name)
     return name
+
+
+def _inherited_name(frame: FrameType, code: CodeType, name: str) -> str:
+    """``zeep.AsyncClient.__init__``, not ``zeep.Client.__init__``: a method an object's class inherits is named by
+    that class, the one the user's line made or called (zeep's ``AsyncClient`` runs ``Client.__init__``, which
+    makes an ``httpx.Client``: "created inside zeep.Client.__init__()" sent a reader to the sync client). ``name``:
+    the method's own, returned where the object's class is the one that defines it. Per (code, class), cached."""
+    try:
+        cls = type(frame.f_locals["self"])
+    except Exception:  # noqa: BLE001 - no self after all (deleted): the method's own name
+        return name
+    if name.rsplit(".", 2)[-2:-1] == [cls.__name__]:
+        return name  # (the defining class itself, or one of the same name: nothing to tell)
+    key = (code, cls)
+    inherited = _inherited_names.get(key)
+    if inherited is None:
+        if getattr(getattr(cls, code.co_name, None), "__code__", None) is not code:
+            inherited = name  # the class overrides it, and calls this one through super(): this one ran
+        else:
+            qualname = f"{cls.__qualname__}.{code.co_name}"
+            inherited = _public_name(cls.__module__, code, qualname)
+            if inherited is None:
+                # not exported: named by it only if nothing in its name is private (asyncio's event loop is a
+                # ``_UnixSelectorEventLoop``: ``asyncio.BaseEventLoop.create_connection`` says more)
+                private = any(part.startswith("_") for part in f"{cls.__module__}.{cls.__qualname__}".split("."))
+                inherited = name if private else f"{cls.__module__}.{qualname}"
+        if len(_inherited_names) >= _CALL_NAMES_KEPT:
+            _inherited_names.clear()
+        _inherited_names[key] = inherited
+    return inherited
 
 
 def _qualname(frame: FrameType) -> str:
@@ -675,6 +706,9 @@ _call_names: dict[CodeType, str] = {}
 """``_call_name``'s answer per code object: the same for every call of one function, asked at every connect no
 tracked client made (a burst of them names one API dozens of times)."""
 _CALL_NAMES_KEPT = 4096
+
+_inherited_names: dict[tuple[CodeType, type], str] = {}
+"""``_inherited_name``'s answer per (code object, class of the object it ran for)."""
 
 
 @functools.lru_cache(maxsize=1024)

@@ -790,6 +790,10 @@ DROPLIB = dedent('''
     @contextlib.contextmanager
     def session():
         yield requests.Session()  # never closed either
+
+
+    class AsyncSocket(Socket):
+        """Inherits ``connect`` (zeep's ``AsyncClient`` runs ``Client.__init__``)."""
 ''')
 
 
@@ -797,7 +801,8 @@ def test_a_client_a_library_made_inside_a_call_names_that_call(pytester, run):
     """A client made by library code inside the call the test's line made is "created inside that call, called at
     the line", and the fix says what closes such a client, not only "use with": the test never made a
     ``requests.Session`` and closed what it did make (python-socketio's suite). A library's context manager is
-    named, not contextlib's ``__enter__``. A client the test's line made is named as before."""
+    named, not contextlib's ``__enter__``; an inherited method by the class of the object it ran for. A client the
+    test's line made is named as before."""
     installed_library(pytester, "droplib", DROPLIB)
     pytester.makepyfile(test_d=dedent('''
         import gc
@@ -820,10 +825,22 @@ def test_a_client_a_library_made_inside_a_call_names_that_call(pytester, run):
         def test_made_here(server):
             http = requests.Session()
             http.get(server.url).close()
+
+        def test_an_inherited_method(server):
+            s = droplib.AsyncSocket()
+            s.connect(server.url)
+            s.disconnect()
+            gc.collect()
     '''))
     result = run("-p", "no:randomly", "-o", "sockhygiene_time_wait=100")
     assert sorted(errors_of(result)) == ["test_d.py::test_a_libraries_context_manager",
+                                         "test_d.py::test_an_inherited_method",
                                          "test_d.py::test_connect_and_disconnect", "test_d.py::test_made_here"]
+    # a method the object's class inherits is named by that class, the one the test's line called (found with
+    # zeep's AsyncClient, named "zeep.Client.__init__")
+    inherited = failure_block(result, "test_d.py::test_an_inherited_method")
+    assert re.search(r"requests\.Session, created inside droplib\.AsyncSocket\.connect\(\), called at test_d\.py:24 "
+                     r"in test_an_inherited_method", inherited), inherited
     dropped = failure_block(result, "test_d.py::test_connect_and_disconnect")
     assert re.search(r"requests\.Session, created inside droplib\.Socket\.connect\(\), called at test_d\.py:10 in "
                      r"test_connect_and_disconnect \(garbage-collected without being closed\)", dropped), dropped
