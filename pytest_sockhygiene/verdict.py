@@ -170,6 +170,9 @@ class Observation:
     """Identities of every socket held at the end (to tell an open listener from a closed one)."""
     lingering: set[FourTuple] = dataclasses.field(default_factory=set)
     """Candidate 4-tuples found lingering after an active close (filled by the window after a kernel lookup)."""
+    shut_down: set[FourTuple] = dataclasses.field(default_factory=set)
+    """4-tuples of held sockets in state CLOSE whose connection this side shut down first (a TIME_WAIT entry of
+    theirs found: not a reset), filled by the window; not counted as the test's TIME_WAIT (the socket is held)."""
     vanished: set[FourTuple] = dataclasses.field(default_factory=set)
     """4-tuples of connections held at the start that are gone at the end without a Python close() (garbage
     collection, C code): closed by this process during the window all the same."""
@@ -998,7 +1001,10 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
             # a connection that was reset (its server went away) while the test still holds the socket: the fd
             # is leaked all the same; its peer is no longer known to the kernel, so take it from the connect
             e = dataclasses.replace(e, remote=e.remote or peers[peer_key])
-            note = "connection already reset by the peer; the socket is still open"
+            if (e.local, e.remote) in obs.shut_down:  # (this side's TIME_WAIT entry: no reset leaves one)
+                note = "connection already shut down by this process and closed by the peer; the socket is still open"
+            else:
+                note = "connection already reset by the peer; the socket is still open"
         elif e.state not in OPEN_STATES and e.state != TcpState.CLOSE_WAIT:
             continue
         listener_ep = _listener_for(e.local, listeners)

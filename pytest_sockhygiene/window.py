@@ -282,6 +282,8 @@ class Window(EventSink):
         held_by_events = {ev.four_tuple for ev in obs.events
                           if ev.identity is not None and ev.identity in after and ev.four_tuple is not None}
         still_open.update(held_by_events)
+        if any(e.state == TcpState.CLOSE for e in entries):
+            obs.shut_down = self._shut_down_here(entries)
         connects = test_connects(obs, limits)  # once, for both
         candidates = time_wait_candidates(obs, limits, still_open, connects)
         if candidates:  # measured whatever the limit: the report and the baseline need the count
@@ -305,6 +307,16 @@ class Window(EventSink):
             if ev.owner is not None and ev.identity is not None and ev.identity in held and ev.client is None \
                     and ev.identity not in client_owned and ev.kind in ("connect", "accept", "listen"):
                 own[ev.identity] = ev.owner
+
+    def _shut_down_here(self, entries: list[SocketEntry]) -> set[FourTuple]:
+        """The connections of held sockets in state CLOSE that ended with this side's TIME_WAIT entry: shut down by
+        this process (``shutdown()``, websocket-client's ``abort()``) and then closed by the peer - not reset, which
+        leaves no entry. Their 4-tuples from the connects seen (the kernel knows no peer of a CLOSE socket); asked
+        only for a test that holds such a socket."""
+        connected = {ev.identity: ev.four_tuple for ev in self.events
+                     if ev.kind == "connect" and ev.four_tuple is not None}
+        tuples = {connected[e.key] for e in entries if e.state == TcpState.CLOSE and e.key in connected}
+        return self.table.lingering(tuples) if tuples else set()
 
     def _look_up(self, candidates: set[FourTuple], held: set[FourTuple]) -> set[FourTuple]:
         """The lingering candidates, asking about the second end of an in-process connection only when its first

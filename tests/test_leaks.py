@@ -74,6 +74,34 @@ def test_reset_connection_still_held_counts(pytester, run):
     ])
 
 
+def test_a_connection_shut_down_by_the_test_and_still_held_is_not_said_reset(pytester, run):
+    """A socket the test shut down itself (``shutdown(SHUT_RDWR)``: websocket-client's ``abort()``), whose peer then
+    closed too, and which the test still holds: leaked all the same, in state CLOSE as a reset one is, but this
+    side's TIME_WAIT entry says the connection ended in order - not "reset by the peer" (found with
+    websocket-client). A reset one keeps its note (above)."""
+    pytester.makepyfile(test_a=dedent("""
+        import socket
+        KEEP = []
+
+        def test_shut_down_but_held():
+            srv = socket.create_server(("127.0.0.1", 0))
+            cli = socket.create_connection(srv.getsockname())
+            conn, _ = srv.accept()
+            cli.shutdown(socket.SHUT_RDWR)  # this side's FIN first
+            assert conn.recv(1) == b""
+            conn.close(); srv.close()  # the peer's FIN: this side goes to TIME_WAIT, the socket to CLOSE
+            KEEP.append(cli)
+    """))
+    result = run()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*established: 1 > limit 0*",
+        "*CLOSE 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_a.py:6 in test_shut_down_but_held"
+        " (connection already shut down by this process and closed by the peer; the socket is still open)*",
+    ])
+    assert "reset by the peer" not in result.stdout.str()
+
+
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 def test_leaked_ipv6_connection(pytester, run):
     pytester.makepyfile(test_a=dedent("""
