@@ -26,7 +26,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from typing import Any, Callable
 
 from . import origin as origin_mod
@@ -840,6 +840,20 @@ class Recorder:
         """The one way a wrapper is recorded as in place: ``_installed`` and its copy for ``in_place`` together."""
         self._installed[name] = fn
         self._expected = (_getter(tuple(self._installed)), tuple(self._installed.values()))
+
+    def sockets_at(self, fds: Collection[int]) -> list[Any]:
+        """The socket objects of a connect or accept seen (``_known``) that still hold one of ``fds``: for the few
+        sockets of a violation a closer look asks about (``transports.py``)."""
+        out = []
+        for ref, seen in list(self._known.items()):  # (a copy: other threads' hooks add to it meanwhile)
+            sock = ref()
+            if sock is not None and seen[0] in fds:
+                try:
+                    if sock.fileno() == seen[0]:
+                        out.append(sock)
+                except Exception:  # noqa: BLE001 - closed since, or an object that cannot say
+                    continue
+        return out
 
     def in_place(self) -> bool:
         """Our wrappers are still what ``socket.socket`` has: one dict lookup per method (run at every window

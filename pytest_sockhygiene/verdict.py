@@ -31,6 +31,7 @@ from .events import SocketEvent
 from .limits import LIMIT_KEYS, Limits
 from .origin import MADE_INSIDE, Origin, accepted_origin
 from .table import OPEN_STATES, SocketEntry, TcpState
+from .transports import NOTE as TRANSPORT_NOTE
 
 KINDS = LIMIT_KEYS
 HELD_SOCKET_KINDS = frozenset({"established", "close_wait", "listen"})
@@ -513,6 +514,13 @@ UNPOOLED_CLOSE_WAIT_ADVICE = (
 """CLOSE_WAIT's fix when no connection left is in a client's pool: idle limits and streamed responses are a pooled
 HTTP client's (found with a websocket a test left open to a uvicorn server its fixture shut down)."""
 
+CLOSING_TRANSPORT_ADVICE = (
+    "the code closed the asyncio stream or transport but did not wait for the close: after writer.close() (or "
+    "transport.close()), await writer.wait_closed(), so that the loop closes the socket before the code goes on - "
+    "a loop that does not run again for a while (a session-scoped loop between tests) keeps it open till then.")
+"""The fix when every socket listed is held by an asyncio transport already closing on a loop that is not running
+(``transports.NOTE``): it was closed, but not to the end (found with python-socks' suite)."""
+
 _POOL_MARK = "in the pool of "
 """How a connection's note starts when a tracked client's pool holds it (``clients.py``)."""
 POOL_MARK = _POOL_MARK  # (window.py reads it too)
@@ -589,6 +597,8 @@ def _advice(v: Violation) -> str:
     that response; for clients a library made inside a call, what closes those."""
     if v.kind == "clients" and any(_made_inside(i.origin) for i in v.items):
         return ADVICE["clients"] + MADE_INSIDE_ADVICE
+    if v.kind in ("close_wait", "established") and v.items and all(TRANSPORT_NOTE in i.note for i in v.items):
+        return CLOSING_TRANSPORT_ADVICE
     if v.kind in ("close_wait", "established") and v.items and all(_held_by_a_response(i.note) for i in v.items):
         if any(_out_of_pool(i.note) for i in v.items):
             return OUT_OF_POOL_ADVICE

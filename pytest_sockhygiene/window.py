@@ -29,6 +29,8 @@ from .limits import Limits
 from .logheld import held_only_by_records
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
+from .transports import NOTE as TRANSPORT_NOTE
+from .transports import closing_on_stopped_loops
 from .unraised import filter_facts, shown_not_raised
 from .verdict import (
     CLEAN,
@@ -145,12 +147,27 @@ def _may_settle(verdict: Verdict) -> bool:
     return False
 
 
-def _holds_sockets_outside_pools(verdict: Verdict) -> bool:
-    """A violation lists sockets the process still holds other than idle in a live client's pool: a listener or a
-    connection another thread may close just after the test. A pooled one goes only when its client is closed,
-    which is what ``closers`` is asked about."""
-    return any(v.kind in HELD_SOCKET_KINDS and any(not i.note.startswith(POOL_MARK) for i in v.items)
-               for v in verdict.violations)
+_NO_FDS: frozenset[int] = frozenset()
+
+
+def _held_outside_pools(verdict: Verdict) -> set[int]:
+    """The fds of the sockets a violation lists that the process still holds other than idle in a live client's
+    pool: a listener or a connection another thread may close just after the test (-1 for one of no known fd). A
+    pooled one goes only when its client is closed, which is what ``closers`` is asked about."""
+    return {i.fd if i.fd is not None else -1 for v in verdict.violations if v.kind in HELD_SOCKET_KINDS
+            for i in v.items if not i.note.startswith(POOL_MARK)}
+
+
+def _with_stuck_notes(verdict: Verdict, stuck: Collection[int]) -> Verdict:
+    """The items of sockets a closing asyncio transport holds on a loop that is not running, noted so (their fix
+    follows from the note: ``verdict._advice``)."""
+    violations = tuple(
+        dataclasses.replace(v, items=tuple(
+            dataclasses.replace(i, note="; ".join(filter(None, [i.note, TRANSPORT_NOTE]))) if i.fd in stuck else i
+            for i in v.items))
+        if v.kind in HELD_SOCKET_KINDS else v
+        for v in verdict.violations)
+    return dataclasses.replace(verdict, violations=violations)
 
 
 def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
@@ -175,7 +192,7 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
 
 class Window(EventSink):
     __slots__ = ("after_scan", "before", "before_scan", "blind", "client_probe", "closed", "log_held", "opened_at",
-                 "recorder", "table", "walked")
+                 "recorder", "stuck", "table", "walked")
 
     def __init__(self, table: SocketTable, recorder: Recorder, client_probe: ClientProbe | None = None,
                  before: Scan | None = None, since: Scan | None = None) -> None:
@@ -200,6 +217,9 @@ class Window(EventSink):
         self.walked: set[Hashable] = set()  # sockets already looked for in broader fixtures' values (holders.py)
         self.log_held: dict[Hashable, bool] | None = None
         """Sockets asked about in this window: whether only a captured log's traceback holds each (logheld.py)."""
+        self.stuck: Collection[int] = _NO_FDS
+        """fds of held sockets an asyncio transport is closing on a loop that is not running (``transports.py``):
+        nothing can close them while the check settles, and their note says so."""
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
@@ -425,7 +445,11 @@ class Window(EventSink):
         self.recorder.left_by_tests.update(scan.ids.keys() - before.keys() - owned.keys())
 
     def _final(self, verdict: Verdict) -> Verdict:
-        return _with_fd_exhaustion(verdict, self.table) if verdict.violations else verdict
+        if not verdict.violations:
+            return verdict
+        if self.stuck:
+            verdict = _with_stuck_notes(verdict, self.stuck)
+        return _with_fd_exhaustion(verdict, self.table)
 
     def forget_vanished(self) -> None:
         """Drop the cached 4-tuples of sockets that are gone (called once, when the window is judged)."""
@@ -541,9 +565,15 @@ class Window(EventSink):
                 verdict = self.observe(limits)
                 if not _may_settle(verdict):
                     return self._final(verdict)
-            if not _holds_sockets_outside_pools(verdict) and not self._others_may_close():
-                # only live clients left (and their pools), and no code running that could close one: a full
-                # collection decides whether each is garbage or still held, as the end of the wait would have
+            outside = _held_outside_pools(verdict)
+            if outside:
+                # a socket a closing asyncio transport holds, whose loop does not run, closes when the loop runs
+                # again - not while this check waits (but for a loop in another thread: asked below)
+                self.stuck = closing_on_stopped_loops(self.recorder.sockets_at(outside))
+            if outside.issubset(self.stuck) and not self._others_may_close():
+                # only live clients left (and their pools), or sockets waiting on a loop that does not run, and no
+                # code running that could close one: a full collection decides whether each is garbage or still
+                # held, as the end of the wait would have
                 collect()
                 return self._final(self.observe(limits))
             full_at = start + settle / 2

@@ -326,3 +326,53 @@ def test_a_live_client_waits_only_while_other_code_may_close_it(pytester, run):
                                  "*httpx.Client, created at test_live.py:* in client (still open)*"])
     durations = teardown_seconds(result)
     assert durations["test_live.py::test_a_fixtures_client_never_closed"] < QUICK, durations
+
+
+STOPPED_LOOP = dedent("""
+    import asyncio
+    import socket
+    import threading
+
+    import pytest
+
+    KEEP = []
+
+
+    @pytest.fixture(scope="module")
+    def sink():
+        # accepts and never reads: a large write stays in the client's buffer, so its close cannot finish
+        listener = socket.create_server(("127.0.0.1", 0))
+        accepted = []
+        threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+        yield listener.getsockname()
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+    def test_closed_but_not_waited_for(sink):
+        async def main():
+            reader, writer = await asyncio.open_connection(*sink)
+            writer.write(b"x" * (32 << 20))  # far more than the socket buffers take: the rest stays queued
+            writer.close()  # closing: the loop closes the socket once the queue is sent - no wait_closed()
+
+        loop = asyncio.new_event_loop()
+        KEEP.append(loop)  # not run again (as a session-scoped loop between tests), not closed
+        loop.run_until_complete(main())
+""")
+
+
+def test_a_socket_a_closing_transport_holds_on_a_stopped_loop_is_judged_at_once(pytester, run):
+    """``writer.close()`` without ``await writer.wait_closed()``, on a loop that does not run again during the
+    check (a session-scoped loop between tests): the socket stays open until the loop runs, so the check does not
+    wait for it, and says how to close it to the end - not "close the connection", which the code did (found with
+    python-socks' suite: a TLS stream through a proxy, each such test waiting the whole settle)."""
+    pytester.makepyfile(test_loop=STOPPED_LOOP)
+    result = run("--durations=0", "--durations-min=0", "-vv", settle=SETTLE)
+    assert errors_of(result) == ["test_loop.py::test_closed_but_not_waited_for"]
+    block = result.stdout.str()
+    assert re.search(r"ESTABLISHED 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+ fd=\d+, opened at test_loop\.py:\d+ in main "
+                     r"\(held by an asyncio transport already closing, whose event loop is not running", block), block
+    assert "fix: the code closed the asyncio stream or transport but did not wait for the close" in block, block
+    durations = teardown_seconds(result)
+    assert durations["test_loop.py::test_closed_but_not_waited_for"] < QUICK, durations
