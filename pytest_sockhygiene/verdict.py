@@ -772,6 +772,15 @@ def _all_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent]) 
     return False
 
 
+def _most_used_host(chosen: Iterable[Any], per_client: Mapping[Any, Mapping[Endpoint | None, int]]) -> str:
+    """The server the ``chosen`` clients opened the most connections to (``per_client``: client -> remote ->
+    connections), as a note names it."""
+    remotes: dict[Endpoint | None, int] = collections.Counter()
+    for c in chosen:
+        remotes.update(per_client[c])
+    return format_endpoint(max(remotes, key=lambda r: remotes[r]))
+
+
 def _requests_each(requests: Sequence[int]) -> str:
     per = sorted(set(requests))
     if len(per) == 1:
@@ -921,13 +930,9 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the
         # connection (requests' digest auth answers a 401 outside Session.send) opens a second one for it
         again = [c for c in per_client if c in reconnecting and getattr(c, "requests", 0) >= 2] if not per_call else []
+        pool = "its pool" if len(per_client) == 1 else "their pools"
         if again:
-            again_remotes: dict[Endpoint | None, int] = collections.Counter()
-            for c in again:
-                again_remotes.update(per_client[c])
-            host = format_endpoint(max(again_remotes, key=lambda r: again_remotes[r]))
-            pool = "its pool" if len(per_client) == 1 else "their pools"
-            note += f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}"
+            note += f"; {pool} opened {n_conns} connections to {_most_used_host(again, per_client)} {RECONNECTED}"
         elif not per_call:
             # two connections or more to one host, not one after another (``_one_after_another``): some overlapped
             busy = [c for c in per_client if c not in reconnecting and max(per_client[c].values()) >= 2
@@ -936,13 +941,9 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
                 # a reused client whose connections overlapped (requests from several threads or tasks): not "one
                 # after another", and not a new client per request either (found with cheroot's suite: one
                 # session, 1,000 requests from 50 threads, told to "reuse connections - one client")
-                busy_remotes: dict[Endpoint | None, int] = collections.Counter()
-                for c in busy:
-                    busy_remotes.update(per_client[c])
-                host = format_endpoint(max(busy_remotes, key=lambda r: busy_remotes[r]))
-                pool = "its pool" if len(per_client) == 1 else "their pools"
                 asked = sum(getattr(c, "requests", 0) for c in busy)
-                note += f"; {pool} opened {n_conns} connections to {host} for {asked} requests, {AT_THE_SAME_TIME}"
+                note += (f"; {pool} opened {n_conns} connections to {_most_used_host(busy, per_client)} for {asked} "
+                         f"requests, {AT_THE_SAME_TIME}")
         ranked.append((by_clients, 1, n_conns, Item(state=kind, local=None, remote=None, origin=origin,
                                                  count=len(per_client), note=note)))
     for item in created:

@@ -537,6 +537,53 @@ WRAPPING_TRANSPORT = dedent('''
 ''')
 
 
+WRAPPED_CONFTEST = dedent('''
+    import pytest
+    from pytest_sockhygiene.testing import serve_http
+    from retrying import ShardedPool
+
+    def pytest_configure(config):
+        if WITH_HOOK and config.pluginmanager.has_plugin("sockhygiene"):
+            config.pluginmanager.register(ShardedPool(), "sharded-pool")
+
+    @pytest.fixture(scope="session")
+    def server():
+        with serve_http(keep_alive=120.0) as s:
+            yield s
+''')
+
+WRAPPED_TESTS = dedent('''
+    import asyncio
+    import gc
+
+    import httpx
+    import pytest
+    from retrying import AsyncRetrying, Retrying, Sharded
+    KEEP = []
+
+    @pytest.fixture(scope="session")
+    def api(server):
+        with httpx.Client(base_url=server.url, transport=TRANSPORT()) as client:
+            yield client
+
+    def test_session_client(api):
+        assert api.get("/").status_code == 200
+
+    def test_own_client_left_open(server):
+        client = httpx.Client(base_url=server.url, transport=TRANSPORT())
+        KEEP.append(client)
+        assert client.get("/").status_code == 200
+''')
+"""A session client and a test's own client left open, both with the transport ``TRANSPORT`` (the test's own client
+is created at line 18); a test adds its own after them."""
+
+
+def wrapped_suite(pytester: pytest.Pytester, transport: str, with_hook: bool = False, more: str = "") -> None:
+    pytester.makepyfile(retrying=WRAPPING_TRANSPORT)
+    pytester.makeconftest(WRAPPED_CONFTEST.replace("WITH_HOOK", str(with_hook)))
+    pytester.makepyfile(test_w=WRAPPED_TESTS.replace("TRANSPORT", transport) + dedent(more))
+
+
 def test_a_transport_wrapping_httpx_own_has_its_pool(pytester, run):
     """A client whose transport wraps httpx's own (hishel's ``CacheClient`` builds one for every user; a retrying
     transport) has that transport's pool: left open, it counts under ``clients`` with its connection in its pool;
@@ -544,37 +591,7 @@ def test_a_transport_wrapping_httpx_own_has_its_pool(pytester, run):
     an unused client, its connection nobody's, and dropped it passed (found running hishel's suite). A session
     client with such a transport stays the fixture's."""
     pytest.importorskip("httpcore")
-    pytester.makepyfile(retrying=WRAPPING_TRANSPORT)
-    pytester.makeconftest(dedent('''
-        import pytest
-        from pytest_sockhygiene.testing import serve_http
-
-        @pytest.fixture(scope="session")
-        def server():
-            with serve_http(keep_alive=120.0) as s:
-                yield s
-    '''))
-    pytester.makepyfile(test_w=dedent('''
-        import asyncio
-        import gc
-
-        import httpx
-        import pytest
-        from retrying import AsyncRetrying, Retrying
-        KEEP = []
-
-        @pytest.fixture(scope="session")
-        def api(server):
-            with httpx.Client(base_url=server.url, transport=Retrying()) as client:
-                yield client
-
-        def test_session_client(api):
-            assert api.get("/").status_code == 200
-
-        def test_own_client_left_open(server):
-            client = httpx.Client(base_url=server.url, transport=Retrying())
-            KEEP.append(client)
-            assert client.get("/").status_code == 200
+    wrapped_suite(pytester, "Retrying", more='''
 
         def test_own_client_dropped(server):
             client = httpx.Client(base_url=server.url, transport=Retrying())
@@ -595,7 +612,7 @@ def test_a_transport_wrapping_httpx_own_has_its_pool(pytester, run):
         def test_closed_client(server):
             with httpx.Client(base_url=server.url, transport=Retrying()) as client:
                 assert client.get("/").status_code == 200
-    '''))
+    ''')
     result = run("--sockhygiene-report=r.json")
     report = json.loads((pytester.path / "r.json").read_text())
     tests = {t["nodeid"].split("::")[-1]: t["counts"] for t in report["tests"]}
@@ -607,9 +624,9 @@ def test_a_transport_wrapping_httpx_own_has_its_pool(pytester, run):
     assert tests["test_own_client_left_open"]["established"] == 1
     result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.Client created at test_w.py:18 in "
                                  "test_own_client_left_open*"])
-    result.stdout.fnmatch_lines(["*httpx.Client, created at test_w.py:23 in test_own_client_dropped "
+    result.stdout.fnmatch_lines(["*httpx.Client, created at test_w.py:22 in test_own_client_dropped "
                                  "(garbage-collected without being closed)*"])
-    result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.AsyncClient created at test_w.py:30 in main*"])
+    result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.AsyncClient created at test_w.py:29 in main*"])
     assert tests["test_closed_client"]["connections"] == 1
 
 
@@ -621,55 +638,20 @@ def test_a_client_sockets_hook_shows_the_pool_a_transport_hides(pytester, run, w
     own client counts as unused; the session client's connection is the fixture's all the same (its value holds
     the pool: ``holders.py``)."""
     pytest.importorskip("httpcore")
-    pytester.makepyfile(retrying=WRAPPING_TRANSPORT)
-    pytester.makeconftest(dedent('''
-        import pytest
-        from pytest_sockhygiene.testing import serve_http
-        from retrying import ShardedPool
-
-        def pytest_configure(config):
-            if WITH_HOOK and config.pluginmanager.has_plugin("sockhygiene"):
-                config.pluginmanager.register(ShardedPool(), "sharded-pool")
-
-        @pytest.fixture(scope="session")
-        def server():
-            with serve_http(keep_alive=120.0) as s:
-                yield s
-    ''').replace("WITH_HOOK", str(with_hook)))
-    pytester.makepyfile(test_w=dedent('''
-        import httpx
-        import pytest
-        from retrying import Sharded
-        KEEP = []
-
-        @pytest.fixture(scope="session")
-        def api(server):
-            with httpx.Client(base_url=server.url, transport=Sharded()) as client:
-                yield client
-
-        def test_session_client(api):
-            assert api.get("/").status_code == 200
-
-        def test_own_client_left_open(server):
-            client = httpx.Client(base_url=server.url, transport=Sharded())
-            KEEP.append(client)
-            assert client.get("/").status_code == 200
-    '''))
+    wrapped_suite(pytester, "Sharded", with_hook)
     result = run("--sockhygiene-report=r.json")
     report = json.loads((pytester.path / "r.json").read_text())
     tests = {t["nodeid"].split("::")[-1]: t["counts"] for t in report["tests"]}
     own = tests["test_own_client_left_open"]
     assert own["established"] == 1
+    assert errors_of(result) == ["test_w.py::test_own_client_left_open"]
+    # the session client's connection is the fixture's either way: its value holds the pool (holders.py)
+    assert tests["test_session_client"]["established"] == 0
     if with_hook:
-        assert errors_of(result) == ["test_w.py::test_own_client_left_open"]
-        assert tests["test_session_client"]["established"] == 0
         assert (own["clients"], own["unused_clients"]) == (1, 0)
-        result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.Client created at test_w.py:15 in "
+        result.stdout.fnmatch_lines(["*ESTABLISHED * (in the pool of httpx.Client created at test_w.py:18 in "
                                      "test_own_client_left_open*"])
     else:
-        # the session client's connection is still the fixture's: its value holds the pool (holders.py)
-        assert errors_of(result) == ["test_w.py::test_own_client_left_open"]
-        assert tests["test_session_client"]["established"] == 0
         assert (own["clients"], own["unused_clients"]) == (0, 1)
 
 
