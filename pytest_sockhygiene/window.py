@@ -302,7 +302,7 @@ class Window(EventSink):
         held_by_events = {ev.four_tuple for ev in obs.events
                           if ev.identity is not None and ev.identity in after and ev.four_tuple is not None}
         still_open.update(held_by_events)
-        if any(e.state == TcpState.CLOSE for e in entries):
+        if entries and any(e.state == TcpState.CLOSE for e in entries):
             obs.shut_down = self._shut_down_here(entries)
         connects = test_connects(obs, limits)  # once, for both
         candidates = time_wait_candidates(obs, limits, still_open, connects)
