@@ -379,7 +379,7 @@ CAUSE_ADVICE["api_concurrent"] = (
 """A pool no tracked client owns (redis-py's, a database driver's) that grew for concurrent calls and was closed
 (found with redis-py's ``test_can_run_concurrent_commands``): not a connection per call."""
 CAUSE_ADVICE["api_objects_at_once"] = (
-    "these connections were all open at once, each through a new object of its own (no pool held them), and "
+    "these connections were open at the same time, each through a new object of its own (no pool held them), and "
     "closing them left an entry for each: where the code under test makes concurrent calls, send them through one "
     "pooled client with a cap on its size (requests.Session, httpx.Client(limits=...), "
     "urllib3.PoolManager(maxsize=...)) shared between tests (a fixture of broader scope); a test of concurrency "
@@ -731,6 +731,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
             return "api_pool_again"  # (whichever side closed first: a pool's fix is the keep-alive either way)
         if AT_ONCE in first.note:
             return "api_objects_at_once" if NEW_OBJECTS_AT_ONCE in first.note else "api_concurrent"
+        if NEW_OBJECTS_AT_ONCE in first.note:  # (most of them at once, not all)
+            return "api_objects_at_once"
         if ONE_OBJECT_AGAIN in first.note:  # (whichever side closed first: its fix names the server's part too)
             return "api_one_object"
         if items and all(i.note == SERVER_CLOSED_EACH for i in items) and not _WEBSOCKET_API.search(first.state):
@@ -759,17 +761,26 @@ def _connection_key(ev: SocketEvent) -> Hashable:
 def _all_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent]) -> bool:
     """Whether every one of ``conns`` (connect identities) was connected before the first of them was closed (a
     close seen: connections no Python close ended, or none yet, say nothing of it)."""
+    return _most_open_at_once(conns, events) >= len(set(conns))
+
+
+def _most_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent]) -> int:
+    """The most of ``conns`` (connect identities) open at the same time, 0 if none of them was seen closed
+    (connections no Python close ended, or none yet, say nothing of it)."""
     wanted = set(conns)
-    opened = 0
+    open_now = most = 0
+    closed = False
     for ev in events:
         key = _connection_key(ev)
         if key not in wanted:
             continue
         if ev.kind == "connect":
-            opened += 1
+            open_now += 1
+            most = max(most, open_now)
         elif ev.kind == "close":
-            return opened >= len(wanted)
-    return False
+            open_now -= 1
+            closed = True
+    return most if closed else 0
 
 
 def _most_used_host(chosen: Iterable[Any], per_client: Mapping[Any, Mapping[Endpoint | None, int]]) -> str:
@@ -903,6 +914,11 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
                 note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
         elif n >= 2 and (called_on := _objects_called_on(api_objects[(api, origin)])) in (n, 1):
             note = f"no tracked client: {NEW_OBJECT_EACH if called_on == n else ONE_OBJECT_AGAIN}"
+            if called_on == n and (most := _most_open_at_once(api_conns[(api, origin)], events)) >= 3 \
+                    and most * 2 >= n:
+                # most of them at the same time, after a call or two alone (cherrypy's test_antistampede: one
+                # call, then a hundred threads): not "create one and reuse it", which cannot serve concurrent calls
+                note = f"no tracked client; {most} of them open at once, {NEW_OBJECTS_AT_ONCE}"
         state = f"{OPENED_BY}{api}" + ("" if api.startswith("calls of ") else "()")
         ranked.append((by_apis, 0, n, Item(state=state, local=None, remote=None, origin=origin, count=n, note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}

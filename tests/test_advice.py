@@ -392,6 +392,72 @@ def test_connections_all_open_at_once_each_on_a_new_object_are_not_a_pool(pytest
     assert "a pool grown" not in block and CAUSE_ADVICE["api_concurrent"] not in block, block
 
 
+def test_connections_mostly_open_at_once_each_on_a_new_object_are_concurrent_calls(pytester, run):
+    """One call alone, then six at the same time, each through a new ``http.client.HTTPConnection`` (cherrypy's
+    ``test_antistampede``: a call, then a hundred threads): not "create one and reuse it", which cannot serve
+    concurrent calls - six of the seven were open at once (found running CherryPy's suite)."""
+    pytester.makepyfile(test_m=dedent("""
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import pytest
+
+        TOGETHER = threading.Barrier(6)
+
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path == "/together":
+                    TOGETHER.wait(10)  # the six in flight at once
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+
+        @pytest.fixture(scope="module")
+        def address():
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server.daemon_threads = True
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            yield server.server_address
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
+        def get(address, path):
+            conn = http.client.HTTPConnection(*address)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+
+
+        def test_one_then_six_at_once(address):
+            get(address, "/alone")
+            threads = [threading.Thread(target=get, args=(address, "/together")) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    """))
+    result = run("-p", "no:randomly")
+    block = failure_block(result, "test_m.py::test_one_then_six_at_once")
+    n = lingered(block, 7, result)
+    assert re.search(r"\d connection\(s\) opened by http\.client\.HTTPConnection\.request\(\), at test_m\.py:\d+ "
+                     r"in get \(no tracked client; [67] of them open at once, each on a new object of its own\)",
+                     block), (n, block)
+    assert "fix: " + CAUSE_ADVICE["api_objects_at_once"] in block, block
+    assert NEW_OBJECT_EACH not in block and CAUSE_ADVICE["api_objects"] not in block, block
+
+
 def test_clients_each_bound_to_a_server_of_their_own_are_not_told_to_reuse_one(pytester, run):
     """One test, six servers, a client for each (pytest-aiohttp's ``aiohttp_client(app)`` for six app
     configurations): there was no client to reuse, so no "a new client per request?" - and the fix says to start
