@@ -758,15 +758,10 @@ def _connection_key(ev: SocketEvent) -> Hashable:
     return ev.identity if ev.identity is not None else (ev.fd, ev.four_tuple)
 
 
-def _all_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent]) -> bool:
-    """Whether every one of ``conns`` (connect identities) was connected before the first of them was closed (a
-    close seen: connections no Python close ended, or none yet, say nothing of it)."""
-    return _most_open_at_once(conns, events) >= len(set(conns))
-
-
 def _most_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent]) -> int:
     """The most of ``conns`` (connect identities) open at the same time, 0 if none of them was seen closed
-    (connections no Python close ended, or none yet, say nothing of it)."""
+    (connections no Python close ended, or none yet, say nothing of it): all of them, where every one was connected
+    before the first was closed."""
     wanted = set(conns)
     open_now = most = 0
     closed = False
@@ -907,18 +902,22 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
                                                  "test")))
     for (api, origin), n in apis.items():
         note = "no tracked client: each call opened a connection of its own"
-        if n >= 2 and _all_open_at_once(api_conns[(api, origin)], events):
-            if _objects_called_on(api_objects[(api, origin)]) == n:
-                note = f"no tracked client; {AT_ONCE}, {NEW_OBJECTS_AT_ONCE}"
-            else:
-                note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
-        elif n >= 2 and (called_on := _objects_called_on(api_objects[(api, origin)])) in (n, 1):
-            note = f"no tracked client: {NEW_OBJECT_EACH if called_on == n else ONE_OBJECT_AGAIN}"
-            if called_on == n and (most := _most_open_at_once(api_conns[(api, origin)], events)) >= 3 \
-                    and most * 2 >= n:
-                # most of them at the same time, after a call or two alone (cherrypy's test_antistampede: one
-                # call, then a hundred threads): not "create one and reuse it", which cannot serve concurrent calls
-                note = f"no tracked client; {most} of them open at once, {NEW_OBJECTS_AT_ONCE}"
+        if n >= 2:
+            conns = api_conns[(api, origin)]
+            most = _most_open_at_once(conns, events)  # (one walk over the events: "all" and "most" read from it)
+            called_on = _objects_called_on(api_objects[(api, origin)])
+            if most and most >= len(set(conns)):
+                if called_on == n:
+                    note = f"no tracked client; {AT_ONCE}, {NEW_OBJECTS_AT_ONCE}"
+                else:
+                    note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
+            elif called_on in (n, 1):
+                note = f"no tracked client: {NEW_OBJECT_EACH if called_on == n else ONE_OBJECT_AGAIN}"
+                if called_on == n and most >= 3 and most * 2 >= n:
+                    # most of them at the same time, after a call or two alone (cherrypy's test_antistampede: one
+                    # call, then a hundred threads): not "create one and reuse it", which cannot serve concurrent
+                    # calls
+                    note = f"no tracked client; {most} of them open at once, {NEW_OBJECTS_AT_ONCE}"
         state = f"{OPENED_BY}{api}" + ("" if api.startswith("calls of ") else "()")
         ranked.append((by_apis, 0, n, Item(state=state, local=None, remote=None, origin=origin, count=n, note=note)))
     conns_of = {group: sum(sum(r.values()) for r in per_client.values()) for group, per_client in clients.items()}
