@@ -68,8 +68,8 @@ def closing_on_stopped_loops(socks: Sequence[Any]) -> set[int]:
     for referrer in gc.get_referrers(*socks):
         try:
             held = referrer.get("_sock") if isinstance(referrer, dict) else getattr(referrer, "_sock", None)
-            sock: Any = wanted.get(id(held))
-            if sock is None or id(sock) != id(held):
+            sock: Any = wanted.get(id(held))  # (by id: the socket objects asked about are alive, ids unique)
+            if sock is None:
                 continue
             transport = _transport_of(referrer, sock)
             if transport is None:
