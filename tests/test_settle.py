@@ -187,6 +187,37 @@ def test_session_end_waits_only_for_what_can_still_go_away(pytester, run):
     assert result.duration < QUICK + 10, result.duration
 
 
+SESSION_CLIENT_NEVER_CLOSED = dedent("""
+    import httpx
+    import pytest
+
+    KEEP = []
+
+    @pytest.fixture(scope="session")
+    def api(server):
+        client = httpx.Client()
+        client.get(server.url)
+        KEEP.append(client)
+        yield client  # never closed
+
+    def test_uses_it(api, server):
+        assert api.get(server.url).status_code == 200
+""")
+
+
+def test_session_end_does_not_wait_for_a_client_nothing_can_close(pytester, run):
+    """A session fixture's client never closed is a session-level leak that nothing running can close once the
+    fixtures are torn down (no thread of theirs runs, no event loop, no pool job): the session's end lists it at
+    once, as a test's check judges such a client, instead of waiting the whole settle for it."""
+    pytester.makepyfile(test_s=SESSION_CLIENT_NEVER_CLOSED)
+    result = run("-v", settle=SETTLE, subprocess=True)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*session-level leaks: * left open at session end by fixtures*",
+                                 "*127.0.0.1:* -> 127.0.0.1:* fd=* - session-scoped fixture 'api'",
+                                 "*httpx.Client created at test_s.py:* in api - session-scoped fixture 'api'"])
+    assert result.duration < QUICK, result.duration
+
+
 OLD_CYCLE = dedent("""
     import gc
     import httpx
