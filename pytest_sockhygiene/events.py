@@ -186,7 +186,11 @@ class Ownership:
         """The owner of what the calling thread (or asyncio task, unless ``tasks`` is False) does now, or None: the
         test's."""
         ident = _get_ident()
-        owner = self.thread_label(ident) if self.thread_owner else None
+        owner = self.thread_owner.get(ident)  # (``thread_label``, inline: asked at every socket event)
+        if owner is not None and _threads_by_ident is not None:
+            given = self.thread_objects.get(ident)
+            if given is not None and _threads_by_ident.get(ident) is not given:
+                owner = None  # that thread has ended, and a new one was given its ident
         if owner is None:
             if self.fixture_stack and ident == self.fixture_thread:
                 return self.fixture_stack[-1]
