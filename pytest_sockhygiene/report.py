@@ -9,6 +9,7 @@ from .baseline import allowed
 from .endpoints import format_endpoint
 from .origin import Origin, created
 from .verdict import (
+    AFTER_TIMEOUTS,
     CAUSE_ADVICE,
     OPENED_BY,
     RECONNECTED,
@@ -128,6 +129,8 @@ def _source_line(source: Item, fmt: OriginFormatter) -> str:
         line += (": the server, or a proxy or middleware between, ended each connection (`Connection: close`, "
                  "an HTTP/1.0 server, a limit on requests per connection, or an idle timeout shorter than the pauses "
                  "between requests)")
+    elif AFTER_TIMEOUTS in source.note:
+        line += ": a connection whose response did not come in time is not reused"
     elif source.count > 1 and source.note == "1 request each":
         method = made_inside_method(source.origin)
         if method is None:

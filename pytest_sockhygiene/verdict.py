@@ -333,6 +333,10 @@ CAUSE_ADVICE: dict[str, str] = {
                      "keep-alive on where that happens - the server (HTTP/1.1 without `Connection: close`), or the "
                      "proxy or middleware in between - or, where the server closes idle connections, give it a "
                      "keep-alive timeout longer than the pauses between requests.",
+    "timeouts": "each request that timed out cost a connection: a connection whose response did not come in time "
+                "cannot be reused, so the pool closed it and the next request opened a new one. Make the server "
+                "answer within the client's timeout; where the test means the timeouts (a test of timeouts or "
+                "retries against a slow server), allow it for this test.",
     "pool_concurrent": "the client is reused, but its pool opened new connections while requests ran at the same "
                        "time: a connection the pool has no room for is closed after its request (urllib3's "
                        "pool_maxsize, 10 by default; httpx's and aiohttp's connection limits), and a server that ends "
@@ -622,6 +626,11 @@ OPENED_BY = "opened by "
 RECONNECTED = "one after another"
 """In a client context item's note: its pool reopened connections to one host, never two at once."""
 
+AFTER_TIMEOUTS = "each dropped as its request timed out"
+"""In a client context item's note: every connection those clients' pools closed within a request, and every one
+they reopened for, was closed while a timeout was being handled (``SocketEvent.timeout``): the timeouts, not the
+server or keep-alive, made the connections (``CAUSE_ADVICE["timeouts"]``)."""
+
 AT_THE_SAME_TIME = "some at the same time"
 """In a client context item's note: its pool opened more than one connection to a host, fewer than its requests,
 and some of them were open at once (requests from several threads or tasks): the client is reused, and keep-alive
@@ -740,6 +749,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         if NEW_OBJECT_EACH in first.note:
             return "api_objects"
         return "api"
+    if AFTER_TIMEOUTS in first.note:
+        return "timeouts"
     if RECONNECTED in first.note:
         return "server_closes"
     if AT_THE_SAME_TIME in first.note:
@@ -776,6 +787,38 @@ def _most_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent])
             open_now -= 1
             closed = True
     return most if closed else 0
+
+
+def _closed_in_requests(events: Sequence[SocketEvent]) -> tuple[dict[Hashable, Any], dict[Hashable, str]]:
+    """Connection -> the client whose request was under way as it closed; and connection -> the timeout being
+    handled then (``SocketEvent.timeout``), for those closed so."""
+    closed_in: dict[Hashable, Any] = {}
+    timed_out: dict[Hashable, str] = {}
+    for ev in events:
+        if ev.kind == "close" and ev.client is not None:
+            key = _connection_key(ev)
+            closed_in[key] = ev.client
+            if ev.timeout is not None:
+                timed_out[key] = ev.timeout
+    return closed_in, timed_out
+
+
+def _timeouts_made_them(chosen: Iterable[Any], conns_of_client: Mapping[Any, Sequence[Hashable]],
+                        timed_out: Mapping[Hashable, str], reconnects: bool) -> str | None:
+    """The timeout that made the ``chosen`` clients' connections, if timeouts explain them all: with
+    ``reconnects`` (a reused client's pool reopening), every connection but each client's last was dropped as its
+    request timed out (the last may be open still, or closed with its client); else every one was. None
+    otherwise."""
+    if not timed_out:
+        return None
+    names: collections.Counter[str] = collections.Counter()
+    for c in chosen:
+        keys = conns_of_client[c]
+        timed = [timed_out[k] for k in keys if k in timed_out]
+        if not timed or len(timed) < len(keys) - (1 if reconnects else 0):
+            return None
+        names.update(timed)
+    return max(names, key=lambda n: names[n])
 
 
 def _most_used_host(chosen: Iterable[Any], per_client: Mapping[Any, Mapping[Endpoint | None, int]]) -> str:
@@ -924,6 +967,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     by_clients = sum(conns_of.values())
     own_servers = _each_to_its_own_server(clients.values())
     closed_in: dict[Hashable, Any] | None = None  # connection -> the client whose request was under way at its close
+    timed_out: dict[Hashable, str] = {}  # connection -> the timeout being handled as its pool closed it
     for (kind, origin), per_client in clients.items():
         n_conns = conns_of[(kind, origin)]
         requests = [getattr(c, "requests", 0) for c in per_client]
@@ -936,10 +980,10 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         per_call = len(per_client) >= 2 and len(per_client) * 2 >= n_conns
         if per_call:
             if closed_in is None:
-                closed_in = {_connection_key(ev): ev.client for ev in events
-                             if ev.kind == "close" and ev.client is not None}
+                closed_in, timed_out = _closed_in_requests(events)
             if all(closed_in.get(key) is c for c in per_client for key in conns_of_client[c]):
-                note += f"; {CLOSED_IN_REQUEST}"
+                timeout = _timeouts_made_them(per_client, conns_of_client, timed_out, reconnects=False)
+                note += f"; {CLOSED_IN_REQUEST}" if timeout is None else f"; {AFTER_TIMEOUTS} ({timeout})"
         if any(getattr(c, "websockets", 0) for c in per_client):
             note += f"; {WEBSOCKETS}"
         # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the
@@ -947,7 +991,12 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         again = [c for c in per_client if c in reconnecting and getattr(c, "requests", 0) >= 2] if not per_call else []
         pool = "its pool" if len(per_client) == 1 else "their pools"
         if again:
-            note += f"; {pool} opened {n_conns} connections to {_most_used_host(again, per_client)} {RECONNECTED}"
+            if closed_in is None:
+                closed_in, timed_out = _closed_in_requests(events)
+            timeout = _timeouts_made_them(again, conns_of_client, timed_out, reconnects=True)
+            host = _most_used_host(again, per_client)
+            note += (f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}" if timeout is None
+                     else f"; {pool} opened {n_conns} connections to {host}, {AFTER_TIMEOUTS} ({timeout})")
         elif not per_call:
             # two connections or more to one host, not one after another (``_one_after_another``): some overlapped
             busy = [c for c in per_client if c not in reconnecting and max(per_client[c].values()) >= 2

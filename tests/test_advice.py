@@ -952,3 +952,52 @@ def test_connections_an_event_loop_made_are_not_one_objects(pytester, run):
     assert "connection(s) opened by asyncio.BaseEventLoop.create_connection(), at test_l.py:8 in main (no tracked " \
            "client: each call opened a connection of its own)" in block, block
     assert ONE_OBJECT_AGAIN not in block and CAUSE_ADVICE["api_one_object"] not in block, block
+
+
+UNANSWERED = dedent('''
+    import socket
+
+    import httpx
+    import pytest
+    import requests
+
+
+    @pytest.fixture(scope="module")
+    def silent():
+        # a server that never answers: the kernel completes each handshake into the backlog, nothing accepts
+        listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        yield "http://127.0.0.1:%d/" % listener.getsockname()[1]
+        listener.close()
+
+
+    def test_requests_timing_out(silent):
+        with requests.Session() as s:
+            for _ in range(7):
+                with pytest.raises(requests.exceptions.ReadTimeout):
+                    s.get(silent, timeout=0.05)
+
+
+    def test_httpx_timing_out(silent):
+        with httpx.Client(timeout=0.05) as client:
+            for _ in range(7):
+                with pytest.raises(httpx.ReadTimeout):
+                    client.get(silent)
+''')
+
+
+def test_a_reused_client_whose_requests_time_out_is_not_told_the_server_ends_connections(pytester, run):
+    """A reused client whose every request times out (a server slower than the timeout) opens a connection per
+    request: its pool closes each one as the timeout is handled, since its response may still come. That read "the
+    server ended each connection ... turn keep-alive on", for a server that never answered (found with
+    google-auth's suite, whose timeout tests hit a slow server). The timeouts are now named, with their fix."""
+    pytester.makepyfile(test_t=UNANSWERED)
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_t.py::test_httpx_timing_out", "test_t.py::test_requests_timing_out"]
+    for name, kind, timeout in (("test_requests_timing_out", "requests.Session", "ReadTimeoutError"),
+                                ("test_httpx_timing_out", "httpx.Client", "ReadTimeout")):
+        block = failure_block(result, f"test_t.py::{name}")
+        assert re.search(rf"1 {re.escape(kind)} created at test_t\.py:\d+ in {name} \(7 requests each; its pool "
+                         rf"opened 7 connections to 127\.0\.0\.1:\d+, each dropped as its request timed out "
+                         rf"\({timeout}\)\)", block), block
+        assert "fix: " + CAUSE_ADVICE["timeouts"] in block, block
+        assert "ended each connection" not in block and "keep-alive on" not in block, block
