@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .c_loops import UvloopConnections, UvloopServers
+from .drops import dropping, timed_out
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
@@ -60,7 +61,7 @@ class SocketEvent:
     event. Its parameters are ``FIELDS`` but ``four_tuple``, in order (``tests/test_verdict_unit.py`` checks)."""
 
     FIELDS = ("kind", "identity", "fd", "local", "remote", "origin", "thread", "owner", "listener", "listener_local",
-              "client", "api", "fixture", "api_self", "timeout", "four_tuple")
+              "client", "api", "fixture", "api_self", "dropped", "four_tuple")
     """The fields, in order (the slots, the constructor's parameters, the repr)."""
     __slots__ = FIELDS
 
@@ -94,10 +95,11 @@ class SocketEvent:
     """connect with ``api`` a method: a weak reference to the object it was called on (``origin.capture_call``),
     else None. Told apart by identity: the same reference object for one object, a new one for each new object, even
     at a reused address (a new ``httplib2.Http`` per request, each dropped at once)."""
-    timeout: str | None
-    """close within a request (``client`` set): the class name of the timeout being handled as the pool closed
-    it (``ReadTimeoutError``, ``ReadTimeout``: ``_timed_out``), else None. A connection whose response did not
-    come in time cannot be reused: the pool drops it and the next request opens another."""
+    dropped: str | None
+    """close: why the client's pool dropped the connection, where the reason is the client's (``drops.py``): the
+    class name of the timeout being handled within its request (``ReadTimeoutError``, ``ReadTimeout``), or
+    ``drops.UNREAD`` for a response closed before its end; else None (closed with its client, or because the
+    server ended it). Such a connection could not carry the next request: the pool opens another."""
     four_tuple: FourTuple | None
     """``(local, remote)``, None unless both are known. Computed once, at creation: the verdict asks each event for
     it dozens of times."""
@@ -106,7 +108,7 @@ class SocketEvent:
                  remote: Endpoint | None, origin: origin_mod.Origin | None, thread: int, owner: str | None,
                  listener: Hashable | None = None, listener_local: Endpoint | None = None, client: Any = None,
                  api: str | None = None, fixture: str | None = None, api_self: Any = None,
-                 timeout: str | None = None) -> None:
+                 dropped: str | None = None) -> None:
         self.kind = kind
         self.identity = identity
         self.fd = fd
@@ -121,33 +123,12 @@ class SocketEvent:
         self.api = api
         self.fixture = fixture
         self.api_self = api_self
-        self.timeout = timeout
+        self.dropped = dropped
         self.four_tuple = None if local is None or remote is None else (local, remote)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS[:-1])
         return f"SocketEvent({fields})"
-
-
-_TIMEOUTS = (TimeoutError, socket.timeout)  # (one class from Python 3.10 on; ``socket.timeout`` is an OSError on 3.9)
-
-
-def _timed_out() -> str | None:
-    """The class name of the timeout being handled where a client's pool closes a socket within a request (a read
-    that timed out: urllib3's ``ReadTimeoutError``, httpx's ``ReadTimeout``, ``socket.timeout``, or an error a
-    timeout led to), else None. Pools close such a connection, since its response may still come, and the next
-    request opens a new one: a TIME_WAIT burst of a reused client whose requests timed out is the timeouts', not
-    a server ending each connection (found with google-auth's suite: "turn keep-alive on" for requests the slow
-    server never answered)."""
-    exc: BaseException | None = sys.exc_info()[1]
-    outer = exc
-    for _ in range(3):  # (the exception, and what it was raised from or while handling: a few levels)
-        if exc is None:
-            return None
-        if isinstance(exc, _TIMEOUTS) or "Timeout" in type(exc).__name__:
-            return type(outer).__name__
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 class EventSink:
@@ -561,7 +542,7 @@ class Recorder:
         self.touched_fds.add(fd)
         client = _request_state.get()[1]
         event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current(),
-                            None, None, client, None, None, None, _timed_out() if client is not None else None)
+                            None, None, client, None, None, None, timed_out() if client is not None else dropping.get())
         for sink in self.sinks:
             sink.events.append(event)
 

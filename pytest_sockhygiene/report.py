@@ -13,6 +13,7 @@ from .verdict import (
     CAUSE_ADVICE,
     OPENED_BY,
     RECONNECTED,
+    UNREAD_EACH,
     Item,
     Verdict,
     Violation,
@@ -131,6 +132,8 @@ def _source_line(source: Item, fmt: OriginFormatter) -> str:
                  "between requests)")
     elif AFTER_TIMEOUTS in source.note:
         line += ": a connection whose response did not come in time is not reused"
+    elif UNREAD_EACH in source.note:
+        line += ": a connection whose response was not read to its end is not reused"
     elif source.count > 1 and source.note == "1 request each":
         method = made_inside_method(source.origin)
         if method is None:

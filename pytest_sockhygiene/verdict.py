@@ -26,6 +26,7 @@ from typing import (
     Callable,
 )
 
+from .drops import UNREAD
 from .endpoints import Endpoint, FourTuple, format_endpoint
 from .events import SocketEvent
 from .limits import LIMIT_KEYS, Limits
@@ -337,6 +338,11 @@ CAUSE_ADVICE: dict[str, str] = {
                 "cannot be reused, so the pool closed it and the next request opened a new one. Make the server "
                 "answer within the client's timeout; where the test means the timeouts (a test of timeouts or "
                 "retries against a slow server), allow it for this test.",
+    "unread": "each response closed before its end cost a connection: a connection whose response was not read to "
+              "its end cannot carry the next request, so the pool closed it and the next request opened a new one. "
+              "Read each response to its end (or let the client read it: no stream) where it ends soon; a stream "
+              "that does not end (server-sent events) costs a connection each time it is left: keep one open for "
+              "the test, or allow it for this test.",
     "pool_concurrent": "the client is reused, but its pool opened new connections while requests ran at the same "
                        "time: a connection the pool has no room for is closed after its request (urllib3's "
                        "pool_maxsize, 10 by default; httpx's and aiohttp's connection limits), and a server that ends "
@@ -627,9 +633,13 @@ RECONNECTED = "one after another"
 """In a client context item's note: its pool reopened connections to one host, never two at once."""
 
 AFTER_TIMEOUTS = "each dropped as its request timed out"
-"""In a client context item's note: every connection those clients' pools closed within a request, and every one
-they reopened for, was closed while a timeout was being handled (``SocketEvent.timeout``): the timeouts, not the
-server or keep-alive, made the connections (``CAUSE_ADVICE["timeouts"]``)."""
+"""In a client context item's note: every connection those clients' pools reopened for was dropped as a timeout
+was being handled (``SocketEvent.dropped``): the timeouts, not the server or keep-alive, made the connections
+(``CAUSE_ADVICE["timeouts"]``)."""
+
+UNREAD_EACH = "each dropped as its response was closed before its end"
+"""In a client context item's note: every connection those clients' pools reopened for was dropped as its response
+was closed unread (``drops.UNREAD``: a stream left early): the client's doing (``CAUSE_ADVICE["unread"]``)."""
 
 AT_THE_SAME_TIME = "some at the same time"
 """In a client context item's note: its pool opened more than one connection to a host, fewer than its requests,
@@ -751,6 +761,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         return "api"
     if AFTER_TIMEOUTS in first.note:
         return "timeouts"
+    if UNREAD_EACH in first.note:
+        return "unread"
     if RECONNECTED in first.note:
         return "server_closes"
     if AT_THE_SAME_TIME in first.note:
@@ -790,35 +802,36 @@ def _most_open_at_once(conns: Sequence[Hashable], events: Sequence[SocketEvent])
 
 
 def _closed_in_requests(events: Sequence[SocketEvent]) -> tuple[dict[Hashable, Any], dict[Hashable, str]]:
-    """Connection -> the client whose request was under way as it closed; and connection -> the timeout being
-    handled then (``SocketEvent.timeout``), for those closed so."""
+    """Connection -> the client whose request was under way as it closed; and connection -> why its client's pool
+    dropped it (``SocketEvent.dropped``), for those dropped so."""
     closed_in: dict[Hashable, Any] = {}
-    timed_out: dict[Hashable, str] = {}
+    dropped: dict[Hashable, str] = {}
     for ev in events:
-        if ev.kind == "close" and ev.client is not None:
-            key = _connection_key(ev)
-            closed_in[key] = ev.client
-            if ev.timeout is not None:
-                timed_out[key] = ev.timeout
-    return closed_in, timed_out
+        if ev.kind == "close":
+            if ev.client is not None:
+                closed_in[_connection_key(ev)] = ev.client
+            if ev.dropped is not None:
+                dropped[_connection_key(ev)] = ev.dropped
+    return closed_in, dropped
 
 
-def _timeouts_made_them(chosen: Iterable[Any], conns_of_client: Mapping[Any, Sequence[Hashable]],
-                        timed_out: Mapping[Hashable, str], reconnects: bool) -> str | None:
-    """The timeout that made the ``chosen`` clients' connections, if timeouts explain them all: with
-    ``reconnects`` (a reused client's pool reopening), every connection but each client's last was dropped as its
-    request timed out (the last may be open still, or closed with its client); else every one was. None
+def _dropped_by_the_client(chosen: Iterable[Any], conns_of_client: Mapping[Any, Sequence[Hashable]],
+                           dropped: Mapping[Hashable, str], reconnects: bool) -> str | None:
+    """The note that says why the ``chosen`` clients' connections were made, if their own pools' drops explain them
+    all (``SocketEvent.dropped``): with ``reconnects`` (a reused client's pool reopening), every connection but each
+    client's last was dropped (the last may be open still, or closed with its client); else every one was. None
     otherwise."""
-    if not timed_out:
+    if not dropped:
         return None
-    names: collections.Counter[str] = collections.Counter()
+    reasons: collections.Counter[str] = collections.Counter()
     for c in chosen:
         keys = conns_of_client[c]
-        timed = [timed_out[k] for k in keys if k in timed_out]
-        if not timed or len(timed) < len(keys) - (1 if reconnects else 0):
+        why = [dropped[k] for k in keys if k in dropped]
+        if not why or len(why) < len(keys) - (1 if reconnects else 0):
             return None
-        names.update(timed)
-    return max(names, key=lambda n: names[n])
+        reasons.update(why)
+    most = max(reasons, key=lambda r: reasons[r])
+    return UNREAD_EACH if most == UNREAD else f"{AFTER_TIMEOUTS} ({most})"
 
 
 def _most_used_host(chosen: Iterable[Any], per_client: Mapping[Any, Mapping[Endpoint | None, int]]) -> str:
@@ -967,7 +980,7 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
     by_clients = sum(conns_of.values())
     own_servers = _each_to_its_own_server(clients.values())
     closed_in: dict[Hashable, Any] | None = None  # connection -> the client whose request was under way at its close
-    timed_out: dict[Hashable, str] = {}  # connection -> the timeout being handled as its pool closed it
+    dropped: dict[Hashable, str] = {}  # connection -> why its client's pool dropped it (``SocketEvent.dropped``)
     for (kind, origin), per_client in clients.items():
         n_conns = conns_of[(kind, origin)]
         requests = [getattr(c, "requests", 0) for c in per_client]
@@ -980,10 +993,12 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         per_call = len(per_client) >= 2 and len(per_client) * 2 >= n_conns
         if per_call:
             if closed_in is None:
-                closed_in, timed_out = _closed_in_requests(events)
-            if all(closed_in.get(key) is c for c in per_client for key in conns_of_client[c]):
-                timeout = _timeouts_made_them(per_client, conns_of_client, timed_out, reconnects=False)
-                note += f"; {CLOSED_IN_REQUEST}" if timeout is None else f"; {AFTER_TIMEOUTS} ({timeout})"
+                closed_in, dropped = _closed_in_requests(events)
+            why = _dropped_by_the_client(per_client, conns_of_client, dropped, reconnects=False)
+            if why is not None:
+                note += f"; {why}"
+            elif all(closed_in.get(key) is c for c in per_client for key in conns_of_client[c]):
+                note += f"; {CLOSED_IN_REQUEST}"
         if any(getattr(c, "websockets", 0) for c in per_client):
             note += f"; {WEBSOCKETS}"
         # a client that made one request is not reused, whatever its pool did: an auth handler that retries on the
@@ -992,11 +1007,11 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         pool = "its pool" if len(per_client) == 1 else "their pools"
         if again:
             if closed_in is None:
-                closed_in, timed_out = _closed_in_requests(events)
-            timeout = _timeouts_made_them(again, conns_of_client, timed_out, reconnects=True)
+                closed_in, dropped = _closed_in_requests(events)
+            why = _dropped_by_the_client(again, conns_of_client, dropped, reconnects=True)
             host = _most_used_host(again, per_client)
-            note += (f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}" if timeout is None
-                     else f"; {pool} opened {n_conns} connections to {host}, {AFTER_TIMEOUTS} ({timeout})")
+            note += (f"; {pool} opened {n_conns} connections to {host} {RECONNECTED}" if why is None
+                     else f"; {pool} opened {n_conns} connections to {host}, {why}")
         elif not per_call:
             # two connections or more to one host, not one after another (``_one_after_another``): some overlapped
             busy = [c for c in per_client if c not in reconnecting and max(per_client[c].values()) >= 2

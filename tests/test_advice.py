@@ -1001,3 +1001,76 @@ def test_a_reused_client_whose_requests_time_out_is_not_told_the_server_ends_con
                          rf"\({timeout}\)\)", block), block
         assert "fix: " + CAUSE_ADVICE["timeouts"] in block, block
         assert "ended each connection" not in block and "keep-alive on" not in block, block
+
+
+STREAMS_LEFT_EARLY = dedent('''
+    import asyncio
+    import http.server
+    import threading
+
+    import httpx
+    import pytest
+
+
+    class EventStream(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the server never ends a connection first
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"10\\r\\ndata: event-one\\n\\n\\r\\n")
+            self.wfile.flush()
+            self.rfile.read(1)  # the stream stays open until the client goes away
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+
+    @pytest.fixture(scope="module")
+    def events_url():
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EventStream)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield "http://127.0.0.1:%d/events" % server.server_address[1]
+        server.shutdown()
+        server.server_close()
+
+
+    def test_first_event_of_each_stream(events_url):
+        with httpx.Client() as client:
+            for _ in range(7):
+                with client.stream("GET", events_url) as response:
+                    next(response.iter_bytes())
+
+
+    def test_first_event_of_each_stream_async(events_url):
+        async def main():
+            async with httpx.AsyncClient() as client:
+                for _ in range(7):
+                    async with client.stream("GET", events_url) as response:
+                        async for _chunk in response.aiter_bytes():
+                            break
+
+        asyncio.run(main())
+''')
+
+
+def test_a_reused_client_that_leaves_each_stream_early_is_not_told_the_server_ends_connections(pytester, run):
+    """A reused client that closes each streamed response before its end (the first event of a server-sent-events
+    stream: MCP's SDK leaves each POST's stream after its answer) makes its pool drop the connection each time, and
+    the next request opens another. That read "the server ... ended each connection ... turn keep-alive on", against
+    a server that keeps every connection alive and closed none first. httpx, sync and async."""
+    pytester.makepyfile(test_s=STREAMS_LEFT_EARLY)
+    result = run("-p", "no:randomly")
+    names = ["test_first_event_of_each_stream", "test_first_event_of_each_stream_async"]
+    assert errors_of(result) == [f"test_s.py::{name}" for name in names]
+    for name, kind in zip(names, ("httpx.Client", "httpx.AsyncClient")):
+        block = failure_block(result, f"test_s.py::{name}")
+        assert re.search(rf"1 {re.escape(kind)} created at test_s\.py:\d+ in \w+ \(7 requests each; its pool opened 7 "
+                         r"connections to 127\.0\.0\.1:\d+, each dropped as its response was closed before its end\)",
+                         block), block
+        assert "fix: " + CAUSE_ADVICE["unread"] in block, block
+        assert "ended each connection" not in block and "keep-alive on" not in block, block

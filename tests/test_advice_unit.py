@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from pytest_sockhygiene.events import SocketEvent, _timed_out
+from pytest_sockhygiene.drops import timed_out
+from pytest_sockhygiene.events import SocketEvent
 from pytest_sockhygiene.origin import format_origin
 from pytest_sockhygiene.report import allow_marker, violation_lines
 from pytest_sockhygiene.verdict import (
@@ -337,24 +338,24 @@ class ProtocolError(Exception):
 
 
 def test_a_close_under_a_timeout_names_it_and_any_other_close_names_none() -> None:
-    """``_timed_out``: the exception being handled as a pool closes a socket, if it is a timeout or was raised from
+    """``drops.timed_out``: the exception being handled as a pool closes a socket, if it is a timeout or was raised from
     or while handling one (its own name, the one the caller sees); None outside an ``except`` and for any other
     error (a reset is the server's doing, not a timeout)."""
-    assert _timed_out() is None
+    assert timed_out() is None
     for exc, name in ((socket.timeout("timed out"), type(socket.timeout()).__name__),
                       (ReadTimeoutError("read timed out"), "ReadTimeoutError")):
         try:
             raise exc
         except (OSError, ReadTimeoutError):
-            assert _timed_out() == name
+            assert timed_out() == name
     try:
         try:
             raise TimeoutError
         except TimeoutError as inner:
             raise ProtocolError("gave up") from inner
     except ProtocolError:
-        assert _timed_out() == "ProtocolError"  # (raised from a timeout: the timeout made it)
+        assert timed_out() == "ProtocolError"  # (raised from a timeout: the timeout made it)
     try:
         raise ConnectionResetError
     except ConnectionResetError:
-        assert _timed_out() is None
+        assert timed_out() is None

@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import ClassTracker
-from .patching import after_init, counting_requests, counting_requests_async, then_closed, then_closed_async
+from .patching import (
+    after_init,
+    counting_requests,
+    counting_requests_async,
+    dropping_unread,
+    dropping_unread_async,
+    then_closed,
+    then_closed_async,
+)
 
 
 def _transports(client: Any) -> Iterator[Any]:
@@ -122,6 +130,10 @@ def _idle(conn: Any) -> bool:
         return True
 
 
+_CORES = {"httpx": "httpcore", "httpx2": "httpcore2"}
+"""The connection library each client library is built on (imported by it)."""
+
+
 class HttpxTracker(ClassTracker):
     """Tracks ``<module>.Client`` and ``<module>.AsyncClient`` for module ``httpx`` or ``httpx2``."""
 
@@ -169,6 +181,17 @@ class HttpxTracker(ClassTracker):
         p.wrap(mod.AsyncClient, "aclose", then_closed_async(registry))
         p.wrap(mod.AsyncClient, "__aexit__", then_closed_async(registry))
         p.wrap(mod.AsyncClient, "send", counting_requests_async(registry, self.sockets))
+        core = _CORES.get(module)
+        if core is not None:  # (imported by the client library only when its first transport is made)
+            registry.when_imported(core, self._patch_core)
+
+    def _patch_core(self, core: Any) -> None:
+        """A response closed before its end makes the pool drop its connection: said so at the close
+        (``drops.py``)."""
+        for name, make in (("HTTP11Connection", dropping_unread), ("AsyncHTTP11Connection", dropping_unread_async)):
+            conn_cls = getattr(core, name, None)
+            if conn_cls is not None and callable(getattr(conn_cls, "_response_closed", None)):
+                self._patches.wrap(conn_cls, "_response_closed", make)
 
     @staticmethod
     def _networked(client: Any) -> bool:

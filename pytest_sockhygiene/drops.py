@@ -1,0 +1,61 @@
+"""Why a client's pool dropped a connection it could have kept: a request that timed out, a response closed before
+its end.
+
+A reused client opens a new connection for a request when its pool has none to give: the server (or something
+between) ended the last one, or the pool dropped it itself. The socket hooks see the same thing either way - a
+connection closed, another opened - and only the second cause is the client's: a connection whose response did not
+come in time cannot carry the next request (its response may still arrive), nor can one whose response was closed
+before its end (a server-sent-events stream left after its first event, a download cut short). Told apart, the
+verdict names the cause instead of "the server ended each connection" and its "turn keep-alive on" (found with
+google-auth's suite, whose timeout tests hit a slow server, and with MCP's SDK, which leaves each POST's event
+stream after its answer).
+
+Read at each close (``events.Recorder._emit_close``): a timeout from the exception being handled, within a tracked
+client's request; a response closed before its end from ``dropping``, which the httpx tracker sets around httpcore's
+``_response_closed`` when the response's body was not read to its end.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import socket
+import sys
+
+UNREAD = "a response closed before its end"
+"""``dropping``'s value, and ``SocketEvent.dropped``'s, for a connection dropped as its response was closed unread."""
+
+dropping: contextvars.ContextVar[str | None] = contextvars.ContextVar("sockhygiene_dropping", default=None)
+"""Set while a client library closes a response before its end (``trackers/httpx.py``). A context variable, not a
+thread-local: an async pool's socket is closed by the event loop's callback, which runs in a copy of the context
+that scheduled it."""
+
+_TIMEOUTS = (TimeoutError, socket.timeout)  # (one class from Python 3.10 on; ``socket.timeout`` is an OSError on 3.9)
+
+_MID_RESPONSE = frozenset({"SEND_RESPONSE", "SEND_BODY"})
+"""h11's states of the server's side while its response is not yet read to its end (``DONE`` or ``MUST_CLOSE``
+once it is: the second is a server's ``Connection: close``, which is the server's doing)."""
+
+
+def timed_out() -> str | None:
+    """The class name of the timeout being handled where a client's pool closes a socket within a request (a read
+    that timed out: urllib3's ``ReadTimeoutError``, httpx's ``ReadTimeout``, ``socket.timeout``, or an error a
+    timeout led to), else None. A reset is not one: it is the server's doing."""
+    exc: BaseException | None = sys.exc_info()[1]
+    outer = exc
+    for _ in range(3):  # (the exception, and what it was raised from or while handling: a few levels)
+        if exc is None:
+            return None
+        if isinstance(exc, _TIMEOUTS) or "Timeout" in type(exc).__name__:
+            return type(outer).__name__
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def mid_response(connection: object) -> bool:
+    """Whether an httpcore HTTP/1.1 connection's response is not yet read to its end (its h11 state), asked as the
+    response is closed. False where the connection has no such state (another protocol, another version)."""
+    state = getattr(getattr(connection, "_h11_state", None), "their_state", None)
+    return getattr(state, "__name__", None) in _MID_RESPONSE
+
+
+__all__ = ["UNREAD", "dropping", "mid_response", "timed_out"]
