@@ -11,8 +11,11 @@ google-auth's suite, whose timeout tests hit a slow server, and with MCP's SDK, 
 stream after its answer).
 
 Read at each close (``events.Recorder._emit_close``): a timeout from the exception being handled, within a tracked
-client's request; a response closed before its end from ``dropping``, which the httpx tracker sets around httpcore's
-``_response_closed`` when the response's body was not read to its end.
+client's request; a response closed before its end from ``dropping``, which the trackers set around the method that
+closes a response (httpcore's ``_response_closed``, urllib3's ``HTTPResponse.close``, so requests' too) when its body
+was not read to its end, or from a ``GeneratorExit`` being handled outside any request: a body's iterator left
+before its end and closed (``next(response.iter_content())`` with requests, whose urllib3 closes the connection in
+the iterator's own cleanup; any library's the same).
 """
 
 from __future__ import annotations
@@ -58,4 +61,14 @@ def mid_response(connection: object) -> bool:
     return getattr(state, "__name__", None) in _MID_RESPONSE
 
 
-__all__ = ["UNREAD", "dropping", "mid_response", "timed_out"]
+def body_unread(response: object) -> bool:
+    """Whether a urllib3 ``HTTPResponse`` is being closed with its connection still its own and its body not read
+    to its end (read to its end, the body's file is closed, and the connection goes back to the pool or was closed
+    by the server's ``Connection: close``). False for a response that cannot say (urllib3-future's)."""
+    try:
+        return getattr(response, "_connection", None) is not None and not bool(getattr(response, "closed", True))
+    except Exception:  # noqa: BLE001 - a property that fails: not known to be unread
+        return False
+
+
+__all__ = ["UNREAD", "body_unread", "dropping", "mid_response", "timed_out"]

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .c_loops import UvloopConnections, UvloopServers
-from .drops import dropping, timed_out
+from .drops import UNREAD, dropping, timed_out
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
@@ -541,8 +541,14 @@ class Recorder:
         self.touched = True
         self.touched_fds.add(fd)
         client = _request_state.get()[1]
+        if client is not None:
+            dropped = timed_out()
+        else:  # (``drops.py``: a response closed before its end, by its close, or by its body's iterator left)
+            dropped = dropping.get()
+            if dropped is None and sys.exc_info()[0] is GeneratorExit:
+                dropped = UNREAD
         event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current(),
-                            None, None, client, None, None, None, timed_out() if client is not None else dropping.get())
+                            None, None, client, None, None, None, dropped)
         for sink in self.sinks:
             sink.events.append(event)
 

@@ -1010,6 +1010,7 @@ STREAMS_LEFT_EARLY = dedent('''
 
     import httpx
     import pytest
+    import requests
 
 
     class EventStream(http.server.BaseHTTPRequestHandler):
@@ -1046,6 +1047,21 @@ STREAMS_LEFT_EARLY = dedent('''
                     next(response.iter_bytes())
 
 
+    def test_first_event_of_each_stream_requests(events_url):
+        with requests.Session() as session:
+            for _ in range(7):
+                with session.get(events_url, stream=True) as response:
+                    next(response.iter_content(16))
+
+
+    def test_first_event_of_each_stream_requests_iterator_kept(events_url):
+        with requests.Session() as session:
+            for _ in range(7):
+                with session.get(events_url, stream=True) as response:
+                    chunks = response.iter_content(16)  # still referenced as the response is closed
+                    next(chunks)
+
+
     def test_first_event_of_each_stream_async(events_url):
         async def main():
             async with httpx.AsyncClient() as client:
@@ -1062,12 +1078,15 @@ def test_a_reused_client_that_leaves_each_stream_early_is_not_told_the_server_en
     """A reused client that closes each streamed response before its end (the first event of a server-sent-events
     stream: MCP's SDK leaves each POST's stream after its answer) makes its pool drop the connection each time, and
     the next request opens another. That read "the server ... ended each connection ... turn keep-alive on", against
-    a server that keeps every connection alive and closed none first. httpx, sync and async."""
+    a server that keeps every connection alive and closed none first. httpx, sync and async, and requests, whose
+    connection is closed by the body's iterator as it is left (``GeneratorExit``), or by the response's close where
+    the iterator is still held."""
     pytester.makepyfile(test_s=STREAMS_LEFT_EARLY)
     result = run("-p", "no:randomly")
-    names = ["test_first_event_of_each_stream", "test_first_event_of_each_stream_async"]
+    names = ["test_first_event_of_each_stream", "test_first_event_of_each_stream_async",
+             "test_first_event_of_each_stream_requests", "test_first_event_of_each_stream_requests_iterator_kept"]
     assert errors_of(result) == [f"test_s.py::{name}" for name in names]
-    for name, kind in zip(names, ("httpx.Client", "httpx.AsyncClient")):
+    for name, kind in zip(names, ("httpx.Client", "httpx.AsyncClient", "requests.Session", "requests.Session")):
         block = failure_block(result, f"test_s.py::{name}")
         assert re.search(rf"1 {re.escape(kind)} created at test_s\.py:\d+ in \w+ \(7 requests each; its pool opened 7 "
                          r"connections to 127\.0\.0\.1:\d+, each dropped as its response was closed before its end\)",

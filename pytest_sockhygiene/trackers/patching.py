@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable
 
 from .. import origin
-from ..drops import UNREAD, dropping, mid_response
+from ..drops import UNREAD, dropping
 from ..imports import ImportWatcher
 
 _MISSING: Any = object()
@@ -207,37 +207,44 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
-def dropping_unread(original: Any) -> Any:
-    """httpcore's ``HTTP11Connection._response_closed``, run with ``drops.dropping`` set where the response is
-    closed before its end: the pool closes the connection then, and the close's event says why
-    (``SocketEvent.dropped``). A response read to its end (the usual, at every request) pays one state read."""
+def dropping_when(unread: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """A wrapper of a method that closes a response (httpcore's ``HTTP11Connection._response_closed``, urllib3's
+    ``HTTPResponse.close``), run with ``drops.dropping`` set where ``unread(self)`` says the response is closed
+    before its end: the pool closes the connection then, and the close's event says why (``SocketEvent.dropped``).
+    A response read to its end (the usual, at every request) pays one state read."""
 
-    def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not mid_response(self):
-            return original(self, *args, **kwargs)
-        token = dropping.set(UNREAD)
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            origin.reset_quietly(dropping, token)
+    def make(original: Any) -> Any:
+        def close_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not unread(self):
+                return original(self, *args, **kwargs)
+            token = dropping.set(UNREAD)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                origin.reset_quietly(dropping, token)
 
-    return _response_closed
+        return close_response
+
+    return make
 
 
-def dropping_unread_async(original: Any) -> Any:
-    """``dropping_unread`` for ``AsyncHTTP11Connection``: the event loop closes the socket in a callback, which runs
-    in a copy of the context that scheduled it, ``dropping`` set."""
+def dropping_when_async(unread: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """``dropping_when`` for a coroutine method (``AsyncHTTP11Connection._response_closed``): the event loop closes
+    the socket in a callback, which runs in a copy of the context that scheduled it, ``dropping`` set."""
 
-    async def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not mid_response(self):
-            return await original(self, *args, **kwargs)
-        token = dropping.set(UNREAD)
-        try:
-            return await original(self, *args, **kwargs)
-        finally:
-            origin.reset_quietly(dropping, token)
+    def make(original: Any) -> Any:
+        async def close_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not unread(self):
+                return await original(self, *args, **kwargs)
+            token = dropping.set(UNREAD)
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                origin.reset_quietly(dropping, token)
 
-    return _response_closed
+        return close_response
+
+    return make
 
 
 def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any]:

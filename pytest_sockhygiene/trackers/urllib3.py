@@ -26,8 +26,9 @@ import weakref
 from typing import Any, Callable
 
 from .. import origin
+from ..drops import body_unread
 from .base import ClassTracker
-from .patching import _enter_request, _leave_request, after_init, counting_requests, then_closed
+from .patching import _enter_request, _leave_request, after_init, counting_requests, dropping_when, then_closed
 
 _LOCK_TIMEOUT = 1.0
 
@@ -170,6 +171,11 @@ class Urllib3Tracker(ClassTracker):
             connectionpool = importlib.import_module(f"{self.module}.connectionpool")
             p.wrap(pool_manager, "_new_pool", tagging_new_pools(registry))
             p.wrap(connectionpool.HTTPConnectionPool, "urlopen", pool_requests(registry, self.sockets))
+        response = getattr(importlib.import_module(f"{self.module}.response"), "HTTPResponse", None)
+        if response is not None and callable(getattr(response, "close", None)):
+            # a response closed before its end takes its connection with it (requests' ``Response.close()`` of a
+            # stream left early): said so at the close (``drops.py``)
+            p.wrap(response, "close", dropping_when(body_unread))
         default_pool = getattr(mod, "_DEFAULT_POOL", None)
         if isinstance(default_pool, pool_manager):
             # urllib3.request() uses a module-level PoolManager created at import, before these patches: a
