@@ -296,11 +296,31 @@ though a broader fixture entered the client and so started the thread that runs 
 
 def request_origin_now() -> Origin | None:
     """The user's line of the request under way (``request_state[0]``), found from the stored frame if a sync
-    request stored one."""
+    request stored one (failing a user's line, the library's that sent it: ``sender_of``)."""
     value = request_state.get()[0]
     if value is None or isinstance(value, tuple):
         return value
-    return _walk(value)
+    return _walk(value) or sender_of(value)
+
+
+def sender_of(frame: FrameType | None) -> Origin | None:
+    """For a client's request with no user line on its stack: the library line that sent it - the first frame,
+    from ``frame`` (the one that called the client's ``send``, inside the client's library) outwards and within
+    the task, of a library other than the client's. Without it the connection was named by the innermost library
+    frame of its connect: anyio's ``connect_tcp``, or a wrapper of ``socket.connect`` (blockbuster's, which MCP's
+    suite turns on in every test), where MCP's SDK sends its requests from a task started in a context of its own
+    (``ctx.run(tg.start_soon, ...)``), which no line of the test's started."""
+    if frame is None:
+        return None
+    package = str(frame.f_globals.get("__name__") or "").partition(".")[0]
+    boundary = _boundary
+    while frame is not None and frame.f_code is not boundary:
+        code = frame.f_code
+        if (str(frame.f_globals.get("__name__") or "").partition(".")[0] != package
+                and _library_frame_kind(code.co_filename) == _LIBRARY_FRAME):
+            return (code.co_filename, frame.f_lineno, code.co_name, LIBRARY)
+        frame = frame.f_back
+    return None
 
 def reset_quietly(var: contextvars.ContextVar[Any], token: Any) -> None:
     """``var.reset(token)``, never failing the user's call that the plugin's wrapper surrounds (a request, a task's

@@ -7,6 +7,7 @@ opened it. Only a socket no Python call made keeps "opened by library or C code 
 
 from __future__ import annotations
 
+import re
 import sys
 import sysconfig
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent, errors_of, failure_block
+from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent, errors_of, failure_block, installed_library
 
 HEAD_LINES = ANYIO_BACKEND.count("\n")
 
@@ -588,3 +589,67 @@ def test_a_code_file_named_relatively_stays_as_it_is_whatever_the_current_direct
     monkeypatch.chdir(tmp_path / "sub")
     assert origin.short_path("cylib/loop_of_this_test.pyx", str(tmp_path)) == "cylib/loop_of_this_test.pyx"
     assert origin.short_path(str(tmp_path / "test_x.py"), str(tmp_path)) == "test_x.py"  # absolute: as before
+
+
+CONTEXT_RUN_LIBRARY = dedent('''
+    import asyncio
+    import contextvars
+
+
+    async def _request(client, url):
+        (await client.get(url)).read()
+
+
+    class Session:
+        """MCP's client transport's shape: a writer task sends each request from a task it starts in the context
+        the caller's message carried (``ctx.run(tg.start_soon, ...)``), which no line of the caller's started."""
+
+        def __init__(self, client, url):
+            self.client, self.url = client, url
+            self.queue = asyncio.Queue()
+
+        async def __aenter__(self):
+            self.writer = asyncio.ensure_future(self._write())
+            return self
+
+        async def _write(self):
+            while True:
+                ctx = await self.queue.get()
+                if ctx is None:
+                    return
+                await ctx.run(asyncio.ensure_future, _request(self.client, self.url))
+
+        async def request(self):
+            await self.queue.put(contextvars.copy_context())
+
+        async def __aexit__(self, *exc):
+            await self.queue.put(None)
+            await self.writer
+''')
+
+
+def test_a_request_a_library_sends_with_no_line_of_the_tests_names_the_library_that_sent_it(pytester, run):
+    """A tracked client's request sent by a library from a task no line of the test's started (MCP's SDK sends
+    each one from a task started in the context the caller's message carried) has no user line to name. Its
+    connection was named by the innermost library frame of the connect - anyio's ``connect_tcp``, or a wrapper of
+    ``socket.connect`` (blockbuster's, which MCP's suite turns on) - and now by the library line that sent the
+    request."""
+    installed_library(pytester, "ctxlib", CONTEXT_RUN_LIBRARY)
+    pytester.makepyfile(test_c=ANYIO_BACKEND + dedent('''
+        import httpx
+        import ctxlib
+
+
+        @pytest.mark.anyio
+        @pytest.mark.sockhygiene(connections=0)
+        async def test_through_the_library(server):
+            # (run by anyio's plugin: the test's own task was started by no line of the test's)
+            async with httpx.AsyncClient() as client:
+                async with ctxlib.Session(client, server.url) as session:
+                    await session.request()
+    '''))
+    result = run("-p", "no:randomly", subprocess=True)  # (in-process, this test's own frames start the task)
+    assert errors_of(result) == ["test_c.py::test_through_the_library"]
+    block = failure_block(result, "test_c.py::test_through_the_library")
+    assert re.search(r"1 connection\(s\) to 127\.0\.0\.1:\d+, opened by library code, with no line of the test's own "
+                     r"code on the stack, at ctxlib/__init__\.py:6 in _request", block), block

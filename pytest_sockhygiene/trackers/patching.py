@@ -265,7 +265,8 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     # named by the app's line that made them, and a client the app uses sets its own
     if line is None and (record is None or record.networked):
         # sync: the sender's frame, walked only if a connect needs its line (origin.request_origin_now)
-        line = sys._getframe(2) if sync else origin.capture(skip=2)
+        # (async, failing a user's line: the library's that sent it, ``origin.sender_of``)
+        line = sys._getframe(2) if sync else (origin.capture(skip=2) or origin.sender_of(sys._getframe(2)))
     elif record is None:
         return None, None  # an outer request's line stands, and this client is not recorded: nothing to set
     if record is not None:
