@@ -12,6 +12,7 @@ from .verdict import (
     AFTER_TIMEOUTS,
     CAUSE_ADVICE,
     OPENED_BY,
+    PER_CLIENT_UNREAD,
     RECONNECTED,
     UNREAD_EACH,
     Item,
@@ -132,6 +133,8 @@ def _source_line(source: Item, fmt: OriginFormatter) -> str:
                  "between requests)")
     elif AFTER_TIMEOUTS in source.note:
         line += ": a connection whose response did not come in time is not reused"
+    elif PER_CLIENT_UNREAD in source.note:
+        line += ": a new client per request? Create one client and reuse it, and read each response to its end"
     elif UNREAD_EACH in source.note:
         line += ": a connection whose response was not read to its end is not reused"
     elif source.count > 1 and source.note == "1 request each":

@@ -343,6 +343,11 @@ CAUSE_ADVICE: dict[str, str] = {
               "Read each response to its end (or let the client read it: no stream) where it ends soon; a stream "
               "that does not end (server-sent events) costs a connection each time it is left: keep one open for "
               "the test, or allow it for this test.",
+    "per_request_unread": "a new client per request, each response closed before its end: create one client and "
+                          "reuse it, and read each response to its end where it ends soon (a connection whose "
+                          "response was not read to its end cannot carry the next request); a stream that does not "
+                          "end (server-sent events) costs a connection each time it is left: keep one open for the "
+                          "test, or allow it for this test.",
     "pool_concurrent": "the client is reused, but its pool opened new connections while requests ran at the same "
                        "time: a connection the pool has no room for is closed after its request (urllib3's "
                        "pool_maxsize, 10 by default; httpx's and aiohttp's connection limits), and a server that ends "
@@ -637,6 +642,12 @@ AFTER_TIMEOUTS = "each dropped as its request timed out"
 was being handled (``SocketEvent.dropped``): the timeouts, not the server or keep-alive, made the connections
 (``CAUSE_ADVICE["timeouts"]``)."""
 
+PER_CLIENT_UNREAD = "each response closed before its end"
+"""In a client context item's note: clients of one request each (a new client per request) whose every
+connection was dropped as its response was closed unread: both are the cause (``CAUSE_ADVICE["per_request_unread"]``):
+one reused client would still drop each connection, and reading each response to its end alone would still leave a
+connection per client."""
+
 UNREAD_EACH = "each dropped as its response was closed before its end"
 """In a client context item's note: every connection those clients' pools reopened for was dropped as its response
 was closed unread (``drops.UNREAD``: a stream left early): the client's doing (``CAUSE_ADVICE["unread"]``)."""
@@ -763,6 +774,8 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         return "timeouts"
     if UNREAD_EACH in first.note:
         return "unread"
+    if PER_CLIENT_UNREAD in first.note:
+        return "per_request_unread"
     if RECONNECTED in first.note:
         return "server_closes"
     if AT_THE_SAME_TIME in first.note:
@@ -831,7 +844,9 @@ def _dropped_by_the_client(chosen: Iterable[Any], conns_of_client: Mapping[Any, 
             return None
         reasons.update(why)
     most = max(reasons, key=lambda r: reasons[r])
-    return UNREAD_EACH if most == UNREAD else f"{AFTER_TIMEOUTS} ({most})"
+    if most == UNREAD:
+        return UNREAD_EACH if reconnects else PER_CLIENT_UNREAD
+    return f"{AFTER_TIMEOUTS} ({most})"
 
 
 def _most_used_host(chosen: Iterable[Any], per_client: Mapping[Any, Mapping[Endpoint | None, int]]) -> str:

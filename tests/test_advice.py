@@ -1062,6 +1062,13 @@ STREAMS_LEFT_EARLY = dedent('''
                     next(chunks)
 
 
+    def test_first_event_of_each_stream_new_client_each(events_url):
+        for _ in range(7):
+            with httpx.Client() as client:
+                with client.stream("GET", events_url) as response:
+                    next(response.iter_bytes())
+
+
     def test_first_event_of_each_stream_async(events_url):
         async def main():
             async with httpx.AsyncClient() as client:
@@ -1085,7 +1092,8 @@ def test_a_reused_client_that_leaves_each_stream_early_is_not_told_the_server_en
     result = run("-p", "no:randomly")
     names = ["test_first_event_of_each_stream", "test_first_event_of_each_stream_async",
              "test_first_event_of_each_stream_requests", "test_first_event_of_each_stream_requests_iterator_kept"]
-    assert errors_of(result) == [f"test_s.py::{name}" for name in names]
+    assert errors_of(result) == sorted(f"test_s.py::{name}"
+                                       for name in [*names, "test_first_event_of_each_stream_new_client_each"])
     for name, kind in zip(names, ("httpx.Client", "httpx.AsyncClient", "requests.Session", "requests.Session")):
         block = failure_block(result, f"test_s.py::{name}")
         assert re.search(rf"1 {re.escape(kind)} created at test_s\.py:\d+ in \w+ \(7 requests each; its pool opened 7 "
@@ -1093,3 +1101,9 @@ def test_a_reused_client_that_leaves_each_stream_early_is_not_told_the_server_en
                          block), block
         assert "fix: " + CAUSE_ADVICE["unread"] in block, block
         assert "ended each connection" not in block and "keep-alive on" not in block, block
+    # a new client per stream: both causes, since either fix alone leaves a connection per request
+    block = failure_block(result, "test_s.py::test_first_event_of_each_stream_new_client_each")
+    assert re.search(r"7 httpx\.Client created at test_s\.py:\d+ in \w+ \(1 request each; each response closed before "
+                     r"its end\): a new client per request\? Create one client and reuse it, and read each response to "
+                     r"its end", block), block
+    assert "fix: " + CAUSE_ADVICE["per_request_unread"] in block, block
