@@ -565,6 +565,19 @@ class Recorder:
             self._on_error(e)
             return None
 
+    def _connecting_again(self, sock: socket.socket, fd: int, result: int) -> bool:
+        """Whether a ``connect_ex`` is a repeated call for a non-blocking connect already recorded and still under
+        way: the same connection, asked whether it is done (0 once it is, then no longer pending; EALREADY while
+        not). Twisted's ``doConnect`` calls ``connect_ex`` twice for every connection: each was recorded as two
+        connects, and ten connections one after another read "all open at once" (treq)."""
+        ref = weakref.ref(sock)
+        event = self._pending.get(ref)
+        if event is None or event.fd != fd:
+            return False
+        if result == 0:
+            self._pending.pop(ref, None)
+        return True
+
     def _on_connect(self, sock: socket.socket, fd: int, address: Any, identity: Hashable | None,
                     pending: bool = False) -> None:
         """Record a connect of a TCP socket (the wrapper checked the kind) for the open sinks, with the user's line
@@ -771,7 +784,7 @@ class Recorder:
                         result = orig(self, address)
                     finally:
                         active.on = False
-                    if result in _IN_PROGRESS:
+                    if result in _IN_PROGRESS and not (rec._pending and rec._connecting_again(self, fd, result)):
                         rec._on_connect(self, fd, address, early, pending=result != 0)
                     return result
                 finally:

@@ -1107,3 +1107,45 @@ def test_a_reused_client_that_leaves_each_stream_early_is_not_told_the_server_en
                      r"its end\): a new client per request\? Create one client and reuse it, and read each response to "
                      r"its end", block), block
     assert "fix: " + CAUSE_ADVICE["per_request_unread"] in block, block
+
+
+CONNECT_EX_TWICE = dedent('''
+    import select
+    import socket
+
+
+    def connect_nonblocking(server, again):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((server.host, server.port))  # EINPROGRESS
+        select.select([], [s], [], 5)
+        if again:
+            # the completion check twisted's tcp.BaseClient.doConnect makes, at every Twisted (treq) connection
+            assert s.connect_ex((server.host, server.port)) == 0
+        return s
+
+
+    def test_connect_ex_twice(server):
+        for _ in range(10):
+            connect_nonblocking(server, again=True).close()  # closed before the next one is opened
+
+
+    def test_connect_ex_once(server):
+        for _ in range(10):
+            connect_nonblocking(server, again=False).close()
+''')
+
+
+def test_a_non_blocking_connect_asked_again_whether_it_is_done_is_one_connection(pytester, run):
+    """A non-blocking connect finished by a second ``connect_ex`` (0 once connected: Twisted's ``doConnect`` does it
+    for every connection) is one connection, not two: ten made one after another were counted as twenty connects
+    against ten closes, and read "all open at once, a pool grown for concurrent calls" (treq's suite). They read as
+    the same loop with one ``connect_ex`` each does."""
+    pytester.makepyfile(test_x=CONNECT_EX_TWICE)
+    result = run("-p", "no:randomly", "-o", "sockhygiene_connections=5")
+    assert errors_of(result) == ["test_x.py::test_connect_ex_once", "test_x.py::test_connect_ex_twice"]
+    for name in ("test_connect_ex_once", "test_connect_ex_twice"):
+        block = failure_block(result, f"test_x.py::{name}")
+        assert "connections: 10 > limit 5" in block, block
+        assert "(no tracked client: each call opened a connection of its own)" in block, block
+        assert "at once" not in block, block
