@@ -695,7 +695,8 @@ class _SessionEnd:
 
 
 class _KeepFailure:
-    """Keeps a hygiene failure a failure when the test is marked xfail.
+    """Keeps a hygiene failure a failure when the test is marked xfail, and shown when another error took its
+    place in the teardown's report.
 
     pytest's skipping plugin turns *any* exception of an xfail test into "xfailed", a teardown's included (its
     ``pytest_runtest_makereport`` wrapper): a leak of an xfail test would read XFAIL and disappear, whatever the
@@ -724,6 +725,12 @@ class _KeepFailure:
         if ours and report.skipped and hasattr(report, "wasxfail"):
             report.outcome = "failed"  # the longrepr is still the failure's: skipping only relabels the outcome
             del report.wasxfail
+        elif not ours and report.failed:
+            # another error took its place: pytest's unittest plugin hands each phase's report the next error the
+            # TestCase recorded (a test and its tearDown that both failed; Twisted's trial records two for a dirty
+            # reactor), and the teardown's got the second - the violation was shown nowhere but in the summary's
+            # counts (treq). That error stays the report's; the violation is shown beside it, as a section.
+            report.sections.append(("sockhygiene: broke its socket limits", str(failure)))
         return report
 
 

@@ -677,3 +677,43 @@ def test_a_task_made_in_a_window_leaves_the_callers_context_as_it_was(pytester, 
     result = run(mode=mode, subprocess=True)
     assert result.parseoutcomes() == absent, (absent, result.stdout.str())
     assert absent == {"passed": 1} or sys.version_info[:2] == (3, 12), absent
+
+
+TWO_RECORDED_ERRORS = dedent("""
+    import socket
+    import unittest
+
+    import pytest
+
+    KEEP = []
+
+
+    @pytest.fixture(scope="class")
+    def addr(request, server):
+        request.cls.addr = (server.host, server.port)
+
+
+    @pytest.mark.usefixtures("addr")
+    class TwoErrors(unittest.TestCase):
+        def tearDown(self):
+            raise RuntimeError("tearDown failed too")
+
+        def test_leaks(self):
+            KEEP.append(socket.create_connection(self.addr))  # left open
+            raise ValueError("the test failed")
+""")
+
+
+def test_a_violation_is_shown_when_a_test_cases_second_error_takes_the_teardown_report(pytester, run):
+    """pytest's unittest plugin hands each phase's report the next error a TestCase recorded: a test and its
+    ``tearDown`` that both failed (Twisted's trial records two for a dirty reactor) put the second in the
+    teardown's report, in place of the violation raised there. The violation was shown nowhere but in the
+    summary's counts (treq's suite); it is shown beside that error now, which stays the report's."""
+    pytester.makepyfile(test_u=TWO_RECORDED_ERRORS)
+    result = run("-p", "no:randomly")
+    result.assert_outcomes(failed=1, errors=1)
+    out = result.stdout.str()
+    assert "RuntimeError: tearDown failed too" in out and "ValueError: the test failed" in out, out
+    result.stdout.fnmatch_lines(["*- sockhygiene: broke its socket limits -*",
+                                 "sockhygiene: test_u.py::TwoErrors::test_leaks broke its socket limits",
+                                 "  established: 1 > limit 0 - open connection(s) left behind"])
