@@ -34,7 +34,7 @@ that scheduled it."""
 
 _TIMEOUTS = (TimeoutError, socket.timeout)  # (one class from Python 3.10 on; ``socket.timeout`` is an OSError on 3.9)
 
-_MID_RESPONSE = frozenset({"SEND_RESPONSE", "SEND_BODY"})
+MID_RESPONSE = frozenset({"SEND_RESPONSE", "SEND_BODY"})
 """h11's states of the server's side while its response is not yet read to its end (``DONE`` or ``MUST_CLOSE``
 once it is: the second is a server's ``Connection: close``, which is the server's doing)."""
 
@@ -54,13 +54,6 @@ def timed_out() -> str | None:
     return None
 
 
-def mid_response(connection: object) -> bool:
-    """Whether an httpcore HTTP/1.1 connection's response is not yet read to its end (its h11 state), asked as the
-    response is closed. False where the connection has no such state (another protocol, another version)."""
-    state = getattr(getattr(connection, "_h11_state", None), "their_state", None)
-    return getattr(state, "__name__", None) in _MID_RESPONSE
-
-
 def body_unread(response: object) -> bool:
     """Whether a urllib3 ``HTTPResponse`` is being closed with its connection still its own and its body not read
     to its end (read to its end, the body's file is closed, and the connection goes back to the pool or was closed
@@ -71,4 +64,4 @@ def body_unread(response: object) -> bool:
         return False
 
 
-__all__ = ["UNREAD", "body_unread", "dropping", "mid_response", "timed_out"]
+__all__ = ["MID_RESPONSE", "UNREAD", "body_unread", "dropping", "timed_out"]

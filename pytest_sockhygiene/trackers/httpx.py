@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..drops import mid_response
 from .base import ClassTracker
 from .patching import (
     after_init,
     counting_requests,
     counting_requests_async,
-    dropping_when,
-    dropping_when_async,
+    dropping_mid_response,
+    dropping_mid_response_async,
     then_closed,
     then_closed_async,
 )
@@ -189,8 +188,8 @@ class HttpxTracker(ClassTracker):
     def _patch_core(self, core: Any) -> None:
         """A response closed before its end makes the pool drop its connection: said so at the close
         (``drops.py``)."""
-        for name, make in (("HTTP11Connection", dropping_when(mid_response)),
-                           ("AsyncHTTP11Connection", dropping_when_async(mid_response))):
+        for name, make in (("HTTP11Connection", dropping_mid_response),
+                           ("AsyncHTTP11Connection", dropping_mid_response_async)):
             conn_cls = getattr(core, name, None)
             if conn_cls is not None and callable(getattr(conn_cls, "_response_closed", None)):
                 self._patches.wrap(conn_cls, "_response_closed", make)

@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable
 
 from .. import origin
-from ..drops import UNREAD, dropping
+from ..drops import MID_RESPONSE, UNREAD, dropping
 from ..imports import ImportWatcher
 
 _MISSING: Any = object()
@@ -228,23 +228,45 @@ def dropping_when(unread: Callable[[Any], bool]) -> Callable[[Any], Any]:
     return make
 
 
-def dropping_when_async(unread: Callable[[Any], bool]) -> Callable[[Any], Any]:
-    """``dropping_when`` for a coroutine method (``AsyncHTTP11Connection._response_closed``): the event loop closes
-    the socket in a callback, which runs in a copy of the context that scheduled it, ``dropping`` set."""
+def dropping_mid_response(original: Any) -> Any:
+    """``dropping_when`` for httpcore's ``HTTP11Connection._response_closed``, with its check inline (is the
+    server's side of h11 still mid-response: ``drops.MID_RESPONSE``): it runs at every request of every httpx
+    client (a response read to its end is closed too), where a predicate's call cost more than the rest of it."""
 
-    def make(original: Any) -> Any:
-        async def close_response(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if not unread(self):
-                return await original(self, *args, **kwargs)
-            token = dropping.set(UNREAD)
-            try:
-                return await original(self, *args, **kwargs)
-            finally:
-                origin.reset_quietly(dropping, token)
+    def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            done = self._h11_state.their_state.__name__ not in MID_RESPONSE
+        except AttributeError:  # (another protocol, or another version of httpcore: not known to be unread)
+            done = True
+        if done:
+            return original(self, *args, **kwargs)
+        token = dropping.set(UNREAD)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            origin.reset_quietly(dropping, token)
 
-        return close_response
+    return _response_closed
 
-    return make
+
+def dropping_mid_response_async(original: Any) -> Any:
+    """``dropping_mid_response`` for ``AsyncHTTP11Connection._response_closed``: the event loop closes the socket in a
+    callback, which runs in a copy of the context that scheduled it, ``dropping`` set."""
+
+    async def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            done = self._h11_state.their_state.__name__ not in MID_RESPONSE
+        except AttributeError:
+            done = True
+        if done:
+            return await original(self, *args, **kwargs)
+        token = dropping.set(UNREAD)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            origin.reset_quietly(dropping, token)
+
+    return _response_closed
 
 
 def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any]:
