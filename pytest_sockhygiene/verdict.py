@@ -740,6 +740,18 @@ The server-first fix's HTTP sentence came and went with which side won the close
 websocket-client's suite)."""
 
 
+_CLIENT_NOTE_CAUSES = (
+    (AFTER_TIMEOUTS, "timeouts"),
+    (UNREAD_EACH, "unread"),
+    (PER_CLIENT_UNREAD, "per_request_unread"),
+    (RECONNECTED, "server_closes"),
+    (AT_THE_SAME_TIME, "pool_concurrent"),
+    (OWN_SERVERS, "own_servers"),
+)
+"""A client context item's note mark -> its ``CAUSE_ADVICE`` key, the first found winning: the client's own pool
+dropping each connection (a timeout, a response left unread) before the server's or the concurrency's readings."""
+
+
 def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
     """The ``CAUSE_ADVICE`` key for a violation's context (its first item explains the most connections), None
     for the default advice. Read from the items alone: the JSON report's records rebuild the same text.
@@ -770,18 +782,9 @@ def cause_of(context: Sequence[Item], items: Sequence[Item] = ()) -> str | None:
         if NEW_OBJECT_EACH in first.note:
             return "api_objects"
         return "api"
-    if AFTER_TIMEOUTS in first.note:
-        return "timeouts"
-    if UNREAD_EACH in first.note:
-        return "unread"
-    if PER_CLIENT_UNREAD in first.note:
-        return "per_request_unread"
-    if RECONNECTED in first.note:
-        return "server_closes"
-    if AT_THE_SAME_TIME in first.note:
-        return "pool_concurrent"
-    if OWN_SERVERS in first.note:
-        return "own_servers"
+    for mark, cause in _CLIENT_NOTE_CAUSES:
+        if mark in first.note:
+            return cause
     if items and all(i.note == SERVER_CLOSED_EACH for i in items) and WEBSOCKETS not in first.note:
         return "per_request_server_first"  # new clients per request, and the server ended every connection
     if CLOSED_IN_REQUEST in first.note:  # the same, seen from the client: it closed each as its response ended

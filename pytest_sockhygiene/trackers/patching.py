@@ -207,6 +207,16 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
+def _closing_unread(original: Any, self: Any, args: Any, kwargs: Any) -> Any:
+    """``original(self, ...)``, a response's close, run with ``drops.dropping`` set: the connection it closes is
+    dropped as its response was closed before its end."""
+    token = dropping.set(UNREAD)
+    try:
+        return original(self, *args, **kwargs)
+    finally:
+        origin.reset_quietly(dropping, token)
+
+
 def dropping_when(unread: Callable[[Any], bool]) -> Callable[[Any], Any]:
     """A wrapper of a method that closes a response (httpcore's ``HTTP11Connection._response_closed``, urllib3's
     ``HTTPResponse.close``), run with ``drops.dropping`` set where ``unread(self)`` says the response is closed
@@ -217,11 +227,7 @@ def dropping_when(unread: Callable[[Any], bool]) -> Callable[[Any], Any]:
         def close_response(self: Any, *args: Any, **kwargs: Any) -> Any:
             if not unread(self):
                 return original(self, *args, **kwargs)
-            token = dropping.set(UNREAD)
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                origin.reset_quietly(dropping, token)
+            return _closing_unread(original, self, args, kwargs)
 
         return close_response
 
@@ -240,11 +246,7 @@ def dropping_mid_response(original: Any) -> Any:
             done = True
         if done:
             return original(self, *args, **kwargs)
-        token = dropping.set(UNREAD)
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            origin.reset_quietly(dropping, token)
+        return _closing_unread(original, self, args, kwargs)
 
     return _response_closed
 
