@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextvars
 import socket
 import sys
+from types import FrameType
 
 UNREAD = "a response closed before its end"
 """``dropping``'s value, and ``SocketEvent.dropped``'s, for a connection dropped as its response was closed unread."""
@@ -56,12 +57,43 @@ def timed_out() -> str | None:
 
 def body_unread(response: object) -> bool:
     """Whether a urllib3 ``HTTPResponse`` is being closed with its connection still its own and its body not read
-    to its end (read to its end, the body's file is closed, and the connection goes back to the pool or was closed
-    by the server's ``Connection: close``). False for a response that cannot say (urllib3-future's)."""
+    to its end (read to its end, the body's file is closed, and the connection goes back to the pool). False where
+    the connection could not have been kept anyway: the response ends it (http.client's ``will_close``: HTTP/1.0,
+    ``Connection: close``, a body delimited by the server's close), which is the server's doing, read to the end or
+    not (dulwich's pkt-line reader reads exactly the bytes it needs of such a body). False for a response that
+    cannot say (urllib3-future's)."""
     try:
-        return getattr(response, "_connection", None) is not None and not bool(getattr(response, "closed", True))
+        if getattr(response, "_connection", None) is None or bool(getattr(response, "closed", True)):
+            return False
+        return not getattr(getattr(response, "_original_response", None), "will_close", True)
     except Exception:  # noqa: BLE001 - a property that fails: not known to be unread
         return False
 
 
-__all__ = ["MID_RESPONSE", "UNREAD", "body_unread", "dropping", "timed_out"]
+def iterator_left() -> str | None:
+    """``UNREAD`` for a connection closed while a ``GeneratorExit`` is being handled outside any request - a body's
+    iterator left before its end and closed (urllib3 closes the connection in the iterator's own cleanup, where no
+    response's ``close`` runs) - unless the response could not have kept its connection anyway: urllib3's
+    ``HTTPResponse`` or httpcore's connection on the stack says so (``will_close``; h11's ``keep_alive``), as
+    ``body_unread`` and the httpcore wrapper do. Walked only at such a close, a few frames up."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_FRAMES):
+        if frame is None:
+            break
+        obj = frame.f_locals.get("self")
+        if obj is not None:
+            response = getattr(obj, "_original_response", None)
+            if response is not None:  # urllib3's HTTPResponse: http.client's response says whether it was to end
+                return None if getattr(response, "will_close", True) else UNREAD
+            h11 = getattr(obj, "_h11_state", None)
+            if h11 is not None:  # httpcore's connection
+                return UNREAD if getattr(getattr(h11, "_cstate", None), "keep_alive", False) else None
+        frame = frame.f_back
+    return UNREAD
+
+
+_FRAMES = 12
+"""Frames ``iterator_left`` looks at above the socket's close: a response's cleanup closes it a few calls down."""
+
+
+__all__ = ["MID_RESPONSE", "UNREAD", "body_unread", "dropping", "iterator_left", "timed_out"]

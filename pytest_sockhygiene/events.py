@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from . import origin as origin_mod
 from .c_loops import UvloopConnections, UvloopServers
-from .drops import UNREAD, dropping, timed_out
+from .drops import dropping, iterator_left, timed_out
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
@@ -546,7 +546,7 @@ class Recorder:
         else:  # (``drops.py``: a response closed before its end, by its close, or by its body's iterator left)
             dropped = dropping.get()
             if dropped is None and sys.exc_info()[0] is GeneratorExit:
-                dropped = UNREAD
+                dropped = iterator_left()
         event = SocketEvent("close", identity, fd, local, remote, None, _get_ident(), self.ownership.current(),
                             None, None, client, None, None, None, dropped)
         for sink in self.sinks:

@@ -1149,3 +1149,48 @@ def test_a_non_blocking_connect_asked_again_whether_it_is_done_is_one_connection
         assert "connections: 10 > limit 5" in block, block
         assert "(no tracked client: each call opened a connection of its own)" in block, block
         assert "at once" not in block, block
+
+
+SERVER_ENDS_EACH_BODY = dedent('''
+    import httpx
+    import requests
+    import urllib3
+
+
+    def test_urllib3_reads_exactly_the_body(server):
+        with urllib3.PoolManager() as pool:
+            for _ in range(7):
+                response = pool.request("GET", server.url + "/unsized?size=64", preload_content=False)
+                assert len(response.read(64)) == 64  # all of the body; the server's close not yet read
+                response.close()
+
+
+    def test_requests_leaves_the_iterator(server):
+        with requests.Session() as session:
+            for _ in range(7):
+                with session.get(server.url + "/unsized?size=64", stream=True) as response:
+                    next(response.iter_content(64))
+
+
+    def test_httpx_leaves_the_stream(server):
+        with httpx.Client() as client:
+            for _ in range(7):
+                with client.stream("GET", server.url + "/unsized?size=64") as response:
+                    next(response.iter_bytes())
+''')
+
+
+def test_a_response_the_server_ends_is_not_blamed_on_the_client_that_closed_it_early(pytester, run):
+    """A response with no length ends the connection (the server's close delimits its body): no connection could
+    have been kept, whether the client read to the server's close or stopped at the last byte it needed
+    (dulwich's pkt-line reader does). Such a burst is the server's - "turn keep-alive on" - not "each dropped as
+    its response was closed before its end", which told the client to read to the end and changed nothing
+    (urllib3 read exactly, requests' iterator left, httpx's stream left)."""
+    pytester.makepyfile(test_e=SERVER_ENDS_EACH_BODY)
+    result = run("-p", "no:randomly")
+    names = ["test_httpx_leaves_the_stream", "test_requests_leaves_the_iterator", "test_urllib3_reads_exactly_the_body"]
+    assert errors_of(result) == [f"test_e.py::{name}" for name in names]
+    for name in names:
+        block = failure_block(result, f"test_e.py::{name}")
+        assert "closed before its end" not in block and CAUSE_ADVICE["unread"] not in block, block
+        assert "ended each connection" in block or "ended every connection" in block, block

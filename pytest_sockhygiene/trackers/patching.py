@@ -241,7 +241,10 @@ def dropping_mid_response(original: Any) -> Any:
 
     def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            done = self._h11_state.their_state.__name__ not in MID_RESPONSE
+            h11 = self._h11_state
+            # (no keep-alive - HTTP/1.0, ``Connection: close``, a body the server's close delimits: the connection
+            # could not have been kept, read to the end or not: the server's doing)
+            done = h11.their_state.__name__ not in MID_RESPONSE or not h11._cstate.keep_alive
         except AttributeError:  # (another protocol, or another version of httpcore: not known to be unread)
             done = True
         if done:
@@ -257,7 +260,8 @@ def dropping_mid_response_async(original: Any) -> Any:
 
     async def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            done = self._h11_state.their_state.__name__ not in MID_RESPONSE
+            h11 = self._h11_state
+            done = h11.their_state.__name__ not in MID_RESPONSE or not h11._cstate.keep_alive
         except AttributeError:
             done = True
         if done:
