@@ -1194,3 +1194,62 @@ def test_a_response_the_server_ends_is_not_blamed_on_the_client_that_closed_it_e
         block = failure_block(result, f"test_e.py::{name}")
         assert "closed before its end" not in block and CAUSE_ADVICE["unread"] not in block, block
         assert "ended each connection" in block or "ended every connection" in block, block
+
+
+CLIENT_IN_A_SUBPROCESS = dedent("""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    import pytest
+
+    CLIENT = '''
+    import http.client, sys
+    connection = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))  # one connection object, reused
+    for _ in range(7):
+        connection.request("GET", "/")
+        connection.getresponse().read()
+    connection.close()
+    '''
+
+
+    class OnePerConnection(http.server.BaseHTTPRequestHandler):  # HTTP/1.0: ends each connection
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+
+    @pytest.fixture
+    def port():
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OnePerConnection)
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        yield server.server_address[1]
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+    def test_git_like_client(port):
+        subprocess.run([sys.executable, "-c", CLIENT, str(port)], check=True)
+""")
+
+
+def test_server_side_entries_of_a_client_outside_the_process_get_the_servers_fix(pytester, run):
+    """The test's in-process server ended every connection of a client running in a subprocess (dulwich's suite:
+    ``git`` against an HTTP/1.0 server in the test): every TIME_WAIT entry is the server's side, and no connect of
+    this process's made them. The fix was "reuse connections - one client, with keep-alive", which the client
+    already does; it is the server's keep-alive now."""
+    pytester.makepyfile(test_o=CLIENT_IN_A_SUBPROCESS)
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_o.py::test_git_like_client"]
+    block = failure_block(result, "test_o.py::test_git_like_client")
+    assert "the in-process server's side" in block, block
+    assert "fix: " + CAUSE_ADVICE["server_side_only"] in block, block
+    assert "reuse connections - one client" not in block, block
