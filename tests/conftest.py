@@ -9,6 +9,7 @@ GOOD pattern a real suite uses) unless a test writes its own.
 from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401 - see below
+import importlib
 import importlib.util
 import os
 import re
@@ -25,6 +26,26 @@ pytest_plugins = ["pytester"]
 # in-process runs remove the modules an inner run imported, and the ``concurrent.futures`` package keeps the
 # ``ThreadPoolExecutor`` it exported first - a later inner run would get the class of a module the plugin no
 # longer watches (its ``submit`` is wrapped for pool jobs' origins: pools.JobOrigins).
+
+
+
+def _import_the_plugins_modules() -> None:
+    """Import every module of the plugin here, in the test process, for the same reason: an inner run that first
+    imports one (the trackers, in ``pytest_configure``; the report's modules, at a violation) has it removed
+    after, and every later inner run imported it again - through pytest's assertion rewriting, which parses its
+    source. Once, a collection during that parse ran an aiohttp finalizer and CPython 3.11's parser failed with
+    "AST constructor recursion depth mismatch": an INTERNALERROR of an inner run that had nothing to do with it."""
+    import pkgutil
+
+    import pytest_sockhygiene
+
+    for info in pkgutil.walk_packages(pytest_sockhygiene.__path__, "pytest_sockhygiene."):
+        if info.name.startswith(("pytest_sockhygiene.demo", "pytest_sockhygiene.__main__")):
+            continue  # (the demo runs its own suite; the entry point runs the CLI)
+        importlib.import_module(info.name)
+
+
+_import_the_plugins_modules()
 
 BACKENDS = ["linux", "psutil"] if sys.platform.startswith("linux") else ["psutil"]
 

@@ -275,7 +275,8 @@ def test_pooled_close_wait_gets_the_precise_diagnosis(pytester, run):
             loop.run_until_complete(main())
             assert wait_for(lambda: impatient.accepted == 2 and impatient.open_connections == 0, 5)
     """) if with_aiohttp else ""))
-    result = run("-p", "no:asyncio", "-W", "ignore::ResourceWarning")
+    # (a subprocess: the aiohttp session and loop it keeps would be collected in a later test of this process)
+    result = run("-p", "no:asyncio", "-W", "ignore::ResourceWarning", subprocess=True)
     assert errors_of(result) == ["test_cw.py::test_aiohttp_pool_outlives_server_keepalive"] * with_aiohttp + [
         "test_cw.py::test_pool_outlives_server_keepalive"]
     result.stdout.fnmatch_lines([
@@ -333,7 +334,7 @@ def test_a_response_left_unread_is_told_from_an_idle_pooled_connection(pytester,
             KEEP.extend([conn, conn.getresponse()])  # headers read, body left in the socket
             assert wait_for(lambda: server.open_connections == 0, 5)
     """))
-    result = run("-p", "no:randomly", "-W", "ignore::ResourceWarning")
+    result = run("-p", "no:randomly", "-W", "ignore::ResourceWarning", subprocess=True)  # (aiohttp kept: see above)
     assert errors_of(result) == ["test_unread.py::test_aiohttp_response_never_read",
                                  "test_unread.py::test_http_client_response_never_read",
                                  "test_unread.py::test_httpx_stream_never_read"]
@@ -1007,7 +1008,8 @@ def test_a_client_its_transport_made_answers_to_the_client_the_test_made(pyteste
     test's client reads as unused (found running the openai SDK)."""
     pytest.importorskip("aiohttp")
     pytester.makepyfile(test_l=LAZY_TRANSPORT)
-    result = run("-p", "no:randomly", "-o", "sockhygiene_unused_clients=0")
+    # (a subprocess: the leaked aiohttp session would be collected in a later test of this process)
+    result = run("-p", "no:randomly", "-o", "sockhygiene_unused_clients=0", subprocess=True)
     assert errors_of(result) == ["test_l.py::test_leaks_the_client"]
     block = failure_block(result, "test_l.py::test_leaks_the_client")
     assert "clients: 1 > limit 0" in block, block
