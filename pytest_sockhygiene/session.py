@@ -20,7 +20,7 @@ from typing import Any
 
 from . import origin as origin_mod
 from .clients import ClientRegistry, client_items, created_items, socket_identity
-from .closers import may_close_elsewhere
+from .closers import may_close_elsewhere, nothing_else_runs
 from .endpoints import ConfigError
 from .events import _OWNER_ATTR, FIRST_EVENT_ATTR, Recorder, _get_ident, _threads_by_ident
 from .health import ephemeral_port_count, fd_limit
@@ -613,9 +613,12 @@ class Controller:
         teardown, unless an asyncio transport already closing holds it on a loop that does not run
         (``transports``); a client, and what its pool holds, only while code on another thread may still close
         it - a thread a broader fixture started, still running, or a running event loop or pool job
-        (``closers``). With none of that the leaks stand as they are: the session's end does not wait for them
-        (a session fixture's client never closed cost every run the whole settle)."""
+        (``closers``). With none of that, or with no other thread that can run, the leaks stand as they
+        are: the session's end does not wait for them (a session fixture's client never closed cost every run the
+        whole settle)."""
         assert self.table is not None and self.recorder is not None
+        if nothing_else_runs():  # no other thread can run: nothing but a finalizer could close any of them
+            return False
         pooled: set[Hashable] = set()
         if clients and self.clients is not None:
             identity = socket_identity(self.table.identity_of)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Collection, Hashable, Iterator, Mapping
 from typing import Any, Callable
 
-from .closers import may_close_elsewhere
+from .closers import may_close_elsewhere, nothing_else_runs
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .holders import fixture_holders
@@ -570,10 +570,11 @@ class Window(EventSink):
                 # a socket a closing asyncio transport holds, whose loop does not run, closes when the loop runs
                 # again - not while this check waits (but for a loop in another thread: asked below)
                 self.stuck = closing_on_stopped_loops(self.recorder.sockets_at(outside))
-            if outside.issubset(self.stuck) and not self._others_may_close():
+            if (outside.issubset(self.stuck) and not self._others_may_close()) or nothing_else_runs():
                 # only live clients left (and their pools), or sockets waiting on a loop that does not run, and no
-                # code running that could close one: a full collection decides whether each is garbage or still
-                # held, as the end of the wait would have
+                # code running that could close one - or no other thread that can run, so nothing but a
+                # finalizer can close anything: a full collection decides whether each is garbage or still held,
+                # as the end of the wait would have
                 collect()
                 return self._final(self.observe(limits))
             full_at = start + settle / 2

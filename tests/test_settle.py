@@ -407,3 +407,93 @@ def test_a_socket_a_closing_transport_holds_on_a_stopped_loop_is_judged_at_once(
     assert "fix: the code closed the asyncio stream or transport but did not wait for the close" in block, block
     durations = teardown_seconds(result)
     assert durations["test_loop.py::test_closed_but_not_waited_for"] < QUICK, durations
+
+
+NOBODY_ELSE = dedent("""
+    import socket, threading
+    import pytest
+
+    KEEP = []
+
+    @pytest.fixture(scope="module")
+    def backlog():
+        # a listener no thread serves: the kernel completes each handshake into its backlog
+        listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+        yield listener.getsockname()
+        listener.close()
+
+    @pytest.fixture(scope="module", autouse=True)
+    def status_server():
+        # a thread blocked in accept() for the whole session, as pytest-rerunfailures' status server is
+        listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=listener.accept, daemon=True).start()
+        yield
+
+    class Holder:
+        def __init__(self, address):
+            self.sock = socket.create_connection(address)
+            self.me = self  # a reference cycle (httplib2's Http <-> Authentication)
+
+    def test_kept_in_a_list(backlog):
+        KEEP.append(socket.create_connection(backlog))
+
+    def test_held_by_a_cycle(backlog):
+        Holder(backlog)
+""")
+
+
+def test_a_held_socket_no_other_thread_can_close_is_judged_at_once(pytester, run):
+    """A socket the test keeps (in a module-level list, in a reference cycle the check may not collect) while no
+    other thread of the process can run - none but one blocked in ``accept()`` waiting for a connection nobody
+    makes - cannot be closed during the wait: it is judged at once, after one collection, not after the whole
+    settle (httplib2's suite under ``-W error::ResourceWarning`` waited it out for seven such tests). The same
+    verdicts: the kept socket is a leak; the one in a cycle is collected, or, where ResourceWarning is an error
+    and the check collects nothing, is the test's leak, held by garbage."""
+    pytester.makepyfile(test_alone=NOBODY_ELSE)
+    result = run("--durations=0", "--durations-min=0", "-vv", settle=SETTLE, subprocess=True)
+    assert errors_of(result) == ["test_alone.py::test_kept_in_a_list"]
+    result.stdout.fnmatch_lines(["*test_kept_in_a_list broke*", "*established: 1 > limit 0*"])
+    durations = teardown_seconds(result)
+    assert durations["test_alone.py::test_kept_in_a_list"] < QUICK, durations
+
+    strict = run("--durations=0", "--durations-min=0", "-vv", "-W", "error::ResourceWarning", settle=SETTLE,
+                 subprocess=True)
+    assert errors_of(strict) == ["test_alone.py::test_held_by_a_cycle", "test_alone.py::test_kept_in_a_list"]
+    durations = teardown_seconds(strict)
+    assert max(durations["test_alone.py::test_held_by_a_cycle"],
+               durations["test_alone.py::test_kept_in_a_list"]) < QUICK, durations
+
+
+SERVED = dedent("""
+    import socket, threading
+    import pytest
+
+    KEEP = []
+
+    @pytest.fixture(scope="module")
+    def echo():
+        # a server thread reading its one connection: woken by the kernel when the client's end closes
+        listener = socket.create_server(("127.0.0.1", 0))
+        def serve():
+            conn, _ = listener.accept()
+            with conn:
+                while conn.recv(1024):
+                    pass
+        threading.Thread(target=serve, daemon=True).start()
+        yield listener.getsockname()
+        listener.close()
+
+    def test_kept_while_a_thread_reads(echo):
+        KEEP.append(socket.create_connection(echo))
+""")
+
+
+def test_a_held_socket_waits_while_a_thread_blocked_in_recv_may_close_one(pytester, run):
+    """The rule's other side: a thread blocked in ``recv`` is woken by the kernel, not by the test's code, when a
+    connection's other end closes, and may close its side then - so a kept socket waits the whole settle while
+    such a thread exists, as before (and is reported after it)."""
+    pytester.makepyfile(test_served=SERVED)
+    result = run("--durations=0", "--durations-min=0", "-vv", settle="2", subprocess=True)
+    assert errors_of(result) == ["test_served.py::test_kept_while_a_thread_reads"]
+    result.stdout.fnmatch_lines(["*established: * > limit 0*"])
+    assert teardown_seconds(result)["test_served.py::test_kept_while_a_thread_reads"] >= 2.0
