@@ -15,6 +15,11 @@ What this does not count: time inside the kernel (the ``listdir`` of ``/proc/sel
 test, ~8 us here, and every syscall pytest makes), and cache or scheduling effects. Read it beside run.py's
 wall-clock numbers, not instead of them.
 
+Each run's full garbage collections are counted too (the suite's conftest writes ``gc.get_stats()``): a full
+collection of a test run's heap costs tens of millions of instructions, and whether one more of them falls between
+the two sizes in the plugin's runs than in the base's moves the per-test figure by ~40k on the trivial suite (one
+in 800 tests). The table shows the counts and marks such a window; ``--small`` and ``--tests`` count others.
+
 Every run uses ``PYTHONHASHSEED=0``: with a random seed, dict and set layouts differ from run to run and the
 count of a whole run moves by tens of millions of instructions, which the difference of two runs would spread
 over the tests. Every suite runs once natively first, so that bytecode is compiled and cached before anything is
@@ -47,20 +52,26 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def count_instructions(python: str, suite: Path, condition: str, env: dict[str, str], timeout: float,
-                       expect: int) -> int:
-    """Instructions executed by one ``pytest`` run of ``suite`` under callgrind (user space, all threads)."""
+                       expect: int) -> tuple[int, int | None]:
+    """Instructions executed by one ``pytest`` run of ``suite`` under callgrind (user space, all threads), and the
+    full garbage collections the run made (from the suite's timing file; None if it has none)."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "pytest", "-q",
            "-p", "no:cacheprovider", *bench.CONDITIONS[condition], *bench.EXTRA_ARGS]
     run_env = bench.condition_env(condition, env)
     run_env["PYTHONHASHSEED"] = "0"  # a random seed moves the count of the whole run by tens of millions
-    run_env["SOCKHYGIENE_BENCH_OUT"] = str(suite.parent / f"timing-{condition}-{suite.name}.json")
+    timing = suite.parent / f"timing-{condition}-{suite.name}.json"
+    run_env["SOCKHYGIENE_BENCH_OUT"] = str(timing)
     proc = subprocess.run(cmd, cwd=suite, env=run_env, capture_output=True, text=True, timeout=timeout)
     m = _COLLECTED.search(proc.stderr)
     passed = re.search(rf"\b{expect} passed\b", proc.stdout)
     if proc.returncode != 0 or m is None or passed is None:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
         raise bench.BenchError(f"{' '.join(cmd)} in {suite} exited {proc.returncode}:\n{tail}")
-    return int(m.group(1))
+    try:
+        full = json.loads(timing.read_text())["gc_collections"][-1]
+    except (OSError, ValueError, KeyError, IndexError):
+        full = None
+    return int(m.group(1)), full
 
 
 def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir: Path,
@@ -79,7 +90,9 @@ def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {job: pool.submit(count_instructions, args.python, suites[job[1]], job[0], env, args.timeout,
                                     job[1]) for job in jobs}
-        counts = {job: f.result() for job, f in futures.items()}
+        done = {job: f.result() for job, f in futures.items()}
+    counts = {job: n for job, (n, _full) in done.items()}
+    fulls = {job: full for job, (_n, full) in done.items()}
     per_test = {cond: (counts[(cond, large)] - counts[(cond, small)]) / (large - small)
                 for cond in (base, *tested)}
     return [{
@@ -89,16 +102,44 @@ def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir
         "ratio": per_test[cond] / per_test[base],
         "added_per_test": per_test[cond] - per_test[base],
         "fixed_added": counts[(cond, small)] - counts[(base, small)] - small * (per_test[cond] - per_test[base]),
+        # full collections of each run: when the plugin's runs make more of them between the two sizes than the
+        # base's, one collection's cost (tens of millions of instructions on a test run's heap) is in added_per_test
+        "full_collections": {f"{c}-{n}": fulls[(c, n)] for c in (base, cond) for n in (small, large)},
     } for cond in tested]
+
+
+def extra_full_collections(r: dict[str, Any]) -> int | None:
+    """How many more full collections the plugin's runs made between the two sizes than the base's (0: as many)."""
+    f = r.get("full_collections") or {}
+    base, cond = r["condition"].split(" vs ")[1], r["condition"].split(" vs ")[0]
+    try:
+        return int((f[f"{cond}-{r['large']}"] - f[f"{cond}-{r['small']}"])
+                   - (f[f"{base}-{r['large']}"] - f[f"{base}-{r['small']}"]))
+    except (KeyError, TypeError):
+        return None
 
 
 def fmt(results: Sequence[dict[str, Any]]) -> str:
     rows = [(r["suite"] + f" ({r['condition']})", f"{r['small']}->{r['large']}", f"{r['per_test_off'] / 1e3:,.0f}k",
              f"{r['per_test_on'] / 1e3:,.0f}k", f"{r['ratio']:.3f}x", f"+{r['added_per_test'] / 1e3:,.1f}k",
-             f"{r['fixed_added'] / 1e6:+,.1f}M") for r in results]
+             f"{r['fixed_added'] / 1e6:+,.1f}M", _fulls(r)) for r in results]
     header = ("suite (condition)", "tests", "base instr/test", "plugin instr/test", "ratio", "added/test",
-              "once per run")
-    return bench.fmt_table(rows, header)
+              "once per run", "full GCs base / plugin")
+    out = bench.fmt_table(rows, header)
+    if any(extra_full_collections(r) for r in results):
+        out += ("\n* the plugin's runs made a different number of full garbage collections between the two sizes "
+                "than the base's: each costs tens of millions of instructions on a test run's heap, and lands in "
+                "added/test. Read the figure with that in mind, or count other sizes (--small, --tests).")
+    return out
+
+
+def _fulls(r: dict[str, Any]) -> str:
+    """``1->1 / 1->2``: the full collections of the base's small and large runs, then the plugin's."""
+    f = r.get("full_collections") or {}
+    base, cond = r["condition"].split(" vs ")[1], r["condition"].split(" vs ")[0]
+    small, large = r["small"], r["large"]
+    text = " / ".join(f"{f.get(f'{c}-{small}')}->{f.get(f'{c}-{large}')}" for c in (base, cond))
+    return text + (" *" if extra_full_collections(r) else "")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -111,6 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sdk-tests", type=int, default=200, help="SDK-shaped tests in the large run (200)")
     ap.add_argument("--pytest-args", default="", metavar="ARGS", help="extra pytest arguments for every run")
     ap.add_argument("--tests", type=int, default=1000, help="trivial tests in the large run (default 1000)")
+    ap.add_argument("--small", type=int, default=None,
+                    help="tests in every suite's small run (default: a fifth of its large run)")
     ap.add_argument("--http-tests", type=int, default=200, help="HTTP tests in the large run (default 200)")
     ap.add_argument("--requests", type=int, default=10, help="loopback requests per HTTP test (default 10)")
     ap.add_argument("--mode", choices=("enforce", "warn"), default="enforce", help="the plugin-on condition")
@@ -150,7 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind in args.suite_list:
             large = {"trivial": args.tests, "http": args.http_tests, "http-client": args.http_tests,
                      "violations": args.violation_tests, "sdk": args.sdk_tests}[kind]
-            sizes.append((kind, max(1, large // 5), large))
+            small = args.small if args.small is not None else max(1, large // 5)
+            if not 0 < small < large:
+                print(f"--small {small} must be between 0 and the {kind} suite's large run ({large})", file=sys.stderr)
+                return 2
+            sizes.append((kind, small, large))
         results = []
         for kind, small, large in sizes:
             for r in measure(kind, small, large, args, workdir, env):

@@ -102,6 +102,9 @@ def pytest_sessionfinish(session, exitstatus):
     _BENCH["cpu_end"] = _time.process_time()
     _BENCH["rss_end"] = _rss()
     _BENCH["exitstatus"] = int(exitstatus)
+    # collections per generation: a full one (the last) costs as much as dozens of trivial tests, and whether one
+    # more falls between two suite sizes decides a per-test difference of ~40k instructions (instructions.py)
+    _BENCH["gc_collections"] = [s["collections"] for s in __import__("gc").get_stats()]
     if _OUT:
         with open(_OUT, "w") as f:
             _json.dump(_BENCH, f)
