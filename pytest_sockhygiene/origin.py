@@ -249,6 +249,7 @@ tasks) is then reported as opened in the task started at that line.
 """
 
 _boundary: Any = None
+_trio_boundary: Any = None
 
 
 def set_task_boundary(code: Any) -> None:
@@ -257,6 +258,14 @@ def set_task_boundary(code: Any) -> None:
     per frame walked."""
     global _boundary
     _boundary = code
+
+
+def set_trio_task_boundary(code: Any) -> None:
+    """``set_task_boundary`` for trio, whose tasks' stacks begin at its run loop (``trio._core._run.unrolled_run``;
+    None: trio not in use). A second variable, not a set of code objects: an ``is`` per frame, where ``in`` would
+    hash each frame's code object."""
+    global _trio_boundary
+    _trio_boundary = code
 
 NO_REQUEST: tuple[Origin | FrameType | None, Any | None, Any | None, bool] = (None, None, None, False)
 """``request_state`` outside any tracked client's request."""
@@ -313,8 +322,8 @@ def sender_of(frame: FrameType | None) -> Origin | None:
     if frame is None:
         return None
     package = str(frame.f_globals.get("__name__") or "").partition(".")[0]
-    boundary = _boundary
-    while frame is not None and frame.f_code is not boundary:
+    boundary, trio = _boundary, _trio_boundary
+    while frame is not None and frame.f_code is not boundary and frame.f_code is not trio:
         code = frame.f_code
         if (str(frame.f_globals.get("__name__") or "").partition(".")[0] != package
                 and _library_frame_kind(code.co_filename) == _LIBRARY_FRAME):
@@ -342,11 +351,11 @@ def capture(skip: int = 1) -> Origin | None:
 def _walk(frame: FrameType | None, passed: list[FrameType] | None = None) -> Origin | None:
     """:func:`capture`, from ``frame`` outwards. ``passed``: where to put the library frames walked past on the
     way to the user's line (``capture_outside``)."""
-    boundary = _boundary
+    boundary, trio = _boundary, _trio_boundary
     known = _is_library_cache
     while frame is not None:
         code = frame.f_code
-        if code is boundary:
+        if code is boundary or code is trio:
             started = task_origin.get()
             if started is not None:
                 return (started[0], started[1], started[2], TASK)
@@ -373,10 +382,10 @@ def stack_depth(frame: FrameType | None) -> int:
 def user_frame(frame: FrameType | None) -> FrameType | None:
     """The first frame from ``frame`` outwards that is not library code, stopping at the start of a task or
     callback (where :func:`capture` would use the line that started it), or None."""
-    boundary = _boundary
+    boundary, trio = _boundary, _trio_boundary
     while frame is not None:
         code = frame.f_code
-        if code is boundary:
+        if code is boundary or code is trio:
             return None
         if not is_library_file(code.co_filename):
             return frame
@@ -508,7 +517,7 @@ def calling_line(on_error: Callable[[BaseException], None]) -> Origin | None:
     return started[:3] if started is not None else None
 
 
-_TASK_APIS = ("asyncio.", "anyio.")
+_TASK_APIS = ("asyncio.", "anyio.", "trio.run", "trio.Nursery.", "trio.lowlevel.")
 """Modules of the calls that only start a task (``asyncio.create_task``, ``gather``, ``run``, anyio's
 ``start_soon``): a task started through one of them is named by its own coroutine, the call that does the work."""
 
@@ -623,11 +632,11 @@ def capture_call_on(skip: int = 1) -> tuple[Origin | None, str | None, Any]:
     frame: FrameType | None = sys._getframe(skip + 1)
     called: FrameType | None = None
     inner: FrameType | None = None  # the frame ``called`` called
-    boundary = _boundary
+    boundary, trio = _boundary, _trio_boundary
     known = _is_library_cache
     while frame is not None:
         code = frame.f_code
-        if code is boundary:  # the stack of a task or callback: the line that started it, as capture() does
+        if code is boundary or code is trio:  # a task's or callback's stack: the line that started it, as capture()
             started = task_origin.get()
             if started is not None:
                 # the call the starting line made (``AsyncHTTPTestCase.fetch``), if it was known there; else the

@@ -72,6 +72,55 @@ def test_a_connection_opened_in_a_child_task_names_the_line_that_started_it(pyte
     assert "at opened in a task" not in out  # (the line naming the API that opened them says it once)
 
 
+TRIO_TASKS = dedent('''
+    import trio
+    import trio.testing
+
+    KEEP = []
+
+    def test_open_tcp_stream_under_trio_run(server):
+        async def main():
+            KEEP.append(await trio.open_tcp_stream(server.host, server.port))  # open_tcp_stream
+
+        trio.run(main)
+
+    def test_in_a_nurserys_child(server):
+        async def connect_it():
+            KEEP.append(await trio.open_tcp_stream(server.host, server.port))  # child
+
+        async def main():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(connect_it)
+
+        trio.run(main)
+
+    @trio.testing.trio_test
+    async def test_run_by_trio_test(server):
+        KEEP.append(await trio.open_tcp_stream(server.host, server.port))  # trio_test
+''')
+
+
+def test_a_connection_trio_opened_in_a_child_task_names_the_line_that_started_it(pytester, run):
+    """``trio.open_tcp_stream`` connects in child tasks of a nursery of its own, whose stacks hold no line of the
+    test's: the connection is named by the line that called it, as under asyncio - not by the line that called
+    ``trio.run``, nor as library code in a test that trio's own ``trio_test`` runs (found with trio's suite)."""
+    pytest.importorskip("trio")
+    pytester.makepyfile(test_t=TRIO_TASKS)
+    result = run("-W", "ignore::ResourceWarning", "-W", "ignore::trio.TrioDeprecationWarning")
+    result.assert_outcomes(passed=3, errors=3)
+    lines = TRIO_TASKS.splitlines()
+
+    def line(marker: str) -> int:
+        return next(i for i, text in enumerate(lines, 1) if text.rstrip().endswith(f"# {marker}"))
+
+    result.stdout.fnmatch_lines([
+        f"*ESTABLISHED * fd=*, opened in a task started at test_t.py:{line('open_tcp_stream')} in main",
+        f"*ESTABLISHED * fd=*, opened in a task started at test_t.py:{line('child')} in connect_it",
+        f"*ESTABLISHED * fd=*, opened in a task started at test_t.py:{line('trio_test')} in test_run_by_trio_test",
+    ])
+    out = result.stdout.str()
+    assert "library code" not in out and "in test_open_tcp_stream_under_trio_run" not in out, out
+
 SERVERS = dedent('''
     import _socket
     import http.client
