@@ -19,6 +19,10 @@ Each run's full garbage collections are counted too (the suite's conftest writes
 collection of a test run's heap costs tens of millions of instructions, and whether one more of them falls between
 the two sizes in the plugin's runs than in the base's moves the per-test figure by ~40k on the trivial suite (one
 in 800 tests). The table shows the counts and marks such a window; ``--small`` and ``--tests`` count others.
+``--no-gc`` turns automatic collection off in every run of both conditions (from the suite's conftest on): what is
+left is the work each test does, without the schedule - the clean path allocates about one container object per
+test that outlives it, so the schedule is all the collector adds there (the violation suite's own collections are
+explicit ``gc.collect()`` calls, which still run).
 
 Every run uses ``PYTHONHASHSEED=0``: with a random seed, dict and set layouts differ from run to run and the
 count of a whole run moves by tens of millions of instructions, which the difference of two runs would spread
@@ -52,9 +56,11 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def count_instructions(python: str, suite: Path, condition: str, env: dict[str, str], timeout: float,
-                       expect: int) -> tuple[int, int | None]:
-    """Instructions executed by one ``pytest`` run of ``suite`` under callgrind (user space, all threads), and the
-    full garbage collections the run made (from the suite's timing file; None if it has none)."""
+                       expect: int) -> tuple[int, int | None, int | None]:
+    """Instructions executed by one ``pytest`` run of ``suite`` under callgrind (user space, all threads), the
+    full garbage collections the run made, and the collector's young-generation count at its end (with automatic
+    collection off: the container objects the run left alive, net) - from the suite's timing file; None if it has
+    none."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "pytest", "-q",
            "-p", "no:cacheprovider", *bench.CONDITIONS[condition], *bench.EXTRA_ARGS]
     run_env = bench.condition_env(condition, env)
@@ -68,10 +74,11 @@ def count_instructions(python: str, suite: Path, condition: str, env: dict[str, 
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
         raise bench.BenchError(f"{' '.join(cmd)} in {suite} exited {proc.returncode}:\n{tail}")
     try:
-        full = json.loads(timing.read_text())["gc_collections"][-1]
+        data = json.loads(timing.read_text())
+        full, young = data["gc_collections"][-1], data["gc_count"][0]
     except (OSError, ValueError, KeyError, IndexError):
-        full = None
-    return int(m.group(1)), full
+        full = young = None
+    return int(m.group(1)), full, young
 
 
 def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir: Path,
@@ -91,8 +98,9 @@ def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir
         futures = {job: pool.submit(count_instructions, args.python, suites[job[1]], job[0], env, args.timeout,
                                     job[1]) for job in jobs}
         done = {job: f.result() for job, f in futures.items()}
-    counts = {job: n for job, (n, _full) in done.items()}
-    fulls = {job: full for job, (_n, full) in done.items()}
+    counts = {job: n for job, (n, _full, _young) in done.items()}
+    fulls = {job: full for job, (_n, full, _young) in done.items()}
+    young = {job: y for job, (_n, _full, y) in done.items()}
     per_test = {cond: (counts[(cond, large)] - counts[(cond, small)]) / (large - small)
                 for cond in (base, *tested)}
     return [{
@@ -105,7 +113,18 @@ def measure(kind: str, small: int, large: int, args: argparse.Namespace, workdir
         # full collections of each run: when the plugin's runs make more of them between the two sizes than the
         # base's, one collection's cost (tens of millions of instructions on a test run's heap) is in added_per_test
         "full_collections": {f"{c}-{n}": fulls[(c, n)] for c in (base, cond) for n in (small, large)},
+        # with --no-gc: container objects left alive per test, the plugin's runs' less the base's (what would
+        # drive the collector's schedule)
+        "kept_objects_per_test": _kept(young, base, cond, small, large) if args.no_gc else None,
     } for cond in tested]
+
+
+def _kept(young: dict[tuple[str, int], int | None], base: str, cond: str, small: int, large: int) -> float | None:
+    try:
+        return ((young[(cond, large)] - young[(cond, small)])  # type: ignore[operator]
+                - (young[(base, large)] - young[(base, small)])) / (large - small)  # type: ignore[operator]
+    except TypeError:
+        return None
 
 
 def extra_full_collections(r: dict[str, Any]) -> int | None:
@@ -164,6 +183,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--floor", action="store_true",
                     help="with the violations suite: count benchmarks/floor_plugin.py too (the least any design "
                          "must spend: docs/performance.md)")
+    ap.add_argument("--no-gc", action="store_true",
+                    help="automatic garbage collection off from the suite's conftest on, in every run of both "
+                         "conditions: the work per test without the collector's schedule (see the module's doc)")
     ap.add_argument("--json", metavar="PATH", help="also write the counts to PATH as JSON")
     args = ap.parse_args(argv)
     args.suite_list = [s.strip() for s in args.suites.split(",") if s.strip()]
@@ -182,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sockhygiene-instr-") as tmp:
         workdir = Path(tmp)
         env = bench.child_env(workdir)
+        if args.no_gc:
+            env["SOCKHYGIENE_BENCH_NO_GC"] = "1"
         where = f"the work tree at {bench.revision()}"
         if args.rev:
             src, commit = bench.extract_revision(args.rev, workdir)
@@ -202,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind, small, large in sizes:
             for r in measure(kind, small, large, args, workdir, env):
                 results.append(r)
+                kept = r.get("kept_objects_per_test")
                 print(f"  {kind} ({r['condition']}): {r['ratio']:.3f}x, +{r['added_per_test']:,.0f} instructions "
-                      "per test", flush=True)
+                      "per test" + (f", {kept:+.2f} container objects left alive per test" if kept is not None
+                                    else ""), flush=True)
     print()
     print("Instructions per test (user space, callgrind), from the difference between two suite sizes:")
     print(fmt(results))

@@ -55,6 +55,8 @@ import pytest
 
 _BENCH = {}
 _OUT = _os.environ.get("SOCKHYGIENE_BENCH_OUT")
+if _os.environ.get("SOCKHYGIENE_BENCH_NO_GC") == "1":  # instructions.py --no-gc: the collector's schedule left out
+    __import__("gc").disable()
 _RSS = _os.environ.get("SOCKHYGIENE_BENCH_RSS") == "1"
 if _RSS:
     import psutil as _psutil
@@ -105,6 +107,7 @@ def pytest_sessionfinish(session, exitstatus):
     # collections per generation: a full one (the last) costs as much as dozens of trivial tests, and whether one
     # more falls between two suite sizes decides a per-test difference of ~40k instructions (instructions.py)
     _BENCH["gc_collections"] = [s["collections"] for s in __import__("gc").get_stats()]
+    _BENCH["gc_count"] = list(__import__("gc").get_count())  # (with --no-gc: tracked objects alive, net, since)
     if _OUT:
         with open(_OUT, "w") as f:
             _json.dump(_BENCH, f)
