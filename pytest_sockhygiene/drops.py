@@ -15,7 +15,9 @@ client's request; a response closed before its end from ``dropping``, which the 
 closes a response (httpcore's ``_response_closed``, urllib3's ``HTTPResponse.close``, so requests' too) when its body
 was not read to its end, or from a ``GeneratorExit`` being handled outside any request: a body's iterator left
 before its end and closed (``next(response.iter_content())`` with requests, whose urllib3 closes the connection in
-the iterator's own cleanup; any library's the same).
+the iterator's own cleanup; any library's the same). And a connection httpcore's pool closes after a response
+because the request's own ``Connection: close`` header asked for it (``ASKED_CLOSE``): the server honoured it, and
+the fix is the header, not the server's keep-alive (found with httpx's suite).
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from types import FrameType
 
 UNREAD = "a response closed before its end"
 """``dropping``'s value, and ``SocketEvent.dropped``'s, for a connection dropped as its response was closed unread."""
+
+ASKED_CLOSE = "closed as its request asked (a `Connection: close` request header)"
+"""``dropping``'s value for a connection a client's pool closed after a response because the request itself asked
+for that: the server only honoured it, and "turn keep-alive on in the server" was the wrong fix (found with
+httpx's suite)."""
 
 dropping: contextvars.ContextVar[str | None] = contextvars.ContextVar("sockhygiene_dropping", default=None)
 """Set while a client library closes a response before its end (``trackers/httpx.py``). A context variable, not a
@@ -92,8 +99,28 @@ def iterator_left() -> str | None:
     return UNREAD
 
 
+def request_asked_close(frame: FrameType | None) -> bool:
+    """Whether the request whose response is being closed asked for its connection to be closed: its
+    ``Connection`` header says ``close``. Read from httpcore's response stream a few frames up (its ``_request``,
+    whose headers are ``(name, value)`` byte pairs), where h11 says the connection is not kept. False where no
+    such request is found (the server's ``Connection: close``, an HTTP/1.0 server)."""
+    for _ in range(4):
+        if frame is None:
+            return False
+        request = getattr(frame.f_locals.get("self"), "_request", None)
+        headers = getattr(request, "headers", None)
+        if isinstance(headers, list):
+            try:
+                return any(name.lower() == b"connection" and b"close" in value.lower() for name, value in headers)
+            except (AttributeError, TypeError, ValueError):
+                return False
+        frame = frame.f_back
+    return False
+
+
 _FRAMES = 12
 """Frames ``iterator_left`` looks at above the socket's close: a response's cleanup closes it a few calls down."""
 
 
-__all__ = ["MID_RESPONSE", "UNREAD", "body_unread", "dropping", "iterator_left", "timed_out"]
+__all__ = ["ASKED_CLOSE", "MID_RESPONSE", "UNREAD", "body_unread", "dropping", "iterator_left", "request_asked_close",
+           "timed_out"]

@@ -543,8 +543,8 @@ class Recorder:
         self.touched = True
         self.touched_fds.add(fd)
         client = _request_state.get()[1]
-        if client is not None:
-            dropped = timed_out()
+        if client is not None:  # (within a request: a timeout, or a response whose request asked for the close)
+            dropped = timed_out() or dropping.get()
         else:  # (``drops.py``: a response closed before its end, by its close, or by its body's iterator left)
             dropped = dropping.get()
             if dropped is None and sys.exc_info()[0] is GeneratorExit:

@@ -26,7 +26,7 @@ from typing import (
     Callable,
 )
 
-from .drops import UNREAD
+from .drops import ASKED_CLOSE, UNREAD
 from .endpoints import Endpoint, FourTuple, format_endpoint
 from .events import SocketEvent
 from .limits import LIMIT_KEYS, Limits
@@ -348,6 +348,10 @@ CAUSE_ADVICE: dict[str, str] = {
                           "response was not read to its end cannot carry the next request); a stream that does not "
                           "end (server-sent events) costs a connection each time it is left: keep one open for the "
                           "test, or allow it for this test.",
+    "asked_close": "the client is reused, but each request asked the server to close its connection (a "
+                   "`Connection: close` request header, set by the test or by the code under test), so the pool "
+                   "could keep none: drop the header and the next request reuses the connection, or allow it for "
+                   "this test.",
     "pool_concurrent": "the client is reused, but its pool opened new connections while requests ran at the same "
                        "time: a connection the pool has no room for is closed after its request (urllib3's "
                        "pool_maxsize, 10 by default; httpx's and aiohttp's connection limits), and a server that ends "
@@ -658,6 +662,10 @@ UNREAD_EACH = "each dropped as its response was closed before its end"
 """In a client context item's note: every connection those clients' pools reopened for was dropped as its response
 was closed unread (``drops.UNREAD``: a stream left early): the client's doing (``CAUSE_ADVICE["unread"]``)."""
 
+ASKED_EACH = "each " + ASKED_CLOSE
+"""In a client context item's note: every connection a reused client's pool reopened for was closed because its
+request asked for it (``drops.ASKED_CLOSE``): the client's doing, not the server's (``CAUSE_ADVICE["asked_close"]``)."""
+
 AT_THE_SAME_TIME = "some at the same time"
 """In a client context item's note: its pool opened more than one connection to a host, fewer than its requests,
 and some of them were open at once (requests from several threads or tasks): the client is reused, and keep-alive
@@ -750,6 +758,7 @@ _CLIENT_NOTE_CAUSES = (
     (AFTER_TIMEOUTS, "timeouts"),
     (UNREAD_EACH, "unread"),
     (PER_CLIENT_UNREAD, "per_request_unread"),
+    (ASKED_EACH, "asked_close"),
     (RECONNECTED, "server_closes"),
     (AT_THE_SAME_TIME, "pool_concurrent"),
     (OWN_SERVERS, "own_servers"),
@@ -860,6 +869,9 @@ def _dropped_by_the_client(chosen: Iterable[Any], conns_of_client: Mapping[Any, 
     most = max(reasons, key=lambda r: reasons[r])
     if most == UNREAD:
         return UNREAD_EACH if reconnects else PER_CLIENT_UNREAD
+    if most == ASKED_CLOSE:
+        # (clients of one request each: a connection per client whatever the header says - that reading stands)
+        return ASKED_EACH if reconnects else None
     return f"{AFTER_TIMEOUTS} ({most})"
 
 

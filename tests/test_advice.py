@@ -1252,3 +1252,49 @@ def test_server_side_entries_of_a_client_outside_the_process_get_the_servers_fix
     assert "the in-process server's side" in block, block
     assert "fix: " + CAUSE_ADVICE["server_side_only"] in block, block
     assert "reuse connections - one client" not in block, block
+
+
+CLIENT_ASKS_CLOSE = dedent("""
+    import asyncio
+    import httpx
+
+
+    def test_sync_client_asks_each_close(server):
+        with httpx.Client() as client:
+            for _ in range(7):
+                client.get(server.url, headers={"Connection": "close"})
+
+
+    def test_async_client_asks_each_close(server):
+        async def main():
+            async with httpx.AsyncClient() as client:
+                for _ in range(7):
+                    await client.get(server.url, headers={"Connection": "close"})
+
+        asyncio.run(main())
+
+
+    def test_server_ends_each(server):
+        with httpx.Client() as client:
+            for _ in range(7):
+                client.get(server.url + "/close")
+""")
+
+
+def test_a_reused_client_whose_requests_ask_for_the_close_is_told_to_drop_the_header(pytester, run):
+    """A reused httpx client whose every request carries ``Connection: close`` to a server that keeps connections
+    alive: the server only honours the request, and "turn keep-alive on in the server" - what it read - changes
+    nothing (found with httpx's suite). The fix is the header. The server's own ``Connection: close`` keeps the
+    server's fix."""
+    pytester.makepyfile(test_h=CLIENT_ASKS_CLOSE)
+    result = run("-p", "no:randomly")
+    names = ["test_async_client_asks_each_close", "test_server_ends_each", "test_sync_client_asks_each_close"]
+    assert errors_of(result) == [f"test_h.py::{name}" for name in names]
+    for name in ("test_sync_client_asks_each_close", "test_async_client_asks_each_close"):
+        block = failure_block(result, f"test_h.py::{name}")
+        assert lingered(block, 7, result), block
+        assert "each closed as its request asked (a `Connection: close` request header)" in block, block
+        assert "fix: " + CAUSE_ADVICE["asked_close"] in block, block
+        assert CAUSE_ADVICE["server_closes"] not in block, block
+    server = failure_block(result, "test_h.py::test_server_ends_each")
+    assert "fix: " + CAUSE_ADVICE["server_closes"] in server and "asked" not in server, server

@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable
 
 from .. import origin
-from ..drops import MID_RESPONSE, UNREAD, dropping
+from ..drops import ASKED_CLOSE, MID_RESPONSE, UNREAD, dropping, request_asked_close
 from ..imports import ImportWatcher
 
 _MISSING: Any = object()
@@ -207,10 +207,10 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
     return make
 
 
-def _closing_unread(original: Any, self: Any, args: Any, kwargs: Any) -> Any:
+def _closing_unread(original: Any, self: Any, args: Any, kwargs: Any, why: str = UNREAD) -> Any:
     """``original(self, ...)``, a response's close, run with ``drops.dropping`` set: the connection it closes is
-    dropped as its response was closed before its end."""
-    token = dropping.set(UNREAD)
+    dropped as its response was closed before its end (or, ``why``, as its request asked)."""
+    token = dropping.set(why)
     try:
         return original(self, *args, **kwargs)
     finally:
@@ -242,14 +242,19 @@ def dropping_mid_response(original: Any) -> Any:
     def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             h11 = self._h11_state
-            # (no keep-alive - HTTP/1.0, ``Connection: close``, a body the server's close delimits: the connection
-            # could not have been kept, read to the end or not: the server's doing)
-            done = h11.their_state.__name__ not in MID_RESPONSE or not h11._cstate.keep_alive
+            kept = h11._cstate.keep_alive
+            mid = h11.their_state.__name__ in MID_RESPONSE
         except AttributeError:  # (another protocol, or another version of httpcore: not known to be unread)
-            done = True
-        if done:
             return original(self, *args, **kwargs)
-        return _closing_unread(original, self, args, kwargs)
+        if kept:
+            if not mid:  # (the usual: read to its end, the connection goes back to the pool)
+                return original(self, *args, **kwargs)
+            return _closing_unread(original, self, args, kwargs)
+        # no keep-alive - HTTP/1.0, ``Connection: close``, a body the server's close delimits: the connection could
+        # not have been kept, read to the end or not: the server's doing, unless the request asked for it
+        if request_asked_close(sys._getframe(1)):
+            return _closing_unread(original, self, args, kwargs, ASKED_CLOSE)
+        return original(self, *args, **kwargs)
 
     return _response_closed
 
@@ -261,12 +266,16 @@ def dropping_mid_response_async(original: Any) -> Any:
     async def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             h11 = self._h11_state
-            done = h11.their_state.__name__ not in MID_RESPONSE or not h11._cstate.keep_alive
+            kept = h11._cstate.keep_alive
+            mid = h11.their_state.__name__ in MID_RESPONSE
         except AttributeError:
-            done = True
-        if done:
             return await original(self, *args, **kwargs)
-        token = dropping.set(UNREAD)
+        if kept and not mid:
+            return await original(self, *args, **kwargs)
+        why = UNREAD if kept else ASKED_CLOSE if request_asked_close(sys._getframe(1)) else None
+        if why is None:
+            return await original(self, *args, **kwargs)
+        token = dropping.set(why)
         try:
             return await original(self, *args, **kwargs)
         finally:
