@@ -36,6 +36,8 @@ POOL_WORKERS: frozenset[tuple[str, str]] = frozenset({
     ("multiprocessing.pool", "worker"),  # ThreadPool's workers
     ("trio._core._thread_cache", "WorkerThread._work"),  # trio.to_thread, anyio.to_thread on trio
     ("anyio._backends._asyncio", "WorkerThread.run"),  # anyio.to_thread on asyncio (a Thread subclass)
+    # Twisted's ThreadPool: reactor.getThreadPool(), deferToThread, the reactor's threaded name resolver (Scrapy)
+    ("twisted._threads._threadworker", "ThreadWorker.__init__.<locals>.work"),
 })
 """(module, qualified name) of the function a pool's worker thread runs."""
 

@@ -325,6 +325,58 @@ def test_a_pool_worker_works_for_every_test_that_hands_it_a_job(pytester, run, t
     assert sorted(errors_of(alone)) == leakers
 
 
+TWISTED_POOL = dedent('''
+    import socket
+    import threading
+
+    import pytest
+    from twisted.python.threadpool import ThreadPool
+
+    POOL = ThreadPool(minthreads=0, maxthreads=1, name="tw")  # reactor.getThreadPool()'s kind: deferToThread's
+    POOL.start()  # no worker yet: the first job starts one
+    KEEP = []
+
+    @pytest.fixture(scope="module", autouse=True)
+    def pool():
+        yield
+        POOL.stop()  # (joins the worker)
+
+    def in_pool(fn, *args):
+        done, out = threading.Event(), []
+        POOL.callInThread(lambda: (out.append(fn(*args)), done.set()))
+        assert done.wait(10)
+        return out[0]
+
+    def test_warms_the_pool():
+        in_pool(lambda: None)
+
+    def test_leaks_through_the_pool(server):
+        KEEP.append(in_pool(socket.create_connection, (server.host, server.port)))
+
+    def test_after():
+        pass
+''')
+
+
+def test_a_worker_of_twisteds_thread_pool_works_for_every_test(pytester, run, tmp_path):
+    """Twisted's ``ThreadPool`` (``reactor.getThreadPool()``, behind ``deferToThread`` and the reactor's threaded
+    name resolver, which Scrapy uses at every crawl) is a pool like ``ThreadPoolExecutor``: its worker, started by
+    the first test that hands it a job, is no test's. It was claimed by that test, reported as a thread left
+    running, and a socket a later test leaked through it was that first test's, listed at the session's end as a
+    fixture's - the later test passed in enforce mode (found with Scrapy's suite)."""
+    pytest.importorskip("twisted")
+    pytester.makepyfile(test_tw=TWISTED_POOL)
+    path = tmp_path / "r.json"
+    result = run("-p", "no:randomly", f"--sockhygiene-report={path}")
+    assert errors_of(result) == ["test_tw.py::test_leaks_through_the_pool"]
+    report = json.loads(path.read_text())
+    for t in report["tests"]:
+        leaker = t["nodeid"] == "test_tw.py::test_leaks_through_the_pool"
+        assert t["counts"]["established"] == (1 if leaker else 0), t
+        assert not t.get("threads"), t  # the pool's worker is no thread left running
+    out = result.stdout.str()
+    assert "threads left running" not in out and "session-level leaks" not in out, out
+
 FINISHED = dedent('''
     import asyncio
     import gc
