@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,9 +59,17 @@ def _closing(transport: Any) -> bool:
     return app is not None and bool(app.is_closing())
 
 
+def _parked_here(loop: Any) -> bool:
+    """Whether ``loop`` is running in the calling thread: then it cannot run while the check does, which waits in
+    this thread without yielding to it. pytest-twisted parks its asyncio reactor in a greenlet inside
+    ``run_forever`` between tests: ``is_running()`` says True all along (found with Scrapy's suite, where each
+    such socket waited the whole settle and got the advice of an unread response)."""
+    return getattr(loop, "_thread_id", None) == threading.get_ident()
+
+
 def closing_on_stopped_loops(socks: Sequence[Any]) -> set[int]:
     """The fds of ``socks`` that an asyncio transport already closing holds, whose loop is not running (or is
-    closed). Empty where asyncio was never imported, and for a socket no transport holds."""
+    closed, or runs parked in this thread: ``_parked_here``). Empty where asyncio was never imported, and for a socket no transport holds."""
     if not socks or "asyncio" not in sys.modules:
         return set()
     wanted: dict[int, Any] = {id(s): s for s in socks}
@@ -75,7 +84,7 @@ def closing_on_stopped_loops(socks: Sequence[Any]) -> set[int]:
             if transport is None:
                 continue
             loop = transport._loop
-            if _closing(transport) and (loop.is_closed() or not loop.is_running()):
+            if _closing(transport) and (loop.is_closed() or not loop.is_running() or _parked_here(loop)):
                 found.add(sock.fileno())
         except Exception:  # noqa: BLE001 - an object we cannot read (a proxy's __getattr__): it may still close it
             continue

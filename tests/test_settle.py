@@ -497,3 +497,63 @@ def test_a_held_socket_waits_while_a_thread_blocked_in_recv_may_close_one(pytest
     assert errors_of(result) == ["test_served.py::test_kept_while_a_thread_reads"]
     result.stdout.fnmatch_lines(["*established: * > limit 0*"])
     assert teardown_seconds(result)["test_served.py::test_kept_while_a_thread_reads"] >= 2.0
+
+
+PARKED_LOOP = dedent("""
+    import asyncio
+    import socket
+    import threading
+
+    import greenlet
+    import pytest
+
+    KEEP = []
+
+
+    @pytest.fixture(scope="module")
+    def sink():
+        # accepts and never reads: a large write stays in the client's buffer, so its close cannot finish
+        listener = socket.create_server(("127.0.0.1", 0))
+        accepted = []
+        threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+        yield listener.getsockname()
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+    def test_closed_on_a_parked_loop(sink):
+        # pytest-twisted's shape: the loop runs in a greenlet of this thread, parked inside run_forever between
+        # tests (is_running() is True), and runs again only when something switches back to it
+        test = greenlet.getcurrent()
+        loop = asyncio.new_event_loop()
+
+        async def main():
+            reader, writer = await asyncio.open_connection(*sink)
+            writer.write(b"x" * (32 << 20))
+            writer.close()  # closing: the loop closes the socket once the queue is sent - no wait_closed()
+            test.switch()  # park the loop, running, and go back to the test
+
+        loop.create_task(main())
+        parked = greenlet.greenlet(loop.run_forever)
+        KEEP.append((loop, parked))
+        parked.switch()
+        assert loop.is_running()
+""")
+
+
+def test_a_socket_a_closing_transport_holds_on_a_loop_parked_in_this_thread_is_judged_at_once(pytester, run):
+    """An event loop that runs in the test's own thread but is parked - pytest-twisted's asyncio reactor, in a
+    greenlet inside ``run_forever`` between tests - says it is running, yet cannot run while the check waits in
+    that thread: a socket its closing transport holds is judged at once, with the transport's note and fix, as on
+    a stopped loop. It waited the whole settle and was told of an unread response (found with Scrapy's suite:
+    aiohttp's TLS shutdown under pytest-twisted)."""
+    pytest.importorskip("greenlet")
+    pytester.makepyfile(test_parked=PARKED_LOOP)
+    result = run("--durations=0", "--durations-min=0", "-vv", "-W", "ignore::ResourceWarning", settle=SETTLE,
+                 subprocess=True)
+    assert errors_of(result) == ["test_parked.py::test_closed_on_a_parked_loop"]
+    block = result.stdout.str()
+    assert "held by an asyncio transport already closing, whose event loop is not running" in block, block
+    assert "fix: the code closed the asyncio stream or transport but did not wait for the close" in block, block
+    assert teardown_seconds(result)["test_parked.py::test_closed_on_a_parked_loop"] < QUICK
