@@ -359,26 +359,30 @@ def test_a_live_client_waits_only_while_other_code_may_close_it(pytester, run):
     assert durations["test_live.py::test_a_fixtures_client_never_closed"] < QUICK, durations
 
 
-STOPPED_LOOP = dedent("""
-    import asyncio
-    import socket
-    import threading
+SINK = """
+import asyncio
+import socket
+import threading
 
-    import pytest
+import pytest
 
-    KEEP = []
+KEEP = []
 
 
-    @pytest.fixture(scope="module")
-    def sink():
-        # accepts and never reads: a large write stays in the client's buffer, so its close cannot finish
-        listener = socket.create_server(("127.0.0.1", 0))
-        accepted = []
-        threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
-        yield listener.getsockname()
-        listener.close()
-        for conn in accepted:
-            conn.close()
+@pytest.fixture(scope="module")
+def sink():
+    # accepts and never reads: a large write stays in the client's buffer, so its close cannot finish
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    yield listener.getsockname()
+    listener.close()
+    for conn in accepted:
+        conn.close()
+"""
+"""The head of the inner files whose test leaves a write queued in a closing asyncio transport."""
+
+STOPPED_LOOP = SINK + dedent("""
 
 
     def test_closed_but_not_waited_for(sink):
@@ -499,27 +503,7 @@ def test_a_held_socket_waits_while_a_thread_blocked_in_recv_may_close_one(pytest
     assert teardown_seconds(result)["test_served.py::test_kept_while_a_thread_reads"] >= 2.0
 
 
-PARKED_LOOP = dedent("""
-    import asyncio
-    import socket
-    import threading
-
-    import greenlet
-    import pytest
-
-    KEEP = []
-
-
-    @pytest.fixture(scope="module")
-    def sink():
-        # accepts and never reads: a large write stays in the client's buffer, so its close cannot finish
-        listener = socket.create_server(("127.0.0.1", 0))
-        accepted = []
-        threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
-        yield listener.getsockname()
-        listener.close()
-        for conn in accepted:
-            conn.close()
+PARKED_LOOP = SINK + "\nimport greenlet\n" + dedent("""
 
 
     def test_closed_on_a_parked_loop(sink):
