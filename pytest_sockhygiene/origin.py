@@ -517,7 +517,7 @@ def calling_line(on_error: Callable[[BaseException], None]) -> Origin | None:
     return started[:3] if started is not None else None
 
 
-_TASK_APIS = ("asyncio.", "anyio.", "trio.run", "trio.Nursery.", "trio.lowlevel.")
+_TASK_APIS = ("asyncio.", "anyio.", "trio.Nursery.", "trio.lowlevel.")
 """Modules of the calls that only start a task (``asyncio.create_task``, ``gather``, ``run``, anyio's
 ``start_soon``): a task started through one of them is named by its own coroutine, the call that does the work."""
 
@@ -536,7 +536,7 @@ def task_start(on_error: Callable[[BaseException], None]) -> tuple[Any, ...] | N
         return None
     if started is None:
         return None
-    if call is not None and call.startswith(_TASK_APIS):
+    if call is not None and (call.startswith(_TASK_APIS) or call == "trio.run"):  # (not trio.run_process)
         call = None
     return (started[0], started[1], started[2], call)
 
