@@ -69,7 +69,8 @@ def _parked_here(loop: Any) -> bool:
 
 def closing_on_stopped_loops(socks: Sequence[Any]) -> set[int]:
     """The fds of ``socks`` that an asyncio transport already closing holds, whose loop is not running (or is
-    closed, or runs parked in this thread: ``_parked_here``). Empty where asyncio was never imported, and for a socket no transport holds."""
+    closed, or runs parked in this thread: ``_parked_here``). Empty where asyncio was never imported, and for a
+    socket no transport holds."""
     if not socks or "asyncio" not in sys.modules:
         return set()
     wanted: dict[int, Any] = {id(s): s for s in socks}
