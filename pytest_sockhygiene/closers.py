@@ -22,6 +22,7 @@ test kept (in a module-level list, in a reference cycle the check may not collec
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 from collections.abc import Iterable
@@ -63,19 +64,46 @@ def may_close_elsewhere(started: Iterable[Callable[[], Any]] | None) -> bool:
 
 
 
-def _blocked_in_accept(frame: FrameType | None) -> bool:
-    """Whether a thread's innermost frame is ``socket.accept`` on a listener without a timeout: blocked in the
-    kernel until a connection comes, which no code of the test's is left to make (a server's accept loop,
-    pytest-rerunfailures' status server, which every session it is installed in starts). With a timeout it
-    wakes by itself and runs its loop."""
+def _blocked_in_accept(frame: FrameType | None, native_id: int | None = None) -> bool:
+    """Whether a thread's innermost frame is ``socket.accept`` on a listener without a timeout and with no
+    connection waiting: blocked in the kernel until a connection comes, which no code of the test's is left to
+    make (a server's accept loop, pytest-rerunfailures' status server, which every session it is installed in
+    starts). With a timeout it wakes by itself and runs its loop; with a connection waiting it is about to return
+    (the race CI found: a test's connect completed, its server thread not yet back from ``accept``). On Linux the
+    kernel says too (``/proc/self/task/<id>/wchan``): a thread back from the system call but waiting for the GIL
+    still shows the ``accept`` frame, with the connection already taken."""
     if frame is None or frame.f_code.co_name != "accept" or \
             not frame.f_code.co_filename.replace("\\", "/").endswith("/socket.py"):
         return False
     listener = frame.f_locals.get("self")
     try:
-        return listener is not None and listener.gettimeout() is None
+        if listener is None or listener.gettimeout() is not None or _pending(listener.fileno()):
+            return False
     except Exception:  # noqa: BLE001 - closed under it, or not a socket after all: may run
         return False
+    if native_id is not None:
+        try:
+            with open(f"/proc/self/task/{native_id}/wchan") as f:
+                return "accept" in f.read()
+        except OSError:  # (not Linux, or no fd left: the frame and the listener are all there is to go by)
+            pass
+    return True
+
+
+def _pending(fd: int) -> bool:
+    """Whether a listener has a connection waiting to be accepted: the thread in its ``accept`` is about to return
+    with it (the kernel completed the handshake before the thread was scheduled), and may run any code then. A
+    poll with no wait, which needs no fd of its own; a listener that cannot be polled counts as pending."""
+    if fd < 0:
+        return True
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def _thread_count() -> int | None:
@@ -99,6 +127,7 @@ def nothing_else_runs() -> bool:
     may exist, and the check waits as it always did."""
     me = threading.get_ident()
     frames = sys._current_frames()
-    if any(ident != me and not _blocked_in_accept(frame) for ident, frame in frames.items()):
+    natives = {t.ident: getattr(t, "native_id", None) for t in threading.enumerate()}
+    if any(ident != me and not _blocked_in_accept(frame, natives.get(ident)) for ident, frame in frames.items()):
         return False
     return _thread_count() == len(frames)

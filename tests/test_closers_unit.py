@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sys
 import threading
@@ -79,3 +80,34 @@ def test_a_thread_blocked_in_recv_may_close_its_socket(listener: socket.socket) 
 def test_the_count_of_threads_includes_this_one() -> None:
     count = closers._thread_count()
     assert count is not None and count >= threading.active_count()
+
+
+def test_a_listener_with_a_connection_waiting_is_about_to_wake_its_thread(listener: socket.socket) -> None:
+    """A connect the kernel completed into the backlog before the thread in ``accept`` was scheduled: that thread
+    is about to return and may run anything (CI found the race: a kept socket judged at once beside a server
+    thread that was a moment from reading it)."""
+    assert not closers._pending(listener.fileno())
+    client = socket.create_connection(listener.getsockname())
+    try:
+        assert closers._pending(listener.fileno())
+        listener.accept()[0].close()
+        assert not closers._pending(listener.fileno())
+    finally:
+        client.close()
+    assert closers._pending(-1)  # a closed listener: not known to be idle
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="the kernel's word is Linux's /proc")
+def test_the_kernel_says_whether_a_thread_is_in_accept(listener: socket.socket) -> None:
+    """On Linux the thread's kernel wait (``wchan``) confirms the frame: a thread whose frame is ``accept`` is
+    idle only while the kernel has it waiting there."""
+    t = _accept_then_stop(listener)
+    frame = _frame_of(t, "accept")
+    assert t.native_id is not None
+    deadline = time.monotonic() + 10
+    while not closers._blocked_in_accept(frame, t.native_id) and time.monotonic() < deadline:
+        time.sleep(0.001)  # (in the frame a moment before the kernel has it waiting)
+    assert closers._blocked_in_accept(frame, t.native_id)
+    assert not closers._blocked_in_accept(frame, threading.get_native_id())  # this thread is not waiting in accept
+    socket.create_connection(listener.getsockname()).close()
+    t.join(10)
