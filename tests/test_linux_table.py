@@ -473,3 +473,53 @@ def test_a_thread_waiting_in_accept_keeps_the_quick_look() -> None:
             table.close()
     finally:
         _release(*held)
+
+
+def test_a_socket_closed_by_another_thread_during_the_look_costs_no_listing() -> None:
+    """A test drops a connection at its end, and the server thread closes its side while the look reads the fd
+    table (every test with a server in a thread and a client closed by the collector, or at its last line). The
+    poll, the count and the fstats then disagree once; the look reads them again instead of listing the directory
+    and fstat-ing every fd, and finds both sockets gone.
+
+    The server's close is made at the moment the race makes it (between the poll and the count), by wrapping
+    the watch's ``count``: a thread's timing cannot be forced, the close itself is a real one."""
+    from pytest_sockhygiene.table.linux import LinuxTable
+
+    table = _table_with_watch()
+    assert isinstance(table, LinuxTable) and table._watch is not None
+    watch = table._watch
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served = listener.accept()[0]
+    try:
+        touched = {client.fileno(), served.fileno()}
+        ours = {os.fstat(fd).st_ino for fd in touched}
+        before = table.scan()
+        assert ours <= before.ids.keys()
+        client.close()
+        real_count = watch.count
+        calls = []
+
+        def count_as_the_server_closes() -> int | None:
+            if not calls:
+                served.close()  # the server thread, at the worst moment
+            calls.append(1)
+            return real_count()
+
+        watch.count = count_as_the_server_closes  # type: ignore[method-assign]
+        listed = []
+        real_listdir = os.listdir
+        os.listdir = lambda path=".": listed.append(path) or real_listdir(path)  # type: ignore[assignment]
+        try:
+            after = table.rescan(before, touched)
+        finally:
+            os.listdir = real_listdir
+            del watch.count
+        assert len(calls) >= 2  # the first read disagreed
+        assert after is not None and not listed and not watch.mismatched
+        assert not ours & after.ids.keys()
+        assert set(after.ids.items()) == set(table.scan().ids.items())  # what a full scan says
+    finally:
+        for s in (client, served, listener):
+            s.close()
+        table.close()

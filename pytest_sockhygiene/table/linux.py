@@ -149,6 +149,11 @@ def _listed_same(names: list[str], fds: frozenset[int]) -> bool:
     return False
 
 
+_RESCAN_TRIES = 3
+"""Reads of the poll, the count and the touched fds a look makes before it lists the directory: a thread closing
+a socket during a read makes it disagree once, rarely twice (``LinuxTable.rescan``)."""
+
+
 class LinuxTable(SocketTable):
     name = "linux"
     identity_from_fd = True  # the socket's inode: fixed when the socket is created
@@ -223,22 +228,29 @@ class LinuxTable(SocketTable):
         watch = self._watch
         if fds is None or watch is None:
             return None
-        closed = watch.closed_of(fds)
-        count = watch.count()
-        if closed is None or count is None:
-            return None
-        kept = fds - closed if closed else fds
-        found: dict[int, os.stat_result] = {}
-        for fd in set(touched):
-            if fd in closed:
-                continue  # closed since: nothing to look at
-            try:
-                found[fd] = os.fstat(fd)
-            except OSError:
-                continue  # not open (a socket the test opened and closed)
-        if len(kept) + len(found.keys() - kept) != count:
-            # an fd opened where no hook saw it, another thread raced the look, or a reservation began or ended
-            # (fdwatch.py): list them all, and measure the reservation again there
+        touched = set(touched)
+        for _ in range(_RESCAN_TRIES):
+            closed = watch.closed_of(fds)
+            count = watch.count()
+            if closed is None or count is None:
+                return None
+            kept = fds - closed if closed else fds
+            found: dict[int, os.stat_result] = {}
+            for fd in touched:
+                if fd in closed:
+                    continue  # closed since: nothing to look at
+                try:
+                    found[fd] = os.fstat(fd)
+                except OSError:
+                    continue  # not open (a socket the test opened and closed)
+            if len(kept) + len(found.keys() - kept) == count:
+                break
+            # another thread closed or opened a socket between the poll, the count and the fstats (a server
+            # thread closing its side of a connection the test just dropped): those moments again, which costs
+            # a few system calls where a listing costs one per fd
+        else:
+            # still off: an fd opened where no hook saw it, or a reservation began or ended (fdwatch.py): list
+            # them all, and measure the reservation again there
             watch.mismatched = True
             return None
         if not closed and not found:
