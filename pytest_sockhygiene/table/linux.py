@@ -222,7 +222,8 @@ class LinuxTable(SocketTable):
         holds what ``previous`` saw there - the quick look's rule (``unchanged``). A test that opened and closed
         its connections (a client per request, a burst, a dropped client, a server thread still closing its
         side) then costs two system calls and one per socket it used, not a listing and an ``fstat`` per fd.
-        Anything else (an fd opened where no hook saw it, a race with another thread): None, and the caller
+        A thread that closes or opens a socket while these are read makes them disagree: they are read again, a
+        few times (``_RESCAN_TRIES``). Anything else (an fd opened where no hook saw it): None, and the caller
         scans."""
         fds = previous.fds
         watch = self._watch
