@@ -45,6 +45,16 @@ def over_limit_mark(record: dict[str, Any], kind: str) -> str:
     return ""
 
 
+def tied_beyond(worst: Sequence[Record], kind: str, records: Sequence[Record]) -> int:
+    """How many tests left out of a "most ..." list have the count of its last line: five tests picked by name
+    from many with one TIME_WAIT entry each must not read as the five worst."""
+    if not worst:
+        return 0
+    last = worst[-1]["counts"][kind]
+    shown = sum(1 for r in worst if r["counts"][kind] == last)
+    return sum(1 for r in records if r["counts"].get(kind) == last) - shown
+
+
 def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
     records = results.measured()  # expanded once for every figure below
     s = results.session(records)
@@ -68,6 +78,9 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
                     origin = r.get("origins", {}).get(kind)
                     lines.append(f"  {r['counts'][kind]:>5}  {r['nodeid']}{over_limit_mark(r, kind)}"
                                  + (f"  ({origin})" if origin else ""))
+                tied = tied_beyond(worst, kind, records)
+                if tied:
+                    lines.append(f"  ... and {plural(tied, 'more test')} with {worst[-1]['counts'][kind]}")
         lines.append(f"session health: {_opened(s, records)}; peak open file descriptors "
                      f"{_ratio(s['peak_open_fds'], s['fd_limit'])}")
     unused = [r["counts"].get("unused_clients", 0) for r in records]

@@ -79,6 +79,37 @@ def test_summary_details_when_dirty(pytester, run):
     ])
 
 
+
+def test_a_most_list_cut_among_tied_tests_says_how_many_more_share_its_last_count(pytester, run):
+    """Eight tests with one TIME_WAIT entry each and one with three: the list shows the worst and four of the
+    tied ones, picked by name, and then says that four more have the same count, so the five lines do not read as
+    the five worst of the suite."""
+    pytester.makepyfile(test_tie=dedent("""
+        import httpx, pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_one(server, n):
+            with httpx.Client() as c:
+                c.get(server.url)
+
+        def test_three(server):
+            for _ in range(3):
+                with httpx.Client() as c:
+                    c.get(server.url)
+    """))
+    result = run("-v")
+    result.stdout.fnmatch_lines([
+        "most TIME_WAIT:",
+        "      3  test_tie.py::test_three",
+        "      1  test_tie.py::test_one[[]0]",
+        "      1  test_tie.py::test_one[[]1]",
+        "      1  test_tie.py::test_one[[]2]",
+        "      1  test_tie.py::test_one[[]3]",
+        "  ... and 4 more tests with 1",
+        "most connections:",
+        "      3  test_tie.py::test_three",
+    ], consecutive=True)
+
 AT_THE_LIMIT = dedent("""
     import httpx, pytest
 
