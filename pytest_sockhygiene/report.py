@@ -97,8 +97,19 @@ def _host_lines(kind: str, items: Sequence[Item], fmt: OriginFormatter) -> list[
     return lines
 
 
+_ENDED = "socket(s) left open after their connection ended"
+"""The title of an ``established`` violation whose sockets are all in state CLOSE: reset, or shut down both
+ways, but the fd is still held. What leaks is the fd, not a connection."""
+
+
+def _title(v: Violation) -> str:
+    if v.kind == "established" and v.items and all(item.state == "CLOSE" for item in v.items):
+        return _ENDED
+    return _TITLES.get(v.kind, v.kind)
+
+
 def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> list[str]:
-    lines = [f"{v.kind}: {v.count} > limit {v.limit} - {_TITLES.get(v.kind, v.kind)}"]
+    lines = [f"{v.kind}: {v.count} > limit {v.limit} - {_title(v)}"]
     if v.kind in _PER_SERVER:
         shown = _host_lines(v.kind, v.items, fmt)
         lines.extend("    " + line for line in shown[:max_items])

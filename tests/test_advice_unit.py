@@ -359,3 +359,14 @@ def test_a_close_under_a_timeout_names_it_and_any_other_close_names_none() -> No
         raise ConnectionResetError
     except ConnectionResetError:
         assert timed_out() is None
+
+
+def test_an_established_violation_of_ended_connections_alone_is_titled_by_what_leaks() -> None:
+    """Sockets in state CLOSE (reset, or shut down both ways) hold an fd, not a connection: a violation of only
+    those says so; one that also holds a live connection keeps the usual title."""
+    ended = Item("CLOSE", ("127.0.0.1", 5000), SERVER, fd=9, origin=LINE)
+    live = Item("ESTABLISHED", ("127.0.0.1", 5001), SERVER, fd=10, origin=LINE)
+    only_ended = violation_lines(Violation(kind="established", count=1, limit=0, items=(ended,)), format_origin)
+    assert only_ended[0] == "established: 1 > limit 0 - socket(s) left open after their connection ended"
+    mixed = violation_lines(Violation(kind="established", count=2, limit=0, items=(ended, live)), format_origin)
+    assert mixed[0] == "established: 2 > limit 0 - open connection(s) left behind"

@@ -68,7 +68,7 @@ def test_reset_connection_still_held_counts(pytester, run):
     result = run()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([
-        "*established: 1 > limit 0*",
+        "*established: 1 > limit 0 - socket(s) left open after their connection ended",
         "*CLOSE 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_a.py:6 in test_reset_but_held"
         " (connection already reset by the peer; the socket is still open)*",
     ])
@@ -95,7 +95,7 @@ def test_a_connection_shut_down_by_the_test_and_still_held_is_not_said_reset(pyt
     result = run()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([
-        "*established: 1 > limit 0*",
+        "*established: 1 > limit 0 - socket(s) left open after their connection ended",
         "*CLOSE 127.0.0.1:* -> 127.0.0.1:* fd=*, opened at test_a.py:6 in test_shut_down_but_held"
         " (connection already shut down by this process and closed by the peer; the socket is still open)*",
     ])
