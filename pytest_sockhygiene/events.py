@@ -581,10 +581,12 @@ class Recorder:
         return True
 
     def _on_connect(self, sock: socket.socket, fd: int, address: Any, identity: Hashable | None,
-                    pending: bool = False) -> None:
+                    pending: bool = False, method: str | None = None) -> None:
         """Record a connect of a TCP socket (the wrapper checked the kind) for the open sinks, with the user's line
         that made it and the client whose request made it. ``identity``: the socket's, taken before connect(), or
-        None to ask here. Called by the wrapper (``capture_call``'s ``skip``: this frame and the wrapper's)."""
+        None to ask here. ``method``: the socket method called, when the user's line called it itself and it is not
+        ``connect`` (the report names ``connect_ex`` as what opened the connections). Called by the wrapper
+        (``capture_call``'s ``skip``: this frame and the wrapper's)."""
         try:
             # an address given as an IP literal (create_connection resolves first) is the peer's: no getpeername
             remote = _literal_endpoint(address) or peer_endpoint(sock)
@@ -617,6 +619,8 @@ class Recorder:
                 origin, api, api_self = origin_mod.capture_call_on(skip=2)
                 if origin is None:  # no line of the user's on the stack: the library's that made the call
                     origin = origin_mod.capture_library(skip=2)
+                elif api is None:
+                    api = method
             thread = _get_ident()
             ownership = self.ownership
             event = SocketEvent("connect", identity, fd, local, remote, origin, thread, ownership.current(),
@@ -787,7 +791,7 @@ class Recorder:
                     finally:
                         active.on = False
                     if result in _IN_PROGRESS and not (rec._pending and rec._connecting_again(self, fd, result)):
-                        rec._on_connect(self, fd, address, early, pending=result != 0)
+                        rec._on_connect(self, fd, address, early, result != 0, "socket.socket.connect_ex")
                     return result
                 finally:
                     rec.connecting.pop(fd, None)

@@ -1298,3 +1298,23 @@ def test_a_reused_client_whose_requests_ask_for_the_close_is_told_to_drop_the_he
         assert CAUSE_ADVICE["server_closes"] not in block, block
     server = failure_block(result, "test_h.py::test_server_ends_each")
     assert "fix: " + CAUSE_ADVICE["server_closes"] in server and "asked" not in server, server
+
+
+def test_connections_a_test_opened_with_connect_ex_are_named_by_it(pytester, run):
+    """A line that calls ``connect_ex`` itself (a port probe, a wait-for-server loop) is named by that method in
+    the report, not by ``connect``, which the code never called."""
+    pytester.makepyfile(test_ex=dedent("""
+        import socket, pytest
+
+        @pytest.mark.sockhygiene(connections=1)
+        def test_probe(server):
+            for _ in range(3):
+                s = socket.socket()
+                assert s.connect_ex((server.host, server.port)) == 0
+                s.close()
+    """))
+    result = run()
+    assert errors_of(result) == ["test_ex.py::test_probe"]
+    result.stdout.fnmatch_lines(["*3 connection(s) opened by socket.socket.connect_ex(), at test_ex.py:* in "
+                                 "test_probe (no tracked client*"])
+    assert "socket.socket.connect()" not in result.stdout.str()
