@@ -34,6 +34,9 @@ from .transports import closing_on_stopped_loops
 from .verdict import CLEAN, Item, Verdict, unmeasured
 from .window import ClientProbe, Window, backoff
 
+_GEVENT_SOCKETS = "gevent._socket3"
+"""gevent's socket module: loaded, sockets may be made that bypass the hooks (``Controller._hooks_bypassed``)."""
+
 _RESERVED_MARGIN = 16
 """How near the fd limit the peak asks the kernel's count (``SocketTable.fds_in_use``), which counts the numbers
 that threads blocked in ``accept()`` have reserved: a system call only a test near the limit pays for."""
@@ -330,6 +333,15 @@ class Controller:
             window.blind = True
             self.blind_windows += 1
 
+    def _hooks_bypassed(self) -> bool:
+        """Whether sockets may be made where no hook sees them: ``socket.socket`` replaced by a class that bypasses
+        the hooks (gevent's or eventlet's monkey-patching), or gevent's socket module loaded (its servers and
+        geventhttpclient make ``gevent.socket`` sockets themselves). Every look is then a full one
+        (``Window.exact``)."""
+        if self.class_replaced is not None or _GEVENT_SOCKETS in sys.modules:
+            return True
+        return socket.socket is not SOCKET_CLASS and replaced_socket_class() is not None
+
     def _check_socket_class(self) -> None:
         """``socket.socket`` is not the standard class: if it is one that bypasses the hooks (gevent's), the open
         window's event-based counts are unknown, and the session says why (``class_notice``)."""
@@ -350,7 +362,7 @@ class Controller:
                     "only against the connections tracked clients (requests, httpx, urllib3, aiohttp) were seen "
                     "holding; sockets left open and unclosed clients are still found, with no line that opened "
                     "them")
-        if "gevent._socket3" in sys.modules:
+        if _GEVENT_SOCKETS in sys.modules:
             return ("gevent's socket module is loaded: sockets made with it (gevent.socket, gevent's servers, "
                     "geventhttpclient) bypass the plugin's socket hooks, so their connections are not in the "
                     "connection and TIME_WAIT counts; sockets left open and unclosed clients are still found")
@@ -402,8 +414,9 @@ class Controller:
         self._window_test = test
         # the last window's final look is this one's first, if no socket call happened in between
         last = self._last_scan
-        before = last if not self.recorder.touched else None
-        self.window = Window(self.table, self.recorder, self.client_probe, before, last)
+        exact = self._hooks_bypassed()
+        before = last if not self.recorder.touched and not exact else None
+        self.window = Window(self.table, self.recorder, self.client_probe, before, None if exact else last, exact)
         if starts.logging:
             starts.events = self.window.events
         if self.hooks_lost is not None and not self.recorder.in_place():

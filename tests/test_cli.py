@@ -147,6 +147,23 @@ def test_merge_unites_the_tests_run_again_after_breaking_their_limits(tmp_path):
     assert "run again after breaking their limits: 3 tests (pytest-rerunfailures)" in shown.stdout
 
 
+
+def test_merge_keeps_unknown_session_counts_unknown(tmp_path):
+    """A shard whose tests were all unmeasured (gevent's sockets bypass the hooks) has null connection and
+    TIME_WAIT figures: merged with a measured shard they are the measured one's, merged with each other null,
+    never a 0 that reads as measured."""
+    session = {"tests_checked": 1, "tests_with_violations": 0, "violations_by_kind": {}, "ephemeral_ports": 28232,
+               "peak_open_fds": None, "fd_limit": None, "session_leaks": [], "plugin_problems": 0, "notices": []}
+    shards = {"gevent": (None, None), "gevent2": (None, None), "plain": (7, 3)}
+    for name, (opened, peak) in shards.items():
+        doc = {"version": 1, "tests": [], "session": {**session, "connections_opened": opened, "peak_time_wait": peak}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    for names, want in ((["gevent", "plain"], (7, 3)), (["gevent", "gevent2"], (None, None))):
+        merged = tmp_path / "merged.json"
+        assert cli("merge", "-o", str(merged), *(str(tmp_path / f"{n}.json") for n in names)).returncode == 0
+        s = report(merged)["session"]
+        assert (s["connections_opened"], s["peak_time_wait"]) == want, (names, s)
+
 def _bad_inputs(tmp_path: pathlib.Path) -> list[Any]:
     good = {"version": 1, "tests": [], "session": {
         "tests_checked": 0, "tests_with_violations": 0, "violations_by_kind": {}, "connections_opened": 0,
@@ -162,7 +179,7 @@ def _bad_inputs(tmp_path: pathlib.Path) -> list[Any]:
                                                            "counts": {"connections": -1}, "violations": []}]}),
                           "test t.py::a: 'counts' must map kinds to non-negative integers"),
         "bad-session.json": (json.dumps({**good, "session": {**good["session"], "connections_opened": "9"}}),
-                             "session.connections_opened must be an integer, got '9'"),
+                             "session.connections_opened must be an integer or null, got '9'"),
         "bad-rerun.json": (json.dumps({**good, "session": {**good["session"], "rerun_after_violations": "t.py::a"}}),
                            "session.rerun_after_violations must be a list of node ids, got 't.py::a'"),
     }

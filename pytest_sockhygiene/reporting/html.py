@@ -249,7 +249,7 @@ def render(document: Mapping[str, Any], title: str = "pytest-sockhygiene", texts
         _card(s["tests_checked"], "tests checked"),
         _card(dirty, "with violations", "bad" if dirty else "ok"),
         _card(len(leaks), "session-level leaks", "bad" if leaks else "ok"),
-        _card(s["connections_opened"], "connections opened"),
+        _card(_of(s["connections_opened"], None), "connections opened"),
         _card(_of(s["peak_time_wait"], s.get("ephemeral_ports")), "peak TIME_WAIT of ephemeral ports"),
         _card(_of(s.get("peak_open_fds"), s.get("fd_limit")), "peak open fds of the limit"),
     ]

@@ -10,7 +10,7 @@ tests list; ``tests_checked`` is the shards' sum, so it counts a test checked tw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
 from .reports import VERSION, Document
@@ -23,6 +23,12 @@ def _united(lists: Sequence[Sequence[Any]]) -> list[Any]:
             if x not in out:
                 out.append(x)
     return out
+
+
+def _sum_known(values: Iterable[int | None]) -> int | None:
+    """The sum of the known values; None if none is (every shard's tests unmeasured: gevent's sockets)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def _peak(sessions: Sequence[dict[str, Any]], key: str, limit_key: str) -> tuple[int | None, int | None]:
@@ -74,8 +80,8 @@ def merge(documents: Sequence[tuple[str, Document]], warn: Callable[[str], None]
         "tests_checked": sum(s["tests_checked"] for s in sessions),
         "tests_with_violations": sum(1 for t in merged if not t.get("clean", True)),
         "violations_by_kind": violations_by_kind(merged),
-        "connections_opened": sum(s["connections_opened"] for s in sessions),
-        "peak_time_wait": peak_tw or 0,
+        "connections_opened": _sum_known(s.get("connections_opened") for s in sessions),
+        "peak_time_wait": peak_tw,
         "ephemeral_ports": ports,
         "peak_open_fds": peak_fds,
         "fd_limit": fd_limit,
