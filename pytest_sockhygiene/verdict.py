@@ -532,6 +532,18 @@ checked out by a response, or idle in a pool the client dropped (urllib3's ``cle
 without closing them) that a response still references - the plugin cannot tell which."""
 
 
+SIDE_UNKNOWN_NOTE = ("no connect() or accept() of it was seen, so which end of the connection it is is not known; "
+                     "{n} byte(s) its peer sent still wait unread")
+"""A CLOSE_WAIT item's note when data waits unread in a socket no hook saw made (gevent's sockets, C code): the
+unread bytes may be a response (this process the client) or a request (a server's handler that never read it)."""
+_SIDE_UNKNOWN_MARK = SIDE_UNKNOWN_NOTE.split(",", 1)[0]
+
+SIDE_UNKNOWN_CLOSE_WAIT_ADVICE = (
+    "the other end closed first and this process kept its end of the connection open: close it when done - a "
+    "client's with `with` or close(), a server's accepted connection in its handler, which a handler still running "
+    "(asleep, or waiting on a request it never read) keeps open past the test.")
+"""CLOSE_WAIT's fix when no socket listed was seen connected or accepted: either end may be this process's."""
+
 UNPOOLED_CLOSE_WAIT_ADVICE = (
     "the server closed first and the test kept its end of the connection open: close the connection when done "
     "(`with` / `async with` around it - a websocket's `connect(...)`, a socket, a database connection - or close() "
@@ -630,6 +642,8 @@ def _advice(v: Violation) -> str:
         if v.kind == "close_wait":
             return UNREAD_ADVICE
         return BUSY_ADVICE if any(BUSY_NOTE in i.note for i in v.items) else RESPONSE_ADVICE
+    if v.kind == "close_wait" and v.items and all(_SIDE_UNKNOWN_MARK in i.note for i in v.items):
+        return SIDE_UNKNOWN_CLOSE_WAIT_ADVICE
     if v.kind == "close_wait" and v.items and all(not i.server_side and _POOL_MARK not in i.note for i in v.items):
         return UNPOOLED_CLOSE_WAIT_ADVICE
     special = SERVER_SIDE_ADVICE.get(v.kind)
@@ -1169,6 +1183,9 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
             pool_note = OUT_OF_POOL_NOTE.format(kind=client.kind)
         elif BUSY_NOTE in pool_note:
             pass  # a response holds it: not idle (the note says so; the fix is the response's)
+        elif e.state == TcpState.CLOSE_WAIT and not server_side and not pool_note and peer_key not in peers:
+            # made where no hook saw it (gevent's sockets, C code): a client's end or a server's, nothing says which
+            pool_note = SIDE_UNKNOWN_NOTE.format(n=e.unread or 0)
         elif (e.state == TcpState.CLOSE_WAIT and (e.unread or 0) > _UNREAD_CONTROL_BYTES and not server_side
               and not pool_note):
             # what the server sent before it closed is still in the socket: a response nobody read to the end

@@ -198,3 +198,40 @@ def test_under_patch_all_a_socket_opened_on_a_closed_ones_number_is_the_tests_th
     pytester.makepyfile(test_reuse=FD_REUSE_TESTS)
     result = run("-p", "no:randomly", "-p", "no:socket", "-W", "ignore::DeprecationWarning", subprocess=True)
     assert errors_of(result) == ["test_reuse.py::test_1_leaks", "test_reuse.py::test_2_swaps"], result.stdout.str()
+
+
+def test_under_patch_all_a_close_wait_socket_no_hook_saw_made_is_not_called_a_response(pytester, run):
+    """The test's own server never reads a request and keeps its accepted socket; the client closes first. Under
+    gevent no connect or accept is seen, so nothing says this is the server's end: the report must not call the
+    unread request "a response the server sent", nor tell the test to read a response (geventhttpclient's suite)."""
+    pytester.makeconftest("from gevent import monkey\nmonkey.patch_all()\n")
+    pytester.makepyfile(test_srv=dedent('''
+        import socket, threading
+
+        import pytest
+
+        HELD = []
+
+        def test_server_keeps_an_unread_request():
+            listener = socket.create_server(("127.0.0.1", 0))
+            handler = threading.Thread(target=lambda: HELD.append(listener.accept()[0]))
+            handler.start()
+            client = socket.create_connection(listener.getsockname())
+            client.sendall(b"GET / HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nUser-Agent: a-client-of-this-test\\r\\n\\r\\n")
+            client.settimeout(0.1)
+            with pytest.raises(socket.timeout):
+                client.recv(100)  # no answer comes
+            client.close()  # the client ends first: the server's end is left in CLOSE_WAIT
+            handler.join()
+            listener.close()
+    '''))
+    result = run("-p", "no:randomly", "-p", "no:socket", "-W", "ignore::DeprecationWarning", subprocess=True)
+    assert errors_of(result) == ["test_srv.py::test_server_keeps_an_unread_request"], result.stdout.str()
+    block = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*close_wait: 1 > limit 0*",
+        "*CLOSE_WAIT * (no connect() or accept() of it was seen, so which end of the connection it is is not known; "
+        "* byte(s) its peer sent still wait unread)",
+        "*fix: the other end closed first and this process kept its end of the connection open*",
+    ])
+    assert "a response never read" not in block and "the server answered and closed" not in block

@@ -10,6 +10,8 @@ from pytest_sockhygiene.limits import Limits
 from pytest_sockhygiene.table import SocketEntry, TcpState
 from pytest_sockhygiene.verdict import (
     ADVICE,
+    SIDE_UNKNOWN_CLOSE_WAIT_ADVICE,
+    SIDE_UNKNOWN_NOTE,
     UNPOOLED_CLOSE_WAIT_ADVICE,
     Observation,
     advice,
@@ -97,8 +99,14 @@ def test_server_side_close_wait_gets_server_advice_not_keepalive_expiry():
     mixed = judge(obs([accepted, client], [ev], listeners={SERVER: 3}, held=[4, 5]), Limits()).violations[0]
     assert advice(mixed).startswith(ADVICE["close_wait"]) and "Server side: " in advice(mixed)
     # a client socket no pool holds (a websocket, a raw socket): close it - there is no idle limit to set
-    only_client = judge(obs([client]), Limits()).violations[0]
+    connected = event("connect", 5, ("127.0.0.1", 40001), ("127.0.0.1", 9000))
+    only_client = judge(obs([client], [connected]), Limits()).violations[0]
     assert advice(only_client) == UNPOOLED_CLOSE_WAIT_ADVICE and "keepalive_expiry" not in advice(only_client)
+    # one no hook saw connected nor accepted (gevent's sockets, C code): either end may be this process's, and
+    # bytes unread in it may be a request its handler never read as well as a response (geventhttpclient's suite)
+    unseen = judge(obs([dataclasses.replace(client, unread=80)]), Limits()).violations[0]
+    assert advice(unseen) == SIDE_UNKNOWN_CLOSE_WAIT_ADVICE
+    assert unseen.items[0].note == SIDE_UNKNOWN_NOTE.format(n=80) and "response" not in unseen.items[0].note
     pooled = dataclasses.replace(only_client, items=tuple(
         dataclasses.replace(i, note="in the pool of httpx.Client created at t.py:1 in f") for i in only_client.items))
     assert advice(pooled) == ADVICE["close_wait"]
