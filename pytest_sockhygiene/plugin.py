@@ -126,6 +126,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=[])
     parser.addini("sockhygiene_settle", "sockhygiene: seconds to re-check a violation before reporting it",
                   type=settle_type, default="")
+    parser.addini("sockhygiene_library_packages", "sockhygiene: your own packages whose lines are library code in "
+                  "origins (the test's line that called into them is named), one per line", type="linelist",
+                  default=[])
     _add_ci_options(group, parser)
 
 
@@ -181,6 +184,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_OffMode(settings, ignored if not is_worker else []), PLUGIN_NAME + "-off")
     else:
         from .trackers import builtin_trackers
+
+        if settings.library_packages:
+            origin_mod.add_library_packages(settings.library_packages)
 
         for tracker in builtin_trackers():
             name = f"sockhygiene-tracker-{getattr(tracker, 'module', type(tracker).__name__)}"

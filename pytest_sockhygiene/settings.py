@@ -18,6 +18,8 @@ class Settings:
     mode: str
     backend: str
     limits: Limits
+    library_packages: tuple[str, ...] = ()
+    """Packages of the user's own whose frames are library code (``sockhygiene_library_packages``)."""
 
     @property
     def active(self) -> bool:
@@ -74,7 +76,31 @@ def read_settings(cli_mode: str | None, cli_backend: str | None, getini: Callabl
         raise ConfigError(f"--sockhygiene-backend: unknown backend {cli_backend!r}; "
                           f"expected one of {', '.join(BACKENDS)}")
     values = {key: read_ini(getini, key) for key in (*INI_LIMIT_KEYS, "sockhygiene_settle", "sockhygiene_ignore")}
-    return Settings(mode=mode, backend=backend, limits=limits_from_ini(values))
+    packages = parse_library_packages(read_ini(getini, LIBRARY_PACKAGES_KEY))
+    return Settings(mode=mode, backend=backend, limits=limits_from_ini(values), library_packages=packages)
+
+
+LIBRARY_PACKAGES_KEY = "sockhygiene_library_packages"
+
+
+def parse_library_packages(value: Any) -> tuple[str, ...]:
+    """The ``sockhygiene_library_packages`` ini key: import names, one per line (or a TOML list). A project's own
+    library, tested from its source tree, is the user's code by default (it is not installed), so a socket or
+    client made inside it is named by the library's line; listed here, it is named as an installed library's is:
+    "created inside mylib.Node.__init__(), called at" the test's line."""
+    if value is None or value == "":
+        return ()
+    entries = value if isinstance(value, list) else str(value).split()
+    names: list[str] = []
+    for entry in entries:
+        name = str(entry).strip()
+        if not name:
+            continue
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"ini {LIBRARY_PACKAGES_KEY!r}: {name!r} is not a package's import name (one per "
+                              "line, as in `import mylib`: mylib, or mylib.client)")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 def rewrite_bare_flag(args: list[str]) -> None:

@@ -702,3 +702,60 @@ def test_a_request_a_library_sends_with_no_line_of_the_tests_names_the_library_t
     block = failure_block(result, "test_c.py::test_through_the_library")
     assert re.search(r"1 connection\(s\) to 127\.0\.0\.1:\d+, opened by library code, with no line of the test's own "
                      r"code on the stack, at ctxlib/__init__\.py:6 in _request", block), block
+
+
+IN_TREE_LIBRARY = dedent('''
+    import httpx
+
+
+    class Node:
+        def __init__(self, url):
+            self.client = httpx.Client(base_url=url)
+
+        def get(self):
+            return self.client.get("/")
+
+        def close(self):
+            self.client.close()
+''')
+
+IN_TREE_TEST = dedent('''
+    import mylib
+
+    KEEP = []
+
+    def test_forgets_close(server):
+        node = mylib.Node(server.url)
+        node.get()
+        KEEP.append(node)  # never closed
+''')
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_a_projects_own_library_listed_in_the_ini_is_named_as_an_installed_one(pytester, run, listed):
+    """A library's own suite runs it from its source tree, where its code is the user's: a client its constructor
+    made is "created at mylib/__init__.py" (elastic-transport's and asyncssh's suites). Listed in
+    ``sockhygiene_library_packages``, it reads as an installed library's does: created inside the call, called at
+    the test's line, which is the one missing a close."""
+    pytester.makeconftest(INNER_CONFTEST)
+    pytester.mkpydir("mylib").joinpath("__init__.py").write_text(IN_TREE_LIBRARY)
+    pytester.makepyfile(test_lib=IN_TREE_TEST)
+    if listed:
+        pytester.makeini("[pytest]\nsockhygiene_library_packages =\n    mylib\n")
+    result = run(subprocess=True)  # (a process of its own: the packages listed stay listed for its life)
+    assert errors_of(result) == ["test_lib.py::test_forgets_close"]
+    if listed:
+        result.stdout.fnmatch_lines(["*httpx.Client, created inside mylib.Node.__init__(), called at test_lib.py:6 "
+                                     "in test_forgets_close*"])
+    else:
+        result.stdout.fnmatch_lines(["*httpx.Client, created at mylib/__init__.py:6 in __init__*"])
+
+
+@pytest.mark.parametrize("value", ["my-lib", "mylib/client"])
+def test_a_library_package_that_is_no_import_name_stops_the_run_naming_the_key(pytester, run, value):
+    pytester.makepyfile(test_ok="def test_a(): pass\n")
+    pytester.makeini(f"[pytest]\nsockhygiene_library_packages = {value}\n")
+    result = run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*sockhygiene: ini 'sockhygiene_library_packages': {value!r} is not a package's "
+                                 "import name*"])
