@@ -35,7 +35,7 @@ from .verdict import CLEAN, Item, Verdict, unmeasured
 from .window import ClientProbe, Window, backoff
 
 _GEVENT_SOCKETS = "gevent._socket3"
-"""gevent's socket module: loaded, sockets may be made that bypass the hooks (``Controller._hooks_bypassed``)."""
+"""gevent's socket module: loaded, sockets may be made that bypass the hooks (``Controller.open_window``)."""
 
 _RESERVED_MARGIN = 16
 """How near the fd limit the peak asks the kernel's count (``SocketTable.fds_in_use``), which counts the numbers
@@ -333,15 +333,6 @@ class Controller:
             window.blind = True
             self.blind_windows += 1
 
-    def _hooks_bypassed(self) -> bool:
-        """Whether sockets may be made where no hook sees them: ``socket.socket`` replaced by a class that bypasses
-        the hooks (gevent's or eventlet's monkey-patching), or gevent's socket module loaded (its servers and
-        geventhttpclient make ``gevent.socket`` sockets themselves). Every look is then a full one
-        (``Window.exact``)."""
-        if self.class_replaced is not None or _GEVENT_SOCKETS in sys.modules:
-            return True
-        return socket.socket is not SOCKET_CLASS and replaced_socket_class() is not None
-
     def _check_socket_class(self) -> None:
         """``socket.socket`` is not the standard class: if it is one that bypasses the hooks (gevent's), the open
         window's event-based counts are unknown, and the session says why (``class_notice``)."""
@@ -414,7 +405,12 @@ class Controller:
         self._window_test = test
         # the last window's final look is this one's first, if no socket call happened in between
         last = self._last_scan
-        exact = self._hooks_bypassed()
+        # sockets may be made where no hook sees them - ``socket.socket`` replaced by a class that bypasses the hooks
+        # (gevent's or eventlet's monkey-patching), or gevent's socket module loaded (its servers and
+        # geventhttpclient make ``gevent.socket`` sockets themselves): every look is then a full one (``Window.exact``)
+        # (inline: every test's window asks)
+        exact = self.class_replaced is not None or _GEVENT_SOCKETS in sys.modules or (
+            socket.socket is not SOCKET_CLASS and replaced_socket_class() is not None)
         before = last if not self.recorder.touched and not exact else None
         self.window = Window(self.table, self.recorder, self.client_probe, before, None if exact else last, exact)
         if starts.logging:
