@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import dedent, errors_of, has_ipv6_loopback
+from conftest import dedent, errors_of, failure_block, has_ipv6_loopback
 
 
 def test_leaked_raw_connection_fails_with_origin(pytester, run):
@@ -498,3 +498,51 @@ def test_sockets_c_code_opened_or_closed_in_a_broader_fixtures_teardown_are_judg
     result = run("-p", "no:randomly")
     assert errors_of(result) == ["test_c.py::test_reconnects_and_keeps_it"]
     result.stdout.fnmatch_lines(["*established: 1 > limit 0*"])
+
+
+def test_both_ends_of_one_connection_count_once_when_the_servers_listener_is_closed(pytester, run):
+    """A client left open to a function-scoped server fixture, which shuts its server down (listener closed)
+    before the check while the handler thread still holds the server end: one leak, ``established: 1`` at the
+    client end with a note, not 2 with the server end on a line of its own (hishel's and httplib2's suites). A
+    module-scoped server, whose listener is still open, reads the same count."""
+    pytester.makepyfile(test_ends=dedent("""
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+        import pytest
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        @pytest.fixture
+        def local_server():
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            yield f"http://127.0.0.1:{server.server_port}/"
+            server.shutdown()
+            server.server_close()
+
+        KEEP = []
+
+        def test_leaves_its_client_open(local_server):
+            client = httpx.Client()
+            client.get(local_server)
+            KEEP.append(client)
+    """))
+    result = run("-o", "sockhygiene_clients=unlimited")
+    assert errors_of(result) == ["test_ends.py::test_leaves_its_client_open"]
+    block = failure_block(result, "test_ends.py::test_leaves_its_client_open")
+    assert "established: 1 > limit 0" in block, block
+    assert "its server end, accepted in this process by a listener already closed, is held too" in block, block
+    assert "server side of a connection whose listener is already closed" not in block, block
+    assert "to allow it: @pytest.mark.sockhygiene(established=1)" in block, block

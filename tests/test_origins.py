@@ -191,7 +191,8 @@ def test_the_server_side_of_a_trio_listener_names_the_listener_though_no_accept_
     """trio's sockets call the ``accept`` trio saved at import: no accept of its listener is recorded. A server
     side the test keeps is still told by its listener - and named by it, with the line that opened the listener,
     not "origin unknown (... C code ...)" beside a note that names the listener (found running trio pools
-    against hypercorn for issue 12)."""
+    against hypercorn for issue 12). The test keeps the server end alone: with the client end kept too, the one
+    connection is counted once, at its client end (``test_both_ends_of_one_connection_count_once``)."""
     pytest.importorskip("trio")
     pytester.makepyfile(test_trio_keep=dedent("""
         import trio
@@ -205,7 +206,8 @@ def test_the_server_side_of_a_trio_listener_names_the_listener_though_no_accept_
                 client = await trio.open_tcp_stream("127.0.0.1", port)
                 server_side = await listeners[0].accept()
                 await listeners[0].aclose()
-                KEEP.extend([client, server_side])
+                await client.aclose()
+                KEEP.append(server_side)
             trio.run(main)
     """))
     result = run("-W", "ignore::ResourceWarning")
