@@ -1018,6 +1018,7 @@ class TaskOrigins(RecorderPatch):
         var = origin_mod.task_origin
         own = rec.ownership
         copy_context = contextvars.copy_context
+        origins = origin_mod.task_origins
 
         def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
@@ -1039,7 +1040,12 @@ class TaskOrigins(RecorderPatch):
                 if frame is not None and origin_mod.stack_depth(frame) > own.fixture_depths[-1]:
                     ctx.run(_task_owner.set, own.fixture_stack[-1])
                     own.tasks_owned = True
-            return ctx.run(original, self, coro, *args, **kwargs)
+            task = ctx.run(original, self, coro, *args, **kwargs)
+            try:  # noqa: SIM105 - (once per task: no context manager's cost)
+                origins[task] = started  # (for a task it starts in a context copied elsewhere: origin.py)
+            except TypeError:
+                pass
+            return task
 
         return create_task
 

@@ -248,6 +248,26 @@ stack reaches the event loop without passing a user frame (anyio's ``connect_tcp
 tasks) is then reported as opened in the task started at that line.
 """
 
+task_origins: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+"""asyncio tasks created while a window was open -> the line that started each (``events.TaskOrigins``). Read when
+a stack reaches its task's start with no line in ``task_origin`` because the code running there switched to a
+context copied elsewhere: mcp's client queues each request with the sender's context and starts its task with
+``sender_ctx.run(task_group.start_soon, ...)``, a snapshot of the test's own task, which holds no line. The task
+running then is the one that starts the new one, and its line is what started it (``_running_task_origin``)."""
+
+
+def _running_task_origin() -> tuple[Any, ...] | None:
+    """The line that started the asyncio task running now (``task_origins``), or None."""
+    if not task_origins:
+        return None
+    tasks = sys.modules.get("asyncio.tasks")
+    try:
+        task = tasks.current_task() if tasks is not None else None
+    except RuntimeError:  # no running loop in this thread
+        return None
+    return task_origins.get(task) if task is not None else None
+
+
 _boundary: Any = None
 _trio_boundary: Any = None
 
@@ -356,7 +376,7 @@ def _walk(frame: FrameType | None, passed: list[FrameType] | None = None) -> Ori
     while frame is not None:
         code = frame.f_code
         if code is boundary or code is trio:
-            started = task_origin.get()
+            started = task_origin.get() or _running_task_origin()
             if started is not None:
                 return (started[0], started[1], started[2], TASK)
             # a task nobody's line started: go on, into the code that runs the loop
@@ -637,7 +657,7 @@ def capture_call_on(skip: int = 1) -> tuple[Origin | None, str | None, Any]:
     while frame is not None:
         code = frame.f_code
         if code is boundary or code is trio:  # a task's or callback's stack: the line that started it, as capture()
-            started = task_origin.get()
+            started = task_origin.get() or _running_task_origin()
             if started is not None:
                 # the call the starting line made (``AsyncHTTPTestCase.fetch``), if it was known there; else the
                 # task's own coroutine (``asyncio.create_task(lib.fetch())``: ``lib.fetch``)
