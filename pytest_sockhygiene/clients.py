@@ -588,6 +588,10 @@ class Probe:
         self.unused = unused or []  # unclosed clients that never opened one: ``unused_clients``
 
 
+COLLECTED_UNCLOSED = "garbage-collected without being closed"
+"""A client's note when the collector freed it before anything closed it."""
+
+
 def client_items(records: Iterable[ClientRecord]) -> list[Item]:
     """Unclosed clients grouped by kind and origin (a loop that leaks 30 clients is one line with count 30)."""
     groups: dict[tuple[str, Any, bool], int] = collections.Counter()
@@ -595,7 +599,7 @@ def client_items(records: Iterable[ClientRecord]) -> list[Item]:
         groups[(r.kind, r.origin, r.collected)] += 1
     out = []
     for (kind, origin, collected), n in groups.items():
-        note = "garbage-collected without being closed" if collected else "still open"
+        note = COLLECTED_UNCLOSED if collected else "still open"
         out.append(Item(state=kind, local=None, remote=None, origin=origin, count=n, note=note, pending=not collected))
     return out
 

@@ -683,3 +683,29 @@ def test_what_an_app_does_for_the_tests_request_is_the_tests_whoever_entered_its
     out = result.stdout.str()
     assert "session-level leaks" not in out, out
     assert "session health: 2 connections opened" in out, out
+
+
+def test_a_session_fixtures_client_freed_unclosed_at_teardown_is_a_session_level_leak(pytester, run):
+    """A session fixture that returns a client and has no teardown: pytest drops the value as it tears the fixture
+    down, the client is freed unclosed before the session's end is checked, and the run was clean - where the same
+    client kept alive by a global was listed, and a test's client freed unclosed counts either way (found with
+    pytest-localserver's users' shape). Listed, noted as collected, and the run fails in enforce mode."""
+    pytester.makepyfile(test_s=dedent("""
+        import httpx
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def http():
+            return httpx.Client()  # never closed
+
+        def test_one(server, http):
+            assert http.get(server.url).status_code == 200
+    """))
+    result = run()
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "session-level leaks: 1 left open at session end by fixtures of broader scope*",
+        # (collected or not by then: the collector decides when, the listing does not depend on it)
+        "  httpx.Client created at test_s.py:6 in http* - session-scoped fixture 'http'",
+    ])
