@@ -507,30 +507,19 @@ def test_both_ends_of_one_connection_count_once_when_the_servers_listener_is_clo
     module-scoped server, whose listener is still open, reads the same count."""
     pytester.makepyfile(test_ends=dedent("""
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         import httpx
         import pytest
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
+        from pytest_sockhygiene.testing import LoopbackHTTPServer
 
         @pytest.fixture
         def local_server():
-            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server = LoopbackHTTPServer("127.0.0.1", 0, 30.0)
             threading.Thread(target=server.serve_forever, daemon=True).start()
-            yield f"http://127.0.0.1:{server.server_port}/"
+            yield server.url
             server.shutdown()
-            server.server_close()
+            server.server_close()  # the listener only: a handler thread still holds the server end
 
         KEEP = []
 
