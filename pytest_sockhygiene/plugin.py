@@ -33,7 +33,7 @@ from .reporting.annotations import workflow_commands
 from .reporting.options import CiOptions, read_ci_options
 from .results import SessionResults, clean_record, full_record, sampled_clean_record, test_record
 from .session import Controller, bad_marker_message
-from .settings import Settings, ini_value_types, read_settings, rewrite_bare_flag
+from .settings import LIBRARY_PACKAGES_KEY, Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
 from .verdict import CLEAN, HELD_SOCKET_KINDS, KINDS, Verdict
 from .warning import warn_without_failing
@@ -126,7 +126,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=[])
     parser.addini("sockhygiene_settle", "sockhygiene: seconds to re-check a violation before reporting it",
                   type=settle_type, default="")
-    parser.addini("sockhygiene_library_packages", "sockhygiene: your own packages whose lines are library code in "
+    parser.addini(LIBRARY_PACKAGES_KEY, "sockhygiene: your own packages whose lines are library code in "
                   "origins (the test's line that called into them is named), one per line", type="linelist",
                   default=[])
     _add_ci_options(group, parser)

@@ -406,11 +406,10 @@ class Controller:
         # the last window's final look is this one's first, if no socket call happened in between
         last = self._last_scan
         # sockets may be made where no hook sees them - ``socket.socket`` replaced by a class that bypasses the hooks
-        # (gevent's or eventlet's monkey-patching), or gevent's socket module loaded (its servers and
-        # geventhttpclient make ``gevent.socket`` sockets themselves): every look is then a full one (``Window.exact``)
-        # (inline: every test's window asks)
-        exact = self.class_replaced is not None or _GEVENT_SOCKETS in sys.modules or (
-            socket.socket is not SOCKET_CLASS and replaced_socket_class() is not None)
+        # (gevent's or eventlet's monkey-patching: ``keep_hooks`` above has noted it), or gevent's socket module
+        # loaded (its servers and geventhttpclient make ``gevent.socket`` sockets themselves): every look is then a
+        # full one (``Window.exact``)
+        exact = self.class_replaced is not None or _GEVENT_SOCKETS in sys.modules
         before = last if not self.recorder.touched and not exact else None
         self.window = Window(self.table, self.recorder, self.client_probe, before, None if exact else last, exact)
         if starts.logging:

@@ -24,9 +24,9 @@ def _ratio(value: int | None, limit: int | None) -> str:
 def _opened(s: dict[str, Any], records: Sequence[Record]) -> str:
     """The health line's connection and TIME_WAIT figures: summed over the tests whose counts were measured, and
     saying so when some were not (socket hooks bypassed: gevent's socket class), never a bare 0 for unknown."""
-    unmeasured = sum(1 for r in records if r["counts"].get("connections") is None)
-    if records and unmeasured == len(records):
+    if s["connections_opened"] is None:  # (``SessionResults.session``: no test's counts were measured)
         return "connections opened and peak TIME_WAIT unknown (no test's were measured: see the notice)"
+    unmeasured = sum(1 for r in records if r["counts"].get("connections") is None)
     text = (f"{plural(s['connections_opened'], 'connection')} opened; peak TIME_WAIT caused "
             f"{_ratio(s['peak_time_wait'], s['ephemeral_ports'])} ephemeral ports")
     if unmeasured:
