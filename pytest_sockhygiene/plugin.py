@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any, Callable
 
 import pytest
@@ -330,6 +330,29 @@ class _MarkerWalk:
         except AttributeError:  # a node or mark of an unusual kind: pytest's own walk copes with it
             return _markers(item)
         return own + inherited if own else inherited
+
+
+def any_marked(items: Iterable[Any], name: str) -> bool:
+    """Whether some item would answer ``item.get_closest_marker(name)`` with a marker: one carries it, or a
+    collector above it (class, module, package, directory) does. Each collector is looked at once, however many
+    items share it: ``get_closest_marker`` walks every item's whole chain of parents through generators, about
+    10k instructions per item, which a suite of 2,000 test modules paid at every run where pytest-forked is
+    installed (``_ForkedMarked``)."""
+    unmarked: set[int] = set()  # ids of the collectors known to carry it nowhere up their chain
+    for item in items:
+        node: Any = item
+        chain: list[int] = []
+        while True:
+            for mark in getattr(node, "own_markers", None) or ():  # (loops, not any() over generators: per item)
+                if getattr(mark, "name", None) == name:
+                    return True
+            node = getattr(node, "parent", None)
+            key = id(node)
+            if node is None or key in unmarked:  # the common case: the item's module was looked at for another
+                break
+            chain.append(key)
+        unmarked.update(chain)  # (collectors live for the session: an id stays theirs)
+    return False
 
 
 class _OffMode:
@@ -805,7 +828,7 @@ class _ForkedMarked:
         self.forked = forked
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if any(item.get_closest_marker("forked") is not None for item in session.items):
+        if any_marked(session.items, "forked"):
             session.config.pluginmanager.register(self.forked, PLUGIN_NAME + "-forked")
 
 

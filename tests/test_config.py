@@ -305,3 +305,35 @@ def test_xdist_gives_the_same_verdicts(pytester, run):
     assert errors_of(plain) == expected
     # xdist's short summary may list the same node ids in another order; the verdicts must be identical
     assert errors_of(distributed) == expected
+
+
+@pytest.mark.parametrize("marked", [None, "module", "class", "function", "param"])
+def test_any_marked_answers_as_get_closest_marker_does(pytester, marked):
+    """``any_marked`` (pytest-forked's ``forked`` marker, looked for once per run) walks each collector once; it must
+    say what ``get_closest_marker`` says of every item, wherever the marker is set."""
+    from pytest_sockhygiene.plugin import any_marked
+
+    pytester.makepyfile(test_a="def test_one(): pass\ndef test_two(): pass\n")
+    pytester.makepyfile(test_b=dedent(f"""
+        import pytest
+        {"pytestmark = pytest.mark.forked" if marked == "module" else ""}
+
+        {"@pytest.mark.forked" if marked == "class" else ""}
+        class TestB:
+            def test_in_class(self):
+                pass
+
+        {"@pytest.mark.forked" if marked == "function" else ""}
+        def test_b():
+            pass
+
+        @pytest.mark.parametrize("x", [1, {"pytest.param(2, marks=pytest.mark.forked)" if marked == "param" else "2"}])
+        def test_p(x):
+            pass
+    """))
+    items, _ = pytester.inline_genitems("-p", "no:sockhygiene")
+    assert len(items) == 6
+    expected = any(item.get_closest_marker("forked") is not None for item in items)
+    assert expected is (marked is not None)
+    assert any_marked(items, "forked") is expected
+    assert any_marked(items, "sockhygiene") is False
