@@ -427,6 +427,10 @@ class SockHygienePlugin:
         """Tests whose window was still open at the session's end: the run was interrupted during them."""
         self.sampling = bool(outputs.report or config.stash[_CI_KEY].html)
         """A report or the HTML page was asked for: every record carries its sample (time, open fds)."""
+        self._add_clean: Callable[[Any], None] | None = (
+            reporter.results.clean_adder() if reporter is not None and not self.sampling else None)
+        self._clean_properties = tuple((f"sockhygiene_{k}", 0) for k in KINDS)
+        """A clean test's JUnit properties: every count 0 (``CLEAN``'s)."""
 
     # -- the window ------------------------------------------------------------------------------------------
 
@@ -471,12 +475,15 @@ class SockHygienePlugin:
         if state is None or state.item is not item or not state.window:
             return
         state.called = True
+        recorder = self.controller.recorder
+        hooks_in_place = recorder is not None and recorder.in_place()  # (_keep_hooks' own test, inline: per test)
         if self.unscheduled is item:
             self.unscheduled = None
-            self._keep_hooks(False)
+            if not hooks_in_place:
+                self._keep_hooks(False)
             state.no_fixture_teardown = True  # no check of its own at teardown start: the verdict's is that check
             self._judge_in_finalizer(item, state)
-        else:
+        elif not hooks_in_place:
             self._keep_hooks(True)
 
     @pytest.hookimpl(tryfirst=True)
@@ -494,7 +501,9 @@ class SockHygienePlugin:
             self.unscheduled = None
             self._judge(item, state, report=False)
             return
-        self._keep_hooks(True)
+        recorder = self.controller.recorder
+        if recorder is None or not recorder.in_place():  # (_keep_hooks' own test, inline: per test)
+            self._keep_hooks(True)
         if not state.no_fixture_teardown:
             self._keep_hooks_at_teardown(item)
 
@@ -608,8 +617,14 @@ class SockHygienePlugin:
         if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, the test is its record
             if self.sampling:
                 record = sampled_clean_record(item.nodeid, time.time(), self.controller.fd_sample())
+            elif self._add_clean is not None:  # (clean_record's, inline: every clean test, in the process that reports)
+                self._add_clean(item)
+                state.record = item
+                if self.junit:
+                    item.user_properties.extend(self._clean_properties)
+                return
             else:
-                record = clean_record(item if self.reporter is not None else item.nodeid)
+                record = clean_record(item.nodeid)
         else:
             baseline = self.outputs.baseline if not self.outputs.update else None
             if baseline is not None:

@@ -242,6 +242,11 @@ class SessionResults:
         """A record made in this process by ``test_record`` or ``clean_record`` (kept as it is)."""
         self._stored.append(_compact(record) if type(record) is dict else record)
 
+    def clean_adder(self) -> Callable[[Any], None]:
+        """``add_local`` for ``clean_record``'s records, as one C call: the list's own append (the clean path of every
+        test; ``keep_last_attempts`` replaces the list only at the session's end, after the last test)."""
+        return self._stored.append
+
     def keep_last_attempts(self) -> int:
         """Keep one record per test: its last. pytest-rerunfailures runs a failing test again under the same node
         id (each attempt is checked, and a leak in enforce mode is itself a failure it retries); only the attempt

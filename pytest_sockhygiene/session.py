@@ -391,12 +391,14 @@ class Controller:
     def open_window(self, test: Any = None) -> Window | None:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
             return None
-        assert self.table is not None and self.recorder is not None
-        self.recorder.ownership.fixture_thread = _get_ident()  # (the one the hooks ask: gevent patches threading's)
-        self.keep_hooks(False)
+        recorder = self.recorder
+        assert self.table is not None and recorder is not None
+        recorder.ownership.fixture_thread = _get_ident()  # (the one the hooks ask: gevent patches threading's)
+        if socket.socket is not SOCKET_CLASS or not recorder.in_place():  # (keep_hooks' own test, inline: per test)
+            self.keep_hooks(False)
         if self._owned_threads:
             self._prune_owned_threads()
-        starts = self.recorder.thread_starts
+        starts = recorder.thread_starts
         if starts.begin_log():  # the threads started in the window are logged as they start: no snapshot needed
             self._threads_at_open = _LOGGED
         else:
@@ -410,16 +412,16 @@ class Controller:
         # loaded (its servers and geventhttpclient make ``gevent.socket`` sockets themselves): every look is then a
         # full one (``Window.exact``)
         exact = self.class_replaced is not None or _GEVENT_SOCKETS in sys.modules
-        before = last if not self.recorder.touched and not exact else None
-        self.window = Window(self.table, self.recorder, self.client_probe, before, None if exact else last, exact)
+        before = last if not recorder.touched and not exact else None
+        window = self.window = Window(self.table, recorder, self.client_probe, before, None if exact else last, exact)
         if starts.logging:
-            starts.events = self.window.events
-        if self.hooks_lost is not None and not self.recorder.in_place():
-            self.window.blind = True
+            starts.events = window.events
+        if self.hooks_lost is not None and not recorder.in_place():
+            window.blind = True
             self.blind_windows += 1
         if socket.socket is not SOCKET_CLASS:
             self._check_socket_class()
-        return self.window
+        return window
 
     def _test_location(self) -> tuple[str, int] | None:
         """The window's test function's file (absolute, as Python's warnings name a file) and line, if the window
@@ -438,15 +440,23 @@ class Controller:
     def close_window(self, limits: Limits, user_code: bool = True) -> Verdict | None:
         """The open window's verdict. ``user_code``: fixture teardown code ran since the hooks were last checked
         (see ``keep_hooks``); False when only other plugins' teardown hooks did."""
-        if self.window is not None and not self.window.closed:
-            self.keep_hooks(user_code)
-        window, self.window = self.window, None
+        window = self.window
         if window is None or window.closed:
+            self.window = None
             return None
+        recorder = self.recorder
+        if socket.socket is not SOCKET_CLASS or recorder is None or not recorder.in_place():  # (inline: per test)
+            self.keep_hooks(user_code)
+        self.window = None
         clients = self.clients
         if (clients is None or not clients.held or clients.recorded == self._clients_at_open) and window.close_quiet():
             self._last_scan = window.after_scan  # the same fds as the window's first look: no new fd peak
-            return self._with_threads(CLEAN, window, limits)
+            if self._threads_at_open is not _LOGGED or window.blind:
+                return self._with_threads(CLEAN, window, limits)
+            # the clean path: the thread log says whether a thread was started, as in _threads_left
+            self._threads_at_open = None
+            started = recorder.thread_starts.end_log() if recorder is not None else None
+            return self._threads_started(CLEAN, window, limits, started) if started else CLEAN
         try:
             verdict = window.close(limits, self._test_location)
             self._last_scan = window.after_scan
@@ -481,14 +491,20 @@ class Controller:
             return verdict
         if before is _LOGGED:
             started = self.recorder.thread_starts.end_log()
-            if not started:  # the clean path: no thread started in the window
+            if not started:  # no thread started in the window
                 return verdict
-            candidates: list[tuple[Any, Any]] = [(t.ident, t) for t in started]
-        else:
-            now = thread_snapshot()
-            if now == before:  # the same idents, each the same Thread (compared by identity: Thread has no __eq__)
-                return verdict
-            candidates = [(ident, t) for ident, t in now.items() if before.get(ident) is not t]
+            return self._threads_started(verdict, window, limits, started)
+        now = thread_snapshot()
+        if now == before:  # the same idents, each the same Thread (compared by identity: Thread has no __eq__)
+            return verdict
+        return self._threads_started(verdict, window, limits,
+                                     [t for ident, t in now.items() if before.get(ident) is not t])
+
+    def _threads_started(self, verdict: Verdict, window: Window, limits: Limits,
+                         started: list[threading.Thread]) -> Verdict:
+        """``_threads_left`` for the threads started in the window (from the log, or the snapshots' difference)."""
+        assert self.recorder is not None
+        candidates: list[tuple[Any, Any]] = [(t.ident, t) for t in started]
         own = self.recorder.ownership
         new = [t for ident, t in candidates if own.thread_label(ident) is None
                and getattr(t, _OWNER_ATTR, None) is None  # a thread an owned thread started is that owner's
