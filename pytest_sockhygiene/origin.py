@@ -175,7 +175,17 @@ def add_user_files(filenames: Iterable[str]) -> None:
 
 
 def library_files(filenames: Iterable[str]) -> list[str]:
-    """The ones of ``filenames`` that would count as library code (``add_user_files`` needs only these)."""
+    """The ones of ``filenames`` that would count as library code (``add_user_files`` needs only these). Asked once
+    per run with every collected test file: those under none of the libraries' directories - nearly all - are set
+    aside by one prefix test each where paths need no case folding, with no entry in the cache (a suite of
+    thousands of test modules paid ~1k instructions per module for it)."""
+    _ensure_init()
+    if _pending and any(name in sys.modules for name in _pending):  # as is_library_file does, before the prefixes
+        with _lock:
+            _add_imported()
+    if os.path.normcase("A") == "A" and os.sep == "/":  # POSIX: an absolute path is its own normcase(abspath())
+        prefixes = _stdlib_dirs + _site_dirs + _library_dirs + _script_dirs
+        filenames = [f for f in filenames if f.startswith(prefixes) or not f.startswith("/")]
     return [f for f in filenames if is_library_file(f)]
 
 

@@ -831,3 +831,23 @@ def test_a_task_a_library_starts_in_a_copied_context_names_the_line_that_started
     result.stdout.fnmatch_lines([f"*ESTABLISHED *, opened in a task started at test_ctx.py:"
                                  f"{line_of(CONTEXT_SNAPSHOT_TEST, 'starts')} in test_leak_via_worker*"])
     assert "opened by library code" not in result.stdout.str()
+
+
+def test_library_files_agrees_with_is_library_file(tmp_path):
+    """``library_files`` sets most test files aside by a prefix test before asking ``is_library_file``: for files
+    under site-packages, the standard library, a user's directory and relative paths, it must pick exactly the
+    ones ``is_library_file`` calls library code."""
+    from pytest_sockhygiene import origin
+
+    files = [
+        pytest.__file__,  # site-packages (or wherever pytest is installed)
+        sysconfig.get_paths()["stdlib"] + "/socket.py",
+        str(tmp_path / "test_mine.py"),
+        __file__,
+        "test_relative.py",
+        "<string>",
+        "<doctest test_x.txt[2]>",
+    ]
+    expected = [f for f in files if origin.is_library_file(f)]
+    assert pytest.__file__ in expected and str(tmp_path / "test_mine.py") not in expected  # (both kinds are here)
+    assert origin.library_files(files) == expected
