@@ -456,7 +456,7 @@ class ClientRegistry:
             client = record.ref()
             if client is None:
                 continue
-            window.walked.add(key)
+            window.mark_walked((key,))
             candidates[id(client)] = record
             live.append(client)  # (held until the walk ends: an id is only unique while its object lives)
         if not candidates:

@@ -430,6 +430,8 @@ class SockHygienePlugin:
         self._add_clean: Callable[[Any], None] | None = (
             reporter.results.clean_adder() if reporter is not None and not self.sampling else None)
         self._clean_properties = tuple((f"sockhygiene_{k}", 0) for k in KINDS)
+        self._judge_bound = self._judge
+        """Each test's finalizer calls it (``_ItemState.judge``): one bound method for the run, not one per test."""
         """A clean test's JUnit properties: every count 0 (``CLEAN``'s)."""
 
     # -- the window ------------------------------------------------------------------------------------------
@@ -538,7 +540,7 @@ class SockHygienePlugin:
         end) judges the window without failing anything.
         """
         try:
-            state.judge = self._judge
+            state.judge = self._judge_bound
             item.addfinalizer(state)
         except Exception as e:  # noqa: BLE001
             self.controller.problem(f"scheduling the check of {item.nodeid}", e)

@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
 from typing import Any, Callable
 
 from .closers import may_close_elsewhere, nothing_else_runs
@@ -218,12 +218,21 @@ class Window(EventSink):
         self.blind = False
         """The socket hooks were replaced by other code for part of the window: connects may have gone unseen."""
         self.opened_at = time.monotonic()  # (a test timeout's time left is counted from here: timeouts.py)
-        self.walked: set[Hashable] = set()  # sockets already looked for in broader fixtures' values (holders.py)
+        self.walked: Collection[Hashable] = _NOTHING_NEW
+        """Sockets and clients already looked for in broader fixtures' values (``holders.py``, ``mark_walked``): a
+        set made at the first, as few windows walk any."""
         self.log_held: dict[Hashable, bool] | None = None
         """Sockets asked about in this window: whether only a captured log's traceback holds each (logheld.py)."""
         self.stuck: Collection[int] = _NO_FDS
         """fds of held sockets an asyncio transport is closing on a loop that is not running (``transports.py``):
         nothing can close them while the check settles, and their note says so."""
+
+    def mark_walked(self, keys: Iterable[Hashable]) -> None:
+        """Remember these as looked for in broader fixtures' values (``walked``)."""
+        walked = self.walked
+        if not isinstance(walked, set):
+            walked = self.walked = set()
+        walked.update(keys)
 
     def close_quiet(self) -> bool:
         """The clean path in one call, for a session with no tracked client alive: no socket event and the same fds
@@ -379,7 +388,7 @@ class Window(EventSink):
         wanted = {e.fd: e.key for e in entries if e.key not in self.walked and e.fd is not None}
         if not wanted:
             return entries
-        self.walked.update(wanted.values())
+        self.mark_walked(wanted.values())
         own = self.recorder.ownership
         try:
             found = fixture_holders(wanted, list(own.fixture_values.values()))
