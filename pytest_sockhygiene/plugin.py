@@ -431,6 +431,8 @@ class SockHygienePlugin:
             reporter.results.clean_adder() if reporter is not None and not self.sampling else None)
         self._clean_properties = tuple((f"sockhygiene_{k}", 0) for k in KINDS)
         self._judge_bound = self._judge
+        self._last_judged: pytest.Item | None = None
+        """The test judged last: one judged again right after is a rerun (``SessionResults.repeats``)."""
         """Each test's finalizer calls it (``_ItemState.judge``): one bound method for the run, not one per test."""
         """A clean test's JUnit properties: every count 0 (``CLEAN``'s)."""
 
@@ -615,6 +617,9 @@ class SockHygienePlugin:
             return
         if verdict is None:
             return
+        if item is self._last_judged and self.reporter is not None:  # attempts of one test (pytest-rerunfailures)
+            self.reporter.results.repeats = True
+        self._last_judged = item
         grown: list[tuple[str, int, int]] = []
         if verdict is CLEAN:  # the clean path: nothing happened, nothing to compare, the test is its record
             if self.sampling:
@@ -890,6 +895,8 @@ class SockHygieneReporter:
         self.config = config
         self.outputs = outputs
         self.results = SessionResults()
+        # the same test file given twice keeps its tests twice, under one node id each
+        self.results.repeats = bool(config.getoption("keepduplicates", False))
         self.bodies = _FinishedBodies() if outputs.update or outputs.report else None
         self.write_errors: list[str] = []
 

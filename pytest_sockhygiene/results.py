@@ -74,7 +74,8 @@ def _head(record: Any) -> Any:
 
 def _dirty(record: Any) -> bool:
     """A stored record of a test with violations (growth beyond its baseline is one too)."""
-    return type(record) is Deferred or (isinstance(record, dict) and not record["clean"])
+    kind = type(record)
+    return kind is Deferred or (kind is dict and not record["clean"])
 
 
 def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, int]],
@@ -173,16 +174,25 @@ def _compact(r: Any) -> Any:
     return r
 
 
+_CARRIES_COUNTS = frozenset({dict, tuple, list, Deferred})
+"""The types of a stored record that carries counts (``test_record``'s, ``_compact``'s, ``Deferred``): any other is
+``clean_record``'s, a node id or a pytest item, and counts nothing. Asked as ``type(r) in``, never ``isinstance``:
+the session's end reads every record of the run, and ``isinstance`` of a pytest item looks up its ``__class__``
+for each class that does not match - most of the ~10k instructions per test the summary cost a clean suite."""
+
+
 def _nodeid(r: Any) -> str:
-    """The node id of a stored record, whatever its form (``_compact``, ``clean_record``, a dict, ``Deferred``)."""
-    if isinstance(r, str):
-        return r
-    if type(r) is Deferred:
-        return str(r.head["nodeid"])
-    if isinstance(r, dict):
-        return str(r["nodeid"])
-    if isinstance(r, (tuple, list)):
+    """The node id of a stored record, whatever its form (``_compact``, ``clean_record``, a dict, ``Deferred``).
+    Each record is asked once at the session's end (``keep_last_attempts``): types compared, not ``isinstance``."""
+    kind = type(r)
+    if kind is str:
+        return str(r)
+    if kind is tuple or kind is list:
         return str(r[0])
+    if kind is dict:
+        return str(r["nodeid"])
+    if kind is Deferred:
+        return str(r.head["nodeid"])
     return str(r.nodeid)  # clean_record's pytest item
 
 
@@ -213,7 +223,7 @@ terminal shows it only with ``-v``; the JSON report always has it."""
 
 def _violated(record: Any) -> bool:
     """Whether a stored record is one of a test that broke its limits (a clean record of any form is not)."""
-    if not isinstance(record, (dict, tuple, list, Deferred)):
+    if type(record) not in _CARRIES_COUNTS:
         return False
     return bool(_expand(_head(record)).get("violations"))
 
@@ -221,6 +231,9 @@ def _violated(record: Any) -> bool:
 @dataclasses.dataclass
 class SessionResults:
     _stored: list[Any] = dataclasses.field(default_factory=list)
+    _counted_records: list[Any] = dataclasses.field(default_factory=list)
+    """The stored records that carry counts (``_CARRIES_COUNTS``), kept as they are added: the summary's passes run
+    over these alone, not over every clean test of the run."""
     leaks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Session-level leaks: sockets and clients a broader-scope fixture left open at session end."""
     peak_fds: int | None = None
@@ -234,13 +247,27 @@ class SessionResults:
     """Tests whose earlier attempt broke its limits and that pytest-rerunfailures ran again (``keep_last_attempts``):
     the record kept is the last attempt's, so a leak of the first would otherwise leave no trace."""
 
+    repeats: bool = False
+    """A test may have been recorded more than once (``keep_last_attempts`` then keeps its last): records came from
+    elsewhere (xdist workers, forked children), or the process that reports saw one item judged twice in a row
+    (pytest-rerunfailures, flaky) or was told to keep duplicate paths. Else nothing is looked for at the session's
+    end, where each record's node id cost a clean suite ~3k instructions per test."""
+
     def add(self, record: Any) -> None:
         """A record as received from anywhere (an xdist worker's may have turned tuples into lists)."""
-        self._stored.append(_compact(record))
+        self.repeats = True
+        record = _compact(record)
+        self._stored.append(record)
+        if type(record) in _CARRIES_COUNTS:
+            self._counted_records.append(record)
 
     def add_local(self, record: Any) -> None:
         """A record made in this process by ``test_record`` or ``clean_record`` (kept as it is)."""
-        self._stored.append(_compact(record) if type(record) is dict else record)
+        if type(record) is dict:
+            record = _compact(record)
+        self._stored.append(record)
+        if type(record) in _CARRIES_COUNTS:  # (not clean_record's node id)
+            self._counted_records.append(record)
 
     def clean_adder(self) -> Callable[[Any], None]:
         """``add_local`` for ``clean_record``'s records, as one C call: the list's own append (the clean path of every
@@ -253,14 +280,19 @@ class SessionResults:
         whose outcome stands is the test's, as in ``merge`` of reports that share a test. Called once, before the
         summary and the report are made; one pass over node ids, nothing kept per test while the suite runs.
         Returns how many earlier attempts were dropped."""
+        if not self.repeats:
+            return 0
         stored = self._stored
-        ids = [_nodeid(r) for r in stored]
+        # (map, not a comprehension: a loop run once a session runs unspecialised bytecode, in which every global
+        # name read is a dictionary lookup)
+        ids = list(map(_nodeid, stored))
         if len(set(ids)) == len(ids):
             return 0
         last = {nodeid: i for i, nodeid in enumerate(ids)}
         violated = dict.fromkeys(ids[i] for i, r in enumerate(stored) if last[ids[i]] != i and _violated(r))
         self.rerun_after_violations.extend(n for n in violated if n not in self.rerun_after_violations)
         self._stored = [r for i, r in enumerate(stored) if last[ids[i]] == i]
+        self._counted_records = [r for r in self._stored if type(r) in _CARRIES_COUNTS]
         return len(stored) - len(self._stored)
 
     @property
@@ -271,7 +303,11 @@ class SessionResults:
         """The records that can have a count above zero: not those ``clean_record`` made (a test whose window saw
         nothing), which the summary would otherwise expand into a dict each, for every test of the run. A
         ``Deferred`` record as its ``head``: what the summary reads (counts, origins, violations' kinds and limits)."""
-        return [_expand(_head(r)) for r in self._stored if isinstance(r, (dict, tuple, list, Deferred))]
+        return [_expand(_head(r)) for r in self._counted()]
+
+    def _counted(self) -> list[Any]:
+        """The stored records that carry counts: the few of a mostly clean run (``_counted_records``)."""
+        return self._counted_records
 
     @property
     def checked(self) -> int:
@@ -292,11 +328,11 @@ class SessionResults:
     @property
     def dirty(self) -> list[Record]:
         """The records of tests with violations, whole (CI annotations read their items)."""
-        return [full_record(r) for r in self._stored if _dirty(r)]
+        return [full_record(r) for r in self._counted() if _dirty(r)]
 
     def _dirty_heads(self) -> list[Record]:
         """``dirty``, with ``Deferred`` records as their ``head``: enough for counting violations by kind."""
-        return [_head(r) for r in self._stored if _dirty(r)]
+        return [_head(r) for r in self._counted() if _dirty(r)]
 
     def violations_by_kind(self, dirty: Sequence[Record] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -307,7 +343,7 @@ class SessionResults:
 
     def threads_left(self) -> list[tuple[str, str]]:
         """(node id, thread description) of every thread a test left running."""
-        return [(r["nodeid"], t) for r in map(_head, self._stored) if isinstance(r, dict) for t in r.get("threads", ())]
+        return [(r["nodeid"], t) for r in map(_head, self._counted()) if type(r) is dict for t in r.get("threads", ())]
 
     def worst(self, kind: str, n: int = 5, records: Sequence[Record] | None = None) -> list[Record]:
         """The ``n`` tests with the highest count of ``kind``. ``records``: ``measured()``, if the caller has it

@@ -78,3 +78,23 @@ def test_a_rerun_test_is_checked_once_with_its_last_attempt(pytester, run, tmp_p
     shown = pytester.run(sys.executable, "-m", "pytest_sockhygiene", "show", str(path))
     shown.stdout.fnmatch_lines(["run again after breaking their limits: 2 tests*", "  test_r.py::test_always_leaks",
                                 "  test_r.py::test_leaks_only_at_first"])
+
+
+def test_a_file_given_twice_with_keep_duplicates_is_one_record_per_test(pytester, run):
+    """``pytest test_k.py test_k.py --keep-duplicates`` runs each test twice under one node id, without any rerun
+    plugin: each is one test in the summary, its last run's record (the session's end looks for repeats only where
+    they can be, ``SessionResults.repeats``)."""
+    pytester.makepyfile(test_k=dedent("""
+        import socket
+
+        KEEP = []
+
+        def test_leaks():
+            KEEP.append(socket.create_server(("127.0.0.1", 0)))
+
+        def test_nothing():
+            pass
+    """))
+    result = run("test_k.py", "test_k.py", "--keep-duplicates", mode="warn")
+    assert result.parseoutcomes()["passed"] == 4
+    result.stdout.fnmatch_lines(["2 tests checked, 1 with violations (listen: 1)"])
