@@ -429,12 +429,14 @@ class SockHygienePlugin:
         """A report or the HTML page was asked for: every record carries its sample (time, open fds)."""
         self._add_clean: Callable[[Any], None] | None = (
             reporter.results.clean_adder() if reporter is not None and not self.sampling else None)
+        """``SessionResults.clean_adder``: a clean test's record kept by one C call (None where no records are kept
+        here, or where each carries a sample)."""
         self._clean_properties = tuple((f"sockhygiene_{k}", 0) for k in KINDS)
+        """A clean test's JUnit properties: every count 0 (``CLEAN``'s)."""
         self._judge_bound = self._judge
+        """Each test's finalizer calls it (``_ItemState.judge``): one bound method for the run, not one per test."""
         self._last_judged: pytest.Item | None = None
         """The test judged last: one judged again right after is a rerun (``SessionResults.repeats``)."""
-        """Each test's finalizer calls it (``_ItemState.judge``): one bound method for the run, not one per test."""
-        """A clean test's JUnit properties: every count 0 (``CLEAN``'s)."""
 
     # -- the window ------------------------------------------------------------------------------------------
 
