@@ -256,15 +256,13 @@ class SessionResults:
     def add(self, record: Any) -> None:
         """A record as received from anywhere (an xdist worker's may have turned tuples into lists)."""
         self.repeats = True
-        record = _compact(record)
-        self._stored.append(record)
-        if type(record) in _CARRIES_COUNTS:
-            self._counted_records.append(record)
+        self._keep(_compact(record))
 
     def add_local(self, record: Any) -> None:
         """A record made in this process by ``test_record`` or ``clean_record`` (kept as it is)."""
-        if type(record) is dict:
-            record = _compact(record)
+        self._keep(_compact(record) if type(record) is dict else record)
+
+    def _keep(self, record: Any) -> None:
         self._stored.append(record)
         if type(record) in _CARRIES_COUNTS:  # (not clean_record's node id)
             self._counted_records.append(record)
@@ -303,11 +301,7 @@ class SessionResults:
         """The records that can have a count above zero: not those ``clean_record`` made (a test whose window saw
         nothing), which the summary would otherwise expand into a dict each, for every test of the run. A
         ``Deferred`` record as its ``head``: what the summary reads (counts, origins, violations' kinds and limits)."""
-        return [_expand(_head(r)) for r in self._counted()]
-
-    def _counted(self) -> list[Any]:
-        """The stored records that carry counts: the few of a mostly clean run (``_counted_records``)."""
-        return self._counted_records
+        return [_expand(_head(r)) for r in self._counted_records]
 
     @property
     def checked(self) -> int:
@@ -328,11 +322,11 @@ class SessionResults:
     @property
     def dirty(self) -> list[Record]:
         """The records of tests with violations, whole (CI annotations read their items)."""
-        return [full_record(r) for r in self._counted() if _dirty(r)]
+        return [full_record(r) for r in self._counted_records if _dirty(r)]
 
     def _dirty_heads(self) -> list[Record]:
         """``dirty``, with ``Deferred`` records as their ``head``: enough for counting violations by kind."""
-        return [_head(r) for r in self._counted() if _dirty(r)]
+        return [_head(r) for r in self._counted_records if _dirty(r)]
 
     def violations_by_kind(self, dirty: Sequence[Record] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -343,7 +337,7 @@ class SessionResults:
 
     def threads_left(self) -> list[tuple[str, str]]:
         """(node id, thread description) of every thread a test left running."""
-        return [(r["nodeid"], t) for r in map(_head, self._counted()) if type(r) is dict for t in r.get("threads", ())]
+        return [(r["nodeid"], t) for r in map(_head, self._counted_records) if type(r) is dict for t in r.get("threads", ())]
 
     def worst(self, kind: str, n: int = 5, records: Sequence[Record] | None = None) -> list[Record]:
         """The ``n`` tests with the highest count of ``kind``. ``records``: ``measured()``, if the caller has it
