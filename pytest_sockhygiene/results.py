@@ -337,7 +337,9 @@ class SessionResults:
 
     def threads_left(self) -> list[tuple[str, str]]:
         """(node id, thread description) of every thread a test left running."""
-        return [(r["nodeid"], t) for r in map(_head, self._counted_records) if type(r) is dict for t in r.get("threads", ())]
+        return [
+            (r["nodeid"], t) for r in map(_head, self._counted_records) if type(r) is dict for t in r.get("threads", ())
+        ]
 
     def worst(self, kind: str, n: int = 5, records: Sequence[Record] | None = None) -> list[Record]:
         """The ``n`` tests with the highest count of ``kind``. ``records``: ``measured()``, if the caller has it
