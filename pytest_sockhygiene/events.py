@@ -34,6 +34,7 @@ from . import origin as origin_mod
 from .c_loops import UvloopConnections, UvloopServers
 from .drops import dropping, iterator_left, timed_out
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
+from .grpc_channels import Claims
 from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .trackers.patching import RecorderPatch
@@ -172,6 +173,8 @@ class Ownership:
         connecting client it made holds is its own (``holders.py``)."""
         self.log_records: Callable[[], list[Any]] | None = None
         """The log records pytest holds for the test being judged (``logheld.py``), where the plugin can read them."""
+        self.grpc_claims = Claims()
+        """The connection each broader fixture's gRPC channel holds, per address (``grpc_channels.py``)."""
         self.tasks_owned = False
         """Some asyncio task carries an owner (``_task_owner``): a fixture of broader scope created it."""
         self.inherited = False

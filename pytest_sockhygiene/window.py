@@ -391,7 +391,10 @@ class Window(EventSink):
         self.mark_walked(wanted.values())
         own = self.recorder.ownership
         try:
-            found = fixture_holders(wanted, list(own.fixture_values.values()))
+            peers = {e.fd: e.remote for e in entries if e.fd is not None}
+            held = self.after_scan.ids if self.after_scan is not None else {}
+            found = fixture_holders(wanted, list(own.fixture_values.values()),
+                                    channels=own.grpc_claims.placer(peers, held))
         except Exception:  # noqa: BLE001 - a value the walk cannot read: the sockets stay the test's, as before
             return entries
         if not found:

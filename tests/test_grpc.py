@@ -1,0 +1,160 @@
+"""End to end, with the real grpcio: a broader fixture's channel owns the connection its C core opens lazily
+(``grpc_channels.py``), and a test's own leaked channel is still the test's.
+
+Found running a session-scoped channel fixture with grpcio 1.85: the first test that called it failed with an
+``established`` leak, "origin unknown" - gRPC's C core connects when the first call is made, outside Python's
+socket module, and keeps the connection for the next test. The server here is grpcio's own, with a generic
+handler (no generated code, no protobuf).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from pytest_sockhygiene.grpc_channels import Claims, names, target_addresses
+
+from conftest import dedent
+
+# looked for, not imported: the inner runs import it in their own processes, and this worker forks for
+# pytest-forked's tests
+HAS_GRPC = importlib.util.find_spec("grpc") is not None
+
+SUITE = dedent("""
+    from concurrent import futures
+
+    import grpc
+    import pytest
+
+    KEEP = []
+
+
+    def _echo(request, context):
+        return request
+
+
+    @pytest.fixture(scope="session")
+    def target():
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "t.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}),))
+        port = server.add_insecure_port("{host}:0")
+        server.start()
+        yield f"{host}:{{port}}"
+        server.stop(None)
+
+
+    @pytest.fixture(scope="session")
+    def echo(target):
+        # a stub method over a session channel that connects on its first call, in whichever test makes it
+        channel = grpc.insecure_channel(target)
+        yield channel.unary_unary("/t.Echo/Echo")
+        channel.close()
+
+
+    @pytest.fixture(scope="module")
+    def module_echo(target):
+        # its own connection (a local subchannel pool: channels with the same target otherwise share one)
+        channel = grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        yield channel.unary_unary("/t.Echo/Echo")
+        channel.close()
+
+
+    def own_channel(target):
+        channel = grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        KEEP.append(channel)  # never closed
+        return channel.unary_unary("/t.Echo/Echo")
+
+
+    def test_a_session_channel_first_called(echo):
+        assert echo(b"a", timeout=10) == b"a"
+
+
+    def test_b_session_channel_again(echo):
+        assert echo(b"b", timeout=10) == b"b"
+
+
+    def test_c_own_channel_left_open_beside_the_session_one(echo, target):
+        assert echo(b"c", timeout=10) == b"c"
+        assert own_channel(target)(b"c", timeout=10) == b"c"
+
+
+    def test_d_module_channel_first_called_with_an_own_one_left_open(module_echo, target):
+        assert own_channel(target)(b"d", timeout=10) == b"d"
+        assert module_echo(b"d", timeout=10) == b"d"
+
+
+    def test_e_module_channel_again(module_echo):
+        assert module_echo(b"e", timeout=10) == b"e"
+
+
+    def test_f_own_channel_closed(target):
+        with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            assert channel.unary_unary("/t.Echo/Echo")(b"f", timeout=10) == b"f"
+""")
+
+
+@pytest.mark.skipif(not HAS_GRPC, reason="grpcio is not installed")
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_broader_fixtures_channel_owns_what_it_connects_and_a_tests_own_channel_stays_the_tests(
+        pytester, run, host):
+    pytester.makepyfile(test_g=SUITE.replace("{host}", host).replace("{{port}}", "{port}"))
+    report = pytester.path / "report.json"
+    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
+    established = {name: t["counts"]["established"] for name, t in tests.items()}
+    # the session's and the module's channels connect during a test and keep the connection: not the test's
+    assert established["test_a_session_channel_first_called"] == 0, result.stdout.str()
+    assert established["test_b_session_channel_again"] == 0
+    assert established["test_e_module_channel_again"] == 0
+    assert established["test_f_own_channel_closed"] == 0
+    # a channel the test made and left open is its leak, beside a broader channel to the same server; the
+    # module's channel connects in the same test as the test's own, and one of the two is the test's
+    assert established["test_c_own_channel_left_open_beside_the_session_one"] == 1, result.stdout.str()
+    assert established["test_d_module_channel_first_called_with_an_own_one_left_open"] == 1
+    result.assert_outcomes(passed=6, errors=2)
+    result.stdout.fnmatch_lines(["*established: 1 > limit 0*", "*ESTABLISHED * origin unknown (opened by library "
+                                 "or C code outside Python's socket module)"])
+
+
+def test_target_addresses_follow_grpcs_naming():
+    assert target_addresses("localhost:50051") == [("localhost", 50051)]
+    assert target_addresses("dns:///svc:7") == [("svc", 7)]
+    assert target_addresses("dns://8.8.8.8/svc:7") == [("svc", 7)]
+    assert target_addresses("ipv4:10.0.0.1:5,10.0.0.2:6") == [("10.0.0.1", 5), ("10.0.0.2", 6)]
+    assert target_addresses("ipv6:[::1]:9") == [("::1", 9)]
+    assert target_addresses("[::ffff:127.0.0.1]:9") == [("127.0.0.1", 9)]
+    assert target_addresses("svc") == [("svc", 443)]
+    assert target_addresses("grpc:50051") == [("grpc", 50051)]  # a host named like a scheme
+    for not_tcp in ("unix:/tmp/s", "unix-abstract:x", "vsock:2:1234", "xds:///svc", "google-c2p:///svc"):
+        assert target_addresses(not_tcp) == [], not_tcp
+
+
+def test_names_matches_literals_exactly_localhost_to_loopback_and_other_names_by_port():
+    assert names([("127.0.0.1", 5)], ("127.0.0.1", 5))
+    assert not names([("127.0.0.1", 5)], ("127.0.0.2", 5))
+    assert not names([("127.0.0.1", 5)], ("127.0.0.1", 6))
+    assert names([("localhost", 5)], ("::1", 5)) and names([("localhost", 5)], ("127.0.0.1", 5))
+    assert not names([("localhost", 5)], ("10.0.0.1", 5))
+    assert names([("svc", 5)], ("10.0.0.1", 5))  # not resolved: the look never waits on DNS
+    assert not names([("svc", 5)], None)
+
+
+def test_claims_give_a_channel_one_connection_per_address_until_it_is_gone():
+    class Channel:  # grpcio's C-level channel answers target(): a stand-in, as no other method is asked
+        def target(self):
+            return b"dns:///localhost:5"
+
+    claims = Claims()
+    peers = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5), 9: ("127.0.0.1", 6)}
+    wanted = {7: "a", 8: "b", 9: "c"}
+    place = claims.placer(peers, held={"a", "b", "c"})
+    assert place("session fixture 'echo'", Channel(), wanted, ()) == ["a"]  # one of the two to its address
+    # the next look: its connection is still held, so a new one to the same address is not its own
+    assert claims.placer({10: ("127.0.0.1", 5)}, held={"a", "d"})("session fixture 'echo'", Channel(), {10: "d"},
+                                                                   ()) == []
+    # its connection is gone: the channel reconnected
+    assert claims.placer({10: ("127.0.0.1", 5)}, held={"d"})("session fixture 'echo'", Channel(), {10: "d"},
+                                                              ()) == ["d"]
