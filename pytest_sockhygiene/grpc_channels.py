@@ -11,8 +11,9 @@ running grpcio 1.85 beside a session-scoped channel fixture: the first test to u
 ``established`` leak of ``origin unknown``.
 
 Both of grpcio's channel kinds (``grpc.insecure_channel``/``secure_channel`` and ``grpc.aio``'s) keep a Cython
-channel object whose ``target()`` returns the target as given; every stub method and interceptor reaches it in
-a reference or two. Only that accessor of grpcio's own type is called: no other code of the objects runs.
+channel object that knows its target (``Channel.target()``, ``AioChannel.target``); every stub method and
+interceptor reaches it in a reference or two. Only that accessor of grpcio's own type is called: no other code of
+the objects runs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def is_channel_type(cls: type) -> bool:
 def channel_target(obj: Any) -> str | None:
     """The target a grpcio C-level channel was made for, or None (not readable: a fork, a broken channel)."""
     try:
-        target = obj.target()
+        target = obj.target  # the sync channel's is a method, the asyncio channel's the value itself
+        if callable(target):
+            target = target()
     except Exception:  # noqa: BLE001 - a channel that cannot say is not matched
         return None
     if isinstance(target, bytes):

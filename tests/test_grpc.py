@@ -23,6 +23,7 @@ from conftest import dedent
 HAS_GRPC = importlib.util.find_spec("grpc") is not None
 
 SUITE = dedent("""
+    import asyncio
     from concurrent import futures
 
     import grpc
@@ -62,6 +63,22 @@ SUITE = dedent("""
         channel.close()
 
 
+    @pytest.fixture(scope="session")
+    def aio_echo(target):
+        # grpc.aio's channel on a loop of the fixture's own (no asyncio plugin needed): its C channel keeps the
+        # target as a value, the sync one's as a method
+        loop = asyncio.new_event_loop()
+
+        async def make():
+            return grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+        channel = loop.run_until_complete(make())
+        method = channel.unary_unary("/t.Echo/Echo")
+        yield method, lambda data: loop.run_until_complete(method(data, timeout=10))
+        loop.run_until_complete(channel.close())
+        loop.close()
+
+
     def own_channel(target):
         channel = grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
         KEEP.append(channel)  # never closed
@@ -93,6 +110,14 @@ SUITE = dedent("""
     def test_f_own_channel_closed(target):
         with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
             assert channel.unary_unary("/t.Echo/Echo")(b"f", timeout=10) == b"f"
+
+
+    def test_g_asyncio_channel_first_called(aio_echo):
+        assert aio_echo[1](b"g") == b"g"
+
+
+    def test_h_asyncio_channel_again(aio_echo):
+        assert aio_echo[1](b"h") == b"h"
 """)
 
 
@@ -110,11 +135,13 @@ def test_a_broader_fixtures_channel_owns_what_it_connects_and_a_tests_own_channe
     assert established["test_b_session_channel_again"] == 0
     assert established["test_e_module_channel_again"] == 0
     assert established["test_f_own_channel_closed"] == 0
+    assert established["test_g_asyncio_channel_first_called"] == 0
+    assert established["test_h_asyncio_channel_again"] == 0
     # a channel the test made and left open is its leak, beside a broader channel to the same server; the
     # module's channel connects in the same test as the test's own, and one of the two is the test's
     assert established["test_c_own_channel_left_open_beside_the_session_one"] == 1, result.stdout.str()
     assert established["test_d_module_channel_first_called_with_an_own_one_left_open"] == 1
-    result.assert_outcomes(passed=6, errors=2)
+    result.assert_outcomes(passed=8, errors=2)
     result.stdout.fnmatch_lines(["*established: 1 > limit 0*", "*ESTABLISHED * origin unknown (opened by library "
                                  "or C code outside Python's socket module)"])
 
