@@ -67,7 +67,8 @@ not made ready (no ``__mro__`` yet) - and can run a ``__subclasshook__``."""
 
 def _fd_of(obj: Any, cls: type) -> int | None:
     """The fd of a socket module's socket (an asyncio transport's, or its TransportSocket's, is reached as its
-    ``_sock``), or of a psycopg / psycopg2 connection (libpq's socket, ``fileno()``); else None. Asked of the real
+    ``_sock``), of a psycopg / psycopg2 connection (libpq's socket, ``fileno()``) or of a pycurl handle's kept
+    connection; else None. Asked of the real
     type (``cls``), never of ``obj.__class__``: a lazy proxy (Django's ``SimpleLazyObject``) runs code when asked
     that, and a walk must run none - no other object's ``fileno()`` is called either."""
     if socket.socket in (_mro(cls) or ()):
@@ -82,7 +83,23 @@ def _fd_of(obj: Any, cls: type) -> int | None:
         except Exception:  # noqa: BLE001 - a closed or broken connection has no socket to find
             return None
         return fd if isinstance(fd, int) else None
+    if cls.__name__ == "Curl" and cls.__module__ == "pycurl":
+        return _curl_socket(obj)
     return None
+
+
+def _curl_socket(handle: Any) -> int | None:
+    """The connection a pycurl handle keeps for its next transfer (libcurl's ``CURLINFO_ACTIVESOCKET``): a handle a
+    session fixture made connects on its first ``perform()``, in a test, and keeps the connection alive."""
+    pycurl = sys.modules.get("pycurl")
+    info = getattr(pycurl, "ACTIVESOCKET", None)
+    if info is None:
+        return None
+    try:
+        fd = handle.getinfo(info)
+    except Exception:  # noqa: BLE001 - a closed handle, or a libcurl too old to say
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]],
