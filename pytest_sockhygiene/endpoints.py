@@ -19,6 +19,9 @@ Endpoint = tuple[str, int]
 FourTuple = tuple[Endpoint, Endpoint]
 """``(local, remote)`` of one side of a connection."""
 
+Address = tuple[str, int]
+"""A host and port as a client was told them: an IP literal (normalised) or a name, not resolved."""
+
 
 class ConfigError(ValueError):
     """A user-supplied value (ini, marker, option) is invalid; the message says what and where."""

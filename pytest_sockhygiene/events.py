@@ -34,7 +34,7 @@ from . import origin as origin_mod
 from .c_loops import UvloopConnections, UvloopServers
 from .drops import dropping, iterator_left, timed_out
 from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
-from .grpc_channels import Claims
+from .far_ends import FarEnds
 from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins, is_pool_worker
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .trackers.patching import RecorderPatch
@@ -173,8 +173,9 @@ class Ownership:
         connecting client it made holds is its own (``holders.py``)."""
         self.log_records: Callable[[], list[Any]] | None = None
         """The log records pytest holds for the test being judged (``logheld.py``), where the plugin can read them."""
-        self.grpc_claims = Claims()
-        """The connection each broader fixture's gRPC channel holds, per address (``grpc_channels.py``)."""
+        self.far_ends: FarEnds | None = None
+        """Connections C code holds for a broader fixture's gRPC channel or zmq socket, placed by their far end
+        (``far_ends.py``); set by the recorder, which installs its zmq patch."""
         self.tasks_owned = False
         """Some asyncio task carries an owner (``_task_owner``): a fixture of broader scope created it."""
         self.inherited = False
@@ -494,7 +495,8 @@ class Recorder:
         """Per thread: inside a recording wrapper (an inner wrapper of ours then only passes the call on)."""
         self.tasks = TaskOrigins(self)
         self.trio_tasks = TrioTaskOrigins(self)
-        self.c_loops = (UvloopServers(self), UvloopConnections(self))
+        self.ownership.far_ends = far_ends = FarEnds(self._on_error)
+        self.c_loops = (UvloopServers(self), UvloopConnections(self), far_ends.zmq)
         self.jobs = tuple(kind(self.recording, self._on_error)
                           for kind in (JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins))
         self.thread_starts = ThreadStarts(self.ownership)

@@ -5,8 +5,7 @@ stub over it) made in a session fixture connects in the first test that calls it
 the next. No hook sees that connect and the channel gives no file descriptor, so the walk over broader fixtures'
 values (``holders.py``) places such a connection by its far end instead: a connection held at the end of a test
 whose remote endpoint is an address the channel's target names is the channel's, and so the fixture's - one
-connection per address (``Claims``: what gRPC's default ``pick_first`` keeps; a second one to the same address
-in the same test, or one while the channel's earlier connection is still open, is the test's own). Found
+connection per address (``far_ends.Claims``: what gRPC's default ``pick_first`` keeps). Found
 running grpcio 1.85 beside a session-scoped channel fixture: the first test to use it failed with an
 ``established`` leak of ``origin unknown``.
 
@@ -18,11 +17,9 @@ the objects runs.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
-from .endpoints import Endpoint, normalize_host
+from .endpoints import Address, normalize_host
 
 _CYGRPC = "grpc._cython.cygrpc"
 _CHANNEL_TYPES = frozenset({"Channel", "AioChannel"})
@@ -31,11 +28,10 @@ _DEFAULT_PORT = 443
 """The port of a target that names none (gRPC's default, for ``dns:`` and bare names alike)."""
 
 _LOCALHOST = frozenset({"localhost", "localhost.", "ip6-localhost"})
+"""Names a gRPC target may start with that are hosts, not schemes (``localhost:50051``)."""
 
 _NOT_TCP = frozenset({"unix", "unix-abstract", "vsock"})
-
-Address = tuple[str, int]
-"""A target's host (an IP literal, normalised, or a name) and port."""
+"""Target schemes whose connections are not TCP: nothing of theirs to place."""
 
 
 def is_channel_type(cls: type) -> bool:
@@ -100,76 +96,4 @@ def target_addresses(target: str) -> list[Address]:
     return [a for a in map(_host_port, parts) if a is not None]
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def names(addresses: list[Address], remote: Endpoint | None) -> bool:
-    """Whether a connection to ``remote`` is one the target's ``addresses`` name. An IP literal must be that
-    address; ``localhost`` any loopback address; any other name is not resolved here (the look must not wait on
-    DNS), so its port alone decides."""
-    if remote is None:
-        return False
-    host, port = remote
-    for name, wanted_port in addresses:
-        if wanted_port != port:
-            continue
-        if name == host:
-            return True
-        ip = _ip(name)
-        if ip is not None:
-            continue  # another address
-        if name in _LOCALHOST:
-            remote_ip = _ip(host)
-            if remote_ip is not None and remote_ip.is_loopback:
-                return True
-            continue
-        return True
-    return False
-
-
-Placer = Callable[[str, Any, Mapping[int, Hashable], Collection[Hashable]], list[Hashable]]
-"""``(fixture label, channel, wanted fd -> key, keys placed already)`` -> the keys that channel holds."""
-
-
-class Claims:
-    """The connection each broader fixture's channel was given, per address, for the whole session.
-
-    A channel keeps one connection to an address (gRPC's default policy, ``pick_first``) and opens another when
-    that one ends: a new connection to the address is the channel's only while the one it was given is no longer
-    held. So a test that leaks a channel of its own to the server a session stub talks to is still told, unless
-    the session's channel had not connected yet and the two connections cannot be told apart (then one of them is
-    the test's, and the count stays right)."""
-
-    def __init__(self) -> None:
-        self._given: dict[tuple[str, Address], Hashable] = {}
-
-    def placer(self, peers: Mapping[int, Endpoint | None], held: Collection[Hashable]) -> Placer:
-        """What the walk calls for each channel it meets, for one look: ``peers`` the remote endpoints of the
-        wanted fds, ``held`` every socket held now."""
-
-        def place(label: str, channel: Any, wanted: Mapping[int, Hashable],
-                  placed: Collection[Hashable]) -> list[Hashable]:
-            target = channel_target(channel)
-            if target is None:
-                return []
-            out: list[Hashable] = []
-            for address in target_addresses(target):
-                given = self._given.get((label, address))
-                if given is not None and given in held:
-                    continue  # it keeps the connection it had: a new one is not its own
-                fds = sorted(fd for fd, key in wanted.items()
-                             if key not in placed and key not in out and names([address], peers.get(fd)))
-                if fds:
-                    key = wanted[fds[0]]  # the lowest number: opened first, if numbers were free in order
-                    self._given[(label, address)] = key
-                    out.append(key)
-            return out
-
-        return place
-
-
-__all__ = ["Claims", "Placer", "channel_target", "is_channel_type", "names", "target_addresses"]
+__all__ = ["channel_target", "is_channel_type", "target_addresses"]

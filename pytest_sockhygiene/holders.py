@@ -25,7 +25,7 @@ import types
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from . import grpc_channels
+from .far_ends import Placer
 
 MAX_OBJECTS = 20_000
 """Objects visited per look at most: a client's pool is a few levels from the fixture's value, and a walk of a
@@ -105,7 +105,7 @@ def _curl_socket(handle: Any) -> int | None:
 def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]],
                     objects: dict[int, Hashable] | None = None,
                     keep: dict[Hashable, Any] | None = None,
-                    channels: grpc_channels.Placer | None = None) -> dict[Hashable, str]:
+                    far_ends: tuple[frozenset[type], Placer] | None = None) -> dict[Hashable, str]:
     """``wanted``: fd -> socket identity of the sockets to place; ``roots``: (label, value) of each fixture of
     broader scope still set up. Returns identity -> the label of the fixture whose value reaches the socket in the
     fewest references: one breadth-first walk over all the values at once, bounded by ``MAX_OBJECTS`` and
@@ -116,8 +116,9 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
     session fixture's aiobotocore client makes its aiohttp session on its first request, in a test).
     ``keep``: if given, gets identity -> the socket object found for each wanted fd (``logheld.py`` asks what
     else holds it).
-    ``channels``: with it, a gRPC channel met on the walk places the wanted connections it holds
-    (``grpc_channels.Claims``: its C core holds them, with no fd to ask for)."""
+    ``far_ends``: (classes, placer): an object of one of the classes (or a subclass) met on the walk places the
+    wanted connections it holds by their far end (``far_ends.py``: a gRPC channel, a zmq socket - C code holds
+    their connections, with no fd to ask for)."""
     found: dict[Hashable, str] = {}
     objects = objects or {}
     if not wanted and not objects:
@@ -126,7 +127,7 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
     seen: set[int] = set()
     budget = MAX_OBJECTS
     opaque = frozenset(_OPAQUE + _hubs())
-    channel_types = _grpc_channel_types() if channels is not None else frozenset()
+    far_types, place = far_ends if far_ends is not None else (frozenset(), None)
     level: list[tuple[str, Any]] = list(roots)
     # each value's share of the budget: a large value stops at its share, and the others go on being walked
     share = max(MAX_OBJECTS // max(len(level), 1), MIN_SHARE)
@@ -161,9 +162,8 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
                     if len(found) == total:
                         return found
                 continue  # a socket holds no other socket
-            if cls in channel_types:
-                assert channels is not None
-                for key in channels(label, obj, wanted, found):
+            if place is not None and not far_types.isdisjoint(mro):
+                for key in place(label, obj, wanted, found):
                     found[key] = label
                 if len(found) == total:
                     return found
@@ -175,15 +175,6 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
             break
         level = _referents(_interleaved(nxt), budget)
     return found
-
-
-def _grpc_channel_types() -> frozenset[type]:
-    """grpcio's C-level channel types, where grpcio is imported already (the walk imports nothing)."""
-    cygrpc = sys.modules.get("grpc._cython.cygrpc")
-    if cygrpc is None:
-        return frozenset()
-    types_ = vars(cygrpc).values()
-    return frozenset(cls for cls in types_ if isinstance(cls, type) and grpc_channels.is_channel_type(cls))
 
 
 def _interleaved(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

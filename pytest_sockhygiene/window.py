@@ -393,8 +393,9 @@ class Window(EventSink):
         try:
             peers = {e.fd: e.remote for e in entries if e.fd is not None}
             held = self.after_scan.ids if self.after_scan is not None else {}
+            far = own.far_ends
             found = fixture_holders(wanted, list(own.fixture_values.values()),
-                                    channels=own.grpc_claims.placer(peers, held))
+                                    far_ends=(far.types(), far.placer(peers, held)) if far is not None else None)
         except Exception:  # noqa: BLE001 - a value the walk cannot read: the sockets stay the test's, as before
             return entries
         if not found:

@@ -14,7 +14,8 @@ import json
 
 import pytest
 
-from pytest_sockhygiene.grpc_channels import Claims, names, target_addresses
+from pytest_sockhygiene.far_ends import Claims, names
+from pytest_sockhygiene.grpc_channels import target_addresses
 
 from conftest import dedent
 
@@ -169,19 +170,15 @@ def test_names_matches_literals_exactly_localhost_to_loopback_and_other_names_by
     assert not names([("svc", 5)], None)
 
 
-def test_claims_give_a_channel_one_connection_per_address_until_it_is_gone():
-    class Channel:  # grpcio's C-level channel answers target(): a stand-in, as no other method is asked
-        def target(self):
-            return b"dns:///localhost:5"
-
+def test_claims_give_an_object_one_connection_per_address_until_it_is_gone():
     claims = Claims()
+    label, addresses = "session fixture 'echo'", [("localhost", 5)]
     peers = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5), 9: ("127.0.0.1", 6)}
-    wanted = {7: "a", 8: "b", 9: "c"}
-    place = claims.placer(peers, held={"a", "b", "c"})
-    assert place("session fixture 'echo'", Channel(), wanted, ()) == ["a"]  # one of the two to its address
+    # one of the two connections to its address, none to another port
+    assert claims.place(label, addresses, {7: "a", 8: "b", 9: "c"}, (), peers, held={"a", "b", "c"}) == ["a"]
     # the next look: its connection is still held, so a new one to the same address is not its own
-    assert claims.placer({10: ("127.0.0.1", 5)}, held={"a", "d"})("session fixture 'echo'", Channel(), {10: "d"},
-                                                                   ()) == []
-    # its connection is gone: the channel reconnected
-    assert claims.placer({10: ("127.0.0.1", 5)}, held={"d"})("session fixture 'echo'", Channel(), {10: "d"},
-                                                              ()) == ["d"]
+    assert claims.place(label, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held={"a", "d"}) == []
+    # its connection is gone: it reconnected
+    assert claims.place(label, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held={"d"}) == ["d"]
+    # another fixture's object to the same address is given its own connection
+    assert claims.place("session fixture 'other'", addresses, {11: "e"}, (), {11: ("::1", 5)}, held={"d", "e"}) == ["e"]

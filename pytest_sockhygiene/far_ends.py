@@ -1,0 +1,129 @@
+"""Connections C code holds for an object, placed by their far end: gRPC channels and pyzmq sockets.
+
+A client whose C library opens its connections (gRPC's core, libzmq's I/O thread) gives no file descriptor to
+find them by, and connects lazily: made in a session fixture, it opens its connection during a later test, which
+was that test's ``established`` leak of ``origin unknown``. What such an object does know is where it connects -
+a gRPC channel its target (``grpc_channels.py``), a zmq socket the endpoints it was told (``zmq_endpoints.py``) -
+so the walk over broader fixtures' values (``holders.py``) gives it the held connections that go there: one per
+address (``Claims``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from collections.abc import Callable, Collection, Hashable, Mapping
+from typing import Any
+
+from . import grpc_channels
+from .endpoints import Address, Endpoint
+from .zmq_endpoints import ZmqConnects
+
+_LOCALHOST = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def names(addresses: Collection[Address], remote: Endpoint | None) -> bool:
+    """Whether a connection to ``remote`` is one ``addresses`` name. An IP literal must be that address;
+    ``localhost`` any loopback address; any other name is not resolved here (the look must not wait on DNS), so
+    its port alone decides."""
+    if remote is None:
+        return False
+    host, port = remote
+    for name, wanted_port in addresses:
+        if wanted_port != port:
+            continue
+        if name == host:
+            return True
+        if _ip(name) is not None:
+            continue  # another address
+        if name in _LOCALHOST:
+            remote_ip = _ip(host)
+            if remote_ip is not None and remote_ip.is_loopback:
+                return True
+            continue
+        return True
+    return False
+
+
+Placer = Callable[[str, Any, Mapping[int, Hashable], Collection[Hashable]], list[Hashable]]
+"""``(fixture label, object, wanted fd -> key, keys placed already)`` -> the keys that object holds."""
+
+
+class Claims:
+    """The connection each broader fixture's object was given, per address, for the whole session.
+
+    A gRPC channel keeps one connection to an address (its default policy, ``pick_first``), a zmq socket one per
+    endpoint, and each opens another when that one ends: a new connection to the address is the object's only
+    while the one it was given is no longer held. So a test that leaks a channel of its own to the server a
+    session stub talks to is still told, unless the session's channel had not connected yet and the two
+    connections cannot be told apart (then one of them is the test's, and the count stays right)."""
+
+    def __init__(self) -> None:
+        self._given: dict[tuple[str, Address], Hashable] = {}
+
+    def place(self, label: str, addresses: Collection[Address], wanted: Mapping[int, Hashable],
+              placed: Collection[Hashable], peers: Mapping[int, Endpoint | None],
+              held: Collection[Hashable]) -> list[Hashable]:
+        out: list[Hashable] = []
+        for address in addresses:
+            given = self._given.get((label, address))
+            if given is not None and given in held:
+                continue  # it keeps the connection it had: a new one is not its own
+            fds = sorted(fd for fd, key in wanted.items()
+                         if key not in placed and key not in out and names((address,), peers.get(fd)))
+            if fds:
+                key = wanted[fds[0]]  # the lowest number: opened first, if numbers were free in order
+                self._given[(label, address)] = key
+                out.append(key)
+        return out
+
+
+class FarEnds:
+    """What the walk needs to place connections by their far end, for the session: the claims made so far and
+    the zmq endpoints recorded (its ``zmq`` patch is installed with the socket hooks)."""
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self.claims = Claims()
+        self.zmq = ZmqConnects(on_error)
+
+    def types(self) -> frozenset[type]:
+        """The classes whose instances are asked (subclasses too), where their modules are imported already (the
+        walk imports nothing): grpcio's C channels, pyzmq's socket."""
+        out: set[type] = set()
+        cygrpc = sys.modules.get("grpc._cython.cygrpc")
+        if cygrpc is not None:
+            out.update(cls for cls in vars(cygrpc).values()
+                       if isinstance(cls, type) and grpc_channels.is_channel_type(cls))
+        zmq_socket = getattr(sys.modules.get("zmq.sugar.socket"), "Socket", None)
+        if isinstance(zmq_socket, type):
+            out.add(zmq_socket)
+        return frozenset(out)
+
+    def addresses(self, obj: Any, cls: type) -> list[Address]:
+        if grpc_channels.is_channel_type(cls):
+            target = grpc_channels.channel_target(obj)
+            return grpc_channels.target_addresses(target) if target is not None else []
+        return self.zmq.addresses(obj)
+
+    def placer(self, peers: Mapping[int, Endpoint | None], held: Collection[Hashable]) -> Placer:
+        """What the walk calls for each object of ``types`` it meets, in one look: ``peers`` the remote endpoints
+        of the wanted fds, ``held`` every socket held now."""
+
+        def place(label: str, obj: Any, wanted: Mapping[int, Hashable],
+                  placed: Collection[Hashable]) -> list[Hashable]:
+            addresses = self.addresses(obj, type(obj))
+            if not addresses:
+                return []
+            return self.claims.place(label, addresses, wanted, placed, peers, held)
+
+        return place
+
+
+__all__ = ["Claims", "FarEnds", "Placer", "names"]
