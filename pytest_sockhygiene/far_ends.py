@@ -110,6 +110,8 @@ class FarEnds:
         if grpc_channels.is_channel_type(cls):
             target = grpc_channels.channel_target(obj)
             return grpc_channels.target_addresses(target) if target is not None else []
+        if getattr(obj, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
+            return []  # closed: what goes to its endpoints now is someone else's
         return self.zmq.addresses(obj)
 
     def placer(self, peers: Mapping[int, Endpoint | None], held: Collection[Hashable]) -> Placer:

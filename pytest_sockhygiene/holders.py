@@ -68,9 +68,9 @@ not made ready (no ``__mro__`` yet) - and can run a ``__subclasshook__``."""
 def _fd_of(obj: Any, cls: type) -> int | None:
     """The fd of a socket module's socket (an asyncio transport's, or its TransportSocket's, is reached as its
     ``_sock``), of a psycopg / psycopg2 connection (libpq's socket, ``fileno()``) or of a pycurl handle's kept
-    connection; else None. Asked of the real
-    type (``cls``), never of ``obj.__class__``: a lazy proxy (Django's ``SimpleLazyObject``) runs code when asked
-    that, and a walk must run none - no other object's ``fileno()`` is called either."""
+    connection; else None. Asked of the real type (``cls``), never of ``obj.__class__``: a lazy proxy (Django's
+    ``SimpleLazyObject``) runs code when asked that, and a walk must run none - no other object's ``fileno()`` is
+    called either."""
     if socket.socket in (_mro(cls) or ()):
         try:
             return obj.fileno()  # type: ignore[no-any-return]
