@@ -131,3 +131,37 @@ def test_endpoint_address_reads_tcp_endpoints_only():
     assert endpoint_address("tcp://eth0;192.168.1.1:8") == ("192.168.1.1", 8)  # source;destination
     for other in ("ipc:///tmp/s", "inproc://x", "pgm://eth0;239.1.1.1:5555", "tcp://host", "tcp://h:x", None):
         assert endpoint_address(other) is None, other
+
+
+@pytest.mark.skipif(not HAS_PYZMQ, reason="pyzmq is not installed")
+def test_far_ends_note_a_sockets_tcp_endpoints_and_forget_them_once_it_is_closed(pytester):
+    """``FarEnds`` on its own, in a process of its own (this worker forks for pytest-forked's tests, and a zmq
+    context starts threads): endpoints are noted per socket as ``connect()`` is called, only ``tcp://`` ones, and
+    a closed socket places nothing."""
+    pytester.makepyfile(test_far=dedent("""
+        import zmq
+
+        from pytest_sockhygiene.far_ends import FarEnds
+
+
+        def test_far_ends():
+            errors = []
+            far = FarEnds(errors.append)
+            far.zmq.install()
+            ctx = zmq.Context()
+            try:
+                sock = ctx.socket(zmq.REQ)
+                sock.setsockopt(zmq.LINGER, 0)
+                assert sock.connect("tcp://127.0.0.1:9") is not None  # (pyzmq's own return value is kept)
+                sock.connect("inproc://elsewhere")
+                assert zmq.Socket in far.types()
+                assert far.addresses(sock, type(sock)) == [("127.0.0.1", 9)]
+                sock.close()
+                assert far.addresses(sock, type(sock)) == []
+            finally:
+                far.zmq.uninstall()
+                ctx.term()
+            assert "elsewhere" not in repr(far.zmq.endpoints)
+            assert errors == []
+    """))
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:sockhygiene").assert_outcomes(passed=1)
