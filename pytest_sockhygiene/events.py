@@ -496,7 +496,9 @@ class Recorder:
         self.tasks = TaskOrigins(self)
         self.trio_tasks = TrioTaskOrigins(self)
         self.ownership.far_ends = far_ends = FarEnds(self._on_error)
-        self.c_loops = (UvloopServers(self), UvloopConnections(self), far_ends.zmq)
+        self.c_patches = (UvloopServers(self), UvloopConnections(self), far_ends.zmq)
+        """Patches for sockets C code makes: uvloop's servers and connections (``c_loops.py``), pyzmq's connects
+        (``zmq_endpoints.py``)."""
         self.jobs = tuple(kind(self.recording, self._on_error)
                           for kind in (JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins))
         self.thread_starts = ThreadStarts(self.ownership)
@@ -874,7 +876,7 @@ class Recorder:
             self._wrap(name)
         self.tasks.install()
         self.trio_tasks.install()
-        for patch in self.c_loops:
+        for patch in self.c_patches:
             patch.install()
         for jobs in self.jobs:
             jobs.install()
@@ -999,7 +1001,7 @@ class Recorder:
         self._rewritten.clear()
         self.tasks.uninstall()
         self.trio_tasks.uninstall()
-        for patch in self.c_loops:
+        for patch in self.c_patches:
             patch.uninstall()
         for jobs in self.jobs:
             jobs.uninstall()
