@@ -496,9 +496,9 @@ class Recorder:
         self.tasks = TaskOrigins(self)
         self.trio_tasks = TrioTaskOrigins(self)
         self.ownership.far_ends = far_ends = FarEnds(self._on_error)
-        self.c_patches = (UvloopServers(self), UvloopConnections(self), far_ends.zmq)
-        """Patches for sockets C code makes: uvloop's servers and connections (``c_loops.py``), pyzmq's connects
-        (``zmq_endpoints.py``)."""
+        self.c_patches = (UvloopServers(self), UvloopConnections(self), *far_ends.patches)
+        """Patches for sockets C code makes: uvloop's servers and connections (``c_loops.py``), pyzmq's connects and
+        ``grpc.aio``'s channel targets (``far_ends.py``)."""
         self.jobs = tuple(kind(self.recording, self._on_error)
                           for kind in (JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToThreadJobOrigins))
         self.thread_starts = ThreadStarts(self.ownership)

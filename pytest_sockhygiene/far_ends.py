@@ -86,12 +86,15 @@ class Claims:
 
 
 class FarEnds:
-    """What the walk needs to place connections by their far end, for the session: the claims made so far and
-    the zmq endpoints recorded (its ``zmq`` patch is installed with the socket hooks)."""
+    """What the walk needs to place connections by their far end, for the session: the claims made so far, the
+    zmq endpoints and ``grpc.aio`` targets noted (its ``patches`` are installed with the socket hooks)."""
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.claims = Claims()
         self.zmq = ZmqConnects(on_error)
+        self.grpc_aio = grpc_channels.AioTargets(on_error)
+        self.patches = (self.zmq, self.grpc_aio)
+        """What the recorder installs with its socket hooks."""
 
     def types(self) -> frozenset[type]:
         """The classes whose instances are asked (subclasses too), where their modules are imported already (the
@@ -108,7 +111,7 @@ class FarEnds:
 
     def addresses(self, obj: Any, cls: type) -> list[Address]:
         if grpc_channels.is_channel_type(cls):
-            target = grpc_channels.channel_target(obj)
+            target = grpc_channels.channel_target(obj) or self.grpc_aio.target_of(obj)
             return grpc_channels.target_addresses(target) if target is not None else []
         if getattr(obj, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
             return []  # closed: what goes to its endpoints now is someone else's

@@ -10,16 +10,19 @@ running grpcio 1.85 beside a session-scoped channel fixture: the first test to u
 ``established`` leak of ``origin unknown``.
 
 Both of grpcio's channel kinds (``grpc.insecure_channel``/``secure_channel`` and ``grpc.aio``'s) keep a Cython
-channel object that knows its target (``Channel.target()``, ``AioChannel.target``); every stub method and
-interceptor reaches it in a reference or two. Only that accessor of grpcio's own type is called: no other code of
-the objects runs.
+channel object that every stub method and interceptor reaches in a reference or two. The sync one knows its
+target (``Channel.target()``), and so does the asyncio one in recent releases (``AioChannel.target``, 1.85; not
+1.80): where it does not, the target is noted as ``grpc.aio``'s channel is made (``AioTargets``). Only that
+accessor of grpcio's own type is called: no other code of the objects runs.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .endpoints import Address, normalize_host
+from .trackers.patching import PatchOnImport
 
 _CYGRPC = "grpc._cython.cygrpc"
 _CHANNEL_TYPES = frozenset({"Channel", "AioChannel"})
@@ -96,4 +99,49 @@ def target_addresses(target: str) -> list[Address]:
     return [a for a in map(_host_port, parts) if a is not None]
 
 
-__all__ = ["channel_target", "is_channel_type", "target_addresses"]
+class AioTargets(PatchOnImport):
+    """``grpc.aio``'s channel, for grpcio releases whose C channel does not keep its target: the target each one
+    was made for, noted once its ``__init__`` returned. Kept by the id of its C channel, which takes no weak
+    reference, beside a weak reference to the Python channel: an entry is believed only while that channel is
+    alive and still holds that C channel (an id is reused once its object is gone)."""
+
+    MODULE, CLASS, METHOD = "grpc.aio._channel", "Channel", "__init__"
+
+    _KEPT = 256
+    """Entries kept before the dead ones are dropped (a suite makes a channel per test at most)."""
+
+    def __init__(self, on_error: Any) -> None:
+        super().__init__(on_error)
+        self._by_c_channel: dict[int, tuple[str, weakref.ref[Any]]] = {}
+
+    def wrapper(self, original: Any) -> Any:
+        targets = self._by_c_channel
+        on_error = self._on_error
+        kept = self._KEPT
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it stands in for __init__
+            original(self, *args, **kwargs)
+            try:
+                target = args[0] if args else kwargs.get("target")
+                c_channel = vars(self).get("_channel")
+                if isinstance(target, str) and c_channel is not None:
+                    if len(targets) >= kept:
+                        for key in [k for k, (_, ref) in targets.items() if ref() is None]:
+                            del targets[key]
+                    targets[id(c_channel)] = (target, weakref.ref(self))
+            except Exception as e:  # noqa: BLE001 - never let a plugin fault reach the user's channel
+                on_error(e)
+
+        return __init__
+
+    def target_of(self, c_channel: Any) -> str | None:
+        entry = self._by_c_channel.get(id(c_channel))
+        if entry is None:
+            return None
+        owner = entry[1]()
+        if owner is None or vars(owner).get("_channel") is not c_channel:
+            return None
+        return entry[0]
+
+
+__all__ = ["AioTargets", "channel_target", "is_channel_type", "target_addresses"]

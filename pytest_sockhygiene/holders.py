@@ -89,10 +89,12 @@ def _fd_of(obj: Any, cls: type) -> int | None:
 
 
 def _curl_socket(handle: Any) -> int | None:
-    """The connection a pycurl handle keeps for its next transfer (libcurl's ``CURLINFO_ACTIVESOCKET``): a handle a
+    """The connection a pycurl handle keeps for its next transfer (libcurl's ``CURLINFO_ACTIVESOCKET``, or
+    ``LASTSOCKET`` where pycurl does not name the first): a handle a
     session fixture made connects on its first ``perform()``, in a test, and keeps the connection alive."""
     pycurl = sys.modules.get("pycurl")
-    info = getattr(pycurl, "ACTIVESOCKET", None)
+    # (ACTIVESOCKET where pycurl names it, 7.49; LASTSOCKET, the same fd for a kept connection, before: 7.45)
+    info = getattr(pycurl, "ACTIVESOCKET", None) or getattr(pycurl, "LASTSOCKET", None)
     if info is None:
         return None
     try:
