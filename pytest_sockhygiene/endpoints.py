@@ -22,6 +22,35 @@ FourTuple = tuple[Endpoint, Endpoint]
 Address = tuple[str, int]
 """A host and port as a client was told them: an IP literal (normalised) or a name, not resolved."""
 
+LOCALHOST_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+"""Host names that mean this machine's loopback addresses."""
+
+
+def parse_address(text: str, default_port: int | None = None) -> Address | None:
+    """``host:port`` or ``[v6]:port`` as a client library was given it (a gRPC target's authority, a zmq
+    endpoint's), the host lower-cased and normalised, never resolved; None if it is not one. With
+    ``default_port``, the port may be left out: ``host``, ``[v6]`` or a bare IPv6 literal."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            return None
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif default_port is not None and text.count(":") > 1:  # a bare IPv6 literal
+        host, port_text = text, ""
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+    if not host:
+        return None
+    try:
+        port = int(port_text) if port_text or default_port is None else default_port
+    except ValueError:
+        return None
+    if not 0 < port < 65536:
+        return None
+    return normalize_host(host.lower()), port
+
 
 class ConfigError(ValueError):
     """A user-supplied value (ini, marker, option) is invalid; the message says what and where."""

@@ -16,10 +16,8 @@ from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
 from . import grpc_channels
-from .endpoints import Address, Endpoint
+from .endpoints import LOCALHOST_NAMES, Address, Endpoint
 from .zmq_endpoints import ZmqConnects
-
-_LOCALHOST = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -43,7 +41,7 @@ def names(addresses: Collection[Address], remote: Endpoint | None) -> bool:
             return True
         if _ip(name) is not None:
             continue  # another address
-        if name in _LOCALHOST:
+        if name in LOCALHOST_NAMES:
             remote_ip = _ip(host)
             if remote_ip is not None and remote_ip.is_loopback:
                 return True

@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from .endpoints import Address, normalize_host
+from .endpoints import LOCALHOST_NAMES, Address, parse_address
 from .trackers.patching import PatchOnImport
 
 _CYGRPC = "grpc._cython.cygrpc"
@@ -29,9 +29,6 @@ _CHANNEL_TYPES = frozenset({"Channel", "AioChannel"})
 
 _DEFAULT_PORT = 443
 """The port of a target that names none (gRPC's default, for ``dns:`` and bare names alike)."""
-
-_LOCALHOST = frozenset({"localhost", "localhost.", "ip6-localhost"})
-"""Names a gRPC target may start with that are hosts, not schemes (``localhost:50051``)."""
 
 _NOT_TCP = frozenset({"unix", "unix-abstract", "vsock"})
 """Target schemes whose connections are not TCP: nothing of theirs to place."""
@@ -55,30 +52,6 @@ def channel_target(obj: Any) -> str | None:
     return target if isinstance(target, str) else None
 
 
-def _host_port(text: str) -> Address | None:
-    """``host:port``, ``[v6]:port``, a bare host or a bare IPv6 literal: the host and the port (443 if none)."""
-    if not text:
-        return None
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep:
-            return None
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") > 1:  # a bare IPv6 literal
-        host, port_text = text, ""
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        return None
-    try:
-        port = int(port_text) if port_text else _DEFAULT_PORT
-    except ValueError:
-        return None
-    if not 0 < port < 65536:
-        return None
-    return normalize_host(host.lower()), port
-
-
 def target_addresses(target: str) -> list[Address]:
     """What a gRPC target names, per gRPC's naming doc: ``host[:port]``, ``dns:[//authority/]host[:port]``,
     ``ipv4:a:p[,a:p...]``, ``ipv6:[a]:p[,...]``. Empty for a Unix socket, vsock or a resolver scheme this does not
@@ -92,11 +65,11 @@ def target_addresses(target: str) -> list[Address]:
         parts = [rest]
     elif sep and scheme in ("ipv4", "ipv6"):
         parts = rest.split(",")
-    elif sep and scheme.isalpha() and scheme not in _LOCALHOST and not rest[:1].isdigit():
+    elif sep and scheme.isalpha() and scheme not in LOCALHOST_NAMES and not rest[:1].isdigit():
         return []  # unix:, unix-abstract:, vsock:, xds:, or another resolver's scheme
     else:
         parts = [target]
-    return [a for a in map(_host_port, parts) if a is not None]
+    return [a for a in (parse_address(p, _DEFAULT_PORT) for p in parts if p) if a is not None]
 
 
 class AioTargets(PatchOnImport):

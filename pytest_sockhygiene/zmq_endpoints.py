@@ -15,7 +15,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from .endpoints import Address, normalize_host
+from .endpoints import Address, parse_address
 from .trackers.patching import PatchOnImport
 
 
@@ -29,19 +29,7 @@ def endpoint_address(endpoint: Any) -> Address | None:
     scheme, sep, rest = endpoint.partition("://")
     if not sep or scheme.lower() != "tcp":
         return None
-    rest = rest.rpartition(";")[2]  # a source address before ';' is the local end's
-    if rest.startswith("["):
-        host, sep, tail = rest[1:].partition("]")
-        port_text = tail[1:] if sep and tail.startswith(":") else ""
-    else:
-        host, _, port_text = rest.rpartition(":")
-    try:
-        port = int(port_text)
-    except ValueError:
-        return None
-    if not host or not 0 < port < 65536:
-        return None
-    return normalize_host(host.lower()), port
+    return parse_address(rest.rpartition(";")[2])  # (a source address before ';' is the local end's)
 
 
 class ZmqConnects(PatchOnImport):
