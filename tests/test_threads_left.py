@@ -198,17 +198,25 @@ def test_a_thread_that_reuses_an_ended_fixture_threads_ident_is_not_that_fixture
             and keeps the socket."""
             assert ENDED
             wanted = ENDED[0]
+            other_ended = threading.Event()
+            others = []
 
             def work():
                 if threading.get_ident() == wanted:
                     KEPT.append(socket.create_connection((server.host, server.port)))
+                else:
+                    other_ended.wait()  # keeps its stack: the next thread is given another one
 
             for _ in range(50):
                 t = threading.Thread(target=work)
                 t.start()
-                t.join()
-                if KEPT:
+                if t.ident == wanted:
+                    t.join()
                     break
+                others.append(t)
+            other_ended.set()
+            for t in others:
+                t.join()
             if not KEPT:
                 pytest.skip("no new thread got the ended thread's ident on this platform")
     '''))
@@ -248,11 +256,13 @@ def test_a_thread_given_the_ident_of_one_that_ended_in_the_test_holds_only_its_o
             first.start()
             first.join()
             for _ in range(50):
+                # a thread whose ident is not the opener's keeps waiting, and its stack: else, once another thread
+                # of the process has ended since, every try would be given that thread's stack back, never the
+                # opener's (the threads' stacks are reused last-freed first)
                 t = threading.Thread(target=STOP.wait, name="waiter", daemon=True)
                 t.start()
                 if t.ident == first.ident:
                     break
-                STOP.set(); t.join(); STOP.clear()
             else:
                 pytest.skip("no new thread got the ended thread's ident on this platform")
 
