@@ -1,11 +1,11 @@
-"""Connections C code holds for an object, placed by their far end: gRPC channels and pyzmq sockets.
+"""Connections C code holds for an object, placed by their far end: gRPC channels, pyzmq sockets, pylibmc clients.
 
-A client whose C library opens its connections (gRPC's core, libzmq's I/O thread) gives no file descriptor to
-find them by, and connects lazily: made in a session fixture, it opens its connection during a later test, which
-was that test's ``established`` leak of ``origin unknown``. What such an object does know is where it connects -
-a gRPC channel its target (``grpc_channels.py``), a zmq socket the endpoints it was told (``zmq_endpoints.py``) -
-so the walk over broader fixtures' values (``holders.py``) gives it the held connections that go there: one per
-address (``Claims``).
+A client whose C library opens its connections (gRPC's core, libzmq's I/O thread, libmemcached) gives no file
+descriptor to find them by, and connects lazily: made in a session fixture, it opens its connection during a later
+test, which was that test's ``established`` leak of ``origin unknown``. What such an object does know is where it
+connects - a gRPC channel its target (``grpc_channels.py``), a zmq socket the endpoints it was told
+(``zmq_endpoints.py``), a memcached client its servers (``memcached_clients.py``) - so the walk over broader
+fixtures' values (``holders.py``) gives it the held connections that go there: one per address (``Claims``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
-from . import grpc_channels
+from . import grpc_channels, memcached_clients
 from .endpoints import LOCALHOST_NAMES, Address, Endpoint
 from .zmq_endpoints import ZmqConnects
 
@@ -58,34 +58,37 @@ class Claims:
     """The connection each broader fixture's object was given, per address, for the whole session.
 
     A gRPC channel keeps one connection to an address (its default policy, ``pick_first``), a zmq socket one per
-    endpoint, and each opens another when that one ends: a new connection to the address is the object's only
-    while the one it was given is no longer held. So a test that leaks a channel of its own to the server a
-    session stub talks to is still told, unless the session's channel had not connected yet and the two
-    connections cannot be told apart (then one of them is the test's, and the count stays right)."""
+    endpoint, a memcached client one per server, and each opens another when that one ends: a new connection to
+    the address is the object's only while the one it was given is no longer held. So a test that leaks a channel
+    of its own to the server a session stub talks to is still told, unless the session's channel had not
+    connected yet and the two connections cannot be told apart (then one of them is the test's, and the count
+    stays right). ``owner``: the object, as its fixture and ``id()`` - each of a fixture's objects has its own
+    (a pool of pylibmc clones keeps one connection per clone to the same server)."""
 
     def __init__(self) -> None:
-        self._given: dict[tuple[str, Address], Hashable] = {}
+        self._given: dict[tuple[Hashable, Address], Hashable] = {}
 
-    def place(self, label: str, addresses: Collection[Address], wanted: Mapping[int, Hashable],
+    def place(self, owner: Hashable, addresses: Collection[Address], wanted: Mapping[int, Hashable],
               placed: Collection[Hashable], peers: Mapping[int, Endpoint | None],
               held: Collection[Hashable]) -> list[Hashable]:
         out: list[Hashable] = []
         for address in addresses:
-            given = self._given.get((label, address))
+            given = self._given.get((owner, address))
             if given is not None and given in held:
                 continue  # it keeps the connection it had: a new one is not its own
             fds = sorted(fd for fd, key in wanted.items()
                          if key not in placed and key not in out and names((address,), peers.get(fd)))
             if fds:
                 key = wanted[fds[0]]  # the lowest number: opened first, if numbers were free in order
-                self._given[(label, address)] = key
+                self._given[(owner, address)] = key
                 out.append(key)
         return out
 
 
 class FarEnds:
     """What the walk needs to place connections by their far end, for the session: the claims made so far, the
-    zmq endpoints and ``grpc.aio`` targets noted (its ``patches`` are installed with the socket hooks)."""
+    zmq endpoints and ``grpc.aio`` targets noted (its ``patches`` are installed with the socket hooks). A pylibmc
+    client needs no patch: it keeps its servers' specs itself."""
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.claims = Claims()
@@ -96,7 +99,7 @@ class FarEnds:
 
     def types(self) -> frozenset[type]:
         """The classes whose instances are asked (subclasses too), where their modules are imported already (the
-        walk imports nothing): grpcio's C channels, pyzmq's socket."""
+        walk imports nothing): grpcio's C channels, pyzmq's socket, pylibmc's client."""
         out: set[type] = set()
         cygrpc = sys.modules.get("grpc._cython.cygrpc")
         if cygrpc is not None:
@@ -105,12 +108,17 @@ class FarEnds:
         zmq_socket = getattr(sys.modules.get("zmq.sugar.socket"), "Socket", None)
         if isinstance(zmq_socket, type):
             out.add(zmq_socket)
+        memcached = memcached_clients.client_type()
+        if memcached is not None:
+            out.add(memcached)
         return frozenset(out)
 
     def addresses(self, obj: Any, cls: type) -> list[Address]:
         if grpc_channels.is_channel_type(cls):
             target = grpc_channels.channel_target(obj) or self.grpc_aio.target_of(obj)
             return grpc_channels.target_addresses(target) if target is not None else []
+        if memcached_clients.is_client_type(cls):
+            return memcached_clients.server_addresses(obj)
         if getattr(obj, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
             return []  # closed: what goes to its endpoints now is someone else's
         return self.zmq.addresses(obj)
@@ -124,7 +132,7 @@ class FarEnds:
             addresses = self.addresses(obj, type(obj))
             if not addresses:
                 return []
-            return self.claims.place(label, addresses, wanted, placed, peers, held)
+            return self.claims.place((label, id(obj)), addresses, wanted, placed, peers, held)
 
         return place
 

@@ -182,3 +182,17 @@ def test_claims_give_an_object_one_connection_per_address_until_it_is_gone():
     assert claims.place(label, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held={"d"}) == ["d"]
     # another fixture's object to the same address is given its own connection
     assert claims.place("session fixture 'other'", addresses, {11: "e"}, (), {11: ("::1", 5)}, held={"d", "e"}) == ["e"]
+
+
+def test_claims_are_per_object_so_two_objects_of_one_fixture_each_keep_a_connection():
+    """A fixture's pool of pylibmc clones, or two zmq sockets to one endpoint: each object keeps a connection of
+    its own to the same address (keyed by fixture label alone, the second was the test's leak)."""
+    claims = Claims()
+    label, addresses = "session fixture 'pool'", [("127.0.0.1", 5)]
+    peers = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5), 9: ("127.0.0.1", 5)}
+    wanted = {7: "a", 8: "b", 9: "c"}
+    held = {"a", "b", "c"}
+    assert claims.place((label, 1), addresses, wanted, (), peers, held) == ["a"]
+    assert claims.place((label, 2), addresses, wanted, {"a"}, peers, held) == ["b"]
+    # the third connection is no object's: the test's
+    assert claims.place((label, 1), addresses, wanted, {"a", "b"}, peers, held) == []
