@@ -395,7 +395,8 @@ class Window(EventSink):
             held = self.after_scan.ids if self.after_scan is not None else {}
             far = own.far_ends
             found = fixture_holders(wanted, list(own.fixture_values.values()),
-                                    far_ends=(far.types(), far.placer(peers, held)) if far is not None else None)
+                                    far_ends=(far.types(), far.placer(peers, held, self.opened_at)) if far is not None
+                                    else None)
         except Exception:  # noqa: BLE001 - a value the walk cannot read: the sockets stay the test's, as before
             return entries
         if not found:

@@ -172,27 +172,35 @@ def test_names_matches_literals_exactly_localhost_to_loopback_and_other_names_by
 
 def test_claims_give_an_object_one_connection_per_address_until_it_is_gone():
     claims = Claims()
-    label, addresses = "session fixture 'echo'", [("localhost", 5)]
+    label, addresses, channel = "session fixture 'echo'", [("localhost", 5)], 1
     peers = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5), 9: ("127.0.0.1", 6)}
-    # one of the two connections to its address, none to another port
-    assert claims.place(label, addresses, {7: "a", 8: "b", 9: "c"}, (), peers, held={"a", "b", "c"}) == ["a"]
-    # the next look: its connection is still held, so a new one to the same address is not its own
-    assert claims.place(label, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held={"a", "d"}) == []
+    # one of the two connections to its address, none to another port (a window opened at 10, looked at 11)
+    assert claims.place(label, channel, addresses, {7: "a", 8: "b", 9: "c"}, (), peers, {"a", "b", "c"},
+                        10, 11) == ["a"]
+    # a second look in the same window: the channel has its connection
+    assert claims.place(label, channel, addresses, {8: "b"}, (), peers, {"a", "b"}, 10, 12) == []
+    # the next test: its connection is still held, so a new one to the same address is not its own
+    assert claims.place(label, channel, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, {"a", "d"}, 20, 21) == []
     # its connection is gone: it reconnected
-    assert claims.place(label, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held={"d"}) == ["d"]
+    assert claims.place(label, channel, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, {"d"}, 30, 31) == ["d"]
     # another fixture's object to the same address is given its own connection
-    assert claims.place("session fixture 'other'", addresses, {11: "e"}, (), {11: ("::1", 5)}, held={"d", "e"}) == ["e"]
+    assert claims.place("session fixture 'other'", 2, addresses, {11: "e"}, (), {11: ("::1", 5)}, {"d", "e"},
+                        30, 31) == ["e"]
 
 
-def test_claims_are_per_object_so_two_objects_of_one_fixture_each_keep_a_connection():
-    """A fixture's pool of pylibmc clones, or two zmq sockets to one endpoint: each object keeps a connection of
-    its own to the same address (keyed by fixture label alone, the second was the test's leak)."""
+def test_claims_give_each_object_of_a_fixture_a_connection_in_one_test_but_none_in_a_later_one():
+    """A fixture's pool of pylibmc clones, or two zmq sockets to one endpoint: each object opens a connection of
+    its own to the same address in the test that first uses them (keyed by fixture alone, the second was the
+    test's leak). In a later test a fixture that still holds a connection it was given takes no new one: a
+    ``ThreadMappedPool`` also reaches its master client, which never connects, and must not take the connection
+    that test left open itself."""
     claims = Claims()
     label, addresses = "session fixture 'pool'", [("127.0.0.1", 5)]
     peers = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5), 9: ("127.0.0.1", 5)}
-    wanted = {7: "a", 8: "b", 9: "c"}
-    held = {"a", "b", "c"}
-    assert claims.place((label, 1), addresses, wanted, (), peers, held) == ["a"]
-    assert claims.place((label, 2), addresses, wanted, {"a"}, peers, held) == ["b"]
+    wanted, held = {7: "a", 8: "b", 9: "c"}, {"a", "b", "c"}
+    assert claims.place(label, 1, addresses, wanted, (), peers, held, 10, 11) == ["a"]
+    assert claims.place(label, 2, addresses, wanted, {"a"}, peers, held, 10, 11) == ["b"]
     # the third connection is no object's: the test's
-    assert claims.place((label, 1), addresses, wanted, {"a", "b"}, peers, held) == []
+    assert claims.place(label, 1, addresses, wanted, {"a", "b"}, peers, held, 10, 11) == []
+    # the next test opens another and leaves it: the pool's master (object 3) does not take it
+    assert claims.place(label, 3, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held | {"d"}, 20, 21) == []

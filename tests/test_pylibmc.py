@@ -1,6 +1,7 @@
 """End to end, with the real pylibmc (libmemcached): a client a broader fixture made owns the connection
 libmemcached opens for it on its first operation, in a later test (``memcached_clients.py``, ``far_ends.py``); so
-does each clone of a fixture's pool; a client the test left connected is still the test's.
+does each clone of a fixture's pool; a client the test left connected is still the test's, also beside a
+fixture's ``ThreadMappedPool`` whose master client never connects.
 
 Found with pylibmc 1.6.3 against a real memcached 1.6 (issue 12's sweep of C clients): a session-scoped
 ``pylibmc.Client`` connected in the first test that used it, which failed with an ``established`` leak of
@@ -119,6 +120,25 @@ SUITE = dedent("""
             assert one.get("e") == "5"
 
 
+    @pytest.fixture(scope="module")
+    def mapped(memcached):
+        # one clone per thread; the master client it reaches never connects
+        return pylibmc.ThreadMappedPool(pylibmc.Client([memcached]))
+
+
+    def test_g_thread_mapped_pool_first_used(mapped):
+        with mapped.reserve() as client:
+            client.set("g", "7")
+
+
+    def test_h_own_client_left_beside_the_thread_mapped_pool(memcached, mapped):
+        with mapped.reserve() as client:
+            assert client.get("g") == "7"
+        own = pylibmc.Client([memcached])
+        KEEP.append(own)
+        own.set("h", "8")
+
+
     def test_z_disconnect_the_left_one():
         for client in KEEP:
             client.disconnect_all()
@@ -137,8 +157,10 @@ def test_a_broader_fixtures_memcached_client_owns_the_connection_it_opens_later(
     assert established == {"test_a_session_client_first_used": 0, "test_b_session_client_again": 0,
                            "test_c_own_client_left_connected": 1, "test_d_own_client_disconnected": 0,
                            "test_e_pool_clones_first_used": 0, "test_f_pool_again": 0,
+                           "test_g_thread_mapped_pool_first_used": 0,
+                           "test_h_own_client_left_beside_the_thread_mapped_pool": 1,
                            "test_z_disconnect_the_left_one": 0}, result.stdout.str()
-    result.assert_outcomes(passed=7, errors=1)
+    result.assert_outcomes(passed=9, errors=2)
 
 
 @pytest.mark.skipif(not HAS_PYLIBMC, reason="pylibmc is not installed (wheels for CPython <= 3.11 only)")
