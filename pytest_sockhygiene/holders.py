@@ -65,13 +65,14 @@ object the walk reached from a logged traceback's frames (``logheld.py``), a bui
 not made ready (no ``__mro__`` yet) - and can run a ``__subclasshook__``."""
 
 
-def _fd_of(obj: Any, cls: type) -> int | None:
+def _fd_of(obj: Any, cls: type, mro: tuple[type, ...] = ()) -> int | None:
     """The fd of a socket module's socket (an asyncio transport's, or its TransportSocket's, is reached as its
     ``_sock``), of a psycopg / psycopg2 connection (libpq's socket, ``fileno()``) or of a pycurl handle's kept
-    connection; else None. Asked of the real type (``cls``), never of ``obj.__class__``: a lazy proxy (Django's
-    ``SimpleLazyObject``) runs code when asked that, and a walk must run none - no other object's ``fileno()`` is
-    called either."""
-    if socket.socket in (_mro(cls) or ()):
+    connection; else None. Asked of the real type (``cls``, its bases ``mro``), never of ``obj.__class__``: a lazy
+    proxy (Django's ``SimpleLazyObject``) runs code when asked that, and a walk must run none - no other object's
+    ``fileno()`` is called either."""
+    mro = mro or _mro(cls) or ()
+    if socket.socket in mro:
         try:
             return obj.fileno()  # type: ignore[no-any-return]
         except OSError:
@@ -83,7 +84,8 @@ def _fd_of(obj: Any, cls: type) -> int | None:
         except Exception:  # noqa: BLE001 - a closed or broken connection has no socket to find
             return None
         return fd if isinstance(fd, int) else None
-    if cls.__name__ == "Curl" and cls.__module__ == "pycurl":
+    curl = getattr(sys.modules.get("pycurl"), "Curl", None)  # (a subclass of it too: the walk imports nothing)
+    if curl is not None and curl in mro:
         return _curl_socket(obj)
     return None
 
@@ -154,7 +156,7 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
                     found[key] = label
                     if len(found) == total:
                         return found
-            fd = _fd_of(obj, cls)
+            fd = _fd_of(obj, cls, mro)
             if fd is not None:
                 key = wanted.get(fd)
                 if key is not None and key not in found:

@@ -3,7 +3,8 @@
 
 Found with pycurl 7.49 beside issue 12's gRPC case: a session-scoped ``pycurl.Curl`` connects on its first
 ``perform()``, in whichever test makes it, outside Python's socket module, and keeps the connection for the next
-transfer - the first test failed with an ``established`` leak of ``origin unknown``.
+transfer - the first test failed with an ``established`` leak of ``origin unknown``. A handle of a subclass of
+``pycurl.Curl`` is one too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ SUITE = dedent("""
         handle.close()
 
 
+    class Session(pycurl.Curl):  # an SDK's own handle class
+        pass
+
+
+    @pytest.fixture(scope="session")
+    def own_class_curl():
+        handle = Session()
+        yield handle
+        handle.close()
+
+
     def fetch(handle, url):
         body = io.BytesIO()
         handle.setopt(pycurl.URL, url)
@@ -48,6 +60,10 @@ SUITE = dedent("""
 
     def test_b_session_handle_again(curl, server):
         assert fetch(curl, server.url + "/b")
+
+
+    def test_b2_session_handle_of_a_subclass_first_used(own_class_curl, server):
+        assert fetch(own_class_curl, server.url + "/b2")
 
 
     def test_c_own_handle_left_open(server):
@@ -73,5 +89,6 @@ def test_a_broader_fixtures_curl_handle_owns_its_kept_connection(pytester, run):
     tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
     established = {name: t["counts"]["established"] for name, t in tests.items()}
     assert established == {"test_a_session_handle_first_used": 0, "test_b_session_handle_again": 0,
+                           "test_b2_session_handle_of_a_subclass_first_used": 0,
                            "test_c_own_handle_left_open": 1, "test_d_own_handle_closed": 0}, result.stdout.str()
-    result.assert_outcomes(passed=4, errors=1)
+    result.assert_outcomes(passed=5, errors=1)
