@@ -1,11 +1,13 @@
-"""Connections C code holds for an object, placed by their far end: gRPC channels, pyzmq sockets, pylibmc clients.
+"""Connections C code holds for an object, placed by their far end: gRPC channels, pyzmq sockets, pylibmc clients,
+curl_cffi sessions.
 
-A client whose C library opens its connections (gRPC's core, libzmq's I/O thread, libmemcached) gives no file
-descriptor to find them by, and connects lazily: made in a session fixture, it opens its connection during a later
-test, which was that test's ``established`` leak of ``origin unknown``. What such an object does know is where it
-connects - a gRPC channel its target (``grpc_channels.py``), a zmq socket the endpoints it was told
-(``zmq_endpoints.py``), a memcached client its servers (``memcached_clients.py``) - so the walk over broader
-fixtures' values (``holders.py``) gives it the held connections that go there: one per address (``Claims``).
+A client whose C library opens its connections (gRPC's core, libzmq's I/O thread, libmemcached, libcurl) gives no
+file descriptor to find them by, and connects lazily: made in a session fixture, it opens its connection during a
+later test, which was that test's ``established`` leak of ``origin unknown``. What such an object does know is where
+it connects - a gRPC channel its target (``grpc_channels.py``), a zmq socket the endpoints it was told
+(``zmq_endpoints.py``), a memcached client its servers (``memcached_clients.py``), a curl_cffi session the origins
+it sent requests to (``curl_cffi_sessions.py``) - so the walk over broader fixtures' values (``holders.py``) gives
+it the held connections that go there: one per address (``Claims``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
 from . import grpc_channels, memcached_clients
+from .curl_cffi_sessions import CurlCffiRequests
 from .endpoints import LOCALHOST_NAMES, Address, Endpoint
 from .zmq_endpoints import ZmqConnects
 
@@ -98,19 +101,20 @@ class Claims:
 
 class FarEnds:
     """What the walk needs to place connections by their far end, for the session: the claims made so far, the
-    zmq endpoints and ``grpc.aio`` targets noted (its ``patches`` are installed with the socket hooks). A pylibmc
-    client needs no patch: it keeps its servers' specs itself."""
+    zmq endpoints, ``grpc.aio`` targets and curl_cffi sessions' origins noted (its ``patches`` are installed with
+    the socket hooks). A pylibmc client needs no patch: it keeps its servers' specs itself."""
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.claims = Claims()
         self.zmq = ZmqConnects(on_error)
         self.grpc_aio = grpc_channels.AioTargets(on_error)
-        self.patches = (self.zmq, self.grpc_aio)
+        self.curl_cffi = CurlCffiRequests(on_error)
+        self.patches = (self.zmq, self.grpc_aio, *self.curl_cffi.patches)
         """What the recorder installs with its socket hooks."""
 
     def types(self) -> frozenset[type]:
         """The classes whose instances are asked (subclasses too), where their modules are imported already (the
-        walk imports nothing): grpcio's C channels, pyzmq's socket, pylibmc's client."""
+        walk imports nothing): grpcio's C channels, pyzmq's socket, pylibmc's client, curl_cffi's session."""
         out: set[type] = set()
         cygrpc = sys.modules.get("grpc._cython.cygrpc")
         if cygrpc is not None:
@@ -122,6 +126,9 @@ class FarEnds:
         memcached = memcached_clients.client_type()
         if memcached is not None:
             out.add(memcached)
+        curl_cffi = self.curl_cffi.session_type()
+        if curl_cffi is not None:
+            out.add(curl_cffi)
         return frozenset(out)
 
     def addresses(self, obj: Any, cls: type) -> list[Address]:
@@ -130,6 +137,9 @@ class FarEnds:
             return grpc_channels.target_addresses(target) if target is not None else []
         if memcached_clients.is_client_type(cls):
             return memcached_clients.server_addresses(obj)
+        curl_cffi = self.curl_cffi.session_type()
+        if curl_cffi is not None and issubclass(cls, curl_cffi):
+            return self.curl_cffi.addresses(obj)
         if getattr(obj, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
             return []  # closed: what goes to its endpoints now is someone else's
         return self.zmq.addresses(obj)

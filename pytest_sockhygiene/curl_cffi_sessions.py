@@ -1,0 +1,128 @@
+"""The servers each curl_cffi session sent requests to, noted as ``request()`` is called.
+
+curl_cffi's ``Session`` and ``AsyncSession`` hand every request to libcurl, which opens the connection in C and
+keeps it for the next request: a session a session fixture made connected during the first test that used it,
+which then failed with an ``established`` leak of ``origin unknown``. Nothing on the session gives that
+connection's fd (the session resets its curl handle after each transfer, which forgets the last socket, and an
+``AsyncSession``'s connections live in its multi handle's cache), so ``request()`` of both classes is wrapped to
+note, per session, the origin each URL names (and the session's proxies, where it has any): the walk over
+broader fixtures' values (``holders.py``) then places a held connection to one of them as the session's
+(``far_ends.py``), as a zmq socket's endpoints are.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from .endpoints import Address, normalize_host
+from .trackers.patching import PatchOnImport
+
+MODULE = "curl_cffi.requests.session"
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_PROXY_DEFAULT_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
+_KEPT_PER_SESSION = 64
+"""Origins kept per session: a crawler's session visits many; the connections it keeps go to the latest."""
+
+
+def url_address(url: Any, base_url: Any = None, defaults: dict[str, int] | None = None) -> Address | None:
+    """The (host, port) a request to ``url`` connects to: relative to ``base_url`` if it names no host, the
+    scheme's port if it names none. None for what is not an http(s)/ws(s) URL (or a proxy URL, with
+    ``_PROXY_DEFAULT_PORTS``)."""
+    if isinstance(url, bytes):
+        url = url.decode("utf-8", "replace")
+    if not isinstance(url, str):
+        return None
+    defaults = defaults or _DEFAULT_PORTS
+    try:
+        parts = urlsplit(url)
+        if not parts.netloc and isinstance(base_url, str) and base_url:
+            parts = urlsplit(urljoin(base_url, url))
+        scheme = parts.scheme.lower()
+        if scheme not in defaults or not parts.hostname:
+            return None
+        port = parts.port or defaults[scheme]
+    except ValueError:  # a port out of range, a malformed netloc
+        return None
+    return normalize_host(parts.hostname.lower()), port
+
+
+def _proxy_addresses(proxies: Any) -> Iterable[Address]:
+    """The proxies a session (or one request) names: ``{"https": "http://proxy:3128", ...}`` or one URL."""
+    values = proxies.values() if isinstance(proxies, dict) else (proxies,)
+    for value in values:
+        address = url_address(value, defaults=_PROXY_DEFAULT_PORTS)
+        if address is not None:
+            yield address
+
+
+class _RequestNotes(PatchOnImport):
+    """``request()`` of one of curl_cffi's session classes: each origin it is asked for is noted on the way in
+    (an async one's too: noting needs no await)."""
+
+    MODULE, METHOD = MODULE, "request"
+
+    def __init__(self, on_error: Callable[[BaseException], None], cls: str,
+                 origins: weakref.WeakKeyDictionary[Any, dict[Address, None]]) -> None:
+        super().__init__(on_error)
+        self.CLASS = cls
+        self._origins = origins
+
+    def wrapper(self, original: Any) -> Any:
+        origins = self._origins
+        on_error = self._on_error
+
+        def request(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            try:
+                state = vars(self)
+                noted = origins.get(self)
+                if noted is None:
+                    noted = origins[self] = {}
+                found = [url_address(url, state.get("base_url")), *_proxy_addresses(state.get("proxies") or {})]
+                for key in ("proxies", "proxy"):
+                    if kwargs.get(key):
+                        found.extend(_proxy_addresses(kwargs[key]))
+                for address in found:
+                    if address is not None:
+                        noted.pop(address, None)
+                        noted[address] = None  # the latest last
+                while len(noted) > _KEPT_PER_SESSION:
+                    del noted[next(iter(noted))]
+            except Exception as e:  # noqa: BLE001 - never let a plugin fault reach the user's request
+                on_error(e)
+            return original(self, method, url, *args, **kwargs)
+
+        return request
+
+
+class CurlCffiRequests:
+    """The origins of the requests of every curl_cffi session alive, per session (weakly: kept only as long as
+    the session); its ``patches`` are installed with the socket hooks."""
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self.origins: weakref.WeakKeyDictionary[Any, dict[Address, None]] = weakref.WeakKeyDictionary()
+        self.patches = (_RequestNotes(on_error, "Session", self.origins),
+                        _RequestNotes(on_error, "AsyncSession", self.origins))
+
+    @staticmethod
+    def session_type() -> type | None:
+        """curl_cffi's session base class, if curl_cffi is imported already (the walk imports nothing)."""
+        cls = getattr(sys.modules.get(MODULE), "BaseSession", None)
+        return cls if isinstance(cls, type) else None
+
+    def addresses(self, session: Any) -> list[Address]:
+        """Where ``session``'s requests went; none once it is closed (what goes there now is someone else's)."""
+        if vars(session).get("_closed") is True:
+            return []
+        try:
+            return list(self.origins.get(session, ()))
+        except TypeError:  # not weakly referenceable: never noted
+            return []
+
+
+__all__ = ["CurlCffiRequests", "url_address"]

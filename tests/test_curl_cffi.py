@@ -1,0 +1,155 @@
+"""End to end, with the real curl_cffi (libcurl): a session a broader fixture made owns the connection libcurl
+opens for it in a later test (``curl_cffi_sessions.py``, ``far_ends.py``), sync and async, by URL, by base URL
+and by ``localhost``; a session the test made and left open is still the test's.
+
+Found with curl_cffi 0.17 for issue 12, after pycurl: a session-scoped ``curl_cffi.requests.Session`` connected in
+the first test that used it, which failed with an ``established`` leak of ``origin unknown``. libcurl's
+``ACTIVESOCKET`` cannot tell that connection (the session resets its handle after each transfer, and an async
+session's connections are in its multi handle), so the origins the session was asked for place it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from pytest_sockhygiene.curl_cffi_sessions import url_address
+
+from conftest import dedent
+
+# looked for, not imported: the inner runs import it themselves
+HAS_CURL_CFFI = importlib.util.find_spec("curl_cffi") is not None
+
+SUITE = dedent("""
+    import asyncio
+
+    import pytest
+    from curl_cffi import requests
+
+    KEEP = []
+
+
+    @pytest.fixture(scope="session")
+    def session():
+        with requests.Session() as s:
+            yield s
+
+
+    @pytest.fixture(scope="session")
+    def based(server):
+        with requests.Session(base_url=server.url.replace("127.0.0.1", "{host}")) as s:
+            yield s
+
+
+    @pytest.fixture(scope="session")
+    def loop():
+        loop = asyncio.new_event_loop()
+        yield loop
+        loop.close()
+
+
+    @pytest.fixture(scope="session")
+    def async_session(loop):
+        async def make():
+            return requests.AsyncSession()
+
+        s = loop.run_until_complete(make())
+        yield s
+        loop.run_until_complete(s.close())
+
+
+    def test_a_session_first_used(session, server):
+        assert session.get(server.url.replace("127.0.0.1", "{host}") + "/a").status_code == 200
+
+
+    def test_b_session_again(session, server):
+        assert session.get(server.url.replace("127.0.0.1", "{host}") + "/b").status_code == 200
+
+
+    def test_c_base_url_session_first_used(based):
+        assert based.get("/c").status_code == 200
+
+
+    def test_d_async_session_first_used(async_session, loop, server):
+        async def go():
+            return await async_session.get(server.url + "/d")
+
+        assert loop.run_until_complete(go()).status_code == 200
+
+
+    def test_e_own_session_left_open(session, server):
+        own = requests.Session()
+        KEEP.append(own)  # never closed: libcurl keeps its connection
+        assert own.get(server.url + "/e").status_code == 200
+
+
+    def test_f_own_session_closed(server):
+        with requests.Session() as own:
+            assert own.get(server.url + "/f").status_code == 200
+
+
+    def test_z_close_the_left_one():
+        for s in KEEP:
+            s.close()
+""")
+
+
+@pytest.mark.skipif(not HAS_CURL_CFFI, reason="curl_cffi is not installed (CPython >= 3.10)")
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_broader_fixtures_curl_cffi_session_owns_the_connection_libcurl_opens_later(pytester, run, host):
+    pytester.makepyfile(test_cc=SUITE.replace("{host}", host))
+    report = pytester.path / "report.json"
+    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
+    established = {name: t["counts"]["established"] for name, t in tests.items()}
+    assert established == {"test_a_session_first_used": 0, "test_b_session_again": 0,
+                           "test_c_base_url_session_first_used": 0, "test_d_async_session_first_used": 0,
+                           "test_e_own_session_left_open": 1, "test_f_own_session_closed": 0,
+                           "test_z_close_the_left_one": 0}, result.stdout.str()
+    result.assert_outcomes(passed=7, errors=1)
+
+
+def test_url_address_names_where_a_request_connects():
+    assert url_address("http://127.0.0.1:8000/x") == ("127.0.0.1", 8000)
+    assert url_address("https://Example.COM/x?y") == ("example.com", 443)
+    assert url_address(b"ws://[::1]/socket") == ("::1", 80)
+    assert url_address("wss://[::ffff:127.0.0.1]:9/") == ("127.0.0.1", 9)
+    assert url_address("/path", "http://localhost:5000/api/") == ("localhost", 5000)
+    assert url_address("socks5h://proxy:1", defaults={"socks5h": 1080}) == ("proxy", 1)
+    for other in ("/path", "ftp://host/x", "http://", "http://host:99999/", "mailto:a@b", None, 3):
+        assert url_address(other) is None, other
+
+
+@pytest.mark.skipif(not HAS_CURL_CFFI, reason="curl_cffi is not installed (CPython >= 3.10)")
+def test_far_ends_note_a_sessions_origins_and_proxies_and_forget_them_once_it_is_closed(pytester):
+    """``FarEnds`` on its own, in a process of its own (the suite's worker never imports curl_cffi): the origin of
+    each request and the session's proxies are noted as ``request()`` is called - also one that fails - and a
+    closed session places nothing."""
+    pytester.makepyfile(test_far=dedent("""
+        import pytest
+        from curl_cffi import requests
+
+        from pytest_sockhygiene.far_ends import FarEnds
+
+
+        def test_far_ends():
+            errors = []
+            far = FarEnds(errors.append)
+            for patch in far.curl_cffi.patches:
+                patch.install()
+            try:
+                s = requests.Session(proxies={"https": "http://127.0.0.1:9"})
+                with pytest.raises(Exception):  # nothing listens there
+                    s.get("https://example.invalid:8443/x", timeout=2)
+                assert far.addresses(s, type(s)) == [("example.invalid", 8443), ("127.0.0.1", 9)]
+                assert type(s).__mro__[1] in far.types()
+                s.close()
+                assert far.addresses(s, type(s)) == []
+            finally:
+                for patch in far.curl_cffi.patches:
+                    patch.uninstall()
+            assert errors == []
+    """))
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:sockhygiene").assert_outcomes(passed=1)
