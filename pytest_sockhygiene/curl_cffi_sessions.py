@@ -12,6 +12,7 @@ broader fixtures' values (``holders.py``) then places a held connection to one o
 
 from __future__ import annotations
 
+import inspect
 import sys
 import weakref
 from collections.abc import Callable, Iterable
@@ -61,8 +62,7 @@ def _proxy_addresses(proxies: Any) -> Iterable[Address]:
 
 
 class _RequestNotes(PatchOnImport):
-    """``request()`` of one of curl_cffi's session classes: each origin it is asked for is noted on the way in
-    (an async one's too: noting needs no await)."""
+    """``request()`` of one of curl_cffi's session classes: each origin it is asked for is noted on the way in."""
 
     MODULE, METHOD = MODULE, "request"
 
@@ -76,13 +76,12 @@ class _RequestNotes(PatchOnImport):
         origins = self._origins
         on_error = self._on_error
 
-        def request(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
-            __tracebackhide__ = True
+        def note(session: Any, url: Any, kwargs: dict[str, Any]) -> None:
             try:
-                state = vars(self)
-                noted = origins.get(self)
+                state = vars(session)
+                noted = origins.get(session)
                 if noted is None:
-                    noted = origins[self] = {}
+                    noted = origins[session] = {}
                 found = [url_address(url, state.get("base_url")), *_proxy_addresses(state.get("proxies") or {})]
                 for key in ("proxies", "proxy"):
                     if kwargs.get(key):
@@ -95,6 +94,19 @@ class _RequestNotes(PatchOnImport):
                     del noted[next(iter(noted))]
             except Exception as e:  # noqa: BLE001 - never let a plugin fault reach the user's request
                 on_error(e)
+
+        if inspect.iscoroutinefunction(original):  # AsyncSession's: still a coroutine function to whoever asks
+
+            async def arequest(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+                __tracebackhide__ = True
+                note(self, url, kwargs)
+                return await original(self, method, url, *args, **kwargs)
+
+            return arequest
+
+        def request(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            note(self, url, kwargs)
             return original(self, method, url, *args, **kwargs)
 
         return request

@@ -128,6 +128,8 @@ def test_far_ends_note_a_sessions_origins_and_proxies_and_forget_them_once_it_is
     each request and the session's proxies are noted as ``request()`` is called - also one that fails - and a
     closed session places nothing."""
     pytester.makepyfile(test_far=dedent("""
+        import inspect
+
         import pytest
         from curl_cffi import requests
 
@@ -147,6 +149,9 @@ def test_far_ends_note_a_sessions_origins_and_proxies_and_forget_them_once_it_is
                 assert type(s).__mro__[1] in far.types()
                 s.close()
                 assert far.addresses(s, type(s)) == []
+                # the async session's request is still a coroutine function to whoever asks (a mock's autospec)
+                assert inspect.iscoroutinefunction(requests.AsyncSession.request)
+                assert not inspect.iscoroutinefunction(requests.Session.request)
             finally:
                 for patch in far.curl_cffi.patches:
                     patch.uninstall()
