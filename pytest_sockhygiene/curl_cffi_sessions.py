@@ -62,15 +62,23 @@ def _proxy_addresses(proxies: Any) -> Iterable[Address]:
 
 
 class _RequestNotes(PatchOnImport):
-    """``request()`` of one of curl_cffi's session classes: each origin it is asked for is noted on the way in."""
+    """``request()`` of curl_cffi's ``Session`` and ``AsyncSession``: each origin it is asked for is noted on the
+    way in. One watch of the module for both classes (two watches of one module would each wrap its loader)."""
 
     MODULE, METHOD = MODULE, "request"
+    CLASSES = ("Session", "AsyncSession")
 
-    def __init__(self, on_error: Callable[[BaseException], None], cls: str,
+    def __init__(self, on_error: Callable[[BaseException], None],
                  origins: weakref.WeakKeyDictionary[Any, dict[Address, None]]) -> None:
         super().__init__(on_error)
-        self.CLASS = cls
         self._origins = origins
+
+    def _patch(self, module: Any) -> None:
+        if self._watcher is not None and not self._patches:  # (as PatchOnImport's: not after an uninstall, nor twice)
+            for name in self.CLASSES:
+                cls = getattr(module, name, None)
+                if isinstance(cls, type) and "request" in vars(cls):
+                    self._patches.wrap(cls, self.METHOD, self.wrapper)
 
     def wrapper(self, original: Any) -> Any:
         origins = self._origins
@@ -118,8 +126,7 @@ class CurlCffiRequests:
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
         self.origins: weakref.WeakKeyDictionary[Any, dict[Address, None]] = weakref.WeakKeyDictionary()
-        self.patches = (_RequestNotes(on_error, "Session", self.origins),
-                        _RequestNotes(on_error, "AsyncSession", self.origins))
+        self.patches = (_RequestNotes(on_error, self.origins),)
 
     @staticmethod
     def session_type() -> type | None:

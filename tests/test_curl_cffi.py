@@ -126,22 +126,25 @@ def test_url_address_names_where_a_request_connects():
 def test_far_ends_note_a_sessions_origins_and_proxies_and_forget_them_once_it_is_closed(pytester):
     """``FarEnds`` on its own, in a process of its own (the suite's worker never imports curl_cffi): the origin of
     each request and the session's proxies are noted as ``request()`` is called - also one that fails - and a
-    closed session places nothing."""
+    closed session places nothing; both session classes are wrapped as curl_cffi is imported, and put back."""
     pytester.makepyfile(test_far=dedent("""
         import inspect
+        import sys
 
         import pytest
-        from curl_cffi import requests
 
         from pytest_sockhygiene.far_ends import FarEnds
 
 
         def test_far_ends():
+            assert "curl_cffi" not in sys.modules  # patched as it is imported, below
             errors = []
             far = FarEnds(errors.append)
             for patch in far.curl_cffi.patches:
                 patch.install()
             try:
+                from curl_cffi import requests
+
                 s = requests.Session(proxies={"https": "http://127.0.0.1:9"})
                 with pytest.raises(Exception):  # nothing listens there
                     s.get("https://example.invalid:8443/x", timeout=2)
@@ -149,12 +152,16 @@ def test_far_ends_note_a_sessions_origins_and_proxies_and_forget_them_once_it_is
                 assert type(s).__mro__[1] in far.types()
                 s.close()
                 assert far.addresses(s, type(s)) == []
-                # the async session's request is still a coroutine function to whoever asks (a mock's autospec)
+                # both classes wrapped; the async session's request is still a coroutine function to whoever asks
+                # (a mock's autospec)
+                assert requests.Session.request.__wrapped__ is not None
+                assert requests.AsyncSession.request.__wrapped__ is not None
                 assert inspect.iscoroutinefunction(requests.AsyncSession.request)
                 assert not inspect.iscoroutinefunction(requests.Session.request)
             finally:
                 for patch in far.curl_cffi.patches:
                     patch.uninstall()
+            assert not hasattr(requests.Session.request, "__wrapped__")
             assert errors == []
     """))
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:sockhygiene").assert_outcomes(passed=1)
