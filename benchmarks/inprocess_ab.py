@@ -19,6 +19,10 @@ round, with its interquartile range:
 * ``countpoll``: that hook doing ``fstat`` of a directory fd kept open on /proc/self/fd (its size is the fd
   count) and one ``poll`` over the fds seen last (``POLLNVAL`` marks a closed one): two system calls that tell
   what a listing tells, whether the fd numbers are the same;
+* ``lean``: the least a check of the plugin's design does for a clean test, in the fewest bytecodes (``Lean``):
+  ``countpoll``'s two system calls, the counts to compare taken at setup, the verdict's finalizer registered at the
+  call, the socket hooks checked at teardown, and the test recorded clean - what the plugin's trivial path could
+  at best come down to with its hooks where they are;
 * ``plugin``: pytest-sockhygiene enforcing, as installed.
 
 Each round tears the session down and sets it up again (``nextitem=None``), the same in every arm; pytest-asyncio
@@ -94,6 +98,52 @@ CONFTEST = textwrap.dedent('''
             self.poll.poll(0)
 
 
+    class Lean:
+        """The least any check of this design does for a clean test, in the fewest bytecodes: at setup, the
+        test's own markers looked at and the counts to compare taken (socket events, threads started, clients
+        made); at the call, the verdict's finalizer registered (as the plugin does for a test with no fixture);
+        at teardown, the socket hooks checked in place; in the finalizer, ``fstat`` + ``poll`` (``countpoll``),
+        the counts compared and the test recorded as clean. What the plugin's own trivial path could at best
+        come down to, with its hooks where they are."""
+
+        def __init__(self):
+            import socket
+
+            self.poller = CountAndPoll()
+            self.socket_class = socket.socket
+            self.connect = socket.socket.connect
+            self.events = []
+            self.threads = []
+            self.clients = 0
+            self.clean = []
+            self.state = None
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_setup(self, item):
+            if item.own_markers:
+                item.get_closest_marker("sockhygiene")
+            self.state = (item, len(self.events), len(self.threads), self.clients)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_call(self, item):
+            item.addfinalizer(self.judge)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_teardown(self, item):
+            import socket
+
+            if socket.socket is not self.socket_class or socket.socket.connect is not self.connect:
+                raise AssertionError("hooks replaced")
+
+        def judge(self):
+            item, events, threads, clients = self.state
+            poller = self.poller
+            if (os.fstat(poller.fd).st_size and not poller.poll.poll(0) and len(self.events) == events
+                    and len(self.threads) == threads and self.clients == clients):
+                self.clean.append(item.nodeid)
+            self.state = None
+
+
     class NoopHook:
         @pytest.hookimpl(tryfirst=True)
         def pytest_runtest_setup(self, item):
@@ -111,7 +161,7 @@ CONFTEST = textwrap.dedent('''
             pm.unregister(p)
         arms = {"base": [], "noop": [(None, NoopHook())], "listdir": [(None, ListdirOnly())],
                 "stat": [(None, StatOnly())], "getdents": [(None, RawGetdents())],
-                "countpoll": [(None, CountAndPoll())],
+                "countpoll": [(None, CountAndPoll())], "lean": [(None, Lean())],
                 "plugin": plugins}
 
         def block(arm, n):
