@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import sys
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -142,6 +142,18 @@ class CurlCffiRequests:
             return list(self.origins.get(session, ()))
         except TypeError:  # not weakly referenceable: never noted
             return []
+
+    def others_sent_to(self, address: Address, but: Collection[int]) -> bool:
+        """Whether a session alive and not closed, other than those whose ``id()`` is in ``but`` (the broader
+        fixtures'), was sent to ``address``'s port (by port alone: a name and an address that may be the same host
+        are not told apart, so this says yes where it cannot tell)."""
+        port = address[1]
+        for other, noted in list(self.origins.items()):
+            if id(other) in but or vars(other).get("_closed") is True:
+                continue
+            if any(p == port for _, p in noted):
+                return True
+        return False
 
 
 __all__ = ["CurlCffiRequests", "url_address"]

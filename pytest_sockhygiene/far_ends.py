@@ -54,8 +54,9 @@ def names(addresses: Collection[Address], remote: Endpoint | None) -> bool:
     return False
 
 
-Placer = Callable[[str, Any, Mapping[int, Hashable], Collection[Hashable]], list[Hashable]]
-"""``(fixture label, object, wanted fd -> key, keys placed already)`` -> the keys that object holds."""
+Placer = Callable[[list[tuple[str, Any]], Mapping[int, Hashable], Collection[Hashable]], dict[Hashable, str]]
+"""``([(fixture label, object) met on the walk, nearest first], wanted fd -> key, keys placed already)`` -> key ->
+the label of the fixture whose object holds that connection."""
 
 
 class Claims:
@@ -96,6 +97,27 @@ class Claims:
                 key = wanted[fds[0]]  # the lowest number: opened first, if numbers were free in order
                 self._given.setdefault((label, address), {})[key] = (owner, now)
                 out.append(key)
+        return out
+
+    def note(self, label: str, owner: int, address: Address, key: Hashable, now: float = 0.0) -> None:
+        """Count ``key`` as given to that fixture's object too (a pool's connection that one of several fixture
+        sessions sent to the same origin opened: each of them then holds something from this test on)."""
+        self._given.setdefault((label, address), {})[key] = (owner, now)
+
+    def take_all(self, label: str, owner: int, addresses: Collection[Address], wanted: Mapping[int, Hashable],
+                 placed: Collection[Hashable], peers: Mapping[int, Endpoint | None],
+                 now: float = 0.0) -> list[Hashable]:
+        """Every wanted connection to ``addresses``: for a pool that keeps any number per address (a curl_cffi
+        session's), where nothing else alive was sent there (``FarEnds.placer``)."""
+        out: list[Hashable] = []
+        for fd, key in sorted(wanted.items()):
+            if key in placed:
+                continue
+            for address in addresses:
+                if names((address,), peers.get(fd)):
+                    self._given.setdefault((label, address), {})[key] = (owner, now)
+                    out.append(key)
+                    break
         return out
 
 
@@ -145,18 +167,60 @@ class FarEnds:
         return self.zmq.addresses(obj)
 
     def placer(self, peers: Mapping[int, Endpoint | None], held: Collection[Hashable], since: float) -> Placer:
-        """What the walk calls for each object of ``types`` it meets, in one look: ``peers`` the remote endpoints
-        of the wanted fds, ``held`` every socket held now, ``since`` when the window opened (``time.monotonic``)."""
+        """What the walk calls with the objects of ``types`` it met, in one look: ``peers`` the remote endpoints of
+        the wanted fds, ``held`` every socket held now, ``since`` when the window opened (``time.monotonic``)."""
         now = time.monotonic()
 
-        def place(label: str, obj: Any, wanted: Mapping[int, Hashable],
-                  placed: Collection[Hashable]) -> list[Hashable]:
-            addresses = self.addresses(obj, type(obj))
-            if not addresses:
-                return []
-            return self.claims.place(label, id(obj), addresses, wanted, placed, peers, held, since, now)
+        def place(met: list[tuple[str, Any]], wanted: Mapping[int, Hashable],
+                  placed: Collection[Hashable]) -> dict[Hashable, str]:
+            out: dict[Hashable, str] = {}
+            taken = set(placed)
+            curl_cffi = self.curl_cffi.session_type()
+            pools: list[tuple[str, Any, list[Address]]] = []
+            for label, obj in met:
+                addresses = self.addresses(obj, type(obj))
+                if not addresses:
+                    continue
+                if curl_cffi is not None and isinstance(obj, curl_cffi):
+                    pools.append((label, obj, addresses))
+                    continue
+                for key in self.claims.place(label, id(obj), addresses, wanted, taken, peers, held, since, now):
+                    out[key] = label
+                    taken.add(key)
+            if pools:
+                for key, label in self._place_pools(pools, wanted, taken, peers, held, since, now).items():
+                    out[key] = label
+            return out
 
         return place
+
+    def _place_pools(self, pools: list[tuple[str, Any, list[Address]]], wanted: Mapping[int, Hashable],
+                     taken: set[Hashable], peers: Mapping[int, Endpoint | None], held: Collection[Hashable],
+                     since: float, now: float) -> dict[Hashable, str]:
+        """curl_cffi sessions are pools: libcurl keeps as many connections to an origin as requests ran there at
+        once. Where no session outside the broader fixtures' values (the test's own, left open), alive, was sent
+        to an origin, every connection to it is the fixtures' - the first such session's met, and noted as given
+        to every fixture session sent there, since which of them opened it cannot be told; where one was, one
+        each, as for a channel."""
+        out: dict[Hashable, str] = {}
+        ours = {id(obj) for _, obj, _ in pools}
+        for label, obj, addresses in pools:
+            alone = [a for a in addresses if not self.curl_cffi.others_sent_to(a, ours)]
+            for address in alone:
+                keys = self.claims.take_all(label, id(obj), [address], wanted, taken, peers, now)
+                sharers = [(other_label, other, other_address) for other_label, other, other_addresses in pools
+                           if other is not obj for other_address in other_addresses if other_address[1] == address[1]]
+                for key in keys:
+                    out[key] = label
+                    taken.add(key)
+                    for other_label, other, other_address in sharers:  # (under its own spelling of the origin)
+                        self.claims.note(other_label, id(other), other_address, key, now)
+            shared = [a for a in addresses if a not in alone]
+            if shared:
+                for key in self.claims.place(label, id(obj), shared, wanted, taken, peers, held, since, now):
+                    out[key] = label
+                    taken.add(key)
+        return out
 
 
 __all__ = ["Claims", "FarEnds", "Placer", "names"]

@@ -120,18 +120,29 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
     session fixture's aiobotocore client makes its aiohttp session on its first request, in a test).
     ``keep``: if given, gets identity -> the socket object found for each wanted fd (``logheld.py`` asks what
     else holds it).
-    ``far_ends``: (classes, placer): an object of one of the classes (or a subclass) met on the walk places the
-    wanted connections it holds by their far end (``far_ends.py``: a gRPC channel, a zmq socket - C code holds
-    their connections, with no fd to ask for)."""
+    ``far_ends``: (classes, placer): the objects of those classes (or subclasses) met on the walk place the wanted
+    connections they hold by their far end once the walk is over, all together (``far_ends.py``: a gRPC channel, a
+    zmq socket, a curl_cffi session - C code holds their connections, with no fd to ask for; together, because
+    whether a pool's connection is its own depends on what else the fixtures hold)."""
     found: dict[Hashable, str] = {}
-    objects = objects or {}
     if not wanted and not objects:
         return found
+    far_met: list[tuple[str, Any]] = []
+    _walk(found, wanted, roots, objects or {}, keep, far_ends[0] if far_ends is not None else frozenset(), far_met)
+    if far_ends is not None and far_met and len(found) < len(wanted) + len(objects or {}):
+        for key, label in far_ends[1](far_met, wanted, found).items():
+            found.setdefault(key, label)
+    return found
+
+
+def _walk(found: dict[Hashable, str], wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]],
+          objects: dict[int, Hashable], keep: dict[Hashable, Any] | None, far_types: frozenset[type],
+          far_met: list[tuple[str, Any]]) -> None:
+    """``fixture_holders``' walk: fills ``found``, and ``far_met`` with the objects of ``far_types`` met."""
     total = len(wanted) + len(objects)
     seen: set[int] = set()
     budget = MAX_OBJECTS
     opaque = frozenset(_OPAQUE + _hubs())
-    far_types, place = far_ends if far_ends is not None else (frozenset(), None)
     level: list[tuple[str, Any]] = list(roots)
     # each value's share of the budget: a large value stops at its share, and the others go on being walked
     share = max(MAX_OBJECTS // max(len(level), 1), MIN_SHARE)
@@ -144,7 +155,7 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
             spent[label] += 1
             budget -= 1
             if budget < 0:
-                return found
+                return
             cls = type(obj)
             mro = _mro(cls)
             if id(obj) in seen or mro is None or not opaque.isdisjoint(mro):  # (None: a type not made ready)
@@ -155,7 +166,7 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
                 if key is not None and key not in found:
                     found[key] = label
                     if len(found) == total:
-                        return found
+                        return
             fd = _fd_of(obj, cls, mro)
             if fd is not None:
                 key = wanted.get(fd)
@@ -164,13 +175,10 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
                     if keep is not None:
                         keep[key] = obj
                     if len(found) == total:
-                        return found
+                        return
                 continue  # a socket holds no other socket
-            if place is not None and not far_types.isdisjoint(mro):
-                for key in place(label, obj, wanted, found):
-                    found[key] = label
-                if len(found) == total:
-                    return found
+            if far_types and not far_types.isdisjoint(mro):
+                far_met.append((label, obj))
                 continue  # its connections are in C: nothing further to walk
             if cls in _CONTAINERS and len(obj) > MAX_CONTAINER:
                 continue
@@ -178,7 +186,6 @@ def fixture_holders(wanted: dict[int, Hashable], roots: Iterable[tuple[str, Any]
         if not nxt:
             break
         level = _referents(_interleaved(nxt), budget)
-    return found
 
 
 def _interleaved(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

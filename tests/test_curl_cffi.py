@@ -1,6 +1,7 @@
 """End to end, with the real curl_cffi (libcurl): a session a broader fixture made owns the connection libcurl
 opens for it in a later test (``curl_cffi_sessions.py``, ``far_ends.py``), sync and async, by URL, by base URL
-and by ``localhost``; a session the test made and left open is still the test's.
+and by ``localhost``, and every connection of its pool when requests ran at once; a session the test made and left
+open is still the test's.
 
 Found with curl_cffi 0.17 for issue 12, after pycurl: a session-scoped ``curl_cffi.requests.Session`` connected in
 the first test that used it, which failed with an ``established`` leak of ``origin unknown``. libcurl's
@@ -79,6 +80,14 @@ SUITE = dedent("""
         assert loop.run_until_complete(go()).status_code == 200
 
 
+    def test_d2_async_session_at_once(async_session, loop, server):
+        # requests at once: libcurl opens a connection for each, and keeps them all in the session's pool
+        async def go():
+            return await asyncio.gather(*(async_session.get(server.url + f"/d2/{i}") for i in range(4)))
+
+        assert [r.status_code for r in loop.run_until_complete(go())] == [200] * 4
+
+
     def test_e_own_session_left_open(session, server):
         own = requests.Session()
         KEEP.append(own)  # never closed: libcurl keeps its connection
@@ -106,9 +115,10 @@ def test_a_broader_fixtures_curl_cffi_session_owns_the_connection_libcurl_opens_
     established = {name: t["counts"]["established"] for name, t in tests.items()}
     assert established == {"test_a_session_first_used": 0, "test_b_session_again": 0,
                            "test_c_base_url_session_first_used": 0, "test_d_async_session_first_used": 0,
+                           "test_d2_async_session_at_once": 0,
                            "test_e_own_session_left_open": 1, "test_f_own_session_closed": 0,
                            "test_z_close_the_left_one": 0}, result.stdout.str()
-    result.assert_outcomes(passed=7, errors=1)
+    result.assert_outcomes(passed=8, errors=1)
 
 
 def test_url_address_names_where_a_request_connects():

@@ -204,3 +204,20 @@ def test_claims_give_each_object_of_a_fixture_a_connection_in_one_test_but_none_
     assert claims.place(label, 1, addresses, wanted, {"a", "b"}, peers, held, 10, 11) == []
     # the next test opens another and leaves it: the pool's master (object 3) does not take it
     assert claims.place(label, 3, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held | {"d"}, 20, 21) == []
+
+
+def test_claims_take_all_gives_a_pool_every_connection_to_its_origin_and_note_counts_them_for_its_sharers():
+    """A curl_cffi session is a pool (``FarEnds._place_pools``): where nothing outside the fixtures was sent to its
+    origin, it takes every connection there; a fixture session sharing that origin under another spelling
+    (``localhost``) is noted as holding them too, so that in a later test neither takes the test's own."""
+    claims = Claims()
+    peers = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5), 9: ("127.0.0.1", 6)}
+    wanted = {7: "a", 8: "b", 9: "c"}
+    keys = claims.take_all("session fixture 's'", 1, [("127.0.0.1", 5)], wanted, {"b"}, peers, 11)
+    assert keys == ["a"]  # "b" placed already, "c" another port
+    assert claims.take_all("session fixture 's'", 1, [("localhost", 5)], wanted, (), peers, 11) == ["a", "b"]
+    claims.note("session fixture 'other'", 2, ("localhost", 5), "a", 11)
+    # a later test: the other fixture holds "a" from before, so it takes none of the test's
+    later = {10: ("127.0.0.1", 5)}
+    assert claims.place("session fixture 'other'", 2, [("localhost", 5)], {10: "d"}, (), later, {"a", "d"},
+                        20, 21) == []
