@@ -7,7 +7,7 @@ later test, which was that test's ``established`` leak of ``origin unknown``. Wh
 it connects - a gRPC channel its target (``grpc_channels.py``), a zmq socket the endpoints it was told
 (``zmq_endpoints.py``), a memcached client its servers (``memcached_clients.py``), a curl_cffi session the origins
 it sent requests to (``curl_cffi_sessions.py``) - so the walk over broader fixtures' values (``holders.py``) gives
-it the held connections that go there: one per address (``Claims``).
+it the held connections that go there: one per address, or all of them for a pool (``Claims``).
 """
 
 from __future__ import annotations
@@ -99,6 +99,16 @@ class Claims:
                 out.append(key)
         return out
 
+    def forget_gone(self, held: Collection[Hashable]) -> None:
+        """Drop what is no longer held (``take_all`` and ``note`` add without looking; ``place`` prunes only the
+        entries it reads)."""
+        for where, given in list(self._given.items()):
+            kept = {k: v for k, v in given.items() if k in held}
+            if kept:
+                self._given[where] = kept
+            else:
+                del self._given[where]
+
     def note(self, label: str, owner: int, address: Address, key: Hashable, now: float = 0.0) -> None:
         """Count ``key`` as given to that fixture's object too (a pool's connection that one of several fixture
         sessions sent to the same origin opened: each of them then holds something from this test on)."""
@@ -175,6 +185,7 @@ class FarEnds:
                   placed: Collection[Hashable]) -> dict[Hashable, str]:
             out: dict[Hashable, str] = {}
             taken = set(placed)
+            self.claims.forget_gone(held)
             curl_cffi = self.curl_cffi.session_type()
             pools: list[tuple[str, Any, list[Address]]] = []
             for label, obj in met:

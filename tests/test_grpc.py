@@ -221,3 +221,14 @@ def test_claims_take_all_gives_a_pool_every_connection_to_its_origin_and_note_co
     later = {10: ("127.0.0.1", 5)}
     assert claims.place("session fixture 'other'", 2, [("localhost", 5)], {10: "d"}, (), later, {"a", "d"},
                         20, 21) == []
+
+
+def test_claims_forget_what_is_no_longer_held():
+    claims = Claims()
+    peers = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5)}
+    claims.take_all("session fixture 's'", 1, [("127.0.0.1", 5)], {7: "a", 8: "b"}, (), peers)
+    claims.note("session fixture 'other'", 2, ("localhost", 5), "a")
+    claims.forget_gone({"b"})
+    assert claims._given == {("session fixture 's'", ("127.0.0.1", 5)): {"b": (1, 0.0)}}
+    claims.forget_gone(())
+    assert claims._given == {}
