@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures.thread  # noqa: F401 - see below
 import importlib
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -196,6 +197,15 @@ def installed_library(pytester: pytest.Pytester, name: str, source: str) -> None
     pytester.mkpydir(name).joinpath("__init__.py").write_text(source)
     pytester.makeconftest(INNER_CONFTEST + "\nimport pytest_sockhygiene.origin\n"
                           f"pytest_sockhygiene.origin.add_library_packages([{name!r}])\n")
+
+
+def established_by_test(pytester: pytest.Pytester, run: Runner) -> tuple[Any, dict[str, int]]:
+    """Run the inner suite in a process of its own (a C library's threads stay out of this worker) with a JSON
+    report, in file order: pytest's result, and each test's ``established`` count by its function's name."""
+    report = pytester.path / "report.json"
+    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
+    tests = json.loads(report.read_text())["tests"]
+    return result, {t["nodeid"].split("::")[1]: t["counts"]["established"] for t in tests}
 
 
 def dedent(src: str) -> str:

@@ -12,13 +12,12 @@ session's connections are in its multi handle), so the origins the session was a
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 
 from pytest_sockhygiene.curl_cffi_sessions import url_address
 
-from conftest import dedent
+from conftest import dedent, established_by_test
 
 # looked for, not imported: the inner runs import it themselves
 HAS_CURL_CFFI = importlib.util.find_spec("curl_cffi") is not None
@@ -109,10 +108,7 @@ SUITE = dedent("""
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_a_broader_fixtures_curl_cffi_session_owns_the_connection_libcurl_opens_later(pytester, run, host):
     pytester.makepyfile(test_cc=SUITE.replace("{host}", host))
-    report = pytester.path / "report.json"
-    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
-    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
-    established = {name: t["counts"]["established"] for name, t in tests.items()}
+    result, established = established_by_test(pytester, run)
     assert established == {"test_a_session_first_used": 0, "test_b_session_again": 0,
                            "test_c_base_url_session_first_used": 0, "test_d_async_session_first_used": 0,
                            "test_d2_async_session_at_once": 0,

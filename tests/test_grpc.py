@@ -10,14 +10,13 @@ handler (no generated code, no protobuf).
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 
 from pytest_sockhygiene.far_ends import Claims, names
 from pytest_sockhygiene.grpc_channels import target_addresses
 
-from conftest import dedent
+from conftest import dedent, established_by_test
 
 # looked for, not imported: the inner runs import it in their own processes, and this worker forks for
 # pytest-forked's tests
@@ -127,10 +126,7 @@ SUITE = dedent("""
 def test_a_broader_fixtures_channel_owns_what_it_connects_and_a_tests_own_channel_stays_the_tests(
         pytester, run, host):
     pytester.makepyfile(test_g=SUITE.replace("{host}", host).replace("{{port}}", "{port}"))
-    report = pytester.path / "report.json"
-    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
-    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
-    established = {name: t["counts"]["established"] for name, t in tests.items()}
+    result, established = established_by_test(pytester, run)
     # the session's and the module's channels connect during a test and keep the connection: not the test's
     assert established["test_a_session_channel_first_called"] == 0, result.stdout.str()
     assert established["test_b_session_channel_again"] == 0

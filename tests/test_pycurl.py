@@ -10,11 +10,10 @@ transfer - the first test failed with an ``established`` leak of ``origin unknow
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 
-from conftest import dedent
+from conftest import dedent, established_by_test
 
 # looked for, not imported: the inner runs import it themselves
 HAS_PYCURL = importlib.util.find_spec("pycurl") is not None
@@ -84,10 +83,7 @@ SUITE = dedent("""
 @pytest.mark.skipif(not HAS_PYCURL, reason="pycurl is not installed")
 def test_a_broader_fixtures_curl_handle_owns_its_kept_connection(pytester, run):
     pytester.makepyfile(test_curl=SUITE)
-    report = pytester.path / "report.json"
-    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
-    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
-    established = {name: t["counts"]["established"] for name, t in tests.items()}
+    result, established = established_by_test(pytester, run)
     assert established == {"test_a_session_handle_first_used": 0, "test_b_session_handle_again": 0,
                            "test_b2_session_handle_of_a_subclass_first_used": 0,
                            "test_c_own_handle_left_open": 1, "test_d_own_handle_closed": 0}, result.stdout.str()

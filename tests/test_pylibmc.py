@@ -13,11 +13,10 @@ Found with pylibmc 1.6.3 against a real memcached 1.6 (issue 12's sweep of C cli
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 
-from conftest import INNER_CONFTEST, dedent
+from conftest import INNER_CONFTEST, dedent, established_by_test
 
 # looked for, not imported: the inner runs import it themselves
 HAS_PYLIBMC = importlib.util.find_spec("pylibmc") is not None
@@ -150,10 +149,7 @@ SUITE = dedent("""
 def test_a_broader_fixtures_memcached_client_owns_the_connection_it_opens_later(pytester, run, host):
     pytester.makeconftest(INNER_CONFTEST + "\n" + SERVER.replace("{host}", host))
     pytester.makepyfile(test_mc=SUITE)
-    report = pytester.path / "report.json"
-    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
-    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
-    established = {name: t["counts"]["established"] for name, t in tests.items()}
+    result, established = established_by_test(pytester, run)
     assert established == {"test_a_session_client_first_used": 0, "test_b_session_client_again": 0,
                            "test_c_own_client_left_connected": 1, "test_d_own_client_disconnected": 0,
                            "test_e_pool_clones_first_used": 0, "test_f_pool_again": 0,

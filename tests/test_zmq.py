@@ -11,13 +11,12 @@ before its server listens and retries a second later, in the first test.
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 
 from pytest_sockhygiene.zmq_endpoints import endpoint_address
 
-from conftest import dedent
+from conftest import dedent, established_by_test
 
 # looked for, not imported: the inner runs import it themselves
 HAS_PYZMQ = importlib.util.find_spec("zmq") is not None
@@ -114,10 +113,7 @@ SUITE = dedent("""
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_a_broader_fixtures_zmq_socket_owns_the_connection_libzmq_makes_later(pytester, run, host):
     pytester.makepyfile(test_z=SUITE.replace("{host}", host))
-    report = pytester.path / "report.json"
-    result = run(f"--sockhygiene-report={report}", "-p", "no:randomly", subprocess=True)
-    tests = {t["nodeid"].split("::")[1]: t for t in json.loads(report.read_text())["tests"]}
-    established = {name: t["counts"]["established"] for name, t in tests.items()}
+    result, established = established_by_test(pytester, run)
     assert established == {"test_a_session_socket_connects_now": 0, "test_b_session_socket_again": 0,
                            "test_c_own_socket_left_open": 1, "test_d_own_socket_closed": 0,
                            "test_z_close_the_left_open_one": 0}, result.stdout.str()
