@@ -98,8 +98,9 @@ class _RequestNotes(PatchOnImport):
                     if address is not None:
                         noted.pop(address, None)
                         noted[address] = None  # the latest last
-                while len(noted) > _KEPT_PER_SESSION:
-                    del noted[next(iter(noted))]
+                if len(noted) > _KEPT_PER_SESSION:  # (threads may share a session: a copy, and pops that never raise)
+                    for stale in tuple(noted)[:-_KEPT_PER_SESSION]:
+                        noted.pop(stale, None)
             except Exception as e:  # noqa: BLE001 - never let a plugin fault reach the user's request
                 on_error(e)
 
@@ -148,10 +149,18 @@ class CurlCffiRequests:
         fixtures'), was sent to ``address``'s port (by port alone: a name and an address that may be the same host
         are not told apart, so this says yes where it cannot tell)."""
         port = address[1]
-        for other, noted in list(self.origins.items()):
+        for _ in range(5):
+            try:
+                sessions = list(self.origins.items())
+                break
+            except RuntimeError:  # a request noted in another thread while we looked
+                continue
+        else:
+            return True  # cannot tell: one connection each, as for a channel
+        for other, noted in sessions:
             if id(other) in but or vars(other).get("_closed") is True:
                 continue
-            if any(p == port for _, p in noted):
+            if any(p == port for _, p in tuple(noted)):  # (a copy made in one step: a request may add meanwhile)
                 return True
         return False
 

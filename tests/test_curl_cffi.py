@@ -171,3 +171,39 @@ def test_far_ends_note_a_sessions_origins_and_proxies_and_forget_them_once_it_is
             assert errors == []
     """))
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:sockhygiene").assert_outcomes(passed=1)
+
+
+@pytest.mark.skipif(not HAS_CURL_CFFI, reason="curl_cffi is not installed (CPython >= 3.10)")
+def test_a_session_keeps_its_latest_origins_only(pytester):
+    """A crawler's session visits many origins; the connections it keeps go to the latest: 64 are kept, and one
+    asked for again moves to the end."""
+    pytester.makepyfile(test_kept=dedent("""
+        from curl_cffi import requests
+
+        from pytest_sockhygiene.far_ends import FarEnds
+
+
+        def test_kept():
+            errors = []
+            far = FarEnds(errors.append)
+            for patch in far.curl_cffi.patches:
+                patch.install()
+            try:
+                s = requests.Session()
+                for port in [1, *range(2, 61), 1, *range(61, 70)]:
+                    try:
+                        s.get(f"http://127.0.0.1:{port}/", timeout=1)  # refused: noted all the same
+                    except Exception:
+                        pass
+                kept = far.addresses(s, type(s))
+                assert len(kept) == 64
+                # 2..6 dropped, oldest first; 1 asked for again, so kept
+                assert kept[0] == ("127.0.0.1", 7) and kept[-1] == ("127.0.0.1", 69)
+                assert kept.index(("127.0.0.1", 1)) == kept.index(("127.0.0.1", 60)) + 1
+                s.close()
+            finally:
+                for patch in far.curl_cffi.patches:
+                    patch.uninstall()
+            assert errors == []
+    """))
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:sockhygiene").assert_outcomes(passed=1)
