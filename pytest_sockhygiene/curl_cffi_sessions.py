@@ -61,6 +61,12 @@ def _proxy_addresses(proxies: Any) -> Iterable[Address]:
             yield address
 
 
+def _state(session: Any) -> dict[str, Any]:
+    """The session's own attributes, read without running its code (no properties, no ``__getattr__``)."""
+    state = getattr(session, "__dict__", None)
+    return state if isinstance(state, dict) else {}
+
+
 class _RequestNotes(PatchOnImport):
     """``request()`` of curl_cffi's ``Session`` and ``AsyncSession``: each origin it is asked for is noted on the
     way in. One watch of the module for both classes (two watches of one module would each wrap its loader)."""
@@ -86,7 +92,7 @@ class _RequestNotes(PatchOnImport):
 
         def note(session: Any, url: Any, kwargs: dict[str, Any]) -> None:
             try:
-                state = vars(session)
+                state = _state(session)
                 noted = origins.get(session)
                 if noted is None:
                     noted = origins[session] = {}
@@ -137,7 +143,7 @@ class CurlCffiRequests:
 
     def addresses(self, session: Any) -> list[Address]:
         """Where ``session``'s requests went; none once it is closed (what goes there now is someone else's)."""
-        if vars(session).get("_closed") is True:
+        if _state(session).get("_closed") is True:
             return []
         try:
             return list(self.origins.get(session, ()))
@@ -158,7 +164,7 @@ class CurlCffiRequests:
         else:
             return True  # cannot tell: one connection each, as for a channel
         for other, noted in sessions:
-            if id(other) in but or vars(other).get("_closed") is True:
+            if id(other) in but or _state(other).get("_closed") is True:
                 continue
             if any(p == port for _, p in tuple(noted)):  # (a copy made in one step: a request may add meanwhile)
                 return True
