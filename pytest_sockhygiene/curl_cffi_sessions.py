@@ -19,13 +19,15 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from .endpoints import Address, normalize_host
+from . import origin as origin_mod
+from .endpoints import Address, Endpoint, normalize_host
 from .trackers.patching import PatchOnImport
 
 MODULE = "curl_cffi.requests.session"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _PROXY_DEFAULT_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
+_NOT_YET: Any = object()
 _KEPT_PER_SESSION = 64
 """Origins kept per session: a crawler's session visits many; the connections it keeps go to the latest."""
 
@@ -75,7 +77,7 @@ class _RequestNotes(PatchOnImport):
     CLASSES = ("Session", "AsyncSession")
 
     def __init__(self, on_error: Callable[[BaseException], None],
-                 origins: weakref.WeakKeyDictionary[Any, dict[Address, None]]) -> None:
+                 origins: weakref.WeakKeyDictionary[Any, dict[Address, origin_mod.Origin | None]]) -> None:
         super().__init__(on_error)
         self._origins = origins
 
@@ -102,8 +104,9 @@ class _RequestNotes(PatchOnImport):
                         found.extend(_proxy_addresses(kwargs[key]))
                 for address in found:
                     if address is not None:
-                        noted.pop(address, None)
-                        noted[address] = None  # the latest last
+                        # the user's line that first sent the session there (a walk of the stack, once per origin)
+                        first = noted.pop(address, _NOT_YET)
+                        noted[address] = origin_mod.capture(skip=1) if first is _NOT_YET else first  # latest last
                 if len(noted) > _KEPT_PER_SESSION:  # (threads may share a session: a copy, and pops that never raise)
                     for stale in tuple(noted)[:-_KEPT_PER_SESSION]:
                         noted.pop(stale, None)
@@ -132,7 +135,9 @@ class CurlCffiRequests:
     the session); its ``patches`` are installed with the socket hooks."""
 
     def __init__(self, on_error: Callable[[BaseException], None]) -> None:
-        self.origins: weakref.WeakKeyDictionary[Any, dict[Address, None]] = weakref.WeakKeyDictionary()
+        self.origins: weakref.WeakKeyDictionary[Any, dict[Address, origin_mod.Origin | None]] = (
+            weakref.WeakKeyDictionary())
+        """Session -> the origins it was sent to, oldest first, each with the user's line that first sent it there."""
         self.patches = (_RequestNotes(on_error, self.origins),)
 
     @staticmethod
@@ -150,18 +155,33 @@ class CurlCffiRequests:
         except TypeError:  # not weakly referenceable: never noted
             return []
 
+    def _sessions(self) -> list[tuple[Any, dict[Address, origin_mod.Origin | None]]] | None:
+        for _ in range(5):
+            try:
+                return list(self.origins.items())
+            except RuntimeError:  # a request noted in another thread while we looked
+                continue
+        return None
+
+    def first_sent(self, remote: Endpoint, matches: Callable[[Address, Endpoint], bool]) -> origin_mod.Origin | None:
+        """The user's line that first sent a session alive and not closed to where ``remote`` is (``matches``), the
+        latest such session's: what most likely opened a connection there that no Python socket call made."""
+        for session, noted in reversed(self._sessions() or []):
+            if _state(session).get("_closed") is True:
+                continue
+            for address, first in reversed(tuple(noted.items())):
+                if first is not None and matches(address, remote):
+                    found: origin_mod.Origin = first
+                    return found
+        return None
+
     def others_sent_to(self, address: Address, but: Collection[int]) -> bool:
         """Whether a session alive and not closed, other than those whose ``id()`` is in ``but`` (the broader
         fixtures'), was sent to ``address``'s port (by port alone: a name and an address that may be the same host
         are not told apart, so this says yes where it cannot tell)."""
         port = address[1]
-        for _ in range(5):
-            try:
-                sessions = list(self.origins.items())
-                break
-            except RuntimeError:  # a request noted in another thread while we looked
-                continue
-        else:
+        sessions = self._sessions()
+        if sessions is None:
             return True  # cannot tell: one connection each, as for a channel
         for other, noted in sessions:
             if id(other) in but or _state(other).get("_closed") is True:

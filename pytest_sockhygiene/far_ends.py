@@ -54,6 +54,12 @@ def names(addresses: Collection[Address], remote: Endpoint | None) -> bool:
     return False
 
 
+CURL_CFFI_HOW = "opened by C code (libcurl, most likely for a curl_cffi session not closed) first sent here at"
+"""How a held connection of no Python socket call reads when a curl_cffi session still open was sent to its far
+end (``FarEnds.origin_for``)."""
+ZMQ_HOW = "opened by C code (libzmq, most likely for a zmq socket not closed) connected here at"
+
+
 Placer = Callable[[list[tuple[str, Any]], Mapping[int, Hashable], Collection[Hashable]], dict[Hashable, str]]
 """``([(fixture label, object) met on the walk, nearest first], wanted fd -> key, keys placed already)`` -> key ->
 the label of the fixture whose object holds that connection."""
@@ -175,6 +181,28 @@ class FarEnds:
         if getattr(obj, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
             return []  # closed: what goes to its endpoints now is someone else's
         return self.zmq.addresses(obj)
+
+    def origin_for(self, remote: Endpoint | None) -> tuple[Any, ...] | None:
+        """For a held connection no Python socket call made, to ``remote``: the line that most likely opened it,
+        with how (a curl_cffi session still open that was sent there, a zmq socket still open that was connected
+        there: libcurl and libzmq keep their connections), or None."""
+        if remote is None or not self.noted_any():
+            return None
+
+        def matches(address: Address, r: Endpoint) -> bool:
+            return names((address,), r)
+
+        first = self.curl_cffi.first_sent(remote, matches) if self.curl_cffi.origins else None
+        if first is not None:
+            return (*first[:3], CURL_CFFI_HOW)
+        first = self.zmq.first_connected(remote, matches) if self.zmq.lines else None
+        if first is not None:
+            return (*first[:3], ZMQ_HOW)
+        return None
+
+    def noted_any(self) -> bool:
+        """Whether any client of C code was seen sent somewhere (``origin_for`` has anything to say)."""
+        return bool(self.curl_cffi.origins) or bool(self.zmq.lines)
 
     def placer(self, peers: Mapping[int, Endpoint | None], held: Collection[Hashable], since: float) -> Placer:
         """What the walk calls with the objects of ``types`` it met, in one look: ``peers`` the remote endpoints of

@@ -36,7 +36,8 @@ _TITLES = {
 }
 
 
-_SAYS_HOW = ("opened in a task", "accepted by", "opened by library code", "opened inside", "origin unknown")
+_SAYS_HOW = ("opened in a task", "accepted by", "opened by library code", "opened by C code", "opened inside",
+             "origin unknown")
 
 
 def _at(prefix: str, where: str) -> str:

@@ -187,6 +187,9 @@ class Observation:
     earlier: Collection[Hashable] = frozenset()
     """Identities of sockets an earlier test left open: their close in this window is not this test's."""
     unused_clients: list[Item] = dataclasses.field(default_factory=list)
+    c_origins: Mapping[Hashable, Origin] = dataclasses.field(default_factory=dict)
+    """Origins of held sockets no Python socket call made, from the client that most likely had C code open them
+    (``FarEnds.origin_for``): used where no event gives one."""
     """Unclosed clients of the test that never opened a connection (no socket to leak)."""
 
 
@@ -1138,7 +1141,7 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
                     (e.fd, e.local)):
             if key is not None and origins.get(key) is not None:
                 return origins[key]
-        return None
+        return obs.c_origins.get(e.key) if obs.c_origins else None
 
     test_listeners = {e.local: e for e in mine if e.state == TcpState.LISTEN and e.local is not None}
     listeners: dict[Endpoint, Hashable | None] = dict(obs.listeners)

@@ -27,6 +27,7 @@ from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .holders import fixture_holders
 from .limits import Limits
 from .logheld import held_only_by_records
+from .origin import Origin
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
 from .transports import NOTE as TRANSPORT_NOTE
@@ -295,6 +296,7 @@ class Window(EventSink):
                 entries = self._held_by_log_records(entries)
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
+        c_origins = self._c_origins(entries) if entries else {}
         obs = Observation(
             new_entries=entries,
             events=list(self.events),
@@ -307,6 +309,7 @@ class Window(EventSink):
             notes=notes,
             created_clients=created,
             unused_clients=unused,
+            c_origins=c_origins,
         )
         tuples = self.recorder.tuples
         for e in entries:  # (described: not a fixture's thread's socket)
@@ -405,6 +408,25 @@ class Window(EventSink):
             own.socket_owner.setdefault(key, label)
             owned[key] = label
         return [e for e in entries if e.key not in found]
+
+    def _c_origins(self, entries: list[SocketEntry]) -> dict[Hashable, Origin]:
+        """For the test's held sockets no event explains (C code opened them), the line of the client that most
+        likely had them opened (``FarEnds.origin_for``: a curl_cffi session or zmq socket still open that was sent
+        there)."""
+        far = self.recorder.ownership.far_ends
+        if far is None or not far.noted_any():
+            return {}
+        seen = {ev.identity for ev in self.events if ev.identity is not None}
+        out: dict[Hashable, Origin] = {}
+        try:
+            for e in entries:
+                if e.key not in seen and e.state != TcpState.LISTEN:
+                    origin = far.origin_for(e.remote)
+                    if origin is not None:
+                        out[e.key] = origin
+        except Exception:  # noqa: BLE001 - a session the look cannot read: the socket's origin stays unknown
+            return out
+        return out
 
     def _held_by_log_records(self, entries: list[SocketEntry]) -> list[SocketEntry]:
         """The entries that something besides a traceback in the test's captured log records holds: one that only

@@ -13,9 +13,11 @@ them as the socket's (``far_ends.py``).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
-from .endpoints import Address, parse_address
+from . import origin as origin_mod
+from .endpoints import Address, Endpoint, parse_address
 from .trackers.patching import PatchOnImport
 
 
@@ -42,9 +44,14 @@ class ZmqConnects(PatchOnImport):
         super().__init__(on_error)
         self.endpoints: weakref.WeakKeyDictionary[Any, list[Address]] = weakref.WeakKeyDictionary()
         """Socket -> the TCP addresses it was told to connect to (kept only as long as the socket)."""
+        self.lines: weakref.WeakKeyDictionary[Any, dict[Address, origin_mod.Origin | None]] = (
+            weakref.WeakKeyDictionary())
+        """Socket -> the user's line that first connected it to each address (the origin of a connection libzmq
+        made for a socket the test left open: ``FarEnds.origin_for``)."""
 
     def wrapper(self, original: Any) -> Any:
         endpoints = self.endpoints
+        lines = self.lines
         on_error = self._on_error
 
         def connect(self: Any, addr: Any, *args: Any, **kwargs: Any) -> Any:
@@ -54,6 +61,7 @@ class ZmqConnects(PatchOnImport):
                 address = endpoint_address(addr)
                 if address is not None:
                     endpoints.setdefault(self, []).append(address)
+                    lines.setdefault(self, {}).setdefault(address, origin_mod.capture(skip=1))
             except Exception as e:  # noqa: BLE001 - never let a plugin fault reach the user's socket
                 on_error(e)
             return result
@@ -65,6 +73,26 @@ class ZmqConnects(PatchOnImport):
             return list(self.endpoints.get(sock, ()))
         except TypeError:  # not weakly referenceable: never recorded
             return []
+
+    def first_connected(self, remote: Endpoint,
+                        matches: Callable[[Address, Endpoint], bool]) -> origin_mod.Origin | None:
+        """The user's line that first connected a socket not closed to where ``remote`` is (``matches``)."""
+        for _ in range(5):
+            try:
+                sockets = list(self.lines.items())
+                break
+            except RuntimeError:  # a socket connected in another thread while we looked
+                continue
+        else:
+            return None
+        for sock, noted in reversed(sockets):
+            if getattr(sock, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
+                continue
+            for address, first in tuple(noted.items()):
+                if first is not None and matches(address, remote):
+                    found: origin_mod.Origin = first
+                    return found
+        return None
 
 
 __all__ = ["ZmqConnects", "endpoint_address"]

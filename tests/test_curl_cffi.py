@@ -115,6 +115,10 @@ def test_a_broader_fixtures_curl_cffi_session_owns_the_connection_libcurl_opens_
                            "test_e_own_session_left_open": 1, "test_f_own_session_closed": 0,
                            "test_z_close_the_left_one": 0}, result.stdout.str()
     result.assert_outcomes(passed=8, errors=1)
+    # no Python socket call opened it, but the session the test left open was sent there: its line is the origin
+    line = SUITE.splitlines().index('    assert own.get(server.url + "/e").status_code == 200') + 1
+    result.stdout.fnmatch_lines([f"*ESTABLISHED * opened by C code (libcurl, most likely for a curl_cffi session not "
+                                 f"closed) first sent here at test_cc.py:{line} in test_e_own_session_left_open"])
 
 
 def test_url_address_names_where_a_request_connects():
