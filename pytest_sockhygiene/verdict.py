@@ -187,10 +187,10 @@ class Observation:
     earlier: Collection[Hashable] = frozenset()
     """Identities of sockets an earlier test left open: their close in this window is not this test's."""
     unused_clients: list[Item] = dataclasses.field(default_factory=list)
+    """Unclosed clients of the test that never opened a connection (no socket to leak)."""
     c_origins: Mapping[Hashable, Origin] = dataclasses.field(default_factory=dict)
     """Origins of held sockets no Python socket call made, from the client that most likely had C code open them
     (``FarEnds.origin_for``): used where no event gives one."""
-    """Unclosed clients of the test that never opened a connection (no socket to leak)."""
 
 
 def _ignored(limits: Limits, local: Endpoint | None, remote: Endpoint | None) -> bool:
