@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from . import origin as origin_mod
+from .copies import copied
 from .endpoints import Address, Endpoint, normalize_host
 from .trackers.patching import PatchOnImport
 
@@ -155,18 +156,10 @@ class CurlCffiRequests:
         except TypeError:  # not weakly referenceable: never noted
             return []
 
-    def _sessions(self) -> list[tuple[Any, dict[Address, origin_mod.Origin | None]]] | None:
-        for _ in range(5):
-            try:
-                return list(self.origins.items())
-            except RuntimeError:  # a request noted in another thread while we looked
-                continue
-        return None
-
     def first_sent(self, remote: Endpoint, matches: Callable[[Address, Endpoint], bool]) -> origin_mod.Origin | None:
         """The user's line that first sent a session alive and not closed to where ``remote`` is (``matches``), the
         latest such session's: what most likely opened a connection there that no Python socket call made."""
-        for session, noted in reversed(self._sessions() or []):
+        for session, noted in reversed(copied(self.origins.items) or []):
             if _state(session).get("_closed") is True:
                 continue
             for address, first in reversed(tuple(noted.items())):
@@ -180,7 +173,7 @@ class CurlCffiRequests:
         fixtures'), was sent to ``address``'s port (by port alone: a name and an address that may be the same host
         are not told apart, so this says yes where it cannot tell)."""
         port = address[1]
-        sessions = self._sessions()
+        sessions = copied(self.origins.items)  # (a request noted in another thread while we looked: tried again)
         if sessions is None:
             return True  # cannot tell: one connection each, as for a channel
         for other, noted in sessions:

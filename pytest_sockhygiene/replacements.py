@@ -17,6 +17,8 @@ import sys
 import types
 from typing import Any
 
+from .copies import copied
+
 PATCHED = ("connect", "connect_ex", "accept", "listen", "_real_close")
 """The methods of ``socket.socket`` the plugin wraps (``events.Recorder``)."""
 
@@ -155,12 +157,7 @@ def _snapshot(d: dict[str, Any]) -> list[tuple[str, Any]]:
     """The items of a dict that may change while they are copied: any allocation may run the garbage collector,
     whose finalizers may warn (``warnings`` adds ``__warningregistry__`` to a module's globals) or import. A copy
     interrupted so is tried again; after a few tries, nothing is searched (the description names no holder)."""
-    for _ in range(3):
-        try:
-            return list(d.items())
-        except RuntimeError:  # dictionary changed size during iteration
-            continue
-    return []
+    return copied(d.items, tries=3) or []
 
 
 _descriptions: dict[int, str] = {}

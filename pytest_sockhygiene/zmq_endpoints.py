@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import origin as origin_mod
+from .copies import copied
 from .endpoints import Address, Endpoint, parse_address
 from .trackers.patching import PatchOnImport
 
@@ -77,15 +78,7 @@ class ZmqConnects(PatchOnImport):
     def first_connected(self, remote: Endpoint,
                         matches: Callable[[Address, Endpoint], bool]) -> origin_mod.Origin | None:
         """The user's line that first connected a socket not closed to where ``remote`` is (``matches``)."""
-        for _ in range(5):
-            try:
-                sockets = list(self.lines.items())
-                break
-            except RuntimeError:  # a socket connected in another thread while we looked
-                continue
-        else:
-            return None
-        for sock, noted in reversed(sockets):
+        for sock, noted in reversed(copied(self.lines.items) or []):  # (connected meanwhile: tried again)
             if getattr(sock, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
                 continue
             for address, first in tuple(noted.items()):

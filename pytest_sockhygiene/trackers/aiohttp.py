@@ -15,6 +15,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable
 
+from ..copies import copied
 from .base import ClassTracker
 from .patching import after_init, counting_requests_async, then_closed_async
 
@@ -23,12 +24,7 @@ def _copy(collection: Any) -> list[Any]:
     """A list of a dict's values or a set's items, tolerating an event loop in another thread changing it."""
     if collection is None:
         return []
-    for _ in range(5):
-        try:
-            return list(collection.values()) if hasattr(collection, "values") else list(collection)
-        except RuntimeError:  # changed size during iteration
-            continue
-    return []
+    return copied(collection.values if hasattr(collection, "values") else collection.__iter__) or []
 
 
 def _protocols(connector: Any) -> list[Any]:

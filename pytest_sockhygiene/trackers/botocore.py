@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ..copies import copied
 from .base import ClassTracker
 from .patching import after_init, building_parts, counting_requests, then_closed
 from .urllib3 import manager_sockets
@@ -28,12 +29,7 @@ def _managers(session: Any) -> list[Any]:
     manager = getattr(session, "_manager", None)
     out = [manager] if manager is not None else []
     proxies = getattr(session, "_proxy_managers", None) or {}
-    for _ in range(5):
-        try:
-            return out + list(proxies.values())
-        except RuntimeError:  # a proxy manager added while we looked
-            continue
-    return out
+    return out + (copied(proxies.values) or [])  # (a proxy manager added while we looked: tried again)
 
 
 def _http_session(client: Any) -> Any:

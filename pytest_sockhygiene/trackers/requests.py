@@ -23,6 +23,7 @@ import importlib.util
 from collections.abc import Iterator
 from typing import Any, Callable
 
+from ..copies import copied
 from .base import ClassTracker
 from .patching import after_init, building_parts, counting_requests, then_closed
 from .urllib3 import manager_sockets
@@ -30,12 +31,7 @@ from .urllib3 import manager_sockets
 
 def _adapters(session: Any) -> list[Any]:
     adapters = getattr(session, "adapters", None) or {}
-    for _ in range(5):
-        try:
-            return list(adapters.values())
-        except RuntimeError:  # mounted while we looked
-            continue
-    return []
+    return copied(adapters.values) or []  # (mounted while we looked: tried again)
 
 
 def _managers(adapter: Any) -> Iterator[Any]:

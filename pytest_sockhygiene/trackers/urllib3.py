@@ -26,6 +26,7 @@ import weakref
 from typing import Any, Callable
 
 from .. import origin
+from ..copies import copied
 from ..drops import body_unread
 from .base import ClassTracker
 from .patching import _enter_request, _leave_request, after_init, counting_requests, dropping_when, then_closed
@@ -35,12 +36,7 @@ _LOCK_TIMEOUT = 1.0
 
 def _copy_values(container: Any) -> list[Any]:
     """``list(container.values())``, tolerating a mapping another thread is changing."""
-    for _ in range(5):
-        try:
-            return list(container.values())
-        except RuntimeError:  # changed size during iteration
-            continue
-    return []
+    return copied(container.values) or []
 
 
 def _locked_values(container: Any, lock: Any) -> list[Any]:
