@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 from . import origin as origin_mod
 from .copies import copied
-from .endpoints import Address, Endpoint, normalize_host
+from .endpoints import Address, normalize_host
 from .trackers.patching import PatchOnImport
 
 MODULE = "curl_cffi.requests.session"
@@ -147,26 +147,18 @@ class CurlCffiRequests:
         cls = getattr(sys.modules.get(MODULE), "BaseSession", None)
         return cls if isinstance(cls, type) else None
 
+    @staticmethod
+    def is_closed(session: Any) -> bool:
+        return _state(session).get("_closed") is True
+
     def addresses(self, session: Any) -> list[Address]:
         """Where ``session``'s requests went; none once it is closed (what goes there now is someone else's)."""
-        if _state(session).get("_closed") is True:
+        if self.is_closed(session):
             return []
         try:
             return list(self.origins.get(session, ()))
         except TypeError:  # not weakly referenceable: never noted
             return []
-
-    def first_sent(self, remote: Endpoint, matches: Callable[[Address, Endpoint], bool]) -> origin_mod.Origin | None:
-        """The user's line that first sent a session alive and not closed to where ``remote`` is (``matches``), the
-        latest such session's: what most likely opened a connection there that no Python socket call made."""
-        for session, noted in reversed(copied(self.origins.items) or []):
-            if _state(session).get("_closed") is True:
-                continue
-            for address, first in reversed(tuple(noted.items())):
-                if first is not None and matches(address, remote):
-                    found: origin_mod.Origin = first
-                    return found
-        return None
 
     def others_sent_to(self, address: Address, but: Collection[int]) -> bool:
         """Whether a session alive and not closed, other than those whose ``id()`` is in ``but`` (the broader
@@ -177,7 +169,7 @@ class CurlCffiRequests:
         if sessions is None:
             return True  # cannot tell: one connection each, as for a channel
         for other, noted in sessions:
-            if id(other) in but or _state(other).get("_closed") is True:
+            if id(other) in but or self.is_closed(other):
                 continue
             if any(p == port for _, p in tuple(noted)):  # (a copy made in one step: a request may add meanwhile)
                 return True

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
 from . import grpc_channels, memcached_clients
+from .copies import copied
 from .curl_cffi_sessions import CurlCffiRequests
 from .endpoints import LOCALHOST_NAMES, Address, Endpoint
 from .zmq_endpoints import ZmqConnects
@@ -58,6 +59,20 @@ CURL_CFFI_HOW = "opened by C code (libcurl, most likely for a curl_cffi session 
 """How a held connection of no Python socket call reads when a curl_cffi session still open was sent to its far
 end (``FarEnds.origin_for``)."""
 ZMQ_HOW = "opened by C code (libzmq, most likely for a zmq socket not closed) connected here at"
+
+
+def _latest_line(noted_by: Mapping[Any, Mapping[Address, Any]], is_closed: Callable[[Any], bool],
+                 remote: Endpoint) -> tuple[Any, ...] | None:
+    """The user's line noted for the latest address that names ``remote``, of the latest object not closed among
+    ``noted_by`` (object -> address -> the line that first sent it there): what most likely opened a connection
+    there that no Python socket call made."""
+    for obj, noted in reversed(copied(noted_by.items) or []):  # (noted meanwhile: tried again)
+        if is_closed(obj):
+            continue
+        for address, first in reversed(tuple(noted.items())):  # (a copy made in one step)
+            if first is not None and names((address,), remote):
+                return tuple(first)
+    return None
 
 
 Placer = Callable[[list[tuple[str, Any]], Mapping[int, Hashable], Collection[Hashable]], dict[Hashable, str]]
@@ -178,31 +193,24 @@ class FarEnds:
         curl_cffi = self.curl_cffi.session_type()
         if curl_cffi is not None and issubclass(cls, curl_cffi):
             return self.curl_cffi.addresses(obj)
-        if getattr(obj, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
-            return []  # closed: what goes to its endpoints now is someone else's
         return self.zmq.addresses(obj)
 
     def origin_for(self, remote: Endpoint | None) -> tuple[Any, ...] | None:
         """For a held connection no Python socket call made, to ``remote``: the line that most likely opened it,
         with how (a curl_cffi session still open that was sent there, a zmq socket still open that was connected
         there: libcurl and libzmq keep their connections), or None."""
-        if remote is None or not self.noted_any():
+        if remote is None:
             return None
-
-        def matches(address: Address, r: Endpoint) -> bool:
-            return names((address,), r)
-
-        first = self.curl_cffi.first_sent(remote, matches) if self.curl_cffi.origins else None
-        if first is not None:
-            return (*first[:3], CURL_CFFI_HOW)
-        first = self.zmq.first_connected(remote, matches) if self.zmq.lines else None
-        if first is not None:
-            return (*first[:3], ZMQ_HOW)
+        for noted_by, is_closed, how in ((self.curl_cffi.origins, self.curl_cffi.is_closed, CURL_CFFI_HOW),
+                                         (self.zmq.endpoints, self.zmq.is_closed, ZMQ_HOW)):
+            first = _latest_line(noted_by, is_closed, remote) if noted_by else None
+            if first is not None:
+                return (*first[:3], how)
         return None
 
     def noted_any(self) -> bool:
         """Whether any client of C code was seen sent somewhere (``origin_for`` has anything to say)."""
-        return bool(self.curl_cffi.origins) or bool(self.zmq.lines)
+        return bool(self.curl_cffi.origins) or bool(self.zmq.endpoints)
 
     def placer(self, peers: Mapping[int, Endpoint | None], held: Collection[Hashable], since: float) -> Placer:
         """What the walk calls with the objects of ``types`` it met, in one look: ``peers`` the remote endpoints of

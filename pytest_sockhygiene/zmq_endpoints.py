@@ -13,12 +13,10 @@ them as the socket's (``far_ends.py``).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from . import origin as origin_mod
-from .copies import copied
-from .endpoints import Address, Endpoint, parse_address
+from .endpoints import Address, parse_address
 from .trackers.patching import PatchOnImport
 
 
@@ -43,16 +41,14 @@ class ZmqConnects(PatchOnImport):
 
     def __init__(self, on_error: Any) -> None:
         super().__init__(on_error)
-        self.endpoints: weakref.WeakKeyDictionary[Any, list[Address]] = weakref.WeakKeyDictionary()
-        """Socket -> the TCP addresses it was told to connect to (kept only as long as the socket)."""
-        self.lines: weakref.WeakKeyDictionary[Any, dict[Address, origin_mod.Origin | None]] = (
+        self.endpoints: weakref.WeakKeyDictionary[Any, dict[Address, origin_mod.Origin | None]] = (
             weakref.WeakKeyDictionary())
-        """Socket -> the user's line that first connected it to each address (the origin of a connection libzmq
-        made for a socket the test left open: ``FarEnds.origin_for``)."""
+        """Socket -> the TCP addresses it was told to connect to, in the order first told, each with the user's line
+        that first connected it there (the origin of a connection libzmq made for a socket the test left open:
+        ``FarEnds.origin_for``); kept only as long as the socket."""
 
     def wrapper(self, original: Any) -> Any:
         endpoints = self.endpoints
-        lines = self.lines
         on_error = self._on_error
 
         def connect(self: Any, addr: Any, *args: Any, **kwargs: Any) -> Any:
@@ -61,31 +57,28 @@ class ZmqConnects(PatchOnImport):
             try:
                 address = endpoint_address(addr)
                 if address is not None:
-                    endpoints.setdefault(self, []).append(address)
-                    lines.setdefault(self, {}).setdefault(address, origin_mod.capture(skip=1))
+                    noted = endpoints.setdefault(self, {})
+                    if address not in noted:  # (the stack walked once per address)
+                        noted[address] = origin_mod.capture(skip=1)
             except Exception as e:  # noqa: BLE001 - never let a plugin fault reach the user's socket
                 on_error(e)
             return result
 
         return connect
 
+    @staticmethod
+    def is_closed(sock: Any) -> bool:
+        """(A field of pyzmq's C socket, read without asking libzmq.)"""
+        return getattr(sock, "closed", False) is True
+
     def addresses(self, sock: Any) -> list[Address]:
+        """Where ``sock`` was told to connect; none once it is closed (what goes there now is someone else's)."""
+        if self.is_closed(sock):
+            return []
         try:
             return list(self.endpoints.get(sock, ()))
         except TypeError:  # not weakly referenceable: never recorded
             return []
-
-    def first_connected(self, remote: Endpoint,
-                        matches: Callable[[Address, Endpoint], bool]) -> origin_mod.Origin | None:
-        """The user's line that first connected a socket not closed to where ``remote`` is (``matches``)."""
-        for sock, noted in reversed(copied(self.lines.items) or []):  # (connected meanwhile: tried again)
-            if getattr(sock, "closed", False) is True:  # (a field of pyzmq's C socket, read without asking libzmq)
-                continue
-            for address, first in tuple(noted.items()):
-                if first is not None and matches(address, remote):
-                    found: origin_mod.Origin = first
-                    return found
-        return None
 
 
 __all__ = ["ZmqConnects", "endpoint_address"]
