@@ -65,13 +65,13 @@ object the walk reached from a logged traceback's frames (``logheld.py``), a bui
 not made ready (no ``__mro__`` yet) - and can run a ``__subclasshook__``."""
 
 
-def _fd_of(obj: Any, cls: type, mro: tuple[type, ...] = ()) -> int | None:
+def _fd_of(obj: Any, cls: type, mro: tuple[type, ...], curl: type | None) -> int | None:
     """The fd of a socket module's socket (an asyncio transport's, or its TransportSocket's, is reached as its
     ``_sock``), of a psycopg / psycopg2 connection (libpq's socket, ``fileno()``) or of a pycurl handle's kept
-    connection; else None. Asked of the real type (``cls``, its bases ``mro``), never of ``obj.__class__``: a lazy
-    proxy (Django's ``SimpleLazyObject``) runs code when asked that, and a walk must run none - no other object's
-    ``fileno()`` is called either."""
-    mro = mro or _mro(cls) or ()
+    connection (``curl``: ``pycurl.Curl``, where pycurl is imported; a subclass's handle too); else None. Asked of
+    the real type (``cls``, its bases ``mro``), never of ``obj.__class__``: a lazy proxy (Django's
+    ``SimpleLazyObject``) runs code when asked that, and a walk must run none - no other object's ``fileno()`` is
+    called either."""
     if socket.socket in mro:
         try:
             return obj.fileno()  # type: ignore[no-any-return]
@@ -84,7 +84,6 @@ def _fd_of(obj: Any, cls: type, mro: tuple[type, ...] = ()) -> int | None:
         except Exception:  # noqa: BLE001 - a closed or broken connection has no socket to find
             return None
         return fd if isinstance(fd, int) else None
-    curl = getattr(sys.modules.get("pycurl"), "Curl", None)  # (a subclass of it too: the walk imports nothing)
     if curl is not None and curl in mro:
         return _curl_socket(obj)
     return None
@@ -143,6 +142,8 @@ def _walk(found: dict[Hashable, str], wanted: dict[int, Hashable], roots: Iterab
     seen: set[int] = set()
     budget = MAX_OBJECTS
     opaque = frozenset(_OPAQUE + _hubs())
+    curl = getattr(sys.modules.get("pycurl"), "Curl", None)  # (the walk imports nothing)
+    curl = curl if isinstance(curl, type) else None
     level: list[tuple[str, Any]] = list(roots)
     # each value's share of the budget: a large value stops at its share, and the others go on being walked
     share = max(MAX_OBJECTS // max(len(level), 1), MIN_SHARE)
@@ -167,7 +168,7 @@ def _walk(found: dict[Hashable, str], wanted: dict[int, Hashable], roots: Iterab
                     found[key] = label
                     if len(found) == total:
                         return
-            fd = _fd_of(obj, cls, mro)
+            fd = _fd_of(obj, cls, mro, curl)
             if fd is not None:
                 key = wanted.get(fd)
                 if key is not None and key not in found:
