@@ -16,7 +16,7 @@ from typing import Callable, TextIO
 
 from . import baseline as baseline_mod
 from .endpoints import ConfigError
-from .outputs import write_json
+from .outputs import names_a_directory, write_json
 from .reporting import diff as diff_mod
 from .reporting.html import write_page
 from .reporting.merge import merge, sources
@@ -43,6 +43,8 @@ def _load_all(paths: Sequence[str]) -> list[tuple[str, Document]]:
 
 
 def _write(what: str, path: str, write: Callable[[], None]) -> None:
+    if names_a_directory(path):  # (``out/``: else a file named ``out``, where the user meant a folder)
+        raise _Failed(f"cannot write {what} {path!r}: it names a directory; give a file path")
     try:
         write()
     except OSError as e:

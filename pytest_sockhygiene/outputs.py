@@ -34,7 +34,8 @@ class Outputs:
                                               ("--sockhygiene-baseline-update", self.update)) if value]
 
 
-def _names_a_directory(path: str) -> bool:
+def names_a_directory(path: str) -> bool:
+    """A path that cannot become a file: it ends in a separator, or a directory is there."""
     return path.endswith(tuple(s for s in (os.sep, os.altsep, "/") if s)) or os.path.isdir(path)
 
 
@@ -44,7 +45,7 @@ def check_output_path(option: str, path: str, example: str = "sockhygiene.json")
     written. ``example``: a file name of the option's kind, for the message."""
     if not path:
         raise ConfigError(f"{option}: the path is empty; give a file path such as {example!r}")
-    if _names_a_directory(path):
+    if names_a_directory(path):
         example = os.path.join(path, example)
         raise ConfigError(f"{option}: {path!r} names a directory; give a file path such as {example!r}")
     existing = os.path.dirname(os.path.abspath(path))
@@ -54,6 +55,21 @@ def check_output_path(option: str, path: str, example: str = "sockhygiene.json")
         raise ConfigError(f"{option}: cannot write {path!r}: {existing!r} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise ConfigError(f"{option}: cannot write {path!r}: permission denied")
+
+
+def check_distinct(paths: Mapping[str, str | None]) -> None:
+    """Refuse two outputs given one file (option -> path; None: not given): the one written last would replace
+    the other without a word - a report over the committed baseline, the page over the report, the report over
+    pytest's JUnit XML. Paths are compared as they will be opened: from the current directory, links resolved."""
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if not path:
+            continue
+        where = os.path.normcase(os.path.realpath(path))
+        if where in seen:
+            raise ConfigError(f"{seen[where]} and {option} name the same file {path!r}: one would overwrite the "
+                              "other; give each its own path")
+        seen[where] = option
 
 
 def read_outputs(report: str | None, baseline_path: str | None, update: bool, check_writable: bool) -> Outputs:

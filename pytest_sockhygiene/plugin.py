@@ -27,7 +27,7 @@ from .clients import end_finalizer_walk_at
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, marker_problems, merge_marker_kwargs
 from .logheld import captured_records
-from .outputs import Outputs, read_outputs, write_outputs
+from .outputs import Outputs, check_distinct, read_outputs, write_outputs
 from .report import failure_text
 from .reporting.annotations import workflow_commands
 from .reporting.options import CiOptions, read_ci_options
@@ -179,6 +179,14 @@ def pytest_configure(config: pytest.Config) -> None:
                                config.getoption("sockhygiene_baseline_update"), check_writable=not is_worker)
     except ConfigError as e:
         raise pytest.UsageError(f"sockhygiene: {e}") from None
+    if settings.active and not is_worker:
+        try:
+            check_distinct({"--sockhygiene-report": outputs.report, "--sockhygiene-html": config.stash[_CI_KEY].html,
+                            "--sockhygiene-baseline": outputs.baseline_path,
+                            "--junitxml": config.getoption("xmlpath", None),
+                            "--html": config.getoption("htmlpath", None)})  # pytest-html's, where installed
+        except ConfigError as e:
+            raise pytest.UsageError(f"sockhygiene: {e}") from None
     if not settings.active:
         ignored = outputs.given() + (["--sockhygiene-html"] if config.getoption("sockhygiene_html") else [])
         config.pluginmanager.register(_OffMode(settings, ignored if not is_worker else []), PLUGIN_NAME + "-off")
@@ -234,7 +242,7 @@ def _register_pytest_html(config: pytest.Config, plugin: SockHygienePlugin) -> N
         state = plugin.current
         return full_record(state.record) if state is not None and state.item is item else None
 
-    rows = PytestHtmlRows(record_of, reporting=plugin.reporter is not None)
+    rows = PytestHtmlRows(record_of, reporting=plugin.reporter is not None, problem=plugin.controller.problem)
     config.pluginmanager.register(rows, PLUGIN_NAME + "-pytest-html")
 
 

@@ -182,6 +182,45 @@ def test_bad_path_stops_the_run_and_off_mode_ignores_it(pytester, run, tmp_path)
     assert result.ret == 0 and not (tmp_path / "p.html").exists()
 
 
+def test_two_outputs_on_one_file_stop_the_run(pytester, run, tmp_path):
+    """Each output needs its own file: the one written last replaced the other without a word (a report over the
+    committed baseline, the page over the report, the report over the JUnit XML). Off mode writes none of them."""
+    pytester.makepyfile(test_ok="def test_a(): pass")
+    one = tmp_path / "one.json"
+    for first, second in ((f"--sockhygiene-report={one}", f"--sockhygiene-html={one}"),
+                          (f"--sockhygiene-report={one}", f"--junitxml={one}"),
+                          (f"--sockhygiene-baseline={one}", f"--sockhygiene-report={tmp_path / '.' / 'one.json'}")):
+        result = run(first, second, *(["--sockhygiene-baseline-update"] if "baseline" in first else []))
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, (first, second)
+        options = sorted(a.split("=")[0] for a in (first, second))
+        line = [ln for ln in result.stderr.lines if "name the same file" in ln]
+        assert len(line) == 1 and sorted(re.findall(r"(--[\w-]+) (?:and|name)", line[0])) == options, line
+        assert line[0].startswith("ERROR: sockhygiene: --") and line[0].endswith(
+            "one.json': one would overwrite the other; give each its own path")
+        assert not one.exists()
+    run(f"--sockhygiene-report={one}", f"--sockhygiene-html={one}", mode="off").assert_outcomes(passed=1)
+
+
+def test_pytest_html_with_unmeasured_counts_keeps_the_run(pytester, run, tmp_path):
+    """A test run while other code had replaced the socket hooks has null event counts: pytest-html's row of it
+    is written (an INTERNALERROR stopped the run, and under xdist the worker's tests were lost with exit status 0)."""
+    pytest.importorskip("pytest_html")
+    from test_cli import UNMEASURED
+
+    pytester.makepyfile(test_u=UNMEASURED)
+    for extra in ([], ["-n", "2"]):
+        page = tmp_path / f"report{len(extra)}.html"
+        result = run(f"--html={page}", "--self-contained-html", *extra)
+        result.assert_outcomes(passed=2)
+        output = result.stdout.str() + result.stderr.str()
+        assert "INTERNALERROR" not in output and "plugin problem" not in output
+        rows = _pytest_html_rows(page)
+        assert set(rows) == {"test_u.py::test_patches", "test_u.py::test_after"}
+        cells = [c for r in rows["test_u.py::test_patches"] for c in r["resultsTableRow"] if "col-sockhygiene" in c]
+        assert cells and all(re.sub(r"<[^>]+>", "", c) == "time_wait unmeasured, connections unmeasured"
+                             for c in cells), cells
+
+
 PROBE = dedent("""
     import pytest
 

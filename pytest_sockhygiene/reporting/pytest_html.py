@@ -23,20 +23,24 @@ from .records import text_of
 COUNTS_ATTR = "sockhygiene_counts"
 
 
-def counts_of(record: Any) -> dict[str, int]:
-    """A record's counts, whatever its shape (``results``: a dict, a compact tuple, or a clean test's item)."""
+def counts_of(record: Any) -> dict[str, int | None]:
+    """A record's counts, whatever its shape (``results``: a dict, a compact tuple, or a clean test's item). None:
+    a count the test could not measure (other code had replaced the socket hooks: ``verdict.unmeasured``)."""
     if isinstance(record, dict):
-        return {k: int(record["counts"].get(k) or 0) for k in KINDS}  # unmeasured (None): shown as nothing
+        counts = record["counts"]
+        return {k: None if counts.get(k, 0) is None else int(counts.get(k, 0)) for k in KINDS}
     if isinstance(record, (tuple, list)) and len(record) > 1:
-        return {k: int(v) for k, v in zip(KINDS, record[1])}
+        return {k: None if v is None else int(v) for k, v in zip(KINDS, record[1])}
     return {k: 0 for k in KINDS}
 
 
-def cell_text(counts: Mapping[str, int] | None) -> str:
-    """What the row shows: the counts that are not zero, ``clean`` when all are, nothing for an unchecked test."""
+def cell_text(counts: Mapping[str, int | None] | None) -> str:
+    """What the row shows: the counts that are not zero and those not measured, ``clean`` when all are zero,
+    nothing for an unchecked test."""
     if counts is None:
         return ""
-    moved = [f"{k} {counts[k]}" for k in KINDS if counts.get(k)]
+    moved = [f"{k} {counts[k]}" if counts[k] is not None else f"{k} unmeasured" for k in KINDS
+             if k in counts and counts[k] != 0]
     return ", ".join(moved) if moved else "clean"
 
 
@@ -45,10 +49,14 @@ class PytestHtmlRows:
     reports (it builds pytest-html's page): a plain run's, or xdist's controller (where no test runs, so the first
     half never runs there)."""
 
-    def __init__(self, record_of: Callable[[pytest.Item], Any], reporting: bool) -> None:
+    def __init__(self, record_of: Callable[[pytest.Item], Any], reporting: bool,
+                 problem: Callable[[str, BaseException], None]) -> None:
         self.record_of = record_of
         self.reporting = reporting
-        self.rows: dict[str, dict[str, int]] = {}
+        self.problem = problem
+        """Where a failure of this half is reported (the session's plugin problems): a hook wrapper's exception
+        would be pytest's INTERNALERROR, and the run's remaining tests would not run."""
+        self.rows: dict[str, dict[str, int | None]] = {}
 
     # -- where the test ran --------------------------------------------------------------------------------------
 
@@ -56,19 +64,26 @@ class PytestHtmlRows:
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
         report = yield
         if call.when == "teardown":
-            # an xdist worker's record rides on the report already (plugin._RecordCarrier), a plain run's does not
-            record = getattr(report, "sockhygiene", None)
-            if record is None:
-                record = self.record_of(item)
-            if record is not None:
-                setattr(report, COUNTS_ATTR, counts_of(record))
-                text = text_of(record) if isinstance(record, dict) else ""
-                if text:
-                    from pytest_html import extras
-
-                    before = list(getattr(report, "extras", None) or [])
-                    report.extras = [*before, extras.text(text, name="sockhygiene")]
+            try:
+                self._carry(item, report)
+            except Exception as e:  # noqa: BLE001 - the test's report stands, without its counts
+                self.problem(f"pytest-html's row of {item.nodeid}", e)
         return report
+
+    def _carry(self, item: pytest.Item, report: Any) -> None:
+        """Put the test's counts, and a violating test's failure text, on its teardown report."""
+        # an xdist worker's record rides on the report already (plugin._RecordCarrier), a plain run's does not
+        record = getattr(report, "sockhygiene", None)
+        if record is None:
+            record = self.record_of(item)
+        if record is not None:
+            setattr(report, COUNTS_ATTR, counts_of(record))
+            text = text_of(record) if isinstance(record, dict) else ""
+            if text:
+                from pytest_html import extras
+
+                before = list(getattr(report, "extras", None) or [])
+                report.extras = [*before, extras.text(text, name="sockhygiene")]
 
     # -- where pytest-html builds its page ---------------------------------------------------------------------
 

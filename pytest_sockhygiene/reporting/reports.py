@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..verdict import KINDS
+from ..verdict import EVENT_COUNTS
 
 VERSION = 1
 
@@ -77,11 +77,23 @@ def check(data: Any, path: str) -> None:
     for key in ("session_leaks", "notices"):
         if not isinstance(session.get(key), list):
             raise ReportError(f"{path}: session.{key} must be a list, got {session.get(key)!r}")
+    for leak in session["session_leaks"]:  # ``show`` and the page print each one's what and owner
+        if not isinstance(leak, dict) or not all(isinstance(leak.get(k), str) for k in ("kind", "what", "owner")):
+            raise ReportError(f"{path}: session.session_leaks must hold objects with 'kind', 'what' and 'owner' "
+                              f"strings, got {leak!r}")
+    if not all(isinstance(n, str) for n in session["notices"]):
+        raise ReportError(f"{path}: session.notices must be a list of strings")
     rerun = session.get("rerun_after_violations", [])  # (reports written before it have none)
     if not isinstance(rerun, list) or not all(isinstance(n, str) for n in rerun):
         raise ReportError(f"{path}: session.rerun_after_violations must be a list of node ids, got {rerun!r}")
     if not isinstance(session.get("violations_by_kind"), dict):
         raise ReportError(f"{path}: session.violations_by_kind must be an object")
+
+
+def _count_ok(kind: str, value: Any) -> bool:
+    """A count as the plugin writes it: a non-negative integer, or null for a count the socket hooks' events give
+    that a test could not measure (other code had replaced them: ``verdict.unmeasured``, docs/platforms.md)."""
+    return (_is_int(value) and value >= 0) or (value is None and kind in EVENT_COUNTS)
 
 
 def _test_problem(t: Any) -> str:
@@ -94,20 +106,15 @@ def _test_problem(t: Any) -> str:
     if not isinstance(t.get("finished", False), bool):
         return "'finished' must be true or false"
     counts = t.get("counts")
-    if not isinstance(counts, dict) or not all(_is_int(counts.get(k)) and counts[k] >= 0 for k in counts):
-        return f"'counts' must map kinds to non-negative integers, got {counts!r}"
+    if not isinstance(counts, dict) or not all(_count_ok(k, v) for k, v in counts.items()):
+        return (f"'counts' must map kinds to non-negative integers ({' and '.join(EVENT_COUNTS)} may be null: not "
+                f"measured), got {counts!r}")
     violations = t.get("violations")
     if not isinstance(violations, list) or not all(
             isinstance(v, dict) and isinstance(v.get("kind"), str) and _is_int(v.get("count"))
             and _is_int(v.get("limit")) and isinstance(v.get("items"), list) for v in violations):
         return "'violations' must be a list of objects with 'kind', 'count', 'limit' and 'items'"
     return ""
-
-
-def counts_of(test: dict[str, Any]) -> dict[str, int]:
-    """A test's counts for every kind this version knows (a kind an older report lacks counts as 0)."""
-    counts = test.get("counts", {})
-    return {k: int(counts.get(k, 0)) for k in KINDS}
 
 
 def dirty(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
