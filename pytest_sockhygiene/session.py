@@ -148,7 +148,7 @@ class Controller:
         self.peak_fd_limit: int | None = None
         """The soft RLIMIT_NOFILE in force when ``peak_fds`` was seen (a test may lower it, and restore it)."""
         self._last_scan: Scan | None = None
-        self._fixture_marks: list[tuple[str, dict[Hashable, int], set[Any]]] = []
+        self._fixture_marks: list[tuple[str, Mapping[Hashable, int] | None, set[Any]]] = []
         self.replacements: dict[str, int] = {}
         """What other code put in place of the socket hooks (who, which method) -> how many times."""
         self.blind_windows = 0
@@ -723,7 +723,16 @@ class Controller:
         own = self.recorder.ownership
         own.fixture_stack.append(label)
         own.fixture_depths.append(origin_mod.stack_depth(sys._getframe()))
-        self._fixture_marks.append((label, self.table.ids(), set(threading.enumerate())))
+        try:
+            before: Mapping[Hashable, int] | None = self.table.ids()
+        except Exception as e:  # noqa: BLE001
+            # a plugin problem, and the setup still the fixture's: what its events show is its own (the stack
+            # above), and ``fixture_setup_end`` is still owed its pop. Raised from here, the label stayed on the
+            # stack and owned every later socket of the run, the tests' leaks included, while the fixture's own
+            # server was blamed on the test that set it up.
+            self.problem(f"{label} setup", e)
+            before = None
+        self._fixture_marks.append((label, before, set(threading.enumerate())))
 
     def fixture_setup_end(self) -> None:
         if not self._fixture_marks or self.table is None or self.recorder is None:
@@ -734,9 +743,10 @@ class Controller:
             own.fixture_stack.pop()
         if own.fixture_depths:
             own.fixture_depths.pop()
-        for key in self.table.ids():
-            if key not in ids_before:
-                own.socket_owner.setdefault(key, label)
+        if ids_before is not None:  # (None: the first look failed; the fixture's events still name it)
+            for key in self.table.ids():
+                if key not in ids_before:
+                    own.socket_owner.setdefault(key, label)
         for t in threading.enumerate():
             if t not in threads_before and t.ident is not None and own.thread_label(t.ident) is None:
                 own.thread_owner[t.ident] = label

@@ -91,6 +91,51 @@ def test_plugin_crash_is_a_plugin_problem_not_a_test_failure(pytester, run):
     assert errors_of(result) == []
 
 
+def test_a_look_failing_at_a_fixtures_setup_leaves_no_owner_behind(pytester, run):
+    """A fault we cannot cause for real: the table's look raising once, as a broader fixture's setup begins. The
+    fixture's ownership was pushed before that look and never popped: every later socket of the run was that
+    fixture's, and the tests' leaks passed. Now the fault is a plugin problem, the fixture's setup is still its
+    own (its server is not the leak of the test that set it up), and a test's leak is its own. In a subprocess,
+    so that the patch dies with it."""
+    pytester.makeconftest(dedent("""
+        import sys, pytest
+        from pytest_sockhygiene.table import linux, portable
+        from pytest_sockhygiene.testing import serve_http
+
+        FAILED = []
+
+        def failing_once(real):
+            def ids(self):
+                caller = sys._getframe(1)
+                if not FAILED and caller.f_code.co_name == "fixture_setup_begin" \
+                        and "'server'" in caller.f_locals["label"]:
+                    FAILED.append(1)
+                    raise PermissionError(13, "simulated: the look failed once")
+                return real(self)
+            return ids
+
+        linux.LinuxTable.ids = failing_once(linux.LinuxTable.ids)
+        portable.PsutilTable.ids = failing_once(portable.PsutilTable.ids)
+
+        @pytest.fixture(scope="session")
+        def server():
+            with serve_http() as s:
+                yield s
+    """))
+    pytester.makepyfile(test_p=dedent("""
+        import socket
+        KEEP = []
+        def test_first(server):
+            pass
+        def test_leaks(server):
+            KEEP.append(socket.create_connection((server.host, server.port)))
+    """))
+    result = run(subprocess=True)
+    assert errors_of(result) == ["test_p.py::test_leaks"]
+    result.stdout.fnmatch_lines(["*plugin problem*", "*fixture 'server' setup*simulated: the look failed once*"])
+    assert "session-level leaks" not in result.stdout.str()
+
+
 def test_unreadable_table_gives_one_notice_and_the_run_goes_on(pytester, run):
     # Faults we cannot cause for real as root: no /proc/self/fd (pointed at a missing directory) and psutil
     # refused (AccessDenied). In a subprocess so that the patches die with it.
