@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 from collections.abc import Container, Mapping, Sequence
 from typing import Any, Callable, Optional
 
@@ -212,6 +213,15 @@ def _expand(r: Any) -> Record:
 
 
 CHECKS_OFF = "socket checks are off for this session"
+
+
+def _notice_key(notice: str) -> str:
+    """A notice as compared across xdist's workers: each says it once, and one that names its process (psutil's
+    errors do: ``(pid=1234)``) is the same notice from every worker - shown once, as any other."""
+    return _PID.sub("pid=", notice)
+
+
+_PID = re.compile(r"pid=\d+")
 """How the notice of a session (or an xdist worker) whose socket table could not be read begins: the summary,
 which sees only the merged notices, then says why no test was checked instead of calling nothing "all clean"."""
 
@@ -316,7 +326,11 @@ class SessionResults:
         self.fd_limit = health.get("fd_limit") or self.fd_limit
         self.ports = health.get("ports") or self.ports
         self.problems.extend(p for p in health.get("problems", []) if p not in self.problems)
-        self.notices.extend(n for n in health.get("notices", []) if n not in self.notices)
+        known = {_notice_key(n) for n in self.notices}
+        for n in health.get("notices", []):
+            if _notice_key(n) not in known:
+                known.add(_notice_key(n))
+                self.notices.append(n)
         self.interrupted.extend(health.get("interrupted", []))
 
     @property

@@ -63,3 +63,14 @@ def test_a_deferred_record_is_made_whole_once() -> None:
     first = full_record(record)
     items = first["violations"][0]["items"]
     assert full_record(record) is first and first["violations"][0]["items"] is items
+
+
+def test_a_notice_that_names_its_process_is_shown_once_for_all_workers() -> None:
+    """Each xdist worker sends its notices; one that names the worker's pid (psutil's errors do) is the same
+    notice from every worker, shown once. Notices that differ otherwise are all kept."""
+    results = SessionResults()
+    off = ("socket checks are off for this session: cannot list /proc/self/fd: [Errno 2] No such file or "
+           "directory; and psutil cannot read this process: process PID not found (pid={})")
+    for pid in (29550, 29555, 29558):
+        results.add_process_health({"notices": [off.format(pid), f"other notice {pid % 2}"]})
+    assert results.notices == [off.format(29550), "other notice 0", "other notice 1"]
