@@ -61,11 +61,12 @@ def parse_mode(value: str, source: str) -> str:
 
 
 def read_mode(cli_value: str | None, ini_value: Any) -> str:
+    """The command line's mode, else the ini's, else off. The ini's is checked even when the command line's wins:
+    a typo there passed every local run that gave ``--sockhygiene``, and broke the CI job that did not."""
+    ini_mode = parse_mode(str(ini_value), "ini 'sockhygiene'") if ini_value else None
     if cli_value is not None:
         return parse_mode(cli_value, "--sockhygiene")
-    if ini_value:
-        return parse_mode(str(ini_value), "ini 'sockhygiene'")
-    return "off"
+    return ini_mode or "off"
 
 
 def read_settings(cli_mode: str | None, cli_backend: str | None, getini: Callable[[str], Any]) -> Settings:

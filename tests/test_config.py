@@ -238,10 +238,12 @@ def test_each_bad_marker_is_named_with_where_it_is_set(pytester, run, mode):
 def test_bad_ini_is_a_usage_error(pytester, run, ini, message):
     pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(test_ok="def test_ok(): pass")
-    result = run(mode="", settle="")  # no -o override: the broken ini value itself must be read
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: sockhygiene: {message}*"])
-    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    # no -o override: the broken ini value itself must be read; and read when the command line sets the mode too
+    for mode in ("", "warn"):
+        result = run(mode=mode, settle="")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, mode
+        result.stderr.fnmatch_lines([f"ERROR: sockhygiene: {message}*"])
+        assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
 @pytest.mark.parametrize("args, message", [
