@@ -32,7 +32,7 @@ from .report import failure_text
 from .reporting.annotations import workflow_commands
 from .reporting.options import CiOptions, read_ci_options
 from .results import SessionResults, clean_record, full_record, sampled_clean_record, test_record
-from .session import Controller, bad_marker_message
+from .session import Controller, bad_marker_message, marker_limits
 from .settings import LIBRARY_PACKAGES_KEY, Settings, ini_value_types, read_settings, rewrite_bare_flag
 from .summary import plural, summary_lines
 from .verdict import CLEAN, HELD_SOCKET_KINDS, KINDS, Verdict
@@ -47,11 +47,13 @@ class _ItemState:
     """What the plugin keeps for the test being run (held by the plugin, not in ``item.stash``: pytest keeps every
     item for the whole run, and nothing of this is needed once the test is judged)."""
 
-    __slots__ = ("called", "item", "judge", "limits", "no_fixture_teardown", "record", "window")
+    __slots__ = ("called", "item", "judge", "limits", "marks", "no_fixture_teardown", "record", "window")
 
-    def __init__(self, item: pytest.Item, limits: Limits | None) -> None:
+    def __init__(self, item: pytest.Item, limits: Limits | None, marks: int = 0) -> None:
         self.item = item
         self.limits = limits
+        self.marks = marks
+        """How many markers the test had of its own when its limits were read (``_limits_added_since``)."""
         self.window = False
         self.record: Any = None
         self.no_fixture_teardown = False
@@ -470,7 +472,7 @@ class SockHygienePlugin:
                 bad = None
             if bad is not None:  # failed outside the except block: the message is shown once, not twice
                 pytest.fail(bad, pytrace=False)
-        state = self.current = _ItemState(item, limits)
+        state = self.current = _ItemState(item, limits, len(item.own_markers))
         if limits.enabled:
             try:
                 if self.controller.open_window(item) is not None:
@@ -614,6 +616,8 @@ class SockHygienePlugin:
         if not state.window:
             return
         state.window = False
+        if len(item.own_markers) != state.marks and not self._limits_added_since(item, state, report):
+            return  # (a marker added since the setup began, by a fixture's add_marker: a bad one)
         limits = state.limits
         assert limits is not None
         if not limits.enabled:  # switched off at run time with sockhygiene.set_limits(enabled=False)
@@ -669,6 +673,27 @@ class SockHygienePlugin:
             raise failure
         path, lineno = _location(item)
         warn_without_failing(text, path, lineno)  # never an error, unless -W error::...SockHygieneWarning
+
+    def _limits_added_since(self, item: pytest.Item, state: _ItemState, report: bool) -> bool:
+        """Apply the ``sockhygiene`` markers added to the test after its setup began (``request.node.add_marker``
+        in a fixture, or in the test) on top of its limits, as markers set before are (and as the fixture's
+        ``set_limits`` is, which they compose with). False for a bad one, after failing the test as a bad marker
+        fails it at setup (it passed, silently unchecked, with a typo): the window is dropped, with no limits to
+        judge it by."""
+        added = [(m.args, m.kwargs) for m in item.own_markers[state.marks:] if m.name == "sockhygiene"]
+        state.marks = len(item.own_markers)
+        if not added:
+            return True
+        assert state.limits is not None
+        try:
+            state.limits = marker_limits(state.limits, item.nodeid, added[::-1])  # (closest - the latest - first)
+            return True
+        except ConfigError as e:
+            bad = f"{e} (a marker added after the setup began)"
+        self.controller.abandon_window()
+        if report:  # failed outside the except block: the message is shown once, not twice
+            pytest.fail(bad, pytrace=False)
+        return False
 
     def _keep_failure(self, item: pytest.Item, failure: BaseException) -> None:
         """Make sure this teardown failure is reported as one, even for an xfail test (see ``_KeepFailure``).

@@ -257,6 +257,52 @@ def test_bad_cli_values(pytester, args, message):
     result.stderr.fnmatch_lines([f"ERROR: sockhygiene: {message}*"])
 
 
+@pytest.mark.parametrize("mode", ["enforce", "warn"])
+def test_a_marker_added_after_the_setup_began_is_honoured_and_checked(pytester, run, mode):
+    """``request.node.add_marker`` in a fixture (or in the test) adds the marker after the limits were read at the
+    setup's start: it was ignored, and a typo in it passed silently. It now counts as a marker set before, on top
+    of what the fixture's ``set_limits`` asked, and a bad one fails the test naming it and the key."""
+    pytester.makepyfile(helpers=LEAK_ONE)
+    pytester.makepyfile(test_m=dedent("""
+        import socket, pytest
+        from helpers import KEEP, leak
+
+        @pytest.fixture
+        def allow_two(request):
+            request.node.add_marker(pytest.mark.sockhygiene(established=2))
+
+        @pytest.fixture
+        def typo(request):
+            request.node.add_marker(pytest.mark.sockhygiene(establishd=2))
+
+        def test_fixture_allows_two(server, allow_two):
+            leak(server, 2)
+
+        def test_fixture_allows_two_not_three(server, allow_two):
+            leak(server, 3)
+
+        def test_itself_allows_one(server, request):
+            request.node.add_marker(pytest.mark.sockhygiene(established=1))
+            leak(server, 1)
+
+        def test_with_set_limits(server, request, sockhygiene):  # both count: the marker's, and set_limits'
+            sockhygiene.set_limits(listen=1)
+            request.node.add_marker(pytest.mark.sockhygiene(established=1))
+            leak(server, 1)
+            KEEP.append(socket.create_server(("127.0.0.1", 0)))
+
+        def test_typo(typo):
+            pass
+    """))
+    result = run(mode=mode)
+    bad = ["test_m.py::test_typo"]
+    assert errors_of(result) == (["test_m.py::test_fixture_allows_two_not_three", *bad] if mode == "enforce" else bad)
+    result.stdout.fnmatch_lines(["sockhygiene marker on test_m.py::test_typo: unknown limit 'establishd' (did you "
+                                 "mean 'established'?) (a marker added after the setup began)"])
+    if mode == "enforce":
+        result.stdout.fnmatch_lines(["*established: 3 > limit 2*"])
+
+
 def test_marker_registered_for_strict_markers_even_when_off(pytester):
     pytester.makepyfile(test_s=dedent("""
         import pytest
