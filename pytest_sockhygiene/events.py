@@ -168,6 +168,10 @@ class Ownership:
         thread started, and a fixture's short-lived threads (a server's handler per connection) end within
         milliseconds, so an ident alone would give a test's new thread (a pool's worker) to the fixture."""
         self.socket_owner: dict[Hashable, str] = {}
+        self.peers: dict[Hashable, FourTuple] = {}
+        """Owned sockets seen connected (a fixture's connect or accept) -> their 4-tuple: one still held in state
+        CLOSE at the session's end was reset by its peer, and is a leaked fd all the same, whose peer the kernel
+        no longer knows (``Controller._session_leaks_once``)."""
         self.fixture_values: dict[int, tuple[str, Any]] = {}
         """id of a fixture of broader scope still set up -> (its label, the value it returned): what a lazily
         connecting client it made holds is its own (``holders.py``)."""

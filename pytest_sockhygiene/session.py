@@ -65,6 +65,9 @@ def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
     return base.merged(overrides)
 
 
+_RESET = " (connection already reset by the peer; the socket is still open)"
+
+
 def marker_limits(base: Limits, nodeid: str, markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
     """Limits for one test from its ``sockhygiene`` markers (closest first); ConfigError names the test."""
     try:
@@ -615,10 +618,14 @@ class Controller:
         assert self.table is not None and self.recorder is not None
         held = self.table.ids()
         owners = {k: label for k, label in self.recorder.ownership.socket_owner.items() if k in held}
-        entries = [e for e in self.table.describe({k: held[k] for k in owners})
-                   if e.state in OPEN_STATES or e.state in (TcpState.CLOSE_WAIT, TcpState.LISTEN)]
+        peers = self.recorder.ownership.peers
+        entries = [e if e.state != TcpState.CLOSE else dataclasses.replace(e, remote=e.remote or peers[e.key][1])
+                   for e in self.table.describe({k: held[k] for k in owners})
+                   if e.state in OPEN_STATES or e.state in (TcpState.CLOSE_WAIT, TcpState.LISTEN)
+                   or (e.state == TcpState.CLOSE and e.key in peers)]  # (reset by the peer: as a test's, verdict.py)
         sockets = self._without_served_sides(entries, held)
-        leaks = [{"kind": "socket", "what": e.describe(), "owner": owners[e.key]} for e in sockets]
+        leaks = [{"kind": "socket", "what": e.describe() + (_RESET if e.state == TcpState.CLOSE else ""),
+                  "owner": owners[e.key]} for e in sockets]
         live: list[Any] = []
         if self.clients is not None:
             for r in self.clients.records():

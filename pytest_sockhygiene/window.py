@@ -340,11 +340,14 @@ class Window(EventSink):
         Not a connection a tracked client's pool opened (``ev.client``, ``client_owned``): it is its client's, and
         the client's owner answers for it - an app's module-level ``requests.Session`` that a session server's
         handler thread used is the module's, no fixture's leak (pytest-django's live_server)."""
-        own = self.recorder.ownership.socket_owner
+        ownership = self.recorder.ownership
+        own = ownership.socket_owner
         for ev in self.events:
             if ev.owner is not None and ev.identity is not None and ev.identity in held and ev.client is None \
                     and ev.identity not in client_owned and ev.kind in ("connect", "accept", "listen"):
                 own[ev.identity] = ev.owner
+                if ev.four_tuple is not None:
+                    ownership.peers[ev.identity] = ev.four_tuple
 
     def _shut_down_here(self, entries: list[SocketEntry]) -> set[FourTuple]:
         """The connections of held sockets in state CLOSE that ended with this side's TIME_WAIT entry: shut down by

@@ -412,6 +412,42 @@ def test_the_fixtures_pytest_makes_for_setup_methods_are_named_for_them(pytester
     assert "_setUpClass_fixture_" not in out and "_setup_module_fixture_" not in out
 
 
+def test_a_session_fixtures_socket_reset_by_its_peer_is_a_session_level_leak(pytester, run):
+    """A session fixture's connection, never closed, that its peer reset (a listener that never accepted it, closed
+    at its own teardown) is held in state CLOSE at the session's end: a leaked fd, as a test's is reported
+    (``established``, "connection already reset by the peer"). It passed unseen at session level, so whether a
+    fixture's forgotten connection to a server was reported depended on whether the server accepted it first."""
+    pytester.makepyfile(test_r=dedent("""
+        import socket
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture(scope="session")
+        def listener():
+            lsock = socket.create_server(("127.0.0.1", 0))  # never accepts
+            yield lsock
+            lsock.close()  # the connection waiting in its backlog is reset
+
+        @pytest.fixture(scope="session")
+        def conn(listener):
+            s = socket.create_connection(listener.getsockname())
+            KEEP.append(s)  # never closed
+            return s
+
+        def test_uses_conn(conn):
+            assert conn.fileno() > 0
+    """))
+    result = run("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # enforce: a session-level leak fails the run
+    result.stdout.fnmatch_lines([
+        "session-level leaks: 1 left open at session end by fixtures of broader scope*",
+        "  CLOSE 127.0.0.1:* -> 127.0.0.1:* fd=* (connection already reset by the peer; the socket is still open) "
+        "- session-scoped fixture 'conn'",
+    ])
+
+
 LAZY_POOL = dedent("""
     import socket
     import pytest
