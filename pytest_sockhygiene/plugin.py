@@ -572,7 +572,11 @@ class SockHygienePlugin:
         if recorder is not None and recorder.ownership.fixture_values:
             recorder.ownership.fixture_values.pop(id(fixturedef), None)
         if getattr(fixturedef, "scope", "function") != "function":
-            self.controller.look_afresh()
+            try:
+                self.controller.fixture_torn_down(fixture_label(fixturedef.scope, fixturedef.argname))
+            except Exception as e:  # noqa: BLE001
+                self.controller.look_afresh()
+                self.controller.problem(f"fixture {fixturedef.argname!r} teardown", e)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:

@@ -151,6 +151,8 @@ class Controller:
         self.peak_fd_limit: int | None = None
         """The soft RLIMIT_NOFILE in force when ``peak_fds`` was seen (a test may lower it, and restore it)."""
         self._last_scan: Scan | None = None
+        self._torn_down_ids: Mapping[Hashable, int] | None = None
+        """The look the last broader fixture's teardown took (``fixture_torn_down``), while no window closed since."""
         self._fixture_marks: list[tuple[str, Mapping[Hashable, int] | None, set[Any]]] = []
         self.replacements: dict[str, int] = {}
         """What other code put in place of the socket hooks (who, which method) -> how many times."""
@@ -390,6 +392,25 @@ class Controller:
         socket was new at the next test's end, that test's leak (found on django-rest-framework's suite under
         PostgreSQL), and a reconnect on the same fd number went unseen by the quick look."""
         self._last_scan = None
+
+    def fixture_torn_down(self, label: str) -> None:
+        """A broader fixture's teardown has run: the sockets that appeared since the last look before it (the last
+        window's final one, or the last such teardown's) and that nothing owns are its own - opened by its
+        teardown code (a notifier's last message, a reconnect), outside any window. Still held at the session's
+        end, they are its session-level leak; they were nobody's, and passed unseen. Then the next window looks
+        afresh (``look_afresh``)."""
+        last = self._last_scan
+        reference = last.ids if last is not None else self._torn_down_ids
+        self._last_scan = None
+        if self.table is None or self.recorder is None or self.window is not None:
+            self._torn_down_ids = None
+            return
+        now = self.table.ids()
+        self._torn_down_ids = now
+        if reference is not None:
+            owners = self.recorder.ownership.socket_owner
+            for key in now.keys() - reference.keys():
+                owners.setdefault(key, label)
 
     def open_window(self, test: Any = None) -> Window | None:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window

@@ -448,6 +448,47 @@ def test_a_session_fixtures_socket_reset_by_its_peer_is_a_session_level_leak(pyt
     ])
 
 
+def test_a_socket_a_broader_fixtures_teardown_opens_and_keeps_is_its_session_level_leak(pytester, run):
+    """A module or session fixture's teardown runs after its last test's check, outside any window: a connection it
+    opens there and never closes was nobody's, and passed unseen. It is that fixture's now; one its teardown
+    opens and closes is nothing; and a test's leak stays the test's."""
+    pytester.makepyfile(test_t=dedent("""
+        import socket
+        import pytest
+
+        KEEP = []
+
+        @pytest.fixture(scope="module")
+        def notifier(server):
+            yield
+            KEEP.append(socket.create_connection((server.host, server.port)))  # its teardown's, never closed
+
+        @pytest.fixture(scope="module")
+        def tidy(server):
+            yield
+            socket.create_connection((server.host, server.port)).close()  # its teardown's, closed
+
+        @pytest.fixture(scope="session")
+        def farewell(server):
+            yield
+            KEEP.append(socket.create_connection((server.host, server.port)))
+
+        def test_one(notifier, tidy, farewell):
+            pass
+
+        def test_leaks(server):
+            KEEP.append(socket.create_connection((server.host, server.port)))
+    """))
+    pytester.makepyfile(test_u="def test_later(): pass")
+    result = run("-p", "no:randomly")
+    assert errors_of(result) == ["test_t.py::test_leaks"]
+    out = result.stdout.str()
+    assert "session-level leaks: 2 left open at session end by fixtures of broader scope" in out, out
+    result.stdout.fnmatch_lines(["  * 127.0.0.1:* -> 127.0.0.1:* fd=* - module-scoped fixture 'notifier'"])
+    result.stdout.fnmatch_lines(["  * 127.0.0.1:* -> 127.0.0.1:* fd=* - session-scoped fixture 'farewell'"])
+    assert "'tidy'" not in out
+
+
 LAZY_POOL = dedent("""
     import socket
     import pytest
