@@ -8,6 +8,7 @@ test's own result stands.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import socket
 import sys
@@ -66,6 +67,31 @@ def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
 
 
 _RESET = " (connection already reset by the peer; the socket is still open)"
+
+
+def table_unreadable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the socket table cannot be read (rather than that the plugin has a fault): raised by a
+    backend's own code (``pytest_sockhygiene.table``) as the backend's unavailability, a refusal or a missing
+    ``/proc`` entry (``OSError`` with EACCES, EPERM, ENOENT, ENOTDIR, ESRCH), or psutil's AccessDenied or
+    NoSuchProcess. Running out of fds is not one: the backends cope with it."""
+    if isinstance(exc, TableUnavailable):
+        return True
+    refused = isinstance(exc, OSError) and exc.errno in _REFUSED
+    if not refused:
+        psutil = sys.modules.get("psutil")
+        refused = psutil is not None and isinstance(exc, (psutil.AccessDenied, psutil.NoSuchProcess))
+    if not refused:
+        return False
+    tb = exc.__traceback__
+    while tb is not None:  # from a backend's code, not from any other part of the plugin
+        if tb.tb_frame.f_globals.get("__name__", "").startswith(_TABLE_PACKAGE):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.ESRCH})
+_TABLE_PACKAGE = "pytest_sockhygiene.table"
 
 
 def marker_limits(base: Limits, nodeid: str, markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]) -> Limits:
@@ -272,8 +298,23 @@ class Controller:
     # -- problems ------------------------------------------------------------------------------------------------
 
     def problem(self, where: str, exc: BaseException) -> None:
+        if self.table is not None and table_unreadable(exc):
+            self._lose_table(where, exc)
+            return
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
         self.problems.append(f"{where}: {exc!r}\n{tb}")
+
+    def _lose_table(self, where: str, exc: BaseException) -> None:
+        """The socket table could be read at the start and cannot any more (``/proc/self/fd`` refused, psutil
+        denied): no later look can succeed, so the checks stop here with one notice, as when the table cannot be
+        read from the start - not a plugin problem with a traceback at every later test (sixteen of them, and
+        nothing said the checks were off)."""
+        self.abandon_window()
+        self.table = None  # (``usable`` is False from now on: no window opens, no fixture is watched)
+        self.unavailable = f"{type(exc).__name__}: {exc}"
+        self.notices.append(f"socket checks were switched off during the session ({where}): the socket table "
+                            f"could not be read any more ({self.unavailable}); the tests run after that were not "
+                            "checked")
 
     def _hook_error(self, exc: BaseException) -> None:
         self.problem(f"socket hook in thread {threading.current_thread().name}", exc)
@@ -408,9 +449,12 @@ class Controller:
         now = self.table.ids()
         self._torn_down_ids = now
         if reference is not None:
-            owners = self.recorder.ownership.socket_owner
-            for key in now.keys() - reference.keys():
-                owners.setdefault(key, label)
+            own = self.recorder.ownership
+            new = {key: now[key] for key in now.keys() - reference.keys() if key not in own.socket_owner}
+            for e in self.table.describe(new) if new else ():
+                own.socket_owner[e.key] = label
+                if e.four_tuple is not None:  # connected: reset by its peer later, it is still a leak (``peers``)
+                    own.peers[e.key] = e.four_tuple
 
     def open_window(self, test: Any = None) -> Window | None:
         if (self.recorder is None or self.table is None) and not self.usable:  # starts on the first window
