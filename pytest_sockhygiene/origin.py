@@ -12,6 +12,7 @@ import contextvars
 import functools
 import inspect
 import os
+import re
 import socket
 import sys
 import sysconfig
@@ -236,6 +237,61 @@ UNKNOWN = "origin unknown (opened by library or C code outside Python's socket m
 JOB = "opened by library code in a thread pool's job submitted at"
 THREAD = "opened by library code in a thread started at"
 
+DOCTEST_PREFIX = "<doctest "
+"""How the code of a doctest's example is named: ``<doctest mylib.connect[1]>``, doctest's ``compile`` filename
+for example 1 of the DocTest named ``mylib.connect``. No file a user can open: ``doctest_line`` maps it."""
+
+_DOCTEST_FILENAME = re.compile(r"<doctest (?P<name>.+)\[(?P<examplenum>\d+)\]>$")
+"""doctest's own pattern for it (``DocTestRunner.__LINECACHE_FILENAME_RE``)."""
+
+_doctests: dict[str, Any] = {}
+"""The DocTests of the doctest items run so far, by name (``add_doctest``). Pytest keeps every item, and so each
+DocTest, for the whole run: this keeps nothing alive that would not be."""
+
+
+def add_doctest(test: Any) -> None:
+    """Make the lines of this DocTest's examples known (``doctest_line``): set from the doctest item as it starts,
+    so that a socket its examples open - in the test's thread, or in a thread or task one of them started - is
+    named by the line of the file the example is written in. A later DocTest of the same name (two README.txt in
+    two directories) replaces the earlier: the running one is the one whose examples run now."""
+    name = getattr(test, "name", None)
+    if isinstance(name, str):
+        _doctests[name] = test
+
+
+def _example_start(filename: str) -> tuple[str, int, str] | None:
+    """For a doctest example's code (``filename``: ``<doctest NAME[i]>``): the file the example is written in, the
+    line before its first (a 1-based line of its code adds to it) and NAME; or None if its DocTest is not known or
+    has no file or line. doctest counts both a DocTest's line in its file and an example's line in the DocTest
+    from 0 (pytest's failure location is ``test.lineno + example.lineno + 1``, an example's first line)."""
+    m = _DOCTEST_FILENAME.match(filename)
+    test = _doctests.get(m["name"]) if m is not None else None
+    if m is None or test is None or not test.filename or test.lineno is None:
+        return None
+    examples = test.examples
+    i = int(m["examplenum"])
+    if i >= len(examples):
+        return None
+    return str(test.filename), int(test.lineno) + int(examples[i].lineno), m["name"]
+
+
+def doctest_line(filename: str, lineno: int) -> tuple[str, int]:
+    """The file and line of line ``lineno`` of a doctest example's code (``filename``: ``<doctest NAME[i]>``); as
+    they are where its DocTest is not known."""
+    start = _example_start(filename)
+    return (start[0], start[1] + lineno) if start is not None else (filename, lineno)
+
+
+def doctest_origin(filename: str, lineno: int, function: str) -> Origin:
+    """The origin of a frame running a doctest example's code (``DOCTEST_PREFIX``): the line of the file the
+    example is written in, the example's own code (``<module>``) named for its doctest (``doctest
+    mylib.connect``, pytest's ``[doctest] mylib.connect``); as it is where its DocTest is not known."""
+    start = _example_start(filename)
+    if start is None:
+        return (filename, lineno, function)
+    return (start[0], start[1] + lineno, f"doctest {start[2]}" if function == "<module>" else function)
+
+
 STARTED_AT_ATTR = "_sockhygiene_started_at"
 """On a thread started while a window was open (``events.ThreadStarts``): the user's line that started it, for a
 socket the thread opens with no line of the user's on its own stack (``Thread(target=requests.get, ...)``)."""
@@ -403,6 +459,8 @@ def _walk(frame: FrameType | None, passed: list[FrameType] | None = None) -> Ori
         else:
             library = known.get(code.co_filename)  # (is_library_file's cache, read here: a call less per frame)
             if not (library if library is not None else is_library_file(code.co_filename)):
+                if code.co_filename.startswith(DOCTEST_PREFIX):  # (only an origin's frame pays: one test)
+                    return doctest_origin(code.co_filename, frame.f_lineno, code.co_name)
                 return (code.co_filename, frame.f_lineno, code.co_name)
             if passed is not None:
                 passed.append(frame)
@@ -688,7 +746,10 @@ def capture_call_on(skip: int = 1) -> tuple[Origin | None, str | None, Any]:
             if not (library if library is not None else is_library_file(code.co_filename)):
                 if called is not None and inner is not None and _passes_through(called, inner, functions=False):
                     called = inner  # a pass-through awaiter (``_outermost_call``): the coroutine it awaits
-                return (code.co_filename, frame.f_lineno, code.co_name), _call_name(called, inner), _self_of(called)
+                where = (doctest_origin(code.co_filename, frame.f_lineno, code.co_name)
+                         if code.co_filename.startswith(DOCTEST_PREFIX)
+                         else (code.co_filename, frame.f_lineno, code.co_name))
+                return where, _call_name(called, inner), _self_of(called)
         inner, called = called, frame
         frame = frame.f_back
     return None, None, None

@@ -473,6 +473,9 @@ class SockHygienePlugin:
             if bad is not None:  # failed outside the except block: the message is shown once, not twice
                 pytest.fail(bad, pytrace=False)
         state = self.current = _ItemState(item, limits, len(item.own_markers))
+        dtest = getattr(item, "dtest", None)  # a doctest item (pytest's DoctestItem): its examples' lines
+        if dtest is not None:
+            origin_mod.add_doctest(dtest)
         if limits.enabled:
             try:
                 if self.controller.open_window(item) is not None:

@@ -616,7 +616,10 @@ class Controller:
         running = ""
         if code is not None:
             name = getattr(target, "__qualname__", None) or f"{type(t).__qualname__}.run"
-            where = f"{origin_mod.short_path(code.co_filename, self.rootdir)}:{code.co_firstlineno}"
+            filename, lineno = code.co_filename, code.co_firstlineno
+            if filename.startswith(origin_mod.DOCTEST_PREFIX):  # a function a doctest's example defined
+                filename, lineno = origin_mod.doctest_line(filename, lineno)
+            where = f"{origin_mod.short_path(filename, self.rootdir)}:{lineno}"
             running = f" (running {name} at {where})"
         held = window.after_scan.ids if window.after_scan is not None else {}
         kinds: dict[str, int] = {}

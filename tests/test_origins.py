@@ -7,6 +7,7 @@ opened it. Only a socket no Python call made keeps "opened by library or C code 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import sysconfig
@@ -851,3 +852,64 @@ def test_library_files_agrees_with_is_library_file(tmp_path):
     expected = [f for f in files if origin.is_library_file(f)]
     assert pytest.__file__ in expected and str(tmp_path / "test_mine.py") not in expected  # (both kinds are here)
     assert origin.library_files(files) == expected
+
+
+DOCTEST_MODULE = dedent('''
+    import socket
+
+    KEEP = []
+
+
+    def connect_demo():
+        """Open a connection to a local listener.
+
+        >>> lsock = socket.create_server(("127.0.0.1", 0))  # LISTEN
+        >>> if True:
+        ...     KEEP.append(socket.create_connection(lsock.getsockname()))  # CONNECT
+        >>> def serve():
+        ...     return socket.create_server(("127.0.0.1", 0))  # SERVE
+        >>> KEEP.extend([lsock, serve()])
+        """
+''')
+
+DOCTEST_TEXT = dedent('''
+    A text file's doctest (its names are cleared after it: the socket is kept in mylib's, imported already).
+
+        >>> import socket, mylib
+        >>> mylib.KEEP.append(socket.create_server(("127.0.0.1", 0)))  # TEXT
+''')
+
+
+def _line_in(src: str, marker: str) -> int:
+    """The 1-based line of ``src`` that ends with ``# <marker>``."""
+    return next(i for i, line in enumerate(src.splitlines(), 1) if line.rstrip().endswith(f"# {marker}"))
+
+
+def test_a_doctests_sockets_name_the_line_of_the_file_its_example_is_written_in(pytester, run, monkeypatch):
+    """doctest compiles each example as ``<doctest mylib.connect_demo[1]>``, line 1: a socket a doctest left open
+    read "opened at <doctest mylib.connect_demo[1]>:1 in <module>", a place no one can open, and the report's
+    file and line, and a CI annotation, pointed there too. Each names the line of the file, as pytest's own
+    doctest failures do: the example's second line, a function an earlier example defined, a text file's line."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    pytester.makepyfile(mylib=DOCTEST_MODULE)
+    pytester.path.joinpath("README.txt").write_text(DOCTEST_TEXT)
+    report = pytester.path / "report.json"
+    result = run("--doctest-modules", "--doctest-glob=*.txt", f"--sockhygiene-report={report}", "-p", "no:randomly",
+                 "mylib.py", "README.txt")
+    assert errors_of(result) == ["README.txt::README.txt", "mylib.py::mylib.connect_demo"], result.stdout.str()
+    out = result.stdout.str()
+    assert "<doctest" not in out
+    listen, connect, serve, text = (_line_in(DOCTEST_MODULE, "LISTEN"), _line_in(DOCTEST_MODULE, "CONNECT"),
+                                    _line_in(DOCTEST_MODULE, "SERVE"), _line_in(DOCTEST_TEXT, "TEXT"))
+    result.stdout.fnmatch_lines_random([
+        f"*LISTEN 127.0.0.1:* opened at mylib.py:{listen} in doctest mylib.connect_demo",
+        f"*ESTABLISHED 127.0.0.1:* opened at mylib.py:{connect} in doctest mylib.connect_demo",
+        f"*LISTEN 127.0.0.1:* opened at mylib.py:{serve} in serve",
+        f"*LISTEN 127.0.0.1:* opened at README.txt:{text} in doctest README.txt",
+    ])
+    tests = {t["nodeid"]: t for t in json.loads(report.read_text())["tests"]}
+    places = {(i["file"], i["line"]) for t in tests.values() for v in t["violations"] for i in v["items"]}
+    assert places == {("mylib.py", listen), ("mylib.py", connect), ("mylib.py", serve), ("README.txt", text)}
+    annotations = [line for line in result.outlines if line.startswith("::error ")]
+    pointed = [re.match(r"::error file=(.+?),line=(\d+),", a) for a in annotations]
+    assert len(annotations) == 3 and all(m is not None and (m[1], int(m[2])) in places for m in pointed), annotations

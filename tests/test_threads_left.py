@@ -109,6 +109,47 @@ def test_a_thread_a_test_leaves_running_is_that_tests(pytester, run):
                                  "  test_t.py::test_starts_a_holder: thread 'holder'*"])
 
 
+DOCTEST_HOLDER = dedent('''
+    import socket
+    import threading
+
+    HELD = threading.Event()
+    STOP = threading.Event()
+    KEEP = []
+
+
+    def hold_demo():
+        """A thread that holds a connection, left running.
+
+        >>> def hold(address):
+        ...     s = socket.create_connection(address)
+        ...     HELD.set()
+        ...     STOP.wait()
+        >>> server = socket.create_server(("127.0.0.1", 0))
+        >>> KEEP.append(server)
+        >>> threading.Thread(target=hold, args=(server.getsockname(),), name="holder", daemon=True).start()
+        >>> HELD.wait(5)
+        True
+        """
+''')
+
+
+def test_a_thread_a_doctest_leaves_running_names_the_line_of_its_function(pytester, run):
+    """A function a doctest's example defines runs code compiled as ``<doctest mylib.hold_demo[0]>``: the thread
+    read "running hold at <doctest mylib.hold_demo[0]>:1", a place no one can open. It names the file's line, as
+    the connection's own origin does."""
+    pytester.makepyfile(mylib=DOCTEST_HOLDER)
+    result = run("--doctest-modules", "mylib.py", "-o", "sockhygiene_listen=unlimited", subprocess=True)
+    assert errors_of(result) == ["mylib.py::mylib.hold_demo"], result.stdout.str()
+    hold = line_of(DOCTEST_HOLDER, ">>> def hold(")
+    result.stdout.fnmatch_lines([
+        f"*ESTABLISHED * opened at mylib.py:{hold + 1} in hold",
+        "*",
+        f"  thread 'holder' (running hold at mylib.py:{hold}) started by this test is still running*",
+    ])
+    assert "<doctest" not in result.stdout.str()
+
+
 def test_a_connect_under_way_in_an_earlier_tests_thread_is_not_the_current_tests(pytester, run):
     """A look taken while another thread's connect is under way sees a connected socket whose event is not
     recorded yet (the kernel has connected it; the hook has not returned). When that thread is not the test's (an
