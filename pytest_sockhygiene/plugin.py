@@ -266,6 +266,12 @@ def _test_location(item: pytest.Item) -> tuple[str, int]:
         return item.nodeid.split("::", 1)[0], 1
 
 
+def _doctest_of(item: pytest.Item) -> Any:
+    """The DocTest a doctest item runs (pytest's ``DoctestItem.dtest``), or None for any other test. A doctest
+    takes no marker, and its examples' code has no file of its own (``origin.add_doctest``)."""
+    return getattr(item, "dtest", None)
+
+
 def _file_and_line(location: tuple[Any, ...]) -> tuple[str, int]:
     """A pytest location (an item's, a report's: file, 0-based line, name) as a file and a 1-based line."""
     path, lineno, _ = location
@@ -473,8 +479,8 @@ class SockHygienePlugin:
             if bad is not None:  # failed outside the except block: the message is shown once, not twice
                 pytest.fail(bad, pytrace=False)
         state = self.current = _ItemState(item, limits, len(item.own_markers))
-        dtest = getattr(item, "dtest", None)  # a doctest item (pytest's DoctestItem): its examples' lines
-        if dtest is not None:
+        dtest = _doctest_of(item)
+        if dtest is not None:  # its examples' lines, for the origins of what they open
             origin_mod.add_doctest(dtest)
         if limits.enabled:
             try:
@@ -660,7 +666,8 @@ class SockHygienePlugin:
             record = test_record(item.nodeid, verdict, grown, self.controller.format_origin, time.time(),
                                  self.controller.fd_sample() if self.sampling else None,
                                  locate=self.controller.locate_origin,
-                                 location=_test_location(item) if grown or not verdict.clean else None)
+                                 location=_test_location(item) if grown or not verdict.clean else None,
+                                 doctest=_doctest_of(item) is not None)
         if self.reporter is not None:  # this process reports
             self.reporter.results.add_local(record)
         # kept until the test's teardown report is made: an xdist worker's _RecordCarrier puts it on the report,
@@ -671,7 +678,8 @@ class SockHygienePlugin:
                                         if verdict.counts[k] is not None)  # unmeasured: no property
         if verdict is CLEAN or (verdict.clean and not grown) or not report:
             return
-        text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown)
+        text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown,
+                            doctest=_doctest_of(item) is not None)
         if state.called:
             text += _failed_note(verdict)
         if self.enforce:

@@ -109,7 +109,8 @@ def _title(v: Violation) -> str:
     return _TITLES.get(v.kind, v.kind)
 
 
-def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> list[str]:
+def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20, doctest: bool = False) -> list[str]:
+    """A violation's lines of the failure text. ``doctest``: the test is a doctest, which takes no marker."""
     lines = [f"{v.kind}: {v.count} > limit {v.limit} - {_title(v)}"]
     if v.kind in _PER_SERVER:
         shown = _host_lines(v.kind, v.items, fmt)
@@ -129,7 +130,7 @@ def violation_lines(v: Violation, fmt: OriginFormatter, max_items: int = 20) -> 
                      "reuse it.")
     cause = cause_of(v.context, v.items)
     lines.append("    fix: " + (CAUSE_ADVICE[cause] if cause else advice(v)))
-    lines.append("    to allow it: " + allow_marker({v.kind: v.count}))
+    lines.append("    to allow it: " + allow_text({v.kind: v.count}, doctest))
     return lines
 
 
@@ -164,13 +165,25 @@ def allow_marker(counts: Mapping[str, int]) -> str:
     return "@pytest.mark.sockhygiene(" + ", ".join(f"{k}={n}" for k, n in counts.items()) + ")"
 
 
+def allow_text(counts: Mapping[str, int], doctest: bool = False) -> str:
+    """How to allow what was seen: the marker; for a doctest, which no marker reaches (it is no function a
+    decorator could mark), the ``sockhygiene`` fixture's ``set_limits`` called from its first example, through
+    doctest's ``getfixture``. Assigned to ``_``: the Limits it returns would be printed, an output the example
+    does not expect."""
+    if not doctest:
+        return allow_marker(counts)
+    keys = ", ".join(f"{k}={n}" for k, n in counts.items())
+    return f">>> _ = getfixture('sockhygiene').set_limits({keys})  (as the doctest's first example)"
+
+
 def failure_text(nodeid: str, verdict: Verdict, fmt: OriginFormatter,
-                 grown: Sequence[tuple[str, int, int]] = ()) -> str:
+                 grown: Sequence[tuple[str, int, int]] = (), doctest: bool = False) -> str:
+    """A test's failure text. ``doctest``: the test is a doctest (``allow_text``)."""
     lines = [f"sockhygiene: {nodeid} broke its socket limits"]
     for v in verdict.violations:
-        lines.extend(["  " + line for line in violation_lines(v, fmt)])
+        lines.extend(["  " + line for line in violation_lines(v, fmt, doctest=doctest)])
     if len(verdict.violations) > 1:
-        lines.append("  to allow all of it: " + allow_marker({v.kind: v.count for v in verdict.violations}))
+        lines.append("  to allow all of it: " + allow_text({v.kind: v.count for v in verdict.violations}, doctest))
     for thread in verdict.threads:
         lines.append(f"  {thread}")
     for kind, count, base in grown:

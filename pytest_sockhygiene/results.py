@@ -81,12 +81,14 @@ def _dirty(record: Any) -> bool:
 
 def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, int]],
                 fmt: Callable[[Origin | None], str], when: float, fds: int | None,
-                locate: Locate | None = None, location: tuple[str, int] | None = None) -> Any:
+                locate: Locate | None = None, location: tuple[str, int] | None = None, doctest: bool = False) -> Any:
     """A dirty test's full record (a dict; a ``Deferred`` one where the verdict has violations, whose items are made
     when read), or a clean test's compact one (a tuple, see ``_Compact``).
 
     ``locate`` gives each item's origin as (file relative to the rootdir, line); ``location`` is the test
-    function's (file, line), where an annotation points when no origin is known."""
+    function's (file, line), where an annotation points when no origin is known. ``doctest``: the test is a doctest,
+    which a dirty record says (``"doctest": true``), so that its text tells how a doctest allows it wherever it is
+    made again (``report.allow_text``)."""
     if verdict.clean and not grown and not verdict.threads:
         # a verdict's counts are ints, or None where unmeasured (``verdict.unmeasured``): as recorded
         return (nodeid, _IN_ORDER(verdict.counts), when, fds)
@@ -118,6 +120,8 @@ def test_record(nodeid: str, verdict: Verdict, grown: Sequence[tuple[str, int, i
         record["threads"] = list(verdict.threads)
     if location is not None:
         record["file"], record["line"] = location
+    if doctest:
+        record["doctest"] = True
     return Deferred(record, pending, fmt, locate) if pending else record
 
 
@@ -155,6 +159,8 @@ def public_record(r: Record, finished: Container[str] | None = None) -> Record:
         out["sample"] = {"time": r["stop"], "fds": r.get("fds")}
     if r.get("threads"):
         out["threads"] = r["threads"]
+    if r.get("doctest"):
+        out["doctest"] = True
     return out
 
 

@@ -8,6 +8,7 @@ violation ends with the marker that would allow what was seen.
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 
 import pytest
@@ -1318,3 +1319,56 @@ def test_connections_a_test_opened_with_connect_ex_are_named_by_it(pytester, run
     result.stdout.fnmatch_lines(["*3 connection(s) opened by socket.socket.connect_ex(), at test_ex.py:* in "
                                  "test_probe (no tracked client*"])
     assert "socket.socket.connect()" not in result.stdout.str()
+
+
+DOCTEST_LEAK = dedent('''
+    import socket
+
+    KEEP = []
+
+
+    def connect_demo():
+        """Open a connection to a local listener.
+
+        >>> lsock = socket.create_server(("127.0.0.1", 0))
+        >>> KEEP.extend([lsock, socket.create_connection(lsock.getsockname())])
+        """
+''')
+
+
+def test_a_doctests_advice_is_a_line_it_can_take_and_that_allows_it(pytester, run, monkeypatch, tmp_path):
+    """A doctest is no function a marker can decorate: it was told "to allow it: @pytest.mark.sockhygiene(...)",
+    advice it cannot take. It is told the fixture's ``set_limits`` from its first example, in the terminal, a CI
+    annotation and the text made again from the JSON report; and that line, put first, allows what was seen."""
+    import jsonschema
+
+    from pytest_sockhygiene.reporting.records import text_of
+
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    pytester.makepyfile(mylib=DOCTEST_LEAK)
+    path = tmp_path / "r.json"
+    result = run("--doctest-modules", "mylib.py", f"--sockhygiene-report={path}")
+    assert errors_of(result) == ["mylib.py::mylib.connect_demo"], result.stdout.str()
+    allow_all = ">>> _ = getfixture('sockhygiene').set_limits(established=1, listen=1)"
+    result.stdout.fnmatch_lines([
+        "*to allow it: >>> _ = getfixture('sockhygiene').set_limits(established=1)  (as the doctest's first example)",
+        "*to allow it: >>> _ = getfixture('sockhygiene').set_limits(listen=1)  (as the doctest's first example)",
+        f"  to allow all of it: {allow_all}  (as the doctest's first example)",
+    ])
+    assert "pytest.mark" not in result.stdout.str()
+    annotations = [line for line in result.outlines if line.startswith("::error ")]
+    assert len(annotations) == 2 and all("getfixture('sockhygiene').set_limits(" in a for a in annotations)
+    assert not any("pytest.mark" in a for a in annotations), annotations
+    doc = json.loads(path.read_text())
+    [record] = [t for t in doc["tests"] if not t["clean"]]
+    assert record["doctest"] is True
+    jsonschema.validate(doc, json.loads((pathlib.Path(__file__).parent.parent / "docs" / "report.schema.json")
+                                        .read_text()))
+    assert f"to allow all of it: {allow_all}" in text_of(record)
+
+    # the advice, taken: the doctest's first example
+    first = "    >>> lsock"
+    assert first in DOCTEST_LEAK
+    pytester.makepyfile(mylib=DOCTEST_LEAK.replace(first, f"    {allow_all}\n{first}", 1))
+    result = run("--doctest-modules", "mylib.py")
+    result.assert_outcomes(passed=1)

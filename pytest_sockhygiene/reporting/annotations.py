@@ -78,7 +78,7 @@ def record_annotations(record: Mapping[str, Any], level: str) -> list[str]:
             lines = failure_text(nodeid, Verdict(counts={}, violations=()), format_origin, own).splitlines()[1:]
             lines = [line.strip() for line in lines]
         else:
-            lines = violation_lines(by_kind[kind], format_origin)
+            lines = violation_lines(by_kind[kind], format_origin, doctest=bool(record.get("doctest")))
         file, line = _where(v, record)
         out.append(command(level, "\n".join([nodeid, *lines]), f"sockhygiene: {kind}", file, line))
     return out

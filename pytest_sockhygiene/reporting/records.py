@@ -77,7 +77,7 @@ def text_of(record: Mapping[str, Any]) -> str:
     if record.get("clean", True) and not record.get("violations"):
         return ""
     verdict, grown = verdict_of(record)
-    return failure_text(str(record["nodeid"]), verdict, format_origin, grown)
+    return failure_text(str(record["nodeid"]), verdict, format_origin, grown, doctest=bool(record.get("doctest")))
 
 
 def origins_of(record: Mapping[str, Any]) -> dict[str, str]:
