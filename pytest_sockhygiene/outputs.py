@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Container, Iterable, Mapping
 from typing import Any, Callable
 
@@ -55,6 +56,19 @@ def check_output_path(option: str, path: str, example: str = "sockhygiene.json")
         raise ConfigError(f"{option}: cannot write {path!r}: {existing!r} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise ConfigError(f"{option}: cannot write {path!r}: permission denied")
+    if existing != os.path.dirname(os.path.abspath(path)):
+        _probe_folder(option, path, existing)
+
+
+def _probe_folder(option: str, path: str, existing: str) -> None:
+    """Make and remove a folder where the missing ones of ``path`` will be made: ``os.access`` answers yes to root
+    wherever the mode bits would refuse others, also under ``/proc`` and ``/sys``, where nothing can be made (a CI
+    job running as root learnt so only when the run was over)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sockhygiene-", dir=existing))
+    except OSError as e:
+        raise ConfigError(f"{option}: cannot write {path!r}: no folder can be made in {existing!r} "
+                          f"({e.strerror or e})") from None
 
 
 def check_distinct(paths: Mapping[str, str | None]) -> None:

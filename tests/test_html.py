@@ -175,9 +175,15 @@ def test_bad_path_stops_the_run_and_off_mode_ignores_it(pytester, run, tmp_path)
     result = run(f"--sockhygiene-html={tmp_path / 'file' / 'p.html'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-html: cannot write *p.html*: * is not a directory"])
-    # missing folders are made at the end, as for the JSON report and --junitxml
+    # a missing folder where none can be made: refused at the start, also for root (whom os.access answers yes)
+    result = run("--sockhygiene-html=/proc/no-such-folder/p.html")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sockhygiene: --sockhygiene-html: cannot write '/proc/no-such-folder/p.html': "
+                                 "no folder can be made in '/proc' (*)"])
+    # missing folders are made at the end, as for the JSON report and --junitxml (the start's probe leaves none)
     run(f"--sockhygiene-html={tmp_path / 'out' / 'ci' / 'p.html'}").assert_outcomes(passed=1)
     assert (tmp_path / "out" / "ci" / "p.html").read_text().startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out"]
     result = run(f"--sockhygiene-html={tmp_path / 'p.html'}", mode="off")
     assert result.ret == 0 and not (tmp_path / "p.html").exists()
 
