@@ -355,12 +355,15 @@ CAUSE_ADVICE: dict[str, str] = {
                    "`Connection: close` request header, set by the test or by the code under test), so the pool "
                    "could keep none: drop the header and the next request reuses the connection, or allow it for "
                    "this test.",
-    "pool_concurrent": "the client is reused, but its pool opened new connections while requests ran at the same "
-                       "time: a connection the pool has no room for is closed after its request (urllib3's "
-                       "pool_maxsize, 10 by default; httpx's and aiohttp's connection limits), and a server that ends "
+    "pool_concurrent": "the client is reused, but its requests ran at the same time, and each one in flight needs "
+                       "a connection of its own: its pool opened one per concurrent request, closed those it had no "
+                       "room to keep after their request (urllib3's pool_maxsize, 10 by default; httpx's "
+                       "max_keepalive_connections, 20) and the rest with the client, and a server that ends "
                        "connections (`Connection: close`, a keep-alive timeout, a limit of requests per connection) "
-                       "costs one each - size the pool to the concurrency, keep the server's connections alive, or "
-                       "allow it for this test.",
+                       "costs one each - size the pool to the concurrency, or cap the requests in flight (a "
+                       "semaphore; httpx's max_connections, aiohttp's connector limit, urllib3's block=True), share "
+                       "the client between tests (a fixture of broader scope), keep the server's connections alive, "
+                       "or allow it for this test.",
     "api": "an API without a connection pool opens a new connection per call: keep one connection open for many "
            "calls (one websocket session, one database connection), or for HTTP send the requests through one "
            "pooled client (requests.Session, httpx.Client, urllib3.PoolManager). A test of redirects, refused "
@@ -684,8 +687,9 @@ ASKED_EACH = "each " + ASKED_CLOSE
 request asked for it (``drops.ASKED_CLOSE``): the client's doing, not the server's (``CAUSE_ADVICE["asked_close"]``)."""
 
 AT_THE_SAME_TIME = "some at the same time"
-"""In a client context item's note: its pool opened more than one connection to a host, fewer than its requests,
-and some of them were open at once (requests from several threads or tasks): the client is reused, and keep-alive
+"""In a client context item's note: its pool opened more than one connection to a host, some of them open at once,
+while its requests ran at the same time (several threads or tasks: ``ClientRecord.most_in_flight``), or were more
+than its connections: the client is reused, and its pool needed a connection per request in flight; keep-alive
 was lost to the concurrency or to the server (``CAUSE_ADVICE["pool_concurrent"]``)."""
 
 WEBSOCKETS = "websockets among them, whose connection the server ends first"
@@ -923,6 +927,15 @@ def _each_to_its_own_server(groups: Iterable[Mapping[Hashable, Mapping[Endpoint 
     return clients >= 2
 
 
+def _concurrent(client: Any, connections: int) -> bool:
+    """Whether a reused client's requests ran at the same time: more than one of its own was ever in flight at once
+    (``ClientRecord.most_in_flight``), or, for a client whose tracker cannot say, it made more requests than
+    connections that overlapped. Each request in flight needs a connection of its own: one ``httpx.AsyncClient``
+    whose twenty ``gather``-ed requests opened twenty connections made as many connections as requests, and was
+    told to stop making "a new connection per request"."""
+    return getattr(client, "most_in_flight", 0) >= 2 or getattr(client, "requests", 0) > connections
+
+
 def _one_after_another(connects: Sequence[SocketEvent], events: Sequence[SocketEvent]) -> set[Hashable]:
     """Clients (records) whose connections to one host in this window never overlapped, with at least two of
     them: the pool reopened a connection after each one was ended. A client that opened several at once
@@ -1073,14 +1086,15 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
         elif not per_call:
             # two connections or more to one host, not one after another (``_one_after_another``): some overlapped
             busy = [c for c in per_client if c not in reconnecting and max(per_client[c].values()) >= 2
-                    and getattr(c, "requests", 0) > sum(per_client[c].values())]
+                    and _concurrent(c, sum(per_client[c].values()))]
             if busy:
                 # a reused client whose connections overlapped (requests from several threads or tasks): not "one
                 # after another", and not a new client per request either (found with cheroot's suite: one
                 # session, 1,000 requests from 50 threads, told to "reuse connections - one client")
                 asked = sum(getattr(c, "requests", 0) for c in busy)
+                most = max(getattr(c, "most_in_flight", 0) for c in busy)
                 note += (f"; {pool} opened {n_conns} connections to {_most_used_host(busy, per_client)} for {asked} "
-                         f"requests, {AT_THE_SAME_TIME}")
+                         f"requests, {AT_THE_SAME_TIME}" + (f" (up to {most} in flight at once)" if most >= 2 else ""))
         ranked.append((by_clients, 1, n_conns, Item(state=kind, local=None, remote=None, origin=origin,
                                                  count=len(per_client), note=note)))
     for item in created:

@@ -812,10 +812,100 @@ def test_a_reused_client_whose_requests_ran_at_the_same_time_is_not_told_to_reus
     assert errors_of(result) == ["test_r.py::test_concurrent"]
     block = failure_block(result, "test_r.py::test_concurrent")
     assert re.search(r"1 requests\.Session created at test_r\.py:\d+ in test_concurrent \(24 requests each; its pool "
-                     r"opened 1[2-4] connections to 127\.0\.0\.1:\d+ for 24 requests, some at the same time\)",
-                     block), block
+                     r"opened 1[2-4] connections to 127\.0\.0\.1:\d+ for 24 requests, some at the same time \(up to 12 "
+                     r"in flight at once\)\)", block), block
     assert "fix: " + CAUSE_ADVICE["pool_concurrent"] in block, block
     assert "reuse connections - one client" not in block, block
+
+
+AS_MANY_CONNECTIONS_AS_REQUESTS = dedent('''
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import aiohttp
+    import httpx
+    import pytest
+
+    ARRIVED = threading.Barrier(8)
+
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            ARRIVED.wait(10)  # every request of a round in flight at once
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+
+    @pytest.fixture(scope="module")
+    def rounds():
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+    def test_httpx_gather(server):
+        async def main():
+            async with httpx.AsyncClient() as client:
+                await asyncio.gather(*[client.get(server.url) for _ in range(20)])
+
+        asyncio.run(main())
+
+
+    def test_aiohttp_gather(server):
+        async def main():
+            async with aiohttp.ClientSession() as session:
+                async def one():
+                    async with session.get(server.url) as response:
+                        await response.read()
+
+                await asyncio.gather(*[one() for _ in range(20)])
+
+        asyncio.run(main())
+
+
+    def test_httpx_threads_no_keepalive_room(rounds):
+        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            with ThreadPoolExecutor(8) as pool:
+                assert all(r.status_code == 200 for r in pool.map(lambda _: client.get(rounds, timeout=10),
+                                                                   range(16)))
+''')
+
+
+def test_a_reused_client_with_a_connection_per_concurrent_request_is_not_told_it_made_one_per_request(pytester, run):
+    """One client whose requests all ran at once, each on a connection of its own - as many connections as
+    requests: one ``httpx.AsyncClient`` or ``aiohttp.ClientSession`` with twenty ``gather``-ed requests, one
+    ``httpx.Client`` with no keep-alive room used from eight threads (the server answers a round once all eight
+    have arrived). Only a client with more requests than connections had read as concurrent; these were told to
+    stop making "a new connection per request" (found by a new user). The requests in flight at once
+    (``ClientRecord.most_in_flight``) tell it."""
+    pytest.importorskip("aiohttp")
+    pytester.makepyfile(test_g=AS_MANY_CONNECTIONS_AS_REQUESTS)
+    result = run("-p", "no:randomly")
+    names = ["test_aiohttp_gather", "test_httpx_gather", "test_httpx_threads_no_keepalive_room"]
+    assert errors_of(result) == [f"test_g.py::{name}" for name in names]
+    for name, kind, requests, at_once in (("test_httpx_gather", r"httpx\.AsyncClient", 20, "20"),
+                                          ("test_aiohttp_gather", r"aiohttp\.ClientSession", 20, "20"),
+                                          ("test_httpx_threads_no_keepalive_room", r"httpx\.Client", 16, "8")):
+        block = failure_block(result, f"test_g.py::{name}")
+        assert re.search(rf"1 {kind} created at test_g\.py:\d+ in (main|{name}) \({requests} requests each; its pool "
+                         rf"opened {requests} connections to 127\.0\.0\.1:\d+ for {requests} requests, some at the "
+                         rf"same time \(up to {at_once} in flight at once\)\)", block), block
+        assert "fix: " + CAUSE_ADVICE["pool_concurrent"] in block, block
+        assert "reuse connections - one client" not in block, block
 
 
 def test_a_pool_used_directly_that_reconnects_is_not_told_to_use_a_pool(pytester, run):

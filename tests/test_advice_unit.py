@@ -26,10 +26,13 @@ LINE = ("/t/test_x.py", 7, "test_x")
 
 
 class Record:
-    """What a tracked client's record offers (``clients.ClientRecord``): kind, creation line, requests."""
+    """What a tracked client's record offers (``clients.ClientRecord``): kind, creation line, requests, and the
+    most of them in flight at once."""
 
-    def __init__(self, kind: str = "httpx.Client", requests: int = 1, origin: Any = ("/t/test_x.py", 6, "test_x")):
+    def __init__(self, kind: str = "httpx.Client", requests: int = 1, origin: Any = ("/t/test_x.py", 6, "test_x"),
+                 most_in_flight: int = 0):
         self.kind, self.requests, self.origin = kind, requests, origin
+        self.most_in_flight = most_in_flight
 
 
 def connect(port: int, client: Record | None = None, api: str | None = None,
@@ -95,6 +98,24 @@ def test_concurrent_connections_of_one_client_are_not_reconnects():
     (item,) = connection_sources([e for e in events if e.kind == "connect"], events)
     assert "one after another" not in item.note
     assert cause_of([item]) is None
+
+
+def test_a_connection_per_concurrent_request_is_the_concurrency_not_a_new_connection_per_request():
+    """Four requests in flight at once on one client, four connections open at once: as many connections as
+    requests, and the concurrency made them (``ClientRecord.most_in_flight``), not a new connection per request.
+    Requests that overlapped but whose connections came one after another keep the server's reading."""
+    client = Record(requests=4, most_in_flight=4)
+    events = [connect(40000 + i, client) for i in range(4)] + [close(40000 + i) for i in range(4)]
+    (item,) = connection_sources([e for e in events if e.kind == "connect"], events)
+    assert item.note == ("4 requests each; its pool opened 4 connections to 127.0.0.1:8080 for 4 requests, some at "
+                         "the same time (up to 4 in flight at once)")
+    assert cause_of([item]) == "pool_concurrent"
+    session = Record("requests.Session", requests=4, most_in_flight=2)
+    in_turn: list[SocketEvent] = []
+    for i in range(4):
+        in_turn += [connect(41000 + i, session), close(41000 + i)]
+    (item,) = connection_sources([e for e in in_turn if e.kind == "connect"], in_turn)
+    assert cause_of([item]) == "server_closes"
 
 
 def test_api_and_fixture_sources_and_their_order():

@@ -594,3 +594,67 @@ def test_urllib3_module_level_default_pool_is_never_a_tests_leak(pytester, run):
     """))
     result = run()
     result.assert_outcomes(passed=2)
+
+
+class _Redirecting:
+    """A loopback server whose ``/hop/N`` redirects to ``/hop/N-1`` down to ``/hop/0``, which answers 200."""
+
+    def __enter__(self) -> str:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                hops = int(self.path.rsplit("/", 1)[-1])
+                self.send_response(302 if hops else 200)
+                if hops:
+                    self.send_header("Location", f"/hop/{hops - 1}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@pytest.mark.parametrize("name", ["requests", "urllib3"])
+def test_a_redirect_hop_is_not_a_concurrent_request(name):
+    """requests' ``Session.send`` and urllib3's ``PoolManager.urlopen`` send each redirect hop through themselves,
+    from within the request: a hop is counted as a request, but is not one more in flight at once
+    (``ClientRecord.most_in_flight``), or a client sending its requests one after another would read as
+    concurrent. What was in flight is ended whether the request returned or raised."""
+    import socket
+
+    library = pytest.importorskip(name)
+    tracker = _tracker(name)
+    registry = _registry()
+    tracker.pytest_sockhygiene_install_tracker(registry=registry)
+    try:
+        client = library.Session() if name == "requests" else library.PoolManager()
+        with _Redirecting() as url:
+            for _ in range(2):
+                response = client.request("GET", f"{url}/hop/3")
+                assert response.status_code == 200 if name == "requests" else response.status == 200
+        record = registry.record_of(client)
+        assert (record.requests, record.most_in_flight, record.in_flight) == (8, 1, [])
+        with socket.socket() as unused:  # a port nothing listens on: the request is refused
+            unused.bind(("127.0.0.1", 0))
+            refused = f"http://127.0.0.1:{unused.getsockname()[1]}/hop/0"
+        with pytest.raises(Exception):  # noqa: B017 - each library's own connection error
+            client.request("GET", refused, **({"retries": False} if name == "urllib3" else {}))
+        assert (record.most_in_flight, record.in_flight) == (1, [])
+        client.close() if name == "requests" else client.clear()
+    finally:
+        tracker.pytest_sockhygiene_uninstall_tracker(registry=registry)

@@ -284,7 +284,7 @@ def dropping_mid_response_async(original: Any) -> Any:
     return _response_closed
 
 
-def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any]:
+def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any, Any, Any]:
     """Count a request, and set ``origin.request_state`` for it: the user's line unless an outer tracked request set
     it (the outermost wins: the user's line) or this client has no pool, and this client's record as the client
     whose request it is (the innermost recorded client wins: the connection is opened in *its* pool). Returns the
@@ -295,9 +295,17 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     out with its own client. The pool that holds the connection is the inner client's. A client not recorded
     (the urllib3 PoolManager built inside a Session's adapter) leaves the outer one in place. A client whose
     transport has no pool (mock, ASGI, WSGI: ``networked`` False) sets None: what its handler connects (an app's
-    Redis connection) is not through a pool of its own."""
+    Redis connection) is not through a pool of its own.
+
+    The third value is the record whose request is now in flight (``ClientRecord.started``), for
+    ``_leave_request`` to end: None for a request sent from within one of the same client's (a redirect hop
+    requests and urllib3 send through the method wrapped), which is the same request, not a concurrent one."""
     record = registry.request(client)
     line, pooled, requesting, app = origin.request_state.get()
+    flying = None
+    if record is not None and requesting is not record:
+        record.started()
+        flying = record
     # a client with no pool (ASGI, WSGI: the app runs inside its request) sets no line: the app's own connects are
     # named by the app's line that made them, and a client the app uses sets its own
     if line is None and (record is None or record.networked):
@@ -305,14 +313,14 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
         # (async, failing a user's line: the library's that sent it, ``origin.sender_of``)
         line = sys._getframe(2) if sync else (origin.capture(skip=2) or origin.sender_of(sys._getframe(2)))
     elif record is None:
-        return None, None  # an outer request's line stands, and this client is not recorded: nothing to set
+        return None, None, None  # an outer request's line stands, and this client is not recorded: nothing to set
     if record is not None:
         pooled = record if record.networked else None
         requesting = record
         if not record.networked and not app and registry.owner_now() is None:
             # the test's request to an app (no pool: the app runs inside it), whoever entered the client
             app = True
-    return origin.request_state.set((line, pooled, requesting, app)), record
+    return origin.request_state.set((line, pooled, requesting, app)), record, flying
 
 
 def holds_connection(sock: Any) -> bool:
@@ -330,7 +338,7 @@ def holds_connection(sock: Any) -> bool:
         return False
 
 
-def _leave_request(registry: Any, tokens: tuple[Any, Any], client: Any,
+def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
                    sockets: Callable[[Any], list[Any]] | None) -> None:
     """Reset the request's state; and, for a client not yet known to have opened a connection, look into its pool once
     the request is done: a connect the socket recorder could not see (made by C code such as uvloop, or while
@@ -339,7 +347,9 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any], client: Any,
     The tracker's own ``sockets`` is asked, not the ``pytest_sockhygiene_client_sockets`` hook, if it gives one: a
     hook call's arguments may be kept by whoever records hook calls (pytester does, for a whole in-process run),
     and a client kept alive by the plugin would never be seen garbage-collected."""
-    token, mine = tokens
+    token, mine, flying = tokens
+    if flying is not None:
+        flying.ended()
     if token is None:
         return
     # (the client the context names now, normally this one's record: None for a client with no pool)
