@@ -17,7 +17,9 @@ was not read to its end, or from a ``GeneratorExit`` being handled outside any r
 before its end and closed (``next(response.iter_content())`` with requests, whose urllib3 closes the connection in
 the iterator's own cleanup; any library's the same). And a connection httpcore's pool closes after a response
 because the request's own ``Connection: close`` header asked for it (``ASKED_CLOSE``): the server honoured it, and
-the fix is the header, not the server's keep-alive (found with httpx's suite).
+the fix is the header, not the server's keep-alive (found with httpx's suite). urllib3 (so requests too) closes
+such a connection later, where no response's close runs: at the next request, finding it dropped by the server, or
+with its pool; its tracker marks the connection as its request is sent (``trackers/urllib3.py``).
 """
 
 from __future__ import annotations
@@ -118,9 +120,28 @@ def request_asked_close(frame: FrameType | None) -> bool:
     return False
 
 
+def headers_ask_close(headers: object) -> bool:
+    """Whether a request's headers (urllib3's: a ``dict``, an ``HTTPHeaderDict``, requests' ``CaseInsensitiveDict``;
+    names in any case, values ``str`` or ``bytes``) carry ``Connection: close``."""
+    items = getattr(headers, "items", None)
+    if items is None:
+        return False
+    try:
+        for name, value in items():
+            if isinstance(name, bytes):
+                name = name.decode("latin-1")
+            if name.lower() == "connection":
+                if isinstance(value, bytes):
+                    value = value.decode("latin-1")
+                return "close" in value.lower()
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return False
+
+
 _FRAMES = 12
 """Frames ``iterator_left`` looks at above the socket's close: a response's cleanup closes it a few calls down."""
 
 
-__all__ = ["ASKED_CLOSE", "MID_RESPONSE", "UNREAD", "body_unread", "dropping", "iterator_left", "request_asked_close",
-           "timed_out"]
+__all__ = ["ASKED_CLOSE", "MID_RESPONSE", "UNREAD", "body_unread", "dropping", "headers_ask_close", "iterator_left",
+           "request_asked_close", "timed_out"]

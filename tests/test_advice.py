@@ -1391,6 +1391,133 @@ def test_a_reused_client_whose_requests_ask_for_the_close_is_told_to_drop_the_he
     assert "fix: " + CAUSE_ADVICE["server_closes"] in server and "asked" not in server, server
 
 
+URLLIB3_CLIENTS_ASK_CLOSE = dedent("""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import pytest
+    import requests
+    import urllib3
+
+    CLOSED = threading.Semaphore(0)
+
+
+    class Echoing(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        echo = True
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            if self.echo and "close" in self.headers.get("Connection", "").lower():
+                self.send_header("Connection", "close")  # (what most servers answer to a request's close)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+
+    class Silent(Echoing):
+        echo = False  # closes as asked, its response saying nothing of it
+
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def shutdown_request(self, request):
+            super().shutdown_request(request)
+            CLOSED.release()  # its FIN is sent: the client's next request finds the connection dropped
+
+
+    def serve(handler):
+        server = Server(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+    @pytest.fixture(scope="module")
+    def echoing():
+        yield from serve(Echoing)
+
+
+    @pytest.fixture(scope="module")
+    def silent():
+        yield from serve(Silent)
+
+
+    def session_asks(url):
+        with requests.Session() as session:
+            session.headers["Connection"] = "close"
+            for _ in range(7):
+                assert session.get(url).status_code == 200
+                assert CLOSED.acquire(timeout=10)
+
+
+    def manager_asks(url, **kw):
+        with urllib3.PoolManager(headers={"Connection": "close"}) as manager:
+            for _ in range(7):
+                response = manager.request("GET", url, **kw)
+                assert response.status == 200 and response.data == b"ok"
+                response.release_conn()
+                assert CLOSED.acquire(timeout=10)
+
+
+    def test_session(silent):
+        session_asks(silent)
+
+
+    def test_session_echoed(echoing):
+        session_asks(echoing)
+
+
+    def test_manager(silent):
+        manager_asks(silent)
+
+
+    def test_manager_echoed(echoing):
+        manager_asks(echoing)
+
+
+    def test_manager_streamed_echoed(echoing):
+        manager_asks(echoing, preload_content=False)
+
+
+    def test_session_server_ends_each(server):
+        with requests.Session() as session:
+            for _ in range(7):
+                session.get(server.url + "/close")
+""")
+
+
+def test_requests_and_urllib3_clients_whose_requests_ask_for_the_close_are_told_to_drop_the_header(pytester, run):
+    """The same as httpx's, for a ``requests.Session`` whose ``headers`` carry ``Connection: close`` and a
+    ``urllib3.PoolManager(headers=...)`` that does: against a keep-alive server they read "the server, or a proxy or
+    middleware between, ended each connection", and "turn keep-alive on" (found by a new user). urllib3 closes such
+    a connection elsewhere than httpcore: at the next request, which finds it dropped, where the server closed
+    without saying so (``serve_http`` does; the client waits for the server's close before its next request, which
+    would otherwise race it); as the body is read to the close the response announced, where it said so (most
+    servers do), preloaded or streamed. The server's own ``Connection: close`` keeps the server's fix."""
+    pytest.importorskip("requests")
+    pytester.makepyfile(test_u=URLLIB3_CLIENTS_ASK_CLOSE)
+    result = run("-p", "no:randomly")
+    asked = ["test_manager", "test_manager_echoed", "test_manager_streamed_echoed", "test_session",
+             "test_session_echoed"]
+    assert errors_of(result) == sorted(f"test_u.py::{name}" for name in [*asked, "test_session_server_ends_each"])
+    for name in asked:
+        block = failure_block(result, f"test_u.py::{name}")
+        assert lingered(block, 7, result), block
+        assert "each closed as its request asked (a `Connection: close` request header)" in block, block
+        assert "fix: " + CAUSE_ADVICE["asked_close"] in block, block
+        assert CAUSE_ADVICE["server_closes"] not in block, block
+    server = failure_block(result, "test_u.py::test_session_server_ends_each")
+    assert "fix: " + CAUSE_ADVICE["server_closes"] in server and "asked" not in server, server
+
+
 def test_connections_a_test_opened_with_connect_ex_are_named_by_it(pytester, run):
     """A line that calls ``connect_ex`` itself (a port probe, a wait-for-server loop) is named by that method in
     the report, not by ``connect``, which the code never called."""

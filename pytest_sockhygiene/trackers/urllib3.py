@@ -14,12 +14,17 @@ pool it administers) and ``_container`` (the connections available), under its `
 pool was empty, and every idle connection "held by a response not yet read" - a real ``requests.Session``'s
 too, once niquests was installed beside it.
 
+A request whose own headers carry ``Connection: close`` marks its connection (``HTTPConnectionPool._make_request``),
+and the close that follows says so wherever urllib3 makes it (``marking_asked_close``): requests' too, since a
+``requests.Session`` sends through urllib3's pools.
+
 A PoolManager built inside another tracked client's constructor (the one in every ``requests.Session``'s
 ``HTTPAdapter``) is that client's and is not recorded on its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import weakref
@@ -27,7 +32,7 @@ from typing import Any, Callable
 
 from .. import origin
 from ..copies import copied
-from ..drops import body_unread
+from ..drops import ASKED_CLOSE, body_unread, dropping, headers_ask_close
 from .base import ClassTracker
 from .patching import _enter_request, _leave_request, after_init, counting_requests, dropping_when, then_closed
 
@@ -141,6 +146,81 @@ def pool_requests(registry: Any, sockets: Callable[[Any], list[Any]]) -> Callabl
     return make
 
 
+_ASKED_ATTR = "_sockhygiene_asked_close"
+"""On a urllib3 connection: whether the last request sent on it carried ``Connection: close``."""
+
+
+def _as_asked(close: Any) -> Any:
+    """``close`` (a method that closes a connection's socket), run with ``drops.dropping`` set to ``ASKED_CLOSE``."""
+
+    def closing(*args: Any, **kwargs: Any) -> Any:
+        token = dropping.set(ASKED_CLOSE)
+        try:
+            return close(*args, **kwargs)
+        finally:
+            origin.reset_quietly(dropping, token)
+
+    return closing
+
+
+def marking_asked_close(method: Any) -> Any:
+    """``HTTPConnectionPool._make_request``: a request whose own headers ask for ``Connection: close`` (a
+    ``requests.Session``'s ``headers``, a PoolManager's ``headers=``) marks its connection, so that the close that
+    follows says so (``SocketEvent.dropped``) and the advice is the header's, not the server's keep-alive. urllib3
+    closes such a connection at any of three places, all covered: within this call (a preloaded body the server's
+    close delimits), as a streamed body is read to the close the response announced (http.client's
+    ``_close_conn``, which a requests ``Session`` reads within its request), or - a server that closed without
+    saying so in its response - at the next request, which finds it dropped, or with the pool
+    (``HTTPConnection.close``, ``closing_if_asked``). One look at the request's few headers per request."""
+
+    def _make_request(self: Any, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        headers = kwargs.get("headers", args[3] if len(args) > 3 else None)
+        asked = bool(headers) and headers_ask_close(headers)
+        try:
+            setattr(conn, _ASKED_ATTR, asked)
+        except Exception:  # noqa: BLE001 - a connection that takes no mark is judged as before: the server's reading
+            asked = False
+        if not asked:
+            return method(self, conn, *args, **kwargs)
+        response = _as_asked(method)(self, conn, *args, **kwargs)
+        raw = getattr(response, "_original_response", None)
+        if raw is not None and getattr(raw, "fp", None) is not None and getattr(raw, "will_close", False):
+            _closing_body_as_asked(raw)
+        return response
+
+    return _make_request
+
+
+def _closing_body_as_asked(raw: Any) -> None:
+    """http.client's response ``raw``, whose body ends where its connection closes, says so as it closes its
+    socket: its own ``_close_conn`` (what http.client calls as the body ends, or as it is closed) made an instance
+    attribute that runs the class's as asked. The response is held weakly: a bound method kept on it would be a
+    reference cycle, and a response dropped unread would keep its socket open until a garbage collection."""
+    close_conn = getattr(type(raw), "_close_conn", None)
+    if close_conn is None:
+        return
+    with contextlib.suppress(Exception):  # (a response that takes neither: its close reads as the server's)
+        ref = weakref.ref(raw)
+
+        def _close_conn() -> Any:
+            response = ref()
+            return None if response is None else _as_asked(close_conn)(response)
+
+        raw._close_conn = _close_conn
+
+
+def closing_if_asked(method: Any) -> Any:
+    """urllib3's ``HTTPConnection.close``: a connection whose last request asked for ``Connection: close``
+    (``marking_asked_close``) is closed as its request asked."""
+
+    def close(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(self, _ASKED_ATTR, False):
+            return method(self, *args, **kwargs)
+        return _as_asked(method)(self, *args, **kwargs)
+
+    return close
+
+
 class Urllib3Tracker(ClassTracker):
     """Tracks ``urllib3.PoolManager`` and its subclasses."""
 
@@ -167,6 +247,11 @@ class Urllib3Tracker(ClassTracker):
             connectionpool = importlib.import_module(f"{self.module}.connectionpool")
             p.wrap(pool_manager, "_new_pool", tagging_new_pools(registry))
             p.wrap(connectionpool.HTTPConnectionPool, "urlopen", pool_requests(registry, self.sockets))
+            if callable(getattr(connectionpool.HTTPConnectionPool, "_make_request", None)):
+                # a request's own ``Connection: close`` (requests' and urllib3's): said so at the close (``drops.py``)
+                p.wrap(connectionpool.HTTPConnectionPool, "_make_request", marking_asked_close)
+                p.wrap(importlib.import_module(f"{self.module}.connection").HTTPConnection, "close",
+                       closing_if_asked)
         response = getattr(importlib.import_module(f"{self.module}.response"), "HTTPResponse", None)
         if response is not None and callable(getattr(response, "close", None)):
             # a response closed before its end takes its connection with it (requests' ``Response.close()`` of a
