@@ -748,20 +748,16 @@ def test_a_client_per_call_some_following_a_redirect_is_still_a_client_per_call(
     assert "fix: " + CAUSE_ADVICE["server_closes"] in reused, reused
 
 
-def test_a_reused_client_whose_requests_ran_at_the_same_time_is_not_told_to_reuse_one(pytester, run):
-    """One ``requests.Session`` for 24 requests from 12 threads, all 12 in flight at once (the server answers when
-    all have arrived): the pool keeps 10 connections (urllib3's default pool_maxsize) and closes the two it has no
-    room for after each round, then the ten at the session's close - 12 to 14 connections for 24 requests (as the
-    threads' rounds interleave), some open at the same time. It was told "reuse connections - one client, with
-    keep-alive", what it does (found with cheroot's suite: one session, 1,000 requests from 50 threads)."""
-    pytester.makepyfile(test_r=dedent('''
+def rounds_server(size: int) -> str:
+    """An inner suite's module-scoped server, ``rounds``, that answers a round of ``size`` requests once all of them
+    have arrived: every request of a round in flight at once, with no sleep."""
+    return dedent('''
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         import pytest
-        import requests
 
-        ARRIVED = threading.Barrier(12)
+        ARRIVED = threading.Barrier(SIZE)
 
 
         class Handler(BaseHTTPRequestHandler):
@@ -779,7 +775,7 @@ def test_a_reused_client_whose_requests_ran_at_the_same_time_is_not_told_to_reus
 
 
         @pytest.fixture(scope="module")
-        def url():
+        def rounds():
             server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
             server.daemon_threads = True
             thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -788,15 +784,26 @@ def test_a_reused_client_whose_requests_ran_at_the_same_time_is_not_told_to_reus
             server.shutdown()
             server.server_close()
             thread.join()
+    ''').replace("SIZE", str(size))
 
 
-        def test_concurrent(url):
+def test_a_reused_client_whose_requests_ran_at_the_same_time_is_not_told_to_reuse_one(pytester, run):
+    """One ``requests.Session`` for 24 requests from 12 threads, all 12 in flight at once (the server answers when
+    all have arrived): the pool keeps 10 connections (urllib3's default pool_maxsize) and closes the two it has no
+    room for after each round, then the ten at the session's close - 12 to 14 connections for 24 requests (as the
+    threads' rounds interleave), some open at the same time. It was told "reuse connections - one client, with
+    keep-alive", what it does (found with cheroot's suite: one session, 1,000 requests from 50 threads)."""
+    pytester.makepyfile(test_r=rounds_server(12) + dedent('''
+        import requests
+
+
+        def test_concurrent(rounds):
             failed = []
 
             def work(session):
                 for _ in range(2):
                     try:
-                        assert session.get(url, timeout=10).status_code == 200
+                        assert session.get(rounds, timeout=10).status_code == 200
                     except Exception as e:
                         failed.append(e)
 
@@ -818,43 +825,12 @@ def test_a_reused_client_whose_requests_ran_at_the_same_time_is_not_told_to_reus
     assert "reuse connections - one client" not in block, block
 
 
-AS_MANY_CONNECTIONS_AS_REQUESTS = dedent('''
+AS_MANY_CONNECTIONS_AS_REQUESTS = rounds_server(8) + dedent('''
     import asyncio
-    import threading
     from concurrent.futures import ThreadPoolExecutor
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import aiohttp
     import httpx
-    import pytest
-
-    ARRIVED = threading.Barrier(8)
-
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            ARRIVED.wait(10)  # every request of a round in flight at once
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args):
-            pass
-
-
-    @pytest.fixture(scope="module")
-    def rounds():
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
     def test_httpx_gather(server):

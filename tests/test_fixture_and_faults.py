@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import dedent, errors_of, failure_block
+from conftest import INNER_CONFTEST, dedent, errors_of, failure_block
 
 
 def test_measure_snapshot_and_runtime_limits(pytester, run):
@@ -97,10 +97,9 @@ def test_a_look_failing_at_a_fixtures_setup_leaves_no_owner_behind(pytester, run
     fixture's, and the tests' leaks passed. Now the fault is a plugin problem, the fixture's setup is still its
     own (its server is not the leak of the test that set it up), and a test's leak is its own. In a subprocess,
     so that the patch dies with it."""
-    pytester.makeconftest(dedent("""
-        import sys, pytest
+    pytester.makeconftest(INNER_CONFTEST + dedent("""
+        import sys
         from pytest_sockhygiene.table import linux, portable
-        from pytest_sockhygiene.testing import serve_http
 
         FAILED = []
 
@@ -116,11 +115,6 @@ def test_a_look_failing_at_a_fixtures_setup_leaves_no_owner_behind(pytester, run
 
         linux.LinuxTable.ids = failing_once(linux.LinuxTable.ids)
         portable.PsutilTable.ids = failing_once(portable.PsutilTable.ids)
-
-        @pytest.fixture(scope="session")
-        def server():
-            with serve_http() as s:
-                yield s
     """))
     pytester.makepyfile(test_p=dedent("""
         import socket
@@ -165,12 +159,10 @@ def test_a_table_that_becomes_unreadable_switches_the_checks_off_with_one_notice
     fourth look on. Each later use of the table was a plugin problem with a traceback (sixteen in a run of
     thirteen tests), and nothing said the checks were off. Now: one notice saying so and where, no plugin problem,
     the run's results the tests' own. In a subprocess so that the patches die with it."""
-    pytester.makeconftest(dedent("""
+    pytester.makeconftest(INNER_CONFTEST + dedent("""
         import os
         import psutil
-        import pytest
         from pytest_sockhygiene.table import linux, portable
-        from pytest_sockhygiene.testing import serve_http
 
         LOOKS = [0]
 
@@ -187,11 +179,6 @@ def test_a_table_that_becomes_unreadable_switches_the_checks_off_with_one_notice
         linux.os.listdir = refused_after_three(os.listdir, lambda: PermissionError(13, "Permission denied"))
         portable.PsutilTable._connections = refused_after_three(portable.PsutilTable._connections,
                                                                 lambda: psutil.AccessDenied(pid=os.getpid()))
-
-        @pytest.fixture(scope="session")
-        def server():
-            with serve_http() as s:
-                yield s
     """))
     pytester.makepyfile(test_n=dedent("""
         import socket
