@@ -810,14 +810,16 @@ class Controller:
         self._fixture_marks.append((label, before, set(threading.enumerate())))
 
     def fixture_setup_end(self) -> None:
-        if not self._fixture_marks or self.table is None or self.recorder is None:
+        if not self._fixture_marks or self.recorder is None:
             return
         label, ids_before, threads_before = self._fixture_marks.pop()
         own = self.recorder.ownership
-        if own.fixture_stack:
+        if own.fixture_stack:  # (popped also where the table was lost meanwhile: the stack names what runs now)
             own.fixture_stack.pop()
         if own.fixture_depths:
             own.fixture_depths.pop()
+        if self.table is None:
+            return
         if ids_before is not None:  # (None: the first look failed; the fixture's events still name it)
             for key in self.table.ids():
                 if key not in ids_before:
