@@ -877,9 +877,12 @@ def test_a_reused_client_with_a_connection_per_concurrent_request_is_not_told_it
                                           ("test_aiohttp_gather", r"aiohttp\.ClientSession", 20, "20"),
                                           ("test_httpx_threads_no_keepalive_room", r"httpx\.Client", 16, "8")):
         block = failure_block(result, f"test_g.py::{name}")
-        assert re.search(rf"1 {kind} created at test_g\.py:\d+ in (main|{name}) \({requests} requests each; its pool "
-                         rf"opened {requests} connections to 127\.0\.0\.1:\d+ for {requests} requests, some at the "
-                         rf"same time \(up to {at_once} in flight at once\)\)", block), block
+        # (as many connections as requests where all were in flight at once; fewer where some had ended first,
+        # as httpx 0.23 on a loaded machine: 15 for 20)
+        found = re.search(rf"1 {kind} created at test_g\.py:\d+ in (main|{name}) \({requests} requests each; its "
+                          rf"pool opened (\d+) connections to 127\.0\.0\.1:\d+ for {requests} requests, some at the "
+                          rf"same time \(up to (\d+) in flight at once\)\)", block)
+        assert found is not None and 2 <= int(found[3]) <= int(at_once) and int(found[2]) <= requests, block
         assert "fix: " + CAUSE_ADVICE["pool_concurrent"] in block, block
         assert "reuse connections - one client" not in block, block
 

@@ -183,7 +183,8 @@ def marking_asked_close(method: Any) -> Any:
         if not asked:
             return method(self, conn, *args, **kwargs)
         response = _as_asked(method)(self, conn, *args, **kwargs)
-        raw = getattr(response, "_original_response", None)
+        # urllib3 2 returns its own response over http.client's; 1.26 returns http.client's itself
+        raw = getattr(response, "_original_response", None) or response
         if raw is not None and getattr(raw, "fp", None) is not None and getattr(raw, "will_close", False):
             _closing_body_as_asked(raw)
         return response
