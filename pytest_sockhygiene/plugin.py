@@ -479,7 +479,7 @@ class SockHygienePlugin:
             if bad is not None:  # failed outside the except block: the message is shown once, not twice
                 pytest.fail(bad, pytrace=False)
         state = self.current = _ItemState(item, limits, len(item.own_markers))
-        dtest = _doctest_of(item)
+        dtest = getattr(item, "dtest", None)  # (``_doctest_of``, inline: every test)
         if dtest is not None:  # its examples' lines, for the origins of what they open
             origin_mod.add_doctest(dtest)
         if limits.enabled:
