@@ -70,10 +70,15 @@ class ClientRecord:
         self.networked = networked
         self.requests = 0
         self.in_flight: list[None] = []
-        """One entry per request of its own under way now (``started``, ``ended``)."""
+        """One entry per request of its own under way now: appended as one begins, popped as it ends (returned,
+        raised or was cancelled), by the trackers' request wrappers (``trackers.patching._enter_request``). A list,
+        not a number: its ``append`` and ``pop`` are atomic between threads, where ``+= 1`` can lose a decrement,
+        and a lost one would leave a client whose requests ran one after another reading as concurrent for the rest
+        of its life."""
         self.most_in_flight = 0
         """The most requests it had under way at once: 2 or more, and its requests overlapped in time (threads,
-        tasks), so its pool needed a connection per request in flight - not a new connection per request."""
+        tasks), so its pool needed a connection per request in flight - not a new connection per request. (A race
+        on it can only keep a smaller value: never one that was not in flight.)"""
         self.websockets = 0
         """Websocket handshakes among its requests (trackers that can tell: aiohttp's ``ws_connect``)."""
         self.connections = 0
@@ -95,22 +100,6 @@ class ClientRecord:
         self.pooled = True
         if self.part_of is not None:
             self.part_of.pooled = True
-
-    def started(self) -> None:
-        """A request of its own begins: one more in flight, and the most so far kept. A list, not a number: its
-        ``append`` and ``pop`` are atomic between threads, where ``+= 1`` can lose a decrement, and a lost one
-        would leave a client whose requests ran one after another reading as concurrent for the rest of its life.
-        (A race on the maximum can only keep a smaller value: never one that was not in flight.)"""
-        flying = self.in_flight
-        flying.append(None)
-        n = len(flying)
-        if n > self.most_in_flight:
-            self.most_in_flight = n
-
-    def ended(self) -> None:
-        """A request ``started`` is done (returned, raised or was cancelled). Never on an empty list: each request
-        ends only the entry its own start added."""
-        self.in_flight.pop()
 
     @property
     def used(self) -> bool:

@@ -297,14 +297,18 @@ def _enter_request(registry: Any, client: Any, sync: bool = False) -> tuple[Any,
     transport has no pool (mock, ASGI, WSGI: ``networked`` False) sets None: what its handler connects (an app's
     Redis connection) is not through a pool of its own.
 
-    The third value is the record whose request is now in flight (``ClientRecord.started``), for
-    ``_leave_request`` to end: None for a request sent from within one of the same client's (a redirect hop
+    The third value is the record whose request is now in flight, for ``_leave_request`` to end
+    (``ClientRecord.in_flight``): None for a request sent from within one of the same client's (a redirect hop
     requests and urllib3 send through the method wrapped), which is the same request, not a concurrent one."""
     record = registry.request(client)
     line, pooled, requesting, app = origin.request_state.get()
     flying = None
     if record is not None and requesting is not record:
-        record.started()
+        # one more of its own in flight, and the most so far kept (``ClientRecord.in_flight``; inline: every request)
+        in_flight = record.in_flight
+        in_flight.append(None)
+        if len(in_flight) > record.most_in_flight:
+            record.most_in_flight = len(in_flight)
         flying = record
     # a client with no pool (ASGI, WSGI: the app runs inside its request) sets no line: the app's own connects are
     # named by the app's line that made them, and a client the app uses sets its own
@@ -349,7 +353,7 @@ def _leave_request(registry: Any, tokens: tuple[Any, Any, Any], client: Any,
     and a client kept alive by the plugin would never be seen garbage-collected."""
     token, mine, flying = tokens
     if flying is not None:
-        flying.ended()
+        flying.in_flight.pop()  # (the entry its own start added: never on an empty list)
     if token is None:
         return
     # (the client the context names now, normally this one's record: None for a client with no pool)
