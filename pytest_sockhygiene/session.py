@@ -32,7 +32,7 @@ from .results import CHECKS_OFF, HOOKS_REWRAPPED
 from .settings import Settings
 from .table import OPEN_STATES, Scan, SocketEntry, SocketTable, TableUnavailable, TcpState, select_table
 from .transports import closing_on_stopped_loops
-from .verdict import CLEAN, Item, Verdict, unmeasured
+from .verdict import CLEAN, RESET_HELD, Item, Verdict, unmeasured
 from .window import ClientProbe, Window, backoff
 
 _GEVENT_SOCKETS = "gevent._socket3"
@@ -64,9 +64,6 @@ def effective_limits(base: Limits, overrides: Mapping[str, Any]) -> Limits:
         overrides = dict(overrides)
         overrides["ignore"] = tuple(base.ignore) + tuple(p for p in overrides["ignore"] if p not in base.ignore)
     return base.merged(overrides)
-
-
-_RESET = " (connection already reset by the peer; the socket is still open)"
 
 
 def table_unreadable(exc: BaseException) -> bool:
@@ -692,7 +689,7 @@ class Controller:
                    if e.state in OPEN_STATES or e.state in (TcpState.CLOSE_WAIT, TcpState.LISTEN)
                    or (e.state == TcpState.CLOSE and e.key in peers)]  # (reset by the peer: as a test's, verdict.py)
         sockets = self._without_served_sides(entries, held)
-        leaks = [{"kind": "socket", "what": e.describe() + (_RESET if e.state == TcpState.CLOSE else ""),
+        leaks = [{"kind": "socket", "what": e.describe() + (f" ({RESET_HELD})" if e.state == TcpState.CLOSE else ""),
                   "owner": owners[e.key]} for e in sockets]
         live: list[Any] = []
         if self.clients is not None:

@@ -682,6 +682,10 @@ UNREAD_EACH = "each dropped as its response was closed before its end"
 """In a client context item's note: every connection those clients' pools reopened for was dropped as its response
 was closed unread (``drops.UNREAD``: a stream left early): the client's doing (``CAUSE_ADVICE["unread"]``)."""
 
+RESET_HELD = "connection already reset by the peer; the socket is still open"
+"""The note of a held socket in state CLOSE whose connection was reset: a leaked fd all the same (a test's here,
+a broader fixture's at the session's end: ``Controller._session_leaks_once``)."""
+
 ASKED_EACH = "each " + ASKED_CLOSE
 """In a client context item's note: every connection a reused client's pool reopened for was closed because its
 request asked for it (``drops.ASKED_CLOSE``): the client's doing, not the server's (``CAUSE_ADVICE["asked_close"]``)."""
@@ -1174,7 +1178,7 @@ def _held_items(obs: Observation, mine: list[SocketEntry]) -> tuple[list[Item], 
             if (e.local, e.remote) in obs.shut_down:  # (this side's TIME_WAIT entry: no reset leaves one)
                 note = "connection already shut down by this process and closed by the peer; the socket is still open"
             else:
-                note = "connection already reset by the peer; the socket is still open"
+                note = RESET_HELD
         elif e.state not in OPEN_STATES and e.state != TcpState.CLOSE_WAIT:
             continue
         listener_ep = _listener_for(e.local, listeners)

@@ -28,10 +28,14 @@ def counts_of(record: Any) -> dict[str, int | None]:
     a count the test could not measure (other code had replaced the socket hooks: ``verdict.unmeasured``)."""
     if isinstance(record, dict):
         counts = record["counts"]
-        return {k: None if counts.get(k, 0) is None else int(counts.get(k, 0)) for k in KINDS}
+        return {k: _count(counts.get(k, 0)) for k in KINDS}
     if isinstance(record, (tuple, list)) and len(record) > 1:
-        return {k: None if v is None else int(v) for k, v in zip(KINDS, record[1])}
+        return {k: _count(v) for k, v in zip(KINDS, record[1])}
     return {k: 0 for k in KINDS}
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def cell_text(counts: Mapping[str, int | None] | None) -> str:
