@@ -21,7 +21,7 @@ def test_linux_table_lists_thread_self_and_sees_the_same_sockets() -> None:
     scan finds exactly what a listing of /proc/self/fd finds, and a new socket makes the quick look fail."""
     import gc
 
-    from pytest_sockhygiene.table.linux import LinuxTable, socket_inodes
+    from pytest_sockhygiene.table.linux import LinuxTable, open_fds, socket_inodes
 
     table = LinuxTable()
     assert table._dir == "/proc/thread-self/fd"
@@ -34,10 +34,10 @@ def test_linux_table_lists_thread_self_and_sees_the_same_sockets() -> None:
         # another thread of this process (an earlier test's, on a loaded machine) may open or close an fd between
         # the looks: the pair of looks is taken again until nothing outside changed the table in between
         for _ in range(50):
-            fds = _open_fds()
+            fds = open_fds()[1]
             before = table.scan()
             same = table.unchanged(before)
-            if _open_fds() == fds:
+            if open_fds()[1] == fds:
                 break
         assert set(before.ids) == set(socket_inodes()) and os.fstat(listener.fileno()).st_ino in before.ids
         assert same is before
@@ -367,18 +367,6 @@ def test_the_connect_hook_takes_a_tcp_sockets_identity_before_connect_and_asks_n
             s.close()
 
 
-def _open_fds() -> set[int]:
-    """The fds open now (the listing's own, closed once it is read, left out)."""
-    out = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            os.fstat(int(name))
-        except OSError:
-            continue
-        out.add(int(name))
-    return out
-
-
 def test_a_look_fstats_no_closed_fd_and_still_sees_a_socket_that_took_its_number_unhooked() -> None:
     """A look ``fstat``s only the fds whose last recorded event is not a close (``window._maybe_open``): a burst
     of connections that were all closed costs no ``fstat``. A socket that then takes a closed number where no hook
@@ -396,7 +384,7 @@ def test_a_look_fstats_no_closed_fd_and_still_sees_a_socket_that_took_its_number
 
     from pytest_sockhygiene.events import Recorder
     from pytest_sockhygiene.limits import Limits
-    from pytest_sockhygiene.table.linux import LinuxTable
+    from pytest_sockhygiene.table.linux import LinuxTable, open_fds
     from pytest_sockhygiene.window import Window, _maybe_open
 
     table = LinuxTable()
@@ -413,7 +401,7 @@ def test_a_look_fstats_no_closed_fd_and_still_sees_a_socket_that_took_its_number
             if raw is not None:
                 raw.close()
                 raw = None
-            before = _open_fds()
+            before = open_fds()[1]
             window = Window(table, recorder)
             for _ in range(3):
                 client = socket.create_connection(listener.getsockname())
@@ -426,7 +414,7 @@ def test_a_look_fstats_no_closed_fd_and_still_sees_a_socket_that_took_its_number
             raw.connect(listener.getsockname())
             unhooked = os.fstat(raw.fileno()).st_ino
             verdict = window.close(Limits(settle=0.0))
-            if raw.fileno() != number or before - _open_fds():  # (spoilt from outside: again)
+            if raw.fileno() != number or before - open_fds()[1]:  # (spoilt from outside: again)
                 continue
             break
         else:
