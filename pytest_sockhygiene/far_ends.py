@@ -84,21 +84,27 @@ class Claims:
     """The connections each broader fixture's objects were given, per address, for the whole session.
 
     A gRPC channel keeps one connection to an address (its default policy, ``pick_first``), a zmq socket one per
-    endpoint, a memcached client one per server, and each opens another when that one ends. So a new connection to
-    the address is a fixture's only while none that fixture was given in an earlier test is still held, and one
-    per object of the fixture: a test that leaks a channel of its own to the server a session stub talks to is
-    still told, unless the session's channel had not connected yet and the two connections cannot be told apart
-    (then one of them is the test's, and the count stays right).
+    endpoint, a memcached client one per server, and each opens another when that one ends. So in a later test a
+    fixture takes a new connection to the address only while it holds fewer there than the most it held at once in
+    an earlier test - a reconnection, not one more - and in the test that first uses it, one per object of the
+    fixture: a test that leaks a channel of its own to the server a session stub talks to is still told, unless the
+    session's channel had not connected yet, or its connection ended in this test, and the two new connections
+    cannot be told apart (then the one opened first is the fixture's, and the count stays right).
 
-    Per object within a test, per fixture across tests: a fixture's ``ClientPool`` of pylibmc clones opens one
-    connection per clone to the same server, in the test that first uses them together; a ``ThreadMappedPool``
-    reaches a master client that never connects beside its clone, and that master must not take the connection
-    a later test opened and left open itself. Known limit: a fixture whose objects connect one by one over several
+    Per object within the first test, per fixture across tests: a fixture's ``ClientPool`` of pylibmc clones opens
+    one connection per clone to the same server, in the test that first uses them together, and a clone that
+    reconnects later takes one again; a ``ThreadMappedPool`` reaches a master client that never connects beside
+    its clone, and that master must take neither the connection a later test opened and left open itself nor, when
+    the clone's connection ended and it opened another, a second one (ci53: a clone whose connection ended under
+    load let the master take the test's). Known limit: a fixture whose objects connect one by one over several
     tests (a pool used by one thread, then by two) gives the later connections to the tests."""
 
     def __init__(self) -> None:
         self._given: dict[tuple[str, Address], dict[Hashable, tuple[int, float]]] = {}
-        """(fixture label, address) -> each connection given: (the object's ``id()``, when)."""
+        """(fixture label, address) -> each connection given and still held: (the object's ``id()``, when)."""
+        self._peaks: dict[tuple[str, Address], list[tuple[float, int]]] = {}
+        """(fixture label, address) -> (when, how many it held there at once) each time that rose: what the fixture
+        held before a window opened, though those connections have ended since."""
 
     def place(self, label: str, owner: int, addresses: Collection[Address], wanted: Mapping[int, Hashable],
               placed: Collection[Hashable], peers: Mapping[int, Endpoint | None], held: Collection[Hashable],
@@ -107,18 +113,38 @@ class Claims:
         to its ``addresses``; ``since``: when the window being judged opened, ``now``: the time of this look."""
         out: list[Hashable] = []
         for address in addresses:
-            given = self._given.get((label, address))
+            where = (label, address)
+            given = self._given.get(where)
             if given:
-                given = self._given[(label, address)] = {k: v for k, v in given.items() if k in held}
-                if any(at < since or who == owner for who, at in given.values()):
-                    continue  # the fixture keeps a connection from an earlier test, or this object its own
+                given = self._given[where] = {k: v for k, v in given.items() if k in held}
+                if any(who == owner for who, _ in given.values()):
+                    continue  # this object has its own
+            earlier = max(self._held_before(where, since), sum(1 for _, at in (given or {}).values() if at < since))
+            if earlier and len(given or ()) >= earlier:
+                continue  # the fixture holds as many as it ever did before this window: nothing ended to reopen
             fds = sorted(fd for fd, key in wanted.items()
                          if key not in placed and key not in out and names((address,), peers.get(fd)))
             if fds:
                 key = wanted[fds[0]]  # the lowest number: opened first, if numbers were free in order
-                self._given.setdefault((label, address), {})[key] = (owner, now)
+                self._give(where, key, owner, now)
                 out.append(key)
         return out
+
+    def _give(self, where: tuple[str, Address], key: Hashable, owner: int, now: float) -> None:
+        given = self._given.setdefault(where, {})
+        given[key] = (owner, now)
+        peaks = self._peaks.setdefault(where, [])
+        if not peaks or len(given) > peaks[-1][1]:
+            peaks.append((now, len(given)))
+
+    def _held_before(self, where: tuple[str, Address], since: float) -> int:
+        """The most connections the fixture held to that address at once before ``since`` (0: none yet)."""
+        most = 0
+        for at, count in self._peaks.get(where, ()):
+            if at >= since:
+                break
+            most = count
+        return most
 
     def forget_gone(self, held: Collection[Hashable]) -> None:
         """Drop what is no longer held (``take_all`` and ``note`` add without looking; ``place`` prunes only the
@@ -133,7 +159,7 @@ class Claims:
     def note(self, label: str, owner: int, address: Address, key: Hashable, now: float = 0.0) -> None:
         """Count ``key`` as given to that fixture's object too (a pool's connection that one of several fixture
         sessions sent to the same origin opened: each of them then holds something from this test on)."""
-        self._given.setdefault((label, address), {})[key] = (owner, now)
+        self._give((label, address), key, owner, now)
 
     def take_all(self, label: str, owner: int, addresses: Collection[Address], wanted: Mapping[int, Hashable],
                  placed: Collection[Hashable], peers: Mapping[int, Endpoint | None],
@@ -146,7 +172,7 @@ class Claims:
                 continue
             for address in addresses:
                 if names((address,), peers.get(fd)):
-                    self._given.setdefault((label, address), {})[key] = (owner, now)
+                    self._give((label, address), key, owner, now)
                     out.append(key)
                     break
         return out

@@ -202,6 +202,31 @@ def test_claims_give_each_object_of_a_fixture_a_connection_in_one_test_but_none_
     assert claims.place(label, 3, addresses, {10: "d"}, (), {10: ("127.0.0.1", 5)}, held | {"d"}, 20, 21) == []
 
 
+def test_claims_give_a_fixture_in_a_later_test_only_what_replaces_a_connection_it_held_before():
+    """A fixture's object whose connection ended reconnects in a later test: the fixture takes as many new ones as
+    it has lost since an earlier test, not one per object (ci53: a ``ThreadMappedPool``'s clone lost its connection
+    under load and reconnected, and its master, which never connects, took the connection the test left open)."""
+    claims = Claims()
+    label, addresses, clone, master = "module fixture 'mapped'", [("127.0.0.1", 5)], 2, 3
+    one = {7: ("127.0.0.1", 5)}
+    assert claims.place(label, clone, addresses, {7: "a"}, (), one, {"a"}, 10, 11) == ["a"]
+    # the next test: "a" ended; the clone opened "d" (the lower number), the test "e", which it leaves open
+    peers = {10: ("127.0.0.1", 5), 11: ("127.0.0.1", 5)}
+    wanted, held = {10: "d", 11: "e"}, {"d", "e"}
+    assert claims.place(label, master, addresses, wanted, (), peers, held, 20, 21) == ["d"]
+    assert claims.place(label, clone, addresses, wanted, {"d"}, peers, held, 20, 21) == []  # "e" is the test's
+    # a pool of two clones: one of them reconnects in a later test, and the fixture takes that one connection
+    pool = "session fixture 'pool'"
+    two = {7: ("127.0.0.1", 5), 8: ("127.0.0.1", 5)}
+    assert claims.place(pool, 1, addresses, {7: "p", 8: "q"}, (), two, {"p", "q"}, 10, 11) == ["p"]
+    assert claims.place(pool, 2, addresses, {7: "p", 8: "q"}, {"p"}, two, {"p", "q"}, 10, 11) == ["q"]
+    later = {12: ("127.0.0.1", 5), 13: ("127.0.0.1", 5)}
+    wanted, held = {12: "r", 13: "s"}, {"q", "r", "s"}  # "p" ended
+    assert claims.place(pool, 1, addresses, wanted, (), later, held, 20, 21) == ["r"]
+    assert claims.place(pool, 2, addresses, wanted, {"r"}, later, held, 20, 21) == []  # holds "q" still
+    assert claims.place(pool, 3, addresses, wanted, {"r"}, later, held, 20, 21) == []  # the master: "s" the test's
+
+
 def test_claims_take_all_gives_a_pool_every_connection_to_its_origin_and_note_counts_them_for_its_sharers():
     """A curl_cffi session is a pool (``FarEnds._place_pools``): where nothing outside the fixtures was sent to its
     origin, it takes every connection there; a fixture session sharing that origin under another spelling
