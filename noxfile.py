@@ -8,22 +8,24 @@ The claims are Python >= 3.9, pytest >= 7, pluggy >= 1.2, psutil >= 5.9 and http
 (5 Pythons x 3 pytest x 3 httpx) would take over an hour on CI's 2 cores, so the matrix is a subset in which every
 value of every axis appears at least once, and the oldest of everything meets in one session (``floor``):
 
-    ===============  ==========  ================  ===========================  ====================
-    session          Python      pytest            httpx (httpcore)             tests
-    ===============  ==========  ================  ===========================  ====================
-    README command   3.11        newest            newest (1.x)                 all, both backends
-    floor            3.9         7.0 (pluggy 1.2,  0.23 (0.16)                  all, both backends
-                                 psutil 5.9.0)
-    pytest8-httpx27  3.10        8.x               0.27 with httpcore 1.0.2     all, linux backend
-    pytest8          3.12        8.x               newest (1.x)                 all, linux backend
-    newest-httpx27   3.13        newest            0.27 with httpcore 1.0.2     all, linux backend
-    niquests         3.12        newest            newest, niquests and         tests/test_niquests.py
-                                                   urllib3-future
-    ===============  ==========  ================  ===========================  ====================
+    =================  ==========  ================  ===========================  ====================
+    session            Python      pytest            httpx (httpcore)             tests
+    =================  ==========  ================  ===========================  ====================
+    README command     3.11        newest            newest (1.x)                 all, both backends
+    floor              3.9         7.0 (pluggy 1.2,  0.23 (0.16)                  all, both backends
+                                   psutil 5.9.0)
+    pytest8-httpx27    3.10        8.x               0.27 with httpcore 1.0.2     all, linux backend
+    pytest8            3.12        8.x               newest (1.x)                 all, linux backend
+    pytest91-httpx023  3.13        9.1               0.23.3 (0.16)                all, linux backend
+    niquests           3.12        newest            newest, niquests and         tests/test_niquests.py
+                                                     urllib3-future
+    =================  ==========  ================  ===========================  ====================
 
-httpcore < 1.0.3 names the pool's connection list differently (the tracker must not depend on it), and httpx
-0.23-0.24 pull httpcore 0.15-0.17: both are covered. The README's own command (run by .ci/run) is the newest of
-everything on the machine's default Python, so no session repeats it.
+pytest 9.0 and 9.1 read the plugin's ini keys as typed strings, where 9.2 and 8 take numbers
+(docs/configuration.md), so the 3.13 session runs 9.1; and it runs httpx 0.23.3, the floor the package claims on
+3.13 (pyproject.toml's test extra). httpcore < 1.0.3 names the pool's connection list differently (the tracker must
+not depend on it), and httpx 0.23-0.24 pull httpcore 0.15-0.17: both are covered. The README's own command (run by
+.ci/run) is the newest of everything on the machine's default Python, so no session repeats it.
 
 Sessions other than ``floor`` run every test on the ``linux`` backend only (``-k "not psutil"``, which also drops
 the few tests named after psutil): the psutil backend depends on the psutil version, not on pytest's or httpx's,
@@ -128,8 +130,8 @@ MATRIX = [
         pins=("pytest>=8,<9", "httpx>=0.28", "pytest-httpx==0.35.*"),
     ),
     Combo(
-        "newest-httpx27", "3.13",
-        pins=("pytest>=9", "httpx==0.27.*", "httpcore<1.0.3"),
+        "pytest91-httpx023", "3.13",
+        pins=("pytest>=9.0,<9.2", "httpx==0.23.3", "respx==0.21.*"),
         without=("httpx2", "pytest-httpx"),
     ),
     # niquests brings urllib3-future, which installs itself as `urllib3` over the real one: only its own tests run

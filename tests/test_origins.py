@@ -18,6 +18,12 @@ import pytest
 
 from conftest import ANYIO_BACKEND, INNER_CONFTEST, dedent, errors_of, failure_block, installed_library
 
+PYARGS_SEE_THE_ROOT_CONFTEST = pytest.mark.skipif(
+    tuple(pytest.version_tuple[:2]) == (9, 1),
+    reason="pytest 9.1 hides the rootdir conftest's fixtures from --pyargs items, without this plugin too "
+           "(pytest-dev/pytest#14683, fixed in 9.2)")
+"""The two ``--pyargs`` suites below take their server from the rootdir's conftest."""
+
 HEAD_LINES = ANYIO_BACKEND.count("\n")
 
 
@@ -442,6 +448,7 @@ INSTALLED_CONFTEST = dedent('''
 ''')
 
 
+@PYARGS_SEE_THE_ROOT_CONFTEST
 def test_tests_that_live_where_libraries_do_are_the_users_code(pytester, run):
     """A suite shipped inside a package and run from where it is installed (``pytest --pyargs tornado.test``): its
     test files sit where library code does, yet their lines are the origins - not "opened by library code, with
@@ -522,6 +529,7 @@ def test_a_task_a_library_started_is_named_by_the_call_the_test_made(pytester, r
            "main" in own, own
 
 
+@PYARGS_SEE_THE_ROOT_CONFTEST
 def test_an_installed_test_modules_lines_read_one_way(pytester, run):
     """A test module installed in site-packages, outside the rootdir, run with ``--pyargs`` (tornado's suite): its
     plain lines read absolute and its tasks' lines by the path inside site-packages, side by side in one summary.
