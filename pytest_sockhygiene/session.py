@@ -215,8 +215,9 @@ class Controller:
         try:
             self.table = select_table(self.settings.backend)
             if self.settings.backend == "auto" and self.table.name == "psutil" and sys.platform.startswith("linux"):
-                self.notices.append("the linux backend is unavailable here; using psutil (slower: it reads the "
-                                    "whole machine's TCP table)")
+                why = f" ({self.table.instead_of})" if self.table.instead_of else ""
+                self.notices.append(f"the linux backend is unavailable here{why}; using psutil (slower: it reads "
+                                    "the whole machine's TCP table)")
         except TableUnavailable as e:
             self.unavailable = str(e)
             self.notices.append(f"{CHECKS_OFF}: {e}")

@@ -76,5 +76,30 @@ def test_no_proc_self_fd_falls_back_to_psutil_and_says_so(pytester: pytest.Pytes
     result.stdout.fnmatch_lines([
         "sockhygiene: mode=enforce, backend=psutil",
         "*listen: 1 > limit 0*",
-        "notice: the linux backend is unavailable here; using psutil*",
+        "notice: the linux backend is unavailable here (cannot list /nonexistent/proc/self/fd: *); using psutil*",
     ])
+
+
+def test_an_empty_proc_self_fd_is_no_fd_table_and_psutil_is_used(pytester: pytest.Pytester) -> None:
+    """An empty directory where /proc/self/fd should be (a sandbox that masks it with one; a real empty directory
+    here, pointed at as the tests above point at a missing one): a real listing always shows the fd it lists
+    through, so the linux backend refuses it, and ``auto`` falls back to psutil with one notice - every held
+    socket passed unseen before, on every backend choice that used it."""
+    empty = pytester.mkdir("empty-fd-dir")
+    pytester.makeconftest(f"from pytest_sockhygiene.table import linux\nlinux._FD_DIR = {str(empty)!r}\n")
+    pytester.makepyfile(test_n=dedent("""
+        import socket
+        KEEP = []
+
+        def test_leaves_a_listener():
+            KEEP.append(socket.create_server(("127.0.0.1", 0)))
+    """))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sockhygiene", "-o", "sockhygiene_settle=0")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "sockhygiene: mode=enforce, backend=psutil",
+        "*listen: 1 > limit 0*",
+        "notice: the linux backend is unavailable here (*empty-fd-dir lists no file descriptors, not even the one "
+        "its listing opens: it is not this process's fd table); using psutil (slower*",
+    ])
+    assert result.stdout.str().count("notice: the linux backend is unavailable here") == 1

@@ -118,6 +118,8 @@ class SocketTable:
     identity_from_fd = False
     """``identity_of`` needs the fd alone, not the addresses: the connect hook may then ask before the real
     connect(), while no other thread of the process is woken by it yet (see ``events.Recorder``)."""
+    instead_of: str | None = None
+    """Why ``auto`` took this backend rather than the one it tried first (its notice says so), else None."""
 
     def scan(self) -> Scan:
         return Scan(self.ids())
@@ -210,12 +212,15 @@ def select_table(name: str) -> SocketTable:
     from .portable import PsutilTable
 
     try:
-        return PsutilTable()
+        table = PsutilTable()
     except TableUnavailable as e:
         if linux_failed is None:
             raise
         # auto tried both: the notice gives both reasons (on Linux, usually one cause: no /proc)
         raise TableUnavailable(f"{linux_failed}; and {e}") from e
+    if linux_failed is not None:
+        table.instead_of = str(linux_failed)
+    return table
 
 
 def dedupe(entries: Iterable[SocketEntry]) -> list[SocketEntry]:

@@ -162,9 +162,15 @@ class LinuxTable(SocketTable):
         self._fd_count: int | None = None
         self._unlooked: str | None = None
         try:
-            socket_inodes()
+            names = os.listdir(_FD_DIR)
         except OSError as e:
             raise TableUnavailable(f"cannot list {_FD_DIR}: {e}") from e
+        if not names:
+            # a real listing always shows the fd it lists through: an empty directory mounted over /proc/self/fd
+            # (a sandbox's mask) would pass every held socket unseen, on every test
+            raise TableUnavailable(f"{_FD_DIR} lists no file descriptors, not even the one its listing opens: it is "
+                                   "not this process's fd table")
+        socket_inodes(names)
         self._dir = _FD_DIR
         self._watch: FdWatch | None = None
         if _FD_DIR == "/proc/self/fd":  # (a test points _FD_DIR elsewhere to fake a missing /proc)
