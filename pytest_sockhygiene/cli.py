@@ -16,7 +16,7 @@ from typing import Callable, TextIO
 
 from . import baseline as baseline_mod
 from .endpoints import ConfigError
-from .outputs import names_a_directory, write_json
+from .outputs import make_folders, names_a_directory, write_json
 from .reporting import diff as diff_mod
 from .reporting.html import write_page
 from .reporting.merge import merge, sources
@@ -45,6 +45,12 @@ def _load_all(paths: Sequence[str]) -> list[tuple[str, Document]]:
 def _write(what: str, path: str, write: Callable[[], None]) -> None:
     if names_a_directory(path):  # (``out/``: else a file named ``out``, where the user meant a folder)
         raise _Failed(f"cannot write {what} {path!r}: it names a directory; give a file path")
+    try:
+        make_folders(path)  # as the in-run options and ``--junitxml`` make theirs: ``-o reports/merged.json``
+    except (FileExistsError, NotADirectoryError):
+        raise _Failed(f"cannot write {what} {path!r}: a file is where one of its folders would be") from None
+    except OSError as e:
+        raise _Failed(f"cannot write {what} {path!r}: {e.strerror or e}") from None
     try:
         write()
     except OSError as e:

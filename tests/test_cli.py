@@ -230,7 +230,8 @@ def test_bad_input_is_a_clear_error_and_nothing_is_written(tmp_path):
             assert done.stderr.count("\n") == 1
             assert not out.exists()
     unreadable = tmp_path / "in" / "good.json"
-    done = cli("merge", "-o", str(tmp_path / "no-dir" / "m.json"), str(unreadable))
+    # a folder that cannot be made (/proc takes none, even from root); missing folders elsewhere are made
+    done = cli("merge", "-o", "/proc/sockhygiene-no-dir/m.json", str(unreadable))
     assert done.returncode == 2
     assert "error: cannot write the merged report" in done.stderr and "No such file or directory" in done.stderr
     assert cli("merge", "-o", str(tmp_path / "m.json")).returncode == 2  # argparse: a report is required
@@ -289,6 +290,25 @@ def test_an_output_path_that_names_a_directory_is_refused(tmp_path):
         assert done.returncode == 2, done.stdout
         assert "it names a directory; give a file path" in done.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_an_output_in_folders_not_made_yet_is_written_there(tmp_path):
+    """``-o reports/shard/merged.json`` makes the missing folders, as ``--sockhygiene-report`` and ``--junitxml``
+    make theirs (a CI step that merges shards into a fresh folder failed with "No such file or directory"); a
+    folder that cannot be made is a clear error, not a traceback."""
+    (tmp_path / "in").mkdir()
+    _bad_inputs(tmp_path / "in")
+    rep = tmp_path / "in" / "good.json"
+    for command, name in (("merge", "m.json"), ("baseline", "b.json"), ("html", "p.html")):
+        out = tmp_path / "made" / command / name
+        done = _cli_in_process(command, "-o", str(out), str(rep))
+        assert done.returncode == 0, done.stderr
+        assert out.is_file() and out.stat().st_size > 0
+    (tmp_path / "a-file").write_text("")
+    done = _cli_in_process("merge", "-o", str(tmp_path / "a-file" / "m.json"), str(rep))
+    assert done.returncode == 2, done.stdout
+    assert done.stderr == (f"python -m pytest_sockhygiene merge: error: cannot write the merged report "
+                           f"{str(tmp_path / 'a-file' / 'm.json')!r}: a file is where one of its folders would be\n")
 
 
 def test_baseline_from_a_report_is_the_file_baseline_update_writes(suite, tmp_path):
