@@ -6,7 +6,10 @@ its frames and the frames their locals: a socket a failed call left in a local (
 raised, logged with ``log.exception`` by the caller) stays open until pytest drops the record, after the verdict.
 Without pytest the garbage collector closes it as soon as the ``except`` block ends, as it closes any socket
 dropped unclosed - which no limit counts. So such a socket is not the test's leak (found running aiosmtplib's
-suite: its tests log the failures they provoke).
+suite: its tests log the failures they provoke). An exception among a record's arguments holds its traceback the
+same way: urllib3's "Retrying (...) after connection broken by '%r'" warning passes the exception it retries after,
+whose traceback holds the pool that retried, with the idle connection it keeps (a pool a cleared ``PoolManager``
+dropped, left to its finalizer: found with a server that closes each connection after its response, unannounced).
 
 Only a socket that nothing else holds is let go: every chain of references to it must end in the records' own
 frames, exceptions or the records themselves, or go round in a cycle of garbage. One that a pool, a global, a
@@ -21,6 +24,7 @@ import gc
 import logging
 import sys
 import types
+import weakref
 from collections.abc import Hashable, Iterable
 from typing import Any
 
@@ -71,17 +75,30 @@ def captured_records(item: Any) -> list[logging.LogRecord]:
     return records
 
 
+def _carried(record: logging.LogRecord) -> list[Any]:
+    """What in a record may be an exception: its ``exc_info``'s, its message, its arguments (a tuple, or the one
+    mapping ``log.info("%(e)s", {"e": exc})`` passes)."""
+    exc_info = getattr(record, "exc_info", None)
+    carried = [exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None,
+               getattr(record, "msg", None)]
+    args = getattr(record, "args", None)
+    if isinstance(args, tuple):
+        carried.extend(args)
+    elif isinstance(args, dict):
+        carried.extend(args.values())
+    return carried
+
+
 def _exceptions(records: Iterable[logging.LogRecord]) -> list[BaseException]:
-    """The exceptions the records carry, with the ones they were raised from or during."""
+    """The exceptions the records carry (``_carried``), with the ones they were raised from or during."""
     out: list[BaseException] = []
     seen: set[int] = set()
     for record in records:
-        exc_info = getattr(record, "exc_info", None)
-        exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
-        while isinstance(exc, BaseException) and id(exc) not in seen and len(out) < MAX_FRAMES:
-            seen.add(id(exc))
-            out.append(exc)
-            exc = exc.__cause__ or exc.__context__
+        for exc in _carried(record):
+            while isinstance(exc, BaseException) and id(exc) not in seen and len(out) < MAX_FRAMES:
+                seen.add(id(exc))
+                out.append(exc)
+                exc = exc.__cause__ or exc.__context__
     return out
 
 
@@ -144,6 +161,13 @@ class _Referrers:
                     continue  # the records' own, a cycle back into the chain, or shown already
                 if isinstance(ref, (types.FrameType, types.ModuleType, type)):
                     return False  # a frame running or no record's; a module or a class: held from outside
+                if type(ref) is _FINALIZER_INFO:
+                    # a weakref.finalize's arguments (urllib3's pool's queue of idle connections, which the pool's
+                    # finalizer closes): held while the finalizer's object lives, and by nothing else of it
+                    target = _finalized_object(ref)
+                    if target is None or not (id(target) in path or self.only_allowed(target, path)):
+                        return False
+                    continue
                 if not self.only_allowed(ref, path):
                     return False
             if held:
@@ -152,6 +176,17 @@ class _Referrers:
         finally:
             ignored.discard(id(referrers))
             del referrers
+
+
+_FINALIZER_INFO = getattr(weakref.finalize, "_Info", None)
+"""The record of a ``weakref.finalize`` (CPython's): its function and arguments, in the class's ``_registry``
+until the object it watches is collected or it is called."""
+
+
+def _finalized_object(info: Any) -> Any:
+    """The object whose collection calls the finalizer ``info`` is the record of; None once it is gone."""
+    ref = getattr(info, "weakref", None)
+    return ref() if isinstance(ref, weakref.ref) else None
 
 
 def _running_frames() -> set[int]:
@@ -179,6 +214,24 @@ def _locals_of(frames: list[types.FrameType]) -> list[tuple[str, Any]]:
     return roots
 
 
+def _locals_dicts(frames: list[types.FrameType]) -> list[dict[str, Any]]:
+    """The dicts of the frames' locals that the frames themselves keep (Python 3.11 and 3.12 keep the one
+    ``f_locals`` made, which ``_locals_of`` read): each holds what its frame holds, and nothing else holds it. Not
+    a module's or a class's namespace, nor 3.13's proxy, made anew at each read."""
+    out = []
+    for frame in frames:
+        try:
+            values = frame.f_locals
+        except Exception:  # noqa: BLE001, S112 - (as in _locals_of)
+            continue
+        if type(values) is dict and frame.f_code.co_flags & _FUNCTION_FRAME:
+            out.append(values)
+    return out
+
+
+_FUNCTION_FRAME = 0x02  # CO_NEWLOCALS: a function's frame, whose locals are its own (a module's and a class's are not)
+
+
 def held_only_by_records(wanted: dict[int, Hashable], records: list[logging.LogRecord]) -> set[Hashable]:
     """``wanted``: fd -> identity of the sockets a test would be blamed for. Returns the identities of those that
     only the records' tracebacks hold (the module's docstring)."""
@@ -195,11 +248,14 @@ def held_only_by_records(wanted: dict[int, Hashable], records: list[logging.LogR
     allowed = {id(r) for r in records} | {id(e) for e in exceptions} | {id(f) for f in frames}
     allowed.update(id(getattr(r, "exc_info", None)) for r in records)
     allowed.update(id(getattr(r, "__dict__", None)) for r in records)
+    allowed.update(id(r.args) for r in records if isinstance(getattr(r, "args", None), tuple))  # (logging's own)
+    allowed.update(id(d) for d in _locals_dicts(frames))
     check = _Referrers(allowed, {id(kept), id(frames), id(exceptions), id(records)})
     return {key for key in list(kept) if check.only_allowed(kept[key])}
 
 
-_OWN_CODE = frozenset({_Referrers.only_allowed.__code__, held_only_by_records.__code__, _locals_of.__code__})
+_OWN_CODE = frozenset({_Referrers.only_allowed.__code__, held_only_by_records.__code__, _locals_of.__code__,
+                       _finalized_object.__code__})
 """The frames of this check itself, which hold what it asks about."""
 
 __all__ = ["MAX_CHECKS", "captured_records", "held_only_by_records"]
