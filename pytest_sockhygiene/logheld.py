@@ -90,15 +90,22 @@ def _carried(record: logging.LogRecord) -> list[Any]:
 
 
 def _exceptions(records: Iterable[logging.LogRecord]) -> list[BaseException]:
-    """The exceptions the records carry (``_carried``), with the ones they were raised from or during."""
+    """The exceptions the records carry (``_carried``), with the ones they were raised from or during, and the ones
+    they wrap among their arguments: urllib3 logs ``ProtocolError('Connection aborted.', RemoteDisconnected(...))``,
+    which 1.26 made in its ``except`` block and never raised (no traceback of its own): only the wrapped one's
+    traceback holds the frames."""
     out: list[BaseException] = []
     seen: set[int] = set()
     for record in records:
-        for exc in _carried(record):
-            while isinstance(exc, BaseException) and id(exc) not in seen and len(out) < MAX_FRAMES:
-                seen.add(id(exc))
-                out.append(exc)
-                exc = exc.__cause__ or exc.__context__
+        pending = _carried(record)
+        while pending and len(out) < MAX_FRAMES:
+            exc = pending.pop(0)
+            if not isinstance(exc, BaseException) or id(exc) in seen:
+                continue
+            seen.add(id(exc))
+            out.append(exc)
+            pending[:0] = [exc.__cause__ or exc.__context__,
+                           *(a for a in getattr(exc, "args", ()) or () if isinstance(a, BaseException))]
     return out
 
 
