@@ -240,7 +240,8 @@ class LinuxTable(SocketTable):
         # another under the same number where no hook saw either, and only its inode tells (a test's own memcached
         # connection took the number of a fixture's client that reconnected elsewhere, and passed as that one)
         touched = set(touched)
-        touched.update(previous.ids.values())
+        held = {fd: key for key, fd in previous.ids.items() if fd not in touched}  # (only these to verify)
+        touched.update(held)
         for _ in range(_RESCAN_TRIES):
             closed = watch.closed_of(fds)
             count = watch.count()
@@ -265,6 +266,10 @@ class LinuxTable(SocketTable):
             # them all, and measure the reservation again there
             watch.mismatched = True
             return None
+        for fd, key in held.items():  # a held socket no hook touched, still the same one: nothing new there
+            st = found.get(fd)
+            if st is not None and st.st_ino == key and stat.S_ISSOCK(st.st_mode):
+                del found[fd]
         if not closed and not found:
             return previous
         ids = {key: fd for key, fd in previous.ids.items() if fd in kept and fd not in found}
