@@ -60,10 +60,20 @@ def test_no_proc_gives_one_notice_and_names_no_backend(pytester: pytest.Pytester
         result.stdout.fnmatch_lines(["notice: *cannot list /nonexistent/proc/self/fd*"])
 
 
-def test_no_proc_self_fd_falls_back_to_psutil_and_says_so(pytester: pytest.Pytester) -> None:
-    """Only /proc/self/fd missing (psutil still reads the rest): ``auto`` uses psutil, the header names it, and a
-    leak is still caught."""
-    pytester.makeconftest('from pytest_sockhygiene.table import linux\nlinux._FD_DIR = "/nonexistent/proc/self/fd"\n')
+@pytest.mark.parametrize(("fd_dir", "why"), [
+    ("/nonexistent/proc/self/fd", "cannot list /nonexistent/proc/self/fd: *"),
+    ("empty-fd-dir", "*empty-fd-dir lists no file descriptors, not even the one its listing opens: it is not this "
+                     "process's fd table"),
+])
+def test_an_unusable_proc_self_fd_falls_back_to_psutil_and_says_why(pytester: pytest.Pytester, fd_dir: str,
+                                                                     why: str) -> None:
+    """Only /proc/self/fd unusable (psutil still reads the rest): ``auto`` uses psutil, the header names it, the
+    one notice says why, and a leak is still caught. Missing, or an empty directory (a sandbox that masks it with
+    one; a real empty directory here): a real listing always shows the fd it lists through, so an empty one is no
+    fd table - read as one, every held socket passed unseen."""
+    if not fd_dir.startswith("/"):
+        fd_dir = str(pytester.mkdir(fd_dir))
+    pytester.makeconftest(f"from pytest_sockhygiene.table import linux\nlinux._FD_DIR = {fd_dir!r}\n")
     pytester.makepyfile(test_n=dedent("""
         import socket
         KEEP = []
@@ -76,30 +86,6 @@ def test_no_proc_self_fd_falls_back_to_psutil_and_says_so(pytester: pytest.Pytes
     result.stdout.fnmatch_lines([
         "sockhygiene: mode=enforce, backend=psutil",
         "*listen: 1 > limit 0*",
-        "notice: the linux backend is unavailable here (cannot list /nonexistent/proc/self/fd: *); using psutil*",
-    ])
-
-
-def test_an_empty_proc_self_fd_is_no_fd_table_and_psutil_is_used(pytester: pytest.Pytester) -> None:
-    """An empty directory where /proc/self/fd should be (a sandbox that masks it with one; a real empty directory
-    here, pointed at as the tests above point at a missing one): a real listing always shows the fd it lists
-    through, so the linux backend refuses it, and ``auto`` falls back to psutil with one notice - every held
-    socket passed unseen before, on every backend choice that used it."""
-    empty = pytester.mkdir("empty-fd-dir")
-    pytester.makeconftest(f"from pytest_sockhygiene.table import linux\nlinux._FD_DIR = {str(empty)!r}\n")
-    pytester.makepyfile(test_n=dedent("""
-        import socket
-        KEEP = []
-
-        def test_leaves_a_listener():
-            KEEP.append(socket.create_server(("127.0.0.1", 0)))
-    """))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sockhygiene", "-o", "sockhygiene_settle=0")
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines([
-        "sockhygiene: mode=enforce, backend=psutil",
-        "*listen: 1 > limit 0*",
-        "notice: the linux backend is unavailable here (*empty-fd-dir lists no file descriptors, not even the one "
-        "its listing opens: it is not this process's fd table); using psutil (slower*",
+        f"notice: the linux backend is unavailable here ({why}); using psutil (slower*",
     ])
     assert result.stdout.str().count("notice: the linux backend is unavailable here") == 1
