@@ -119,7 +119,8 @@ class Claims:
                 given = self._given[where] = {k: v for k, v in given.items() if k in held}
                 if any(who == owner for who, _ in given.values()):
                     continue  # this object has its own
-            earlier = max(self._held_before(where, since), sum(1 for _, at in (given or {}).values() if at < since))
+            # (a connection still held from before the window was held then: the peaks count it already)
+            earlier = self._held_before(where, since)
             if earlier and len(given or ()) >= earlier:
                 continue  # the fixture holds as many as it ever did before this window: nothing ended to reopen
             fds = sorted(fd for fd, key in wanted.items()
