@@ -660,6 +660,7 @@ class SockHygienePlugin:
             else:
                 record = clean_record(item.nodeid)
         else:
+            doctest = _doctest_of(item) is not None  # (read once: the record and the failure's text both say it)
             baseline = self.outputs.baseline if not self.outputs.update else None
             if baseline is not None:
                 grown = baseline_mod.grown(item.nodeid, verdict.counts, baseline)
@@ -667,7 +668,7 @@ class SockHygienePlugin:
                                  self.controller.fd_sample() if self.sampling else None,
                                  locate=self.controller.locate_origin,
                                  location=_test_location(item) if grown or not verdict.clean else None,
-                                 doctest=_doctest_of(item) is not None)
+                                 doctest=doctest)
         if self.reporter is not None:  # this process reports
             self.reporter.results.add_local(record)
         # kept until the test's teardown report is made: an xdist worker's _RecordCarrier puts it on the report,
@@ -678,8 +679,7 @@ class SockHygienePlugin:
                                         if verdict.counts[k] is not None)  # unmeasured: no property
         if verdict is CLEAN or (verdict.clean and not grown) or not report:
             return
-        text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown,
-                            doctest=_doctest_of(item) is not None)
+        text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown, doctest=doctest)
         if state.called:
             text += _failed_note(verdict)
         if self.enforce:
