@@ -589,6 +589,9 @@ class SockHygienePlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:
+        # a fixture's error passes through this frame: pytest shows the user's fixture, not this wrapper (a
+        # conftest's fixture, or a unittest class's inherited setUpClass, is not cut from the traceback by its path)
+        __tracebackhide__ = True
         item = self.unscheduled
         if item is not None:
             self.unscheduled = None

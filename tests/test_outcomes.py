@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ONE_BACKEND, dedent, errors_of, failure_block
+from conftest import INNER_CONFTEST, ONE_BACKEND, dedent, errors_of, failure_block
 
 pytestmark = ONE_BACKEND
 
@@ -454,6 +454,62 @@ def test_an_error_in_a_wrapped_call_is_shown_at_the_users_line_not_the_plugins(p
         # ConnectionRefusedError") even when that frame is hidden; no entry of ours is shown
         ours = [line for line in ours if not re.search(r":\d+: [\w.]*(Error|Exception)$", line)]
     assert not ours, text
+
+
+def test_a_fixtures_error_is_shown_at_the_fixture_not_at_the_plugins_fixture_wrapper(pytester, run):
+    """A fixture's setup error passes through the plugin's ``pytest_fixture_setup`` wrapper. pytest cuts a fixture in
+    the test module from the traceback by its path, but not one in a conftest or a unittest class's ``setUpClass``
+    inherited from a library's base class: there the wrapper's source was shown first, 30 lines of the plugin's
+    code above the user's fixture, as if it were the culprit (found on asyncpg's suite)."""
+    pytester.makeconftest(INNER_CONFTEST + dedent("""
+        import pytest
+        from helpers import start_cluster
+
+
+        @pytest.fixture(scope="session")
+        def cluster():
+            start_cluster()
+
+
+        @pytest.fixture
+        def fresh_cluster():
+            start_cluster()
+    """))
+    pytester.makepyfile(helpers=dedent("""
+        import unittest
+
+
+        def start_cluster():
+            raise RuntimeError("pg_ctl: cannot be run as root")
+
+
+        class ClusterTestCase(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                start_cluster()
+    """), test_f=dedent("""
+        from helpers import ClusterTestCase
+
+
+        def test_session(cluster):
+            pass
+
+
+        def test_function(fresh_cluster):
+            pass
+
+
+        class TestInherited(ClusterTestCase):
+            def test_it(self):
+                pass
+    """))
+    result = run("--tb=long", "-p", "no:randomly", mode="warn")
+    result.assert_outcomes(errors=3)
+    text = result.stdout.str()
+    assert text.count("RuntimeError: pg_ctl: cannot be run as root") >= 3, text
+    assert "conftest.py:7: in cluster" in text or "def cluster():" in text, text
+    ours = [line for line in text.splitlines() if f"pytest_sockhygiene{os.sep}" in line]
+    assert not ours and "def pytest_fixture_setup(self" not in text, text
 
 
 FAILED_WITH_A_POOL = dedent("""
