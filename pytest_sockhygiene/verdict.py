@@ -398,10 +398,10 @@ whichever side closed first: the server ends each connection first when the obje
 ``urllib.request``, slack_sdk's ``WebClient``), and which side closes first is a race there - the same test got
 this fix in one run and the server-first one in the next."""
 CAUSE_ADVICE["api_concurrent"] = (
-    "these connections were all open at once: concurrent calls through a pool that grew to hold them, and closing "
-    "the pool left an entry for each - share one pool between tests (a fixture of broader scope), cap the pool's "
-    "size, or allow it for this test.")
-"""A pool no tracked client owns (redis-py's, a database driver's) that grew for concurrent calls and was closed
+    "these connections were all open at once: concurrent calls through a pool filled to hold them (at its start, or "
+    "as the calls came), and closing the pool left an entry for each - share one pool between tests (a fixture of "
+    "broader scope), cap the pool's size, or allow it for this test.")
+"""A pool no tracked client owns, filled for concurrent calls (redis-py's as they came, asyncpg's at its start), closed
 (found with redis-py's ``test_can_run_concurrent_commands``): not a connection per call."""
 CAUSE_ADVICE["api_objects_at_once"] = (
     "these connections were open at the same time, each through a new object of its own (no pool held them), and "
@@ -1041,7 +1041,8 @@ def connection_sources(connects: Sequence[SocketEvent], events: Sequence[SocketE
                 if called_on == n:
                     note = f"no tracked client; {AT_ONCE}, {NEW_OBJECTS_AT_ONCE}"
                 else:
-                    note = f"no tracked client; {AT_ONCE}, a pool grown for concurrent calls and closed together"
+                    note = (f"no tracked client; {AT_ONCE}, a pool filled for concurrent calls (at its start or as "
+                            "they came) and closed together")
             elif called_on in (n, 1):
                 note = f"no tracked client: {NEW_OBJECT_EACH if called_on == n else ONE_OBJECT_AGAIN}"
                 if called_on == n and most >= 3 and most * 2 >= n:

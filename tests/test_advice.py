@@ -359,9 +359,9 @@ def test_connections_all_open_at_once_are_a_pool_not_a_connection_per_call(pytes
     block = failure_block(result, "test_c.py::test_pool_closed_at_the_end")
     n = lingered(block, 7, result)
     assert "7 connection(s) opened by socket.create_connection(), at test_c.py:6 in test_pool_closed_at_the_end " \
-           "(no tracked client; all open at once, a pool grown for concurrent calls and closed together)" in block, \
-        (n, block)
-    assert "fix: these connections were all open at once: concurrent calls through a pool that grew to hold them" \
+           "(no tracked client; all open at once, a pool filled for concurrent calls (at its start or as they came) " \
+           "and closed together)" in block, (n, block)
+    assert "fix: these connections were all open at once: concurrent calls through a pool filled to hold them" \
         in block
 
 
@@ -390,7 +390,7 @@ def test_connections_all_open_at_once_each_on_a_new_object_are_not_a_pool(pytest
            "test_many_connections_at_once (no tracked client; all open at once, each on a new object of its own)" \
         in block, (n, block)
     assert "fix: " + CAUSE_ADVICE["api_objects_at_once"] in block, block
-    assert "a pool grown" not in block and CAUSE_ADVICE["api_concurrent"] not in block, block
+    assert "a pool filled" not in block and CAUSE_ADVICE["api_concurrent"] not in block, block
 
 
 def test_connections_mostly_open_at_once_each_on_a_new_object_are_concurrent_calls(pytester, run):

@@ -242,7 +242,8 @@ def test_an_untracked_pool_grown_for_concurrent_calls_is_not_a_connection_per_ca
     concurrent = [connect(40000 + i, api="redis.asyncio.connection.Connection.connect") for i in range(10)]
     events = concurrent + [close(40000 + i) for i in range(10)]
     (item,) = connection_sources(concurrent, events)
-    assert "all open at once, a pool grown for concurrent calls and closed together" in item.note
+    assert "all open at once, a pool filled for concurrent calls (at its start or as they came) and closed together" \
+        in item.note
     assert cause_of([item]) == "api_concurrent"
     assert CAUSE_ADVICE["api_concurrent"].startswith("these connections were all open at once")
     in_turn: list[SocketEvent] = []
