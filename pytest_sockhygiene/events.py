@@ -284,6 +284,7 @@ class ThreadStarts:
         request_state = origin_mod.request_state
 
         def start(self: threading.Thread) -> None:
+            __tracebackhide__ = True  # (an error of the start is the caller's: pytest shows their line)
             # (a task's owner is not passed on: a thread an owned task starts during a test may be a pool's worker
             # that runs every later test's jobs - the loop's default executor, anyio's to_thread)
             owner = own.current(tasks=False) if own.thread_owner or own.fixture_stack or own.inherited else None
@@ -851,6 +852,7 @@ class Recorder:
                 finally:
                     active.on = False
 
+        wrapper.__name__ = name  # (code that names the method it finds there - a guard's own check - reads its name)
         wrapper.__qualname__ = f"socket.{name}"
         wrapper.__doc__ = getattr(orig, "__doc__", None)
         self._ours.add(wrapper)

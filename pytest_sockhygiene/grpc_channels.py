@@ -93,6 +93,7 @@ class AioTargets(PatchOnImport):
         kept = self._KEPT
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it stands in for __init__
+            __tracebackhide__ = True
             original(self, *args, **kwargs)
             try:
                 target = args[0] if args else kwargs.get("target")

@@ -399,9 +399,11 @@ def test_xfail_leak_under_runxfail_and_warn(pytester, run):
 FAILING_CALLS = dedent("""
     import asyncio
     import socket
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
+    import requests
 
 
     def free_port():
@@ -434,20 +436,38 @@ FAILING_CALLS = dedent("""
     def test_failing_submit():
         with ThreadPoolExecutor(1) as pool:
             pool.submit(socket.create_connection, ("127.0.0.1", free_port())).result()
+
+
+    def test_requests_refused():
+        with requests.Session() as s:
+            s.get(f"http://127.0.0.1:{free_port()}/", timeout=5)
+
+
+    def test_requests_refused_asking_close():
+        with requests.Session() as s:
+            s.get(f"http://127.0.0.1:{free_port()}/", timeout=5, headers={"Connection": "close"})
+
+
+    def test_thread_started_twice():
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+        t.start()
 """)
 
 
 def test_an_error_in_a_wrapped_call_is_shown_at_the_users_line_not_the_plugins(pytester, run):
-    """The plugin wraps socket methods, clients' ``__init__`` and ``send``, ``create_task`` and ``submit``; an error
-    raised by the call inside (a refused connect, a bad argument) fails the test as before, and its traceback
-    ends in the user's code, not in a frame of the plugin's that a reader would take for the culprit (found on
-    aiohttp's suite)."""
+    """The plugin wraps socket methods, clients' ``__init__`` and ``send``, ``create_task`` and ``submit``, urllib3's
+    requests and ``Thread.start``; an error raised by the call inside (a refused connect, a bad argument) fails the
+    test as before, and its traceback ends in the user's code, not in a frame of the plugin's that a reader would
+    take for the culprit (found on aiohttp's suite; urllib3's, under requests, on vcrpy's and betamax's)."""
     pytester.makepyfile(test_c=FAILING_CALLS)
     result = run("--tb=long", "-p", "no:randomly")
-    result.assert_outcomes(failed=5)
+    result.assert_outcomes(failed=8)
     text = result.stdout.str()
     for error in ("ConnectionRefusedError", "httpx.ConnectError", "TypeError: a coroutine was expected",
-                  "unexpected keyword argument 'no_such_option'"):
+                  "unexpected keyword argument 'no_such_option'", "requests.exceptions.ConnectionError",
+                  "threads can only be started once"):
         assert error in text
     ours = [line for line in text.splitlines() if f"pytest_sockhygiene{os.sep}" in line]
     if PYTEST_VERSION < (8, 0):  # pytest 7 still names the innermost frame in the crash line ("events.py:611:

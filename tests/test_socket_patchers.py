@@ -293,6 +293,27 @@ def test_a_wrapper_around_the_plugins_hook_is_adopted_and_nothing_is_unknown(pyt
     assert "plugin problem" not in result.stdout.str()
 
 
+def test_the_hooks_keep_the_names_of_the_methods_they_stand_in_for(pytester, run):
+    """Code that checks which ``socket.socket.connect`` it finds by its name (pytest-recording's own suite: a guard
+    is ``network_guard``, the real method ``connect``) reads the method's name on the plugin's hook too: it read
+    ``wrapper``, and a test that passes without the plugin failed with it (pytest-recording's
+    ``test_critical_error``)."""
+    pytester.makepyfile(test_names=dedent('''
+        import socket
+
+        from pytest_sockhygiene.replacements import PATCHED
+
+
+        def test_names():
+            for name in PATCHED:
+                method = getattr(socket.socket, name)
+                assert method.__name__ == name, (name, method)
+                assert "sockhygiene" in method.__module__  # (ours: the name is not the C method's by chance)
+    '''))
+    result = run("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+
+
 def test_naming_who_saved_a_copy_reads_no_computed_module_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``py`` library that pytest 7.0 installs has lazy (apipkg) modules whose ``__dict__`` imports every
     submodule: reading it while naming pytest-socket's saved copy opened files in a test that had run out of file

@@ -171,6 +171,7 @@ def building_parts(registry: Any) -> Callable[[Any], Any]:
 
     def make(method: Any) -> Any:
         def building(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             with registry.constructing():
                 return method(self, *args, **kwargs)
 
@@ -210,6 +211,7 @@ def then_closed_async(registry: Any) -> Callable[[Any], Any]:
 def _closing_unread(original: Any, self: Any, args: Any, kwargs: Any, why: str = UNREAD) -> Any:
     """``original(self, ...)``, a response's close, run with ``drops.dropping`` set: the connection it closes is
     dropped as its response was closed before its end (or, ``why``, as its request asked)."""
+    __tracebackhide__ = True
     token = dropping.set(why)
     try:
         return original(self, *args, **kwargs)
@@ -225,6 +227,7 @@ def dropping_when(unread: Callable[[Any], bool]) -> Callable[[Any], Any]:
 
     def make(original: Any) -> Any:
         def close_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             if not unread(self):
                 return original(self, *args, **kwargs)
             return _closing_unread(original, self, args, kwargs)
@@ -240,6 +243,7 @@ def dropping_mid_response(original: Any) -> Any:
     client (a response read to its end is closed too), where a predicate's call cost more than the rest of it."""
 
     def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         try:
             h11 = self._h11_state
             kept = h11._cstate.keep_alive
@@ -264,6 +268,7 @@ def dropping_mid_response_async(original: Any) -> Any:
     callback, which runs in a copy of the context that scheduled it, ``dropping`` set."""
 
     async def _response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         try:
             h11 = self._h11_state
             kept = h11._cstate.keep_alive

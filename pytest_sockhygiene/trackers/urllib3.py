@@ -105,6 +105,7 @@ def tagging_new_pools(registry: Any) -> Callable[[Any], Any]:
 
     def make(method: Any) -> Any:
         def _new_pool(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             pool = method(self, *args, **kwargs)
             try:
                 if registry.record_of(self) is not None:
@@ -154,6 +155,7 @@ def _as_asked(close: Any) -> Any:
     """``close`` (a method that closes a connection's socket), run with ``drops.dropping`` set to ``ASKED_CLOSE``."""
 
     def closing(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         token = dropping.set(ASKED_CLOSE)
         try:
             return close(*args, **kwargs)
@@ -174,6 +176,7 @@ def marking_asked_close(method: Any) -> Any:
     (``HTTPConnection.close``, ``closing_if_asked``). One look at the request's few headers per request."""
 
     def _make_request(self: Any, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # (an error of the request is the caller's: pytest shows their line)
         headers = kwargs.get("headers", args[3] if len(args) > 3 else None)
         asked = bool(headers) and headers_ask_close(headers)
         try:
@@ -204,6 +207,7 @@ def _closing_body_as_asked(raw: Any) -> None:
         ref = weakref.ref(raw)
 
         def _close_conn() -> Any:
+            __tracebackhide__ = True
             response = ref()
             return None if response is None else _as_asked(close_conn)(response)
 
@@ -215,6 +219,7 @@ def closing_if_asked(method: Any) -> Any:
     (``marking_asked_close``) is closed as its request asked."""
 
     def close(self: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         if not getattr(self, _ASKED_ATTR, False):
             return method(self, *args, **kwargs)
         return _as_asked(method)(self, *args, **kwargs)
