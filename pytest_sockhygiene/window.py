@@ -40,6 +40,7 @@ from .verdict import (
     Item,
     Observation,
     Verdict,
+    Violation,
     judge,
     listening_ports,
     test_connects,
@@ -159,28 +160,25 @@ def _held_outside_pools(verdict: Verdict) -> set[int]:
             for i in v.items if not i.note.startswith(POOL_MARK)}
 
 
+def _with_note(verdict: Verdict, note: str, noted: Callable[[Violation, Item], bool]) -> Verdict:
+    """``note`` added to the items for which ``noted(violation, item)`` holds."""
+    violations = tuple(
+        dataclasses.replace(v, items=tuple(
+            dataclasses.replace(i, note="; ".join(filter(None, [i.note, note]))) if noted(v, i) else i
+            for i in v.items))
+        for v in verdict.violations)
+    return dataclasses.replace(verdict, violations=violations)
+
+
+def _held(v: Violation, i: Item) -> bool:
+    """A held socket's item (``_with_note``)."""
+    return v.kind in HELD_SOCKET_KINDS
+
+
 def _with_stuck_notes(verdict: Verdict, stuck: Collection[int]) -> Verdict:
     """The items of sockets a closing asyncio transport holds on a loop that is not running, noted so (their fix
     follows from the note: ``verdict._advice``)."""
-    violations = tuple(
-        dataclasses.replace(v, items=tuple(
-            dataclasses.replace(i, note="; ".join(filter(None, [i.note, TRANSPORT_NOTE]))) if i.fd in stuck else i
-            for i in v.items))
-        if v.kind in HELD_SOCKET_KINDS else v
-        for v in verdict.violations)
-    return dataclasses.replace(verdict, violations=violations)
-
-
-def _with_note(verdict: Verdict, note: str, pending_clients: bool = False) -> Verdict:
-    """``note`` added to every held socket's item (and, with ``pending_clients``, every live client's)."""
-    violations = tuple(
-        dataclasses.replace(v, items=tuple(
-            dataclasses.replace(i, note="; ".join(filter(None, [i.note, note])))
-            if v.kind in HELD_SOCKET_KINDS or i.pending else i
-            for i in v.items))
-        if v.kind in HELD_SOCKET_KINDS or (pending_clients and v.kind in _PENDING_CLIENT_KINDS) else v
-        for v in verdict.violations)
-    return dataclasses.replace(verdict, violations=violations)
+    return _with_note(verdict, TRANSPORT_NOTE, lambda v, i: v.kind in HELD_SOCKET_KINDS and i.fd in stuck)
 
 
 def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
@@ -195,7 +193,7 @@ def _with_fd_exhaustion(verdict: Verdict, table: SocketTable) -> Verdict:
     if exhausted is None:
         return verdict
     return _with_note(verdict, "the process ran out of file descriptors ({} in use of a limit of {})".format(
-        *exhausted))
+        *exhausted), _held)
 
 
 def _with_cut_settle(verdict: Verdict, waited: float, settle: float) -> Verdict:
@@ -207,7 +205,8 @@ def _with_cut_settle(verdict: Verdict, waited: float, settle: float) -> Verdict:
     when = "at once" if waited <= 0 else f"after {waited:.2f} s"
     note = (f"judged {when}, not after the {settle:g} s settle: the test's timeout was about to fire, so a close "
             "just after this look was not waited for")
-    return _with_note(verdict, note, pending_clients=True)
+    return _with_note(verdict, note, lambda v, i: v.kind in HELD_SOCKET_KINDS or (v.kind in _PENDING_CLIENT_KINDS
+                                                                                and i.pending))
 
 
 class Window(EventSink):
