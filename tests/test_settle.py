@@ -288,10 +288,11 @@ def test_the_wait_for_a_close_ends_before_a_running_test_timeout_fires(pytester,
     # waited until the timeout was near, and the verdict says its wait was cut (a close just after it went unseen;
     # more time is the remedy). Where none could (the signal method, no other thread), the verdict is final at once
     # and says nothing of it
-    cut = re.search(r"judged (at once|after \d+\.\d\d s), not after the 60 s settle: the test's timeout was about "
+    cut = re.search(r"judged (at once|after (\d+\.\d\d) s), not after the 60 s settle: the test's timeout was about "
                     r"to fire", out)
-    assert bool(cut) is (waited > 1.0), (waited, out)
     assert cut or method == "signal", out
+    if cut:  # it says how long it waited: within the teardown, and until the timer was near (5 s, less the margin)
+        assert cut.group(2) is not None and 1.0 < float(cut.group(2)) <= waited + 0.01, (waited, out)  # (both rounded)
     # no timer running: the same leak, waited for in full, says nothing of the kind
     plain = run("-p", "no:randomly", settle="0.2")
     assert errors_of(plain) == ["test_t.py::test_leaves_a_listener"]
