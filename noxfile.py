@@ -194,7 +194,11 @@ def _run_matrix_session(session: nox.Session, combo: Combo) -> None:
     # `pytest` (not `python -m pytest`) leaves the working directory off sys.path.
     # -n 3 on CI's two cores, as the README command: the tests wait on sockets and settles as much as they compute
     # (the matrix took 1,001 s of CI's 1,402 s with -n 2)
-    session.run("pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-n", "3", *combo.pytest_args,
+    # .ci/matrix asks for a JUnit file per session: a failed run's messages are printed again at its end, where CI's
+    # excerpt of the log shows them (the sessions' own output scrolls past it)
+    reports = os.environ.get("SOCKHYGIENE_MATRIX_REPORTS")
+    junit = (f"--junitxml={os.path.join(reports, session.name + '.xml')}",) if reports else ()
+    session.run("pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-n", "3", *combo.pytest_args, *junit,
                 *session.posargs, "tests")
     # The demo from outside the checkout: `python -m` puts the working directory first on sys.path, and from the
     # root it would run the checkout's copy (whose conftest pytest then finds installed elsewhere: a mismatch).
