@@ -444,6 +444,8 @@ def test_a_burst_counts_the_server_sides_its_thread_has_not_closed_yet(pytester,
             thread = threading.Thread(target=serve, daemon=True)
             thread.start()
             yield listener.getsockname()
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a close alone leaves the thread in it for good,
+            thread.join(10)                      # holding a reserved fd number in this xdist worker)
             listener.close()
             for conn in kept:
                 conn.close()
