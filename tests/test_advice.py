@@ -85,7 +85,7 @@ SUITE = dedent("""
         import threading
         threading.Thread(target=refuse, daemon=True).start()
         yield listener.getsockname()
-        listener.close()
+        listener.shutdown(socket.SHUT_RDWR); listener.close()  # wakes the accept() (a close alone leaves it blocked)
 
 
     def test_server_refuses_each_connection(refusing):
