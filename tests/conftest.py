@@ -23,6 +23,13 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# Inner runs in a process of their own (``runpytest_subprocess``, an inner run's xdist workers) are fresh
+# interpreters. Where PYTHONDONTWRITEBYTECODE is set (CI's machines set it) and the packages were installed without
+# their bytecode (an editable install; uv, in the version matrix), every one of them compiled the plugin and every
+# installed pytest plugin from source: 1-3 s of CPU per run, over a third of the suite's CPU. They may write the
+# caches; this process keeps its own setting (the inner runs' outcomes do not depend on either).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 # ``concurrent.futures.thread`` is imported here, in the test process, not first by an inner run: pytester's
 # in-process runs remove the modules an inner run imported, and the ``concurrent.futures`` package keeps the
 # ``ThreadPoolExecutor`` it exported first - a later inner run would get the class of a module the plugin no
