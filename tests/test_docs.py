@@ -41,6 +41,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -308,9 +309,14 @@ class Runner:
         self.dir = pytester.path
 
     def write(self, path: str, text: str) -> None:
+        """Write a file of the example, and drop its folder's bytecode caches: a file rewritten between two runs to
+        the same size within the same second (a ``replace:`` of ``3`` by ``5``) passes the caches' check of mtime and
+        size, and the next process ran the old code (the inner runs in a process of their own write caches:
+        conftest.py)."""
         target = self.dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+        shutil.rmtree(target.parent / "__pycache__", ignore_errors=True)
 
     def pytest(self, command: str, isolated: bool = False) -> tuple[int, list[str]]:
         argv = shlex.split(command)
@@ -545,10 +551,9 @@ def test_doc_example(example: Example, pytester: pytest.Pytester) -> None:
         if step.kind == "file":
             runner.write(step.path, step.text)
         elif step.kind == "replace":
-            target = runner.dir / step.path
-            text = target.read_text()
+            text = (runner.dir / step.path).read_text()
             assert step.text in text, f"{step.where}: {step.text!r} is not in {step.path}"
-            target.write_text(text.replace(step.text, step.command))
+            runner.write(step.path, text.replace(step.text, step.command))
         elif step.kind == "run":
             runner.run(step)
         elif step.kind == "show":
