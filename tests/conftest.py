@@ -27,7 +27,8 @@ pytest_plugins = ["pytester"]
 # interpreters. Where PYTHONDONTWRITEBYTECODE is set (CI's machines set it) and the packages were installed without
 # their bytecode (an editable install; uv, in the version matrix), every one of them compiled the plugin and every
 # installed pytest plugin from source: 1-3 s of CPU per run, over a third of the suite's CPU. They may write the
-# caches; this process keeps its own setting (the inner runs' outcomes do not depend on either).
+# caches; this process keeps its own setting. A test whose outcome moved with it depended on chance (the collector's
+# timing in test_settle's NOBODY_ELSE; pytest 7's mtime check in test_docs' ``Runner.write``): both now fix theirs.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # ``concurrent.futures.thread`` is imported here, in the test process, not first by an inner run: pytester's
