@@ -28,7 +28,7 @@ import threading
 import types
 import weakref
 from collections.abc import Collection, Hashable
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import origin as origin_mod
 from .c_loops import UvloopConnections, UvloopServers
@@ -39,6 +39,9 @@ from .pools import JobOrigins, ThreadPoolJobOrigins, ToThreadJobOrigins, TrioToT
 from .replacements import C_METHODS, MISSING, PATCHED, SOCKET_CLASS, calls_one_of, describe_replacement, holder_slot
 from .trackers.patching import RecorderPatch
 from .unraised import shown_not_raised
+
+if TYPE_CHECKING:
+    from .logheld import Kept
 
 _INET = (socket.AF_INET, socket.AF_INET6)
 _request_state = origin_mod.request_state  # [1]: the client whose request is under way; [3]: the test's app request
@@ -175,8 +178,9 @@ class Ownership:
         self.fixture_values: dict[int, tuple[str, Any]] = {}
         """id of a fixture of broader scope still set up -> (its label, the value it returned): what a lazily
         connecting client it made holds is its own (``holders.py``)."""
-        self.log_records: Callable[[], list[Any]] | None = None
-        """The log records pytest holds for the test being judged (``logheld.py``), where the plugin can read them."""
+        self.kept_tracebacks: Callable[[], Kept] | None = None
+        """What pytest keeps for the test being judged that can hold a traceback (its log records, an xfail test's
+        expected failure: ``logheld.py``), where the plugin can read it."""
         self.far_ends: FarEnds | None = None
         """Connections C code holds for a broader fixture's gRPC channel or zmq socket, placed by their far end
         (``far_ends.py``); set by the recorder, which installs its zmq patch."""

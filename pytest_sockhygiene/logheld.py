@@ -1,4 +1,5 @@
-"""Sockets that only a traceback in a captured log record keeps open.
+"""Sockets that only a traceback pytest keeps for the test holds open: a captured log record's, or an xfail test's
+expected failure's.
 
 pytest keeps every log record of a test (``caplog.records``, the report's "Captured log" section) until the test's
 teardown is over. A record logged with ``exc_info`` holds its exception, the exception its traceback, the traceback
@@ -10,6 +11,14 @@ suite: its tests log the failures they provoke). An exception among a record's a
 same way: urllib3's "Retrying (...) after connection broken by '%r'" warning passes the exception it retries after,
 whose traceback holds the pool that retried, with the idle connection it keeps (a pool a cleared ``PoolManager``
 dropped, left to its finalizer: found with a server that closes each connection after its response, unannounced).
+
+An xfail test whose call raised the failure its marker expects is in the same place: pytest keeps that exception
+and its traceback (``sys.last_value``, ``sys.last_traceback``, for post-mortem debugging) until the next test's call,
+and with them the test's locals. A test written to fail there leaves behind what its failure skipped - a socket it
+accepted into a local (paho-mqtt's suite), a connection of a response - which the collector would close without
+pytest, as the same test does once it passes. Failing in ``enforce`` over it would turn a test the suite expects to
+fail into an error. (A test that fails unexpectedly is judged as before: its own failure is red already, and its
+verdict says that pytest keeps its locals.)
 
 Only a socket that nothing else holds is let go: every chain of references to it must end in the records' own
 frames, exceptions or the records themselves, or go round in a cycle of garbage. One that a pool, a global, a
@@ -26,7 +35,9 @@ import sys
 import types
 import weakref
 from collections.abc import Hashable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
+
+import pytest
 
 from .holders import fixture_holders
 
@@ -89,15 +100,14 @@ def _carried(record: logging.LogRecord) -> list[Any]:
     return carried
 
 
-def _exceptions(records: Iterable[logging.LogRecord]) -> list[BaseException]:
-    """The exceptions the records carry (``_carried``), with the ones they were raised from or during, and the ones
-    they wrap among their arguments: urllib3 logs ``ProtocolError('Connection aborted.', RemoteDisconnected(...))``,
-    which 1.26 made in its ``except`` block and never raised (no traceback of its own): only the wrapped one's
-    traceback holds the frames."""
+def _exceptions(records: Iterable[logging.LogRecord], failure: BaseException | None = None) -> list[BaseException]:
+    """The exceptions the records carry (``_carried``), and ``failure``, with the ones they were raised from or
+    during, and the ones they wrap among their arguments: urllib3 logs ``ProtocolError('Connection aborted.',
+    RemoteDisconnected(...))``, which 1.26 made in its ``except`` block and never raised (no traceback of its own):
+    only the wrapped one's traceback holds the frames."""
     out: list[BaseException] = []
     seen: set[int] = set()
-    for record in records:
-        pending = _carried(record)
+    for pending in ([failure], *(_carried(record) for record in records)):
         while pending and len(out) < MAX_FRAMES:
             exc = pending.pop(0)
             if not isinstance(exc, BaseException) or id(exc) in seen:
@@ -239,17 +249,66 @@ def _locals_dicts(frames: list[types.FrameType]) -> list[dict[str, Any]]:
 _FUNCTION_FRAME = 0x02  # CO_NEWLOCALS: a function's frame, whose locals are its own (a module's and a class's are not)
 
 
-def held_only_by_records(wanted: dict[int, Hashable], records: list[logging.LogRecord]) -> set[Hashable]:
+class Kept(NamedTuple):
+    """What pytest keeps for the test being judged that can hold a traceback."""
+
+    records: list[logging.LogRecord]
+    """The test's captured log records (``captured_records``)."""
+    failure: BaseException | None = None
+    """The exception of the test's call, where it is the failure the test's xfail marker expects
+    (``expected_failure``)."""
+
+
+def expected_failure(item: Any, exc: BaseException | None) -> bool:
+    """Whether ``exc``, raised by ``item``'s call, is the failure its ``xfail`` marker expects: the test is reported
+    ``XFAIL``, as pytest's skipping plugin decides (not under ``--runxfail``; any exception unless the marker names
+    ``raises``). False wherever pytest keeps its evaluation elsewhere, or anything cannot be read: the test is then
+    judged as any failed test is."""
+    if exc is None or _XFAILED_KEY is None or isinstance(exc, _SKIPPED):
+        return False
+    try:
+        if getattr(item.config.option, "runxfail", False):
+            return False
+        xfailed = item.stash.get(_XFAILED_KEY, None)
+        if xfailed is None:
+            return False
+        raises = xfailed.raises
+        if raises is None:
+            return True
+        if isinstance(raises, (type, tuple)):
+            return isinstance(exc, raises)
+        matches = getattr(raises, "matches", None)  # pytest 8.4+: pytest.RaisesExc, pytest.RaisesGroup
+        return bool(matches(exc)) if callable(matches) else False
+    except Exception:  # noqa: BLE001 - an item or a marker of an unusual kind: judged as a failed test
+        return False
+
+
+def _xfailed_key() -> Any:
+    """pytest's own stash key for a test's evaluated ``xfail`` marker (pytest 7.0 and later), or None."""
+    try:
+        from _pytest.skipping import xfailed_key
+    except ImportError:  # pragma: no cover
+        return None
+    return xfailed_key
+
+
+_XFAILED_KEY = _xfailed_key()
+_SKIPPED = getattr(pytest.skip, "Exception", ())
+"""A ``pytest.skip()`` in the call is a skip, never an expected failure."""
+
+
+def held_only_by_tracebacks(wanted: dict[int, Hashable], kept: Kept) -> set[Hashable]:
     """``wanted``: fd -> identity of the sockets a test would be blamed for. Returns the identities of those that
-    only the records' tracebacks hold (the module's docstring)."""
-    exceptions = _exceptions(records)
+    only the tracebacks pytest keeps for the test hold (the module's docstring)."""
+    records = kept.records
+    exceptions = _exceptions(records, kept.failure)
     if not exceptions:
         return set()
     frames = _frames(exceptions)
     if not frames:
         return set()
-    kept: dict[Hashable, Any] = {}
-    found = fixture_holders(wanted, _locals_of(frames), keep=kept)
+    found_objects: dict[Hashable, Any] = {}
+    found = fixture_holders(wanted, _locals_of(frames), keep=found_objects)
     if not found:
         return set()
     allowed = {id(r) for r in records} | {id(e) for e in exceptions} | {id(f) for f in frames}
@@ -257,12 +316,12 @@ def held_only_by_records(wanted: dict[int, Hashable], records: list[logging.LogR
     allowed.update(id(getattr(r, "__dict__", None)) for r in records)
     allowed.update(id(r.args) for r in records if isinstance(getattr(r, "args", None), tuple))  # (logging's own)
     allowed.update(id(d) for d in _locals_dicts(frames))
-    check = _Referrers(allowed, {id(kept), id(frames), id(exceptions), id(records)})
-    return {key for key in list(kept) if check.only_allowed(kept[key])}
+    check = _Referrers(allowed, {id(found_objects), id(frames), id(exceptions), id(records)})
+    return {key for key in list(found_objects) if check.only_allowed(found_objects[key])}
 
 
-_OWN_CODE = frozenset({_Referrers.only_allowed.__code__, held_only_by_records.__code__, _locals_of.__code__,
+_OWN_CODE = frozenset({_Referrers.only_allowed.__code__, held_only_by_tracebacks.__code__, _locals_of.__code__,
                        _finalized_object.__code__})
 """The frames of this check itself, which hold what it asks about."""
 
-__all__ = ["MAX_CHECKS", "captured_records", "held_only_by_records"]
+__all__ = ["MAX_CHECKS", "Kept", "captured_records", "expected_failure", "held_only_by_tracebacks"]

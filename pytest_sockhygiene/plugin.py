@@ -26,7 +26,7 @@ from . import origin as origin_mod
 from .clients import end_finalizer_walk_at
 from .endpoints import ConfigError
 from .limits import LIMIT_KEYS, Limits, marker_problems, merge_marker_kwargs
-from .logheld import captured_records
+from .logheld import Kept, captured_records, expected_failure
 from .outputs import Outputs, check_distinct, read_outputs, write_outputs
 from .report import failure_text
 from .reporting.annotations import workflow_commands
@@ -70,21 +70,49 @@ class _ItemState:
             self.judge(self.item, self, True)
 
 
+def _failure_of(state: _ItemState) -> BaseException | None:
+    """The exception the test's call raised, which pytest keeps (``sys.last_value``) until the next test's call; None
+    if the call did not raise, or was never made (a failed setup leaves an earlier test's there)."""
+    exc = getattr(sys, "last_value", None) if state.called else None
+    if not isinstance(exc, BaseException):
+        return None
+    code = getattr(getattr(state.item, "obj", None), "__code__", None)
+    tb = exc.__traceback__
+    while tb is not None:  # the test function's frame is in its traceback (an earlier test's is not)
+        if tb.tb_frame.f_code is code:
+            return exc
+        tb = tb.tb_next
+    return None if code is not None else exc
+
+
+def _expected_failure_of(state: _ItemState) -> BaseException | None:
+    """The test's call's exception, if it is the failure the test's ``xfail`` marker expects (``logheld.py``)."""
+    exc = _failure_of(state)
+    return exc if exc is not None and expected_failure(state.item, exc) else None
+
+
 _HELD_KINDS = HELD_SOCKET_KINDS | {"clients"}
 """What a failed test's kept locals can hold: sockets, and clients not yet closed."""
 
 
-def _failed_note(verdict: Verdict) -> str:
+def _failed_note(verdict: Verdict, state: _ItemState) -> str:
     """For a test whose function raised: pytest keeps that exception's traceback (``sys.last_traceback``, for
     post-mortem debugging) until the next test's call, and with it the test's local variables - a client closed by
     its ``with`` whose pool frees idle connections only when collected (urllib3's), a response holding its
     connection. What they hold is still open when the test is judged; it would not be had the test passed. Said,
-    not hidden: the failure may also have skipped a close. ``sys.last_value`` is deleted by pytest as each call
-    starts, so one there now is this test's."""
-    if getattr(sys, "last_value", None) is None:
-        return ""
+    not hidden: the failure may also have skipped a close. For the failure an xfail marker expects, a socket only
+    that traceback holds is not counted (``logheld.py``): what is left is held elsewhere too, or is a client that
+    the failure left unclosed, and "fix the failure first" does not apply."""
     if not any(v.kind in _HELD_KINDS for v in verdict.violations):
         return ""
+    exc = _failure_of(state)
+    if exc is None:
+        return ""
+    if expected_failure(state.item, exc):
+        return ("\n  note: this test failed as its xfail marker expects, and pytest keeps that failure's traceback - "
+                "and with it the test's local variables - until the next test runs; what its locals hold is still "
+                "open. Close what the test opens in a `with` block (or a `finally`), so that the expected failure "
+                "cannot skip the close.")
     return ("\n  note: this test failed, and pytest keeps its failure's traceback - and with it the test's local "
             "variables - until the next test runs, for post-mortem debugging; what its locals hold is still open. "
             "If this goes away once the test passes, fix the failure first.")
@@ -684,7 +712,7 @@ class SockHygienePlugin:
             return
         text = failure_text(item.nodeid, verdict, self.controller.format_origin, grown, doctest=doctest)
         if state.called:
-            text += _failed_note(verdict)
+            text += _failed_note(verdict, state)
         if self.enforce:
             failure = pytest.fail.Exception(text, pytrace=False)
             self._keep_failure(item, failure)
@@ -770,13 +798,16 @@ class SockHygienePlugin:
             self.controller.ensure_started()
             recorder = self.controller.recorder
             if recorder is not None:
-                recorder.ownership.log_records = self._captured_log_records
+                recorder.ownership.kept_tracebacks = self._kept_tracebacks
 
-    def _captured_log_records(self) -> list[Any]:
-        """The log records pytest holds for the test being judged (asked only about a socket it would be blamed
-        for: ``logheld.py``)."""
+    def _kept_tracebacks(self) -> Kept:
+        """What pytest keeps for the test being judged that can hold a traceback: its log records, and its call's
+        exception where that is the failure its xfail marker expects (asked only about a socket the test would be
+        blamed for: ``logheld.py``)."""
         state = self.current
-        return captured_records(state.item) if state is not None else []
+        if state is None:
+            return Kept([])
+        return Kept(captured_records(state.item), _expected_failure_of(state))
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return f"sockhygiene: mode={self.controller.settings.mode}, backend={self.controller.backend_label()}"

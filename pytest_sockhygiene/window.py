@@ -26,7 +26,7 @@ from .endpoints import Endpoint, FourTuple, endpoint_from_sockaddr
 from .events import OWNER_ATTR, EventSink, Recorder, SocketEvent
 from .holders import fixture_holders
 from .limits import Limits
-from .logheld import held_only_by_records
+from .logheld import held_only_by_tracebacks
 from .origin import Origin
 from .table import Scan, SocketEntry, SocketTable, TcpState
 from .timeouts import settle_within
@@ -241,7 +241,8 @@ class Window(EventSink):
         """Sockets and clients already looked for in broader fixtures' values (``holders.py``, ``mark_walked``): a
         set made at the first, as few windows walk any."""
         self.log_held: dict[Hashable, bool] | None = None
-        """Sockets asked about in this window: whether only a captured log's traceback holds each (logheld.py)."""
+        """Sockets asked about in this window: whether only a traceback pytest keeps for the test holds each (a
+        captured log record's, an xfail test's expected failure's: logheld.py)."""
         self.stuck: Collection[int] = _NO_FDS
         """fds of held sockets an asyncio transport is closing on a loop that is not running (``transports.py``):
         nothing can close them while the check settles, and their note says so."""
@@ -310,8 +311,8 @@ class Window(EventSink):
                                            and not self._owned_in_flight(after[k])})
             if entries and self.recorder.ownership.fixture_values:
                 entries = self._held_by_fixtures(entries, owned)
-            if entries and self.recorder.ownership.log_records is not None:
-                entries = self._held_by_log_records(entries)
+            if entries and self.recorder.ownership.kept_tracebacks is not None:
+                entries = self._held_by_kept_tracebacks(entries)
         if _unexplained(entries, self.events, self.recorder.listeners):
             discover_listeners(self.table, after, self.recorder)
         c_origins = self._c_origins(entries) if entries else {}
@@ -449,23 +450,24 @@ class Window(EventSink):
             return out
         return out
 
-    def _held_by_log_records(self, entries: list[SocketEntry]) -> list[SocketEntry]:
-        """The entries that something besides a traceback in the test's captured log records holds: one that only
-        such a traceback holds is not left open by the test (``logheld.py``: the garbage collector closes it when
-        pytest drops the records, as it would have closed it without pytest). It is still the test's connection,
-        for the connection budget and TIME_WAIT alike: only its being open is not counted. Each socket is asked
-        about once per window (a question can scan the heap many times)."""
+    def _held_by_kept_tracebacks(self, entries: list[SocketEntry]) -> list[SocketEntry]:
+        """The entries that something besides a traceback pytest keeps for the test holds (a captured log record's,
+        or an xfail test's expected failure's): one that only such a traceback holds is not left open by the test
+        (``logheld.py``: the garbage collector closes it when pytest drops the traceback, as it would have closed
+        it without pytest). It is still the test's connection, for the connection budget and TIME_WAIT alike: only
+        its being open is not counted. Each socket is asked about once per window (a question can scan the heap
+        many times)."""
         answers = self.log_held
         if answers is None:
             answers = self.log_held = {}
-        provider = self.recorder.ownership.log_records
+        provider = self.recorder.ownership.kept_tracebacks
         wanted = {e.fd: e.key for e in entries if e.fd is not None and e.key not in answers}
         if provider is not None and wanted:
             for key in wanted.values():
                 answers[key] = False
             try:
-                records = provider()
-                held = held_only_by_records(wanted, records) if records else set()
+                kept = provider()
+                held = held_only_by_tracebacks(wanted, kept) if kept.records or kept.failure is not None else set()
             except Exception:  # noqa: BLE001 - records or references the check cannot read: the sockets stay the test's
                 held = set()
             for key in held:
