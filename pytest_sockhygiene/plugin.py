@@ -747,7 +747,8 @@ class SockHygienePlugin:
         try:
             keeper = self.config.pluginmanager.get_plugin(_KeepFailure.NAME)
             if keeper is None:
-                keeper = _KeepFailure(self.config.pluginmanager)
+                keeper = _KeepFailure(self.config.pluginmanager,
+                                      self.reporter.results if self.reporter is not None else None)
                 self.config.pluginmanager.register(keeper, _KeepFailure.NAME)
             keeper.pending[item] = failure
         except Exception as e:  # noqa: BLE001 - the failure is raised all the same
@@ -842,9 +843,18 @@ class _KeepFailure:
 
     NAME = PLUGIN_NAME + "-keep-failure"
 
-    def __init__(self, pluginmanager: pytest.PytestPluginManager) -> None:
+    def __init__(self, pluginmanager: pytest.PytestPluginManager, results: SessionResults | None) -> None:
         self.pluginmanager = pluginmanager
         self.pending: dict[pytest.Item, BaseException] = {}
+        self.results = results
+        """Where a failure that stands is noted (``SessionResults.stands``): None where no records are kept (an
+        xdist worker: the controller notes it from the report, ``_RecordsFromWorkers``)."""
+        self.made: set[str] = set()
+        """Tests whose failure's teardown report is made and not yet logged."""
+
+    def _done(self) -> None:
+        if not self.pending and not self.made:
+            self.pluginmanager.unregister(self)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
@@ -853,8 +863,9 @@ class _KeepFailure:
         if failure is None:
             return report
         del self.pending[item]
-        if not self.pending:
-            self.pluginmanager.unregister(self)
+        if self.results is not None:
+            self.made.add(item.nodeid)
+        self._done()
         raised = call.excinfo.value if call.excinfo is not None else None
         ours = raised is failure or failure in getattr(raised, "exceptions", ())  # alone, or in a group
         if ours and report.skipped and hasattr(report, "wasxfail"):
@@ -867,6 +878,17 @@ class _KeepFailure:
             # counts (treq). That error stays the report's; the violation is shown beside it, as a section.
             report.sections.append(("sockhygiene: broke its socket limits", str(failure)))
         return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """The teardown report of a failure is logged: as a failure, it stands in the run's result even if the
+        test is run again (flaky), unlike one a rerun plugin logs as ``rerun`` (pytest-rerunfailures). Any
+        teardown report ends the wait: one never logged (a plugin that drops it) is not waited for past it."""
+        if report.when != "teardown" or not self.made:
+            return
+        if report.nodeid in self.made and report.failed and self.results is not None:
+            self.results.stands(report.nodeid)
+        self.made.clear()
+        self._done()
 
 
 class _RecordCarrier:
@@ -951,6 +973,8 @@ class _RecordsFromWorkers:
         record = report.__dict__.pop("sockhygiene", None)
         if isinstance(record, (dict, tuple, list, str)):
             self.results.add(record)
+            if report.failed:  # logged as a failure, not as a rerun: it stands (``SessionResults.stands``)
+                self.results.stands(report.nodeid)
 
 
 class _FinishedBodies:

@@ -260,8 +260,11 @@ class SessionResults:
     interrupted: list[str] = dataclasses.field(default_factory=list)
     """Tests the run was interrupted in (Ctrl-C): checked when the run stopped, never failed."""
     rerun_after_violations: list[str] = dataclasses.field(default_factory=list)
-    """Tests whose earlier attempt broke its limits and that pytest-rerunfailures ran again (``keep_last_attempts``):
+    """Tests whose earlier attempt broke its limits and that a rerun plugin ran again (``keep_last_attempts``):
     the record kept is the last attempt's, so a leak of the first would otherwise leave no trace."""
+
+    stood: set[str] = dataclasses.field(default_factory=set)
+    """Tests run again whose failed attempt still stands in the run's result (``stands``)."""
 
     repeats: bool = False
     """A test may have been recorded more than once (``keep_last_attempts`` then keeps its last): records came from
@@ -283,6 +286,14 @@ class SessionResults:
         if type(record) in _CARRIES_COUNTS:  # (not clean_record's node id)
             self._counted_records.append(record)
 
+    def stands(self, nodeid: str) -> None:
+        """An attempt of the test failed at its teardown and that failure was reported as the test's, not as a
+        rerun: flaky runs a failed call again but lets the attempt's teardown error through (in ``enforce`` mode a
+        leak is that error), where pytest-rerunfailures reports the attempts it reruns as ``rerun``. The run failed
+        on that attempt, so its record is the test's (``keep_last_attempts``), not the last attempt's."""
+        self.stood.add(nodeid)
+        self.repeats = True
+
     def clean_adder(self) -> Callable[[Any], None]:
         """``add_local`` for ``clean_record``'s records, as one C call: the list's own append (the clean path of every
         test; ``keep_last_attempts`` replaces the list only at the session's end, after the last test)."""
@@ -291,7 +302,8 @@ class SessionResults:
     def keep_last_attempts(self) -> int:
         """Keep one record per test: its last. pytest-rerunfailures runs a failing test again under the same node
         id (each attempt is checked, and a leak in enforce mode is itself a failure it retries); only the attempt
-        whose outcome stands is the test's, as in ``merge`` of reports that share a test. Called once, before the
+        whose outcome stands is the test's (an earlier one whose failure stands as well, with flaky: ``stands``), as
+        in ``merge`` of reports that share a test. Called once, before the
         summary and the report are made; one pass over node ids, nothing kept per test while the suite runs.
         Returns how many earlier attempts were dropped."""
         if not self.repeats:
@@ -303,7 +315,18 @@ class SessionResults:
         if len(set(ids)) == len(ids):
             return 0
         last = {nodeid: i for i, nodeid in enumerate(ids)}
-        violated = dict.fromkeys(ids[i] for i, r in enumerate(stored) if last[ids[i]] != i and _violated(r))
+        # tests whose record is an earlier attempt's, one whose failure stands (``stands``): their violation is
+        # counted, so they are not among those run again after breaking their limits
+        earlier: set[str] = set()
+        if self.stood:  # the last violating attempt of such a test is its record, if it is not its last attempt
+            kept = {}
+            for i, nodeid in enumerate(ids):
+                if nodeid in self.stood and _violated(stored[i]):
+                    kept[nodeid] = i
+            earlier = {nodeid for nodeid, i in kept.items() if i != last[nodeid]}
+            last.update(kept)
+        violated = dict.fromkeys(ids[i] for i, r in enumerate(stored)
+                                 if last[ids[i]] != i and _violated(r) and ids[i] not in earlier)
         self.rerun_after_violations.extend(n for n in violated if n not in self.rerun_after_violations)
         self._stored = [r for i, r in enumerate(stored) if last[ids[i]] == i]
         self._counted_records = [r for r in self._stored if type(r) in _CARRIES_COUNTS]

@@ -101,7 +101,7 @@ def summary_lines(results: SessionResults, verbose: bool) -> list[str]:
             lines.append(f"  ... and {len(threads) - 5} more (the JSON report lists them all)")
     rerun = results.rerun_after_violations
     if rerun:
-        lines.append(f"run again after breaking their limits: {plural(len(rerun), 'test')} (pytest-rerunfailures); "
+        lines.append(f"run again after breaking their limits: {plural(len(rerun), 'test')}; "
                      "the record of each is its last attempt's, and what an earlier attempt left open may still be "
                      "open:")
         lines.extend(f"  {nodeid}" for nodeid in rerun[:10])

@@ -120,6 +120,11 @@ holds an fd number the kernel reserves, which turned the fd watch off for the li
 skips in a whole run), and with pytest-rerunfailures 13 (the newest for pytest 7.0) every later check slowed: the
 floor session's run took 13 minutes instead of 3. The tests about reruns turn it back on (``with_rerunfailures``)."""
 
+INNER_FLAKY_ADDOPTS = "-p no:flaky"
+"""For every inner run: flaky (in the test extra, for tests/test_reruns.py) runs every test's protocol itself, in
+place of pytest's, and adds its report to every run's summary. The tests about reruns turn it back on
+(``with_flaky``)."""
+
 
 def _asyncio_loop_scope_args() -> str:
     """pytest-asyncio 0.24 and later warn in every run that leaves ``asyncio_default_fixture_loop_scope`` unset:
@@ -143,7 +148,8 @@ def _inner_run_options(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     """Options for every inner run (``INNER_ADDOPTS``, ``INNER_ASYNCIO_ADDOPTS``), through ``PYTEST_ADDOPTS`` so that
     in-process and subprocess runs, with or without the ``run`` fixture, all get them."""
     inner = " ".join(filter(None, [
-        INNER_ADDOPTS if importlib.util.find_spec("pytest_rerunfailures") is not None else "", INNER_ASYNCIO_ADDOPTS]))
+        INNER_ADDOPTS if importlib.util.find_spec("pytest_rerunfailures") is not None else "",
+        INNER_FLAKY_ADDOPTS if importlib.util.find_spec("flaky") is not None else "", INNER_ASYNCIO_ADDOPTS]))
     if inner:
         if "pytester" in request.fixturenames:
             request.getfixturevalue("pytester")  # first: setting it up drops PYTEST_ADDOPTS ("discard outer options")
@@ -153,6 +159,12 @@ def _inner_run_options(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 def with_rerunfailures(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inner runs of the calling test load pytest-rerunfailures again (see ``INNER_ADDOPTS``)."""
     addopts = os.environ.get("PYTEST_ADDOPTS", "").replace(INNER_ADDOPTS, "").strip()
+    monkeypatch.setenv("PYTEST_ADDOPTS", addopts)
+
+
+def with_flaky(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner runs of the calling test load flaky again (see ``INNER_FLAKY_ADDOPTS``)."""
+    addopts = os.environ.get("PYTEST_ADDOPTS", "").replace(INNER_FLAKY_ADDOPTS, "").strip()
     monkeypatch.setenv("PYTEST_ADDOPTS", addopts)
 
 

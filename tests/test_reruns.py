@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ONE_BACKEND, dedent, with_rerunfailures
+from conftest import ONE_BACKEND, dedent, with_flaky, with_rerunfailures
 
 pytestmark = ONE_BACKEND
 
@@ -54,7 +54,7 @@ def test_a_rerun_test_is_checked_once_with_its_last_attempt(pytester, run, tmp_p
     # the flaky test's first attempt left a connection open: its record is the clean rerun's, and the summary
     # still says it broke its limits before it was run again (found beside the real plugin: no trace otherwise)
     result.stdout.fnmatch_lines([
-        "run again after breaking their limits: 2 tests (pytest-rerunfailures); the record of each is its last "
+        "run again after breaking their limits: 2 tests; the record of each is its last "
         "attempt's, and what an earlier attempt left open may still be open:",
         "  test_r.py::test_always_leaks",
         "  test_r.py::test_leaks_only_at_first",
@@ -78,6 +78,66 @@ def test_a_rerun_test_is_checked_once_with_its_last_attempt(pytester, run, tmp_p
     shown = pytester.run(sys.executable, "-m", "pytest_sockhygiene", "show", str(path))
     shown.stdout.fnmatch_lines(["run again after breaking their limits: 2 tests*", "  test_r.py::test_always_leaks",
                                 "  test_r.py::test_leaks_only_at_first"])
+
+
+FLAKY_SUITE = dedent("""
+    import socket
+
+    from flaky import flaky
+
+    KEEP = []
+    ATTEMPTS = {"flaky": 0}
+
+    @flaky(max_runs=2)
+    def test_leaks_and_fails_at_first(server):
+        ATTEMPTS["flaky"] += 1
+        if ATTEMPTS["flaky"] == 1:
+            KEEP.append(socket.create_connection((server.host, server.port)))
+            assert False, "the first attempt fails"
+
+    def test_clean(server):
+        pass
+""")
+
+
+@pytest.mark.parametrize("workers", [None, "1"])
+def test_beside_flaky_a_violation_that_stands_in_the_runs_result_is_counted(pytester, run, tmp_path, workers,
+                                                                             monkeypatch):
+    """flaky runs a failed call again but lets that attempt's teardown error through: in enforce mode the first
+    attempt's leak is an error of the run, which fails. The summary and the JSON report said "all clean" (the
+    last attempt's record) and named pytest-rerunfailures as what ran it again; the attempt whose failure stands
+    is now the test's record (found running the plugin beside flaky)."""
+    pytest.importorskip("flaky")
+    with_flaky(monkeypatch)
+    pytester.makepyfile(test_f=FLAKY_SUITE)
+    path = tmp_path / "r.json"
+    args = ["-p", "no:randomly", f"--sockhygiene-report={path}"] + (["-n", workers] if workers else [])
+    result = run(*args, subprocess=bool(workers))
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["2 tests checked, 1 with violations (established: 1)"])
+    result.stdout.no_fnmatch_line("*run again after breaking their limits*")
+    report = json.loads(path.read_text())
+    tests = {t["nodeid"]: t for t in report["tests"]}
+    assert sorted(tests) == ["test_f.py::test_clean", "test_f.py::test_leaks_and_fails_at_first"]
+    assert tests["test_f.py::test_leaks_and_fails_at_first"]["counts"]["established"] == 1
+    assert report["session"]["tests_with_violations"] == 1
+    assert report["session"]["rerun_after_violations"] == []
+
+
+def test_beside_flaky_in_warn_mode_the_last_attempt_is_the_record(pytester, run, monkeypatch):
+    """In warn mode the first attempt's leak fails nothing: the run's result is the last attempt's, as with
+    pytest-rerunfailures, and the summary says which test broke its limits before it was run again (naming no
+    plugin: flaky ran it)."""
+    pytest.importorskip("flaky")
+    with_flaky(monkeypatch)
+    pytester.makepyfile(test_f=FLAKY_SUITE)
+    result = run("-p", "no:randomly", mode="warn")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        "2 tests checked, all clean",
+        "run again after breaking their limits: 1 test; the record of each is its last attempt's, *",
+        "  test_f.py::test_leaks_and_fails_at_first",
+    ])
 
 
 def test_a_file_given_twice_with_keep_duplicates_is_one_record_per_test(pytester, run):
