@@ -13,16 +13,21 @@ close anything until something wakes it, and what wakes it is the test's code, w
 a few frames per thread, taken only for a violation whose one part that may go away is a live client.
 
 A socket is another matter: a server thread blocked in ``recv`` is woken by the kernel when the client's end
-closes, and closes its side then. Only a process whose other threads are all blocked in ``accept`` waiting for a
-connection nobody makes (``nothing_else_runs``; none a C library started) has nobody left to close a socket its
-test kept (in a module-level list, in a reference cycle the check may not collect): httplib2's suite under
-``-W error::ResourceWarning`` waited the whole settle for seven such sockets.
+closes, and closes its side then. Only a process whose other threads are all waiting for a connection nobody
+makes (``nothing_else_runs``; none a C library started) has nobody left to close a socket its test kept (in a
+module-level list, in a reference cycle the check may not collect): httplib2's suite under
+``-W error::ResourceWarning`` waited the whole settle for seven such sockets. Waiting for a connection is a thread
+blocked in ``accept``, or in a selector that watches only listeners - ``socketserver``'s ``handle_request`` with no
+timeout, its ``serve_forever`` (prometheus_client's suite left an ``HTTPServer`` with a thread in
+``handle_request`` in each of 22 tests, and each waited the whole settle).
 """
 
 from __future__ import annotations
 
 import os
 import select
+import selectors
+import socket
 import sys
 import threading
 from collections.abc import Iterable
@@ -81,13 +86,62 @@ def _blocked_in_accept(frame: FrameType | None, native_id: int | None = None) ->
             return False
     except Exception:  # noqa: BLE001 - closed under it, or not a socket after all: may run
         return False
-    if native_id is not None:
-        try:
-            with open(f"/proc/self/task/{native_id}/wchan") as f:
-                return "accept" in f.read()
-        except OSError:  # (not Linux, or no fd left: the frame and the listener are all there is to go by)
-            pass
-    return True
+    return _kernel_waits(native_id, ("accept",))
+
+
+_SERVE_FOREVER = "serve_forever"
+"""``socketserver.BaseServer.serve_forever``: wakes every ``poll_interval`` to look at its shutdown flag and
+handles a request only when its listener is readable; it closes no socket itself (``server_close`` is its
+caller's)."""
+
+
+def _blocked_in_selector(frame: FrameType | None, native_id: int | None = None) -> bool:
+    """Whether a thread's innermost frame is a ``selectors`` selector's ``select`` that waits only for connections:
+    every object it watches is a listening socket (or ``socketserver``'s server, whose ``socket`` is one), watched
+    for reading, none with a connection waiting; with no timeout (``handle_request``), or called from
+    ``serve_forever``, which on waking with nothing ready only looks at its shutdown flag. Such a thread runs no code
+    that closes a socket until a connection comes (``_blocked_in_accept``'s rule); on Linux the kernel must show it
+    waiting in the system call too."""
+    if frame is None or frame.f_code.co_name != "select" or \
+            not frame.f_code.co_filename.replace("\\", "/").endswith("/selectors.py"):
+        return False
+    timeout = frame.f_locals.get("timeout")
+    if timeout is not None and timeout >= 0:
+        caller = frame.f_back
+        if caller is None or caller.f_code.co_name != _SERVE_FOREVER or \
+                not caller.f_code.co_filename.replace("\\", "/").endswith("/socketserver.py"):
+            return False  # wakes by itself, and may then run any code
+    try:
+        keys = list(frame.f_locals["self"].get_map().values())
+        if not keys:
+            return False
+        for key in keys:
+            sock = getattr(key.fileobj, "socket", key.fileobj)  # socketserver registers the server itself
+            if key.events != selectors.EVENT_READ or not isinstance(sock, socket.socket) or sock.fileno() != key.fd \
+                    or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) or _pending(key.fd):
+                return False
+    except Exception:  # noqa: BLE001 - a selector, key or socket of an unusual kind (or closed under it): may run
+        return False
+    return _kernel_waits(native_id, ("poll", "select"))
+
+
+def _kernel_waits(native_id: int | None, calls: tuple[str, ...]) -> bool:
+    """Whether the kernel shows the thread waiting in one of these system calls (``/proc/self/task/<id>/wchan``):
+    a thread back from the call but waiting for the GIL still shows the Python frame of the call. True where the
+    kernel cannot be asked (not Linux, no fd left): the frame is all there is to go by."""
+    if native_id is None:
+        return True
+    try:
+        with open(f"/proc/self/task/{native_id}/wchan") as f:
+            wchan = f.read()
+    except OSError:
+        return True
+    return any(call in wchan for call in calls)
+
+
+def _waits_for_a_connection(frame: FrameType | None, native_id: int | None = None) -> bool:
+    """A thread blocked until a connection nobody makes comes: in ``accept``, or in a selector of listeners."""
+    return _blocked_in_accept(frame, native_id) or _blocked_in_selector(frame, native_id)
 
 
 def _pending(fd: int) -> bool:
@@ -122,12 +176,12 @@ def _thread_count() -> int | None:
 
 def nothing_else_runs() -> bool:
     """Whether no thread but the caller can run code that closes a socket: every other thread of the process is
-    a Python thread blocked in ``accept`` (``_blocked_in_accept``), and none was started by C code (gRPC's core,
+    a Python thread waiting for a connection (``_waits_for_a_connection``), and none was started by C code (gRPC's core,
     a driver's I/O thread), which may close a socket too. False when the threads cannot be counted: then another
     may exist, and the check waits as it always did."""
     me = threading.get_ident()
     frames = sys._current_frames()
     natives = {t.ident: getattr(t, "native_id", None) for t in threading.enumerate()}
-    if any(ident != me and not _blocked_in_accept(frame, natives.get(ident)) for ident, frame in frames.items()):
+    if any(ident != me and not _waits_for_a_connection(frame, natives.get(ident)) for ident, frame in frames.items()):
         return False
     return _thread_count() == len(frames)

@@ -655,6 +655,12 @@ class Window(EventSink):
                     collected = True
                     collect()  # the deadline came first: the last look follows a full collection all the same
                 verdict = self.observe(limits)
+                if _may_settle(verdict) and nothing_else_runs():
+                    # a thread that was still on its way into ``accept`` (a server the test just started) waits for
+                    # a connection now: nothing is left that can close a socket, as above
+                    if not collected:
+                        collect()
+                    return self._final(self.observe(limits))
             if settle < limits.settle:
                 return _with_cut_settle(self._final(verdict), time.monotonic() - start, limits.settle)
             return self._final(verdict)

@@ -483,6 +483,50 @@ def test_a_held_socket_no_other_thread_can_close_is_judged_at_once(pytester, run
                durations["test_alone.py::test_kept_in_a_list"]) < QUICK, durations
 
 
+WAITING_FOR_CONNECTIONS = dedent("""
+    import socket, threading, time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    KEEP = []
+
+    def test_a_server_in_handle_request():
+        # prometheus_client's TestPushGateway: a server made in setUp, a thread in handle_request, never closed
+        httpd = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+        KEEP.append(httpd)
+        threading.Thread(target=httpd.handle_request, daemon=True).start()
+
+    def test_a_server_in_serve_forever():
+        httpd = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+        KEEP.append(httpd)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    def test_a_server_on_its_way_into_accept():
+        listener = socket.create_server(("127.0.0.1", 0))
+        KEEP.append(listener)
+        def serve():
+            time.sleep(0.5)  # running, not yet waiting for a connection, when the check first looks
+            listener.accept()
+        threading.Thread(target=serve, daemon=True).start()
+""")
+
+
+def test_a_listener_left_to_a_thread_that_waits_for_connections_is_judged_without_the_wait(pytester, run):
+    """A thread idle in ``socketserver``'s ``handle_request`` or ``serve_forever`` waits in a selector that
+    watches only its listener: as one blocked in ``accept``, it runs no code that could close a socket until a
+    connection comes, which nobody makes. Each such test waited the whole settle (prometheus_client's suite: 22
+    tests, warn mode at 1.9x its time). A thread that is still on its way into ``accept`` when the check first
+    looks ends the wait once it waits there. The verdicts are the same: each listener is the test's leak."""
+    pytester.makepyfile(test_waiting=WAITING_FOR_CONNECTIONS)
+    result = run("--durations=0", "--durations-min=0", "-vv", "-p", "no:randomly", settle=SETTLE, subprocess=True)
+    names = ["test_a_server_in_handle_request", "test_a_server_in_serve_forever",
+             "test_a_server_on_its_way_into_accept"]
+    assert errors_of(result) == [f"test_waiting.py::{name}" for name in names]
+    result.stdout.fnmatch_lines(["*3 tests checked, 3 with violations (listen: 3)*"])
+    durations = teardown_seconds(result)
+    for name in names:
+        assert durations[f"test_waiting.py::{name}"] < QUICK, durations
+
+
 SERVED = dedent("""
     import socket, threading
     import pytest
